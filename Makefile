@@ -1,0 +1,38 @@
+# make demo: a master and a slave on this machine, configured, synced, promoted, shown.
+# make test: the whole suite. Both install what is missing first (Debian packages when run as root,
+# a venv in the checkout with the project installed editable and its test extras).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian packages the tests and the demo start privately (command:package)
+DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
+             mariadbd:mariadb-server pg_ctlcluster:postgresql-common slapadd:slapd tdbtool:tdb-tools
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv test demo bench clean
+
+all: test
+
+deps:
+	@bash scripts/install-deps.sh $(DEB_NEEDS)
+
+$(VENV)/.installed: setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+test: deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: deps venv
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+bench: deps venv
+	@for b in bench/*.py; do echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

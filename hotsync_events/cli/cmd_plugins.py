@@ -1,0 +1,48 @@
+"""``hotsync plugins``: each plugin's name, version, origin, hooks and load error."""
+from __future__ import annotations
+
+import json
+
+from ..paths import root_from
+from ..plugins import PluginClash, get_plugin_manager, install_schemas
+
+HELP = "list the plugins: name, version, where it came from, its hooks, and why it failed to load"
+EPILOG = """\
+examples:
+  hotsync plugins
+  hotsync plugins --json | python3 -m json.tool
+  HOTSYNC_DISABLE_PLUGINS=nextcloud hotsync plugins
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args) -> int:
+    import sys
+
+    try:
+        pm = get_plugin_manager()
+    except PluginClash as exc:
+        print(f"hotsync plugins: {exc}", file=sys.stderr)
+        return 4
+    problems = install_schemas(pm, root_from(getattr(args, "root", None)))
+    infos = pm.plugin_infos()
+    broken = [i for i in infos if i.error]
+    if args.json:
+        print(json.dumps({"plugins": [i.as_json() for i in infos], "problems": problems + [
+            f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors]}, indent=2, sort_keys=True))
+    else:
+        for i in infos:
+            state = "blocked" if i.blocked else ("BROKEN" if i.error else "loaded")
+            print(f"{i.name:<16} {i.version:<10} {state:<8} {i.origin}")
+            if i.hooks:
+                print(f"{'':<16} hooks: {', '.join(i.hooks)}")
+            if i.error:
+                print(f"{'':<16} error: {i.error}")
+        for p in problems:
+            print(f"problem: {p}")
+        if not infos:
+            print("no plugins")
+    return 1 if broken or problems else 0

@@ -1,0 +1,272 @@
+"""``config VERB ...`` and ``db NAME VERB ...``: the e-smith database commands.
+
+Exit codes: 0 done; 1 a missing key or prop (nothing printed); 2 a usage error (the usage is printed);
+3 a value the schema refuses; 4 any other error (I/O, a broken schema). Arguments are parsed by hand:
+this is the command a sysadmin and every script runs most, and it must start fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..configdb import ConfigDB, DBError, open_db
+from ..paths import root_from
+
+EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3, 4
+MASK = "********"
+
+USAGE_VERBS = """\
+verbs:
+  show [KEY]                       each key as KEY=TYPE, then its props indented (secrets masked)
+  keys                             every key, one a line
+  get KEY                          the type of KEY
+  getprop KEY PROP                 the value of PROP (exit 1, no output, when missing)
+  set KEY TYPE [PROP VALUE]...     create or replace KEY with exactly these props
+  setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY
+  delprop KEY PROP...              remove props
+  delete KEY                       remove KEY
+  printjson [KEY]                  JSON: {"name","type","props"} (a list without KEY; secrets masked)
+options (before the verb):
+  --root DIR                       the host's root directory (default $HOTSYNC_ROOT, else /)
+  --show-secrets                   show secret props in clear (show, printjson)
+exit codes: 0 done, 1 missing key or prop, 2 usage error, 3 value refused by the schema, 4 other error
+"""
+CONFIG_USAGE = "usage: config [--root DIR] [--show-secrets] VERB [ARGS...]\n" + USAGE_VERBS + """\
+examples:
+  config setprop hotsync role master SlaveHost 192.168.1.20
+  config getprop hotsync role
+  config show hotsync
+  config set myapp service status enabled TCPPort 8080
+"""
+DB_USAGE = "usage: db [--root DIR] [--show-secrets] NAME VERB [ARGS...]\n" + USAGE_VERBS + """\
+examples:
+  db configuration show hotsync        (the same as: config show hotsync)
+  db accounts keys
+"""
+
+
+class Usage(Exception):
+    pass
+
+
+def _out(text: str) -> None:
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+
+
+def _err(prog: str, text: str) -> None:
+    sys.stderr.write(f"{prog}: {text}\n")
+
+
+class Session:
+    """What one command line asked for."""
+
+    def __init__(self, prog: str, dbname: str, root, show_secrets: bool) -> None:
+        self.prog = prog
+        self.dbname = dbname
+        self.root = root
+        self.show_secrets = show_secrets
+        self._secret = None
+
+    def db(self, *, write: bool = False) -> ConfigDB:
+        return open_db(self.dbname, self.root, validate=write, journal=write)
+
+    def is_secret(self, key: str, prop: str) -> bool:
+        if self.show_secrets:
+            return False
+        if self._secret is None:
+            from ..schema import load
+
+            self._secret = load(self.root, self.dbname)
+        return self._secret.is_secret(key, prop)
+
+    def shown(self, key: str, prop: str, value: str) -> str:
+        return MASK if value and self.is_secret(key, prop) else value
+
+
+def _show_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") if (
+        "\n" in value or "\r" in value) else value
+
+
+# --------------------------------------------------------------------------------------------- verbs
+def verb_show(s: Session, args: list[str]) -> int:
+    _nargs(args, 0, 1)
+    db = s.db()
+    keys = args or db.keys()
+    lines = []
+    for key in keys:
+        rec = db.record(key)
+        if rec is None:
+            return EXIT_MISSING
+        lines.append(f"{key}={_show_value(rec.type)}\n")
+        lines.extend(f"    {p}={_show_value(s.shown(key, p, v))}\n" for p, v in sorted(rec.props.items()))
+    if not keys:
+        return EXIT_MISSING
+    _out("".join(lines))
+    return EXIT_OK
+
+
+def verb_keys(s: Session, args: list[str]) -> int:
+    _nargs(args, 0, 0)
+    keys = s.db().keys()
+    _out("".join(k + "\n" for k in keys))
+    return EXIT_OK if keys else EXIT_MISSING
+
+
+def verb_get(s: Session, args: list[str]) -> int:
+    _nargs(args, 1, 1)
+    rtype = s.db().get(args[0])
+    if rtype is None:
+        return EXIT_MISSING
+    _out(rtype + "\n")
+    return EXIT_OK
+
+
+def verb_getprop(s: Session, args: list[str]) -> int:
+    _nargs(args, 2, 2)
+    value = s.db().getprop(args[0], args[1])
+    if value is None:
+        return EXIT_MISSING
+    _out(value + "\n")
+    return EXIT_OK
+
+
+def _pairs(args: list[str], what: str) -> dict[str, str]:
+    if len(args) % 2:
+        raise Usage(f"{what}: props come in PROP VALUE pairs; {args[-1]!r} has no value")
+    return dict(zip(args[0::2], args[1::2]))
+
+
+def verb_set(s: Session, args: list[str]) -> int:
+    if len(args) < 2:
+        raise Usage("set needs KEY TYPE [PROP VALUE]...")
+    s.db(write=True).set(args[0], args[1], _pairs(args[2:], "set"))
+    return EXIT_OK
+
+
+def verb_setprop(s: Session, args: list[str]) -> int:
+    if len(args) < 3:
+        raise Usage("setprop needs KEY PROP VALUE [PROP VALUE]...")
+    s.db(write=True).setprop(args[0], _pairs(args[1:], "setprop"))
+    return EXIT_OK
+
+
+def verb_delprop(s: Session, args: list[str]) -> int:
+    if len(args) < 2:
+        raise Usage("delprop needs KEY PROP...")
+    s.db(write=True).delprop(args[0], *args[1:])
+    return EXIT_OK
+
+
+def verb_delete(s: Session, args: list[str]) -> int:
+    _nargs(args, 1, 1)
+    s.db(write=True).delete(args[0])
+    return EXIT_OK
+
+
+def _json_record(s: Session, key: str, rec) -> dict:
+    return {"name": key, "type": rec.type,
+            "props": {p: s.shown(key, p, v) for p, v in sorted(rec.props.items())}}
+
+
+def verb_printjson(s: Session, args: list[str]) -> int:
+    _nargs(args, 0, 1)
+    db = s.db()
+    if args:
+        rec = db.record(args[0])
+        if rec is None:
+            return EXIT_MISSING
+        doc: object = _json_record(s, args[0], rec)
+    else:
+        doc = [_json_record(s, k, r) for k, r in db.records()]
+    _out(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
+VERBS = {
+    "show": verb_show, "keys": verb_keys, "get": verb_get, "getprop": verb_getprop, "set": verb_set,
+    "setprop": verb_setprop, "delprop": verb_delprop, "delete": verb_delete, "printjson": verb_printjson,
+}
+# verbs defined elsewhere, imported only when used: name -> "module:function"
+EXTRA_VERBS: dict[str, str] = {}
+
+
+def _nargs(args: list[str], lo: int, hi: int) -> None:
+    if not lo <= len(args) <= hi:
+        raise Usage(f"expected {lo if lo == hi else f'{lo} to {hi}'} argument(s), got {len(args)}")
+
+
+def _verb(name: str):
+    if name in VERBS:
+        return VERBS[name]
+    if name in EXTRA_VERBS:
+        import importlib
+
+        mod, _, fn = EXTRA_VERBS[name].partition(":")
+        return getattr(importlib.import_module(mod, __package__), fn)
+    return None
+
+
+def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
+    usage = CONFIG_USAGE if fixed_db else DB_USAGE
+    root_arg = None
+    show_secrets = False
+    args = list(argv)
+    try:
+        while args and args[0].startswith("-"):
+            opt = args.pop(0)
+            if opt in ("-h", "--help"):
+                _out(usage)
+                return EXIT_OK
+            if opt == "--show-secrets":
+                show_secrets = True
+            elif opt == "--root" and args:
+                root_arg = args.pop(0)
+            elif opt.startswith("--root="):
+                root_arg = opt[len("--root="):]
+            elif opt == "--":
+                break
+            else:
+                raise Usage(f"unknown option {opt!r}")
+        dbname = fixed_db
+        if dbname is None:
+            if not args:
+                raise Usage("missing database NAME")
+            dbname = args.pop(0)
+        if not args:
+            raise Usage("missing VERB")
+        verb = args.pop(0)
+        fn = _verb(verb)
+        if fn is None:
+            raise Usage(f"unknown verb {verb!r}; verbs: {', '.join(sorted([*VERBS, *EXTRA_VERBS]))}")
+        if verb in ("show", "printjson", "search", "history") and "--show-secrets" in args:
+            args.remove("--show-secrets")
+            show_secrets = True
+        session = Session(prog, dbname, root_from(root_arg), show_secrets)
+        return fn(session, args)
+    except Usage as exc:
+        _err(prog, str(exc))
+        sys.stderr.write(usage)
+        return EXIT_USAGE
+    except DBError as exc:
+        _err(prog, str(exc))
+        return exc.exit_code
+    except (OSError, ValueError) as exc:
+        _err(prog, f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+    except BrokenPipeError:  # pragma: no cover - `config show | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def config_main(argv: list[str] | None = None) -> int:
+    return run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration")
+
+
+def db_main(argv: list[str] | None = None) -> int:
+    return run("db", sys.argv[1:] if argv is None else argv, fixed_db=None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(config_main())

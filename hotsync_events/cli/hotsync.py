@@ -1,0 +1,54 @@
+"""``hotsync SUBCOMMAND``: the HotSync tool. Each subcommand lives in a module of its own.
+
+A subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
+it is imported only when its subcommand runs (or for ``--help``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand -> module (relative to this package)
+SUBCOMMANDS: dict[str, str] = {
+    "plugins": ".cmd_plugins",
+}
+
+EPILOG = """\
+examples:
+  hotsync plugins                 which plugins are loaded, from where, with which hooks
+  hotsync plugins --json          the same as JSON, for scripts
+"""
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotsync", description="HotSync: master/slave sync of this host.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
+        mod = importlib.import_module(modname, __package__)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+                           epilog=getattr(mod, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    wanted = next((a for a in argv if a in SUBCOMMANDS), None)
+    parser = build_parser(only=wanted if wanted and "-h" not in argv[:1] and "--help" not in argv[:1] else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The change history of the config databases: one JSON line per changed prop.
+
+Written by the database's writer under its lock, before the new file replaces the old one, so a crash
+between the two leaves at most an entry for a change that did not land, never a change without its entry.
+Secret values are masked when written. The log rotates by size (``history.log``, ``history.log.1`` ...).
+Reading takes no lock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .paths import Root
+
+__all__ = ["MASK", "history_path", "journal_for", "read_history"]
+
+MASK = "********"
+MAX_BYTES = 8 * 1024 * 1024
+KEEP = 3
+
+
+def history_path(root: Root) -> Path:
+    return root.log_dir / "config-history.log"
+
+
+def journal_for(root: Root) -> Callable[[str, list], None]:
+    """A journal callable for :class:`~hotsync_events.configdb.ConfigDB` writing under *root*."""
+    path = history_path(root)
+    secret: Callable[[str, str, str], bool] | None = None
+
+    def journal(db: str, changes: list) -> None:
+        nonlocal secret
+        if secret is None:
+            from .schema import secret_test
+
+            secret = secret_test(root)
+        now = time.time()
+        who = _who()
+        argv = [os.path.basename(sys.argv[0])] + sys.argv[1:] if sys.argv and sys.argv[0] else []
+        hidden = {v for c in changes if c.prop is not None and secret(c.db, c.key, c.prop)
+                  for v in (c.old, c.new) if v}
+        command = " ".join(MASK if a in hidden else a for a in argv)
+        lines = []
+        for c in changes:
+            hide = c.prop is not None and secret(c.db, c.key, c.prop)
+            lines.append(json.dumps({
+                "time": round(now, 6), "db": c.db, "key": c.key, "prop": c.prop,
+                "old": _mask(c.old, hide), "new": _mask(c.new, hide),
+                "user": who[0], "uid": who[1], "pid": os.getpid(), "command": command,
+            }, ensure_ascii=False, sort_keys=True) + "\n")
+        _append(path, "".join(lines).encode("utf-8", "surrogateescape"))
+
+    return journal
+
+
+def _mask(value: str | None, hide: bool) -> str | None:
+    return MASK if hide and value else value
+
+
+def _who() -> tuple[str, int]:
+    uid = os.getuid()
+    name = os.environ.get("SUDO_USER")
+    if not name:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+    return name, uid
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        if os.fstat(fd).st_size + len(data) > MAX_BYTES:
+            _rotate(path)
+            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rotate(path: Path) -> None:
+    for i in range(KEEP - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+def read_history(root: Root) -> Iterator[dict]:
+    """Every entry, oldest first, across rotated files. Takes no lock; a torn last line is skipped."""
+    path = history_path(root)
+    files = [path.with_name(f"{path.name}.{i}") for i in range(KEEP, 0, -1)] + [path]
+    for f in files:
+        try:
+            data = f.read_text(encoding="utf-8", errors="surrogateescape")
+        except FileNotFoundError:
+            continue
+        for line in data.splitlines():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue

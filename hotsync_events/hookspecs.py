@@ -1,0 +1,75 @@
+"""Every hook a hotsync plugin can implement.
+
+Hooks are called with keyword arguments. A plugin implements a hook by defining a function of the same
+name marked with ``@hotsync_events.hookimpl``; it may take any subset of the arguments named here.
+
+Registration hooks (those that return objects from :mod:`hotsync_events.types`) are called once per
+plugin by the core, which records which plugin gave what, validates it, and sorts the results by
+``(priority, name)``; the order pluggy calls plugins in never matters. A registration hook returns an
+iterable (a list, or ``yield`` its items) or None.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import NAME
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from .configdb import ConfigDB
+    from .types import Action, SchemaFile, Service, Template
+
+hookspec = pluggy.HookspecMarker(NAME)
+
+
+# --- configuration database ----------------------------------------------------------------------
+@hookspec
+def hotsync_config_schema() -> Iterable[SchemaFile] | None:
+    """Return the configspec files that extend the config databases with this plugin's keys and props.
+
+    Called when plugins are loaded for an event and by ``hotsync plugins``; the files are installed
+    under the root so that ``config setprop`` validates against them without loading plugins. A prop
+    that two plugins define stops start-up naming both.
+    """
+
+
+# --- events ----------------------------------------------------------------------------------------
+@hookspec
+def hotsync_actions(db: ConfigDB) -> Iterable[Action] | None:
+    """Return the actions this plugin contributes, to any event (``Action.event`` names it).
+
+    Called each time an event is planned (``signal-event``, ``signal-event --list``). The core mixes
+    them with the executables of ``<root>/etc/hotsync/events/<event>/`` and the two implicit steps
+    (templates at priority 5, services at 90) and runs all in ``(priority, name)`` order. Two plugins
+    giving one event the same action name is an error naming both.
+
+    :param db: the ``configuration`` database (read it; an action writes through its context).
+    """
+
+
+@hookspec
+def hotsync_template_dirs() -> Iterable[Path] | None:
+    """Return directories of Mako fragments laid out as ``<dir>/<target path>/<NN-name>``.
+
+    Called when templates are expanded. A fragment here overrides a core fragment of the same name
+    and is overridden by ``<root>/etc/hotsync/templates-custom``.
+    """
+
+
+@hookspec
+def hotsync_templates(db: ConfigDB) -> Iterable[Template] | None:
+    """Return the files this plugin renders: target path, owner, group, mode, events, services.
+
+    Called when an event is planned and by ``expand-template``.
+    """
+
+
+@hookspec
+def hotsync_services(db: ConfigDB) -> Iterable[Service] | None:
+    """Return the services this plugin owns and what each event does to them.
+
+    Called by the service-adjust step of an event (priority 90) and by ``hotsync services``.
+    """

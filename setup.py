@@ -1,0 +1,46 @@
+"""hotsync_events: e-smith style config database, events and master/slave sync."""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+
+def data_files_of(folder):
+    """Every file below *folder*, relative to it (package_data patterns)."""
+    base = HERE / folder
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
+setup(
+    name="hotsync-events",
+    version="0.1.0",
+    description="Config database, signal-event and near-real-time master/slave sync, after NethServer HotSync",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # templates/ and db/ live at the top of the checkout and install as data packages of their own
+    # name inside hotsync_events, so an installed wheel finds them with importlib.resources.
+    packages=["hotsync_events", "hotsync_events.cli", "hotsync_plugins",
+              "hotsync_events._templates", "hotsync_events._db"],
+    package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
+                 "hotsync_events._db": "db"},
+    package_data={"hotsync_events._templates": data_files_of("templates"),
+                  "hotsync_events._db": data_files_of("db"),
+                  "hotsync_plugins": ["*.spec", "**/*.spec", "**/templates/**/*"]},
+    include_package_data=False,
+    install_requires=[
+        "pluggy>=1.3",
+        "configobj>=5.0.8",
+        "Mako>=1.2",
+        "watchdog>=3.0",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4"]},
+    entry_points={
+        "console_scripts": [
+            "config = hotsync_events.cli.config:config_main",
+            "db = hotsync_events.cli.config:db_main",
+            "hotsync = hotsync_events.cli.hotsync:main",
+        ],
+    },
+)

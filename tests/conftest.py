@@ -1,0 +1,50 @@
+"""Shared fixtures: a throw-away root per test, a fresh plugin manager per test, the CLI on PATH."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotsync_events.paths import Root
+from hotsync_events.plugins import get_plugin_manager
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Root:
+    """An empty host root; HOTSYNC_ROOT points at it for the test's subprocesses."""
+    r = tmp_path / "root"
+    r.mkdir()
+    monkeypatch.setenv("HOTSYNC_ROOT", str(r))
+    return Root(r)
+
+
+@pytest.fixture
+def pm():
+    """A fresh plugin manager with the built-in plugins and no third-party entry points."""
+    return get_plugin_manager(entrypoints=False)
+
+
+def command(name: str) -> str:
+    """The path of one of our console scripts in the running venv."""
+    path = BIN / name
+    return str(path) if path.exists() else (shutil.which(name) or name)
+
+
+@pytest.fixture
+def run():
+    """``run("config", "getprop", ...)`` runs one of our commands; returns the CompletedProcess."""
+    def _run(cmd: str, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
+             check: bool = False) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        cp = subprocess.run([command(cmd), *args], input=input, capture_output=True, text=True,
+                            env=full_env, timeout=timeout)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"{cmd} {' '.join(args)} exited {cp.returncode}: {cp.stderr}")
+        return cp
+    return _run

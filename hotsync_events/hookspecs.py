@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .configdb import ConfigDB
-    from .types import Action, SchemaFile, Service, Template
+    from .types import Action, Dump, SchemaFile, Service, SyncPath, Template
 
 hookspec = pluggy.HookspecMarker(NAME)
 
@@ -72,4 +72,24 @@ def hotsync_services(db: ConfigDB) -> Iterable[Service] | None:
     """Return the services this plugin owns and what each event does to them.
 
     Called by the service-adjust step of an event (priority 90) and by ``hotsync services``.
+    """
+
+
+# --- sync ------------------------------------------------------------------------------------------
+@hookspec
+def hotsync_sync_paths(db: ConfigDB) -> Iterable[SyncPath] | None:
+    """Return the paths this plugin's application needs on the slave, and what to keep out.
+
+    Called by every push (``hotsync sync``, the notifier) and by ``hotsync paths``. Includes from all
+    plugins and the sysadmin's ``include.d`` lists are merged; two plugins may name the same path.
+    """
+
+
+@hookspec
+def hotsync_dumps(db: ConfigDB) -> Iterable[Dump] | None:
+    """Return the database dumps to take before each push (they are shipped with it).
+
+    Called by ``hotsync sync`` on the master unless ``hotsync databases`` is disabled, and by
+    ``hotsync restore-databases`` / the promote on the slave (to restore them). Each Dump is run in
+    ``(priority, name)`` order.
     """

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Action", "ActionContext", "SchemaFile", "Service", "Template", "check_name"]
+__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "SchemaFile", "Service", "SyncPath", "Template",
+           "check_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 SERVICE_VERBS = frozenset({"start", "stop", "restart", "reload", "enable", "disable"})
@@ -127,3 +128,54 @@ class SchemaFile:
     def __post_init__(self) -> None:
         check_name("database", self.db)
         object.__setattr__(self, "path", Path(self.path))
+
+
+@dataclass(frozen=True)
+class SyncPath:
+    """A path the master pushes to the slave (or, with ``exclude``, keeps out of the push).
+
+    ``path`` is as on the host (``/var/lib/nextcloud/``); a directory is synced with its contents. An
+    exclude is an rsync pattern relative to the root of the transfer, or an absolute host path.
+    ``realtime`` False keeps the path out of the watchdog notifier (synced by the scheduled run only).
+    """
+
+    path: str
+    exclude: bool = False
+    realtime: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path or "\n" in self.path or "\0" in self.path:
+            raise ValueError(f"sync path {self.path!r} must be a non-empty line")
+        if not self.exclude and (not self.path.startswith("/") or "/../" in f"{self.path}/"):
+            raise ValueError(f"sync path {self.path!r} must be absolute, without '..'")
+
+
+@dataclass(frozen=True)
+class DumpContext:
+    """What a dump's ``run`` gets. ``target`` is the file (under the root) to write the dump to."""
+
+    root: Any
+    db: Any
+    target: Path
+    log: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class Dump:
+    """A consistent dump the master takes before each push and ships with it.
+
+    ``run(ctx)`` writes ``ctx.target`` (through a temp file, checked, then renamed) or raises; a failed
+    dump keeps the last good one and fails the sync. ``path`` is the host path of the dump file, which the
+    sync ships; ``restore(ctx)`` loads it on the slave at promote (ctx.target is then the dump to load).
+    """
+
+    name: str
+    path: str
+    run: Callable[[DumpContext], Any]
+    restore: Callable[[DumpContext], Any] | None = None
+    priority: int = 50
+
+    def __post_init__(self) -> None:
+        check_name("dump", self.name)
+        if not self.path.startswith("/") or "/../" in f"{self.path}/":
+            raise ValueError(f"dump {self.name}: path {self.path!r} must be absolute, without '..'")

@@ -20,9 +20,25 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .configdb import ConfigDB
-    from .types import Action, Dump, SchemaFile, Service, SyncPath, Template
+    from .paths import Root
+    from .types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
 
 hookspec = pluggy.HookspecMarker(NAME)
+
+
+# --- presence -------------------------------------------------------------------------------------
+@hookspec
+def hotsync_detect(root: Root, db: ConfigDB) -> bool | None:
+    """Return whether this plugin's package is present on the host (its files, or its config db keys).
+
+    Called before every other registration hook is collected (and by ``hotsync plugins``). When it
+    returns False the plugin is inactive: the core drops everything its other hooks would return, so a
+    box without Nextcloud ships no Nextcloud paths. A plugin without this hook, or returning None, is
+    always active. Look only under *root* (``root.join("/usr/share/nextcloud")``), never at ``/``.
+
+    :param root: the host's :class:`~hotsync_events.paths.Root`.
+    :param db: the ``configuration`` database (read only).
+    """
 
 
 # --- configuration database ----------------------------------------------------------------------
@@ -92,4 +108,19 @@ def hotsync_dumps(db: ConfigDB) -> Iterable[Dump] | None:
     Called by ``hotsync sync`` on the master unless ``hotsync databases`` is disabled, and by
     ``hotsync restore-databases`` / the promote on the slave (to restore them). Each Dump is run in
     ``(priority, name)`` order.
+    """
+
+
+# --- promote ---------------------------------------------------------------------------------------
+@hookspec
+def hotsync_promote_steps(db: ConfigDB) -> Iterable[PromoteStep] | None:
+    """Return the steps that make this plugin's application take over when the slave is promoted.
+
+    Called by ``hotsync-promote`` after the shipped config database is applied and the databases are
+    restored (``Dump.restore``), and by ``hotsync-promote --dry-run`` to show the plan. The core runs
+    every plugin's steps in ``(priority, name)`` order; two plugins giving a step the same name is an
+    error naming both. Work that belongs after ``signal-event post-restore-data`` is an
+    :class:`~hotsync_events.types.Action` on event ``post-restore-data`` (``hotsync_actions``).
+
+    :param db: the ``configuration`` database as it is after the promote applied the master's copy.
     """

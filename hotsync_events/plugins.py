@@ -22,7 +22,7 @@ from . import NAME, __version__, hookspecs
 
 __all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager"]
 
-#: dotted module names of the built-in plugins; the plugin's name is the last part
+#: the built-in plugins: ``"name=dotted.module"``, or a dotted module name whose last part is the name
 BUILTIN_PLUGINS: tuple[str, ...] = ()
 ENV_DISABLE = "HOTSYNC_DISABLE_PLUGINS"
 
@@ -40,11 +40,13 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     blocked: bool = False
+    active: bool | None = None    # what hotsync_detect said at the last detect(); None = not asked yet
 
     def as_json(self) -> dict:
         return {"name": self.name, "origin": self.origin, "version": self.version, "module": self.module,
                 "hooks": sorted(self.hooks), "error": self.error, "blocked": self.blocked,
-                "loaded": self.error is None and not self.blocked}
+                "loaded": self.error is None and not self.blocked,
+                "active": bool(self.active) if self.error is None and not self.blocked else False}
 
 
 class HotsyncPluginManager(pluggy.PluginManager):
@@ -55,6 +57,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.hook_errors: list[tuple[str, str, str]] = []   # (plugin, hook, error) from collect()
+        self.root = None      # the Root detection looks at when a hook call names none (else $HOTSYNC_ROOT)
 
     def parse_hookimpl_opts(self, plugin: Any, name: str):
         if not name.startswith(NAME + "_"):
@@ -94,8 +97,9 @@ class HotsyncPluginManager(pluggy.PluginManager):
         return [n for n in dir(self.hook) if n.startswith(NAME + "_")]
 
     def load_builtins(self, modules: Iterable[str] = BUILTIN_PLUGINS) -> None:
-        for dotted in modules:
-            name = dotted.rpartition(".")[2]
+        for entry in modules:
+            name, sep, dotted = entry.partition("=")
+            name, dotted = (name.strip(), dotted.strip()) if sep else (entry.rpartition(".")[2], entry)
             if self.is_blocked(name):
                 self.infos[name] = PluginInfo(name, "built-in", __version__, dotted, blocked=True)
                 continue
@@ -131,23 +135,70 @@ class HotsyncPluginManager(pluggy.PluginManager):
         return [self.infos[n] for n in sorted(self.infos)]
 
     # -------------------------------------------------------------------------------- calling
+    def detect(self, root: Any = None, db: Any = None) -> dict[str, bool]:
+        """Ask every plugin's ``hotsync_detect`` whether its package is on the host: ``{name: active}``.
+
+        A plugin without the hook, or answering None, is active; one whose hook raises is inactive and
+        recorded in :attr:`hook_errors`. The answer is also kept in each :class:`PluginInfo`.
+        """
+        root = _root_for(self, root, db)
+        if db is None:
+            from .configdb import open_db
+
+            db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+        active = {n: True for n, i in self.infos.items() if i.error is None and not i.blocked}
+        for impl in self.hook.hotsync_detect.get_hookimpls():
+            kwargs = {"root": root, "db": db}
+            try:
+                answer = impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:
+                self._hook_error(impl.plugin_name, "hotsync_detect", _describe(exc))
+                answer = False
+            active[impl.plugin_name] = answer is None or bool(answer)
+        for name, info in self.infos.items():
+            info.active = active.get(name, False)
+        return active
+
+    def _hook_error(self, plugin: str, hook: str, error: str) -> None:
+        if (plugin, hook, error) not in self.hook_errors:
+            self.hook_errors.append((plugin, hook, error))
+
     def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call a registration hook plugin by plugin; return ``[(plugin name, item), ...]``.
 
-        A plugin whose hook raises is recorded in :attr:`hook_errors` and contributes nothing; the
-        others are not affected.
+        Only active plugins are asked (see :meth:`detect`; the root is ``kwargs["root"]``, else
+        :attr:`root`, else the one the ``db`` argument lives in, else ``$HOTSYNC_ROOT``). A plugin whose
+        hook raises is recorded in :attr:`hook_errors` and contributes nothing; the others are not
+        affected.
         """
         caller = getattr(self.hook, hook_name)
         out: list[tuple[str, Any]] = []
+        active = None if hook_name == "hotsync_detect" else self.detect(kwargs.get("root"), kwargs.get("db"))
         for impl in sorted(caller.get_hookimpls(), key=lambda i: i.plugin_name):
+            if active is not None and not active.get(impl.plugin_name, True):
+                continue
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
                 items = list(result) if result is not None else []
             except Exception as exc:
-                self.hook_errors.append((impl.plugin_name, hook_name, _describe(exc)))
+                self._hook_error(impl.plugin_name, hook_name, _describe(exc))
                 continue
             out.extend((impl.plugin_name, item) for item in items)
         return out
+
+
+def _root_for(pm: HotsyncPluginManager, root: Any, db: Any):
+    """The root a hook call is about: given, the manager's, the one *db* lives in, or $HOTSYNC_ROOT."""
+    from .paths import Root, root_from
+
+    if root is not None:
+        return root if isinstance(root, Root) else Root(root)
+    if pm.root is not None:
+        return pm.root if isinstance(pm.root, Root) else Root(pm.root)
+    path = getattr(db, "path", None)     # <root>/var/lib/hotsync/db/<name>
+    if path is not None and len(path.parents) > 4 and path.parent.parts[-4:] == ("var", "lib", "hotsync", "db"):
+        return Root(path.parents[4])
+    return root_from(None)
 
 
 def _where(info: PluginInfo) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "SchemaFile", "Service", "SyncPath", "Template",
-           "check_name"]
+__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "PromoteStep", "SchemaFile", "Service", "SyncPath",
+           "Template", "check_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 SERVICE_VERBS = frozenset({"start", "stop", "restart", "reload", "enable", "disable"})
@@ -179,3 +179,29 @@ class Dump:
         check_name("dump", self.name)
         if not self.path.startswith("/") or "/../" in f"{self.path}/":
             raise ValueError(f"dump {self.name}: path {self.path!r} must be absolute, without '..'")
+
+
+@dataclass(frozen=True)
+class PromoteStep:
+    """One step of ``hotsync-promote`` that turns this slave into the master.
+
+    The promote runs every active plugin's steps after the databases are restored, in
+    ``(priority, name)`` order. ``run(ctx)`` gets an :class:`ActionContext` whose ``event`` is
+    ``promote`` (no args); it returns None (or 0) on success, and a non-zero int or an exception fails
+    the step. A failed step is reported and the promote goes on, unless the step is ``critical``: then
+    the steps after it are not run and the promote fails. Steps must be safe to run twice (a killed
+    promote is run again). What must happen after ``signal-event post-restore-data`` is an ordinary
+    :class:`Action` on that event instead.
+    """
+
+    name: str
+    run: Callable[[ActionContext], Any]
+    priority: int = 50
+    critical: bool = False
+
+    def __post_init__(self) -> None:
+        check_name("promote step", self.name)
+        if not isinstance(self.priority, int) or not 0 <= self.priority <= 99:
+            raise ValueError(f"promote step {self.name}: priority {self.priority!r} is not a whole number from 0 to 99")
+        if not callable(self.run):
+            raise ValueError(f"promote step {self.name}: run is not callable")

@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, Mapping
 
 from .dbformat import KeyError_, Record, check_key, check_prop, decode_record, encode_record, parse_text, render_text
 from .fsutil import atomic_write
@@ -42,21 +45,19 @@ class InvalidName(DBError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Change:
-    """One prop that a write changes. ``prop`` is None for the record's type; old/new None = absent."""
+class Change(namedtuple("Change", "db key prop old new")):
+    """One prop that a write changes. ``prop`` is None for the record's type; old/new None = absent.
 
-    db: str
-    key: str
-    prop: str | None
-    old: str | None
-    new: str | None
+    Immutable (a named tuple: cheaper to import than a frozen dataclass).
+    """
+
+    __slots__ = ()
 
 
 #: validator(db_name, key, old_record_or_None, new_record) raises on a refused value
-Validator = Callable[[str, str, "Record | None", Record], None]
+Validator = "Callable[[str, str, Record | None, Record], None]"
 #: journal(db_name, changes) is called under the lock, before the new file replaces the old
-Journal = Callable[[str, list], None]
+Journal = "Callable[[str, list], None]"
 
 
 class ConfigDB:

@@ -12,9 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .paths import Root
+
+TYPE_CHECKING = False  # importing typing costs every `config setprop` milliseconds
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 __all__ = ["MASK", "history_path", "journal_for", "read_history"]
 

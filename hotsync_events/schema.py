@@ -17,18 +17,20 @@ spec names are accepted as they are: the database is open, as e-smith's is.
 """
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 from pathlib import Path
-from typing import Callable
 
 from configobj import ConfigObj
 from configobj import validate as _v
 
 from .configdb import DBError, Record
 from .paths import Root, data_dir
+
+TYPE_CHECKING = False  # typing (and dataclasses) cost `config setprop` milliseconds at every start
+if TYPE_CHECKING:
+    from typing import Callable
 
 __all__ = ["InvalidValue", "KeySpec", "PropSpec", "Schema", "SchemaError", "apply_defaults", "load",
            "secret_test", "spec_files", "validator_for"]
@@ -139,18 +141,13 @@ def _validator() -> _v.Validator:
 
 
 # ---------------------------------------------------------------------------------------------- model
-@dataclass(frozen=True)
-class PropSpec:
-    key: str
-    prop: str
-    check: str
-    function: str
-    args: tuple
-    default: str | None
-    secret: bool
-    force: bool
-    description: str
-    source: str
+class PropSpec(namedtuple("PropSpec", "key prop check function args default secret force description source")):
+    """One prop of a key: its ``validate`` check (function name and arguments), default, flags, description.
+
+    Immutable; a named tuple rather than a frozen dataclass so that loading the schema stays cheap.
+    """
+
+    __slots__ = ()
 
     @property
     def allowed(self) -> str:
@@ -185,13 +182,13 @@ def _range_words(what: str, kwargs: tuple) -> str:
     return what
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    key: str
-    type: str
-    description: str
-    source: str
-    props: dict = field(default_factory=dict)
+class KeySpec(namedtuple("KeySpec", "key type description source props")):
+    """One key of a database: the record type it is created with and its props (name -> PropSpec)."""
+
+    __slots__ = ()
+
+    def __new__(cls, key: str, type: str, description: str, source: str, props: dict | None = None):
+        return super().__new__(cls, key, type, description, source, {} if props is None else props)
 
 
 class Schema:
@@ -226,6 +223,8 @@ class Schema:
         shown = "********" if ps.secret else value
         msg = f"refused {self.db} {ps.key} {ps.prop}={shown!r}: allowed is {ps.allowed}"
         if ps.function == "option" and not ps.secret:
+            import difflib  # only when a value is refused
+
             near = difflib.get_close_matches(value, [a for a in ps.args if a], n=1, cutoff=0.6)
             if near:
                 msg += f". Did you mean {near[0]!r}?"

@@ -6,7 +6,6 @@ this is the command a sysadmin and every script runs most, and it must start fas
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -171,6 +170,8 @@ def _json_record(s: Session, key: str, rec) -> dict:
 
 
 def verb_printjson(s: Session, args: list[str]) -> int:
+    import json  # here, not at the top: `config getprop` starts without it
+
     _nargs(args, 0, 1)
     db = s.db()
     if args:

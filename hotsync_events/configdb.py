@@ -257,12 +257,13 @@ class Transaction:
         self.changes = changes
         if not changes and db.exists and not db._legacy:
             return
-        if db._legacy:  # first write of a NethServer file: re-encode every record in our dialect
-            raw = {k: (raw[k] if k in self._changed else encode_record(db.record(k)))  # type: ignore[arg-type]
-                   for k in raw}
+        if db._legacy:  # first write of a NethServer file: re-encode every record in our dialect (a staged
+            # record that equals the old one was skipped above and is still in the legacy encoding)
+            raw = {k: encode_record(self.record(k)) for k in raw}  # type: ignore[arg-type]
         if db.journal is not None and changes:
             db.journal(db.name, changes)
-        atomic_write(db.path, render_text(raw), mode=0o640)
+        # surrogateescape: bytes that are not UTF-8 (an old hand edit) were read as surrogates; keep them as they are
+        atomic_write(db.path, render_text(raw).encode("utf-8", "surrogateescape"), mode=0o640)
 
 
 def check_name(name: str, *, kind: str) -> str:

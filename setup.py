@@ -25,7 +25,8 @@ setup(
               "hotsync_events._templates", "hotsync_events._db"],
     package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
                  "hotsync_events._db": "db"},
-    package_data={"hotsync_events._templates": data_files_of("templates"),
+    package_data={"hotsync_events": ["completion/*.bash"],  # bash completion: `config __complete --script`
+                  "hotsync_events._templates": data_files_of("templates"),
                   "hotsync_events._db": data_files_of("db"),
                   "hotsync_plugins": ["*.spec", "**/*.spec", "**/templates/**/*"]},
     include_package_data=False,

@@ -2,8 +2,9 @@
 
 Written by the database's writer under its lock, before the new file replaces the old one, so a crash
 between the two leaves at most an entry for a change that did not land, never a change without its entry.
-Secret values are masked when written. The log rotates by size (``history.log``, ``history.log.1`` ...).
-Reading takes no lock.
+Secret values are masked when written. The log rotates by size (``config-history.log``, then ``.1`` to
+``.3``, ``.3`` the oldest), under a lock of its own that writers of different databases share
+(``config-history.log.lock``). Reading takes no lock (:mod:`hotsync_events.historyview` filters it).
 """
 from __future__ import annotations
 
@@ -78,17 +79,35 @@ def _who() -> tuple[str, int]:
 
 
 def _append(path: Path, data: bytes) -> None:
+    """Append *data* under the log's own lock (writers of different databases share the log).
+
+    A line left torn by a writer killed in mid-write is closed first, so the next entry starts on a
+    line of its own. Readers take no lock.
+    """
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
-        if os.fstat(fd).st_size + len(data) > MAX_BYTES:
-            _rotate(path)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            size = os.fstat(fd).st_size
+            if size and size + len(data) > MAX_BYTES:
+                _rotate(path)
+                os.close(fd)
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
             os.close(fd)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        os.write(fd, data)
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        os.close(lock)  # closing releases the flock
 
 
 def _rotate(path: Path) -> None:

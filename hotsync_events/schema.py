@@ -222,13 +222,28 @@ class Schema:
     def _refusal(self, ps: PropSpec, value: str) -> str:
         shown = "********" if ps.secret else value
         msg = f"refused {self.db} {ps.key} {ps.prop}={shown!r}: allowed is {ps.allowed}"
-        if ps.function == "option" and not ps.secret:
-            import difflib  # only when a value is refused
-
-            near = difflib.get_close_matches(value, [a for a in ps.args if a], n=1, cutoff=0.6)
-            if near:
-                msg += f". Did you mean {near[0]!r}?"
+        near = None if ps.secret else nearest(value, _CHOICES.get(ps.function) or (
+            [a for a in ps.args if a] if ps.function == "option" else []))
+        if near:
+            msg += f". Did you mean {near!r}?"
         return msg
+
+
+_CHOICES = {"boolean": ["yes", "no", "true", "false", "on", "off"]}
+
+
+def nearest(value: str, choices: list) -> str | None:
+    """The allowed value *value* is most likely a typo of (``mastr`` -> ``master``), or None.
+
+    Case-insensitive (``MASTER`` -> ``master``); a value already allowed is not "near" anything.
+    """
+    if not choices or value in choices:
+        return None
+    import difflib  # only when a value is refused
+
+    lowered = {c.lower(): c for c in reversed(choices)}
+    near = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[near[0]] if near else None
 
 
 # ---------------------------------------------------------------------------------------------- loading

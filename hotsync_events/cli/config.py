@@ -26,9 +26,16 @@ verbs:
   delprop KEY PROP...              remove props
   delete KEY                       remove KEY
   printjson [KEY]                  JSON: {"name","type","props"} (a list without KEY; secrets masked)
+  info [--json] KEY [PROP]         what it means: description, allowed values, default, secret, who declared
+                                   it, the events that read it
+  search [--key RE] [--prop RE] [--value RE] [--non-default] [--json]
+                                   KEY PROP=VALUE rows that match (exit 1 when none; secrets masked)
+  history [KEY] [--since WHEN] [--last N] [--json]
+                                   every change: time, user(uid), command, key prop: old -> new
+                                   (WHEN: 2026-11-23, 2026-11-23T18:00, 30m, 1h, 2d, today)
 options (before the verb):
   --root DIR                       the host's root directory (default $HOTSYNC_ROOT, else /)
-  --show-secrets                   show secret props in clear (show, printjson)
+  --show-secrets                   show secret props in clear (show, printjson, search, history, info)
 exit codes: 0 done, 1 missing key or prop, 2 usage error, 3 value refused by the schema, 4 other error
 """
 CONFIG_USAGE = "usage: config [--root DIR] [--show-secrets] VERB [ARGS...]\n" + USAGE_VERBS + """\
@@ -37,11 +44,19 @@ examples:
   config getprop hotsync role
   config show hotsync
   config set myapp service status enabled TCPPort 8080
+  config info hotsync role             what role means and which values it takes
+  config search --value '^master$'     which props hold exactly "master"
+  config search --key hotsync --non-default
+  config history hotsync --since 1d    what changed in hotsync since yesterday, by whom
+  source <(config __complete --script)   bash completion for config, db, signal-event, hotsync
 """
 DB_USAGE = "usage: db [--root DIR] [--show-secrets] NAME VERB [ARGS...]\n" + USAGE_VERBS + """\
 examples:
   db configuration show hotsync        (the same as: config show hotsync)
   db accounts keys
+  db configuration info rsyncd password
+  db configuration search --prop '^status$' --json
+  db configuration history --since 2h
 """
 
 
@@ -190,7 +205,10 @@ VERBS = {
     "setprop": verb_setprop, "delprop": verb_delprop, "delete": verb_delete, "printjson": verb_printjson,
 }
 # verbs defined elsewhere, imported only when used: name -> "module:function"
-EXTRA_VERBS: dict[str, str] = {}
+EXTRA_VERBS: dict[str, str] = {
+    "info": ".config_ux:verb_info", "search": ".config_ux:verb_search", "history": ".config_ux:verb_history",
+    "__complete": ".config_ux:verb_complete",  # hidden: the bash completion's helper
+}
 
 
 def _nargs(args: list[str], lo: int, hi: int) -> None:
@@ -240,8 +258,9 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
         verb = args.pop(0)
         fn = _verb(verb)
         if fn is None:
-            raise Usage(f"unknown verb {verb!r}; verbs: {', '.join(sorted([*VERBS, *EXTRA_VERBS]))}")
-        if verb in ("show", "printjson", "search", "history") and "--show-secrets" in args:
+            known = sorted(v for v in [*VERBS, *EXTRA_VERBS] if not v.startswith("_"))
+            raise Usage(f"unknown verb {verb!r}; verbs: {', '.join(known)}")
+        if verb in ("show", "printjson", "search", "history", "info") and "--show-secrets" in args:
             args.remove("--show-secrets")
             show_secrets = True
         session = Session(prog, dbname, root_from(root_arg), show_secrets)

@@ -1,0 +1,174 @@
+"""Which templates, actions and services read a config value, and so which events depend on it.
+
+A static scan, for ``config info``: nothing is rendered or run. The places looked at:
+
+* template fragments, ``<dir>/<target path>/<NN-name>``, of the packaged ``templates/`` folder, of the
+  plugins' template directories (``hotsync_template_dirs``) and of ``<root>/etc/hotsync/templates-custom``;
+  a target's events come from the plugins' ``hotsync_templates`` registrations;
+* the source of each plugin action's ``run`` (``hotsync_actions``), and of each plugin's
+  ``hotsync_services`` hook (a service's events then depend on the value);
+* the executables of ``<root>/etc/hotsync/events/<event>/``.
+
+A text reads ``KEY PROP`` when it names the key (quoted, ``getprop KEY``, ``KEY.attr`` or ``KEY[``) and the prop
+(quoted, ``.PROP``, or ``getprop KEY PROP``). This finds ``db.getprop('hotsync', 'role')``,
+``hotsync['role']``, ``${hotsync.role}``, ``${db.hotsync.role}`` and
+``config getprop hotsync role`` alike; it may name a file that only mentions both names.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .paths import Root, data_dir
+
+__all__ = ["find_references", "mentions", "template_dirs"]
+
+MAX_BYTES = 512 * 1024  # larger files are not fragments or scripts
+
+
+_EXT = r"(?:conf|cfg|log|pid|d|sh|service|timer|lock|json|xml|ini|spec|secrets|py|txt)\b"
+
+
+def _key_pattern(key: str) -> re.Pattern:
+    k = re.escape(key)
+    return re.compile(
+        rf"""(['"]){k}\1"""                                                      # 'hotsync' / "hotsync"
+        rf"""|\b(?:getprop|get|show|setprop|delprop|printjson|info)\s+{k}(?![\w-])"""  # config getprop hotsync
+        rf"""|(?<![\w/-]){k}\.(?!{_EXT})(?=[A-Za-z_])"""                           # hotsync.role, db.hotsync.x
+        rf"""|(?<![\w/.-]){k}\[""")                                               # hotsync['role']
+
+
+def _prop_pattern(key: str, prop: str) -> re.Pattern:
+    k, p = re.escape(key), re.escape(prop)
+    return re.compile(
+        rf"""(['"]){p}\1"""                                                      # 'role' (getprop, [...])
+        rf"""|\.{p}(?![\w-])"""                                             # .role
+        rf"""|\b{k}\s+{p}(?![\w-])""")                                           # getprop hotsync role
+
+
+def mentions(text: str, key: str, prop: str | None = None) -> bool:
+    """Whether *text* reads *key* (and *prop*, when given)."""
+    if key not in text or (prop is not None and prop not in text):
+        return False
+    if _key_pattern(key).search(text) is None:
+        return False
+    return prop is None or _prop_pattern(key, prop).search(text) is not None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if b"\0" in data[:4096]:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def template_dirs(root: Root, pm=None) -> list:
+    """``(source, dir)`` in the order fragments override each other: core, plugins, templates-custom."""
+    dirs = []
+    try:
+        dirs.append(("core", data_dir("templates")))
+    except FileNotFoundError:
+        pass
+    if pm is not None:
+        for plugin, d in sorted(pm.collect("hotsync_template_dirs"), key=lambda x: x[0]):
+            dirs.append((f"plugin {plugin}", Path(d)))
+    dirs.append(("templates-custom", root.etc_dir / "templates-custom"))
+    return dirs
+
+
+def _fragments(base: Path, targets: set):
+    """``(target, fragment name, path)`` of each file under a templates directory."""
+    if not base.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith((".pyc", "~", ".swp")):
+                continue
+            path = Path(dirpath, name)
+            rel = "/" + path.relative_to(base).as_posix()
+            if rel in targets:            # a whole-file template (it replaces the fragments)
+                yield rel, name, path
+            else:
+                yield "/" + path.parent.relative_to(base).as_posix(), name, path
+
+
+def _source_of(fn) -> str | None:
+    import inspect
+
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+
+
+def find_references(root: Root, dbname: str, key: str, prop: str | None = None, *, db=None, pm=None) -> dict:
+    """``{"events", "templates", "actions", "services", "notes"}``: what reads *key* (*prop*).
+
+    ``templates`` is ``[{"target", "events", "fragments": [{"fragment", "source", "path"}]}]``; ``actions``
+    ``[{"event", "name", "source"}]``; ``services`` ``[{"name", "source", "events"}]``; ``events`` the
+    sorted union of their events. *pm* (a plugin manager) adds the plugins' templates, actions and
+    services; a plugin whose hook fails is named in ``notes``.
+    """
+    notes: list = []
+    target_events: dict = {}
+    if pm is not None and db is not None:
+        for _plugin, t in pm.collect("hotsync_templates", db=db):
+            target_events.setdefault(t.path, set()).update(t.events)
+    templates: dict = {}
+    for source, base in template_dirs(root, pm):
+        for target, frag, path in _fragments(base, set(target_events)):
+            text = _read_text(path)
+            if text is None or not mentions(text, key, prop):
+                continue
+            t = templates.setdefault(target, {"target": target, "events": sorted(target_events.get(target, ())),
+                                              "fragments": []})
+            t["fragments"].append({"fragment": frag, "source": source, "path": str(path)})
+    actions = []
+    services = []
+    if pm is not None and db is not None:
+        for plugin, action in pm.collect("hotsync_actions", db=db):
+            src = _source_of(action.run)
+            if src is not None and mentions(src, key, prop):
+                actions.append({"event": action.event, "name": action.name, "source": f"plugin {plugin}"})
+        by_plugin: dict = {}
+        for plugin, svc in pm.collect("hotsync_services", db=db):
+            by_plugin.setdefault(plugin, []).append(svc)
+        for impl in pm.hook.hotsync_services.get_hookimpls():
+            src = _source_of(impl.function)
+            if src is None or not mentions(src, key, prop):
+                continue
+            for svc in by_plugin.get(impl.plugin_name, []):
+                services.append({"name": svc.name, "source": f"plugin {impl.plugin_name}",
+                                 "events": sorted(svc.events)})
+        for plugin, hook, error in pm.hook_errors:
+            notes.append(f"plugin {plugin}: hook {hook} failed ({error}); what it reads is not shown")
+    events_dir = root.etc_dir / "events"
+    if events_dir.is_dir():
+        for event in sorted(os.listdir(events_dir)):
+            edir = events_dir / event
+            if not edir.is_dir():
+                continue
+            for name in sorted(os.listdir(edir)):
+                path = edir / name
+                if not os.access(path, os.X_OK) or not path.is_file():
+                    continue
+                text = _read_text(path)
+                if text is not None and mentions(text, key, prop):
+                    actions.append({"event": event, "name": name, "source": f"events directory {edir}"})
+    events = set()
+    for t in templates.values():
+        events.update(t["events"])
+    for a in actions:
+        events.add(a["event"])
+    for s in services:
+        events.update(s["events"])
+    return {"events": sorted(events), "templates": [templates[t] for t in sorted(templates)],
+            "actions": sorted(actions, key=lambda a: (a["event"], a["name"])),
+            "services": sorted(services, key=lambda s: s["name"]), "notes": notes}

@@ -1,0 +1,185 @@
+"""Reading the config change history for ``config history``: filters, ``--since`` forms, output.
+
+The log (:mod:`hotsync_events.history`) holds one JSON line per changed prop, in the order the changes
+landed: each writer appends its entries under the database's lock, before its new file replaces the old.
+Reading takes no lock. The filters work on the raw bytes first, so that a 100,000-entry log is searched
+for one key, or for the last hour, without decoding every entry:
+
+* a key filter only decodes lines holding the key as a JSON string;
+* ``since`` scans each file from its end and stops at the first older entry (the log is in landing
+  order, and each entry's time is taken under the lock; a clock stepped backwards can hide entries
+  written before the step);
+* ``last`` decodes only the last N matching lines.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from .history import KEEP, MASK, history_path
+from .paths import Root
+
+__all__ = ["WhenError", "entries", "entry_text", "history_files", "parse_when"]
+
+_TIME = re.compile(rb'"time":\s*(-?[0-9][0-9.eE+-]*)')
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|"
+                   r"w|weeks?)(?:\s+ago)?", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+WHEN_FORMS = ("an ISO date or time (2026-11-23, 2026-11-23T18:00, '2026-11-23 18:00:00+01:00'), "
+              "a span back from now (90s, 30m, 1h, 2d, 1w), today, yesterday or @EPOCH")
+
+
+class WhenError(ValueError):
+    """A ``--since`` value in none of the accepted forms."""
+
+
+def parse_when(text: str, now: float | None = None) -> float:
+    """The epoch time *text* names: ISO date/time (local unless it says its zone), ``30m``/``1h``/``2d``
+    back from *now*, ``today``, ``yesterday``, ``now`` or ``@EPOCH``."""
+    now = time.time() if now is None else now
+    s = text.strip()
+    m = _SPAN.fullmatch(s)
+    if m:
+        return now - float(m.group(1)) * _UNIT[m.group(2)[0].lower()]
+    low = s.lower()
+    if low == "now":
+        return now
+    if low in ("today", "yesterday"):
+        t = time.localtime(now)
+        midnight = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+        return midnight - (86400 if low == "yesterday" else 0)
+    if s.startswith("@"):
+        try:
+            return float(s[1:])
+        except ValueError:
+            pass
+    else:
+        from datetime import datetime
+
+        iso = s.replace(" ", "T", 1)
+        if iso.endswith(("Z", "z")):
+            iso = iso[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(iso)
+        except ValueError:
+            dt = None
+        if dt is not None:
+            if dt.tzinfo is None:
+                return time.mktime(dt.timetuple()) + dt.microsecond / 1e6
+            return dt.timestamp()
+    raise WhenError(f"invalid time {text!r}: use {WHEN_FORMS}")
+
+
+def history_files(root: Root) -> list:
+    """The log's files, oldest first (``.3``, ``.2``, ``.1``, then the live one)."""
+    path = history_path(root)
+    return [path.with_name(f"{path.name}.{i}") for i in range(KEEP, 0, -1)] + [path]
+
+
+def _time_of(line: bytes) -> float | None:
+    m = _TIME.search(line)
+    if m is None:
+        return None
+    try:
+        return float(m.group(1))
+    except ValueError:
+        return None
+
+
+def _start_since(data: bytes, since: float) -> int:
+    """Offset of the first line of *data* from which every entry is not older than *since*.
+
+    Scans back from the end and stops at the first older entry.
+    """
+    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    start = len(data)
+    while end >= 0:
+        nl = data.rfind(b"\n", 0, end)
+        t = _time_of(data[nl + 1:end])
+        if t is not None and t < since:
+            return start
+        start = nl + 1
+        if nl < 0:
+            return 0
+        end = nl
+    return start
+
+
+def _raw_lines(root: Root, *, key: str | None, since: float | None) -> list:
+    needle = json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogateescape") if key is not None else None
+    out: list = []
+    for f in history_files(root):
+        try:
+            with open(f, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            continue
+        if not data:
+            continue
+        if since is not None:
+            data = data[_start_since(data, since):]
+        if needle is None:
+            out.extend(line for line in data.split(b"\n") if line)
+            continue
+        pos = data.find(needle)
+        last_line_start = -1
+        while pos >= 0:
+            ls = data.rfind(b"\n", 0, pos) + 1
+            le = data.find(b"\n", pos)
+            le = len(data) if le < 0 else le
+            if ls != last_line_start:
+                out.append(data[ls:le])
+                last_line_start = ls
+            pos = data.find(needle, le)
+    return out
+
+
+def entries(root: Root, *, db: str | None = None, key: str | None = None, since: float | None = None,
+            last: int | None = None, secret=None) -> list:
+    """The history's entries, oldest first, filtered by database, key, time and count.
+
+    *secret* is ``secret(db, key, prop) -> bool``: values of props that are secret now are masked even in
+    entries written before they became secret. A torn or foreign line is skipped.
+    """
+    raw = _raw_lines(root, key=key, since=since)
+    picked: list = []
+    for line in reversed(raw) if last is not None else raw:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(e, dict):
+            continue
+        if (db is not None and e.get("db") != db) or (key is not None and e.get("key") != key):
+            continue
+        if since is not None and not (isinstance(e.get("time"), (int, float)) and e["time"] >= since):
+            continue
+        if secret is not None and e.get("prop") is not None and secret(e.get("db"), e.get("key"), e["prop"]):
+            e["old"] = MASK if e.get("old") else e.get("old")
+            e["new"] = MASK if e.get("new") else e.get("new")
+        picked.append(e)
+        if last is not None and len(picked) >= last:
+            break
+    if last is not None:
+        picked.reverse()
+    return picked
+
+
+def _val(value) -> str:
+    if value is None:
+        return "(none)"
+    if value == "" or any(c in value for c in " \t\n\r") or value.startswith(("'", '"')) or "->" in value:
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def entry_text(e: dict, *, with_db: bool = False) -> str:
+    """One line: ``time  user(uid)  command  key prop: old -> new``."""
+    t = e.get("time")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, (int, float)) else "?"
+    who = f"{e.get('user', '?')}({e.get('uid', '?')})"
+    what = e.get("key", "?") + " " + (e["prop"] if e.get("prop") is not None else "(type)")
+    if with_db:
+        what = f"{e.get('db', '?')} {what}"
+    return f"{when}  {who}  {e.get('command') or '-'}  {what}: {_val(e.get('old'))} -> {_val(e.get('new'))}\n"

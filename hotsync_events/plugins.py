@@ -23,7 +23,7 @@ from . import NAME, __version__, hookspecs
 __all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager"]
 
 #: the built-in plugins: ``"name=dotted.module"``, or a dotted module name whose last part is the name
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("hotsync_plugins.mysql", "hotsync_plugins.postgresql")
 ENV_DISABLE = "HOTSYNC_DISABLE_PLUGINS"
 
 

@@ -12,6 +12,7 @@ import sys
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {
     "plugins": ".cmd_plugins",
+    "restore-databases": ".cmd_restore_databases",
 }
 
 EPILOG = """\

@@ -1,0 +1,91 @@
+"""Taking and restoring the plugins' database dumps (hook ``hotsync_dumps``), for the sync and the promote.
+
+The core knows no database engine: plugins return :class:`~hotsync_events.types.Dump` objects and this
+module runs them in ``(priority, name)`` order. The sync calls :func:`take_dumps` before a push (unless
+``hotsync databases`` is disabled); ``hotsync restore-databases`` and the promote call :func:`restore_all`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .paths import Root
+from .types import DumpContext
+
+__all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dumps"]
+
+
+class DumpsError(Exception):
+    """A dump or restore problem, with the dump's name and the cause."""
+
+
+def databases_enabled(db) -> bool:
+    return (db.getprop("hotsync", "databases") or "enabled") != "disabled"
+
+
+def collect_dumps(pm, db) -> list[tuple[str, object]]:
+    """``[(plugin, Dump)]`` sorted by (priority, name); two dumps with one name or path is an error."""
+    items = sorted(pm.collect("hotsync_dumps", db=db), key=lambda pd: (pd[1].priority, pd[1].name))
+    seen: dict[str, str] = {}
+    for plugin, dump in items:
+        for what in (f"name {dump.name}", f"path {dump.path}"):
+            if what in seen:
+                raise DumpsError(f"two dumps have the {what}: from plugins {seen[what]} and {plugin}")
+            seen[what] = plugin
+    return items
+
+
+def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print) -> list[str]:
+    """Run every dump (master side). Returns the errors, one per failed dump; the others still run."""
+    errors = [f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors if h == "hotsync_dumps"]
+    for plugin, dump in collect_dumps(pm, db):
+        try:
+            dump.run(DumpContext(root=root, db=db, target=root.join(dump.path), log=log))
+        except Exception as exc:
+            errors.append(f"dump {dump.name} (plugin {plugin}): {exc}")
+    return errors
+
+
+def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, object, bool]]:
+    """``[(plugin, Dump, shipped)]`` this host would restore; *only* keeps the named dumps."""
+    from .configdb import open_db
+    from .plugins import get_plugin_manager, install_schemas
+
+    pm = pm or get_plugin_manager()
+    if db is None:
+        install_schemas(pm, root)
+        db = open_db("configuration", root)
+    dumps = collect_dumps(pm, db)
+    if only:
+        unknown = sorted(set(only) - {d.name for _, d in dumps})
+        if unknown:
+            raise DumpsError(f"no dump named {', '.join(unknown)}; known: "
+                             + (", ".join(d.name for _, d in dumps) or "none"))
+        dumps = [(p, d) for p, d in dumps if d.name in only]
+    return [(p, d, root.join(d.path).is_file()) for p, d in dumps]
+
+
+def restore_all(root: Root, planned, *, db=None, log: Callable[[str], None] = print,
+                err: Callable[[str], None] = print) -> list[str]:
+    """Restore each shipped dump; a dump that was never shipped is reported and skipped.
+
+    Returns the names of the dumps that failed (each failure is reported through *err*).
+    """
+    from .configdb import open_db
+
+    db = db if db is not None else open_db("configuration", root)
+    failed: list[str] = []
+    for plugin, dump, shipped in planned:
+        target: Path = root.join(dump.path)
+        if dump.restore is None:
+            log(f"{dump.name}: plugin {plugin} gives no restore step, skipped")
+            continue
+        if not shipped:
+            log(f"{dump.name}: no dump at {dump.path} (nothing shipped yet, or databases disabled), skipped")
+            continue
+        try:
+            dump.restore(DumpContext(root=root, db=db, target=target, log=log))
+        except Exception as exc:
+            err(f"{dump.name}: restore failed: {exc}")
+            failed.append(dump.name)
+    return failed

@@ -1,0 +1,52 @@
+"""Samba Active Directory domain controller (nethserver-dc): the ``nsdc`` container.
+
+The DC runs in a systemd-nspawn container whose root file system is ``/var/lib/machines/nsdc``;
+HotSync shipped the whole tree plus the two links that start it at boot (#6011, ``27bcae4``), and
+restore-config then skipped downloading the container again (#5430). Samba keeps the directory in
+TDB/LDB files under the container's ``/var/lib/samba``, which the running DC writes: a file copy can
+tear them. Here those files are left out of the copy and shipped instead as ``tdbbackup`` copies (one
+tar file), put back at promote with the container stopped (the DC is a writer). Without
+``hotsync databases`` the live files are copied as the original did.
+"""
+from __future__ import annotations
+
+from hotsync_events import hookimpl
+from hotsync_events.types import Dump, SyncPath
+
+from ._common import databases_enabled, has_key, present, service
+from ._tdb import dump_tdbs, restore_tdbs
+
+MACHINE = "/var/lib/machines/nsdc/"
+SAMBA = MACHINE + "var/lib/samba/"
+DUMP = "/var/lib/nethserver/backup/nsdc/samba-tdb.tar"
+LINKS = ("/etc/systemd/system/machines.target.wants/nsdc.service",
+         "/etc/systemd/system/multi-user.target.wants/machines.target")
+
+
+@hookimpl
+def hotsync_detect(root, db):
+    return present(root, MACHINE) or has_key(db, "nsdc")
+
+
+@hookimpl
+def hotsync_sync_paths(db):
+    yield SyncPath(MACHINE, realtime=False)
+    for link in LINKS:
+        yield SyncPath(link, realtime=False)
+    for junk in ("run/", "tmp/", "var/tmp/", "var/log/", "var/cache/samba/", "**.hotsync-tdbbackup"):
+        yield SyncPath(MACHINE + junk, exclude=True)
+    if databases_enabled(db):
+        for pattern in ("**.tdb", "**.ldb"):
+            yield SyncPath(SAMBA + pattern, exclude=True)
+
+
+@hookimpl
+def hotsync_dumps(db):
+    yield Dump(name="dc-samba-tdb", path=DUMP, priority=40,
+               run=lambda ctx: dump_tdbs(ctx.root, [SAMBA], ctx.target, ctx.log) and None,
+               restore=lambda ctx: restore_tdbs(ctx.root, ctx.target, ctx.log) and None)
+
+
+@hookimpl
+def hotsync_services(db):
+    yield service(db, "nsdc", writer=True, events={"post-restore-data": "restart"})

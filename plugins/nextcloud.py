@@ -1,0 +1,61 @@
+"""Nextcloud (nethserver-nextcloud): its data directory, config.php, installed apps and database.
+
+Where the package keeps things: user files under ``/var/lib/nethserver/nextcloud`` (NethServer's
+backup-data include of ``/var/lib/nethserver``), ``/usr/share/nextcloud/config/config.php`` (its
+backup-data include) and the apps installed from the app store in ``/usr/share/nextcloud/apps``
+(HotSync's ``nextcloud.sh``). Thumbnails, per-user caches and half-finished chunked uploads are
+rebuilt or retried by Nextcloud, so they stay home. The database ``nextcloud`` is dumped by the
+MariaDB plugin. At promote the copy is taken out of maintenance mode (a master that died during an
+upgrade or a backup leaves ``'maintenance' => true`` in config.php) and given back to apache.
+"""
+from __future__ import annotations
+
+import re
+
+from hotsync_events import hookimpl
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.types import PromoteStep, SyncPath
+
+from ._common import fix_owners, has_key, present
+
+DATA = "/var/lib/nethserver/nextcloud/"
+CONFIG = "/usr/share/nextcloud/config/config.php"
+APPS = "/usr/share/nextcloud/apps/"
+
+
+@hookimpl
+def hotsync_detect(root, db):
+    return present(root, "/usr/share/nextcloud") or has_key(db, "nextcloud")
+
+
+@hookimpl
+def hotsync_sync_paths(db):
+    yield SyncPath(DATA)
+    yield SyncPath(CONFIG)
+    yield SyncPath(APPS, realtime=False)
+    for junk in ("appdata_*/preview/", "*/cache/", "*/uploads/", "nextcloud.log", "*.part"):
+        yield SyncPath(DATA + junk, exclude=True)
+
+
+@hookimpl
+def hotsync_promote_steps(db):
+    yield PromoteStep("nextcloud-fix-owners", fix_owners([(DATA, "apache", "apache", True),
+                                                          (CONFIG, "apache", "apache", False)]), priority=30)
+    yield PromoteStep("nextcloud-maintenance-off", _maintenance_off, priority=60)
+
+
+_MAINTENANCE = re.compile(rb"""(['"]maintenance['"]\s*=>\s*)true""")
+
+
+def _maintenance_off(ctx):
+    """Turn ``'maintenance' => true`` into false in config.php (nothing to do when it is absent)."""
+    path = ctx.root.join(CONFIG)
+    if not path.exists():
+        return None
+    text = path.read_bytes()
+    new = _MAINTENANCE.sub(rb"\1false", text)
+    if new != text:
+        st = path.stat()
+        atomic_write(path, new, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+        ctx.log(f"{CONFIG}: maintenance mode turned off")
+    return None

@@ -36,12 +36,14 @@ setup(
         "Mako>=1.2",
         "watchdog>=3.0",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38"]},
     entry_points={
         "console_scripts": [
             "config = hotsync_events.cli.config:config_main",
             "db = hotsync_events.cli.config:db_main",
             "hotsync = hotsync_events.cli.hotsync:main",
+            "signal-event = hotsync_events.cli.signal_event:main",
+            "expand-template = hotsync_events.cli.expand_template:main",
         ],
     },
 )

@@ -12,6 +12,7 @@ import sys
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {
     "plugins": ".cmd_plugins",
+    "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",
 }
 

@@ -57,3 +57,9 @@ def hotsync_dumps(db):
 def hotsync_sync_paths(db):
     datadir = db.getprop(KEY, "DataDir") or DEFAULTS.datadir
     yield SyncPath(datadir.rstrip("/") + "/", exclude=True)
+
+
+@hookimpl
+def hotsync_detect(root, db):
+    """Active only on a host that has this server (see :func:`present`): no server, no paths, no dump."""
+    return present(db, root)

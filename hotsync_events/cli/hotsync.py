@@ -12,6 +12,7 @@ import sys
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {
     "plugins": ".cmd_plugins",
+    "paths": ".cmd_paths",
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",
 }
@@ -20,6 +21,7 @@ EPILOG = """\
 examples:
   hotsync plugins                 which plugins are loaded, from where, with which hooks
   hotsync plugins --json          the same as JSON, for scripts
+  hotsync paths                   what the sync ships and keeps out, and which plugin asked
 """
 
 

@@ -6,7 +6,8 @@ import json
 from ..paths import root_from
 from ..plugins import PluginClash, get_plugin_manager, install_schemas
 
-HELP = "list the plugins: name, version, where it came from, its hooks, and why it failed to load"
+HELP = ("list the plugins: name, version, where it came from, whether its package is on this host (active), "
+        "its hooks, and why it failed to load")
 EPILOG = """\
 examples:
   hotsync plugins
@@ -27,7 +28,9 @@ def run(args) -> int:
     except PluginClash as exc:
         print(f"hotsync plugins: {exc}", file=sys.stderr)
         return 4
-    problems = install_schemas(pm, root_from(getattr(args, "root", None)))
+    root = root_from(getattr(args, "root", None))
+    problems = install_schemas(pm, root)
+    pm.detect(root)     # is each plugin's package on this host (hotsync_detect)?
     infos = pm.plugin_infos()
     broken = [i for i in infos if i.error]
     if args.json:
@@ -35,7 +38,7 @@ def run(args) -> int:
             f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors]}, indent=2, sort_keys=True))
     else:
         for i in infos:
-            state = "blocked" if i.blocked else ("BROKEN" if i.error else "loaded")
+            state = "blocked" if i.blocked else ("BROKEN" if i.error else ("active" if i.active else "inactive"))
             print(f"{i.name:<16} {i.version:<10} {state:<8} {i.origin}")
             if i.hooks:
                 print(f"{'':<16} hooks: {', '.join(i.hooks)}")

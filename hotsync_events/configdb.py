@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from collections import namedtuple
 from pathlib import Path
 
@@ -287,6 +288,9 @@ def _diff(db: str, key: str, old: Record | None, new: Record | None) -> list[Cha
     return out
 
 
+_DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
+
+
 def open_db(name: str = "configuration", root: Root | str | None = None, *, validate: bool = True,
             initialise: bool = True, journal: bool = True) -> ConfigDB:
     """Open database *name* under *root*, with the schema's validation and the change history.
@@ -295,7 +299,9 @@ def open_db(name: str = "configuration", root: Root | str | None = None, *, vali
     would do, so a sysadmin's first ``config setprop`` just works.
     """
     root = root if isinstance(root, Root) else root_from(root)
-    check_name(name, kind="key")
+    if not _DB_NAME.fullmatch(name):  # a name is a file under the root's db dir: no '/', no '..'
+        raise InvalidName(f"invalid database name {name!r}: use letters, digits and _ . @ + - "
+                          "(starting with a letter or digit)")
     db = ConfigDB(root.db_dir / name, name=name)
     if validate:
         db.validator = _LazyValidator(root)

@@ -47,7 +47,11 @@ def journal_for(root: Root) -> Callable[[str, list], None]:
         argv = [os.path.basename(sys.argv[0])] + sys.argv[1:] if sys.argv and sys.argv[0] else []
         hidden = {v for c in changes if c.prop is not None and secret(c.db, c.key, c.prop)
                   for v in (c.old, c.new) if v}
-        command = " ".join(MASK if a in hidden else a for a in argv)
+        # also the VALUE after a secret PROP of a KEY named before it: the changes of this write may not
+        # hold it (the first command on a fresh root journals the initialisation under its own command line)
+        shown = [MASK if i > 1 and any(secret(db, k, argv[i - 1]) for k in argv[1:i - 1]) else a
+                 for i, a in enumerate(argv)]
+        command = " ".join(MASK if a in hidden else a for a in shown)
         lines = []
         for c in changes:
             hide = c.prop is not None and secret(c.db, c.key, c.prop)

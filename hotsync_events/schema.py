@@ -38,8 +38,13 @@ __all__ = ["InvalidValue", "KeySpec", "PropSpec", "Schema", "SchemaError", "appl
 META_KEYWORDS = ("secret", "force")
 
 
-class SchemaError(Exception):
-    """A spec file that cannot be used (syntax, an unknown check, two sources defining one prop)."""
+class SchemaError(DBError):
+    """A spec file that cannot be used (syntax, an unknown check, two sources defining one prop).
+
+    A DBError (exit 4), so a command that needs the schema says what is wrong instead of a traceback.
+    """
+
+    exit_code = 4
 
 
 class InvalidValue(DBError):

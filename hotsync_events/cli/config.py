@@ -240,10 +240,10 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
                 return EXIT_OK
             if opt == "--show-secrets":
                 show_secrets = True
-            elif opt == "--root" and args:
-                root_arg = args.pop(0)
-            elif opt.startswith("--root="):
-                root_arg = opt[len("--root="):]
+            elif opt == "--root" or opt.startswith("--root="):
+                root_arg = opt[len("--root="):] if "=" in opt else (args.pop(0) if args else "")
+                if not root_arg:  # never fall back to $HOTSYNC_ROOT or / when a root was asked for
+                    raise Usage("--root needs a DIR")
             elif opt == "--":
                 break
             else:

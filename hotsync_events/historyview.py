@@ -156,14 +156,29 @@ def entries(root: Root, *, db: str | None = None, key: str | None = None, since:
         if since is not None and not (isinstance(e.get("time"), (int, float)) and e["time"] >= since):
             continue
         if secret is not None and e.get("prop") is not None and secret(e.get("db"), e.get("key"), e["prop"]):
-            e["old"] = MASK if e.get("old") else e.get("old")
-            e["new"] = MASK if e.get("new") else e.get("new")
+            _remask(e)
         picked.append(e)
         if last is not None and len(picked) >= last:
             break
     if last is not None:
         picked.reverse()
     return picked
+
+
+def _remask(e: dict) -> None:
+    """Mask a secret's values in an entry written before the prop was secret, in the command too."""
+    clear = {v for v in (e.get("old"), e.get("new")) if isinstance(v, str) and v and v != MASK}
+    for field in ("old", "new"):
+        if e.get(field):
+            e[field] = MASK
+    command = e.get("command")
+    if clear and isinstance(command, str):
+        words = [MASK if w in clear else w for w in command.split(" ")]
+        command = " ".join(words)
+        for v in clear:
+            if " " in v:
+                command = command.replace(v, MASK)
+        e["command"] = command
 
 
 def _val(value) -> str:

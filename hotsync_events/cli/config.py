@@ -258,8 +258,12 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
         verb = args.pop(0)
         fn = _verb(verb)
         if fn is None:
+            import difflib  # only on this error path
+
             known = sorted(v for v in [*VERBS, *EXTRA_VERBS] if not v.startswith("_"))
-            raise Usage(f"unknown verb {verb!r}; verbs: {', '.join(known)}")
+            near = difflib.get_close_matches(verb, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise Usage(f"unknown verb {verb!r}{hint}; verbs: {', '.join(known)}")
         if verb in ("show", "printjson", "search", "history", "info") and "--show-secrets" in args:
             args.remove("--show-secrets")
             show_secrets = True

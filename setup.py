@@ -45,5 +45,7 @@ setup(
             "signal-event = hotsync_events.cli.signal_event:main",
             "expand-template = hotsync_events.cli.expand_template:main",
         ],
+        # fixtures for plugin authors (hotsync_root, hotsync_pm, hotsync_event, hotsync_two_roots)
+        "pytest11": ["hotsync = hotsync_events.testing"],
     },
 )

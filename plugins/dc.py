@@ -14,11 +14,12 @@ from hotsync_events import hookimpl
 from hotsync_events.types import Dump, SyncPath
 
 from ._common import databases_enabled, has_key, present, service
+from ._dbtools import DUMP_DIR
 from ._tdb import dump_tdbs, restore_tdbs
 
 MACHINE = "/var/lib/machines/nsdc/"
 SAMBA = MACHINE + "var/lib/samba/"
-DUMP = "/var/lib/nethserver/backup/nsdc/samba-tdb.tar"
+DUMP = f"{DUMP_DIR}/dc-samba-tdb.tar"
 LINKS = ("/etc/systemd/system/machines.target.wants/nsdc.service",
          "/etc/systemd/system/multi-user.target.wants/machines.target")
 

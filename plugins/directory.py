@@ -18,10 +18,11 @@ from hotsync_events.fsutil import atomic_write
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present, run_tool, service
+from ._dbtools import DUMP_DIR
 
 CONF = "/etc/openldap/slapd.d"
 DATA = "/var/lib/ldap/"
-DUMP = "/var/lib/nethserver/backup/directory/slapd.ldif"
+DUMP = f"{DUMP_DIR}/directory-slapd.ldif"
 
 
 @hookimpl

@@ -3,7 +3,8 @@
 HotSync's ``freepbx.sh`` ships ``/var/lib/asterisk``, ``/var/www/html/freepbx``, ``/etc/asterisk``,
 ``/etc/amportal.conf``, ``/etc/freepbx.conf``, ``/etc/freepbx_db.conf`` and ``/usr/sbin/fwconsole``;
 the MariaDB databases ``asterisk`` and ``asteriskcdrdb`` travel as dumps (keep ``hotsync databases``
-enabled for FreePBX, #6008), loaded before Asterisk restarts; ``fixperm`` gives it all back to
+enabled for FreePBX, #6008) -- here inside the ``mysql`` plugin's dump of the system MariaDB -- loaded
+before Asterisk restarts; ``fixperm`` gives it all back to
 asterisk. Added here: voicemail and call recordings under ``/var/spool/asterisk``, and Asterisk's own
 SQLite database ``astdb.sqlite3`` (device states, call forwards, DND), which Asterisk keeps open: it is
 copied with SQLite's online backup instead of as a file, and put back at promote.
@@ -18,9 +19,10 @@ from hotsync_events import hookimpl
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present, service
+from ._dbtools import DUMP_DIR
 
 ASTDB = "/var/lib/asterisk/astdb.sqlite3"
-ASTDB_DUMP = "/var/lib/nethserver/backup/asterisk/astdb.sqlite3"
+ASTDB_DUMP = f"{DUMP_DIR}/freepbx-astdb.sqlite3"
 PATHS = ("/var/lib/asterisk/", "/var/www/html/freepbx/", "/etc/asterisk/", "/etc/amportal.conf",
          "/etc/freepbx.conf", "/etc/freepbx_db.conf", "/usr/sbin/fwconsole")
 SPOOL = ("/var/spool/asterisk/voicemail/", "/var/spool/asterisk/monitor/")

@@ -4,8 +4,11 @@ Where the package keeps things: user files under ``/var/lib/nethserver/nextcloud
 backup-data include of ``/var/lib/nethserver``), ``/usr/share/nextcloud/config/config.php`` (its
 backup-data include) and the apps installed from the app store in ``/usr/share/nextcloud/apps``
 (HotSync's ``nextcloud.sh``). Thumbnails, per-user caches and half-finished chunked uploads are
-rebuilt or retried by Nextcloud, so they stay home. The database ``nextcloud`` is dumped by the
-MariaDB plugin. At promote the copy is taken out of maintenance mode (a master that died during an
+rebuilt or retried by Nextcloud, so they stay home. The database ``nextcloud`` lives in the
+dedicated ``rh-mariadb105`` server since May 2021 (before, in the system MariaDB, whose dump by the
+``mysql`` plugin covers it): when that server's data directory is here, it is dumped with the
+database helper (props ``nextcloud DbSocket``, ``DbPasswordFile``, ``DbDataDir`` override the SCL
+defaults). At promote the copy is taken out of maintenance mode (a master that died during an
 upgrade or a backup leaves ``'maintenance' => true`` in config.php) and given back to apache.
 """
 from __future__ import annotations
@@ -16,11 +19,14 @@ from hotsync_events import hookimpl
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.types import PromoteStep, SyncPath
 
-from ._common import fix_owners, has_key, present
+from ._common import databases_enabled, fix_owners, has_key, present
+from ._dbtools import DUMP_DIR
 
 DATA = "/var/lib/nethserver/nextcloud/"
 CONFIG = "/usr/share/nextcloud/config/config.php"
 APPS = "/usr/share/nextcloud/apps/"
+SCL_DATADIR = "/var/opt/rh/rh-mariadb105/lib/mysql"
+SCL_SOCKET = "/run/rh-mariadb105-mariadb/mariadb.sock"
 
 
 @hookimpl
@@ -33,8 +39,23 @@ def hotsync_sync_paths(db):
     yield SyncPath(DATA)
     yield SyncPath(CONFIG)
     yield SyncPath(APPS, realtime=False)
+    yield SyncPath((db.getprop("nextcloud", "DbDataDir") or SCL_DATADIR) + "/", exclude=True)
     for junk in ("appdata_*/preview/", "*/cache/", "*/uploads/", "nextcloud.log", "*.part"):
         yield SyncPath(DATA + junk, exclude=True)
+
+
+@hookimpl
+def hotsync_dumps(db):
+    from ._dbtools import mariadb_dump, root_of
+    from ._mariadb import MariaDB
+
+    root = root_of(db)
+    datadir = db.getprop("nextcloud", "DbDataDir") or SCL_DATADIR
+    if databases_enabled(db) and root.join(datadir).is_dir():
+        server = MariaDB(root, socket=db.getprop("nextcloud", "DbSocket") or SCL_SOCKET,
+                         password_file=db.getprop("nextcloud", "DbPasswordFile") or "", datadir=datadir,
+                         unit="rh-mariadb105-mariadb.service", key="nextcloud")
+        yield mariadb_dump("nextcloud", f"{DUMP_DIR}/nextcloud.sql", server, databases=("nextcloud",))
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 Shared folders live in ``/var/lib/nethserver/ibay`` (backup-data's ``/var/lib/nethserver``).
 HotSync's ``acls.sh`` dumped their POSIX ACLs with ``getfacl -R -P --skip-base .`` into
-``/var/lib/nethserver/backup/acls.dump`` (#5433), and ``post-restore-data`` put them back with
+``/var/lib/nethserver/backup/acls.dump`` (#5433; here ``samba-acls.dump`` among the other dumps), and ``post-restore-data`` put them back with
 ``setfacl --restore`` (``nethserver-ibays-restore``, S60) after ``nethserver-ibays-remap-locals``
 (S55). The sync keeps ACLs itself (rsync -A), the dump is the same safety net. Samba's group mapping
 and secrets (``/var/lib/samba``) are live TDB files: they ship as ``tdbbackup`` copies and are put
@@ -17,12 +17,13 @@ from hotsync_events.fsutil import atomic_write
 from hotsync_events.types import Action, Dump, SyncPath
 
 from ._common import has_key, present, run_tool, service
+from ._dbtools import DUMP_DIR
 from ._tdb import dump_tdbs, restore_tdbs
 
 IBAYS = "/var/lib/nethserver/ibay/"
-ACLS = "/var/lib/nethserver/backup/acls.dump"
+ACLS = f"{DUMP_DIR}/samba-acls.dump"
 TDB_DIRS = ("/var/lib/samba/",)
-TDB_DUMP = "/var/lib/nethserver/backup/samba/samba-tdb.tar"
+TDB_DUMP = f"{DUMP_DIR}/samba-tdb.tar"
 
 
 @hookimpl

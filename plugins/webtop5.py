@@ -1,9 +1,10 @@
 """WebTop 5 (nethserver-webtop5): its files and its PostgreSQL database ``webtop5``.
 
 User data lives under ``/var/lib/nethserver/webtop`` (backup-data's ``/var/lib/nethserver``); the
-database is dumped with ``pg_dump webtop5`` to ``/var/lib/nethserver/webtop/backup/webtop.sql`` and
-loaded after ``post-restore-data`` (``nethserver-webtop5-restore``), then ``tomcat8@webtop`` is
-restarted. The z-push (ActiveSync) state is not synced (README and manual): phones resynchronise
+database was dumped with ``pg_dump webtop5`` to ``/var/lib/nethserver/webtop/backup/webtop.sql`` and
+loaded after ``post-restore-data`` (``nethserver-webtop5-restore``), then ``tomcat8@webtop`` was
+restarted. Here ``webtop5`` lives in the system PostgreSQL cluster, whose dump by the ``postgresql``
+plugin (every database, with its roles) carries it; tomcat restarts after ``post-restore-data``. The z-push (ActiveSync) state is not synced (README and manual): phones resynchronise
 with the new master.
 """
 from __future__ import annotations

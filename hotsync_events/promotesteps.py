@@ -1,0 +1,71 @@
+"""The plugins' promote steps (hook ``hotsync_promote_steps``): collected, checked, ordered, run.
+
+``hotsync-promote`` (and ``--dry-run``, and the plugin authors' test kit) use this one module, so the
+order a plan shows is the order a promote runs: ``(priority, name)``, never pluggy's call order. Only
+active plugins contribute (see ``hotsync_detect``). Two plugins giving a step the same name is an error
+naming both. Running: each step gets an :class:`~hotsync_events.types.ActionContext` with event
+``promote``; a failed step is recorded and the next one runs, unless the failed step is critical.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .types import ActionContext, PromoteStep
+
+__all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_steps"]
+
+PROMOTE_EVENT = "promote"
+
+
+class PromoteStepError(Exception):
+    """A plugin gave something that is not a usable promote step, or two plugins gave one name."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    name: str
+    plugin: str
+    status: str            # success | failed | skipped
+    duration: float = 0.0
+    error: str = ""
+
+
+def collect_promote_steps(pm: Any, db: Any, root: Any = None) -> list[tuple[str, PromoteStep]]:
+    """``[(plugin, PromoteStep)]`` in run order. PromoteStepError names both plugins of a clash."""
+    seen: dict[str, str] = {}
+    out: list[tuple[str, PromoteStep]] = []
+    kwargs = {"db": db} if root is None else {"db": db, "root": root}
+    for plugin, step in pm.collect("hotsync_promote_steps", **kwargs):
+        if not isinstance(step, PromoteStep):
+            raise PromoteStepError(f"plugin {plugin}: hotsync_promote_steps returned {step!r}, not a PromoteStep")
+        if step.name in seen:
+            raise PromoteStepError(f"two plugins give the promote step {step.name!r}: plugin {seen[step.name]} "
+                                   f"and plugin {plugin}; rename one")
+        seen[step.name] = plugin
+        out.append((plugin, step))
+    return sorted(out, key=lambda ps: (ps[1].priority, ps[1].name))
+
+
+def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None] = print) -> list[StepOutcome]:
+    """Run every step in order; returns one outcome per step (later ones ``skipped`` after a critical failure)."""
+    outcomes: list[StepOutcome] = []
+    stop = ""
+    for plugin, step in collect_promote_steps(pm, db, root):
+        if stop:
+            outcomes.append(StepOutcome(step.name, plugin, "skipped", error=f"critical step {stop} failed"))
+            continue
+        ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=root, db=db, pm=pm, log=log)
+        t0 = time.monotonic()
+        try:
+            rv = step.run(ctx)
+            error = "" if rv in (None, 0, True) else f"returned {rv!r}"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        outcomes.append(StepOutcome(step.name, plugin, "failed" if error else "success",
+                                    time.monotonic() - t0, error))
+        log(f"promote step {step.name} (plugin {plugin}): {'FAILED: ' + error if error else 'SUCCESS'}")
+        if error and step.critical:
+            stop = step.name
+    return outcomes

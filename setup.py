@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.9",
     # templates/ and db/ live at the top of the checkout and install as data packages of their own
     # name inside hotsync_events, so an installed wheel finds them with importlib.resources.
-    packages=["hotsync_events", "hotsync_events.cli", "hotsync_plugins",
+    packages=["hotsync_events", "hotsync_events.cli", "hotsync_events.sync", "hotsync_plugins",
               "hotsync_events._templates", "hotsync_events._db"],
     package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
                  "hotsync_events._db": "db"},

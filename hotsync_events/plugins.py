@@ -23,7 +23,7 @@ from . import NAME, __version__, hookspecs
 __all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager"]
 
 #: the built-in plugins: ``"name=dotted.module"``, or a dotted module name whose last part is the name
-BUILTIN_PLUGINS: tuple[str, ...] = ("hotsync_plugins.mysql", "hotsync_plugins.postgresql",
+BUILTIN_PLUGINS: tuple[str, ...] = ("hotsync_plugins.hotsync", "hotsync_plugins.mysql", "hotsync_plugins.postgresql",
     # one plugin per NethServer package HotSync supports (issue 10)
     "hotsync_plugins.antivirus", "hotsync_plugins.collectd", "hotsync_plugins.cups", "hotsync_plugins.dc",
     "hotsync_plugins.directory", "hotsync_plugins.dnsmasq", "hotsync_plugins.freepbx",

@@ -12,6 +12,9 @@ import sys
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {
     "plugins": ".cmd_plugins",
+    "sync": ".cmd_sync",
+    "status": ".cmd_status",
+    "daemon": ".cmd_daemon",
     "paths": ".cmd_paths",
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",

@@ -1,0 +1,83 @@
+"""``hotsync status``: this side of the pair in a sysadmin's words, or as JSON."""
+from __future__ import annotations
+
+import json
+import time
+
+HELP = "show this host's sync state: role, peer, last run, last success, age of the slave's copy, next run"
+EPILOG = """\
+examples:
+  hotsync status
+  hotsync status --json | python3 -m json.tool
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never synced"
+    s = int(max(seconds, 0))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}min"
+    if m:
+        return f"{m}min {s % 60}s"
+    return f"{s}s"
+
+
+def run(args) -> int:
+    from ..paths import root_from
+    from ..sync.report import collect
+
+    root = root_from(getattr(args, "root", None))
+    info = collect(root)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    from ..sync.status import iso
+
+    now = time.time()
+    print(f"role:              {info['role'] or 'not set'} ({info['status']})")
+    print(f"peer:              {info['peer'] or 'not configured'}")
+    if info.get("running"):
+        r = info["running"]
+        print(f"running now:       since {iso(r.get('start'))} (pid {r.get('pid')})")
+    last = info.get("last_run")
+    if last:
+        what = f"{last.get('result')}"
+        if info["role"] == "master":
+            what += f", {last.get('files', 0)} files, {last.get('bytes', 0)} bytes sent"
+        else:
+            what += f", rsync exit {last.get('exit_status')}"
+        print(f"last run:          {iso(last.get('start'))} -> {iso(last.get('end'))}: {what}")
+        if last.get("message"):
+            print(f"                   {last['message']}")
+    else:
+        print("last run:          never")
+    ok = info.get("last_success")
+    print(f"last success:      {iso(ok.get('end')) if ok else 'never'}")
+    print(f"slave's copy age:  {_age(info.get('copy_age'))}")
+    if info["role"] == "master":
+        nxt = info.get("next_run")
+        print(f"next run:          {iso(nxt) + (' (due)' if nxt and nxt <= now else '') if nxt else 'not scheduled'}")
+    fp = info.get("fingerprint")
+    label = "certificate:       " if info["role"] != "master" else "pinned slave cert: "
+    print(f"{label}{fp or 'none yet'}")
+    err = info.get("last_error")
+    if err:
+        print(f"last error:        {iso(err.get('time'))}: {err.get('message')}")
+    if info.get("last_refused"):
+        r = info["last_refused"]
+        print(f"last refused push: {iso(r.get('time'))} from {r.get('from')}: {r.get('reason')}")
+    alert = info.get("alert") or {}
+    if alert.get("sent"):
+        print(f"alert:             failure mail sent to {alert.get('to')} at {iso(alert.get('time'))}; "
+              "the next one goes on recovery")
+    if alert.get("error"):
+        print(f"alert:             mail could not be sent: {alert['error']}")
+    return 0

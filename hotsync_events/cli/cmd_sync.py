@@ -1,0 +1,41 @@
+"""``hotsync sync``: push this master's data to its slave now (see :mod:`hotsync_events.sync.push`)."""
+from __future__ import annotations
+
+import sys
+
+HELP = "push this master's data to its slave now (dumps, guards, rsync through TLS)"
+EPILOG = """\
+exit status: 0 pushed (or nothing to push), 1 the push failed, 2 this host cannot push (not a
+configured, enabled master), 3 held back by a safety guard (the slave was not touched), 75 another
+sync is running (one follow-up run is queued).
+
+examples:
+  hotsync sync                     push now
+  hotsync sync --dry-run           show what would change and what would be deleted
+  hotsync sync --allow-deletions   let a mass deletion or an emptied source through, once
+  hotsync sync --accept-fingerprint SHA256:AB:...   trust the slave's new certificate
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="change nothing; list what a push would do")
+    parser.add_argument("--full", action="store_true",
+                        help="compare file contents (checksums), not size and time: a verification pass")
+    parser.add_argument("--allow-deletions", action="store_true",
+                        help="let this run delete more than MaxDeletePercent, or empty a vanished source")
+    parser.add_argument("--accept-fingerprint", metavar="SHA256:...",
+                        help="pin the slave's certificate if it has this fingerprint (see `hotsync status` there)")
+    parser.add_argument("--scheduled", action="store_true",
+                        help="run only if no run started within the interval (cron); never queue")
+
+
+def run(args) -> int:
+    from ..paths import root_from
+    from ..sync.push import run_sync
+
+    def log(line: str) -> None:
+        print(line, file=sys.stdout if not line.startswith("hotsync sync: FAILED") else sys.stderr, flush=True)
+
+    return run_sync(root_from(getattr(args, "root", None)), dry_run=args.dry_run, full=args.full,
+                    allow_deletions=args.allow_deletions, accept_fingerprint=args.accept_fingerprint,
+                    scheduled=args.scheduled, log=log)

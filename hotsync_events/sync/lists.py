@@ -1,0 +1,113 @@
+"""What a push ships and what it never touches.
+
+Includes come from the plugins (``hotsync_sync_paths``), the dumps they declare (``hotsync_dumps``) and
+the sysadmin's ``<root>/etc/hotsync/include.d/*.include`` (one host path a line, as NethServer's
+``backup-data.d``); excludes from the plugins and ``exclude.d/*.exclude`` (rsync patterns, an absolute
+path anchored at ``/``). :data:`PROTECTED` is always excluded: it is this host's own state (the config
+database, the sync state and certificates, the daemons' rendered configuration), which a push must never
+overwrite on the slave -- the master's database travels separately, to ``var/lib/hotsync/peer/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..paths import Root
+
+__all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "read_list_dir"]
+
+#: where the master's config database lands on the slave (host path)
+PEER_DIR = "/var/lib/hotsync/peer"
+
+#: never shipped, and never deleted on the slave (rsync does not delete excluded files)
+PROTECTED = (
+    "/var/lib/hotsync/db/",
+    "/var/lib/hotsync/schema/",
+    "/var/lib/hotsync/sync/",
+    "/var/log/hotsync/",
+    "/run/hotsync/",
+    "/etc/rsyncd.conf",
+    "/etc/rsyncd.secrets",
+    "/etc/stunnel/hotsync.conf",
+    "/etc/stunnel/hotsync-client.conf",
+    "/etc/cron.d/hotsync",
+    ".hotsync-partial/",
+)
+
+
+class ListError(ValueError):
+    """A line of an include/exclude list that cannot be used (names the file and the line)."""
+
+
+@dataclass
+class Lists:
+    includes: list[str] = field(default_factory=list)     # host paths, sorted, unique
+    excludes: list[str] = field(default_factory=list)     # rsync patterns, in order
+    origins: dict[str, list[str]] = field(default_factory=dict)   # include -> who asked for it
+    exclude_origins: dict[str, list[str]] = field(default_factory=dict)   # exclude -> who asked for it
+
+    def add_include(self, path: str, origin: str) -> None:
+        path = _clean_path(path, origin)
+        if path not in self.origins:
+            self.includes.append(path)
+        self.origins.setdefault(path, []).append(origin)
+
+    def add_exclude(self, pattern: str, origin: str) -> None:
+        if not pattern or "\n" in pattern or "\r" in pattern or "\0" in pattern:
+            raise ListError(f"{origin}: exclude pattern {pattern!r} must be one non-empty line")
+        if pattern not in self.excludes:
+            self.excludes.append(pattern)
+        self.exclude_origins.setdefault(pattern, []).append(origin)
+
+    def exclude_file_text(self) -> str:
+        """The ``--exclude-from`` file: protected paths first, then the lists' patterns."""
+        return "".join(f"{p}\n" for p in (*PROTECTED, *self.excludes))
+
+
+def _clean_path(path: str, origin: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\n" in path or "\0" in path:
+        raise ListError(f"{origin}: include {path!r} is not an absolute path on one line")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ListError(f"{origin}: include {path!r} climbs with '..'")
+    if not parts:
+        raise ListError(f"{origin}: include '/' would ship the whole host; name the directories instead")
+    return "/" + "/".join(parts)
+
+
+def read_list_dir(directory: Path, suffix: str) -> list[tuple[str, str]]:
+    """``[(line, "file:lineno"), ...]`` of every ``*<suffix>`` file, sorted; blank and ``#`` lines skipped."""
+    out: list[tuple[str, str]] = []
+    if not directory.is_dir():
+        return out
+    for f in sorted(directory.glob(f"*{suffix}")):
+        if not f.is_file():
+            continue
+        text = f.read_text(encoding="utf-8", errors="surrogateescape")
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.rstrip("\r")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            out.append((line.strip(), f"{f}:{n}"))
+    return out
+
+
+def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ()) -> Lists:
+    """Merge the plugins' paths, the dumps and the sysadmin's lists. ListError names a bad line."""
+    lists = Lists()
+    if pm is not None:
+        for plugin, sp in sorted(pm.collect("hotsync_sync_paths", db=db, root=root),
+                                 key=lambda t: (t[1].exclude, t[1].path, t[0])):
+            if sp.exclude:
+                lists.add_exclude(sp.path, f"plugin {plugin}")
+            else:
+                lists.add_include(sp.path, f"plugin {plugin}")
+    for path, origin in dump_paths:
+        lists.add_include(path, origin)
+    etc = root.etc_dir
+    for line, where in read_list_dir(etc / "include.d", ".include"):
+        lists.add_include(line, where)
+    for line, where in read_list_dir(etc / "exclude.d", ".exclude"):
+        lists.add_exclude(line, where)
+    lists.includes.sort()
+    return lists

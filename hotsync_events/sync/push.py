@@ -1,0 +1,399 @@
+"""One ``hotsync sync`` on the master: lock, dumps, lists, guards, pin, dry run, push, status, mail.
+
+:func:`run_sync` is the library entry point (the CLI, the scheduler and the notifier call it). It
+returns the exit code; every outcome is written to the status file before it returns, and a failed
+push is never recorded as a success.
+
+Exit codes: 0 pushed (or nothing to push), 1 the push failed, 2 this host cannot push (not a configured,
+enabled master), 3 held back by a safety guard, 75 another sync is running (a follow-up is queued).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from ..configdb import open_db
+from ..fsutil import atomic_write
+from ..paths import Root
+from . import guards, tls
+from .lists import PEER_DIR, ListError, build_lists
+from .lock import SyncLock
+from .mail import MailError, send_mail
+from .rsync import EXIT_MEANING, connect_prog, push_args, run_rsync
+from .settings import Settings
+from .status import iso, push_history, state_dir, update_status
+
+__all__ = ["Outcome", "run_sync", "EXIT_OK", "EXIT_FAILED", "EXIT_CANNOT", "EXIT_HELD", "EXIT_BUSY"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT, EXIT_HELD, EXIT_BUSY = 0, 1, 2, 3, 75
+CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
+MAX_FOLLOW_UPS = 3
+
+
+@dataclass
+class Outcome:
+    result: str                       # success | failed | held | dry-run
+    message: str
+    details: list[str] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    changes: int = 0
+    exit_code: int | None = None      # rsync's
+
+    @property
+    def code(self) -> int:
+        return {"success": EXIT_OK, "dry-run": EXIT_OK, "held": EXIT_HELD}.get(self.result, EXIT_FAILED)
+
+
+def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_deletions: bool = False,
+             accept_fingerprint: str | None = None, scheduled: bool = False, log=print, pm=None) -> int:
+    """Push this master's data to its slave once (plus the follow-ups queued meanwhile)."""
+    db = open_db("configuration", root)
+    cfg = Settings.from_db(db)
+    problem = cfg.master_problem()
+    if problem:
+        log(f"hotsync sync: {problem}")
+        return EXIT_CANNOT
+    if accept_fingerprint is not None:
+        try:
+            accept_fingerprint = tls.normalise_fingerprint(accept_fingerprint)
+        except ValueError as exc:
+            log(f"hotsync sync: --accept-fingerprint: {exc}")
+            return EXIT_CANNOT
+    lock = SyncLock(root)
+    if scheduled and not is_due(root, cfg):
+        return EXIT_OK
+    if not lock.acquire(queue=not scheduled and not dry_run):
+        if scheduled:
+            return EXIT_OK
+        log(f"hotsync sync: another sync is running (pid {lock.holder()}); "
+            + ("a dry run needs the lock too, try again later" if dry_run
+               else "one follow-up run is queued and starts as soon as it ends"))
+        return EXIT_BUSY
+    try:
+        lock.take_queued()
+        code = _run_once(root, db, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
+                         accept_fingerprint=accept_fingerprint, log=log, pm=pm)
+        for _ in range(MAX_FOLLOW_UPS):
+            if dry_run or not lock.take_queued():
+                break
+            log("hotsync sync: running the follow-up sync queued meanwhile")
+            db.reload()
+            code = _run_once(root, db, dry_run=False, full=False, allow_deletions=False,
+                             accept_fingerprint=None, log=log, pm=pm)
+        return code
+    finally:
+        lock.release()
+
+
+def is_due(root: Root, cfg: Settings) -> bool:
+    """Whether a scheduled run is due: no run started within the last ``interval`` minutes (less 30 s)."""
+    from .status import read_status
+
+    last = (read_status(root).get("last_run") or {}).get("start")
+    return last is None or time.time() - float(last) >= cfg.interval * 60 - 30
+
+
+def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm) -> int:
+    cfg = Settings.from_db(db)
+    start = time.time()
+    if not dry_run:
+        update_status(root, lambda d: d.update(role="master", running={"pid": os.getpid(), "start": start}))
+    ctx: dict = {}
+    try:
+        outcome = _push(root, db, cfg, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
+                        accept_fingerprint=accept_fingerprint, log=log, pm=pm, ctx=ctx)
+    except Exception as exc:  # a bug must still end as a recorded failure, never as a silent success
+        outcome = Outcome("failed", f"internal error: {type(exc).__name__}: {exc}",
+                          details=traceback.format_exc().splitlines()[-12:])
+    except BaseException as exc:  # SIGTERM/^C: rsync is already killed; record it, then go on ending
+        outcome = Outcome("failed", f"interrupted ({type(exc).__name__}) before the push finished")
+        _record(root, cfg, outcome, start, time.time(), ctx, dry_run=dry_run, log=log)
+        raise
+    end = time.time()
+    _report(outcome, log)
+    _record(root, cfg, outcome, start, end, ctx, dry_run=dry_run, log=log)
+    return outcome.code
+
+
+# ------------------------------------------------------------------------------------------- the push
+def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm,
+          ctx: dict) -> Outcome:
+    if pm is None:
+        from ..plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+    pm.root = root
+    # 1. dumps (skipped by a dry run, which must change nothing)
+    dump_paths: list[tuple[str, str]] = []
+    dumps = sorted(pm.collect("hotsync_dumps", db=db, root=root), key=lambda t: (t[1].priority, t[1].name))
+    for plugin, dump in dumps:
+        dump_paths.append((dump.path, f"dump {dump.name} (plugin {plugin})"))
+    if dumps and cfg.databases != "disabled" and not dry_run:
+        from ..types import DumpContext
+
+        for plugin, dump in dumps:
+            target = root.join(dump.path)
+            try:
+                rv = dump.run(DumpContext(root=root, db=db, target=target, log=log))
+            except Exception as exc:
+                return Outcome("failed", f"dump {dump.name} (plugin {plugin}) failed: {exc}; nothing was pushed, "
+                               "the last good dump is kept")
+            if rv not in (None, 0, True):
+                return Outcome("failed", f"dump {dump.name} (plugin {plugin}) failed (returned {rv!r}); "
+                               "nothing was pushed")
+    for plugin, hook, error in pm.hook_errors:
+        if hook in ("hotsync_sync_paths", "hotsync_dumps"):
+            return Outcome("failed", f"plugin {plugin} could not say what to ship ({hook}: {error}); "
+                           "nothing was pushed")
+    # 2. lists
+    try:
+        lists = build_lists(root, db, pm, dump_paths)
+    except (ListError, OSError) as exc:
+        return Outcome("failed", f"bad include/exclude list: {exc}")
+    ctx["includes"] = lists.includes
+    # 3. a vanished source stops the push before anything changes
+    state = guards.source_state(root, lists.includes)
+    ctx["sources"] = state
+    from .status import read_status
+
+    previous = read_status(root)
+    gone = guards.source_problems((previous.get("last_success") or {}).get("sources") or {}, state)
+    if gone and not allow_deletions:
+        return Outcome("held", "source paths that held files at the last successful sync are now empty or "
+                       "missing (an unmounted volume?): " + ", ".join(gone) + ". The slave was not touched. "
+                       "If this is intended, run: hotsync sync --allow-deletions", details=gone)
+    # 4. the master's config database travels to the slave's var/lib/hotsync/peer/
+    export = _export_peer_db(root)
+    sources = [f"{root.path}/./{p.lstrip('/')}" for p in lists.includes if os.path.lexists(root.join(p))]
+    sources.append(f"{export}/./{PEER_DIR.lstrip('/')}")
+    # 5. the slave's certificate: pinned at the first push, verified by stunnel on every connection
+    pin_msg = _ensure_pin(root, cfg, accept_fingerprint, log)
+    if pin_msg:
+        return Outcome("failed", pin_msg)
+    env, files = _prepare(root, cfg, lists)
+    if isinstance(env, str):
+        return Outcome("failed", env)
+    common = dict(sources=sources, exclude_file=files["exclude"], password_file=files["password"],
+                  timeout=cfg.timeout, bwlimit=cfg.bwlimit, rsync=files["rsync"])
+    # 6. dry run: count what would change and what would be deleted
+    dry = _rsync(push_args(**common, dry_run=True, checksum=full), env)
+    if dry.returncode != 0:
+        return _failure(root, cfg, dry, "the dry run before the push failed")
+    deleted = len(dry.deletions)
+    ctx["stats"] = dry.stats
+    if not allow_deletions:
+        why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent)
+        if why:
+            return Outcome("held", f"{why}. The slave was not touched. To apply these deletions once, run: "
+                           "hotsync sync --allow-deletions", details=dry.deletions[:50], deleted=deleted,
+                           files=dry.stats.get("Number of files", 0))
+    if dry_run:
+        return Outcome("dry-run", f"dry run: {len(dry.changes)} changes and {deleted} deletions would be pushed",
+                       details=dry.changes[:200] + [f"*deleting {d}" for d in dry.deletions[:200]],
+                       files=dry.stats.get("Number of files", 0), deleted=deleted, changes=len(dry.changes))
+    if not dry.changes and not deleted and not full:
+        return Outcome("success", "the slave is up to date (nothing changed)",
+                       files=dry.stats.get("Number of files", 0))
+    # 7. the push
+    max_delete = None if allow_deletions else guards.allowed_deletions(dry.stats, deleted, cfg.max_delete_percent)
+    real = _rsync(push_args(**common, max_delete=max_delete, checksum=full), env)
+    if real.returncode != 0:
+        return _failure(root, cfg, real, "the push failed")
+    return Outcome("success", f"pushed {len(real.changes)} changes and {len(real.deletions)} deletions",
+                   files=real.stats.get("Number of files", 0),
+                   bytes=real.stats.get("Total bytes sent", 0), deleted=len(real.deletions),
+                   changes=len(real.changes), exit_code=0)
+
+
+def _rsync(args: list[str], env: dict, wait: float = 10.0):
+    """Run rsync; while the slave's daemon is still closing the previous session (its one connection
+    slot is taken until its post-xfer hook ends), try again for up to *wait* seconds."""
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        run = run_rsync(args, env=env)
+        if run.returncode != 5 or "max connections" not in run.stderr or time.monotonic() > deadline:
+            return run
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def _export_peer_db(root: Root):
+    """Copy the config databases into the export tree (only changed files are rewritten)."""
+    export = state_dir(root) / "export"
+    target = export / PEER_DIR.lstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    if root.db_dir.is_dir():
+        for f in sorted(root.db_dir.iterdir()):
+            if not f.is_file() or f.name.startswith(".") or f.suffix in (".lock", ".tmp"):
+                continue
+            data = f.read_bytes()
+            wanted.add(f.name)
+            dest = target / f.name
+            if not dest.exists() or dest.read_bytes() != data:
+                atomic_write(dest, data, mode=0o600)
+    for f in target.iterdir():
+        if f.name not in wanted:
+            f.unlink()
+    return export
+
+
+def _ensure_pin(root: Root, cfg: Settings, accept: str | None, log) -> str | None:
+    have = tls.pinned_fingerprint(root)
+    if have is not None and accept is None:
+        return None
+    try:
+        pem = tls.fetch_cert(cfg.slave_host, cfg.port, timeout=min(cfg.timeout, 30))
+    except tls.TLSError as exc:
+        return str(exc)
+    seen = tls.fingerprint(pem)
+    if accept is not None:
+        if seen != accept:
+            return (f"the slave {cfg.slave_host}:{cfg.port} presents {seen}, not the {accept} you asked to "
+                    "accept; nothing was pinned")
+        tls.pin(root, pem)
+        update_status(root, lambda d: d.update(pinned={"fingerprint": seen, "time": time.time(), "how": "accepted"}))
+        log(f"hotsync sync: accepted the slave's certificate {seen}")
+        return None
+    tls.pin(root, pem)
+    update_status(root, lambda d: d.update(pinned={"fingerprint": seen, "time": time.time(),
+                                                   "how": "trust on first use"}))
+    log(f"hotsync sync: pinned the slave's certificate {seen} (trust on first use); "
+        "compare it with `hotsync status` on the slave")
+    return None
+
+
+def _prepare(root: Root, cfg: Settings, lists):
+    """The environment and the run files (password 0600, exclude list); a str is an error."""
+    rsync = shutil.which("rsync")
+    stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+    if rsync is None or stunnel is None:
+        return "rsync and stunnel4 must be installed on the master", {}
+    client = root.join(CLIENT_CONF)
+    if not client.is_file():
+        return (f"{client} is missing: run signal-event nethserver-hotsync-save on this master"), {}
+    run = root.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    files = {"password": str(run / "rsync.password"), "exclude": str(run / "sync.exclude"), "rsync": rsync}
+    atomic_write(files["password"], cfg.password + "\n", mode=0o600)
+    atomic_write(files["exclude"], lists.exclude_file_text(), mode=0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}
+    env["RSYNC_CONNECT_PROG"] = connect_prog(stunnel, str(client))
+    env["LC_ALL"] = "C.UTF-8"
+    return env, files
+
+
+def _failure(root: Root, cfg: Settings, run, what: str) -> Outcome:
+    rc = run.returncode
+    errors = run.error_lines()
+    text = "\n".join(errors)
+    meaning = EXIT_MEANING.get(rc, f"exit status {rc}")
+    if "auth failed" in text:
+        meaning = "the slave refused the password: set the same `rsyncd password` on both sides"
+    elif "Unknown module" in text:
+        meaning = ("the slave refused this host: its MasterHost is not this host's address, "
+                   "or it is not an enabled slave")
+    elif "refused" in text and "pre-xfer" in text.lower() or "not an enabled slave" in text:
+        meaning = "the slave refused the push: " + next((e for e in errors if "slave" in e), text[:200])
+    elif rc in (5, 10, 12, 35, 255) or "certificate verify failed" in text or "SSL_connect" in text:
+        changed = _cert_changed(root, cfg)
+        if changed:
+            meaning = changed
+    if rc in (23, 24):
+        meaning += "; these paths were not pushed (see details)"
+    return Outcome("failed", f"{what}: rsync exit {rc}: {meaning}", details=errors,
+                   files=run.stats.get("Number of files", 0), bytes=run.stats.get("Total bytes sent", 0),
+                   exit_code=rc)
+
+
+def _cert_changed(root: Root, cfg: Settings) -> str | None:
+    pinned = tls.pinned_fingerprint(root)
+    if pinned is None:
+        return None
+    try:
+        seen = tls.fingerprint(tls.fetch_cert(cfg.slave_host, cfg.port, timeout=10))
+    except tls.TLSError:
+        return None
+    if seen == pinned:
+        return None
+    return (f"the slave's TLS certificate changed: pinned {pinned}, the slave now presents {seen}. "
+            "Nothing was pushed. If the slave was reinstalled or its certificate renewed, check the "
+            "fingerprint with `hotsync status` on the slave, then accept it here with: "
+            f"hotsync sync --accept-fingerprint {seen}")
+
+
+# ------------------------------------------------------------------------------------------- records
+def _report(o: Outcome, log) -> None:
+    prefix = {"success": "ok", "dry-run": "dry run", "held": "HELD BACK", "failed": "FAILED"}[o.result]
+    log(f"hotsync sync: {prefix}: {o.message}")
+    if o.result in ("failed", "held", "dry-run"):
+        for line in o.details[:60]:
+            log(f"  {line}")
+
+
+def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx: dict, *, dry_run, log) -> None:
+    run = {"start": start, "end": end, "result": o.result, "message": o.message, "files": o.files,
+           "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code}
+    if dry_run:
+        update_status(root, lambda d: d.update(last_dry_run=run))
+        return
+    mail: dict = {}
+
+    def change(d: dict) -> None:
+        d.pop("running", None)
+        d["role"] = "master"
+        d["peer"] = f"{cfg.slave_host}:{cfg.port}"
+        d["last_run"] = run
+        push_history(d, {k: run[k] for k in ("start", "end", "result", "files", "bytes", "exit_code")})
+        alert = d.setdefault("alert", {"sent": False})
+        if o.result == "success":
+            d["last_success"] = {**run, "sources": ctx.get("sources", {})}
+            d["failures"] = 0
+            if alert.get("sent"):
+                mail["kind"] = "recovered"
+            else:
+                d["alert"] = {"sent": False}
+        else:
+            d["failures"] = int(d.get("failures", 0)) + 1
+            d["last_error"] = {"time": end, "message": o.message, "details": o.details[:40]}
+            if not alert.get("sent"):
+                mail["kind"] = "failed"
+
+    data = update_status(root, change)
+    if mail:
+        _send_alert(root, cfg, mail["kind"], o, data, log)
+
+
+def _send_alert(root: Root, cfg: Settings, kind: str, o: Outcome, data: dict, log) -> None:
+    host = os.uname().nodename
+    last_ok = (data.get("last_success") or {}).get("end")
+    if kind == "failed":
+        subject = f"HotSync: sync from {host} to {cfg.slave_host} FAILED"
+        body = (f"The sync from this master ({host}) to the slave {cfg.slave_host}:{cfg.port} failed at "
+                f"{iso(time.time())}.\n\n{o.message}\n\n" + "\n".join(o.details[:40]) +
+                f"\n\nLast successful sync: {iso(last_ok) or 'never'}.\n"
+                "You get one mail now and one when syncs work again, not one per failed run.\n"
+                "Check with: hotsync status\n")
+    else:
+        subject = f"HotSync: sync from {host} to {cfg.slave_host} works again"
+        body = (f"The sync from this master ({host}) to the slave {cfg.slave_host}:{cfg.port} succeeded at "
+                f"{iso(time.time())}.\n\n{o.message}\n\nThe last failure was: "
+                f"{(data.get('last_error') or {}).get('message', 'unknown')}\n")
+    try:
+        send_mail(cfg.smarthost, cfg.mail_to, subject, body)
+        sent, error = kind == "failed", None
+        log(f"hotsync sync: mailed {cfg.mail_to} ({kind})")
+    except MailError as exc:
+        sent, error = (False if kind == "failed" else True), str(exc)
+        log(f"hotsync sync: could not mail {cfg.mail_to}: {exc}")
+
+    def change(d: dict) -> None:
+        d["alert"] = {"sent": sent, "kind": kind, "time": time.time(), "to": cfg.mail_to, "error": error}
+
+    update_status(root, change)

@@ -1,0 +1,75 @@
+"""What ``hotsync status`` shows, gathered from the config database, the status file and the TLS files."""
+from __future__ import annotations
+
+import os
+import time
+
+from ..configdb import open_db
+from ..paths import Root
+from . import tls
+from .settings import Settings
+from .status import read_status
+
+__all__ = ["collect"]
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def collect(root: Root) -> dict:
+    """A JSON-ready dict: role, status, peer, last run, last success, copy age, next run, fingerprint, errors."""
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    cfg = Settings.from_db(db)
+    st = read_status(root)
+    now = time.time()
+    info: dict = {"role": cfg.role, "status": "enabled" if cfg.enabled else "disabled", "root": str(root.path),
+                  "time": now}
+    running = st.get("running")
+    if running and not _alive(running.get("pid")):
+        running = dict(running, stale=True)
+        info["interrupted_run"] = running
+        running = None
+    if cfg.role == "slave":
+        info["peer"] = cfg.master_host
+        info["last_run"] = st.get("last_received")
+        info["last_success"] = st.get("last_success")
+        receiving = {k: v for k, v in (st.get("receiving") or {}).items() if now - v.get("start", now) < 86400}
+        info["running"] = next(iter(receiving.values()), None)
+        info["last_refused"] = st.get("last_refused")
+        cert, _ = tls.cert_paths(root)
+        try:
+            info["fingerprint"] = tls.fingerprint(cert.read_text())
+        except (OSError, ValueError):
+            info["fingerprint"] = None
+        peer_db = root.join("/var/lib/hotsync/peer/configuration")
+        info["peer_db"] = str(peer_db) if peer_db.exists() else None
+    else:
+        info["peer"] = f"{cfg.slave_host}:{cfg.port}" if cfg.slave_host else ""
+        info["last_run"] = st.get("last_run")
+        info["last_success"] = {k: v for k, v in (st.get("last_success") or {}).items() if k != "sources"} or None
+        info["running"] = running
+        info["fingerprint"] = tls.pinned_fingerprint(root)
+        info["pinned"] = st.get("pinned")
+        info["alert"] = st.get("alert")
+        info["failures"] = st.get("failures", 0)
+        info["last_dry_run"] = st.get("last_dry_run")
+        nxt = st.get("next_run")
+        if cfg.role == "master" and cfg.enabled:
+            last = (st.get("last_run") or {}).get("start")
+            if nxt is None and last is not None:
+                nxt = float(last) + cfg.interval * 60
+        else:
+            nxt = None
+        info["next_run"] = nxt
+        info["interval_minutes"] = cfg.interval
+    info["last_error"] = st.get("last_error")
+    ok_end = (info.get("last_success") or {}).get("end")
+    info["copy_age"] = None if ok_end is None else now - float(ok_end)
+    if st.get("status_error"):
+        info["status_error"] = st["status_error"]
+    return info

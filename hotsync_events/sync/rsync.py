@@ -1,0 +1,132 @@
+"""The rsync command line of a push, how it runs, and how its output is read.
+
+Every value is an argument in a list (nothing goes through a shell); the password is read by rsync from
+a 0600 file, never from the command line. The TLS leg is stunnel in inetd mode started by rsync itself
+(``RSYNC_CONNECT_PROG``), verifying the slave against the pinned certificate on every connection.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_args", "run_rsync", "stats_of"]
+
+MODULE = "hotsync"
+USER = "hotsyncuser"
+PARTIAL_DIR = ".hotsync-partial"
+
+EXIT_MEANING = {
+    1: "syntax or usage error", 2: "protocol incompatibility", 3: "errors selecting input/output files",
+    4: "requested action not supported", 5: "the slave refused the session (wrong password, this host is "
+    "not the slave's MasterHost, or the slave is not an enabled slave)",
+    6: "daemon unable to append to log-file", 10: "error in socket I/O (the slave or its TLS tunnel is "
+    "unreachable, or the slave's certificate does not match the pinned one)", 11: "error in file I/O",
+    12: "error in rsync protocol data stream (the connection broke)", 13: "errors with program diagnostics",
+    14: "error in IPC code", 20: "received SIGUSR1 or SIGINT", 21: "some error returned by waitpid()",
+    22: "error allocating core memory buffers", 23: "partial transfer due to error",
+    24: "partial transfer due to vanished source files", 25: "the --max-delete limit stopped deletions",
+    30: "timeout in data send/receive", 35: "timeout waiting for daemon connection",
+}
+
+
+def push_args(*, sources: list[str], exclude_file: str, password_file: str, timeout: int, bwlimit: int = 0,
+              max_delete: int | None = None, dry_run: bool = False, checksum: bool = False,
+              rsync: str = "rsync") -> list[str]:
+    """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's module."""
+    args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
+            f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
+            f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
+            "--no-human-readable", "--itemize-changes"]
+    if bwlimit:
+        args.append(f"--bwlimit={int(bwlimit)}")
+    if max_delete is not None:
+        args.append(f"--max-delete={int(max_delete)}")
+    if dry_run:
+        args.append("--dry-run")
+    if checksum:
+        args.append("--checksum")
+    args += ["--", *sources, f"rsync://{USER}@hotsync-slave/{MODULE}/"]
+    return args
+
+
+def connect_prog(stunnel: str, client_conf: str) -> str:
+    """``RSYNC_CONNECT_PROG``: stunnel in inetd mode with the client configuration (a shell line)."""
+    return f"exec {shlex.quote(stunnel)} {shlex.quote(client_conf)}"
+
+
+@dataclass
+class RsyncRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    itemized: list[str] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> list[str]:
+        return self.itemized
+
+    def error_lines(self, limit: int = 40) -> list[str]:
+        lines = [ln for ln in self.stderr.splitlines() if ln.strip() and not _STUNNEL_NOISE.match(ln)]
+        return lines[-limit:]
+
+
+_STUNNEL_NOISE = re.compile(r"^(\d{4}\.\d\d\.\d\d \d\d:\d\d:\d\d LOG[5-7]|\[[ .]\] )")
+_ITEM = re.compile(r"^([<>ch.*][fdLDS+.][^ ]*) (.*)$")
+_STAT = re.compile(r"^(Number of files|Number of created files|Number of deleted files|"
+                   r"Number of regular files transferred|Total file size|Total transferred file size|"
+                   r"Literal data|Total bytes sent|Total bytes received): ([\d,.]+)")
+
+
+def stats_of(stdout: str) -> tuple[list[str], list[str], dict[str, int]]:
+    """``(itemized changes, deleted names, stats)`` from ``--itemize-changes --stats`` output."""
+    items: list[str] = []
+    deleted: list[str] = []
+    stats: dict[str, int] = {}
+    for line in stdout.splitlines():
+        m = _STAT.match(line)
+        if m:
+            stats[m.group(1)] = int(re.sub(r"[,.]", "", m.group(2)))
+            continue
+        if line.startswith("*deleting "):
+            deleted.append(line[len("*deleting "):].lstrip())
+            continue
+        m = _ITEM.match(line)
+        if m and len(m.group(1)) >= 9:
+            items.append(line)
+    return items, deleted, stats
+
+
+_libc = None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: a killed sync takes its rsync with it
+    except Exception:
+        pass
+
+
+def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
+    """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=env, preexec_fn=_die_with_parent, close_fds=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    stdout = out.decode("utf-8", "backslashreplace")
+    stderr = err.decode("utf-8", "backslashreplace")
+    items, deleted, stats = stats_of(stdout)
+    return RsyncRun(proc.returncode, stdout, stderr, items, deleted, stats)

@@ -1,0 +1,72 @@
+"""The sync's settings, read once per run from the ``configuration`` database (keys hotsync, rsyncd)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Settings"]
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    role: str
+    status: str
+    slave_host: str
+    master_host: str
+    port: int
+    bwlimit: int
+    max_delete_percent: int
+    timeout: int
+    interval: int
+    mail_to: str
+    smarthost: str
+    databases: str
+    password: str
+    rsyncd_port: int
+
+    @classmethod
+    def from_db(cls, db) -> "Settings":
+        h = db.props("hotsync") if "hotsync" in db else {}
+        r = db.props("rsyncd") if "rsyncd" in db else {}
+        role = h.get("role", "")
+        return cls(role="master" if role == "server" else role, status=h.get("status", "enabled") or "enabled",
+                   slave_host=h.get("SlaveHost", ""), master_host=h.get("MasterHost", ""),
+                   port=_int(h.get("port"), 273), bwlimit=_int(h.get("bwlimit"), 0),
+                   max_delete_percent=_int(h.get("MaxDeletePercent"), 20), timeout=_int(h.get("timeout"), 300),
+                   interval=max(_int(h.get("interval"), 15), 1), mail_to=h.get("MailTo", "root@localhost"),
+                   smarthost=h.get("SmartHost", "localhost:25"), databases=h.get("databases", "enabled"),
+                   password=r.get("password", ""), rsyncd_port=_int(r.get("TCPPort"), 873))
+
+    @property
+    def enabled(self) -> bool:
+        return self.status != "disabled"
+
+    def master_problem(self) -> str | None:
+        """Why this host cannot push now, in a sysadmin's words, or None."""
+        if self.role != "master":
+            return (f"this host is not a master (hotsync role={self.role or 'unset'}); "
+                    "set it with: config setprop hotsync role master SlaveHost <slave address>")
+        if not self.enabled:
+            return "hotsync is disabled on this host (config setprop hotsync status enabled to push again)"
+        if not self.slave_host:
+            return "no slave configured: config setprop hotsync SlaveHost <slave address>"
+        if not self.password:
+            return "no push password: config setprop rsyncd password <the slave's password>"
+        return None
+
+    def slave_problem(self) -> str | None:
+        if self.role != "slave":
+            return f"this host is not a slave (hotsync role={self.role or 'unset'})"
+        if not self.enabled:
+            return "hotsync is disabled on this slave"
+        if not self.master_host:
+            return "no master configured: config setprop hotsync MasterHost <master address>"
+        if not self.password:
+            return "no push password: config setprop rsyncd password <secret>"
+        return None

@@ -1,0 +1,82 @@
+"""The sync status file: one JSON document per host, written atomically under a lock.
+
+Both sides keep one (``<root>/var/lib/hotsync/sync/status.json``). The master records its runs (start,
+end, result, files, bytes), the last success, the state of its sources at that success, the pinned
+certificate and whether an alert mail is out; the slave records every run it received (from the rsync
+daemon's pre/post-xfer hooks). ``hotsync status`` prints it; readers take no lock.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..fsutil import atomic_write
+from ..paths import Root
+
+__all__ = ["STATE_DIR", "read_status", "state_dir", "status_path", "update_status", "iso"]
+
+#: host path of the sync's private state (never shipped, never overwritten by a push)
+STATE_DIR = "/var/lib/hotsync/sync"
+HISTORY_KEEP = 20
+
+
+def state_dir(root: Root) -> Path:
+    return root.join(STATE_DIR)
+
+
+def status_path(root: Root) -> Path:
+    return state_dir(root) / "status.json"
+
+
+def read_status(root: Root) -> dict:
+    """The status as a dict; ``{}`` when there is none yet (or it is unreadable, which is reported)."""
+    try:
+        data = json.loads(status_path(root).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        return {"status_error": f"unreadable status file {status_path(root)}: {exc}"}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _locked(root: Root) -> Iterator[None]:
+    lock = state_dir(root) / "status.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_status(root: Root, change: Callable[[dict], None]) -> dict:
+    """Read, let *change* edit the dict in place, write it back atomically; returns the new status."""
+    with _locked(root):
+        data = read_status(root)
+        data.pop("status_error", None)
+        change(data)
+        data["updated"] = time.time()
+        atomic_write(status_path(root), json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                     mode=0o644)
+        return data
+
+
+def push_history(data: dict, run: dict) -> None:
+    """Append *run* to ``data["history"]``, keeping the last few."""
+    hist = data.setdefault("history", [])
+    hist.append(run)
+    del hist[:-HISTORY_KEEP]
+
+
+def iso(ts: float | None) -> str | None:
+    """A timestamp as local ISO 8601 (seconds), or None."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(ts))

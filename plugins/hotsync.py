@@ -1,0 +1,353 @@
+"""HotSync itself: the ``nethserver-hotsync-save`` event, the slave's rsync daemon behind stunnel, the schedule.
+
+What the save event does (as NethServer's ``nethserver-hotsync-conf`` + templates + adjust-services):
+
+* renders ``/etc/rsyncd.conf``, ``/etc/rsyncd.secrets`` (0600), ``/etc/stunnel/hotsync.conf`` (the slave's
+  TLS server), ``/etc/stunnel/hotsync-client.conf`` (the master's TLS client, which rsync starts for each
+  push) and ``/etc/cron.d/hotsync`` (the master's schedule);
+* on a slave, makes the TLS key and self-signed certificate at the first save (priority 4, before the
+  templates), sets ``rsyncd``/``stunnel`` status, stops the services plugins mark as writers of synced
+  data, and (re)starts ``hotsync-rsyncd`` and ``hotsync-stunnel``; on a master, starts the scheduler
+  (``hotsync daemon``) where no cron reads the cron file (the process back-end);
+* ``config setprop hotsync status disabled`` + the event stops everything on that side.
+
+Every config value that reaches a rendered file is checked again at render time for that file's format
+(:func:`conf_value`, :func:`host_value`, :func:`int_value`), on top of the schema's check at ``setprop``.
+"""
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from hotsync_events import hookimpl
+from hotsync_events.templates import TemplateDataError
+from hotsync_events.types import Action, Service, Template
+
+EVENT = "nethserver-hotsync-save"
+RSYNCD_CONF = "/etc/rsyncd.conf"
+RSYNCD_SECRETS = "/etc/rsyncd.secrets"
+STUNNEL_CONF = "/etc/stunnel/hotsync.conf"
+STUNNEL_CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
+CRON = "/etc/cron.d/hotsync"
+SERVICES = ("hotsync-rsyncd", "hotsync-stunnel")
+SCHEDULER = "hotsync-scheduler"
+USER = "hotsyncuser"
+MODULE = "hotsync"
+#: options a push never needs and that could reach outside the replica or tear files
+REFUSED_OPTIONS = ("inplace", "append", "append-verify", "write-devices", "copy-devices", "temp-dir", "backup",
+                   "backup-dir", "suffix", "link-dest", "copy-dest", "compare-dest", "only-write-batch",
+                   "write-batch", "read-batch", "remove-source-files", "delete-excluded", "fake-super",
+                   "insecure-links", "iconv", "sender")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RenderRefused(TemplateDataError, ValueError):
+    """A value that cannot go into a rendered file as it is (the template engine names the file)."""
+
+
+# ------------------------------------------------------------------------------------------- roles
+def _props(db, key: str) -> dict:
+    """The props of *key* from a ConfigDB or a template's read-only view of one."""
+    from hotsync_events.templates import DBView
+
+    if key not in db:
+        return {}
+    return dict(db[key].items()) if isinstance(db, DBView) else db.props(key)
+
+
+def role(db) -> str:
+    r = _props(db, "hotsync").get("role", "")
+    return "master" if r == "server" else r
+
+
+def enabled(db) -> bool:
+    return _props(db, "hotsync").get("status", "enabled") != "disabled"
+
+
+def slave_active(db) -> bool:
+    """An enabled slave with a MasterHost and a password: it runs the receiving daemon."""
+    h = _props(db, "hotsync")
+    return (role(db) == "slave" and enabled(db) and bool(h.get("MasterHost"))
+            and bool(_props(db, "rsyncd").get("password")))
+
+
+def master_active(db) -> bool:
+    return role(db) == "master" and enabled(db) and bool(_props(db, "hotsync").get("SlaveHost"))
+
+
+def _root_of(db):
+    from hotsync_events.paths import Root, root_from
+
+    path = getattr(db, "path", None)
+    if path is not None and len(path.parents) > 4 and path.parent.parts[-4:] == ("var", "lib", "hotsync", "db"):
+        return Root(path.parents[4])
+    return root_from(None)
+
+
+# ------------------------------------------------------------------------------------------- escaping
+def conf_value(value, what: str = "value") -> str:
+    """A value for rsyncd.conf/stunnel.conf: one line, no edge spaces, ``%`` doubled (rsyncd expands %VAR%)."""
+    text = str(value)
+    if _CONTROL.search(text) or text != text.strip():
+        raise RenderRefused(f"{what} {text!r} cannot go into a configuration line (line break, control "
+                            "character or edge space)")
+    return text.replace("%", "%%")
+
+
+def stunnel_value(value, what: str = "value") -> str:
+    text = str(value)
+    if _CONTROL.search(text) or text != text.strip() or text.startswith((";", "#", "[")):
+        raise RenderRefused(f"{what} {text!r} cannot go into stunnel's configuration")
+    return text
+
+
+def host_value(value, what: str = "address") -> str:
+    """An IP address or a host name, nothing else (the schema's ``host`` check, again)."""
+    from hotsync_events.schema import _is_host
+
+    text = str(value)
+    if not text or not _is_host(text):
+        raise RenderRefused(f"{what} {text!r} is not an IP address or a host name")
+    return text
+
+
+def int_value(value, lo: int, hi: int, what: str = "number") -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise RenderRefused(f"{what} {value!r} is not a whole number") from None
+    if not lo <= n <= hi:
+        raise RenderRefused(f"{what} {n} is not between {lo} and {hi}")
+    return n
+
+
+def secret_value(value) -> str:
+    text = str(value)
+    if not text or _CONTROL.search(text):
+        raise RenderRefused("the rsyncd password is empty or holds a control character")
+    return text
+
+
+def cron_command(argv: list[str]) -> str:
+    """A cron command line: each argument shell-quoted, ``%`` escaped (cron turns it into a newline)."""
+    return " ".join(shlex.quote(a) for a in argv).replace("%", "\\%")
+
+
+def resolve(host: str) -> list[str]:
+    """The addresses of *host* (an IP address is itself); RenderRefused when it does not resolve."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        addrs = sorted({ai[4][0].split("%")[0] for ai in socket.getaddrinfo(host, None)})
+    except OSError as exc:
+        raise RenderRefused(f"MasterHost {host!r} does not resolve: {exc}") from None
+    return [str(ipaddress.ip_address(a)) for a in addrs]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return all(ipaddress.ip_address(a).is_loopback for a in resolve(host))
+    except RenderRefused:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def strongest_digest(rsync: str = "rsync") -> str:
+    """The strongest daemon auth digest the installed rsync offers (its ``Daemon auth list``)."""
+    try:
+        out = subprocess.run([shutil.which(rsync) or rsync, "--version"], capture_output=True, text=True,
+                             timeout=20).stdout
+    except OSError:
+        return "md5"
+    m = re.search(r"Daemon auth list:\s*\n\s*([^\n]+)", out)
+    if not m:
+        return "md5"
+    names = m.group(1).split()
+    for best in ("sha512", "sha256", "sha1", "md5", "md4"):
+        if best in names:
+            return best
+    return names[0] if names else "md5"
+
+
+def tool(*names: str) -> str:
+    for n in names:
+        found = shutil.which(n)
+        if found:
+            return found
+    return names[0]
+
+
+# ------------------------------------------------------------------------------------------- render data
+def rsyncd_values(db, root: str) -> dict:
+    """Everything rsyncd.conf needs, checked for its format."""
+    h, r = _props(db, "hotsync"), _props(db, "rsyncd")
+    master = host_value(h.get("MasterHost", ""), "MasterHost")
+    rootp = conf_value(root.rstrip("/") or "/", "root path")
+    hook = [sys.executable, "-m", "hotsync_events.sync.xfer"]
+    quoted_root = shlex.quote(root)
+    return {
+        "port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
+        "root": rootp,
+        "log": conf_value(f"{root.rstrip('/')}/var/log/hotsync/rsyncd.log", "log path"),
+        "lock": conf_value(f"{root.rstrip('/')}/run/hotsync/rsyncd.lock", "lock path"),
+        "secrets": conf_value(f"{root.rstrip('/')}{RSYNCD_SECRETS}", "secrets path"),
+        "hosts": " ".join(resolve(master)),
+        "digest": strongest_digest(),
+        "timeout": int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout"),
+        "ids": "root" if os.geteuid() == 0 else None,
+        "refuse": " ".join(REFUSED_OPTIONS),
+        "pre": conf_value(" ".join(shlex.quote(a) for a in hook) + f" pre --root {quoted_root}", "pre-xfer command"),
+        "post": conf_value(" ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
+                           "post-xfer command"),
+    }
+
+
+def stunnel_values(db, root: str) -> dict:
+    from hotsync_events.sync.tls import cert_paths, pin_path
+    from hotsync_events.paths import Root
+
+    h, r = _props(db, "hotsync"), _props(db, "rsyncd")
+    R = Root(root)
+    cert, key = cert_paths(R)
+    timeout = int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout")
+    out = {"port": int_value(h.get("port", 273), 1, 65535, "hotsync port"),
+           "rsyncd_port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
+           "cert": stunnel_value(cert), "key": stunnel_value(key), "pin": stunnel_value(pin_path(R)),
+           "timeout": timeout, "connect_timeout": min(timeout, 30),
+           "log": stunnel_value(f"{root.rstrip('/')}/var/log/hotsync/stunnel-client.log")}
+    if role(db) == "slave" and h.get("MasterHost"):
+        master = host_value(h["MasterHost"], "MasterHost")
+        out["accept"] = f"127.0.0.1:{out['port']}" if _is_loopback(master) else f":::{out['port']}"
+    if h.get("SlaveHost"):
+        out["slave"] = host_value(h["SlaveHost"], "SlaveHost")
+    return out
+
+
+def cron_values(db, root: str) -> dict:
+    h = _props(db, "hotsync")
+    interval = int_value(h.get("interval", 15), 1, 1440, "hotsync interval")
+    if interval < 60:
+        when = f"*/{interval} * * * *"
+    else:
+        hours = max(interval // 60, 1)
+        when = f"5 */{hours} * * *" if hours < 24 else "5 1 * * *"
+    argv = [sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", root, "sync", "--scheduled"]
+    return {"when": when, "command": cron_command(argv), "interval": interval}
+
+
+# ------------------------------------------------------------------------------------------- hooks
+@hookimpl
+def hotsync_templates(db):
+    events = (EVENT, "nethserver-hotsync-update")
+    yield Template(RSYNCD_CONF, events=events, services=("hotsync-rsyncd",))
+    yield Template(RSYNCD_SECRETS, events=events, mode=0o600, services=("hotsync-rsyncd",))
+    yield Template(STUNNEL_CONF, events=events, services=("hotsync-stunnel",))
+    yield Template(STUNNEL_CLIENT_CONF, events=events, mode=0o644)
+    yield Template(CRON, events=events, mode=0o644)
+
+
+@hookimpl
+def hotsync_services(db):
+    rsync = tool("rsync")
+    stunnel = tool("stunnel4", "stunnel")
+    slave = slave_active(db)
+    yield Service("hotsync-rsyncd", unit="rsync.service", enabled=slave, events={EVENT: "restart"},
+                  command=(rsync, "--daemon", "--no-detach", "--config={root}" + RSYNCD_CONF))
+    yield Service("hotsync-stunnel", unit="stunnel4.service", enabled=slave, events={EVENT: "restart"},
+                  command=(stunnel, "{root}" + STUNNEL_CONF))
+    from hotsync_events.services import backend_name
+
+    if backend_name(_root_of(db)) == "process":   # where systemd runs, cron reads /etc/cron.d/hotsync
+        yield Service(SCHEDULER, unit=None, enabled=master_active(db), events={EVENT: "restart"},
+                      command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "daemon"))
+
+
+@hookimpl
+def hotsync_actions(db):
+    yield Action(EVENT, "hotsync-check", _check, priority=3, critical=True)
+    yield Action(EVENT, "hotsync-tls", _tls, priority=4, critical=True)
+    yield Action(EVENT, "hotsync-conf", _conf, priority=70)
+    yield Action(EVENT, "hotsync-writers", _writers, priority=91)
+
+
+def _check(ctx) -> int:
+    """Refuse a configuration that cannot work, before anything is rendered, saying what is missing."""
+    db = ctx.db
+    h = _props(db, "hotsync")
+    r = role(db)
+    problems = []
+    if r == "slave" and enabled(db):
+        if not h.get("MasterHost"):
+            problems.append("a slave needs its master's address: config setprop hotsync MasterHost <address>")
+        if not _props(db, "rsyncd").get("password"):
+            problems.append("a slave needs the push password: config setprop rsyncd password <secret>")
+    if r == "master" and enabled(db):
+        if not h.get("SlaveHost"):
+            problems.append("a master needs its slave's address: config setprop hotsync SlaveHost <address>")
+        if not _props(db, "rsyncd").get("password"):
+            problems.append("a master needs the slave's push password: config setprop rsyncd password <secret>")
+    if r not in ("", "master", "slave"):
+        problems.append(f"unknown hotsync role {r!r}: use master or slave")
+    for p in problems:
+        ctx.log(f"hotsync: {p}")
+    if not r:
+        ctx.log("hotsync: role not defined; nothing to run (config setprop hotsync role master|slave)")
+    return 1 if problems else 0
+
+
+def _tls(ctx) -> int:
+    if role(ctx.db) != "slave":
+        return 0
+    from hotsync_events.sync.tls import ensure_slave_cert
+
+    ensure_slave_cert(ctx.root, log=ctx.log)
+    return 0
+
+
+def _conf(ctx) -> int:
+    """rsyncd/stunnel status and access follow the role, as NethServer's nethserver-hotsync-conf does."""
+    db = ctx.db
+    slave, master = slave_active(db), master_active(db)
+    want = {"rsyncd": {"status": "enabled" if slave else "disabled"},
+            "stunnel": {"status": "enabled" if (slave or master) else "disabled",
+                        "access": "green" if slave else ""}}
+    with db.transaction() as txn:
+        for key, props in want.items():
+            if txn.record(key) is None:
+                txn.set(key, "service", props)
+            elif any(txn.getprop(key, p) != v for p, v in props.items()):
+                txn.setprop(key, props)
+    return 0
+
+
+def _writers(ctx) -> int:
+    """On a slave, the services that write synced data stay stopped (the copy must not diverge)."""
+    if role(ctx.db) != "slave" or ctx.pm is None:
+        return 0
+    from hotsync_events.services import ServiceManager, collect_services
+
+    services = collect_services(ctx.pm, ctx.db)
+    writers = [(p, s) for p, s in services if s.writer]
+    if not writers:
+        return 0
+    mgr = ServiceManager(ctx.root, services)
+    failed = 0
+    for _, svc in writers:
+        try:
+            state = mgr.status(svc.name)
+            if state.running:
+                ctx.log(f"hotsync: {svc.name} writes synced data: stopped on this slave ({mgr.do(svc.name, 'stop')})")
+        except Exception as exc:
+            ctx.log(f"hotsync: could not stop {svc.name}: {exc}")
+            failed += 1
+    return 1 if failed else 0

@@ -202,7 +202,7 @@ def test_samba_acl_dump_and_post_restore_action(roots):
         tdb_store(master.join("/var/lib/samba/private/secrets.tdb"), {"k": "v"})
     local_push(master, slave, make_pm([plugin("samba")]))
     dump = slave.join("/var/lib/hotsync/dumps/samba-acls.dump").read_text()
-    assert "# file: ./docs" in dump and re.search(r"^user:[^:]+:rwx", dump, re.M), dump
+    assert "# file: docs" in dump and re.search(r"^user:[^:]+:rwx", dump, re.M), dump
     subprocess.run(["setfacl", "-b", str(slave.join("/var/lib/nethserver/ibay/docs"))], check=True)
     pm = make_pm([plugin("samba")])
     from hotsync_events.configdb import open_db

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Callable, Iterator, Mapping
 
 from .dbformat import KeyError_, Record, check_key, check_prop, decode_record, encode_record, parse_text, render_text
-from .fsutil import atomic_write
+from .fsutil import atomic_write, remove_dead_temps
 from .paths import Root, root_from
 
 __all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "open_db"]
@@ -263,6 +263,7 @@ class Transaction:
             raw = {k: encode_record(self.record(k)) for k in raw}  # type: ignore[arg-type]
         if db.journal is not None and changes:
             db.journal(db.name, changes)
+        remove_dead_temps(db.path)  # what writers killed mid-write left beside the file
         # surrogateescape: bytes that are not UTF-8 (an old hand edit) were read as surrogates; keep them as they are
         atomic_write(db.path, render_text(raw).encode("utf-8", "surrogateescape"), mode=0o640)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["atomic_write", "fsync_dir", "remove_dead_temps"]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -47,6 +47,32 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o64
         _unlink_quietly(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def remove_dead_temps(path: str | os.PathLike) -> list[str]:
+    """Remove the temp files that writers of *path* killed mid-write left (``.<name>.tmp-<pid>`` of a dead pid).
+
+    Call it holding the lock that serialises the writers of *path*. Returns the names removed.
+    """
+    path = Path(path)
+    prefix = f".{path.name}.tmp-"
+    removed = []
+    try:
+        with os.scandir(path.parent) as entries:
+            stale = [e.name for e in entries if e.name.startswith(prefix) and e.name[len(prefix):].isdigit()]
+    except FileNotFoundError:
+        return removed
+    for name in stale:
+        try:
+            os.kill(int(name[len(prefix):]), 0)
+            continue                      # that writer is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:           # alive, another user's
+            continue
+        _unlink_quietly(path.parent / name)
+        removed.append(name)
+    return removed
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -75,7 +75,7 @@ class MariaDB:
             cnf = tmp / "client.cnf"
             lines = ["[client]"]
             if password is not None:
-                lines.append('password="' + password.replace("\\", "\\\\") + '"')
+                lines.append("password=" + _option_value(password, self.label))
             fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
@@ -262,6 +262,22 @@ class MariaDB:
         log(f"{self.label}: starting the server (process back-end), log in {log_dir / 'mysqld.log'}")
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True, close_fds=True)
+
+
+def _option_value(value: str, server: str) -> str:
+    """*value* for a MariaDB option file: backslashes doubled, wrapped in a quote it does not contain.
+
+    The option-file reader ends a value at a ``#`` outside quotes and tracks both quote kinds, so the
+    wrapping quote must be one the value does not hold.
+    """
+    esc = value.replace("\\", "\\\\")
+    for q in ("'", '"'):
+        if q not in value:
+            return q + esc + q
+    if "#" not in value and value == value.strip():
+        return esc
+    raise DatabaseError(f"{server}: the password holds both quote kinds and '#', which a MariaDB option "
+                        "file cannot carry; change the password")
 
 
 # ------------------------------------------------------------------------------------------ parsing

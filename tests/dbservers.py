@@ -1,0 +1,275 @@
+"""Private MariaDB and PostgreSQL servers for the database tests, each inside a throw-away host root.
+
+Nothing here touches a system service: each server gets a fresh data directory under its own root
+(``var/lib/mysql``, ``var/lib/postgresql/main``), listens on a unix socket under that root only
+(``run/mysqld/mysqld.sock``, ``run/postgresql/.s.PGSQL.5432``; no TCP), and is killed by the fixture's
+finalizer. PostgreSQL refuses to run as root, so when the tests run as root its cluster belongs to
+``nobody`` and the server runs as that user.
+
+Each server also configures its root's ``configuration`` database (socket, account, password file), as
+an administrator would, so the plugins find it exactly as on a real host.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.plugins import get_plugin_manager, install_schemas
+
+PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]) \
+    if Path("/usr/lib/postgresql").is_dir() else Path("/usr/bin")
+
+
+def new_root(prefix: str) -> Root:
+    """A short-named root under /tmp (unix socket paths must stay under 108 bytes), readable by all."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(path, 0o755)
+    root = Root(path)
+    install_schemas(get_plugin_manager(entrypoints=False), root)
+    return root
+
+
+def set_props(root: Root, key: str, props: dict) -> None:
+    """Set *props* of *key* (a service record, created when missing) in the root's configuration db."""
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        if txn.record(key) is None:
+            txn.set(key, "service", props)
+        else:
+            txn.setprop(key, props)
+
+
+def _wait(check, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up in {seconds} s")
+
+
+def kill_pid(pid: int, seconds: float = 20, sig: int = signal.SIGTERM) -> None:
+    """*sig* (SIGTERM), wait (bounded), then SIGKILL one process we started."""
+    for sig, wait in ((sig, seconds), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+
+
+class MariaDBServer:
+    """``mariadb-install-db`` + ``mariadbd --skip-networking`` under *root*; root's password in a file."""
+
+    def __init__(self, root: Root, password: str = "Maria-pw-1") -> None:
+        self.root = root
+        self.password = password
+        self.datadir = root.join("/var/lib/mysql")
+        self.socket = root.join("/run/mysqld/mysqld.sock")
+        self.pidfile = root.join("/run/mysqld/mysqld.pid")
+        self.proc: subprocess.Popen | None = None
+
+    def install(self) -> None:
+        self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        cp = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+                             "--skip-test-db", "--auth-root-authentication-method=normal"],
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+
+    def start(self) -> "MariaDBServer":
+        if not self.datadir.is_dir():
+            self.install()
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        log = self.root.join("/var/log/mysqld-test.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+             f"--pid-file={self.pidfile}", "--skip-networking", "--user=root", f"--log-error={log}",
+             "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait(lambda: self.socket.exists() and self._ping(), 60, "mariadbd")
+        return self
+
+    def _ping(self) -> bool:
+        for pw in (self.password, None):
+            args = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e", "SELECT 1"]
+            if pw:
+                args.insert(3, f"--password={pw}")
+            if subprocess.run(args, capture_output=True, timeout=30).returncode == 0:
+                return True
+        return False
+
+    def configure(self) -> "MariaDBServer":
+        """Give root a password (stored in a 0600 file under the root) and point the config db at it."""
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e",
+                        "ALTER USER root@localhost IDENTIFIED BY '"
+                        + self.password.replace("\\", "\\\\").replace("'", "''") + "'"], capture_output=True, timeout=30)
+        pwfile = self.root.join("/etc/hotsync-test/mysql.pw")
+        pwfile.parent.mkdir(parents=True, exist_ok=True)
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        set_props(self.root, "mysqld", {"Socket": "/run/mysqld/mysqld.sock", "DumpUser": "root",
+                              "PasswordFile": "/etc/hotsync-test/mysql.pw", "DataDir": "/var/lib/mysql"})
+        return self
+
+    def sql(self, statement: str, db: str | None = None, check: bool = True) -> list[list[str]]:
+        args = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", f"--password={self.password}",
+                "--batch", "--skip-column-names", "-e", statement]
+        if db:
+            args.append(db)
+        cp = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"SQL failed: {statement[:200]}: {cp.stderr}")
+        return [ln.split("\t") for ln in cp.stdout.splitlines() if ln]
+
+    def client(self, db: str | None = None) -> subprocess.Popen:
+        """A long-running ``mariadb`` fed statements on stdin (the write load)."""
+        args = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", f"--password={self.password}",
+                "--batch", "--force"]
+        if db:
+            args.append(db)
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                text=True, bufsize=1)
+
+    def pids(self) -> list[int]:
+        pids = [self.proc.pid] if self.proc else []
+        try:
+            pids.append(int(self.pidfile.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        alt = self.root.join("/run/hotsync/mysqld.pid")   # started by restore-databases (process back-end)
+        try:
+            pids.append(int(alt.read_text().strip()))
+        except (OSError, ValueError):
+            pass
+        return sorted(set(pids))
+
+    def stop(self) -> None:
+        for pid in self.pids():
+            kill_pid(pid)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+
+class PostgresServer:
+    """``initdb`` + ``postgres -k <socket dir> -c listen_addresses=`` under *root*, as an unprivileged user."""
+
+    def __init__(self, root: Root, password: str = "Pg-pw-1:x") -> None:
+        self.root = root
+        self.password = password
+        self.datadir = root.join("/var/lib/postgresql/main")
+        self.sockdir = root.join("/run/postgresql")
+        self.proc: subprocess.Popen | None = None
+        self.user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", self.user.pw_name, "--", *argv] if self.user else argv
+
+    def _chown(self, path: Path) -> None:
+        if self.user:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def install(self) -> None:
+        for d in (self.datadir.parent, self.sockdir):
+            d.mkdir(parents=True, exist_ok=True)
+            self._chown(d)
+        pw = self.root.join("/run/initdb.pw")
+        pw.write_text(self.password + "\n")
+        self._chown(pw)
+        cp = subprocess.run(self._as_user([str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                                           "--auth-local=scram-sha-256", "--auth-host=reject", f"--pwfile={pw}",
+                                           "-E", "UTF8", "--locale=C", "--no-sync"]),
+                            capture_output=True, text=True, timeout=120)
+        pw.unlink()
+        assert cp.returncode == 0, cp.stderr
+
+    def start(self) -> "PostgresServer":
+        if not (self.datadir / "PG_VERSION").exists():
+            self.install()
+        log = self.root.join("/var/log/postgresql-test.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen(
+                self._as_user([str(PG_BIN / "postgres"), "-D", str(self.datadir), "-k", str(self.sockdir),
+                               "-p", "5432", "-c", "listen_addresses=", "-c", "fsync=off",
+                               "-c", "shared_buffers=32MB", "-c", "max_connections=40"]),
+                stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True)
+        _wait(lambda: self._ping(), 60, "postgres")
+        return self
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(PGHOST=str(self.sockdir), PGPORT="5432", PGUSER="postgres", PGPASSWORD=self.password)
+        return env
+
+    def _ping(self) -> bool:
+        return subprocess.run([str(PG_BIN / "psql"), "-X", "-d", "postgres", "-c", "SELECT 1"], env=self.env(),
+                              capture_output=True, timeout=30).returncode == 0
+
+    def configure(self) -> "PostgresServer":
+        pwfile = self.root.join("/etc/hotsync-test/pg.pw")
+        pwfile.parent.mkdir(parents=True, exist_ok=True)
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        set_props(self.root, "postgresql", {"SocketDir": "/run/postgresql", "TCPPort": "5432", "DumpUser": "postgres",
+                                  "PasswordFile": "/etc/hotsync-test/pg.pw", "RunAs": "",
+                                  "DataDir": "/var/lib/postgresql/main"})
+        return self
+
+    def sql(self, statement: str, db: str = "postgres", check: bool = True) -> list[list[str]]:
+        cp = subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                             "-d", db, "-c", statement], env=self.env(), capture_output=True, text=True, timeout=120)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"SQL failed: {statement[:200]}: {cp.stderr}")
+        return [ln.split("\t") for ln in cp.stdout.splitlines() if ln]
+
+    def client(self, db: str = "postgres") -> subprocess.Popen:
+        return subprocess.Popen([str(PG_BIN / "psql"), "-X", "-q", "-d", db], env=self.env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+
+    def pids(self) -> list[int]:
+        pids = []
+        try:
+            pids.append(int((self.datadir / "postmaster.pid").read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+        if self.proc is not None:
+            pids.append(self.proc.pid)
+        return sorted(set(pids))
+
+    def stop(self) -> None:
+        for pid in self.pids():
+            kill_pid(pid, sig=signal.SIGINT)   # fast shutdown: ends open sessions
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+
+def remove_root(root: Root) -> None:
+    shutil.rmtree(root.path, ignore_errors=True)

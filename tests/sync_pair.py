@@ -1,0 +1,143 @@
+"""A master root and a slave root paired on loopback with the manual's commands, for the sync tests.
+
+Real rsync, real stunnel, real rsync daemon: everything runs through our CLIs (``config``,
+``signal-event``, ``hotsync``). :meth:`Pair.close` stops every daemon the pair started (the save event
+with ``status disabled``, then by pid from the pidfiles), so a failing test leaves nothing running.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+PASSWORD = "Check-pass-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(name: str, *args: str, root: Path, timeout: float = 120, input: str | None = None,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    full = {**os.environ, "HOTSYNC_ROOT": str(root), **(env or {})}
+    return subprocess.run([str(BIN / name), *args], capture_output=True, text=True, env=full, timeout=timeout,
+                          input=input)
+
+
+class Pair:
+    def __init__(self, base: Path, *, smtp_port: int | None = None, master_host: str = "127.0.0.1") -> None:
+        self.master = base / "master"
+        self.slave = base / "slave"
+        self.master.mkdir()
+        self.slave.mkdir()
+        self.port = free_port()
+        self.rsyncd_port = free_port()
+        self.smtp_port = smtp_port
+        self.master_host = master_host
+
+    # ------------------------------------------------------------------ setup, the manual's way
+    def config(self, root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cp = cli("config", *args, root=root)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"config {' '.join(args)} on {root}: {cp.stderr}{cp.stdout}")
+        return cp
+
+    def save(self, root: Path, check: bool = True) -> subprocess.CompletedProcess:
+        cp = cli("signal-event", "nethserver-hotsync-save", root=root)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"signal-event on {root} failed:\n{cp.stdout}{cp.stderr}")
+        return cp
+
+    def pair(self) -> "Pair":
+        S, M = self.slave, self.master
+        self.config(S, "setprop", "rsyncd", "password", PASSWORD, "TCPPort", str(self.rsyncd_port))
+        self.config(S, "setprop", "hotsync", "role", "slave", "MasterHost", self.master_host, "port", str(self.port))
+        self.save(S)
+        self.config(M, "setprop", "rsyncd", "password", PASSWORD)
+        self.config(M, "setprop", "hotsync", "role", "master", "SlaveHost", "127.0.0.1", "port", str(self.port),
+                    "timeout", "20")
+        if self.smtp_port:
+            self.config(M, "setprop", "hotsync", "SmartHost", f"127.0.0.1:{self.smtp_port}", "MailTo",
+                        "admin@example.org")
+        self.save(M)
+        self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"the slave's stunnel does not listen on {self.port}")
+
+    # ------------------------------------------------------------------ use
+    def sync(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return cli("hotsync", "sync", *args, root=self.master, timeout=timeout)
+
+    def status(self, root: Path) -> dict:
+        import json
+
+        cp = cli("hotsync", "status", "--json", root=root)
+        assert cp.returncode == 0, cp.stderr
+        return json.loads(cp.stdout)
+
+    def include(self, *paths: str) -> None:
+        d = self.master / "etc/hotsync/include.d"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "test.include").write_text("".join(f"{p}\n" for p in paths))
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        for root in (self.master, self.slave):
+            try:
+                cli("config", "setprop", "hotsync", "status", "disabled", root=root, timeout=30)
+                cli("signal-event", "nethserver-hotsync-save", root=root, timeout=60)
+            except Exception:
+                pass
+            run = root / "run/hotsync"
+            for pidfile in run.glob("*.pid") if run.is_dir() else ():
+                try:
+                    pid = int(pidfile.read_text().split()[0])
+                    os.killpg(pid, signal.SIGKILL)
+                except (OSError, ValueError, IndexError):
+                    pass
+
+
+def tree(base: Path) -> dict:
+    """``{relative path: (type, mode, uid, gid, size, sha256 | link target, hard-link group)}``."""
+    out: dict = {}
+    inodes: dict = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(base))
+            if stat.S_ISLNK(st.st_mode):
+                what = ("l", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                what = ("d", None)
+            else:
+                what = ("f", hashlib.sha256(p.read_bytes()).hexdigest())
+            group = None
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                group = inodes.setdefault(st.st_ino, rel)
+            out[rel] = (what[0], stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                        st.st_size if what[0] == "f" else None, what[1], group)
+    # a hard-link group is named by its first member in walk order: make it order-independent
+    groups: dict = {}
+    for rel, v in sorted(out.items()):
+        if v[6] is not None:
+            groups.setdefault(v[6], rel)
+    return {rel: v[:6] + ((groups[v[6]] if v[6] is not None else None),) for rel, v in out.items()}

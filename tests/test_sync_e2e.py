@@ -1,0 +1,342 @@
+"""End to end: two roots paired with the manual's commands, real rsync daemon behind real stunnel.
+
+Each test pairs a fresh master and slave on loopback ports, pushes with ``hotsync sync`` and looks at
+the slave's tree, both status files and the mail a real SMTP server (aiosmtpd) received.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sync_pair import Pair, cli, free_port, tree
+
+HOTSYNC = str(Path(sys.executable).parent / "hotsync")
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))
+                                      and shutil.which("openssl")), reason="needs rsync, stunnel4 and openssl")]
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    inbox.port = ctl.port
+    yield inbox
+    ctl.stop()
+
+
+@pytest.fixture
+def pair(tmp_path, smtp):
+    p = Pair(tmp_path, smtp_port=smtp.port)
+    try:
+        yield p.pair()
+    finally:
+        p.close()
+
+
+def wait_mail(inbox: Inbox, n: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while len(inbox.messages) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def make_tree(base: Path) -> None:
+    data = base / "srv/data"
+    (data / "sub dir/deeper").mkdir(parents=True)
+    (data / "plain").write_text("plain file\n")
+    (data / "sub dir/with space.txt").write_text("spaces\n")
+    (data / "sub dir/naïve ü ß 日本.txt").write_text("utf-8 name\n")
+    (data / "new\nline").write_text("a newline in the name\n")
+    (data / "big.bin").write_bytes(os.urandom(300_000))
+    (data / "hard-a").write_text("linked\n")
+    os.link(data / "hard-a", data / "sub dir/hard-b")
+    os.symlink("plain", data / "rel-link")
+    os.symlink("/etc/passwd", data / "abs-link")              # stored as is, never followed on the slave
+    os.symlink("does-not-exist", data / "dangling")
+    os.symlink("sub dir", data / "dir-link")
+    (data / "secret").write_text("0600\n")
+    os.chmod(data / "secret", 0o600)
+    (data / "script").write_text("#!/bin/sh\n")
+    os.chmod(data / "script", 0o755)
+    os.chmod(data / "sub dir/deeper", 0o750)
+    (data / "owned").write_text("owned by 1234:5678\n")
+    if os.geteuid() == 0:
+        os.chown(data / "owned", 1234, 5678)
+        os.chown(data / "sub dir/deeper", 4321, 8765)
+    (base / "srv/other").mkdir()
+    (base / "srv/other/x").write_text("x\n")
+
+
+def test_push_copies_the_tree_exactly_then_changes_deletes_renames(pair):
+    make_tree(pair.master)
+    pair.include("/srv/data", "/srv/other/x")
+    slave_db = (pair.slave / "var/lib/hotsync/db/configuration").read_bytes()
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert tree(pair.master / "srv/data") == tree(pair.slave / "srv/data")
+    assert (pair.slave / "srv/other/x").read_text() == "x\n"
+    assert os.readlink(pair.slave / "srv/data/abs-link") == "/etc/passwd"
+    # the master's config db is shipped beside the slave's own, which is untouched
+    assert (pair.slave / "var/lib/hotsync/peer/configuration").read_bytes() == \
+        (pair.master / "var/lib/hotsync/db/configuration").read_bytes()
+    assert (pair.slave / "var/lib/hotsync/db/configuration").read_bytes() == slave_db
+    # change, delete, rename (a file and a directory), add
+    data = pair.master / "srv/data"
+    (data / "plain").write_text("changed, and longer than before\n")
+    (data / "script").unlink()
+    os.rename(data / "sub dir/with space.txt", data / "renamed.txt")
+    os.rename(data / "sub dir/deeper", data / "moved dir")
+    (data / "moved dir/inside").write_text("new\n")
+    os.chmod(data / "secret", 0o640)
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert tree(data) == tree(pair.slave / "srv/data")
+    assert not (pair.slave / "srv/data/script").exists()
+    # status on both sides, as JSON
+    ms, ss = pair.status(pair.master), pair.status(pair.slave)
+    assert ms["role"] == "master" and ms["last_run"]["result"] == "success" and ms["last_success"]
+    assert ms["fingerprint"] == ss["fingerprint"] and ms["fingerprint"].startswith("SHA256:")
+    assert ss["role"] == "slave" and ss["last_run"]["exit_status"] == 0 and ss["copy_age"] < 60
+    assert ms["next_run"] and ms["copy_age"] < 60
+    # a no-op push pushes nothing
+    cp = pair.sync()
+    assert cp.returncode == 0 and "up to date" in cp.stdout
+
+
+def test_wrong_password_fails_mails_once_and_recovers(pair, smtp):
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/a").write_text("a\n")
+    assert pair.sync().returncode == 0
+    before = tree(pair.slave / "srv")
+    pair.config(pair.master, "setprop", "rsyncd", "password", "wrong-pass")
+    (pair.master / "srv/data/b").write_text("b\n")
+    for _ in range(3):
+        cp = pair.sync()
+        assert cp.returncode == 1
+        assert "password" in cp.stdout + cp.stderr
+    assert tree(pair.slave / "srv") == before
+    wait_mail(smtp, 1)
+    time.sleep(0.3)
+    assert len(smtp.messages) == 1, [m["Subject"] for m in smtp.messages]
+    assert "FAILED" in smtp.messages[0]["Subject"] and smtp.messages[0]["To"] == "admin@example.org"
+    st = pair.status(pair.master)
+    assert st["last_run"]["result"] == "failed" and st["failures"] == 3 and st["alert"]["sent"]
+    pair.config(pair.master, "setprop", "rsyncd", "password", "Check-pass-1")
+    assert pair.sync().returncode == 0
+    wait_mail(smtp, 2)
+    assert len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
+    assert (pair.slave / "srv/data/b").exists()
+
+
+def test_changed_certificate_is_refused_until_accepted(pair, smtp):
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/a").write_text("a\n")
+    assert pair.sync().returncode == 0
+    old = pair.status(pair.slave)["fingerprint"]
+    # the slave is reinstalled: a new key and certificate
+    shutil.rmtree(pair.slave / "var/lib/hotsync/sync/tls")
+    pair.save(pair.slave)
+    pair.wait_listening()
+    new = pair.status(pair.slave)["fingerprint"]
+    assert new != old
+    (pair.master / "srv/data/b").write_text("b\n")
+    before = tree(pair.slave / "srv")
+    cp = pair.sync()
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 1 and "certificate changed" in out and f"--accept-fingerprint {new}" in out
+    assert tree(pair.slave / "srv") == before
+    wait_mail(smtp, 1)
+    assert len(smtp.messages) == 1
+    # a wrong fingerprint is not accepted; the right one is
+    cp = pair.sync("--accept-fingerprint", old)
+    assert cp.returncode == 1 and "nothing was pinned" in cp.stdout + cp.stderr
+    cp = pair.sync("--accept-fingerprint", new)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (pair.slave / "srv/data/b").exists()
+    assert pair.status(pair.master)["fingerprint"] == new
+
+
+def test_only_master_host_may_push(pair, smtp):
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/a").write_text("a\n")
+    pair.config(pair.slave, "setprop", "hotsync", "MasterHost", "127.0.0.9")   # not where the master connects from
+    pair.save(pair.slave)
+    pair.wait_listening()
+    cp = pair.sync()
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 1 and "MasterHost" in out
+    assert not (pair.slave / "srv").exists()
+    wait_mail(smtp, 1)
+    assert len(smtp.messages) == 1
+    assert "hosts allow = 127.0.0.9" in (pair.slave / "etc/rsyncd.conf").read_text()
+
+
+def test_pre_xfer_refuses_when_the_slave_is_not_an_enabled_slave(pair):
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/a").write_text("a\n")
+    pair.config(pair.slave, "setprop", "hotsync", "status", "disabled")    # no save event: the daemon still runs
+    cp = pair.sync()
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 1 and "refused by the slave: hotsync is disabled on this slave" in out
+    assert not (pair.slave / "srv").exists()
+    assert "disabled" in pair.status(pair.slave)["last_refused"]["reason"]
+
+
+def test_mass_deletion_and_empty_source_are_held_until_allowed(pair, smtp):
+    data = pair.master / "srv/data"
+    (data / "keep").mkdir(parents=True)
+    for i in range(50):
+        (data / f"f{i}").write_text(f"{i}\n")
+    (data / "keep/k").write_text("k\n")
+    vol = pair.master / "srv/volume"
+    vol.mkdir()
+    (vol / "v").write_text("v\n")
+    pair.include("/srv/data", "/srv/volume")
+    assert pair.sync().returncode == 0
+    before = tree(pair.slave / "srv")
+    for i in range(30):
+        (data / f"f{i}").unlink()
+    (data / "new").write_text("a change that must not land either\n")
+    cp = pair.sync()
+    assert cp.returncode == 3 and "MaxDeletePercent" in cp.stdout
+    assert tree(pair.slave / "srv") == before
+    wait_mail(smtp, 1)
+    assert len(smtp.messages) == 1
+    cp = pair.sync("--allow-deletions")
+    assert cp.returncode == 0, cp.stdout
+    assert tree(data) == tree(pair.slave / "srv/data")
+    wait_mail(smtp, 2)
+    assert len(smtp.messages) == 2                       # the recovery mail
+    # an unmounted volume: the source is empty now
+    (vol / "v").unlink()
+    before = tree(pair.slave / "srv")
+    cp = pair.sync()
+    assert cp.returncode == 3 and "/srv/volume" in cp.stdout
+    assert tree(pair.slave / "srv") == before
+    shutil.rmtree(vol)                                  # missing altogether: held too
+    assert pair.sync().returncode == 3
+    assert pair.sync("--allow-deletions").returncode == 0
+    assert pair.sync().returncode == 0
+
+
+def test_kill_9_mid_transfer_then_convergence(pair):
+    data = pair.master / "srv/data"
+    data.mkdir(parents=True)
+    for i in range(3):
+        (data / f"big{i}").write_bytes(os.urandom(4_000_000))
+    (data / "small").write_text("s\n")
+    pair.include("/srv/data")
+    pair.config(pair.master, "setprop", "hotsync", "bwlimit", "2000")      # ~6 s: time to kill it
+    proc = subprocess.Popen([HOTSYNC, "sync"],
+                            env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:       # wait until data is flowing into the slave
+            if any(".hotsync-partial" in str(p) or p.name.startswith(".big") for p in (pair.slave / "srv").rglob("*")) \
+                    if (pair.slave / "srv").exists() else False:
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    # the lock is free at once: a new run is not told another one is running
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.lock import SyncLock
+
+    assert SyncLock(Root(pair.master)).holder() is None
+    assert not (pair.slave / "srv/data").exists() or tree(data) != tree(pair.slave / "srv/data")   # killed mid-way
+    pair.config(pair.master, "setprop", "hotsync", "bwlimit", "0")
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert tree(data) == tree(pair.slave / "srv/data")
+    leftovers = [str(p) for p in pair.slave.rglob("*")
+                 if ".hotsync-partial" in p.name or p.name == ".~tmp~" or (p.name.startswith(".") and p.is_file()
+                                                                            and "srv" in p.parts)]
+    assert leftovers == []
+    st = pair.status(pair.master)
+    assert st["last_run"]["result"] == "success" and not st.get("running")
+
+
+def test_second_run_says_so_and_queues_one_follow_up(pair):
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.lock import SyncLock
+
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    lock = SyncLock(Root(pair.master))
+    assert lock.acquire()
+    try:
+        t0 = time.monotonic()
+        cp = pair.sync()
+        assert cp.returncode == 75 and "another sync is running" in cp.stdout and "queued" in cp.stdout
+        assert time.monotonic() - t0 < 10
+        assert lock.is_queued
+        assert pair.sync().returncode == 75                      # still one follow-up, not two
+    finally:
+        lock.release()
+    assert pair.sync().returncode == 0 and not lock.is_queued    # the holder's next run took the mark
+
+
+def test_disabled_stops_everything_enabled_starts_again(pair):
+    def running(root: Path) -> set:
+        run = root / "run/hotsync"
+        return {p.stem for p in run.glob("hotsync-*.pid")}
+
+    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    assert running(pair.master) == {"hotsync-scheduler"}
+    for root in (pair.slave, pair.master):
+        pair.config(root, "setprop", "hotsync", "status", "disabled")
+        pair.save(root)
+        assert running(root) == set()
+    assert "disabled" in (pair.master / "etc/cron.d/hotsync").read_text()
+    assert pair.sync().returncode == 2
+    for root in (pair.slave, pair.master):
+        pair.config(root, "setprop", "hotsync", "status", "enabled")
+        pair.save(root)
+    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    pair.wait_listening()
+    assert pair.sync().returncode == 0
+
+
+def test_scheduler_runs_once_and_stops_on_sigterm(pair):
+    pair.include("/srv/data")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/a").write_text("a\n")
+    cp = cli("hotsync", "daemon", "--max-runs", "1", "--first-after", "0", root=pair.master, timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (pair.slave / "srv/data/a").exists()
+    proc = subprocess.Popen([HOTSYNC, "daemon"],
+                            env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "stopped" in out

@@ -13,7 +13,6 @@ that cannot be written (a read-only root, a non-root user) only costs that speed
 from __future__ import annotations
 
 import json
-import os
 import re
 
 from .paths import Root, data_dir
@@ -285,20 +284,39 @@ def search(db, summary: dict, *, key: str | None = None, prop: str | None = None
     lifts both. ``non_default`` keeps only the values that differ from the schema's default (a prop
     without a default is always kept).
     """
+    from .dbformat import decode_record, parse_text
+
     kre, pre, vre = _compile("--key", key), _compile("--prop", prop), _compile("--value", value)
+    try:  # the file's raw index: 10,000 records are split here, not built into Record objects
+        text = db.path.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    index, legacy = parse_text(text)
     rows = []
-    for k in db.keys():
+    for k in sorted(index):
         if kre is not None and kre.search(k) is None:
             continue
-        rec = db.record(k)
-        if rec is None:
-            continue
-        kspec = summary.get(k, {}).get("props", {})
-        for p in sorted(rec.props):
+        raw = index[k]
+        if legacy or "\\" in raw:
+            props = decode_record(raw, legacy).props
+            names = sorted(props)
+        else:  # our writer keeps props sorted
+            f = raw.split("|")
+            if len(f) % 2 == 0:
+                f.append("")
+            props = dict(zip(f[1::2], f[2::2]))
+            names = props
+        ks = summary.get(k)
+        kspec = ks["props"] if ks else None
+        for p in names:
             if pre is not None and pre.search(p) is None:
                 continue
-            v = rec.props[p]
-            ps = kspec.get(p) or {}
+            v = props[p]
+            ps = kspec.get(p) if kspec else None
+            if ps is None:  # not in the schema: no default, not secret
+                if vre is None or vre.search(v) is not None:
+                    rows.append({"key": k, "prop": p, "value": v, "default": None, "secret": False})
+                continue
             secret = bool(ps.get("secret"))
             default = ps.get("default")
             if non_default and default is not None and v == default:
@@ -320,6 +338,3 @@ def search_text(rows: list, *, with_default: bool = False) -> str:
         out.append(line + "\n")
     return "".join(out)
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "yes", "true", "on")

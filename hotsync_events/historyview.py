@@ -6,10 +6,12 @@ Reading takes no lock. The filters work on the raw bytes first, so that a 100,00
 for one key, or for the last hour, without decoding every entry:
 
 * a key filter only decodes lines holding the key as a JSON string;
-* ``since`` scans each file from its end and stops at the first older entry (the log is in landing
-  order, and each entry's time is taken under the lock; a clock stepped backwards can hide entries
-  written before the step);
-* ``last`` decodes only the last N matching lines.
+* ``since`` finds its first entry by a binary search of each file (the log is in landing order, and
+  each entry's time is taken under the lock; a clock stepped backwards can hide entries written
+  before the step);
+* ``last`` reads from the end and decodes only the last N matching lines.
+
+The files are mapped (mmap), not read: what is not searched is not touched.
 """
 from __future__ import annotations
 
@@ -87,51 +89,74 @@ def _time_of(line: bytes) -> float | None:
         return None
 
 
-def _start_since(data: bytes, since: float) -> int:
-    """Offset of the first line of *data* from which every entry is not older than *since*.
+def _start_since(data, since: float) -> int:
+    """Offset of the first line of *data* (bytes or mmap) whose entry is not older than *since*.
 
-    Scans back from the end and stops at the first older entry.
+    A binary search over line boundaries: the log is in landing order and each entry's time is taken
+    under the lock, so times only grow (unless the clock is stepped back). A line without a time counts
+    as older.
     """
-    end = len(data) - 1 if data.endswith(b"\n") else len(data)
-    start = len(data)
-    while end >= 0:
-        nl = data.rfind(b"\n", 0, end)
-        t = _time_of(data[nl + 1:end])
-        if t is not None and t < since:
-            return start
-        start = nl + 1
-        if nl < 0:
-            return 0
-        end = nl
-    return start
+    lo, hi = 0, len(data)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        ls = data.rfind(b"\n", 0, mid) + 1
+        le = data.find(b"\n", ls)
+        le = len(data) if le < 0 else le
+        t = _time_of(data[ls:le])
+        if t is None or t < since:
+            lo = le + 1
+        else:
+            hi = ls
+    return min(lo, len(data))
 
 
-def _raw_lines(root: Root, *, key: str | None, since: float | None) -> list:
-    needle = json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogateescape") if key is not None else None
-    out: list = []
+def _lines(data, start: int, needle: bytes | None, backward: bool):
+    """The lines of ``data[start:]`` (holding *needle*, when given), first to last or last to first."""
+    size = len(data)
+    if needle is None and not backward:
+        yield from (line for line in data[start:].split(b"\n") if line)
+        return
+    if not backward:
+        pos = data.find(needle, start)
+        while pos >= 0:
+            ls = max(data.rfind(b"\n", start, pos) + 1, start)
+            le = data.find(b"\n", pos)
+            le = size if le < 0 else le
+            yield data[ls:le]
+            pos = data.find(needle, le)
+        return
+    end = size
+    while end > start:
+        if needle is not None:
+            pos = data.rfind(needle, start, end)
+            if pos < 0:
+                return
+            le = data.find(b"\n", pos, end)
+            le = end if le < 0 else le
+        else:
+            le = end - 1 if data[end - 1:end] == b"\n" else end
+            pos = le
+        ls = max(data.rfind(b"\n", start, pos) + 1, start)
+        line = data[ls:le]
+        if line:
+            yield line
+        end = ls
+
+
+def _maps(root: Root) -> list:
+    """``(file, data)`` of each non-empty log file, oldest first; *data* is a read-only mmap."""
+    import mmap
+
+    out = []
     for f in history_files(root):
         try:
-            with open(f, "rb") as fh:
-                data = fh.read()
+            fh = open(f, "rb")
         except FileNotFoundError:
             continue
-        if not data:
-            continue
-        if since is not None:
-            data = data[_start_since(data, since):]
-        if needle is None:
-            out.extend(line for line in data.split(b"\n") if line)
-            continue
-        pos = data.find(needle)
-        last_line_start = -1
-        while pos >= 0:
-            ls = data.rfind(b"\n", 0, pos) + 1
-            le = data.find(b"\n", pos)
-            le = len(data) if le < 0 else le
-            if ls != last_line_start:
-                out.append(data[ls:le])
-                last_line_start = ls
-            pos = data.find(needle, le)
+        try:
+            out.append((fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
+        except ValueError:  # an empty file cannot be mapped
+            fh.close()
     return out
 
 
@@ -142,24 +167,36 @@ def entries(root: Root, *, db: str | None = None, key: str | None = None, since:
     *secret* is ``secret(db, key, prop) -> bool``: values of props that are secret now are masked even in
     entries written before they became secret. A torn or foreign line is skipped.
     """
-    raw = _raw_lines(root, key=key, since=since)
+    needle = json.dumps(key, ensure_ascii=False).encode("utf-8", "surrogateescape") if key is not None else None
+    maps = _maps(root)
     picked: list = []
-    for line in reversed(raw) if last is not None else raw:
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(e, dict):
-            continue
-        if (db is not None and e.get("db") != db) or (key is not None and e.get("key") != key):
-            continue
-        if since is not None and not (isinstance(e.get("time"), (int, float)) and e["time"] >= since):
-            continue
-        if secret is not None and e.get("prop") is not None and secret(e.get("db"), e.get("key"), e["prop"]):
-            _remask(e)
-        picked.append(e)
-        if last is not None and len(picked) >= last:
-            break
+    try:
+        order = reversed(maps) if last is not None else maps
+        for _fh, data in order:
+            start = _start_since(data, since) if since is not None else 0
+            for line in _lines(data, start, needle, backward=last is not None):
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(e, dict):
+                    continue
+                if (db is not None and e.get("db") != db) or (key is not None and e.get("key") != key):
+                    continue
+                if since is not None and not (isinstance(e.get("time"), (int, float)) and e["time"] >= since):
+                    continue
+                if secret is not None and e.get("prop") is not None and secret(e.get("db"), e.get("key"),
+                                                                               e["prop"]):
+                    _remask(e)
+                picked.append(e)
+                if last is not None and len(picked) >= last:
+                    break
+            if last is not None and len(picked) >= last:
+                break
+    finally:
+        for fh, data in maps:
+            data.close()
+            fh.close()
     if last is not None:
         picked.reverse()
     return picked

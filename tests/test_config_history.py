@@ -218,3 +218,33 @@ def test_writer_killed_in_a_loop(root, tmp_path):
     # a last clean write still works and is logged after whatever the kills left behind
     db.setprop("counter", {"n": str(value + 1)})
     assert list(read_history(root))[-1]["new"] == str(value + 1)
+
+
+def test_filters_agree_with_a_plain_reading(root, monkeypatch):
+    """entries() (mmap, needle search, binary search on time, reading backwards) == filtering read_history."""
+    rng = random.Random(3)
+    path = history_path(root)
+    path.parent.mkdir(parents=True)
+    monkeypatch.setattr(history, "MAX_BYTES", 3000)
+    lines = []
+    t = T0
+    for i in range(400):
+        t += rng.choice([0, 0, 0.5, 30])
+        key = rng.choice(["hotsync", "rsyncd", "k1", "hot", 'we"ird'])
+        lines.append(json.dumps(_entry(t, key, rng.choice(["a", "b", None]), str(i - 1), str(i),
+                                       db=rng.choice(["configuration", "configuration", "accounts"])),
+                                sort_keys=True) + "\n")
+    # spread over rotated files as the journal would, with one torn line in the middle
+    chunks = ["".join(lines[:130]), "".join(lines[130:260]) + '{"torn', "\n" + "".join(lines[260:])]
+    for suffix, chunk in zip([".2", ".1", ""], chunks):
+        path.with_name(path.name + suffix).write_text(chunk)
+    everything = list(read_history(root))
+    assert len(everything) == 400
+    for db in (None, "configuration", "accounts"):
+        for key in (None, "hotsync", "hot", 'we"ird', "absent"):
+            for since in (None, T0, T0 + 2000, T0 + 10 ** 6):
+                want = [e for e in everything if (db is None or e["db"] == db) and (key is None or e["key"] == key)
+                        and (since is None or e["time"] >= since)]
+                assert entries(root, db=db, key=key, since=since) == want, (db, key, since)
+                for last in (1, 7, 1000):
+                    assert entries(root, db=db, key=key, since=since, last=last) == want[-last:], (db, key, since)

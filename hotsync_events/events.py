@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .paths import Root, root_from
-from .types import Action, ActionContext, Template, check_name
+from .types import Action, Template, check_name
 
 __all__ = ["DEFAULT_TIMEOUT", "EventError", "EventResult", "Plan", "Step", "StepResult", "UnknownEvent",
            "event_lock", "known_events", "plan_event", "prepare_db", "run_plan", "signal_event"]
@@ -67,10 +66,6 @@ class UnknownEvent(EventError):
         hint = f" Did you mean {close[0]!r}?" if close else ""
         super().__init__(f"unknown event {event!r}: no plugin and no events directory defines it.{hint} "
                          f"Known events: {', '.join(known) or 'none'}")
-
-
-class ActionTimeout(BaseException):
-    """Raised in a Python action when its time is up (a BaseException: ``except Exception`` won't eat it)."""
 
 
 @dataclass
@@ -414,188 +409,14 @@ def _holder_pid(holder: str) -> str:
     return m.group(1) if m else "?"
 
 
-# ---------------------------------------------------------------------------------------------- logging
-class EventLog:
-    """Appends to ``<root>/var/log/hotsync/events.log``, and to syslog (local1) when ``/dev/log`` exists."""
-
-    def __init__(self, root: Root) -> None:
-        self.path = root.log_dir / "events.log"
-        self._fh = None
-        self._syslog = None
-        if os.environ.get("HOTSYNC_SYSLOG", "1") != "0" and os.path.exists("/dev/log"):
-            try:
-                import syslog
-
-                syslog.openlog("hotsync-event", syslog.LOG_PID, syslog.LOG_LOCAL1)
-                self._syslog = syslog
-            except Exception:
-                self._syslog = None
-
-    def write(self, line: str, output: str = "", syslog: bool = True) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8", errors="replace")
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        text = f"{stamp}Z [{os.getpid()}] {line}\n"
-        if output:
-            text += "".join(f"    | {o}\n" for o in output.rstrip("\n").splitlines())
-        self._fh.write(text)
-        self._fh.flush()
-        if syslog and self._syslog is not None:
-            try:
-                self._syslog.syslog(self._syslog.LOG_INFO, line)
-            except Exception:
-                pass
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 # ---------------------------------------------------------------------------------------------- running
-def _scratch_fd(root: Root) -> int:
-    """An anonymous file under the root to collect one step's output (no pipe a daemon could hold open)."""
-    root.run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.open(root.run_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except (AttributeError, OSError):
-        path = root.run_dir / f".event-output-{os.getpid()}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        os.unlink(path)
-        return fd
-
-
-def _read_fd(fd: int, limit: int = 256 * 1024) -> str:
-    size = os.lseek(fd, 0, os.SEEK_END)
-    start = max(0, size - limit)
-    data = os.pread(fd, size - start, start)
-    text = data.decode("utf-8", "replace")
-    return (f"[... {start} bytes cut ...]\n" if start else "") + text
-
-
-class _Captured:
-    """Sends fd 1 and 2 and sys.stdout/sys.stderr of a Python action to a scratch file."""
-
-    def __init__(self, root: Root) -> None:
-        self.root = root
-        self.text = ""
-
-    def __enter__(self) -> "_Captured":
-        for s in (sys.stdout, sys.stderr):
-            try:
-                s.flush()
-            except Exception:
-                pass
-        self.fd = _scratch_fd(self.root)
-        self.saved_fds = (os.dup(1), os.dup(2))
-        os.dup2(self.fd, 1)
-        os.dup2(self.fd, 2)
-        self.saved_sys = (sys.stdout, sys.stderr)
-        self.stream = open(os.dup(self.fd), "w", encoding="utf-8", errors="replace", buffering=1)
-        sys.stdout = sys.stderr = self.stream
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self.stream.flush()
-        except Exception:
-            pass
-        sys.stdout, sys.stderr = self.saved_sys
-        self.stream.close()
-        os.dup2(self.saved_fds[0], 1)
-        os.dup2(self.saved_fds[1], 2)
-        for fd in self.saved_fds:
-            os.close(fd)
-        self.text = _read_fd(self.fd)
-        os.close(self.fd)
-
-
-def _log_to_stdout(message: str) -> None:
-    print(message, flush=True)
-
-
-def _run_callable(step: Step, plan: Plan, root: Root, db: Any, pm: Any, timeout: float | None
-                  ) -> tuple[str, int | None, str, str]:
-    """(status, exit, output, reason) of a plugin's Python action."""
-    import signal
-
-    assert step.action is not None
-    ctx = ActionContext(event=plan.event, args=plan.args, root=root, db=db, pm=pm, log=_log_to_stdout)
-    status, code, reason = "success", 0, ""
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise ActionTimeout()
-
-    old = None
-    if timeout:
-        try:
-            old = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout)
-        except ValueError:  # not the main thread: no timeout possible for in-process code
-            old = None
-    with _Captured(root) as cap:
-        try:
-            rv = step.action.run(ctx)
-            if rv is False or (isinstance(rv, int) and not isinstance(rv, bool) and rv != 0):
-                status, code, reason = "failed", 1 if rv is False else int(rv), f"returned {rv!r}"
-        except ActionTimeout:
-            status, code, reason = "failed", None, f"timed out after {timeout:g} s"
-        except Exception as exc:
-            import traceback
-
-            traceback.print_exc()
-            status, code, reason = "failed", None, f"{type(exc).__name__}: {exc}"
-        finally:
-            if old is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
-    return status, code, cap.text, reason
-
-
-def _run_executable(step: Step, plan: Plan, root: Root, timeout: float | None) -> tuple[str, int | None, str, str]:
-    import signal
-    import subprocess
-
-    env = dict(os.environ)
-    env.update(HOTSYNC_ROOT=str(root.path), HOTSYNC_EVENT=plan.event,
-               **{_LOCKED_ENV: f"{root.path}:{os.getpid()}"})
-    fd = _scratch_fd(root)
-    try:
-        try:
-            proc = subprocess.Popen([str(step.path), plan.event, *plan.args], stdin=subprocess.DEVNULL, stdout=fd,
-                                    stderr=fd, env=env, cwd=str(root.path), start_new_session=True, close_fds=True)
-        except OSError as exc:
-            return "failed", None, "", f"cannot run it: {exc.strerror or exc}"
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(proc.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                try:
-                    proc.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            return "failed", proc.returncode, _read_fd(fd), f"timed out after {timeout:g} s (killed)"
-        output = _read_fd(fd)
-    finally:
-        os.close(fd)
-    if rc == 0:
-        return "success", 0, output, ""
-    if rc < 0:
-        return "failed", rc, output, f"killed by signal {-rc}"
-    return "failed", rc, output, f"exit {rc}"
-
-
 def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None = None,
-             progress: Progress | None = None, log: EventLog | None = None) -> EventResult:
+             progress: Progress | None = None) -> EventResult:
     """Run the steps of *plan* in order; a failed critical step skips the rest."""
+    from .runner import EventLog, Scratch, run_callable, run_executable
+
     progress = progress or Progress()
-    log = log or EventLog(root)
+    log = EventLog(root)
     timeout = _default_timeout() if timeout is None else timeout
     started = time.monotonic()
     log.write(f"Event: {' '.join((plan.event, *plan.args))}")
@@ -606,33 +427,41 @@ def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None 
     results: list[StepResult] = []
     changed: list[tuple[str, str]] = []
     stop_reason = ""
-    for i, step in enumerate(plan.steps, 1):
-        if stop_reason:
-            res = StepResult(step, "skipped", reason=stop_reason)
+    scratch = Scratch(root)
+    ctx = {"event": plan.event, "args": plan.args, "root": root, "db": db, "pm": pm}
+    env = dict(os.environ)
+    env.update(HOTSYNC_ROOT=str(root.path), HOTSYNC_EVENT=plan.event, **{_LOCKED_ENV: f"{root.path}:{os.getpid()}"})
+    try:
+        for i, step in enumerate(plan.steps, 1):
+            if stop_reason:
+                res = StepResult(step, "skipped", reason=stop_reason)
+                results.append(res)
+                progress.end(i, res, total)
+                continue
+            progress.start(i, step, total)
+            t0 = time.monotonic()
+            limit = step.timeout if step.timeout is not None else timeout
+            if step.kind == "action":
+                outcome = run_callable(step.action.run, ctx, limit, scratch)  # type: ignore[union-attr]
+            elif step.kind == "executable":
+                outcome = run_executable([str(step.path), plan.event, *plan.args], env, str(root.path), limit,
+                                         scratch)
+            elif step.kind == "templates":
+                outcome = _run_templates(plan, root, db, pm, changed)
+            elif step.kind == "services":
+                outcome = _run_services(plan, root, changed)
+            else:
+                outcome = ("failed", None, step.detail, step.detail)
+            res = StepResult(step, outcome[0], time.monotonic() - t0, outcome[2], outcome[1], outcome[3])
             results.append(res)
+            where = step.path if step.kind == "executable" else step.origin
+            verdict = "SUCCESS" if res.status == "success" else f"FAILED: {res.reason}"
+            log.write(f"Action: {step.name} ({where}) {verdict} [{res.duration:.3f}s]", res.output)
             progress.end(i, res, total)
-            continue
-        progress.start(i, step, total)
-        t0 = time.monotonic()
-        limit = step.timeout if step.timeout is not None else timeout
-        if step.kind == "action":
-            status, code, output, reason = _run_callable(step, plan, root, db, pm, limit)
-        elif step.kind == "executable":
-            status, code, output, reason = _run_executable(step, plan, root, limit)
-        elif step.kind == "templates":
-            status, code, output, reason = _run_templates(plan, root, db, pm, changed)
-        elif step.kind == "services":
-            status, code, output, reason = _run_services(plan, root, changed)
-        else:
-            status, code, output, reason = "failed", None, step.detail, step.detail
-        res = StepResult(step, status, time.monotonic() - t0, output, code, reason)
-        results.append(res)
-        where = f" ({step.origin})" if step.kind != "executable" else f" ({step.path})"
-        verdict = "SUCCESS" if status == "success" else f"FAILED: {reason}"
-        log.write(f"Action: {step.name}{where} {verdict} [{res.duration:.3f}s]", output)
-        progress.end(i, res, total)
-        if status == "failed" and step.critical:
-            stop_reason = f"critical action {step.name} failed"
+            if res.status == "failed" and step.critical:
+                stop_reason = f"critical action {step.name} failed"
+    finally:
+        scratch.close()
     result = EventResult(plan.event, plan.args, results, time.monotonic() - started, list(plan.warnings))
     failed = ", ".join(r.step.name for r in result.failed)
     log.write(f"Event: {plan.event} " + ("SUCCESS" if result.ok else f"FAILED ({failed})"))
@@ -675,6 +504,16 @@ def _run_services(plan: Plan, root: Root, changed: list) -> tuple[str, int | Non
     return "success", 0, "\n".join(lines), ""
 
 
+def plugin_manager(root: Root) -> Any:
+    """Built-in and installed plugins, the installed ones found through the root's entry-point cache."""
+    from .entrypoints import entry_points
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.load_entrypoints(eps=entry_points("hotsync", root.state_dir / "cache"))
+    return pm
+
+
 def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root | str | None = None,
                  pm: Any = None, timeout: float | None = None, progress: Progress | None = None,
                  notify: Callable[[str], None] | None = None) -> EventResult:
@@ -690,9 +529,7 @@ def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Ro
         raise EventError(str(exc)) from None
     with event_lock(root, event, notify=notify):
         if pm is None:
-            from .plugins import get_plugin_manager
-
-            pm = get_plugin_manager()
+            pm = plugin_manager(root)
         problems = prepare_db(pm, root)
         from .configdb import open_db
 

@@ -120,10 +120,13 @@ class HotsyncPluginManager(pluggy.PluginManager):
                 continue
             self.add_plugin(mod, name, origin="built-in", version=__version__, module=dotted)
 
-    def load_entrypoints(self, group: str = NAME) -> None:
-        from importlib.metadata import entry_points
+    def load_entrypoints(self, group: str = NAME, eps: Iterable[Any] | None = None) -> None:
+        """Load the plugins of entry-point group *group* (or of *eps*, e.g. from :mod:`.entrypoints`' cache)."""
+        if eps is None:
+            from importlib.metadata import entry_points
 
-        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            eps = entry_points(group=group)
+        for ep in sorted(eps, key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
             origin = dist.metadata["Name"] if dist is not None else "unknown distribution"
             version = dist.version if dist is not None else ""

@@ -83,11 +83,42 @@ def parse(argv: list[str]) -> dict:
     return opts
 
 
+def _quiet_stdout() -> None:
+    """The reader of our stdout went away (``| head``): keep running the event, print nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+class _Out:
+    """stdout that survives a closed pipe: an event half-run because nobody reads its progress is worse."""
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.dead = False
+
+    def write(self, text: str) -> None:
+        if self.dead:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            self.dead = True
+            _quiet_stdout()
+
+    def flush(self) -> None:
+        pass
+
+
 class HumanProgress:
     """One line per action: ``[2/5] 15 broken ... FAILED (exit 3) 0.01s`` and the output of failures."""
 
     def __init__(self, out=None) -> None:
-        self.out = out or sys.stdout
+        self.out = _Out(out)
         self.width = 28
 
     def begin(self, plan) -> None:
@@ -128,7 +159,7 @@ class JsonProgress:
     def __init__(self, out=None) -> None:
         import json
 
-        self.out = out or sys.stdout
+        self.out = _Out(out)
         self.dumps = json.dumps
         self.pid = os.getpid()
         self.event = ""
@@ -157,10 +188,9 @@ class JsonProgress:
 
 def _list(opts: dict, root) -> int:
     from ..configdb import open_db
-    from ..events import known_events, plan_event
-    from ..plugins import get_plugin_manager
+    from ..events import known_events, plan_event, plugin_manager
 
-    pm = get_plugin_manager()
+    pm = plugin_manager(root)
     db = open_db("configuration", root, initialise=False, journal=False)
     if opts["event"] is None:
         events = known_events(root, db, pm)

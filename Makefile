@@ -27,6 +27,11 @@ venv: $(VENV)/.installed
 
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@# the example third-party plugin: installed as a distribution of its own, its tests use our pytest11
+	@# fixtures; uninstalled afterwards so the dev venv's plugin list stays the built-ins
+	$(PY) -m pip install -q --no-deps --no-build-isolation ./examples/hotsync-example-plugin
+	cd examples/hotsync-example-plugin && $(abspath $(PY)) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  cd ../.. && $(PY) -m pip uninstall -y -q hotsync-example-plugin; exit $$rc
 
 demo: deps venv
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh

@@ -218,7 +218,7 @@ class Notifier:
         self._worker: threading.Thread | None = None
         self._status_at = 0.0
         self._status_dirty = True
-        self._last_overflow = 0.0
+        self._warm = False      # the pusher was asked to start the coming batch's connection
         self.started_at = time.time()
 
     # ------------------------------------------------------------------------------ plan & watches
@@ -287,6 +287,7 @@ class Notifier:
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
+        self._call_pusher("cool")
         with self._watch_lock:
             if self._observer is not None:
                 self._observer.stop()
@@ -387,12 +388,19 @@ class Notifier:
     def _run(self) -> None:
         next_rescan = time.monotonic() + self.rescan_interval
         while not self._stop.is_set():
+            warm = False
             with self._cond:
                 batch = self.trigger.take()
                 if batch is None:
                     wait = self.trigger.due_in()
-                    limit = self.status_interval if self._status_dirty else self.rescan_interval
-                    self._cond.wait(limit if wait is None else min(wait, limit))
+                    if wait is not None and wait > 0 and self.trigger.full_reason is None and not self._warm:
+                        warm = self._warm = True     # start the push's connection during the settle window
+                    else:
+                        limit = self.status_interval if self._status_dirty else self.rescan_interval
+                        self._cond.wait(limit if wait is None else min(wait, limit))
+            if warm:
+                self._call_pusher("warm")
+                continue
             if batch is None:
                 now = time.monotonic()
                 if now >= next_rescan:
@@ -401,8 +409,11 @@ class Notifier:
                 if self._status_dirty and now - self._status_at >= self.status_interval:
                     self._write_status()
                 continue
+            self._warm = False
             if batch.full:
                 log.info("full sync: %s", batch.reason)
+            else:
+                log.debug("pushing %d path(s)", len(batch.paths))
             try:
                 result = self.pusher(None if batch.full else list(batch.paths))
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
@@ -417,6 +428,14 @@ class Notifier:
                 self._mail(outcome.notice, result)
             if time.monotonic() - self._status_at >= self.status_interval:
                 self._write_status()
+
+    def _call_pusher(self, method: str) -> None:
+        fn = getattr(self.pusher, method, None)
+        if fn is not None:
+            try:
+                fn()
+            except Exception:   # an optimisation only: the push itself still runs
+                log.exception("pusher.%s failed", method)
 
     def _rescan(self) -> None:
         """A synced path that was missing (or whose watch died) and exists now gets its watch, and a

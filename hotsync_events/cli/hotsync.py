@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "sync": ".cmd_sync",
     "status": ".cmd_status",
     "daemon": ".cmd_daemon",
+    "watch": ".cmd_watch",
     "paths": ".cmd_paths",
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",

@@ -1,0 +1,369 @@
+"""The notifier wired to the sync: its settings, the paths it watches, and the pusher it runs.
+
+* :class:`RealtimeSettings` -- ``hotsync realtime``, ``RealtimeSettle`` (ms), ``RealtimeMaxBatch``.
+* :func:`watch_lists` -- what to watch: the plugins' and the sysadmin's includes (the same
+  :func:`~hotsync_events.sync.lists.build_lists` as every push, minus the plugins' ``realtime=False``
+  paths) and what to ignore (the protected paths and every exclude).
+* :class:`SyncPusher` -- the notifier's ``pusher``. A list of paths becomes an incremental push:
+  ``--files-from=- --from0 --delete-missing-args --force`` on top of the scheduled sync's own argument
+  list (:func:`~hotsync_events.sync.rsync.push_args`: same options, same TLS leg, same excludes),
+  under the same lock; a batch that deletes runs the same dry-run deletion guard first. None becomes
+  :func:`~hotsync_events.sync.push.run_sync`, the full sync itself (dumps, guards, status, mail).
+* :func:`start` -- a running :class:`~hotsync_events.notifier.Notifier` for ``hotsync watch`` and
+  ``hotsync daemon``.
+
+Failures of incremental pushes are recorded in the sync's status file the way a failed full sync is,
+so the sync's alert logic sends one mail on the first failure and one on recovery for both kinds.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .configdb import open_db
+from .notifier import Notifier, PushResult
+from .paths import Root
+
+__all__ = ["RealtimeSettings", "SyncPusher", "start", "watch_lists"]
+
+log = logging.getLogger("hotsync.notifier")
+
+#: rsync exit codes that mean "the slave could not be reached"
+UNREACHABLE = {5, 10, 12, 30, 35, 255}
+#: the TLS leg as rsync's remote shell: rsync talks to stunnel through pipes. RSYNC_CONNECT_PROG gives it
+#: a loopback TCP pair without TCP_NODELAY instead, and Nagle against delayed ACKs costs 2 x 40 ms per
+#: push. Paths travel in the environment, never through the shell's parser.
+RSH = """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""
+#: how long back-to-back pushes retry while the slave's daemon still counts the last session
+BUSY_RETRY = 10.0
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    enabled: bool
+    settle: float          # seconds
+    max_batch: int
+
+    @classmethod
+    def from_db(cls, db) -> "RealtimeSettings":
+        h = db.props("hotsync") if "hotsync" in db else {}
+        return cls(enabled=h.get("realtime", "enabled") != "disabled",
+                   settle=min(max(_int(h.get("RealtimeSettle"), 50), 0), 10_000) / 1000.0,
+                   max_batch=max(_int(h.get("RealtimeMaxBatch"), 10_000), 10))
+
+
+def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
+    """``(includes to watch, exclude patterns)``; ListError names a bad list line."""
+    from .sync.lists import PROTECTED, build_lists
+
+    lists = build_lists(root, db, pm)
+    batch_only = set()
+    if pm is not None:
+        for _plugin, sp in pm.collect("hotsync_sync_paths", db=db, root=root):
+            if not sp.exclude and not sp.realtime:
+                batch_only.add(os.path.normpath(sp.path))
+    includes = [p for p in lists.includes if p not in batch_only]
+    return includes, [*PROTECTED, *lists.excludes]
+
+
+class SyncPusher:
+    """``pusher(paths)`` for the notifier, speaking the sync library's language (see the module doc)."""
+
+    def __init__(self, root: Root, pm=None, *, lock_wait: float = 3600.0) -> None:
+        self.root = root
+        self.pm = pm
+        self.lock_wait = lock_wait
+        self._prepared = None          # (settings, env, files), remade when the settings change
+        self._warm = None              # (rsync process, lock, settings) started ahead of its list
+        self.db = open_db("configuration", root)
+        self._db_checked = 0.0
+
+    # ------------------------------------------------------------------------------ helpers
+    def _settings(self):
+        from .sync.settings import Settings
+
+        now = time.monotonic()
+        if now - self._db_checked > 2.0:    # a config change reaches the next push within 2 s
+            self._db_checked = now
+            try:
+                self.db.reload()
+            except Exception as exc:  # keep the last good view; the full sync reports real trouble
+                log.warning("cannot reload the configuration database: %s", exc)
+        return Settings.from_db(self.db)
+
+    def _prepare(self, cfg):
+        from .sync import push
+        from .sync.lists import build_lists
+
+        if self._prepared is None or self._prepared[0] != cfg:
+            lists = build_lists(self.root, self.db, self.pm)
+            env, files = push._prepare(self.root, cfg, lists)   # same password/exclude files, same TLS env
+            if isinstance(env, str):
+                return env
+            self._prepared = (cfg, env, files)
+        return self._prepared
+
+    def _lock(self):
+        from .sync.lock import SyncLock
+
+        lock = SyncLock(self.root)
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.005
+        while not lock.acquire(queue=False):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return lock
+
+    # ------------------------------------------------------------------------------ the pusher
+    def __call__(self, paths: list[str] | None) -> PushResult:
+        return self.full() if paths is None else self.incremental(paths)
+
+    def full(self) -> PushResult:
+        from .sync import push
+
+        self.cool()
+
+        lines: list[str] = []
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            code = push.run_sync(self.root, log=lines.append, pm=self.pm)
+            if code != push.EXIT_BUSY or time.monotonic() > deadline:
+                break
+            # another sync holds the lock (and now owes a follow-up run): wait for it, then ours
+            from .sync.lock import SyncLock
+
+            while SyncLock(self.root).holder() is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for line in lines:
+            log.info("%s", line)
+        if code == push.EXIT_OK:
+            return PushResult(True)
+        text = next((ln for ln in reversed(lines) if "FAILED" in ln or "HELD" in ln or "hotsync sync:" in ln),
+                    f"hotsync sync exited {code}")
+        return PushResult(False, text, unreachable="unreachable" in text or "socket" in text)
+
+    def _context(self):
+        """``(settings, env, files)`` for an incremental push, or a str saying why there is none."""
+        cfg = self._settings()
+        problem = cfg.master_problem()
+        if problem:
+            return problem
+        prepared = self._prepare(cfg)
+        if isinstance(prepared, str):
+            return prepared
+        return cfg, _rsh_env(prepared[1]), prepared[2]
+
+    def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> list[str]:
+        """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated)."""
+        from .sync.rsync import push_args
+
+        a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
+                      password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
+                      max_delete=max_delete, dry_run=dry, rsync=files["rsync"])
+        i = a.index("--")
+        a = a[:i] + ["--files-from=-", "--from0", "--delete-missing-args", "--force"] + a[i:]
+        if "HOTSYNC_STUNNEL" in env:     # daemon protocol over the remote shell: host::module
+            a[-1] = re.sub(r"^rsync://([^/]+)/([^/]+)/?$", r"\1::\2/", a[-1])
+            a[i:i] = ["-e", RSH]
+        return a
+
+    def warm(self) -> None:
+        """Start the next incremental push now, before its path list is known.
+
+        rsync reads ``--files-from=-`` only once the session is up, so starting it at the first change
+        overlaps stunnel's start, the TLS handshake, the login and the slave's pre-xfer hook with the
+        settle window; :meth:`incremental` then writes the list. Takes the sync lock only if it is free.
+        """
+        if self._warm is not None:
+            return
+        ctx = self._context()
+        if isinstance(ctx, str):
+            return
+        from .sync.lock import SyncLock
+        from .sync.rsync import _die_with_parent
+
+        lock = SyncLock(self.root)
+        if not lock.acquire(queue=False):
+            return
+        cfg, env, files = ctx
+        try:
+            proc = subprocess.Popen(self._args(cfg, env, files), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent, close_fds=True)
+        except OSError:
+            lock.release()
+            return
+        self._warm = (proc, lock, cfg)
+
+    def cool(self) -> None:
+        """Drop a warm push that will not be used (stop, or a batch that needs another command)."""
+        if self._warm is None:
+            return
+        proc, lock, _cfg = self._warm
+        self._warm = None
+        try:
+            proc.kill()      # still in its handshake or waiting for the list: nothing was sent
+            proc.communicate(timeout=10)
+        except Exception:
+            pass
+        lock.release()
+
+    def incremental(self, paths: list[str]) -> PushResult:
+        from .sync.rsync import stats_of
+
+        started = time.time()
+        data = "".join(p.lstrip("/") + "\0" for p in paths).encode("utf-8", "surrogateescape")
+        missing = any(not os.path.lexists(self.root.join(p)) for p in paths)
+        if self._warm is not None and not missing:
+            proc, lock, cfg = self._warm
+            self._warm = None
+            t0 = time.monotonic()
+            try:
+                out, err = proc.communicate(data)
+            finally:
+                lock.release()
+            rc = proc.returncode
+            log.debug("warm push of %d path(s): rsync exit %s after %.3f s", len(paths), rc, time.monotonic() - t0)
+            out, err = out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
+            if rc in (0, 24):    # 24: a listed file vanished meanwhile; its deletion event is queued
+                return PushResult(True)
+            if not (rc == 5 and "max connections" in err):
+                return self._failed(cfg, rc, out, err, started, "a real-time push failed")
+            # the slave still counted the last session: the cold path below retries
+        self.cool()
+        ctx = self._context()
+        if isinstance(ctx, str):
+            return PushResult(False, ctx)
+        cfg, env, files = ctx
+        lock = self._lock()
+        if lock is None:
+            return PushResult(False, f"the sync lock stayed taken for {self.lock_wait:.0f} s")
+        try:
+            max_delete = None
+            if missing:   # this batch deletes: the scheduled sync's deletion guard, on the same list
+                rc, out, err = _rsync_retry(self._args(cfg, env, files, dry=True), env, data)
+                if rc not in (0, 24):
+                    return self._failed(cfg, rc, out, err, started, "the dry run before a real-time push failed")
+                _items, deleted, _stats = stats_of(out)
+                total = int(((push_status(self.root).get("last_success") or {}).get("files")) or 0)
+                share = 100.0 * len(deleted) / total if total else 0.0
+                if deleted and (not total or share > cfg.max_delete_percent):
+                    # not ours to decide: the full sync's guard holds it back and tells the sysadmin
+                    return PushResult(False, f"a real-time push would delete {len(deleted)} of the slave's "
+                                      f"{total or 'unknown number of'} files; left to the full sync's guard")
+                max_delete = max(len(deleted), 1)
+            rc, out, err = _rsync_retry(self._args(cfg, env, files, max_delete=max_delete), env, data)
+        finally:
+            lock.release()
+        if rc in (0, 24):
+            return PushResult(True)
+        return self._failed(cfg, rc, out, err, started, "a real-time push failed")
+
+    def _failed(self, cfg, rc: int, out: str, err: str, started: float, what: str) -> PushResult:
+        """Record the failure as the sync records its own (status file, one alert mail), then report it."""
+        from .sync import push
+        from .sync.rsync import RsyncRun, stats_of
+
+        items, deleted, stats = stats_of(out)
+        run = RsyncRun(rc, out, err, items, deleted, stats)
+        try:
+            outcome = push._failure(self.root, cfg, run, what)
+            push._record(self.root, cfg, outcome, started, time.time(), {}, dry_run=False,
+                         log=lambda m: log.info("%s", m))
+            message = outcome.message
+        except Exception as exc:   # the sync library changed under us: still report the failure
+            log.warning("could not record the failure in the sync status: %s", exc)
+            message = f"{what}: rsync exit {rc}"
+        return PushResult(False, message, unreachable=rc in UNREACHABLE)
+
+
+def push_status(root: Root) -> dict:
+    from .sync.status import read_status
+
+    return read_status(root)
+
+
+def _rsh_env(env: dict) -> dict:
+    """The push environment with the stunnel client moved from RSYNC_CONNECT_PROG to HOTSYNC_STUNNEL*."""
+    prog = env.get("RSYNC_CONNECT_PROG", "")
+    try:
+        words = shlex.split(prog)
+    except ValueError:
+        return env
+    if len(words) != 3 or words[0] != "exec":
+        return env
+    out = {k: v for k, v in env.items() if k != "RSYNC_CONNECT_PROG"}
+    out["HOTSYNC_STUNNEL"], out["HOTSYNC_STUNNEL_CONF"] = words[1], words[2]
+    return out
+
+
+def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
+    """rsync, again while the slave's daemon refuses with "max connections": its last session (and its
+    post-xfer hook) is still ending, a matter of milliseconds after a push."""
+    deadline = time.monotonic() + BUSY_RETRY
+    delay = 0.01
+    while True:
+        rc, out, err = _rsync(args, env, data)
+        if rc != 5 or "max connections" not in err or time.monotonic() > deadline:
+            return rc, out, err
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
+    from .sync.rsync import _die_with_parent
+
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, preexec_fn=_die_with_parent, close_fds=True)
+    try:
+        out, err = proc.communicate(data)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
+
+
+def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | None = None,
+          retry_max: float = 30.0, force: bool = False) -> Notifier | str:
+    """A started notifier for this master, or a str saying why there is none (not a master, realtime
+    disabled, a bad list line)."""
+    from .sync.lists import ListError
+    from .sync.settings import Settings
+
+    db = open_db("configuration", root)
+    cfg = Settings.from_db(db)
+    rt = RealtimeSettings.from_db(db)
+    problem = cfg.master_problem()
+    if problem:
+        return problem
+    if not rt.enabled and not force:
+        return "real-time sync is disabled on this master (config setprop hotsync realtime enabled)"
+    if pm is None:
+        from .plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+    pm.root = root
+    try:
+        includes, excludes = watch_lists(root, db, pm)
+    except (ListError, OSError) as exc:
+        return f"bad include/exclude list: {exc}"
+    if not includes:
+        return "nothing to watch: no plugin and no include.d list names a path to sync"
+    pusher = SyncPusher(root, pm)
+    n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
+                 max_batch=rt.max_batch if max_batch is None else max_batch, retry_max=retry_max)
+    return n.start()

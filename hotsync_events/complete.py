@@ -5,7 +5,7 @@ line up to the cursor to ``config __complete CMD LINE``, which prints the candid
 filtered by the word being completed; ``__dirs__`` asks bash to complete a directory (``--root``).
 Keys and props come from the database and the schema digest (:func:`hotsync_events.confinfo.schema_summary`,
 so no configobj import on a warm cache), allowed values from the schema, events from the events
-directories under the root and ``signal-event --list-events`` (cached for a few minutes).
+directories under the root and what ``signal-event`` lists (cached for a few minutes).
 Nothing here loads plugins.
 """
 from __future__ import annotations
@@ -240,42 +240,52 @@ def _verb_args(ctx: _Ctx, verb: str, args: list, cur: str) -> list:
 def _signal_event(words: list, cur: str) -> list:
     if words and words[-1] == "--root":
         return [DIRS]
+    if words and words[-1] == "--timeout":
+        return []
     root = _root_of(words)
     pos = []
     skip = False
     for w in words:
         if skip:
             skip = False
-        elif w == "--root":
+        elif w in ("--root", "--timeout"):
             skip = True
         elif not w.startswith("-"):
             pos.append(w)
-    if cur.startswith("-"):
-        return ["--list", "--json", "--root", "--help"] + (["--list-events"] if _lists_events() else [])
+    if cur.startswith("-") and not pos:
+        return ["--list", "--json", "--timeout", "--root", "--help"]
     if pos:
         return []
     return event_names(root)
 
 
-def _lists_events() -> bool:
-    """Whether this installation's ``signal-event`` has ``--list-events`` (read from its source)."""
+def _list_events_argv() -> list | None:
+    """How this installation's ``signal-event`` lists the known events, read from its source (not run):
+    ``--list-events``, or ``--list`` without an event; None when it cannot."""
     import importlib.util
 
-    try:
-        spec = importlib.util.find_spec("hotsync_events.events")
-    except (ImportError, ValueError):
-        return False
-    if spec is None or not spec.origin:
-        return False
-    try:
-        with open(spec.origin, encoding="utf-8") as f:
-            return "--list-events" in f.read()
-    except OSError:
-        return False
+    for modname in ("hotsync_events.cli.signal_event", "hotsync_events.events"):
+        try:
+            spec = importlib.util.find_spec(modname)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin:
+            continue
+        try:
+            with open(spec.origin, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            continue
+        if "--list-events" in text:
+            return ["--list-events"]
+        if "without EVENT, list the known events" in text:
+            return ["--list"]
+    return None
 
 
 def event_names(root: Root) -> list:
-    """Events of the events directories under *root*, plus those ``signal-event --list-events`` knows."""
+    """Events of the events directories under *root*, plus those ``signal-event`` lists (cached a while
+    in ``<root>/var/lib/hotsync/cache/events.list``: asking it loads every plugin)."""
     names = set()
     edir = root.etc_dir / "events"
     if edir.is_dir():
@@ -286,13 +296,15 @@ def event_names(root: Root) -> list:
         listed = cache.read_text(encoding="utf-8").split()
     except OSError:
         fresh, listed = False, []
-    if not fresh and _lists_events():
-        listed = _ask_signal_event(root) or listed
+    if not fresh:
+        argv = _list_events_argv()
+        if argv is not None:
+            listed = _ask_signal_event(root, argv) or listed
     names.update(listed)
     return sorted(names)
 
 
-def _ask_signal_event(root: Root) -> list:
+def _ask_signal_event(root: Root, argv: list) -> list:
     import shutil
     import subprocess
     import sys
@@ -302,13 +314,14 @@ def _ask_signal_event(root: Root) -> list:
     if not exe:
         return []
     try:
-        cp = subprocess.run([exe, "--root", str(root), "--list-events"], capture_output=True, text=True,
+        cp = subprocess.run([exe, "--root", str(root), *argv], capture_output=True, text=True,
                             timeout=5, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return []
     if cp.returncode != 0:
         return []
-    listed = sorted({w.split()[0] for w in cp.stdout.splitlines() if w.strip() and not w.startswith("#")})
+    listed = sorted({line.split()[0] for line in cp.stdout.splitlines()
+                     if line.strip() and not line.startswith(("#", " "))})
     try:
         from .fsutil import atomic_write
 

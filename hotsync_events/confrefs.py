@@ -6,7 +6,8 @@ A static scan, for ``config info``: nothing is rendered or run. The places looke
   plugins' template directories (``hotsync_template_dirs``) and of ``<root>/etc/hotsync/templates-custom``;
   a target's events come from the plugins' ``hotsync_templates`` registrations;
 * the source of each plugin action's ``run`` (``hotsync_actions``), and of each plugin's
-  ``hotsync_services`` hook (a service's events then depend on the value);
+  ``hotsync_services`` hook (a service's events then depend on the value), following the plugin's own
+  helper functions they call (:class:`_Reader`);
 * the executables of ``<root>/etc/hotsync/events/<event>/``.
 
 A text reads ``KEY PROP`` when it names the key (quoted, ``getprop KEY``, ``KEY.attr`` or ``KEY[``) and the prop
@@ -108,6 +109,69 @@ def _source_of(fn) -> str | None:
         return None
 
 
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([\w.]+)[ \t]+import[ \t]+(\([\w\s,]+\)|[\w \t,]+)", re.M)
+MAX_DEPTH = 4
+
+
+class _Reader:
+    """Whether code reads *key* (*prop*): directly, or through the plugin helpers it calls.
+
+    A plugin often reads the database in a helper (``role(db)``, ``slave_active(db)``) that its actions,
+    hooks and template fragments call. The helpers followed are plain functions of the plugins' own
+    packages (looked up in the calling function's globals, or in a module a fragment imports with
+    ``from X import y`` that the plugin manager already loaded), up to MAX_DEPTH calls deep.
+    """
+
+    def __init__(self, key: str, prop: str | None, packages: set) -> None:
+        self.key, self.prop, self.packages = key, prop, packages
+        self._seen: dict = {}
+
+    def _ours(self, fn) -> bool:
+        import inspect
+
+        return inspect.isfunction(fn) and (getattr(fn, "__module__", "") or "").split(".")[0] in self.packages
+
+    def function(self, fn, depth: int = 0) -> bool:
+        if fn in self._seen:
+            return self._seen[fn]
+        self._seen[fn] = False  # a recursive helper ends here
+        src = _source_of(fn)
+        found = src is not None and mentions(src, self.key, self.prop)
+        if not found and src is not None and depth < MAX_DEPTH:
+            names = getattr(fn, "__globals__", {})
+            found = any(self.function(names[n], depth + 1) for n in sorted(set(_CALL.findall(src)))
+                        if n in names and names[n] is not fn and self._ours(names[n]))
+        self._seen[fn] = found
+        return found
+
+    def text(self, text: str) -> bool:
+        if mentions(text, self.key, self.prop):
+            return True
+        import sys
+
+        for modname, names in _FROM_IMPORT.findall(text):
+            mod = sys.modules.get(modname)
+            if mod is None or modname.split(".")[0] not in self.packages:
+                continue
+            for name in names.strip("()").split(","):
+                words = name.split()
+                fn = getattr(mod, words[0], None) if words else None
+                if fn is not None and self._ours(fn) and self.function(fn, 1):
+                    return True
+        return False
+
+
+def _plugin_packages(pm) -> set:
+    """Top-level package names of the registered plugins (their helpers may be followed)."""
+    out = set()
+    for plugin in pm.get_plugins() if pm is not None else ():
+        name = getattr(plugin, "__name__", None) if hasattr(plugin, "__file__") else type(plugin).__module__
+        if name:
+            out.add(name.split(".")[0])
+    return out
+
+
 def find_references(root: Root, dbname: str, key: str, prop: str | None = None, *, db=None, pm=None) -> dict:
     """``{"events", "templates", "actions", "services", "notes"}``: what reads *key* (*prop*).
 
@@ -121,11 +185,12 @@ def find_references(root: Root, dbname: str, key: str, prop: str | None = None, 
     if pm is not None and db is not None:
         for _plugin, t in pm.collect("hotsync_templates", db=db):
             target_events.setdefault(t.path, set()).update(t.events)
+    reader = _Reader(key, prop, _plugin_packages(pm))
     templates: dict = {}
     for source, base in template_dirs(root, pm):
         for target, frag, path in _fragments(base, set(target_events)):
             text = _read_text(path)
-            if text is None or not mentions(text, key, prop):
+            if text is None or not reader.text(text):
                 continue
             t = templates.setdefault(target, {"target": target, "events": sorted(target_events.get(target, ())),
                                               "fragments": []})
@@ -134,15 +199,13 @@ def find_references(root: Root, dbname: str, key: str, prop: str | None = None, 
     services = []
     if pm is not None and db is not None:
         for plugin, action in pm.collect("hotsync_actions", db=db):
-            src = _source_of(action.run)
-            if src is not None and mentions(src, key, prop):
+            if reader.function(action.run):
                 actions.append({"event": action.event, "name": action.name, "source": f"plugin {plugin}"})
         by_plugin: dict = {}
         for plugin, svc in pm.collect("hotsync_services", db=db):
             by_plugin.setdefault(plugin, []).append(svc)
         for impl in pm.hook.hotsync_services.get_hookimpls():
-            src = _source_of(impl.function)
-            if src is None or not mentions(src, key, prop):
+            if not reader.function(impl.function):
                 continue
             for svc in by_plugin.get(impl.plugin_name, []):
                 services.append({"name": svc.name, "source": f"plugin {impl.plugin_name}",

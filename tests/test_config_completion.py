@@ -100,8 +100,11 @@ def test_root_in_the_line_wins(croot, run, tmp_path):
 
 
 def test_signal_event_and_hotsync(croot):
-    assert bash_complete(croot, "signal-event nethserver-") == ["nethserver-hotsync-save"]
+    assert "nethserver-hotsync-save" in bash_complete(croot, "signal-event nethserver-")
     assert "myapp-update" in bash_complete(croot, "signal-event ")
+    assert bash_complete(croot, "signal-event --list my") == ["myapp-update"]
+    assert bash_complete(croot, "signal-event myapp-update ") == []
+    assert "--timeout" in bash_complete(croot, "signal-event --")
     assert "plugins" in bash_complete(croot, "hotsync ")
     assert "--json" in bash_complete(croot, "hotsync plugins --")
 

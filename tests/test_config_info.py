@@ -124,6 +124,19 @@ def test_mentions_forms():
     assert mentions("${hotsync.status}", "hotsync")
 
 
+def _golden_is_replica(db) -> bool:
+    """A helper the way plugins write them: the action below reads goldenapp mode only through it."""
+    return _golden_mode(db) == "replica"
+
+
+def _golden_mode(db) -> str:
+    return db.props("goldenapp").get("mode", "standalone")
+
+
+def golden_status_line(db) -> str:
+    return "status " + db.getprop("goldenapp", "status")
+
+
 class _ReaderPlugin:
     """A plugin whose action and services read goldenapp mode, and whose template targets it."""
 
@@ -146,7 +159,11 @@ class _ReaderPlugin:
         def unrelated(ctx):
             return ctx.db.getprop("hotsync", "role")
 
-        return [Action("goldenapp-save", "reconfigure", reconfigure), Action("goldenapp-save", "other", unrelated)]
+        def via_helper(ctx):
+            return 0 if _golden_is_replica(ctx.db) else 1
+
+        return [Action("goldenapp-save", "reconfigure", reconfigure), Action("goldenapp-save", "other", unrelated),
+                Action("goldenapp-promote", "via-helper", via_helper)]
 
     @hookimpl
     def hotsync_services(self, db):
@@ -161,13 +178,20 @@ def test_references_through_plugins(golden_root, pm, tmp_path):
     pm.register(_ReaderPlugin(tdir), name="goldenreader")
     db = open_db("configuration", golden_root)
     refs = find_references(golden_root, "configuration", "goldenapp", "mode", db=db, pm=pm)
-    assert refs["events"] == ["goldenapp-save", "goldenapp-update"]
     [t] = refs["templates"]
     assert t["target"] == "/etc/goldenapp.conf" and t["events"] == ["goldenapp-save", "goldenapp-update"]
     assert [(f["fragment"], f["source"]) for f in t["fragments"]] == [
         ("05head", "plugin goldenreader"), ("10main", "templates-custom")]
-    assert [a["name"] for a in refs["actions"]] == ["reconfigure", "S20goldenapp-reload"]
+    assert [(a["event"], a["name"]) for a in refs["actions"]] == [
+        ("goldenapp-promote", "via-helper"), ("goldenapp-save", "reconfigure"),
+        ("goldenapp-update", "S20goldenapp-reload")]
+    assert refs["events"] == ["goldenapp-promote", "goldenapp-save", "goldenapp-update"]
     assert [s["name"] for s in refs["services"]] == ["goldenappd"]
+    # a fragment that reads status through a helper it imports from the plugin's package
+    (tdir / "etc" / "goldenapp.conf" / "20status").write_text(
+        "<%\n    from test_config_info import golden_status_line\n%>${golden_status_line(db)}\n")
+    status = find_references(golden_root, "configuration", "goldenapp", "status", db=db, pm=pm)
+    assert [f["fragment"] for t in status["templates"] for f in t["fragments"]] == ["20status"]
     # a prop nobody reads
     none = find_references(golden_root, "configuration", "goldenapp", "token", db=db, pm=pm)
     assert none["events"] == [] and none["templates"] == [] and none["actions"] == []

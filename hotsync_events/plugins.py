@@ -255,7 +255,7 @@ def install_schemas(pm: HotsyncPluginManager, root) -> list[str]:
 
     problems: list[str] = []
     wanted: dict = {}
-    for plugin, sf in pm.collect("hotsync_config_schema"):
+    for plugin, sf in pm.collect("hotsync_config_schema", root=root):   # detection looks at *root*
         try:
             parse_spec(sf.path, plugin)
             text = sf.path.read_bytes()

@@ -29,6 +29,7 @@ def run(args) -> int:
         print(f"hotsync plugins: {exc}", file=sys.stderr)
         return 4
     root = root_from(getattr(args, "root", None))
+    pm.root = root
     problems = install_schemas(pm, root)
     pm.detect(root)     # is each plugin's package on this host (hotsync_detect)?
     infos = pm.plugin_infos()

@@ -22,7 +22,7 @@ GLOBAL_OPTS = ["--root", "--show-secrets", "--help"]
 VERB_OPTS = {
     "search": ["--key", "--prop", "--value", "--non-default", "--json", "--show-secrets"],
     "history": ["--since", "--last", "--json", "--show-secrets"],
-    "info": ["--json"],
+    "info": ["--json", "--no-refs"],
     "show": ["--show-secrets"],
     "printjson": ["--show-secrets"],
 }

@@ -226,10 +226,23 @@ def _val(value) -> str:
     return value
 
 
+_WHEN: dict = {}
+
+
+def _when(t: int) -> str:
+    """Local time of a second, remembered: a log's entries come in bursts of one second."""
+    text = _WHEN.get(t)
+    if text is None:
+        if len(_WHEN) > 4096:
+            _WHEN.clear()
+        text = _WHEN[t] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    return text
+
+
 def entry_text(e: dict, *, with_db: bool = False) -> str:
     """One line: ``time  user(uid)  command  key prop: old -> new``."""
     t = e.get("time")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if isinstance(t, (int, float)) else "?"
+    when = _when(int(t)) if isinstance(t, (int, float)) else "?"
     who = f"{e.get('user', '?')}({e.get('uid', '?')})"
     what = e.get("key", "?") + " " + (e["prop"] if e.get("prop") is not None else "(type)")
     if with_db:

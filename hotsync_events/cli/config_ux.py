@@ -12,10 +12,10 @@ import json
 from .config import EXIT_MISSING, EXIT_OK, EXIT_USAGE, Session, Usage, _out
 
 INFO_USAGE = """\
-usage: config info [--json] KEY [PROP]
+usage: config info [--json] [--no-refs] KEY [PROP]
   What KEY (or its PROP) means: description, type, allowed values, default, whether it is secret, the
   schema (core or plugin) that declared it, its current value, and the events whose templates, actions
-  and services read it.
+  and services read it (a static scan of templates and plugin code; --no-refs skips it).
 examples:
   config info hotsync role
   config info hotsync

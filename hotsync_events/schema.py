@@ -89,6 +89,8 @@ def check_hostport(value, *args, **kw):
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+        if ":" not in host:          # brackets are for IPv6 addresses only: "[evil]" is no host
+            raise _v.VdtValueError(value)
     elif value.count(":") == 1:
         host, port = value.split(":")
     if not _is_host(host) or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):

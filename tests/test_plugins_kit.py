@@ -242,3 +242,65 @@ def test_docs_tutorial_plugin_is_short_and_loads(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     make_pm([("tutorial", module)])
+
+
+# ------------------------------------------------------------------------------------ the pytest11 fixtures
+class Notes:
+    """A tiny plugin for the fixtures' own test: one path, one post-restore action, one promote step."""
+
+    @hookimpl
+    def hotsync_detect(self, root):
+        return root.join("/etc/notes.conf").exists()
+
+    @hookimpl
+    def hotsync_sync_paths(self, db):
+        return [SyncPath("/var/lib/notes/"), SyncPath("/var/lib/notes/cache/", exclude=True)]
+
+    @hookimpl
+    def hotsync_actions(self, db):
+        def mark(ctx):
+            ctx.root.join("/var/lib/notes/marked").write_text(ctx.event)
+        return [Action(event="post-restore-data", name="notes-mark", run=mark)]
+
+    @hookimpl
+    def hotsync_promote_steps(self, db):
+        return [PromoteStep("notes-clear-cache", lambda ctx: None)]
+
+
+@pytest.fixture
+def hotsync_test_plugins():
+    return [("notes", Notes())]
+
+
+def test_fixtures_root_pm_db(hotsync_root, hotsync_pm, hotsync_db):
+    assert os.environ["HOTSYNC_ROOT"] == str(hotsync_root.path)
+    assert sorted(hotsync_pm.infos) == ["notes"] and hotsync_pm.root == hotsync_root
+    assert hotsync_db.path.is_relative_to(hotsync_root.path)
+
+
+def test_fixture_event(hotsync_root, hotsync_event):
+    write_tree(hotsync_root, {"/etc/notes.conf": "", "/var/lib/notes/": None})
+    result = hotsync_event("post-restore-data")
+    assert result.ok and hotsync_root.join("/var/lib/notes/marked").read_text() == "post-restore-data"
+
+
+@pytest.mark.skipif(__import__("shutil").which("rsync") is None, reason="rsync is not installed")
+def test_fixture_two_roots(hotsync_two_roots):
+    write_tree(hotsync_two_roots.master, {"/etc/notes.conf": "", "/var/lib/notes/a": "a", "/var/lib/notes/cache/c": "c"})
+    assert hotsync_two_roots.sync() == ["/var/lib/notes"]
+    assert hotsync_two_roots.slave.join("/var/lib/notes/a").read_text() == "a"
+    assert not hotsync_two_roots.slave.join("/var/lib/notes/cache").exists()
+    write_tree(hotsync_two_roots.slave, {"/etc/notes.conf": ""})
+    assert [(o.name, o.status) for o in hotsync_two_roots.promote()] == [("notes-clear-cache", "success")]
+
+
+def test_pytest_plugin_is_registered_and_light():
+    from importlib.metadata import entry_points
+    import subprocess
+    import sys
+
+    assert [ep.value for ep in entry_points(group="pytest11") if ep.name == "hotsync"] == ["hotsync_events.testing"]
+    code = ("import sys, hotsync_events.testing; "
+            "print(sorted(m for m in sys.modules if m.startswith(('hotsync_', 'mako', 'configobj'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['hotsync_events', 'hotsync_events.testing']"

@@ -294,7 +294,7 @@ def _schemas_current(pm: Any, root: Root) -> bool:
     n0 = len(pm.hook_errors)
     wanted: dict[Path, bytes] = {}
     base = root.state_dir / "schema"
-    for plugin, sf in pm.collect("hotsync_config_schema"):
+    for plugin, sf in pm.collect("hotsync_config_schema", root=root):
         try:
             target = base / sf.db / f"{plugin}.spec"
             wanted[target] = wanted.get(target, b"") + Path(sf.path).read_bytes()
@@ -511,6 +511,7 @@ def plugin_manager(root: Root) -> Any:
 
     pm = get_plugin_manager(entrypoints=False)
     pm.load_entrypoints(eps=entry_points("hotsync", root.state_dir / "cache"))
+    pm.root = root   # plugins detect their application under this root
     return pm
 
 
@@ -530,6 +531,8 @@ def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Ro
     with event_lock(root, event, notify=notify):
         if pm is None:
             pm = plugin_manager(root)
+        elif getattr(pm, "root", None) is None:
+            pm.root = root
         problems = prepare_db(pm, root)
         from .configdb import open_db
 

@@ -28,6 +28,7 @@ def run(args) -> int:
     root = root_from(getattr(args, "root", None))
     try:
         pm = get_plugin_manager()
+        pm.root = root
         db = open_db("configuration", root, initialise=False, journal=False)
         mgr = ServiceManager(root, collect_services(pm, db))
     except (PluginClash, ServiceError) as exc:

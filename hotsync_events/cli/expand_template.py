@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     pm = get_plugin_manager()
+    pm.root = root
     db = open_db("configuration", root)
     try:
         reg = registered_templates(pm, db)

@@ -1,0 +1,177 @@
+"""Unit tests of the sync library's pieces: output parsing, guards, lists, lock, escaping, TLS, mail, hooks."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from hotsync_events.configdb import open_db
+from hotsync_events.sync import guards, tls
+from hotsync_events.sync.lists import PROTECTED, ListError, build_lists
+from hotsync_events.sync.lock import SyncLock
+from hotsync_events.sync.rsync import push_args, stats_of
+from hotsync_events.sync.xfer import post_xfer, pre_xfer
+
+DRY = """\
+*deleting   srv/f5
+*deleting   srv/new\\#012line
+<f..t...... srv/f8
+cL+++++++++ srv/l -> a
+hf+++++++++ srv/h => srv/a
+cd+++++++++ srv/d/
+Number of files: 20008 (reg: 20000, dir: 7, link: 1)
+Number of created files: 3 (reg: 2, dir: 1)
+Number of deleted files: 2 (reg: 2)
+Number of regular files transferred: 1
+Total file size: 15 bytes
+Total bytes sent: 1,197
+"""
+
+
+def test_stats_of_reads_itemized_changes_deletions_and_stats():
+    items, deleted, stats = stats_of(DRY)
+    assert deleted == ["srv/f5", "srv/new\\#012line"]
+    assert len(items) == 4 and items[1].startswith("cL")
+    assert stats["Number of files"] == 20008 and stats["Number of created files"] == 3
+    assert stats["Total bytes sent"] == 1197
+
+
+def test_push_args_keep_the_password_off_the_command_line_and_end_options():
+    args = push_args(sources=["/r/./srv"], exclude_file="/x", password_file="/p", timeout=30, bwlimit=100,
+                     max_delete=7, dry_run=True)
+    assert "--password-file=/p" in args and not any("Check" in a for a in args)
+    for opt in ("-aHAX", "--numeric-ids", "--delete", "--delay-updates", "--timeout=30", "--max-delete=7",
+                "--bwlimit=100", "--dry-run", "--relative"):
+        assert opt in args
+    assert args[args.index("--") + 1:] == ["/r/./srv", "rsync://hotsyncuser@hotsync-slave/hotsync/"]
+
+
+def test_deletion_guard_counts_against_the_slaves_files():
+    stats = {"Number of files": 95, "Number of created files": 0}
+    assert guards.deletion_problem(stats, 5, 20) is None               # 5 of 100
+    why = guards.deletion_problem(stats, 30, 20)                        # 30 of 125
+    assert why and "30 of the slave's 125 files" in why
+    assert guards.deletion_problem(stats, 0, 0) is None
+    assert guards.deletion_problem(stats, 1, 0)                          # 0 %: any deletion is held
+    assert guards.allowed_deletions(stats, 5, 20) == 20
+
+
+def test_source_guard_spots_emptied_and_missing_sources(tmp_path):
+    from hotsync_events.paths import Root
+
+    root = Root(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/f").write_text("f")
+    (tmp_path / "b").mkdir()
+    state = guards.source_state(root, ["/a", "/b", "/c"])
+    assert state == {"/a": True, "/b": False, "/c": False}
+    (tmp_path / "a/f").unlink()
+    assert guards.source_problems(state, guards.source_state(root, ["/a", "/b", "/c"])) == ["/a"]
+
+
+def test_lists_merge_include_d_and_refuse_bad_lines(root):
+    inc = root.etc_dir / "include.d"
+    inc.mkdir(parents=True)
+    (inc / "a.include").write_text("# comment\n\n/srv/one\n/srv//two/\n/srv/one\n")
+    exc = root.etc_dir / "exclude.d"
+    exc.mkdir()
+    (exc / "a.exclude").write_text("*.tmp\n/srv/one/cache/\n")
+    db = open_db("configuration", root)
+    lists = build_lists(root, db, None)
+    assert lists.includes == ["/srv/one", "/srv/two"]
+    assert lists.exclude_file_text().splitlines() == [*PROTECTED, "*.tmp", "/srv/one/cache/"]
+    for bad in ("relative/path", "/srv/../etc", "/"):
+        (inc / "b.include").write_text(bad + "\n")
+        with pytest.raises(ListError, match="b.include:1"):
+            build_lists(root, db, None)
+
+
+def test_lock_is_exclusive_and_queues_one_follow_up(root):
+    a, b = SyncLock(root), SyncLock(root)
+    assert a.acquire() and a.holder() is not None
+    assert not b.acquire() and b.is_queued
+    a.release()
+    assert a.holder() is None and b.take_queued() and not b.take_queued()
+
+
+def test_render_escaping():
+    from hotsync_plugins.hotsync import (RenderRefused, conf_value, cron_command, host_value, int_value,
+                                         strongest_digest)
+
+    assert conf_value("/srv/100%") == "/srv/100%%"
+    for bad in ("a\nb", " x", "x\r"):
+        with pytest.raises(RenderRefused):
+            conf_value(bad)
+    with pytest.raises(RenderRefused):
+        host_value("1.2.3.4 [x]")
+    with pytest.raises(RenderRefused):
+        int_value("1; rm", 1, 10)
+    assert cron_command(["/a b/py", "100%", "x;y"]) == "'/a b/py' 100\\% 'x;y'"
+    if shutil.which("rsync"):
+        assert strongest_digest() in ("sha512", "sha256", "sha1", "md5", "md4")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl")
+def test_slave_certificate_and_fingerprint_match_openssl(root):
+    cert, key, made = tls.ensure_slave_cert(root, log=lambda m: None)
+    assert made and (key.stat().st_mode & 0o777) == 0o600
+    assert tls.ensure_slave_cert(root, log=lambda m: None)[2] is False
+    out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)],
+                         capture_output=True, text=True).stdout
+    fp = tls.fingerprint(cert.read_text())
+    assert out.strip().endswith(fp[len("SHA256:"):])
+    assert tls.normalise_fingerprint(fp.lower()[7:]) == fp == tls.normalise_fingerprint(fp.replace(":", "")[6:])
+    with pytest.raises(ValueError):
+        tls.normalise_fingerprint("SHA256:zz")
+
+
+def test_mail_goes_through_a_real_smtp_server_and_refuses_header_injection():
+    from aiosmtpd.controller import Controller
+
+    from hotsync_events.sync.mail import MailError, send_mail
+    from sync_pair import free_port
+
+    got = []
+
+    class H:
+        async def handle_DATA(self, server, session, envelope):
+            got.append(envelope)
+            return "250 OK"
+
+    ctl = Controller(H(), hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        send_mail(f"127.0.0.1:{ctl.port}", "a@example.org", "subject\nBcc: x@evil", "body")
+        assert got and got[0].rcpt_tos == ["a@example.org"]
+        headers = got[0].content.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert not any(h.lower().startswith(b"bcc") for h in headers)
+        with pytest.raises(MailError):
+            send_mail(f"127.0.0.1:{ctl.port}", "a@example.org\nBcc: x@evil", "s", "b")
+    finally:
+        ctl.stop()
+    with pytest.raises(MailError, match="cannot send"):
+        send_mail(f"127.0.0.1:{free_port()}", "a@example.org", "s", "b", timeout=2)
+
+
+def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
+    db = open_db("configuration", root)
+    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "42", "RSYNC_MODULE_NAME": "hotsync"}
+    assert pre_xfer(root, env)[0] == 1                                  # no role
+    db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
+    db.setprop("rsyncd", {"password": "Secret-1"})
+    assert pre_xfer(root, env) == (0, "")
+    code, msg = pre_xfer(root, {**env, "RSYNC_HOST_ADDR": "10.1.2.3"})
+    assert code == 1 and "not from MasterHost" in msg
+    (root.join("/var/lib/hotsync/fenced")).parent.mkdir(parents=True, exist_ok=True)
+    root.join("/var/lib/hotsync/fenced").touch()
+    assert "fenced" in pre_xfer(root, env)[1]
+    root.join("/var/lib/hotsync/fenced").unlink()
+    db.setprop("hotsync", {"status": "disabled"})
+    assert "disabled" in pre_xfer(root, env)[1]
+    post_xfer(root, {"RSYNC_PID": "42", "RSYNC_EXIT_STATUS": "0"})
+    from hotsync_events.sync.status import read_status
+
+    st = read_status(root)
+    assert st["last_received"]["exit_status"] == 0 and st["last_success"]["from"] == "127.0.0.1"
+    assert "42" not in st.get("receiving", {})

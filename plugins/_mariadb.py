@@ -171,30 +171,31 @@ class MariaDB:
         """Feed the dump to ``mariadb``; user lines for our own account are left out, so it keeps working."""
         mine = tuple(s.encode() for s in (f"`{self.user}`@`localhost`", f"'{self.user}'@'localhost'"))
         argv = [find_program("mariadb", "mysql"), *cli, "--binary-mode", "--max-allowed-packet=1G"]
-        err_file = tempfile.TemporaryFile()
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err_file)
-        try:
-            with open(source, "rb") as src:
-                left = users_offset
-                while left > 0:
-                    chunk = src.read(min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    proc.stdin.write(chunk)
-                    left -= len(chunk)
-                for line in src:
-                    if line.startswith(MANIFEST_PREFIX) or any(m in line for m in mine):
-                        continue
-                    proc.stdin.write(line)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        finally:
-            code = proc.wait()
-        if code != 0:
-            err_file.seek(0)
-            exc = DatabaseError(f"{self.label}: cannot load {source}: exit {code}" + stderr_tail(err_file.read()))
-            raise self._fail(f"load {source}", exc)
+        with tempfile.TemporaryFile() as err_file:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err_file)
+            try:
+                with open(source, "rb") as src:
+                    left = users_offset
+                    while left > 0:
+                        chunk = src.read(min(left, 1 << 20))
+                        if not chunk:
+                            break
+                        proc.stdin.write(chunk)
+                        left -= len(chunk)
+                    for line in src:
+                        if line.startswith(MANIFEST_PREFIX) or any(m in line for m in mine):
+                            continue
+                        proc.stdin.write(line)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            finally:
+                code = proc.wait()
+            if code != 0:
+                err_file.seek(0)
+                exc = DatabaseError(f"{self.label}: cannot load {source}: exit {code}"
+                                    + stderr_tail(err_file.read()))
+                raise self._fail(f"load {source}", exc)
 
     def count_tables(self, cli: list[str], expected: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

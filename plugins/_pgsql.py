@@ -188,26 +188,26 @@ class Postgres:
         """Rows per table, from the COPY blocks of ``pg_restore --data-only -f -`` (reads all data back)."""
         argv = [self.tool("pg_restore"), "--data-only", "-f", "-", str(path)]
         counts: dict[str, int] = {}
-        err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
         table = None
-        try:
-            for line in proc.stdout:
-                if table is None:
-                    if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
-                        table = _copy_table(line)
-                        counts[table] = 0
-                elif line == b"\\.\n":
-                    table = None
-                else:
-                    counts[table] += 1
-        finally:
-            proc.stdout.close()
-            code = proc.wait()
-        if code != 0 or table is not None:
-            err.seek(0)
-            raise DatabaseError(f"{self.label}: cannot read back the dump of {name}: pg_restore exited {code}"
-                                + stderr_tail(err.read()))
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            try:
+                for line in proc.stdout:
+                    if table is None:
+                        if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
+                            table = _copy_table(line)
+                            counts[table] = 0
+                    elif line == b"\\.\n":
+                        table = None
+                    else:
+                        counts[table] += 1
+            finally:
+                proc.stdout.close()
+                code = proc.wait()
+            if code != 0 or table is not None:
+                err.seek(0)
+                raise DatabaseError(f"{self.label}: cannot read back the dump of {name}: pg_restore exited {code}"
+                                    + stderr_tail(err.read()))
         return counts
 
     # ---------------------------------------------------------------------------------- restore

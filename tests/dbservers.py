@@ -251,14 +251,15 @@ class PostgresServer:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, bufsize=1)
 
     def pids(self) -> list[int]:
+        """The postmaster first (runuser, its parent, ignores SIGINT and exits with it)."""
         pids = []
         try:
             pids.append(int((self.datadir / "postmaster.pid").read_text().split()[0]))
         except (OSError, ValueError, IndexError):
             pass
-        if self.proc is not None:
+        if self.proc is not None and self.proc.pid not in pids:
             pids.append(self.proc.pid)
-        return sorted(set(pids))
+        return pids
 
     def stop(self) -> None:
         for pid in self.pids():

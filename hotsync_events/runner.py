@@ -70,7 +70,7 @@ class _Captured:
             except Exception:
                 pass
         fd = self.scratch.reset()
-        self.saved_fds = (os.dup(1), os.dup(2))
+        self.saved_fds = tuple(_dup_or_none(n) for n in (1, 2))   # None: that fd was closed
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         self.saved_sys = (sys.stdout, sys.stderr)
@@ -85,10 +85,19 @@ class _Captured:
             pass
         sys.stdout, sys.stderr = self.saved_sys
         self.stream.close()
-        os.dup2(self.saved_fds[0], 1)
-        os.dup2(self.saved_fds[1], 2)
-        for fd in self.saved_fds:
-            os.close(fd)
+        for n, saved in zip((1, 2), self.saved_fds):
+            if saved is None:
+                os.close(n)
+            else:
+                os.dup2(saved, n)
+                os.close(saved)
+
+
+def _dup_or_none(fd: int) -> int | None:
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None
 
 
 def _log_to_stdout(message: str) -> None:

@@ -324,8 +324,11 @@ class ServiceManager:
         for name in sorted(self.services):
             svc = self.services[name]
             st = self.backend.status(svc)
+            command = None
+            if svc.command:
+                command = self.backend.argv(svc) if isinstance(self.backend, ProcessBackend) else list(svc.command)
             rows.append({"name": name, "plugin": self.origin.get(name, ""), "unit": svc.unit,
-                         "command": list(svc.command) if svc.command else None, "enabled": svc.enabled,
+                         "command": command, "enabled": svc.enabled,
                          "writer": svc.writer, "events": dict(sorted(svc.events.items())), "backend": self.backend.name,
                          "running": st.running, "pid": st.pid, "state": st.detail})
         return rows

@@ -42,13 +42,14 @@ def run(args) -> int:
     else:
         if not rows:
             print("no services are declared")
+        w = max([len(r["name"]) for r in rows] + [12]) + 1
         for r in rows:
             want = "enabled" if r["enabled"] else "disabled"
-            print(f"{r['name']:<16} {want:<9} {r['state']:<24} {r['backend']:<8} plugin {r['plugin']}")
+            print(f"{r['name']:<{w}} {want:<9} {r['state']:<24} {r['backend']:<8} plugin {r['plugin']}")
             how = r["unit"] if mgr.backend.name == "systemd" else " ".join(r["command"] or ["(no command)"])
-            print(f"{'':<16} {how}")
+            print(f"{'':<{w}} {how}")
             if r["events"]:
-                print(f"{'':<16} events: " + ", ".join(f"{e}={v}" for e, v in r["events"].items()))
+                print(f"{'':<{w}} events: " + ", ".join(f"{e}={v}" for e, v in r["events"].items()))
         for p in problems:
             print(f"problem: {p}")
     return 1 if problems else 0

@@ -144,20 +144,41 @@ def _lines(data, start: int, needle: bytes | None, backward: bool):
 
 
 def _maps(root: Root) -> list:
-    """``(file, data)`` of each non-empty log file, oldest first; *data* is a read-only mmap."""
+    """``(file, data)`` of each non-empty log file, oldest first; *data* is a read-only mmap.
+
+    The files are opened first and read after, and opened again (a few times at most) when a writer
+    rotated them in between, so a reader sees one consistent set without taking the writers' lock.
+    """
     import mmap
 
+    for attempt in range(5):
+        opened = []
+        for f in history_files(root):
+            try:
+                opened.append((f, open(f, "rb")))
+            except FileNotFoundError:
+                continue
+        if attempt == 4 or all(_same_file(f, fh) for f, fh in opened):
+            break
+        for _f, fh in opened:
+            fh.close()
     out = []
-    for f in history_files(root):
-        try:
-            fh = open(f, "rb")
-        except FileNotFoundError:
-            continue
+    for _f, fh in opened:
         try:
             out.append((fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
         except ValueError:  # an empty file cannot be mapped
             fh.close()
     return out
+
+
+def _same_file(path, fh) -> bool:
+    import os
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_ino, st.st_dev) == (os.fstat(fh.fileno()).st_ino, os.fstat(fh.fileno()).st_dev)
 
 
 def entries(root: Root, *, db: str | None = None, key: str | None = None, since: float | None = None,

@@ -248,3 +248,22 @@ def test_filters_agree_with_a_plain_reading(root, monkeypatch):
                 assert entries(root, db=db, key=key, since=since) == want, (db, key, since)
                 for last in (1, 7, 1000):
                     assert entries(root, db=db, key=key, since=since, last=last) == want[-last:], (db, key, since)
+
+
+def test_reading_while_a_writer_rotates(root, tmp_path):
+    """A reader (no lock) racing a writer that rotates every few writes sees a gap-free, ordered window."""
+    open_db("configuration", root).set("counter", "thing", {"n": "0"})
+    script = tmp_path / "rotating_writer.py"
+    script.write_text("from hotsync_events import history\nhistory.MAX_BYTES = 2500\n" + WRITER)
+    p = subprocess.Popen([sys.executable, str(script), str(root.path), "r", "150"])
+    try:
+        reads = 0
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            seen = [int(e["new"]) for e in entries(root, key="counter") if e["prop"] == "n"]
+            if len(seen) > 1:
+                assert seen == list(range(seen[0], seen[-1] + 1)), seen
+                reads += 1
+    finally:
+        assert p.wait(timeout=120) == 0
+    assert reads > 5

@@ -198,25 +198,37 @@ def _templates2expand(root: Root, event: str) -> list[str]:
     return sorted(out)
 
 
+@contextmanager
+def _hook_errors(pm: Any) -> Iterator[list]:
+    """The errors plugins' hooks raise inside the block (pm.hook_errors keeps each error only once)."""
+    saved = pm.hook_errors
+    fresh: list = []
+    pm.hook_errors = fresh
+    try:
+        yield fresh
+    finally:
+        pm.hook_errors = saved + [e for e in fresh if e not in saved]
+
+
 def _collect(pm: Any, db: Any) -> tuple[list, dict, list, list[str]]:
     """Actions, templates, services from the plugins; a hook that raised becomes a problem line."""
     from .services import ServiceError, collect_services
     from .templates import TemplateError, registered_templates
 
-    n0 = len(pm.hook_errors)
     problems: list[str] = []
     actions = []
-    for plugin, item in pm.collect("hotsync_actions", db=db):
-        if isinstance(item, Action):
-            actions.append((plugin, item))
-        else:
-            problems.append(f"plugin {plugin}: hotsync_actions returned {item!r}, not an Action")
-    try:
-        templates = registered_templates(pm, db)
-        services = collect_services(pm, db)
-    except (TemplateError, ServiceError) as exc:
-        raise EventError(str(exc)) from None
-    problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in pm.hook_errors[n0:]]
+    with _hook_errors(pm) as errors:
+        for plugin, item in pm.collect("hotsync_actions", db=db):
+            if isinstance(item, Action):
+                actions.append((plugin, item))
+            else:
+                problems.append(f"plugin {plugin}: hotsync_actions returned {item!r}, not an Action")
+        try:
+            templates = registered_templates(pm, db)
+            services = collect_services(pm, db)
+        except (TemplateError, ServiceError) as exc:
+            raise EventError(str(exc)) from None
+    problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
     return actions, templates, services, problems
 
 
@@ -275,9 +287,9 @@ def plan_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root
     if tpls:
         from .templates import template_sources
 
-        n0 = len(pm.hook_errors)
-        plan.sources = template_sources(pm, root)
-        problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in pm.hook_errors[n0:]]
+        with _hook_errors(pm) as errors:
+            plan.sources = template_sources(pm, root)
+        problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
         add(Step(TEMPLATES_STEP, TEMPLATES_PRIORITY, "templates", "core", detail=", ".join(t.path for t in tpls)))
     svc_names = sorted({s.name for _, s in services if event in s.events} | {n for t in tpls for n in t.services})
     if svc_names:
@@ -291,18 +303,21 @@ def plan_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root
 # ---------------------------------------------------------------------------------------------- preparing
 def _schemas_current(pm: Any, root: Root) -> bool:
     """Whether the plugins' spec files are installed as they are (then install_schemas has nothing to do)."""
-    n0 = len(pm.hook_errors)
     wanted: dict[Path, bytes] = {}
     base = root.state_dir / "schema"
-    for plugin, sf in pm.collect("hotsync_config_schema", root=root):
-        try:
-            target = base / sf.db / f"{plugin}.spec"
-            wanted[target] = wanted.get(target, b"") + Path(sf.path).read_bytes()
-        except (OSError, AttributeError, TypeError):
+    saved = pm.hook_errors
+    pm.hook_errors = []   # install_schemas, if it runs, records them
+    try:
+        for plugin, sf in pm.collect("hotsync_config_schema", root=root):
+            try:
+                target = base / sf.db / f"{plugin}.spec"
+                wanted[target] = wanted.get(target, b"") + Path(sf.path).read_bytes()
+            except (OSError, AttributeError, TypeError):
+                return False
+        if pm.hook_errors:
             return False
-    if len(pm.hook_errors) > n0:
-        del pm.hook_errors[n0:]
-        return False
+    finally:
+        pm.hook_errors = saved
     have = set(base.glob("*/*.spec")) if base.is_dir() else set()
     if have != set(wanted):
         return False

@@ -418,3 +418,19 @@ def test_entry_point_cache_sees_a_plugin_installed_later(root, run, plugin_env, 
         (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, site / entry.name)
     cp = run("signal-event", "--list", "testplugin-probe", env=env)
     assert cp.returncode == 0 and "testplugin-hello" in cp.stdout, cp.stderr
+
+
+def test_a_plugin_whose_hook_raises_fails_the_event_every_time(root, pm):
+    class Broken:
+        @hookimpl
+        def hotsync_actions(self, db):
+            raise KeyError("missing setting")
+
+    pm.add_plugin(Broken(), "broken-plugin")
+    executable(root, EVENT, "S10fine", f'echo fine >> "{root.path}/order"\n')
+    for _ in range(2):   # the same manager again: the error is reported again
+        result = signal_event(EVENT, root=root, pm=pm)
+        assert [(r.step.name, r.status) for r in result.results] == [("plugin-error-1", "failed"),
+                                                                     ("fine", "success")]
+        assert "plugin broken-plugin: hook hotsync_actions raised KeyError" in result.failed[0].reason
+    assert order_of(root) == ["fine", "fine"]

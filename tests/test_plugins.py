@@ -280,3 +280,12 @@ def test_config_getprop_does_not_load_plugins(root, run):
                         env={**os.environ, "HOTSYNC_ROOT": str(root.path)})
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_hotsync_plugins_takes_the_root_option(site, root, run, tmp_path, where):
+    other = tmp_path / "other-root"
+    args = ["--root", str(other), "plugins"] if where == "before" else ["plugins", "--root", str(other)]
+    run("hotsync", *args, env={"HOTSYNC_DISABLE_PLUGINS": "fakebroken"}, check=True)
+    assert (other / "var/lib/hotsync/schema/configuration/fakegood.spec").is_file()
+    assert not (root.state_dir / "schema").exists()

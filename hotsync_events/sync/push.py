@@ -43,6 +43,7 @@ class Outcome:
     deleted: int = 0
     changes: int = 0
     exit_code: int | None = None      # rsync's
+    fenced: dict | None = None        # the slave was promoted: its refusal's FENCED marker (fence.parse_marker)
 
     @property
     def code(self) -> int:
@@ -186,6 +187,9 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         return _failure(root, cfg, dry, "the dry run before the push failed")
     deleted = len(dry.deletions)
     ctx["stats"] = dry.stats
+    if not previous.get("last_success"):   # the first sync to this slave (a new pair, or after a promote)
+        log(f"hotsync sync: first sync to {cfg.slave_host}: the dry run counts {len(dry.changes)} changes and "
+            f"{deleted} deletions on the slave")
     if not allow_deletions:
         why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent)
         if why:
@@ -238,6 +242,11 @@ def _export_peer_db(root: Root):
             dest = target / f.name
             if not dest.exists() or dest.read_bytes() != data:
                 atomic_write(dest, data, mode=0o600)
+    epoch = root.join("/var/lib/hotsync/sync/epoch.json")   # the pair's epoch as this master knows it
+    if epoch.is_file():
+        wanted.add("epoch.json")
+        if not (target / "epoch.json").exists() or (target / "epoch.json").read_bytes() != epoch.read_bytes():
+            atomic_write(target / "epoch.json", epoch.read_bytes(), mode=0o600)
     for f in target.iterdir():
         if f.name not in wanted:
             f.unlink()
@@ -294,6 +303,13 @@ def _failure(root: Root, cfg: Settings, run, what: str) -> Outcome:
     errors = run.error_lines()
     text = "\n".join(errors)
     meaning = EXIT_MEANING.get(rc, f"exit status {rc}")
+    from ..fence import parse_marker
+
+    marker = parse_marker(text)
+    if marker is not None:
+        return Outcome("failed", f"{what}: the slave {cfg.slave_host} was promoted to master (FENCED, pair epoch "
+                       f"{marker['epoch']}): it refuses this host's pushes", details=errors, exit_code=rc,
+                       fenced=marker)
     if "auth failed" in text:
         meaning = "the slave refused the password: set the same `rsyncd password` on both sides"
     elif "Unknown module" in text:
@@ -366,6 +382,11 @@ def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx
                 mail["kind"] = "failed"
 
     data = update_status(root, change)
+    if o.fenced is not None:   # demoted: one mail of its own, the schedule stops (hotsync_events.fence)
+        from ..fence import demote
+
+        if demote(root, o.fenced, slave=cfg.slave_host, mail_to=cfg.mail_to, smarthost=cfg.smarthost, log=log):
+            return
     if mail:
         _send_alert(root, cfg, mail["kind"], o, data, log)
 

@@ -27,8 +27,9 @@ def collect(root: Root) -> dict:
     cfg = Settings.from_db(db)
     st = read_status(root)
     now = time.time()
-    info: dict = {"role": cfg.role, "status": "enabled" if cfg.enabled else "disabled", "root": str(root.path),
-                  "time": now}
+    info: dict = {"role": cfg.role, "status": "enabled" if cfg.enabled else ("fenced" if cfg.status == "fenced"
+                                                                              else "disabled"),
+                  "root": str(root.path), "time": now}
     running = st.get("running")
     if running and not _alive(running.get("pid")):
         running = dict(running, stale=True)
@@ -68,6 +69,12 @@ def collect(root: Root) -> dict:
         info["next_run"] = nxt
         info["interval_minutes"] = cfg.interval
     info["last_error"] = st.get("last_error")
+    from ..fence import fence_record, read_epoch
+
+    info["epoch"] = read_epoch(root)
+    info["fenced"] = st.get("fenced") if cfg.status == "fenced" else None     # this master was demoted
+    info["fence"] = fence_record(root)            # this host was promoted: it refuses every push
+    info["promote"] = st.get("promote")
     ok_end = (info.get("last_success") or {}).get("end")
     info["copy_age"] = None if ok_end is None else now - float(ok_end)
     if st.get("status_error"):

@@ -45,13 +45,18 @@ class Settings:
 
     @property
     def enabled(self) -> bool:
-        return self.status != "disabled"
+        # a fenced master stays stopped until it is configured as a slave (the re-pair)
+        return self.status != "disabled" and (self.status != "fenced" or self.role == "slave")
 
     def master_problem(self) -> str | None:
         """Why this host cannot push now, in a sysadmin's words, or None."""
         if self.role != "master":
             return (f"this host is not a master (hotsync role={self.role or 'unset'}); "
                     "set it with: config setprop hotsync role master SlaveHost <slave address>")
+        if self.status == "fenced":
+            return ("this master was FENCED: its slave was promoted to master (see hotsync status); re-pair this "
+                    "host as the new slave: config setprop hotsync role slave MasterHost <new master>; "
+                    "signal-event nethserver-hotsync-save")
         if not self.enabled:
             return "hotsync is disabled on this host (config setprop hotsync status enabled to push again)"
         if not self.slave_host:

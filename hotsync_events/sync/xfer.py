@@ -44,13 +44,14 @@ def _norm(addr: str) -> str:
 
 
 def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
+    """``(exit code, refusal line)``: refused when fenced (promoted), not an enabled slave, or not MasterHost."""
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
-    problem = cfg.slave_problem()
-    if problem is None:
-        fence = root.join("/var/lib/hotsync/fenced")
-        if fence.exists():
-            problem = f"this slave is fenced ({fence} exists): it was promoted or taken out of the pair"
+    # a promoted host refuses first, whatever its role now, with the marker the old master recognises
+    from ..fence import fence_record, refusal
+
+    fenced = fence_record(root)
+    problem = refusal(fenced) if fenced is not None else cfg.slave_problem()
     addr = _norm(env.get("RSYNC_HOST_ADDR", ""))
     if problem is None and addr not in _addresses(cfg.master_host):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
@@ -98,6 +99,10 @@ def post_xfer(root: Root, env=os.environ) -> int:
                                f"status {status}"}
 
     update_status(root, change)
+    if status == 0:   # the master's epoch came with the push: a slave knows the pair's epoch
+        from ..fence import learn_peer_epoch
+
+        learn_peer_epoch(root)
     return 0
 
 

@@ -69,13 +69,21 @@ def role(db) -> str:
 
 
 def enabled(db) -> bool:
-    return _props(db, "hotsync").get("status", "enabled") != "disabled"
+    """status enabled; a fenced master counts as disabled until it is configured as a slave (re-pair)."""
+    status = _props(db, "hotsync").get("status", "enabled")
+    return status != "disabled" and (status != "fenced" or role(db) == "slave")
 
 
 def slave_active(db) -> bool:
-    """An enabled slave with a MasterHost and a password: it runs the receiving daemon."""
+    """Whether this host runs the receiving daemon (rsyncd behind stunnel).
+
+    An enabled slave with a MasterHost and a password does; so does a promoted master that still names
+    its old master (MasterHost kept by hotsync-promote): its daemon refuses every push with the FENCED
+    marker, so the old master learns at its next try that it was demoted (see hotsync_events.fence).
+    ``config setprop hotsync MasterHost ''`` on the master ends that.
+    """
     h = _props(db, "hotsync")
-    return (role(db) == "slave" and enabled(db) and bool(h.get("MasterHost"))
+    return (role(db) in ("slave", "master") and enabled(db) and bool(h.get("MasterHost"))
             and bool(_props(db, "rsyncd").get("password")))
 
 
@@ -225,7 +233,7 @@ def stunnel_values(db, root: str) -> dict:
            "cert": stunnel_value(cert), "key": stunnel_value(key), "pin": stunnel_value(pin_path(R)),
            "timeout": timeout, "connect_timeout": min(timeout, 30),
            "log": stunnel_value(f"{root.rstrip('/')}/var/log/hotsync/stunnel-client.log")}
-    if role(db) == "slave" and h.get("MasterHost"):
+    if slave_active(db):
         master = host_value(h["MasterHost"], "MasterHost")
         out["accept"] = f"127.0.0.1:{out['port']}" if _is_loopback(master) else f":::{out['port']}"
     if h.get("SlaveHost"):
@@ -274,10 +282,21 @@ def hotsync_services(db):
 
 @hookimpl
 def hotsync_actions(db):
+    yield Action(EVENT, "hotsync-repair", _repair, priority=2)
     yield Action(EVENT, "hotsync-check", _check, priority=3, critical=True)
     yield Action(EVENT, "hotsync-tls", _tls, priority=4, critical=True)
     yield Action(EVENT, "hotsync-conf", _conf, priority=70)
     yield Action(EVENT, "hotsync-writers", _writers, priority=91)
+
+
+def _repair(ctx) -> int:
+    """A host configured as slave leaves the fenced state (re-pair after a promote): see hotsync_events.fence."""
+    if role(ctx.db) != "slave":
+        return 0
+    from hotsync_events.fence import repair_as_slave
+
+    repair_as_slave(ctx.root, ctx.db, log=ctx.log)
+    return 0
 
 
 def _check(ctx) -> int:

@@ -3,7 +3,8 @@
 Plugins declare :class:`hotsync_events.types.Service` objects through the ``hotsync_services`` hook. Two
 back-ends run them:
 
-* ``systemd`` when PID 1 is systemd and the root is ``/``: ``systemctl VERB UNIT``;
+* ``systemd`` when PID 1 is systemd and the root is ``/``: ``systemctl VERB UNIT`` (a service with a
+  command and no unit still runs with the process back-end there);
 * ``process`` everywhere else (containers, tests, the demo, any root other than ``/``): the service's
   ``command`` runs in the foreground of its own session, its pid in ``<root>/run/hotsync/<name>.pid``
   (with the process's start time, so a recycled pid is never taken for it), its output appended to
@@ -299,6 +300,13 @@ class ServiceManager:
             self.origin[svc.name] = plugin
         name = backend or backend_name(root)
         self.backend = SystemdBackend(root) if name == "systemd" else ProcessBackend(root)
+        self._process = self.backend if isinstance(self.backend, ProcessBackend) else ProcessBackend(root)
+
+    def backend_for(self, svc: Service) -> Any:
+        """systemd for a service with a unit on a systemd host; else the process back-end."""
+        if isinstance(self.backend, SystemdBackend) and not svc.unit and svc.command:
+            return self._process
+        return self.backend
 
     def get(self, name: str) -> Service:
         try:
@@ -312,24 +320,26 @@ class ServiceManager:
                                "disable, status")
         svc = self.get(name)
         if verb == "status":
-            return self.backend.status(svc).detail
-        return getattr(self.backend, verb)(svc)
+            return self.backend_for(svc).status(svc).detail
+        return getattr(self.backend_for(svc), verb)(svc)
 
     def status(self, name: str) -> ServiceState:
-        return self.backend.status(self.get(name))
+        svc = self.get(name)
+        return self.backend_for(svc).status(svc)
 
     def table(self) -> list[dict]:
         """Every service with its declaration and state (``hotsync services``)."""
         rows = []
         for name in sorted(self.services):
             svc = self.services[name]
-            st = self.backend.status(svc)
+            backend = self.backend_for(svc)
+            st = backend.status(svc)
             command = None
             if svc.command:
-                command = self.backend.argv(svc) if isinstance(self.backend, ProcessBackend) else list(svc.command)
+                command = backend.argv(svc) if isinstance(backend, ProcessBackend) else list(svc.command)
             rows.append({"name": name, "plugin": self.origin.get(name, ""), "unit": svc.unit,
                          "command": command, "enabled": svc.enabled,
-                         "writer": svc.writer, "events": dict(sorted(svc.events.items())), "backend": self.backend.name,
+                         "writer": svc.writer, "events": dict(sorted(svc.events.items())), "backend": backend.name,
                          "running": st.running, "pid": st.pid, "state": st.detail})
         return rows
 
@@ -364,7 +374,7 @@ class ServiceManager:
         return lines, failed
 
     def _adjust_one(self, svc: Service, verb: str | None, changed: list[str] | None) -> str:
-        b = self.backend
+        b = self.backend_for(svc)
         if not svc.enabled:
             running = b.status(svc).running
             msg = b.stop(svc) if running else "stays stopped"

@@ -150,3 +150,14 @@ def test_hotsync_services_command(root, run):
     assert data["backend"] == "process" and isinstance(data["services"], list)
     cp = run("hotsync", "services", "--help")
     assert cp.returncode == 0 and "examples:" in cp.stdout and "hotsync services --json" in cp.stdout
+
+
+def test_on_a_systemd_host_a_service_without_unit_uses_the_process_backend(root, backend):
+    with_unit = Service(name="u", unit="u.service", command=("true",))
+    without = daemon("no-unit")
+    backend.started.append(without)
+    mgr = ServiceManager(root, [with_unit, without], backend="systemd")
+    assert mgr.backend_for(with_unit).name == "systemd"
+    assert mgr.backend_for(without).name == "process"
+    assert mgr.do("no-unit", "start").startswith("started")
+    assert mgr.status("no-unit").running

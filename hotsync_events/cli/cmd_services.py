@@ -46,7 +46,7 @@ def run(args) -> int:
         for r in rows:
             want = "enabled" if r["enabled"] else "disabled"
             print(f"{r['name']:<{w}} {want:<9} {r['state']:<24} {r['backend']:<8} plugin {r['plugin']}")
-            how = r["unit"] if mgr.backend.name == "systemd" else " ".join(r["command"] or ["(no command)"])
+            how = r["unit"] if r["backend"] == "systemd" else " ".join(r["command"] or ["(no command)"])
             print(f"{'':<{w}} {how}")
             if r["events"]:
                 print(f"{'':<{w}} events: " + ", ".join(f"{e}={v}" for e, v in r["events"].items()))

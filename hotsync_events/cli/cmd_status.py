@@ -30,6 +30,26 @@ def _age(seconds: float | None) -> str:
     return f"{s}s"
 
 
+def _promote_lines(info: dict, age) -> None:
+    """The promote (issue 7): this master was fenced, or this host was promoted and when."""
+    from ..sync.status import iso
+
+    f = info.get("fenced")
+    if f:
+        print(f"FENCED:            since {iso(f.get('time'))}: {f.get('message')}")
+    p = info.get("promote")
+    if p and info["role"] == "master":
+        t = p.get("timings") or {}
+        print(f"promoted:          {iso(p.get('time'))}, pair epoch {p.get('epoch')}, took {p.get('duration', 0):.1f} s "
+              f"(verify {t.get('verify', 0):.1f}, fence {t.get('fence', 0):.1f}, databases {t.get('databases', 0):.1f}, "
+              f"steps {t.get('steps', 0):.1f})")
+        print(f"                   accepted the data of {iso(p.get('last_complete_sync'))}, "
+              f"{age(p.get('data_age'))} old" + (" (--force)" if p.get("forced") else ""))
+    if info.get("fence") and info["role"] == "master":
+        print(f"fence:             pushes to this host are refused (epoch {info['fence'].get('epoch')}); "
+              f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
+
+
 def run(args) -> int:
     from ..paths import root_from
     from ..sync.report import collect
@@ -44,6 +64,7 @@ def run(args) -> int:
     now = time.time()
     print(f"role:              {info['role'] or 'not set'} ({info['status']})")
     print(f"peer:              {info['peer'] or 'not configured'}")
+    _promote_lines(info, _age)
     if info.get("running"):
         r = info["running"]
         print(f"running now:       since {iso(r.get('start'))} (pid {r.get('pid')})")

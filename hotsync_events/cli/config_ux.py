@@ -64,11 +64,11 @@ def _parse(args: list, flags: set, valued: set, usage: str) -> tuple:
                 if not eq:
                     value = next(it, None)
                     if value is None:
-                        raise Usage(f"option {name} needs a value\n{usage}".rstrip("\n"))
+                        raise Usage(f"option {name} needs a value; " + _first(usage))
                 opts[name] = value
             else:
                 known = ", ".join(sorted(flags | valued))
-                raise Usage(f"unknown option {a!r} (options: {known})\n{usage}".rstrip("\n"))
+                raise Usage(f"unknown option {a!r} (options: {known}); " + _first(usage))
         else:
             pos.append(a)
     return opts, pos
@@ -76,6 +76,10 @@ def _parse(args: list, flags: set, valued: set, usage: str) -> tuple:
 
 class _Help(Exception):
     pass
+
+
+def _first(usage: str) -> str:
+    return usage.splitlines()[0]
 
 
 def _json_out(doc) -> None:
@@ -105,7 +109,7 @@ def verb_info(s: Session, args: list) -> int:
     """``info [--json] KEY [PROP]``"""
     opts, pos = _parse(args, {"--json", "--no-refs"}, set(), INFO_USAGE)
     if not 1 <= len(pos) <= 2:
-        raise Usage(f"info needs KEY [PROP], got {len(pos)} argument(s)\n{INFO_USAGE}".rstrip("\n"))
+        raise Usage(f"info needs KEY [PROP], got {len(pos)} argument(s); " + _first(INFO_USAGE))
     from ..confinfo import describe, info_text
 
     pm = None
@@ -124,8 +128,6 @@ def verb_info(s: Session, args: list) -> int:
     if "--json" in opts:
         _json_out(doc)
     else:
-        from ..confinfo import info_text
-
         _out(info_text(doc))
     return EXIT_OK
 
@@ -149,7 +151,7 @@ def verb_search(s: Session, args: list) -> int:
                        SEARCH_USAGE)
     if pos:
         raise Usage(f"search takes no arguments, only options (got {pos[0]!r}); did you mean "
-                    f"--key {pos[0]}?\n{SEARCH_USAGE}".rstrip("\n"))
+                    f"--key {pos[0]}?; " + _first(SEARCH_USAGE))
     from ..configdb import open_db
     from ..confinfo import SearchError, schema_summary, search, search_text
 
@@ -174,7 +176,7 @@ def verb_history(s: Session, args: list) -> int:
     """``history [KEY] [--since WHEN] [--last N] [--json]``"""
     opts, pos = _parse(args, {"--json", "--show-secrets"}, {"--since", "--last", "-n"}, HISTORY_USAGE)
     if len(pos) > 1:
-        raise Usage(f"history takes at most one KEY, got {len(pos)}\n{HISTORY_USAGE}".rstrip("\n"))
+        raise Usage(f"history takes at most one KEY, got {len(pos)}; " + _first(HISTORY_USAGE))
     from ..historyview import WhenError, entries, entry_text, parse_when
 
     since = None

@@ -25,7 +25,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
@@ -37,6 +36,7 @@ from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, Inotify
 
 from .debounce import Trigger
 from .fsutil import atomic_write
+from .notifier_status import STATUS_FILE, read_status, status_lines
 from .paths import Root
 
 __all__ = ["EVENT_MASK", "ExcludeMatcher", "Notifier", "PushResult", "STATUS_FILE", "read_status",
@@ -50,8 +50,6 @@ EVENT_MASK = Mask(InotifyConstants.IN_CLOSE_WRITE | InotifyConstants.IN_CREATE |
 #: the handler's own filter (watchdog also derives DirModified events, which say nothing new)
 _WANTED = (FileClosedEvent, FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
            FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent)
-#: status file, under the root's run directory: it describes a running process
-STATUS_FILE = "realtime.json"
 
 
 class PushResult(NamedTuple):
@@ -481,56 +479,3 @@ class Notifier:
             atomic_write(self.status_path, json.dumps(data, indent=1, sort_keys=True) + "\n")
         except OSError as exc:
             log.warning("cannot write %s: %s", self.status_path, exc)
-
-
-# ------------------------------------------------------------------------------------ status reading
-def read_status(root: Root) -> dict | None:
-    """The notifier's last status (None if it never ran under this root); ``alive`` tells whether the
-    process that wrote it still runs."""
-    path = Path(root.run_dir) / STATUS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    alive = False
-    if data.get("running_now") and isinstance(data.get("pid"), int):
-        try:
-            os.kill(data["pid"], 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-    data["alive"] = alive
-    return data
-
-
-def _when(record: dict) -> str:
-    if not record:
-        return "never"
-    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.get("at", 0)))
-    what = "full sync" if record.get("paths") is None else f"{record['paths']} path(s)"
-    ok = "ok" if record.get("ok") else "FAILED"
-    return f"{at}, {what}, {ok}, took {record.get('seconds', 0):.3f} s, {record.get('latency', 0):.3f} s after the change"
-
-
-def status_lines(root: Root) -> list[str]:
-    """``hotsync status``'s real-time section, one line per fact."""
-    st = read_status(root)
-    if st is None:
-        return ["realtime: the notifier has not run on this host"]
-    state = "running" if st["alive"] else "not running"
-    lines = [f"realtime: notifier {state} (pid {st.get('pid')}), watching {st.get('watched_dirs', 0)} directories"
-             f" under {len(st.get('watched_paths', []))} path(s)"]
-    if st.get("missing_paths"):
-        lines.append("realtime: missing (watched when they appear): " + ", ".join(st["missing_paths"]))
-    pend = st.get("full_sync_pending")
-    lines.append(f"realtime: queued paths: {st.get('queued_paths', 0)}" + (f"; full sync pending ({pend})" if pend else ""))
-    lines.append("realtime: last incremental push: " + _when(st.get("last_push") or {}))
-    lines.append("realtime: last full sync by the notifier: " + _when(st.get("last_full") or {}))
-    lines.append(f"realtime: overflows seen: {st.get('overflows', 0)}, pushes: {st.get('pushes', 0)}, "
-                 f"failures: {st.get('failures', 0)}")
-    if st.get("failing_for") is not None:
-        lines.append(f"realtime: FAILING for {st['failing_for']} s, next retry in {st.get('retry_in')} s: "
-                     f"{st.get('last_error', '')}")
-    return lines

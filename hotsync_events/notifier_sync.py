@@ -9,8 +9,8 @@
   list (:func:`~hotsync_events.sync.rsync.push_args`: same options, same TLS leg, same excludes),
   under the same lock; a batch that deletes runs the same dry-run deletion guard first. None becomes
   :func:`~hotsync_events.sync.push.run_sync`, the full sync itself (dumps, guards, status, mail).
-* :func:`start` -- a running :class:`~hotsync_events.notifier.Notifier` for ``hotsync watch`` and
-  ``hotsync daemon``.
+* :func:`start` -- a running :class:`~hotsync_events.notifier.Notifier`; :class:`Background` keeps
+  one running in step with the configuration, for ``hotsync watch`` and ``hotsync daemon``.
 
 Failures of incremental pushes are recorded in the sync's status file the way a failed full sync is,
 so the sync's alert logic sends one mail on the first failure and one on recovery for both kinds.
@@ -22,6 +22,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from .configdb import open_db
 from .notifier import Notifier, PushResult
 from .paths import Root
 
-__all__ = ["RealtimeSettings", "SyncPusher", "start", "watch_lists"]
+__all__ = ["Background", "RealtimeSettings", "SyncPusher", "signature", "start", "watch_lists"]
 
 log = logging.getLogger("hotsync.notifier")
 
@@ -367,3 +368,96 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
                  max_batch=rt.max_batch if max_batch is None else max_batch, retry_max=retry_max)
     return n.start()
+
+
+def signature(root: Root, pm=None) -> tuple:
+    """What a running notifier depends on: role, settings and lists. A change means a restart."""
+    from .sync.settings import Settings
+
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    cfg = Settings.from_db(db)
+    try:
+        lists = watch_lists(root, db, pm) if pm is not None else None
+    except Exception as exc:   # a bad list line: start() reports it
+        lists = str(exc)
+    return (cfg.master_problem(), RealtimeSettings.from_db(db), repr(lists))
+
+
+class Background:
+    """The notifier, kept in step with the configuration: started when this host becomes an enabled master
+    with `realtime` enabled and something to watch, restarted (with a full sync) when the include/exclude
+    lists or the settings change, stopped when it should not run. Checked every ``check_every`` seconds
+    (None: only at start) and on :meth:`reload` (SIGHUP). ``hotsync watch`` checks every 30 s;
+    ``hotsync daemon`` only at start, as the save event restarts it after every configuration change."""
+
+    def __init__(self, root: Root, *, pm=None, check_every: float | None = 30.0, retry_max: float = 30.0,
+                 force: bool = False) -> None:
+        self.root = root
+        self.pm = pm
+        self.check_every = check_every
+        self.retry_max = retry_max
+        self.force = force
+        self.notifier: Notifier | None = None
+        self.why_not: str | None = None
+        self._sig = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _pm(self):
+        if self.pm is None:
+            from .plugins import get_plugin_manager
+
+            self.pm = get_plugin_manager()
+        self.pm.root = self.root
+        return self.pm
+
+    def step(self) -> None:
+        """Start, restart or stop the notifier as the configuration says (one check)."""
+        sig = signature(self.root, self._pm())
+        if self.notifier is not None and sig == self._sig:
+            return
+        if self.notifier is not None:
+            log.info("the paths or settings changed: restarting the notifier")
+            self.notifier.stop()
+            self.notifier = None
+        self._sig = sig
+        n = start(self.root, pm=self.pm, retry_max=self.retry_max, force=self.force)
+        if isinstance(n, str):
+            if n != self.why_not:
+                log.info("no real-time sync: %s", n)
+            self.why_not = n
+            return
+        self.why_not = None
+        self.notifier = n
+        log.info("watching %d directories under %s", n.watched_dirs(), ", ".join(n.status()["watched_paths"]))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:   # keep supervising; the next check tries again
+                log.exception("notifier supervision failed")
+            self._wake.wait(self.check_every)     # None: until reload() or stop()
+            self._wake.clear()
+
+    def start(self) -> "Background":
+        if not logging.getLogger().handlers:   # a daemon without logging set up: say what happens
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s hotsync notifier: %(message)s")
+            logging.getLogger("watchdog").setLevel(logging.WARNING)
+        self._thread = threading.Thread(target=self._loop, name="hotsync-notifier-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def reload(self) -> None:
+        self._sig = None
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(60)
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None

@@ -108,13 +108,16 @@ def tree_digest(top: Path, skip_suffix: str = ".swp") -> dict[str, tuple]:
                 continue
             p = Path(dirpath, name)
             rel = str(p.relative_to(top))
-            st = p.lstat()
-            if p.is_symlink():
-                out[rel] = ("l", os.readlink(p))
-            elif p.is_dir():
-                out[rel] = ("d", st.st_mode & 0o7777)
-            else:
-                out[rel] = ("f", st.st_mode & 0o7777, st.st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            try:
+                st = p.lstat()
+                if p.is_symlink():
+                    out[rel] = ("l", os.readlink(p))
+                elif p.is_dir():
+                    out[rel] = ("d", st.st_mode & 0o7777)
+                else:
+                    out[rel] = ("f", st.st_mode & 0o7777, st.st_size, hashlib.sha256(p.read_bytes()).hexdigest())
+            except FileNotFoundError:      # rsync's temp file, or the workload, moved it meanwhile
+                out[rel] = ("gone",)
     return out
 
 

@@ -143,9 +143,9 @@ def test_slave_down_under_steady_writes_converges_with_bounded_memory(pair):
         rss1 = rss_kb()
         failures = n.status()["failures"]
         assert failures >= 2                      # it kept trying, with backoff (cap 1 s here)
-        assert failures <= 12                     # but not in a tight loop
+        assert failures <= 25                     # but not in a tight loop (that would be hundreds)
         assert peak_dirty <= 500                  # the dirty set collapsed instead of growing
-        assert rss1 - rss0 < 30_000               # KiB
+        assert rss1 - rss0 < 50_000               # KiB: no queue growing with the writes
         daemon.start()
         time.sleep(1.5)
         stop.set()

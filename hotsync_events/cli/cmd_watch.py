@@ -9,7 +9,8 @@ follow-up push. Falls back to one full sync after a kernel queue overflow, a dir
 RealtimeMaxBatch changed paths, or a failed push (retried with a growing delay, capped). Runs on an
 enabled master while `hotsync realtime` is enabled; `hotsync daemon` runs it too.
 
-Signals: TERM/INT stop it; HUP re-reads the paths and settings, rebuilds the watches and runs a full sync.
+Changes of the include/exclude lists and of the settings are picked up within 30 s (the notifier restarts
+with a full sync). Signals: TERM/INT stop it; HUP re-reads the paths and settings at once.
 
 examples:
   hotsync watch
@@ -34,7 +35,7 @@ def run(args) -> int:
     import threading
     import time
 
-    from ..notifier_sync import start
+    from ..notifier_sync import Background
     from ..paths import root_from
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
@@ -52,13 +53,13 @@ def run(args) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    notifier = start(root, force=args.force, retry_max=args.retry_max)
-    if isinstance(notifier, str):
-        print(f"hotsync watch: {notifier}", file=sys.stderr)
+    bg = Background(root, force=args.force, retry_max=args.retry_max)
+    bg.step()
+    if bg.notifier is None:
+        print(f"hotsync watch: {bg.why_not}", file=sys.stderr)
         return 2
+    bg.start()            # from now on: follows changes of the lists and settings (checked every 30 s)
     log = logging.getLogger("hotsync.notifier")
-    log.info("watching %d directories under %s", notifier.watched_dirs(),
-             ", ".join(notifier.status()["watched_paths"]) or "nothing yet")
     t_end = time.monotonic() + args.duration if args.duration > 0 else None
     try:
         while not stop.is_set():
@@ -68,12 +69,7 @@ def run(args) -> int:
             if reload.is_set():
                 reload.clear()
                 log.info("SIGHUP: re-reading the paths and settings")
-                notifier.stop()
-                new = start(root, force=args.force, retry_max=args.retry_max)
-                if isinstance(new, str):
-                    print(f"hotsync watch: {new}", file=sys.stderr)
-                    return 2
-                notifier = new
+                bg.reload()
     finally:
-        notifier.stop()
+        bg.stop()
     return 0

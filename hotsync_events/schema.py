@@ -19,13 +19,45 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
+import types
 from collections import namedtuple
 from pathlib import Path
 
 from configobj import ConfigObj
-from configobj import validate as _v
 
 from .configdb import DBError, Record
+
+
+def _import_validate():
+    """``configobj.validate``, without the pprint it imports for its doctests only.
+
+    ``from pprint import pprint`` at validate's top pulls dataclasses and inspect (ast, dis, tokenize):
+    about 10 ms, 40% of Python's own start-up, at every ``config setprop``. While validate is imported,
+    ``pprint`` is a stand-in whose ``pprint`` loads the real module when called; the stand-in leaves
+    ``sys.modules`` right after, so everyone else who imports pprint gets the real one.
+    """
+    if "pprint" in sys.modules:
+        from configobj import validate
+        return validate
+
+    def pprint(*args, **kwargs):  # what validate's doctests call; loads the real pprint then
+        import pprint as real
+
+        return real.pprint(*args, **kwargs)
+
+    stand_in = types.ModuleType("pprint")
+    stand_in.pprint = pprint
+    sys.modules["pprint"] = stand_in
+    try:
+        from configobj import validate
+    finally:
+        if sys.modules.get("pprint") is stand_in:
+            del sys.modules["pprint"]
+    return validate
+
+
+_v = _import_validate()
 from .paths import Root, data_dir
 
 TYPE_CHECKING = False  # typing (and dataclasses) cost `config setprop` milliseconds at every start

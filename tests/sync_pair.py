@@ -34,7 +34,8 @@ def cli(name: str, *args: str, root: Path, timeout: float = 120, input: str | No
 
 
 class Pair:
-    def __init__(self, base: Path, *, smtp_port: int | None = None, master_host: str = "127.0.0.1") -> None:
+    def __init__(self, base: Path, *, smtp_port: int | None = None, master_host: str = "127.0.0.1",
+                 realtime: bool = False) -> None:
         self.master = base / "master"
         self.slave = base / "slave"
         self.master.mkdir()
@@ -43,6 +44,7 @@ class Pair:
         self.rsyncd_port = free_port()
         self.smtp_port = smtp_port
         self.master_host = master_host
+        self.realtime = realtime     # off by default: the notifier would push on its own beside the test
 
     # ------------------------------------------------------------------ setup, the manual's way
     def config(self, root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -64,7 +66,7 @@ class Pair:
         self.save(S)
         self.config(M, "setprop", "rsyncd", "password", PASSWORD)
         self.config(M, "setprop", "hotsync", "role", "master", "SlaveHost", "127.0.0.1", "port", str(self.port),
-                    "timeout", "20")
+                    "timeout", "20", "realtime", "enabled" if self.realtime else "disabled")
         if self.smtp_port:
             self.config(M, "setprop", "hotsync", "SmartHost", f"127.0.0.1:{self.smtp_port}", "MailTo",
                         "admin@example.org")

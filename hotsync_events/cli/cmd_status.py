@@ -56,6 +56,9 @@ def run(args) -> int:
 
     root = root_from(getattr(args, "root", None))
     info = collect(root)
+    from ..notifier_status import read_status as realtime_status, status_lines
+
+    info["realtime"] = realtime_status(root)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
         return 0
@@ -101,4 +104,7 @@ def run(args) -> int:
               "the next one goes on recovery")
     if alert.get("error"):
         print(f"alert:             mail could not be sent: {alert['error']}")
+    if info["role"] == "master" or info.get("realtime"):
+        for line in status_lines(root):
+            print(line)
     return 0

@@ -51,8 +51,13 @@ class Scheduler:
         old = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
         started = time.time()
         runs = 0
+        realtime = None
         try:
             self.log(f"hotsync daemon: scheduler started for {self.root.path}")
+            if not self.max_runs:   # the real-time notifier (issue 11) runs beside the schedule while enabled
+                from ..notifier_sync import Background
+
+                realtime = Background(self.root, check_every=None).start()
             while not self.stopping:
                 due = self.next_due(started)
                 update_status(self.root, lambda d: d.update(next_run=due))
@@ -78,6 +83,8 @@ class Scheduler:
                 if self.max_runs and runs >= self.max_runs:
                     break
         finally:
+            if realtime is not None:
+                realtime.stop()
             for s, h in old.items():
                 signal.signal(s, h)
         self.log(f"hotsync daemon: stopped after {runs} run(s)")

@@ -37,6 +37,7 @@ RSYNCD_SECRETS = "/etc/rsyncd.secrets"
 STUNNEL_CONF = "/etc/stunnel/hotsync.conf"
 STUNNEL_CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
 CRON = "/etc/cron.d/hotsync"
+WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"
 SERVICES = ("hotsync-rsyncd", "hotsync-stunnel")
 SCHEDULER = "hotsync-scheduler"
 USER = "hotsyncuser"
@@ -89,6 +90,11 @@ def slave_active(db) -> bool:
 
 def master_active(db) -> bool:
     return role(db) == "master" and enabled(db) and bool(_props(db, "hotsync").get("SlaveHost"))
+
+
+def realtime_active(db) -> bool:
+    """An enabled master with `hotsync realtime` enabled: it runs the notifier (issue 11)."""
+    return master_active(db) and _props(db, "hotsync").get("realtime", "enabled") != "disabled"
 
 
 def _root_of(db):
@@ -262,6 +268,7 @@ def hotsync_templates(db):
     yield Template(STUNNEL_CONF, events=events, services=("hotsync-stunnel",))
     yield Template(STUNNEL_CLIENT_CONF, events=events, mode=0o644)
     yield Template(CRON, events=events, mode=0o644)
+    yield Template(WATCH_UNIT, events=events, mode=0o644)
 
 
 @hookimpl
@@ -278,6 +285,10 @@ def hotsync_services(db):
     if backend_name(_root_of(db)) == "process":   # where systemd runs, cron reads /etc/cron.d/hotsync
         yield Service(SCHEDULER, unit=None, enabled=master_active(db), events={EVENT: "restart"},
                       command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "daemon"))
+    else:   # the process back-end's scheduler runs the notifier itself; under systemd it is a unit
+        yield Service("hotsync-watch", unit="hotsync-watch.service", enabled=realtime_active(db),
+                      events={EVENT: "restart"},
+                      command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "watch"))
 
 
 @hookimpl

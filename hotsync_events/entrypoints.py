@@ -2,7 +2,7 @@
 
 ``importlib.metadata`` reads every distribution on ``sys.path`` (and takes ~15 ms to import): fine for
 ``hotsync plugins``, too much for ``signal-event``, which runs on every configuration change. The cache,
-``<root>/var/lib/hotsync/cache/entry-points.json``, holds the group's entry points with the state it was
+``<root>/var/lib/hotsync/cache/entry-points`` (marshal: no import to read it), holds the group's entry points with the state it was
 built from: the python version, ``sys.path`` (after the script's own directory), the modification time
 of each of its directories (a distribution installed or removed changes it) and the stat of each contributing ``entry_points.txt``. Any
 difference rebuilds it, so an installed plugin is seen on the next command. ``HOTSYNC_EP_CACHE=0``
@@ -86,17 +86,17 @@ def _scan(group: str) -> tuple[list[CachedEntryPoint], list[str]]:
 
 def entry_points(group: str, cache_dir: Path | None) -> list[CachedEntryPoint]:
     """The entry points of *group*, from the cache in *cache_dir* when it still describes this host."""
-    import json
+    import marshal
 
     if cache_dir is None or os.environ.get("HOTSYNC_EP_CACHE", "1") == "0":
         return _scan(group)[0]
-    cache_file = Path(cache_dir) / "entry-points.json"
+    cache_file = Path(cache_dir) / "entry-points"
     state = [sys.version, group, _path_state()]
     try:
-        cached = json.loads(cache_file.read_text(encoding="utf-8"))
+        cached = marshal.loads(cache_file.read_bytes())
         if cached["state"] == state and cached["files"] == _file_state(cached["paths"]):
             return [CachedEntryPoint(*e) for e in cached["eps"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError):
         pass
     eps, paths = _scan(group)
     data = {"state": state, "paths": paths, "files": _file_state(paths),
@@ -104,7 +104,7 @@ def entry_points(group: str, cache_dir: Path | None) -> list[CachedEntryPoint]:
     try:
         from .fsutil import atomic_write
 
-        atomic_write(cache_file, json.dumps(data), mode=0o644)
+        atomic_write(cache_file, marshal.dumps(data), mode=0o644)
     except OSError:
         pass   # a read-only root: no cache, same answer
     return eps

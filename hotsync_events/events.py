@@ -24,7 +24,6 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -68,19 +67,30 @@ class UnknownEvent(EventError):
                          f"Known events: {', '.join(known) or 'none'}")
 
 
-@dataclass
-class Step:
-    """One planned step: a plugin's action, an executable, or one of the implicit steps."""
+class _Record:
+    """A plain record with slots (dataclasses cost start-up time on every signal-event)."""
 
-    name: str
-    priority: int
-    kind: str                      # action | executable | templates | services | error
-    origin: str                    # the plugin's name, the executable's path, or "core"
-    critical: bool = False
-    timeout: float | None = None
-    action: Action | None = None
-    path: Path | None = None
-    detail: str = ""
+    __slots__: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Step(_Record):
+    """One planned step: a plugin's action, an executable, or one of the implicit steps.
+
+    ``kind`` is action, executable, templates, services or error; ``origin`` the plugin's name, the
+    executable's path, or "core".
+    """
+
+    __slots__ = ("name", "priority", "kind", "origin", "critical", "timeout", "action", "path", "detail")
+
+    def __init__(self, name: str, priority: int, kind: str, origin: str, critical: bool = False,
+                 timeout: float | None = None, action: Action | None = None, path: Path | None = None,
+                 detail: str = "") -> None:
+        self.name, self.priority, self.kind, self.origin = name, priority, kind, origin
+        self.critical, self.timeout, self.action, self.path, self.detail = critical, timeout, action, path, detail
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -91,38 +101,44 @@ class Step:
                 "critical": self.critical, "timeout": self.timeout, "detail": self.detail}
 
 
-@dataclass
-class Plan:
-    event: str
-    args: tuple[str, ...]
-    steps: list[Step]
-    templates: list[Template] = field(default_factory=list)
-    services: list = field(default_factory=list)            # [(plugin, Service)]
-    sources: list = field(default_factory=list)             # template sources
-    warnings: list[str] = field(default_factory=list)
+class Plan(_Record):
+    """The ordered steps of one event, with what the implicit steps need."""
+
+    __slots__ = ("event", "args", "steps", "templates", "services", "sources", "warnings")
+
+    def __init__(self, event: str, args: tuple[str, ...], steps: list[Step], templates: list[Template] | None = None,
+                 services: list | None = None, sources: list | None = None, warnings: list[str] | None = None) -> None:
+        self.event, self.args, self.steps = event, args, steps
+        self.templates = templates if templates is not None else []
+        self.services = services if services is not None else []      # [(plugin, Service)]
+        self.sources = sources if sources is not None else []         # template sources
+        self.warnings = warnings if warnings is not None else []
 
 
-@dataclass
-class StepResult:
-    step: Step
-    status: str                    # success | failed | skipped
-    duration: float = 0.0
-    output: str = ""
-    exit: int | None = None
-    reason: str = ""
+class StepResult(_Record):
+    """What one step did: ``status`` is success, failed or skipped."""
+
+    __slots__ = ("step", "status", "duration", "output", "exit", "reason")
+
+    def __init__(self, step: Step, status: str, duration: float = 0.0, output: str = "", exit: int | None = None,
+                 reason: str = "") -> None:
+        self.step, self.status, self.duration, self.output, self.exit, self.reason = (
+            step, status, duration, output, exit, reason)
 
     def as_json(self) -> dict:
         return {"action": self.step.name, "status": self.status, "time": round(self.duration, 4),
                 "exit": self.exit, "reason": self.reason, "output": self.output}
 
 
-@dataclass
-class EventResult:
-    event: str
-    args: tuple[str, ...]
-    results: list[StepResult]
-    duration: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+class EventResult(_Record):
+    """The outcome of an event: every step's result in order."""
+
+    __slots__ = ("event", "args", "results", "duration", "warnings")
+
+    def __init__(self, event: str, args: tuple[str, ...], results: list[StepResult], duration: float = 0.0,
+                 warnings: list[str] | None = None) -> None:
+        self.event, self.args, self.results, self.duration = event, args, results, duration
+        self.warnings = warnings if warnings is not None else []
 
     @property
     def failed(self) -> list[StepResult]:

@@ -479,16 +479,18 @@ def expand_many(templates: list[Template], *, root: Root, db: Any, pm: Any, even
                 args: Iterable[str] = (), use_cache: bool = True,
                 sources: list[tuple[str, Path]] | None = None) -> list[ExpandResult]:
     """Expand each of *templates* (in path order) for *event*; one failure does not stop the others."""
-    import json
+    import marshal
 
     args = tuple(args)
     use_cache = use_cache and os.environ.get("HOTSYNC_TEMPLATE_CACHE", "1") != "0"
-    cache_file = root.state_dir / "cache" / "templates.json"
+    cache_file = root.state_dir / "cache" / "templates"   # marshal: no import to read it
     cache: dict = {}
     if use_cache:
         try:
-            cache = json.loads(cache_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            cache = marshal.loads(cache_file.read_bytes())
+            if not isinstance(cache, dict):
+                cache = {}
+        except (OSError, ValueError, EOFError, TypeError):
             cache = {}
     new_cache = dict(cache)
     sources = sources if sources else template_sources(pm, root)
@@ -503,8 +505,8 @@ def expand_many(templates: list[Template], *, root: Root, db: Any, pm: Any, even
             except TemplateError:
                 frags = None
             if frags is not None:
-                key = json.dumps([__version__, str(root.path), tpl.path, tpl.owner, tpl.group, tpl.mode, frags,
-                                  dbs, event, args])
+                key = repr([__version__, str(root.path), tpl.path, tpl.owner, tpl.group, tpl.mode, frags,
+                            dbs, event, args])
                 have = cache.get(tpl.path)
                 if have is not None and have.get("key") == key and have.get("out") == _out_stamp(out):
                     results.append(ExpandResult(tpl.path, "unchanged", services=tpl.services, cached=True))
@@ -518,5 +520,5 @@ def expand_many(templates: list[Template], *, root: Root, db: Any, pm: Any, even
     if use_cache and new_cache != cache:
         from .fsutil import atomic_write
 
-        atomic_write(cache_file, json.dumps(new_cache, sort_keys=True, indent=1), mode=0o600)
+        atomic_write(cache_file, marshal.dumps(new_cache), mode=0o600)
     return results

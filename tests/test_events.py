@@ -412,7 +412,7 @@ def test_entry_point_cache_sees_a_plugin_installed_later(root, run, plugin_env, 
     site.mkdir()
     env = {**plugin_env, "PYTHONPATH": str(site), "HOTSYNC_ROOT": str(root.path)}
     assert run("signal-event", "--list", "testplugin-probe", env=env).returncode == 2
-    assert (root.state_dir / "cache" / "entry-points.json").exists()
+    assert (root.state_dir / "cache" / "entry-points").exists()
     installed = Path(plugin_env["PYTHONPATH"])
     for entry in installed.iterdir():   # what pip would put there
         (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, site / entry.name)

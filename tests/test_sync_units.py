@@ -80,7 +80,7 @@ def test_lists_merge_include_d_and_refuse_bad_lines(root):
     db = open_db("configuration", root)
     lists = build_lists(root, db, None)
     assert lists.includes == ["/srv/one", "/srv/two"]
-    assert lists.exclude_file_text().splitlines() == [*PROTECTED, "*.tmp", "/srv/one/cache/"]
+    assert lists.exclude_file_text().splitlines() == [f"- {p}" for p in (*PROTECTED, "*.tmp", "/srv/one/cache/")]
     for bad in ("relative/path", "/srv/../etc", "/"):
         (inc / "b.include").write_text(bad + "\n")
         with pytest.raises(ListError, match="b.include:1"):
@@ -165,7 +165,7 @@ def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     assert code == 1 and "not from MasterHost" in msg
     (root.join("/var/lib/hotsync/fenced")).parent.mkdir(parents=True, exist_ok=True)
     root.join("/var/lib/hotsync/fenced").touch()
-    assert "fenced" in pre_xfer(root, env)[1]
+    assert "fenced" in pre_xfer(root, env)[1].lower()
     root.join("/var/lib/hotsync/fenced").unlink()
     db.setprop("hotsync", {"status": "disabled"})
     assert "disabled" in pre_xfer(root, env)[1]

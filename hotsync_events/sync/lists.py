@@ -59,9 +59,14 @@ class Lists:
             self.excludes.append(pattern)
         self.exclude_origins.setdefault(pattern, []).append(origin)
 
+    def protect_patterns(self) -> list[str]:
+        """Protected paths first, then the lists' patterns."""
+        return [*PROTECTED, *self.excludes]
+
     def exclude_file_text(self) -> str:
-        """The ``--exclude-from`` file: protected paths first, then the lists' patterns."""
-        return "".join(f"{p}\n" for p in (*PROTECTED, *self.excludes))
+        """The ``--exclude-from`` file: one ``- pattern`` rule a line (the prefix keeps a pattern that starts
+        with ``+ `` an exclude)."""
+        return "".join(f"- {p}\n" for p in self.protect_patterns())
 
 
 def _clean_path(path: str, origin: str) -> str:

@@ -22,7 +22,7 @@ from . import guards, tls
 from .lists import PEER_DIR, ListError, build_lists
 from .lock import SyncLock
 from .mail import MailError, send_mail
-from .rsync import EXIT_MEANING, connect_prog, push_args, run_rsync
+from .rsync import EXIT_MEANING, changed_names, connect_prog, only_these_filter, push_args, run_rsync
 from .settings import Settings
 from .status import iso, push_history, state_dir, update_status
 
@@ -31,6 +31,8 @@ __all__ = ["Outcome", "run_sync", "EXIT_OK", "EXIT_FAILED", "EXIT_CANNOT", "EXIT
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT, EXIT_HELD, EXIT_BUSY = 0, 1, 2, 3, 75
 CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
 MAX_FOLLOW_UPS = 3
+#: up to this many changes, the push names them (a filter list); above, it walks the whole tree again
+INCREMENTAL_MAX = 2000
 
 
 @dataclass
@@ -203,9 +205,17 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     if not dry.changes and not deleted and not full:
         return Outcome("success", "the slave is up to date (nothing changed)",
                        files=dry.stats.get("Number of files", 0))
-    # 7. the push
+    # 7. the push: of exactly what the dry run found when that is a short list (rsync then walks only the
+    #    directories holding a change), else of everything again
     max_delete = None if allow_deletions else guards.allowed_deletions(dry.stats, deleted, cfg.max_delete_percent)
-    real = _rsync(push_args(**common, max_delete=max_delete, checksum=full), env)
+    changed, gone = changed_names(dry.raw)
+    if not full and len(changed) + len(gone) <= INCREMENTAL_MAX:
+        only = root.run_dir / "sync.only"
+        atomic_write(only, only_these_filter(lists.protect_patterns(), changed + gone), mode=0o600)
+        common = dict(common, exclude_file=str(only))
+        real = _rsync(push_args(**common, max_delete=max_delete, from0=True), env)
+    else:
+        real = _rsync(push_args(**common, max_delete=max_delete, checksum=full), env)
     if real.returncode != 0:
         return _failure(root, cfg, real, "the push failed")
     return Outcome("success", f"pushed {len(real.changes)} changes and {len(real.deletions)} deletions",

@@ -19,6 +19,8 @@ __all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_ar
 MODULE = "hotsync"
 USER = "hotsyncuser"
 PARTIAL_DIR = ".hotsync-partial"
+#: one line per changed item: the itemize string and the name (no " -> target": names stay unambiguous)
+OUT_FORMAT = "%i %n"
 
 EXIT_MEANING = {
     1: "syntax or usage error", 2: "protocol incompatibility", 3: "errors selecting input/output files",
@@ -36,12 +38,14 @@ EXIT_MEANING = {
 
 def push_args(*, sources: list[str], exclude_file: str, password_file: str, timeout: int, bwlimit: int = 0,
               max_delete: int | None = None, dry_run: bool = False, checksum: bool = False,
-              rsync: str = "rsync") -> list[str]:
+              rsync: str = "rsync", from0: bool = False) -> list[str]:
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's module."""
     args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
-            "--no-human-readable", "--itemize-changes"]
+            "--no-human-readable", f"--out-format={OUT_FORMAT}"]
+    if from0:
+        args.append("--from0")
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
     if max_delete is not None:
@@ -67,6 +71,7 @@ class RsyncRun:
     itemized: list[str] = field(default_factory=list)
     deletions: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    raw: bytes = b""
 
     @property
     def changes(self) -> list[str]:
@@ -103,6 +108,52 @@ def stats_of(stdout: str) -> tuple[list[str], list[str], dict[str, int]]:
     return items, deleted, stats
 
 
+_UNESCAPE = re.compile(rb"\\#([0-7]{3})")
+_RAW_ITEM = re.compile(rb"^([<>ch.][fdLDS][^ ]{9}|\*deleting  ) (.+)$")
+
+
+def changed_names(raw: bytes) -> tuple[list[bytes], list[bytes]]:
+    """``(changed, deleted)`` names (bytes, relative to the transfer root) from ``--out-format='%i %n'`` output.
+
+    rsync writes an unprintable byte of a name as ``\\#ooo`` (and a backslash before ``#`` as ``\\#134``),
+    so the names decode exactly, newlines and all.
+    """
+    changed: list[bytes] = []
+    deleted: list[bytes] = []
+    for line in raw.split(b"\n"):
+        m = _RAW_ITEM.match(line)
+        if not m:
+            continue
+        name = _UNESCAPE.sub(lambda mo: bytes([int(mo.group(1), 8)]), m.group(2))
+        if name in (b"./", b"."):
+            continue
+        (deleted if m.group(1).startswith(b"*") else changed).append(name)
+    return changed, deleted
+
+
+def _pattern(name: bytes) -> bytes:
+    """An anchored rsync filter pattern matching exactly *name* (wildcards escaped only where rsync reads them)."""
+    if re.search(rb"[*?\[]", name):
+        name = re.sub(rb"([*?\[\\])", rb"\\\1", name)
+    return b"/" + name
+
+
+def only_these_filter(protect: list[str], names: list[bytes]) -> bytes:
+    """A ``--from0`` filter file: the protected/excluded patterns, then exactly *names* with their parent
+    directories (so rsync descends only where something changed, and deletes only what is named), then
+    nothing else."""
+    rules = [b"- " + p.encode("utf-8", "surrogateescape") for p in protect]
+    parents: set[bytes] = set()
+    for name in names:
+        parts = name.rstrip(b"/").split(b"/")
+        for i in range(1, len(parts)):
+            parents.add(b"/".join(parts[:i]) + b"/")
+    rules += [b"+ " + _pattern(p) for p in sorted(parents)]
+    rules += [b"+ " + _pattern(n) for n in names]       # a name ending in "/" matches the directory only
+    rules.append(b"- *")
+    return b"\0".join(rules) + b"\0"
+
+
 _libc = None
 
 
@@ -129,4 +180,4 @@ def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
     stdout = out.decode("utf-8", "backslashreplace")
     stderr = err.decode("utf-8", "backslashreplace")
     items, deleted, stats = stats_of(stdout)
-    return RsyncRun(proc.returncode, stdout, stderr, items, deleted, stats)
+    return RsyncRun(proc.returncode, stdout, stderr, items, deleted, stats, out)

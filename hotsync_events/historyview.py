@@ -147,23 +147,23 @@ def _maps(root: Root) -> list:
     """``(file, data)`` of each non-empty log file, oldest first; *data* is a read-only mmap.
 
     The files are opened first and read after, and opened again (a few times at most) when a writer
-    rotated them in between, so a reader sees one consistent set without taking the writers' lock.
+    rotated them in between (a file now where none was, or another file at a name), so a reader sees
+    one consistent set without taking the writers' lock.
     """
     import mmap
 
-    for attempt in range(5):
-        opened = []
-        for f in history_files(root):
-            try:
-                opened.append((f, open(f, "rb")))
-            except FileNotFoundError:
-                continue
-        if attempt == 4 or all(_same_file(f, fh) for f, fh in opened):
+    paths = history_files(root)
+    for attempt in range(10):
+        opened = [_open_or_none(f) for f in paths]
+        if attempt == 9 or [_ident(f) for f in paths] == [_fd_ident(fh) for fh in opened]:
             break
-        for _f, fh in opened:
-            fh.close()
+        for fh in opened:
+            if fh is not None:
+                fh.close()
     out = []
-    for _f, fh in opened:
+    for fh in opened:
+        if fh is None:
+            continue
         try:
             out.append((fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
         except ValueError:  # an empty file cannot be mapped
@@ -171,14 +171,30 @@ def _maps(root: Root) -> list:
     return out
 
 
-def _same_file(path, fh) -> bool:
+def _open_or_none(path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _ident(path):
     import os
 
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return False
-    return (st.st_ino, st.st_dev) == (os.fstat(fh.fileno()).st_ino, os.fstat(fh.fileno()).st_dev)
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _fd_ident(fh):
+    import os
+
+    if fh is None:
+        return None
+    st = os.fstat(fh.fileno())
+    return st.st_dev, st.st_ino
 
 
 def entries(root: Root, *, db: str | None = None, key: str | None = None, since: float | None = None,

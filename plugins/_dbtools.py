@@ -255,19 +255,25 @@ def dumps_json(data: dict) -> str:
 def mariadb_dump(name: str, path: str, server: "MariaDB", *, databases: Sequence[str] | None = None,
                  priority: int = 50) -> Dump:
     """A Dump of *server*: all its databases (*databases* None) or the named ones, with users and grants."""
-    dbs = None if databases is None else tuple(databases)
-    return Dump(name=name, path=path, priority=priority,
-                run=lambda ctx: server.with_root(ctx.root).dump(Path(ctx.target), dbs, log=ctx.log),
-                restore=lambda ctx: server.with_root(ctx.root).restore(Path(ctx.target), log=ctx.log))
+    return _dump_of(name, path, server, databases, priority)
 
 
 def postgres_dump(name: str, path: str, server: "Postgres", *, databases: Sequence[str] | None = None,
                   priority: int = 50) -> Dump:
     """A Dump of *server*: globals (roles) and all its databases (*databases* None) or the named ones."""
+    return _dump_of(name, path, server, databases, priority)
+
+
+def _dump_of(name: str, path: str, server, databases: Sequence[str] | None, priority: int) -> Dump:
     dbs = None if databases is None else tuple(databases)
-    return Dump(name=name, path=path, priority=priority,
-                run=lambda ctx: server.with_root(ctx.root).dump(Path(ctx.target), dbs, log=ctx.log),
-                restore=lambda ctx: server.with_root(ctx.root).restore(Path(ctx.target), log=ctx.log))
+
+    def run(ctx) -> None:          # the contract: None on success, an exception on failure
+        server.with_root(ctx.root).dump(Path(ctx.target), dbs, log=ctx.log)
+
+    def restore(ctx) -> None:
+        server.with_root(ctx.root).restore(Path(ctx.target), log=ctx.log)
+
+    return Dump(name=name, path=path, priority=priority, run=run, restore=restore)
 
 
 def __getattr__(attr: str):  # the engines import this module: load them on first use

@@ -462,8 +462,13 @@ def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None 
     ctx = {"event": plan.event, "args": plan.args, "root": root, "db": db, "pm": pm}
     env = dict(os.environ)
     env.update(HOTSYNC_ROOT=str(root.path), HOTSYNC_EVENT=plan.event, **{_LOCKED_ENV: f"{root.path}:{os.getpid()}"})
+    seen = _db_state(db)
     try:
         for i, step in enumerate(plan.steps, 1):
+            now = _db_state(db)
+            if now != seen:   # an action (or a program it ran) changed the database: read it again
+                db.reload()
+                seen = now
             if stop_reason:
                 res = StepResult(step, "skipped", reason=stop_reason)
                 results.append(res)
@@ -480,7 +485,7 @@ def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None 
             elif step.kind == "templates":
                 outcome = _run_templates(plan, root, db, pm, changed)
             elif step.kind == "services":
-                outcome = _run_services(plan, root, changed)
+                outcome = _run_services(plan, root, db, pm, changed)
             else:
                 outcome = ("failed", None, step.detail, step.detail)
             res = StepResult(step, outcome[0], time.monotonic() - t0, outcome[2], outcome[1], outcome[3])
@@ -499,6 +504,14 @@ def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None 
     log.close()
     progress.finish(result)
     return result
+
+
+def _db_state(db: Any) -> tuple | None:
+    try:
+        st = os.stat(db.path)
+    except (OSError, AttributeError, TypeError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _default_timeout() -> float:
@@ -526,10 +539,19 @@ def _run_templates(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> t
     return "success", 0, "\n".join(lines), ""
 
 
-def _run_services(plan: Plan, root: Root, changed: list) -> tuple[str, int | None, str, str]:
-    from .services import ServiceManager
+def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tuple[str, int | None, str, str]:
+    """Adjust the services, as the plugins declare them now (the actions before may have changed config)."""
+    from .services import ServiceError, ServiceManager, collect_services
 
-    lines, failed = ServiceManager(root, plan.services).adjust(plan.event, changed)
+    try:
+        with _hook_errors(pm) as errors:
+            services = collect_services(pm, db)
+    except ServiceError as exc:
+        return "failed", 1, str(exc), str(exc)
+    lines, failed = ServiceManager(root, services).adjust(plan.event, changed)
+    for p, h, e in errors:   # the services of a plugin whose hook raised could not be adjusted
+        lines.append(f"plugin {p}: hook {h} raised {e}")
+        failed.append(f"plugin {p}")
     if failed:
         return "failed", 1, "\n".join(lines), f"services failed: {', '.join(failed)}"
     return "success", 0, "\n".join(lines), ""

@@ -434,3 +434,45 @@ def test_a_plugin_whose_hook_raises_fails_the_event_every_time(root, pm):
                                                                      ("fine", "success")]
         assert "plugin broken-plugin: hook hotsync_actions raised KeyError" in result.failed[0].reason
     assert order_of(root) == ["fine", "fine"]
+
+
+def test_later_steps_see_what_earlier_actions_wrote_to_the_database(root, pm, daemons, run):
+    """An executable changes the config (as `config setprop` would): templates and services follow it."""
+    tdir = root.path.parent / "tpl"
+    frag = tdir / "etc" / "follow.conf" / "10a"
+    frag.parent.mkdir(parents=True)
+    frag.write_text("role=${hotsync.role or 'none'}\n")
+    db_before = open_db("configuration", root)
+    db_before.set("follow-daemon", "service", {"status": "enabled"})
+
+    class P:
+        @hookimpl
+        def hotsync_template_dirs(self):
+            return [tdir]
+
+        @hookimpl
+        def hotsync_templates(self, db):
+            return [Template("/etc/follow.conf", events=(EVENT,))]
+
+        @hookimpl
+        def hotsync_services(self, db):
+            svc = sleeper("follow-daemon", {EVENT: "start"},
+                          enabled=db.getprop("follow-daemon", "status") == "enabled")
+            daemons.services.append(svc)
+            return [svc]
+
+        @hookimpl
+        def hotsync_actions(self, db):
+            def check(ctx):
+                assert ctx.db.getprop("hotsync", "role") == "slave"   # written by S02 in another process
+            return [Action(EVENT, "sees-role", check, priority=50)]
+
+    pm.add_plugin(P(), "follow")
+    config = Path(sys.executable).parent / "config"
+    executable(root, EVENT, "S02set-role", f'"{config}" setprop hotsync role slave\n')
+    executable(root, EVENT, "S60disable", f'"{config}" setprop follow-daemon status disabled\n')
+    result = signal_event(EVENT, root=root, pm=pm)
+    assert result.ok, [(r.step.name, r.reason, r.output) for r in result.failed]
+    assert root.join("/etc/follow.conf").read_text() == "role=slave\n"
+    services = {r.step.name: r for r in result.results}["adjust-services"]
+    assert services.output == "follow-daemon: stays stopped (disabled in the configuration)"

@@ -476,3 +476,19 @@ def test_later_steps_see_what_earlier_actions_wrote_to_the_database(root, pm, da
     assert root.join("/etc/follow.conf").read_text() == "role=slave\n"
     services = {r.step.name: r for r in result.results}["adjust-services"]
     assert services.output == "follow-daemon: stays stopped (disabled in the configuration)"
+
+
+def test_command_line_help_and_usage_errors(root, run):
+    cp = run("signal-event", "--help")
+    assert cp.returncode == 0 and "examples:" in cp.stdout and "signal-event --list nethserver-hotsync-save" in cp.stdout
+    for args, words in [(["--timeout", "soon", "x"], "--timeout needs a positive number of seconds, got 'soon'"),
+                        (["--colour", "x"], "unknown option '--colour'"),
+                        ([], "which event?"),
+                        (["--root"], "--root needs a value")]:
+        cp = run("signal-event", *args, env=QUIET)
+        assert cp.returncode == 2 and words in cp.stderr, (args, cp.stderr)
+    executable(root, EVENT, "S10x", "exit 0\n")
+    cp = run("signal-event", "--list", env=QUIET)
+    assert cp.returncode == 0 and EVENT in cp.stdout.split()
+    cp = run("signal-event", "--root", str(root.path), EVENT, "--list", env={"HOTSYNC_ROOT": "/nonexistent"})
+    assert cp.returncode == 0, cp.stderr   # options end at the event: --list goes to the actions

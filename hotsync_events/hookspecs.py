@@ -107,7 +107,10 @@ def hotsync_dumps(db: ConfigDB) -> Iterable[Dump] | None:
 
     Called by ``hotsync sync`` on the master unless ``hotsync databases`` is disabled, and by
     ``hotsync restore-databases`` / the promote on the slave (to restore them). Each Dump is run in
-    ``(priority, name)`` order.
+    ``(priority, name)`` order (:mod:`hotsync_events.databases` does it for the restore). ``run``
+    returns None or raises; ``restore`` loads the dump (started server, row counts checked) or raises.
+    A dump file should be self-contained (data, users, manifest) so a push ships it whole or not at
+    all; the built-in plugins' helpers for MariaDB and PostgreSQL do that.
     """
 
 

@@ -21,7 +21,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config 
 if TYPE_CHECKING:
     from typing import Callable, Iterator, Mapping
 
-from .dbformat import KeyError_, Record, check_key, check_prop, decode_record, encode_record, parse_text, render_text
+from .dbformat import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
+                       is_legacy, parse_text, render_text)
 from .fsutil import atomic_write, remove_dead_temps
 from .paths import Root, root_from
 
@@ -70,6 +71,7 @@ class ConfigDB:
         self.name = name or self.path.name
         self.validator = validator
         self.journal = journal
+        self._text: str | None = None
         self._raw: dict[str, str] | None = None
         self._legacy = False
         self._cache: dict[str, Record] = {}
@@ -84,19 +86,31 @@ class ConfigDB:
 
     def reload(self) -> "ConfigDB":
         """Drop what was read; the next read sees the file as it is now."""
-        self._raw = None
+        self._text = self._raw = None
         self._cache.clear()
         return self
 
+    def _read(self) -> str:
+        if self._text is None:
+            try:
+                self._text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
+            except FileNotFoundError:
+                self._text = ""
+            self._legacy = is_legacy(self._text)
+        return self._text
+
     def _index(self) -> dict[str, str]:
         if self._raw is None:
-            try:
-                text = self.path.read_text(encoding="utf-8", errors="surrogateescape")
-            except FileNotFoundError:
-                text = ""
-            self._raw, self._legacy = parse_text(text)
-            self._cache.clear()
+            self._raw, self._legacy = parse_text(self._read())
         return self._raw
+
+    def _lookup(self, key: str) -> str | None:
+        """The raw value of one key: searched for in the text until something needs the whole index."""
+        if self._raw is None:
+            raw = find_raw(self._read(), key)
+            if raw is not UNKNOWN:
+                return raw
+        return self._index().get(key)
 
     def keys(self) -> list[str]:
         return sorted(self._index())
@@ -108,7 +122,7 @@ class ConfigDB:
         """The record of *key* (a copy the caller may change), or None."""
         rec = self._cache.get(key)
         if rec is None:
-            raw = self._index().get(key)
+            raw = self._lookup(key)
             if raw is None:
                 return None
             rec = self._cache[key] = decode_record(raw, self._legacy)

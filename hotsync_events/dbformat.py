@@ -17,7 +17,7 @@ import re
 import time
 
 __all__ = ["FORMAT_MARK", "Record", "KeyError_", "check_key", "check_prop", "decode_record",
-           "encode_record", "parse_text", "render_text"]
+           "encode_record", "find_raw", "is_legacy", "parse_text", "render_text"]
 
 FORMAT_MARK = "# hotsync-db-format: 2 (\\ escapes \\, |, newline as \\n and CR as \\r)"
 HEADER = (
@@ -136,6 +136,51 @@ def parse_text(text: str) -> tuple[dict[str, str], bool]:
             continue
         raw[key] = value
     return raw, legacy
+
+
+#: find_raw's answer when looking the key up would cost more than indexing the file
+UNKNOWN = object()
+_MAX_HITS = 64
+
+
+def find_raw(text: str, key: str):
+    """The raw value :func:`parse_text` would index for *key*, without indexing the whole file.
+
+    ``config getprop`` reads one key: searching for it is ~100 times cheaper than splitting 10,000
+    lines. Every occurrence of *key* is checked for being a line's key (what is left of the line's
+    first ``=``, stripped; comment lines skipped; the last such line wins, as in the index). Returns
+    None when no line holds *key*, or :data:`UNKNOWN` when the key is odd or too common a string for
+    the search to be the cheaper way: then index the file.
+    """
+    if not key or key[0] == "#" or "=" in key or "\n" in key or key != key.strip():
+        return UNKNOWN
+    found = None
+    hits = 0
+    i = text.find(key)
+    while i != -1:
+        hits += 1
+        if hits > _MAX_HITS:
+            return UNKNOWN
+        start = text.rfind("\n", 0, i) + 1
+        end = text.find("\n", i)
+        end = len(text) if end == -1 else end
+        eq = text.find("=", i + len(key), end)
+        if (eq != -1 and text[start] != "#" and (start == i or text[start:i].isspace())
+                and (eq == i + len(key) or text[i + len(key):eq].isspace())):
+            found = text[eq + 1:end]
+        i = text.find(key, i + 1)
+    return found
+
+
+def is_legacy(text: str) -> bool:
+    """Whether *text* is in the legacy (NethServer) dialect: no line is :data:`FORMAT_MARK`."""
+    at = text.find(FORMAT_MARK)
+    while at != -1:
+        end = at + len(FORMAT_MARK)
+        if (at == 0 or text[at - 1] == "\n") and text[end:end + 1] in ("\n", ""):
+            return False
+        at = text.find(FORMAT_MARK, at + 1)
+    return True
 
 
 def render_text(raw: dict[str, str]) -> str:

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hotsync_events.configdb import ConfigDB, open_db
-from hotsync_events.dbformat import (FORMAT_MARK, KeyError_, Record, check_key, decode_record, encode_record,
-                                     parse_text, render_text)
+from hotsync_events.dbformat import (FORMAT_MARK, UNKNOWN, KeyError_, Record, check_key, decode_record,
+                                     encode_record, find_raw, is_legacy, parse_text, render_text)
 
 NETHSERVER_DB = Path("/work/shared/reference/nethserver-db/configuration")
 
@@ -51,6 +51,37 @@ def test_values_round_trip_through_the_database_file(tmp_path, key, rtype, props
     assert again.record(key) == Record(rtype, props)
     for prop, value in props.items():
         assert again.getprop(key, prop) == value
+
+
+# lines made to trip a one-key search: keys that are prefixes of others, keys inside values, spaces around
+# keys, comment lines that look like records, duplicates (the last wins), the format mark, CRs
+LOOKUP_KEYS = ["a", "aa", "k1", "k", "#a", "a b", "x"]
+LINE = st.one_of(
+    st.tuples(st.sampled_from(["", " ", "\t", "  "]), st.sampled_from(LOOKUP_KEYS), st.sampled_from(["", " ", "\t"]),
+              st.text(st.sampled_from("a=k1 #|\\x\r"), max_size=8)).map(lambda t: f"{t[0]}{t[1]}{t[2]}={t[3]}"),
+    st.sampled_from(["", "#", "# a=1", "#a=2", FORMAT_MARK, "a", "=a", " = ", "aa a=3", "x=a=b", "\r", "k1 =\r"]),
+)
+
+
+@given(lines=st.lists(LINE, max_size=12), trailing_newline=st.booleans())
+def test_one_key_search_agrees_with_the_index(lines, trailing_newline):
+    text = "\n".join(lines) + ("\n" if trailing_newline else "")
+    index, legacy = parse_text(text)
+    assert is_legacy(text) == legacy
+    for key in [*LOOKUP_KEYS, "nokey", "a=", " a", "a "]:
+        found = find_raw(text, key)
+        assert found is UNKNOWN or found == index.get(key), (key, found, index.get(key))
+    assert find_raw(text, "k1") is not UNKNOWN
+
+
+def test_reads_of_one_key_do_not_need_the_index(tmp_path):
+    db = ConfigDB(tmp_path / "d")
+    db.set("k", "t", {"a": "1"})
+    db.set("kk", "t", {"a": "k=2"})
+    db = ConfigDB(tmp_path / "d")
+    assert db.getprop("k", "a") == "1" and db.getprop("kk", "a") == "k=2" and db.get("nokey") is None
+    assert db._raw is None        # answered by searching the text
+    assert db.keys() == ["k", "kk"]
 
 
 @pytest.mark.parametrize("value", ["", " ", "  lead", "trail  ", "a|b", "a=b", "line1\nline2", "cr\rlf\r\n", "#x",

@@ -349,10 +349,14 @@ class Notifier:
         if not isinstance(event, _WANTED):
             return
         is_dir = event.is_directory
+        if getattr(event, "is_synthetic", False):
+            # watchdog's walk of a directory renamed or moved in: that directory already asked for a full
+            # sync, which sees its whole content (and 2 x 10,000 more paths would only collapse again)
+            return
         if isinstance(event, (FileMovedEvent, DirMovedEvent)):
             src = self._wanted(event.src_path, is_dir) if event.src_path else None
             dest = self._wanted(event.dest_path, is_dir) if event.dest_path else None
-            if is_dir and dest is not None and not event.is_synthetic:
+            if is_dir and dest is not None:
                 self._full("a directory was renamed" if event.src_path else "a directory was moved in")
                 return
             paths = [p for p in (src, dest) if p is not None]

@@ -107,7 +107,7 @@ def _append(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            os.fdatasync(fd)  # the data and the new size (what a reader needs); not the mtime
         finally:
             os.close(fd)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hotsync_events import hookimpl
+from hotsync_events.databases import databases_enabled
 from hotsync_events.types import SchemaFile, SyncPath
 
 from ._dbtools import DUMP_DIR, postgres_dump, root_of
@@ -49,7 +50,7 @@ def hotsync_config_schema():
 
 @hookimpl
 def hotsync_dumps(db):
-    if present(db):
+    if present(db) and databases_enabled(db):     # disabled: no dump taken, no dump path shipped
         yield postgres_dump("postgresql", DUMP_PATH, server(db))
 
 

@@ -106,8 +106,6 @@ def test_databases_disabled_takes_no_dumps(dbpair):
         m_my.sql("DROP DATABASE while_disabled")
 
 
-@pytest.mark.xfail(reason="hotsync sync still lists the dump files when databases is disabled "
-                          "(hotsync_events/sync/push.py adds dump paths unconditionally)", strict=False)
 def test_databases_disabled_ships_no_dump_paths(dbpair):
     pair, m_my, s_my, m_pg, s_pg = dbpair
     shipped = pair.slave / "var/lib/hotsync/dumps/mysql.sql"

@@ -267,3 +267,22 @@ def test_reading_while_a_writer_rotates(root, tmp_path):
     finally:
         assert p.wait(timeout=120) == 0
     assert reads > 5
+
+
+def test_reading_takes_no_lock(root, run):
+    """With the database's lock and the log's lock both held, `config history` still answers at once."""
+    import fcntl
+
+    run("config", "setprop", "hotsync", "role", "master", check=True)
+    held = []
+    for lock in (root.db_dir / "configuration.lock", history_path(root).with_name("config-history.log.lock")):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.append(fd)
+    try:
+        cp = run("config", "history", "hotsync", "--last", "1", timeout=20, check=True)
+        assert "hotsync role: \"\" -> master" in cp.stdout
+        assert run("config", "search", "--value", "^master$", timeout=20, check=True).stdout == "hotsync role=master\n"
+    finally:
+        for fd in held:
+            os.close(fd)

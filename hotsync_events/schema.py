@@ -10,7 +10,9 @@ defaults; every other entry is a prop and its check, with these keywords beside 
 
 * ``default=`` the value a missing prop gets when the database is initialised and before every event;
 * ``secret=True`` shown masked by ``show``, ``printjson``, ``search`` and ``history``;
-* ``force=True`` the default overwrites the current value, as e-smith's ``force`` tree does.
+* ``force=True`` the default overwrites the current value, as e-smith's ``force`` tree does;
+* ``local=True`` the prop is this host's own (its role, its peer, its ports): ``hotsync-promote`` keeps
+  it when it applies the master's copy of the database.
 
 The comment lines just above a section or a prop are its description (``config info``). Props that no
 spec names are accepted as they are: the database is open, as e-smith's is.
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["InvalidValue", "KeySpec", "PropSpec", "Schema", "SchemaError", "apply_defaults", "load",
            "secret_test", "spec_files", "validator_for"]
 
-META_KEYWORDS = ("secret", "force")
+META_KEYWORDS = ("secret", "force", "local")
 
 
 class SchemaError(DBError):
@@ -180,7 +182,8 @@ def _validator() -> _v.Validator:
 
 
 # ---------------------------------------------------------------------------------------------- model
-class PropSpec(namedtuple("PropSpec", "key prop check function args default secret force description source")):
+class PropSpec(namedtuple("PropSpec", "key prop check function args default secret force description source local",
+                          defaults=(False,))):
     """One prop of a key: its ``validate`` check (function name and arguments), default, flags, description.
 
     Immutable; a named tuple rather than a frozen dataclass so that loading the schema stays cheap.
@@ -353,7 +356,8 @@ def parse_spec(path: Path, source: str, parser: _v.Validator | None = None) -> l
             ks.props[prop] = PropSpec(key=key, prop=prop, check=check, function=fname, args=fargs,
                                       default=None if default is None else str(default),
                                       secret=flags["secret"], force=flags["force"],
-                                      description=_comment(section.comments.get(prop)), source=source)
+                                      description=_comment(section.comments.get(prop)), source=source,
+                                      local=flags["local"])
         out.append(ks)
     return out
 

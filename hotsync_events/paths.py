@@ -33,6 +33,9 @@ class Root:
     def __repr__(self) -> str:
         return f"Root({str(self.path)!r})"
 
+    def __str__(self) -> str:  # so that str(root) and f"{root}" are the path, never the repr
+        return str(self.path)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Root) and other.path == self.path
 

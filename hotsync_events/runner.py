@@ -31,7 +31,11 @@ class ActionTimeout(BaseException):
 
 
 class Scratch:
-    """One anonymous file that collects the output of each step in turn."""
+    """One anonymous file that collects the output of each step of an event in turn.
+
+    Each step's output is what was appended since it began (no truncating between steps: cheaper, and a
+    daemon an action left behind writing to it cannot corrupt the next step's beginning).
+    """
 
     def __init__(self, root: Root) -> None:
         root.run_dir.mkdir(parents=True, exist_ok=True)
@@ -41,19 +45,30 @@ class Scratch:
             path = root.run_dir / f".event-output-{os.getpid()}"
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             os.unlink(path)
+        self.start = 0
+        self.stream: Any = None        # sys.stdout and sys.stderr of Python actions, made on first use
+        self.saved: Any = None         # the event's own fd 1 and 2 (None: closed), saved on first use
 
-    def reset(self) -> int:
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
+    def begin(self) -> int:
+        self.start = os.lseek(self.fd, 0, os.SEEK_END)
         return self.fd
 
     def text(self) -> str:
-        size = os.fstat(self.fd).st_size
-        start = max(0, size - OUTPUT_LIMIT)
-        data = os.pread(self.fd, size - start, start) if size else b""
-        return (f"[... {start} bytes cut ...]\n" if start else "") + data.decode("utf-8", "replace")
+        end = os.lseek(self.fd, 0, os.SEEK_END)
+        start = max(self.start, end - OUTPUT_LIMIT)
+        data = os.pread(self.fd, end - start, start) if end > start else b""
+        cut = start - self.start
+        return (f"[... {cut} bytes cut ...]\n" if cut else "") + data.decode("utf-8", "replace")
 
     def close(self) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+        for fd in self.saved or ():
+            if fd is not None:
+                os.close(fd)
         os.close(self.fd)
 
 
@@ -69,28 +84,29 @@ class _Captured:
                 s.flush()
             except Exception:
                 pass
-        fd = self.scratch.reset()
-        self.saved_fds = tuple(_dup_or_none(n) for n in (1, 2))   # None: that fd was closed
+        sc = self.scratch
+        fd = sc.begin()
+        if sc.saved is None:
+            sc.saved = tuple(_dup_or_none(n) for n in (1, 2))
+        if sc.stream is None or sc.stream.closed:
+            sc.stream = open(os.dup(fd), "w", encoding="utf-8", errors="replace", buffering=1)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         self.saved_sys = (sys.stdout, sys.stderr)
-        self.stream = open(os.dup(fd), "w", encoding="utf-8", errors="replace", buffering=1)
-        sys.stdout = sys.stderr = self.stream
+        sys.stdout = sys.stderr = sc.stream
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            self.stream.flush()
+            self.scratch.stream.flush()
         except Exception:
             pass
         sys.stdout, sys.stderr = self.saved_sys
-        self.stream.close()
-        for n, saved in zip((1, 2), self.saved_fds):
+        for n, saved in zip((1, 2), self.scratch.saved):
             if saved is None:
                 os.close(n)
             else:
                 os.dup2(saved, n)
-                os.close(saved)
 
 
 def _dup_or_none(fd: int) -> int | None:
@@ -106,7 +122,10 @@ def _log_to_stdout(message: str) -> None:
 
 def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scratch):
     """Call a plugin's ``run(ctx)``: None, True or 0 is success; False, a non-zero int or an exception fails."""
-    import signal
+    try:
+        import _signal as signal   # the C module: `signal` converts its constants to enums at import
+    except ImportError:  # pragma: no cover
+        import signal  # type: ignore[no-redef]
 
     from .types import ActionContext
 
@@ -152,7 +171,7 @@ def run_executable(argv: list[str], env: dict, cwd: str, timeout: float | None, 
     import signal
     import subprocess
 
-    fd = scratch.reset()
+    fd = scratch.begin()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env, cwd=cwd,
                                 start_new_session=True, close_fds=True)

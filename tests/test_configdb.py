@@ -101,6 +101,9 @@ class DatabaseModel(RuleBasedStateMachine):
     def a_fresh_reader_agrees(self):
         if not hasattr(self, "db"):
             return
+        one_by_one = ConfigDB(self.path)       # one-key lookups, before anything indexes the file
+        assert {k: one_by_one.record(k) for k in self.model} == self.model
+        assert all(one_by_one.record(k) is None for k in ["a", "b", "hotsync-x", "k.1", "ü"] if k not in self.model)
         fresh = ConfigDB(self.path)
         assert fresh.keys() == sorted(self.model)
         assert {k: fresh.record(k) for k in fresh.keys()} == self.model

@@ -294,3 +294,16 @@ def test_broken_schema_is_an_error_not_a_traceback(root, run):
         cp = run("config", *args)
         assert cp.returncode == 4 and "Traceback" not in cp.stderr
         assert "core" in cp.stderr and "clash" in cp.stderr and "role" in cp.stderr
+
+
+def test_bytes_that_are_not_utf8_round_trip(root, run):
+    """A value from a shell in another locale is stored and given back byte for byte."""
+    import subprocess
+
+    cfg = _config().encode()
+    env = {**os.environ, "HOTSYNC_ROOT": str(root.path)}
+    cp = subprocess.run([cfg, b"set", b"legacy", b"thing", b"owner", b"Jos\xe9 \xff"], env=env, capture_output=True)
+    assert cp.returncode == 0, cp.stderr
+    cp = subprocess.run([cfg, b"getprop", b"legacy", b"owner"], env=env, capture_output=True)
+    assert cp.stdout == b"Jos\xe9 \xff\n"
+    assert b"owner|Jos\xe9 \xff" in (root.db_dir / "configuration").read_bytes()

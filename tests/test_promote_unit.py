@@ -1,0 +1,120 @@
+"""hotsync-promote's pieces without daemons: host-local merge, assessment windows, the FENCED marker."""
+from __future__ import annotations
+
+import json
+import time
+
+from hotsync_events import fence, promote
+from hotsync_events.configdb import ConfigDB, open_db
+from hotsync_events.dbformat import Record
+from hotsync_events.sync.status import update_status
+
+
+def _slave(root, *, received_ago: float, result: str = "success", realtime: str = "disabled", interval: int = 15):
+    db = open_db("configuration", root)
+    db.setprop("hotsync", {"role": "slave", "MasterHost": "192.0.2.10", "port": "2730"})
+    db.setprop("rsyncd", {"password": "Secret-123", "TCPPort": "8873"})
+    peer = root.join("/var/lib/hotsync/peer")
+    peer.mkdir(parents=True)
+    m = ConfigDB(peer / "configuration")
+    m.set("hotsync", "configuration", {"role": "master", "SlaveHost": "192.0.2.20", "port": "273",
+                                       "interval": str(interval), "realtime": realtime, "MailTo": "ops@example.org"})
+    m.set("rsyncd", "service", {"password": "Secret-123", "TCPPort": "873", "status": "disabled"})
+    m.set("SystemName", "mastername")
+    m.set("app", "service", {"status": "enabled", "Port": "8080"})
+    ConfigDB(peer / "networks").set("eth0", "ethernet", {"role": "green", "ipaddr": "192.0.2.10"})
+    now = time.time()
+    run = {"start": now - received_ago - 2, "end": now - received_ago, "exit_status": 0 if result == "success" else 12,
+           "result": result, "from": "192.0.2.10"}
+    ok = dict(run, result="success", exit_status=0)
+
+    def change(d):
+        d.update(role="slave", last_received=run, last_success=ok)
+
+    update_status(root, change)
+    return db
+
+
+def test_merge_keeps_host_local_keys_and_props():
+    local = {"hotsync": Record("configuration", {"role": "slave", "MasterHost": "m", "interval": "15"}),
+             "SystemName": Record("slavename"), "mine": Record("service", {"x": "1"})}
+    peer = {"hotsync": Record("configuration", {"role": "master", "SlaveHost": "s", "interval": "5"}),
+            "SystemName": Record("mastername"), "app": Record("service", {"a": "b"})}
+    out = promote.merge_records(local, peer, frozenset({"SystemName"}),
+                                frozenset({("hotsync", "role"), ("hotsync", "MasterHost"), ("hotsync", "SlaveHost")}))
+    assert out["hotsync"] == Record("configuration", {"role": "slave", "MasterHost": "m", "interval": "5"})
+    assert out["app"] == Record("service", {"a": "b"}) and out["mine"] is None and "SystemName" not in out
+    # applying it twice changes nothing more
+    applied = {**local, **{k: v for k, v in out.items() if v is not None}}
+    applied.pop("mine")
+    assert promote.merge_records(applied, peer, frozenset({"SystemName"}),
+                                 frozenset({("hotsync", "role"), ("hotsync", "MasterHost"), ("hotsync", "SlaveHost")})) == {}
+
+
+def test_restore_config_one_transaction_keeps_this_hosts_own(root):
+    db = _slave(root, received_ago=3600)
+    db.set("SystemName", "slavename")
+    open_db("networks", root).set("eth0", "ethernet", {"role": "green", "ipaddr": "192.0.2.20"})
+    done = promote.restore_config(root, log=lambda m: None)
+    assert dict(done)["configuration"] > 0 and "networks" not in dict(done)
+    db.reload()
+    h = db.props("hotsync")
+    assert (h["role"], h["MasterHost"], h["port"], h["MailTo"]) == ("slave", "192.0.2.10", "2730", "ops@example.org")
+    assert db.props("rsyncd")["TCPPort"] == "8873" and db.get("SystemName") == "slavename"
+    assert db.props("app") == {"status": "enabled", "Port": "8080"}
+    assert open_db("networks", root).props("eth0")["ipaddr"] == "192.0.2.20"
+    assert promote.restore_config(root, log=lambda m: None) == [("configuration", 0)]
+    hist = root.join("/var/log/hotsync/config-history.log").read_text()
+    assert "Secret-123" not in hist
+
+
+def test_assess_windows_and_refusals(root):
+    _slave(root, received_ago=20 * 60)           # 20 min ago, interval 15: within two intervals
+    a = promote.assess(root)
+    assert [r["why"] for r in a["refusals"]] == ["master-alive"]
+    assert "two sync intervals (30 min)" in a["refusals"][0]["text"] and a["next_epoch"] == 1
+    assert 1190 < a["data_age"] < 1300
+
+
+def test_assess_old_copy_is_accepted_and_realtime_window_is_a_minute(root):
+    _slave(root, received_ago=90, realtime="enabled")
+    a = promote.assess(root)
+    assert a["refusals"] == [] and a["window"] == 60
+
+
+def test_assess_torn_and_hard_refusals(root):
+    _slave(root, received_ago=3600, result="failed")
+    a = promote.assess(root)
+    assert [r["why"] for r in a["refusals"]] == ["torn"] and a["refusals"][0]["force"] is True
+    open_db("configuration", root).setprop("hotsync", {"role": "master"})
+    a = promote.assess(root)
+    assert [(r["why"], r["force"]) for r in a["refusals"]] == [("not-slave", False)]
+
+
+def test_cli_dry_run_json_and_no_terminal(root, run):
+    _slave(root, received_ago=3600)
+    cp = run("hotsync-promote", "--dry-run", "--json", "--root", str(root))
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert out["assessment"]["refusals"] == [] and out["promoted"] is False
+    assert "last complete sync arrived" in cp.stderr
+    cp = run("hotsync-promote", "--root", str(root), input="")
+    assert cp.returncode == 2 and "no terminal" in cp.stderr
+    assert open_db("configuration", root).getprop("hotsync", "role") == "slave"
+    assert not root.join(fence.FENCE_FILE).exists()
+
+
+def test_marker_round_trip_and_epoch_rule(root):
+    rec = fence.write_fence(root, 3, "192.0.2.10")
+    line = "refused by the slave: " + fence.refusal(rec)
+    m = fence.parse_marker("@ERROR: junk\n" + line)
+    assert m["epoch"] == 3 and m["since"] == rec["time"]
+    assert fence.parse_marker("refused by the slave: hotsync is disabled") is None
+    # a refusal that is not newer than this host's epoch demotes nothing
+    fence.write_epoch(root, 3, "promoted")
+    open_db("configuration", root).setprop("hotsync", {"role": "master", "SlaveHost": "192.0.2.10"})
+    assert not fence.demote(root, m, slave="x", mail_to="a@b.c", smarthost="127.0.0.1:9", run_event=False,
+                            log=lambda s: None)
+    assert open_db("configuration", root).getprop("hotsync", "status") == "enabled"
+    fence.write_epoch(root, 2, "lower")                 # never lowered
+    assert fence.read_epoch(root) == 3

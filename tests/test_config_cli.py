@@ -307,3 +307,23 @@ def test_bytes_that_are_not_utf8_round_trip(root, run):
     cp = subprocess.run([cfg, b"getprop", b"legacy", b"owner"], env=env, capture_output=True)
     assert cp.stdout == b"Jos\xe9 \xff\n"
     assert b"owner|Jos\xe9 \xff" in (root.db_dir / "configuration").read_bytes()
+
+
+@pytest.mark.parametrize("cmd", [["config", "show"], ["config", "printjson"], ["hotsync", "plugins"]])
+def test_reader_that_goes_away_is_no_traceback(root, cmd):
+    """`config show | head -1`: the pipe closes early; no traceback, and config says it is done."""
+    import subprocess
+
+    from conftest import command
+
+    from hotsync_events.configdb import open_db
+
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        for i in range(3000):
+            txn.set(f"k{i:05d}", "thing", {"v": "x" * 40})
+    p = subprocess.Popen([command(cmd[0]), *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()          # gone before the command writes a byte
+    _, err = p.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert p.returncode == (0 if cmd[0] == "config" else 141)

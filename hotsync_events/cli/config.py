@@ -276,12 +276,12 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
     except DBError as exc:
         _err(prog, str(exc))
         return exc.exit_code
+    except BrokenPipeError:  # `config show | head`: the reader has all it wanted (before OSError, its base)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (OSError, ValueError) as exc:
         _err(prog, f"{type(exc).__name__}: {exc}")
         return EXIT_ERROR
-    except BrokenPipeError:  # pragma: no cover - `config show | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
 
 
 def config_main(argv: list[str] | None = None) -> int:

@@ -289,3 +289,19 @@ def test_hotsync_plugins_takes_the_root_option(site, root, run, tmp_path, where)
     run("hotsync", *args, env={"HOTSYNC_DISABLE_PLUGINS": "fakebroken"}, check=True)
     assert (other / "var/lib/hotsync/schema/configuration/fakegood.spec").is_file()
     assert not (root.state_dir / "schema").exists()
+
+
+def test_hook_that_raises_is_a_problem_of_hotsync_plugins(site, root, run):
+    _fake_distribution(site, "hotsync-raiser", "1.0", {"raiser": "raiser_plugin"}, {"raiser_plugin": """
+        from hotsync_events import hookimpl
+        @hookimpl
+        def hotsync_config_schema():
+            raise RuntimeError("schema server unreachable")
+    """})
+    env = {"HOTSYNC_DISABLE_PLUGINS": "fakebroken"}
+    cp = run("hotsync", "plugins", env=env)
+    assert cp.returncode == 1 and "Traceback" not in cp.stderr
+    assert "problem: plugin raiser: hook hotsync_config_schema: RuntimeError: schema server unreachable" in cp.stdout
+    cp = run("hotsync", "plugins", "--json", env=env)
+    assert cp.returncode == 1
+    assert any("schema server unreachable" in p for p in json.loads(cp.stdout)["problems"])

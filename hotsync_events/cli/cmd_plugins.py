@@ -34,9 +34,9 @@ def run(args) -> int:
     pm.detect(root)     # is each plugin's package on this host (hotsync_detect)?
     infos = pm.plugin_infos()
     broken = [i for i in infos if i.error]
+    problems += [f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors]   # a hook that raised
     if args.json:
-        print(json.dumps({"plugins": [i.as_json() for i in infos], "problems": problems + [
-            f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors]}, indent=2, sort_keys=True))
+        print(json.dumps({"plugins": [i.as_json() for i in infos], "problems": problems}, indent=2, sort_keys=True))
     else:
         for i in infos:
             state = "blocked" if i.blocked else ("BROKEN" if i.error else ("active" if i.active else "inactive"))

@@ -31,11 +31,15 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
 from hotsync_events.types import Dump
+
+if TYPE_CHECKING:      # the engines import this module; they are loaded lazily below
+    from ._mariadb import MariaDB
+    from ._pgsql import Postgres
 
 __all__ = ["DUMP_DIR", "DatabaseError", "MariaDB", "Postgres", "Staged", "mariadb_dump", "postgres_dump",
            "root_of", "run_tool", "work_dir"]

@@ -586,11 +586,16 @@ def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Ro
             pm = plugin_manager(root)
         elif getattr(pm, "root", None) is None:
             pm.root = root
-        problems = prepare_db(pm, root)
-        from .configdb import open_db
+        memo = getattr(pm, "detect_memo", None)
+        pm.detect_memo = {}   # plugins' detection answers, reused while the configuration is unchanged
+        try:
+            problems = prepare_db(pm, root)
+            from .configdb import open_db
 
-        db = open_db("configuration", root)
-        plan = plan_event(event, tuple(args), root=root, db=db, pm=pm)
-        plan.warnings[:0] = problems + [f"plugin {i.name} ({i.origin}) is broken: {i.error}"
-                                        for i in pm.plugin_infos() if i.error]
-        return run_plan(plan, root=root, db=db, pm=pm, timeout=timeout, progress=progress)
+            db = open_db("configuration", root)
+            plan = plan_event(event, tuple(args), root=root, db=db, pm=pm)
+            plan.warnings[:0] = problems + [f"plugin {i.name} ({i.origin}) is broken: {i.error}"
+                                            for i in pm.plugin_infos() if i.error]
+            return run_plan(plan, root=root, db=db, pm=pm, timeout=timeout, progress=progress)
+        finally:
+            pm.detect_memo = memo

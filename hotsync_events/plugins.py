@@ -66,6 +66,9 @@ class HotsyncPluginManager(pluggy.PluginManager):
         self.infos: dict[str, PluginInfo] = {}
         self.hook_errors: list[tuple[str, str, str]] = []   # (plugin, hook, error) from collect()
         self.root = None      # the Root detection looks at when a hook call names none (else $HOTSYNC_ROOT)
+        #: {} to reuse detect()'s answers while the root's configuration database is unchanged (signal-event
+        #: sets it for one event: every collect() would ask every plugin again); None: always ask
+        self.detect_memo: dict | None = None
 
     def parse_hookimpl_opts(self, plugin: Any, name: str):
         if not name.startswith(NAME + "_"):
@@ -155,6 +158,19 @@ class HotsyncPluginManager(pluggy.PluginManager):
         recorded in :attr:`hook_errors`. The answer is also kept in each :class:`PluginInfo`.
         """
         root = _root_for(self, root, db)
+        key = None
+        if self.detect_memo is not None:
+            try:
+                st = os.stat(root.db_dir / "configuration")
+                key = (str(root.path), st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                key = (str(root.path), None)
+            hit = self.detect_memo.get(key)
+            if hit is not None:
+                for error in hit[1]:
+                    self._hook_error(*error)
+                return dict(hit[0])
+        errors: list[tuple[str, str, str]] = []
         if db is None:
             from .configdb import open_db
 
@@ -165,11 +181,14 @@ class HotsyncPluginManager(pluggy.PluginManager):
             try:
                 answer = impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception as exc:
-                self._hook_error(impl.plugin_name, "hotsync_detect", _describe(exc))
+                errors.append((impl.plugin_name, "hotsync_detect", _describe(exc)))
+                self._hook_error(*errors[-1])
                 answer = False
             active[impl.plugin_name] = answer is None or bool(answer)
         for name, info in self.infos.items():
             info.active = active.get(name, False)
+        if key is not None:
+            self.detect_memo[key] = (dict(active), errors)
         return active
 
     def _hook_error(self, plugin: str, hook: str, error: str) -> None:

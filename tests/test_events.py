@@ -492,3 +492,25 @@ def test_command_line_help_and_usage_errors(root, run):
     assert cp.returncode == 0 and EVENT in cp.stdout.split()
     cp = run("signal-event", "--root", str(root.path), EVENT, "--list", env={"HOTSYNC_ROOT": "/nonexistent"})
     assert cp.returncode == 0, cp.stderr   # options end at the event: --list goes to the actions
+
+
+def test_detection_is_asked_once_per_configuration_state_and_its_errors_still_fail(root, pm):
+    calls = []
+
+    class Detecting:
+        @hookimpl
+        def hotsync_detect(self, root):
+            calls.append(1)
+            raise OSError("cannot look")
+
+        @hookimpl
+        def hotsync_actions(self, db):
+            return [Action(EVENT, "from-undetected", recorder(root, "never"), priority=10)]
+
+    pm.add_plugin(Detecting(), "detecting")
+    executable(root, EVENT, "S20fine", "exit 0\n")
+    result = signal_event(EVENT, root=root, pm=pm)
+    assert [(r.step.name, r.status) for r in result.results] == [("plugin-error-1", "failed"), ("fine", "success")]
+    assert "plugin detecting: hook hotsync_detect raised OSError: cannot look" in result.failed[0].reason
+    assert len(calls) <= 2   # not once per hook call
+    assert pm.detect_memo is None

@@ -168,6 +168,19 @@ def resolve(host: str) -> list[str]:
     return [str(ipaddress.ip_address(a)) for a in addrs]
 
 
+def daemon_address(root: str) -> str:
+    """The loopback address this root's rsync daemon listens on: 127.0.0.1 for the host's own root, else
+    one of 127/8 derived from the root's path. Linux answers on every 127/8 address without setup, so
+    several roots on one machine (tests, the demo, benchmarks) each get a daemon on port 873 without
+    colliding, and the daemon still listens on loopback only."""
+    import zlib
+
+    if root.rstrip("/") == "":
+        return "127.0.0.1"
+    h = zlib.crc32(root.rstrip("/").encode("utf-8", "surrogateescape")) & 0xFFFFFF
+    return f"127.{(h >> 16) & 255}.{(h >> 8) & 255}.{(h & 255) % 254 + 1}"
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return all(ipaddress.ip_address(a).is_loopback for a in resolve(host))
@@ -211,6 +224,7 @@ def rsyncd_values(db, root: str) -> dict:
     quoted_root = shlex.quote(root)
     return {
         "port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
+        "address": daemon_address(root),
         "root": rootp,
         "log": conf_value(f"{root.rstrip('/')}/var/log/hotsync/rsyncd.log", "log path"),
         "lock": conf_value(f"{root.rstrip('/')}/run/hotsync/rsyncd.lock", "lock path"),
@@ -236,6 +250,7 @@ def stunnel_values(db, root: str) -> dict:
     timeout = int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout")
     out = {"port": int_value(h.get("port", 273), 1, 65535, "hotsync port"),
            "rsyncd_port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
+           "rsyncd_address": daemon_address(root),
            "cert": stunnel_value(cert), "key": stunnel_value(key), "pin": stunnel_value(pin_path(R)),
            "timeout": timeout, "connect_timeout": min(timeout, 30),
            "log": stunnel_value(f"{root.rstrip('/')}/var/log/hotsync/stunnel-client.log")}

@@ -291,8 +291,12 @@ def test_second_run_says_so_and_queues_one_follow_up(pair):
 
     pair.include("/srv/data")
     (pair.master / "srv/data").mkdir(parents=True)
+    from hotsync_events.sync.status import update_status
+
     lock = SyncLock(Root(pair.master))
     assert lock.acquire()
+    # a sync run records itself in the status: that is what a second `hotsync sync` does not wait for
+    update_status(Root(pair.master), lambda d: d.update(running={"pid": os.getpid(), "start": time.time()}))
     try:
         t0 = time.monotonic()
         cp = pair.sync()
@@ -302,7 +306,16 @@ def test_second_run_says_so_and_queues_one_follow_up(pair):
         assert pair.sync().returncode == 75                      # still one follow-up, not two
     finally:
         lock.release()
+        update_status(Root(pair.master), lambda d: d.pop("running", None))
     assert pair.sync().returncode == 0 and not lock.is_queued    # the holder's next run took the mark
+    # a lock held by something that is not a sync run (a real-time push) is waited for, briefly
+    assert lock.acquire()
+    proc = subprocess.Popen([HOTSYNC, "sync"], env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    lock.release()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
 
 
 def test_disabled_stops_everything_enabled_starts_again(pair):

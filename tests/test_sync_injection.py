@@ -31,7 +31,7 @@ RSYNCD_KEYS = {"address", "port", "proxy protocol", "proxy protocol hosts", "rev
                "exclude", "pre-xfer exec", "post-xfer exec"}
 STUNNEL_KEYS = {"foreground", "pid", "syslog", "debug", "output", "client", "connect", "verifyPeer", "CAfile",
                 "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTclose", "accept", "cert", "key",
-                "protocol"}
+                "protocol", "local"}
 
 
 def parse_conf(text: str, comment: str, keys: set, sections: set) -> dict:

@@ -33,6 +33,8 @@ CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
 MAX_FOLLOW_UPS = 3
 #: up to this many changes, the push names them (a filter list); above, it walks the whole tree again
 INCREMENTAL_MAX = 2000
+#: how long `hotsync sync` waits for a real-time push (not a sync run) that holds the lock
+REALTIME_WAIT = 30.0
 
 
 @dataclass
@@ -70,13 +72,17 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
     lock = SyncLock(root)
     if scheduled and not is_due(root, cfg):
         return EXIT_OK
-    if not lock.acquire(queue=not scheduled and not dry_run):
+    if not lock.acquire(queue=False):
         if scheduled:
             return EXIT_OK
-        log(f"hotsync sync: another sync is running (pid {lock.holder()}); "
-            + ("a dry run needs the lock too, try again later" if dry_run
-               else "one follow-up run is queued and starts as soon as it ends"))
-        return EXIT_BUSY
+        # a short real-time push (the notifier) is waited for; another sync run is not: say so, queue one
+        if _full_run_active(root, lock) or not _wait_for(lock, REALTIME_WAIT):
+            if not dry_run:
+                lock.queue()
+            log(f"hotsync sync: another sync is running (pid {lock.holder()}); "
+                + ("a dry run needs the lock too, try again later" if dry_run
+                   else "one follow-up run is queued and starts as soon as it ends"))
+            return EXIT_BUSY
     try:
         lock.take_queued()
         code = _run_once(root, db, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
@@ -91,6 +97,25 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
         return code
     finally:
         lock.release()
+
+
+def _full_run_active(root: Root, lock: SyncLock) -> bool:
+    """Whether the lock's holder is a sync run (it records itself in the status), not a real-time push."""
+    from .status import read_status
+
+    running = read_status(root).get("running") or {}
+    holder = lock.holder()
+    return holder is not None and running.get("pid") == holder
+
+
+def _wait_for(lock: SyncLock, seconds: float) -> bool:
+    """Take the lock within *seconds* (polling); False if it stays taken."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if lock.acquire(queue=False):
+            return True
+    return False
 
 
 def is_due(root: Root, cfg: Settings) -> bool:
@@ -211,7 +236,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     changed, gone = changed_names(dry.raw)
     if not full and len(changed) + len(gone) <= INCREMENTAL_MAX:
         only = root.run_dir / "sync.only"
-        atomic_write(only, only_these_filter(lists.protect_patterns(), changed + gone), mode=0o600)
+        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + gone), 0o600)
         common = dict(common, exclude_file=str(only))
         real = _rsync(push_args(**common, max_delete=max_delete, from0=True), env)
     else:
@@ -300,12 +325,25 @@ def _prepare(root: Root, cfg: Settings, lists):
     run = root.run_dir
     run.mkdir(parents=True, exist_ok=True)
     files = {"password": str(run / "rsync.password"), "exclude": str(run / "sync.exclude"), "rsync": rsync}
-    atomic_write(files["password"], cfg.password + "\n", mode=0o600)
-    atomic_write(files["exclude"], lists.exclude_file_text(), mode=0o600)
+    _write_if_changed(files["password"], (cfg.password + "\n").encode(), 0o600)
+    _write_if_changed(files["exclude"], lists.exclude_file_text().encode("utf-8", "surrogateescape"), 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}
     env["RSYNC_CONNECT_PROG"] = connect_prog(stunnel, str(client))
     env["LC_ALL"] = "C.UTF-8"
     return env, files
+
+
+def _write_if_changed(path: str, data: bytes, mode: int) -> None:
+    """atomic_write, skipped (no fsync) when the file already holds *data* with *mode*."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o777 == mode and st.st_uid == os.geteuid():
+            with open(path, "rb") as fh:
+                if fh.read() == data:
+                    return
+    except OSError:
+        pass
+    atomic_write(path, data, mode=mode)
 
 
 def _failure(root: Root, cfg: Settings, run, what: str) -> Outcome:

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The promote and the re-pair, shown step by step: the master dies, the slave is promoted, the old master
+# comes back and is fenced, it is re-paired as the new slave, the new master syncs to it.
+#
+#   bash scripts/demo-promote.sh MASTER_ROOT SLAVE_ROOT   # a pair the demo already made and synced
+#   bash scripts/demo-promote.sh                          # makes its own pair on loopback first
+#
+# Every command is one a sysadmin types (config, signal-event, hotsync, hotsync-promote), with
+# HOTSYNC_ROOT naming the host. Both "hosts" are directories of this machine, on 127.0.0.1.
+set -u
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '\033[2m%s$' "${HOST:-}"; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+on() { local r=$1; shift; HOST=$(basename "$r") HOTSYNC_ROOT=$r run "$@"; }
+kill_daemons() { for f in "$1"/run/hotsync/*.pid; do [ -f "$f" ] && kill -9 -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null; done; true; }
+
+OWN=""
+if [ $# -ge 2 ]; then
+  M=$1; S=$2
+else
+  OWN=$(mktemp -d /tmp/hotsync-demo-promote.XXXXXX); M=$OWN/master; S=$OWN/slave; mkdir -p "$M" "$S"
+  P=$(free_port)
+  trap 'for r in "$M" "$S"; do HOTSYNC_ROOT=$r config setprop hotsync status disabled >/dev/null 2>&1;
+        HOTSYNC_ROOT=$r signal-event nethserver-hotsync-save >/dev/null 2>&1; kill_daemons "$r"; done; rm -rf "$OWN"' EXIT
+  say "a master and a slave, paired on loopback (port $P)"
+  on "$S" config setprop rsyncd password Demo-pass-1 TCPPort "$(free_port)"
+  on "$S" config setprop hotsync role slave MasterHost 127.0.0.1 port "$P"
+  on "$S" signal-event nethserver-hotsync-save >/dev/null
+  on "$M" config setprop rsyncd password Demo-pass-1
+  on "$M" config setprop hotsync role master SlaveHost 127.0.0.1 port "$P" realtime disabled
+  on "$M" signal-event nethserver-hotsync-save >/dev/null
+  for r in "$M" "$S"; do mkdir -p "$r/etc/hotsync/include.d"; echo /srv/demo > "$r/etc/hotsync/include.d/demo.include"; done
+  mkdir -p "$M/srv/demo"; for i in $(seq 1 20); do echo "document $i" > "$M/srv/demo/doc$i.txt"; done
+  on "$M" hotsync sync
+fi
+
+say "the master dies (its processes are killed); what it writes now never reaches the slave"
+kill_daemons "$M"
+mkdir -p "$M/srv/demo"; for i in $(seq 1 12); do echo "late $i" > "$M/srv/demo/late$i.txt"; done
+
+say "on the slave: look first"
+on "$S" hotsync-promote --dry-run
+say "promote (--force: we know the master is down, it pushed a moment ago)"
+on "$S" hotsync-promote --yes --force
+on "$S" hotsync status | head -8
+
+say "the old master comes back with its schedule: its push is refused, it learns it was fenced"
+on "$M" signal-event nethserver-hotsync-save >/dev/null
+on "$M" hotsync sync
+on "$M" hotsync status | head -4
+
+say "re-pair: the old master becomes the new slave (on one machine: fresh ports, the fence listener stops)"
+NP=$(free_port)
+on "$S" config setprop hotsync MasterHost '' port "$NP"
+on "$S" signal-event nethserver-hotsync-save >/dev/null
+on "$M" config setprop rsyncd TCPPort "$(free_port)"
+on "$M" config setprop hotsync role slave MasterHost 127.0.0.1 port "$NP"
+on "$M" signal-event nethserver-hotsync-save >/dev/null
+sleep 0.5
+say "the new master's first sync shows the dry run; the old master's stale files are a mass deletion"
+on "$S" hotsync sync
+on "$S" hotsync sync --allow-deletions
+if diff -r "$S/srv/demo" "$M/srv/demo" >/dev/null; then echo "trees equal: the new slave holds the new master's data"
+else echo "trees DIFFER"; exit 1; fi

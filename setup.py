@@ -44,7 +44,7 @@ setup(
             "hotsync = hotsync_events.cli.hotsync:main",
             "signal-event = hotsync_events.cli.signal_event:main",
             "expand-template = hotsync_events.cli.expand_template:main",
-            "hotsync-promote = hotsync_events.cli.promote:main",
+            "hotsync-promote = hotsync_events.cli.promote:entry",
         ],
         # fixtures for plugin authors (hotsync_root, hotsync_pm, hotsync_event, hotsync_two_roots)
         "pytest11": ["hotsync = hotsync_events.testing"],

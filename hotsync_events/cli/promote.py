@@ -148,5 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     return finish(code)
 
 
+def entry() -> int:
+    """The console script: a closed stdout (``| head``) ends quietly, as ``config`` and ``hotsync`` do."""
+    try:
+        return main()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())

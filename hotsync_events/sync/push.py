@@ -224,7 +224,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                            "hotsync sync --allow-deletions", details=dry.deletions[:50], deleted=deleted,
                            files=dry.stats.get("Number of files", 0))
     if dry_run:
-        return Outcome("dry-run", f"dry run: {len(dry.changes)} changes and {deleted} deletions would be pushed",
+        return Outcome("dry-run", f"{len(dry.changes)} changes and {deleted} deletions would be pushed",
                        details=dry.changes[:200] + [f"*deleting {d}" for d in dry.deletions[:200]],
                        files=dry.stats.get("Number of files", 0), deleted=deleted, changes=len(dry.changes))
     if not dry.changes and not deleted and not full:

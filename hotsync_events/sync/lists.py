@@ -31,6 +31,7 @@ PROTECTED = (
     "/etc/stunnel/hotsync.conf",
     "/etc/stunnel/hotsync-client.conf",
     "/etc/cron.d/hotsync",
+    "/etc/systemd/system/hotsync-watch.service",
     ".hotsync-partial/",
 )
 

@@ -305,3 +305,12 @@ def test_hook_that_raises_is_a_problem_of_hotsync_plugins(site, root, run):
     cp = run("hotsync", "plugins", "--json", env=env)
     assert cp.returncode == 1
     assert any("schema server unreachable" in p for p in json.loads(cp.stdout)["problems"])
+
+
+def test_schema_files_that_cannot_be_installed_are_a_problem_not_a_traceback(site, root, run):
+    (root.state_dir).mkdir(parents=True)
+    (root.state_dir / "schema").write_text("not a directory")     # as unwritable as it gets for root
+    cp = run("hotsync", "plugins", env={"HOTSYNC_DISABLE_PLUGINS": "fakebroken"})
+    assert cp.returncode == 1 and "Traceback" not in cp.stderr
+    assert "problem: cannot install the plugins' schema files" in cp.stdout
+    assert "fakegood" in cp.stdout

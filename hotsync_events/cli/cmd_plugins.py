@@ -30,7 +30,10 @@ def run(args) -> int:
         return 4
     root = root_from(getattr(args, "root", None))
     pm.root = root
-    problems = install_schemas(pm, root)
+    try:
+        problems = install_schemas(pm, root)
+    except OSError as exc:  # e.g. not root on /: still list the plugins
+        problems = [f"cannot install the plugins' schema files under {root.state_dir / 'schema'}: {exc}"]
     pm.detect(root)     # is each plugin's package on this host (hotsync_detect)?
     infos = pm.plugin_infos()
     broken = [i for i in infos if i.error]

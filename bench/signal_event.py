@@ -14,7 +14,7 @@ Bytecode caching is left on for the children (an installed package has its .pyc 
 is run once before timing (the first run renders the templates and initialises the database).
 
     python3 bench/signal_event.py            # 15 rounds
-    python3 bench/signal_event.py --rounds 40
+    python3 bench/signal_event.py --rounds 40 --instructions   # and instruction counts (valgrind)
 """
 from __future__ import annotations
 
@@ -116,10 +116,28 @@ def measure(label: str, cmd: list[str], env: dict, rounds: int) -> tuple[float, 
     return wall, cpu
 
 
+def instructions(cmd: list[str], env: dict) -> int | None:
+    """Instructions one run executes, counted by valgrind (the same on a busy machine as on an idle one)."""
+    exe = shutil.which(cmd[0]) or cmd[0]
+    if not exe.endswith("python") and not exe.endswith("python3"):
+        exe_cmd = [sys.executable, exe, *cmd[1:]]   # a console script: count the interpreter running it
+    else:
+        exe_cmd = [exe, *cmd[1:]]
+    with tempfile.TemporaryDirectory() as tmp:
+        cp = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *exe_cmd],
+                            env=env, capture_output=True, text=True)
+    for line in cp.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1])
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir and print it")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count instructions with valgrind (slow; not disturbed by other load)")
     opts = ap.parse_args()
     exe = Path(sys.executable).parent / "signal-event"
     cmd = [str(exe) if exe.exists() else (shutil.which("signal-event") or "signal-event"), EVENT]
@@ -129,6 +147,13 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(HOTSYNC_ROOT=str(root), PYTHONPATH=str(site), HOTSYNC_SYSLOG="0")
         wall, cpu = measure(f"{N_ACTIONS} plugin actions + {N_TEMPLATES} templates", cmd, env, opts.rounds)
+        if opts.instructions and shutil.which("valgrind"):
+            base_env = {k: v for k, v in env.items() if k not in ("HOTSYNC_ROOT", "PYTHONPATH")}
+            ours = instructions(cmd, env)
+            bare = instructions([sys.executable, "-c", "pass"], base_env)
+            if ours and bare:
+                print(f"  instructions: signal-event {ours / 1e6:.0f} M, python3 -c pass {bare / 1e6:.0f} M, "
+                      f"ratio {ours / bare:.2f}x")
         from hotsync_events.plugins import BUILTIN_PLUGINS
 
         builtins = ",".join(b.split("=")[0] if "=" in b else b.rpartition(".")[2] for b in BUILTIN_PLUGINS)

@@ -2,8 +2,10 @@
 bare ``mariadb-dump | mariadb`` and ``pg_dump -Fc | pg_restore`` on the same data in the same run.
 
 Private servers (a master root and a slave root per engine, as in the tests) are started in /tmp and
-killed at the end. The database size is ``HOTSYNC_BENCH_MB`` (default 200) per engine. Printed: each
-phase's seconds, the ratio ours/bare, and the dump time as a share of the 15-minute sync interval.
+killed at the end. The database size is ``HOTSYNC_BENCH_MB`` (default 200) per engine. Bare and ours
+alternate twice and each keeps its best round. Printed: each phase's seconds, the ratio ours/bare (the
+whole dump + ship + restore, and the sync-time part dump + ship), and the dump time as a share of the
+15-minute sync interval.
 
     .venv/bin/python bench/databases.py
     HOTSYNC_BENCH_MB=20 .venv/bin/python bench/databases.py
@@ -51,6 +53,22 @@ def ship(src: Path, dst: Path) -> None:
     subprocess.run(["rsync", "-a", "--whole-file", str(src), str(dst)], check=True)
 
 
+def best_of(bare_run, dump, ctx, sdump, sctx, rounds: int = 2) -> tuple[dict, dict]:
+    """Alternate bare and ours *rounds* times (neither always runs first on a cold server); keep each best."""
+    bare: dict = {}
+    ours: dict = {}
+    for _ in range(rounds):
+        b = {"dump+load": timed(bare_run)}
+        o = {"dump": timed(lambda: dump.run(ctx)),
+             "ship": timed(lambda: ship(ctx.target, sctx.target)),
+             "restore": timed(lambda: sdump.restore(sctx))}
+        if not bare or sum(b.values()) < sum(bare.values()):
+            bare = b
+        if not ours or sum(o.values()) < sum(ours.values()):
+            ours = o
+    return bare, ours
+
+
 def report(engine: str, ours: dict, bare: dict, size: int) -> None:
     tot_ours, tot_bare = sum(ours.values()), sum(bare.values())
     print(f"{engine}: {MB} MB of rows, dump file {size / 1e6:.1f} MB")
@@ -87,12 +105,9 @@ def bench_mariadb() -> None:
             subprocess.run(["mariadb", *scli], stdin=dump.stdout, check=True)
             dump.stdout.close()
             assert dump.wait() == 0
-        bare = {"dump+load": timed(bare_run)}
         dump, ctx = plugin_dump(m.root, "mysql", {"postgresql"})
         sdump, sctx = plugin_dump(s.root, "mysql", {"postgresql"})
-        ours = {"dump": timed(lambda: dump.run(ctx)),
-                "ship": timed(lambda: ship(ctx.target, sctx.target)),
-                "restore": timed(lambda: sdump.restore(sctx))}
+        bare, ours = best_of(bare_run, dump, ctx, sdump, sctx)
         assert s.sql("SELECT COUNT(*) FROM t", "bench") == [[str(rows)]]
         report("MariaDB", ours, bare, ctx.target.stat().st_size)
     finally:
@@ -119,12 +134,9 @@ def bench_postgres() -> None:
                            env=s.env(), check=True)
             dump.stdout.close()
             assert dump.wait() == 0
-        bare = {"dump+load": timed(bare_run)}
         dump, ctx = plugin_dump(m.root, "postgresql", {"mysql"})
         sdump, sctx = plugin_dump(s.root, "postgresql", {"mysql"})
-        ours = {"dump": timed(lambda: dump.run(ctx)),
-                "ship": timed(lambda: ship(ctx.target, sctx.target)),
-                "restore": timed(lambda: sdump.restore(sctx))}
+        bare, ours = best_of(bare_run, dump, ctx, sdump, sctx)
         assert s.sql("SELECT count(*) FROM t", db="bench") == [[str(rows)]]
         report("PostgreSQL", ours, bare, ctx.target.stat().st_size)
     finally:

@@ -100,10 +100,15 @@ class Staged:
 
 
 @contextmanager
-def work_dir(near: Path) -> Iterator[Path]:
-    """A private scratch directory on the same file system as *near* (dumps can be large), removed after."""
+def work_dir(near: Path, prefix: str = ".hotsync-work") -> Iterator[Path]:
+    """A private (0700) scratch directory in *near*, removed after; also on the same file system (dumps
+    can be large). Its name carries the pid, so ones left by a killed process are removed next time."""
     near.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".hotsync-work-", dir=near))
+    for stale in near.glob(f"{prefix}-*-*"):
+        pid = stale.name[len(prefix) + 1:].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=near))
     try:
         yield path
     finally:

@@ -19,7 +19,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
-from ._dbtools import (DatabaseError, Staged, check_counts, dumps_json, find_program, manifest, read_secret,
+from ._dbtools import (DatabaseError, Staged, check_counts, work_dir, dumps_json, find_program, manifest, read_secret,
                        run_tool, stderr_tail, systemd_running, wait_until)
 
 SYSTEM_DATABASES = frozenset({"information_schema", "performance_schema", "sys", "mysql"})
@@ -68,10 +67,7 @@ class MariaDB:
         """``[--defaults-file=F, --socket=S, --user=U]``: the options every client tool starts with."""
         password = read_secret(self.root, self.password_file, server=self.label,
                                prop=f"{self.key} PasswordFile")
-        run_dir = self.root.join("/run/hotsync")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="mariadb-", dir=run_dir))
-        try:
+        with work_dir(self.root.join("/run/hotsync"), prefix="mariadb-credentials") as tmp:
             cnf = tmp / "client.cnf"
             lines = ["[client]"]
             if password is not None:
@@ -80,8 +76,6 @@ class MariaDB:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
             yield [f"--defaults-file={cnf}", f"--socket={self.root.join(self.socket)}", f"--user={self.user}"]
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _fail(self, what: str, exc: DatabaseError) -> DatabaseError:
         text = str(exc)

@@ -20,7 +20,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -97,10 +96,7 @@ class Postgres:
         """``(prefix, env)``: the argv prefix (runuser when needed) and the environment for client tools."""
         password = read_secret(self.root, self.password_file, server=self.label, prop=f"{self.key} PasswordFile")
         runner = self._runner()
-        run_dir = self.root.join("/run/hotsync")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="pgsql-", dir=run_dir))
-        try:
+        with work_dir(self.root.join("/run/hotsync"), prefix="pgsql-credentials") as tmp:
             env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
             env.update(PGHOST=str(self.root.join(self.socket_dir)), PGPORT=str(self.port), PGUSER=self.user,
                        PGCONNECT_TIMEOUT="10", PGAPPNAME="hotsync")
@@ -118,8 +114,6 @@ class Postgres:
                 env["PGPASSFILE"] = os.devnull
             prefix = ["runuser", "-u", runner.pw_name, "--"] if runner is not None else []
             yield prefix, env
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _fail(self, what: str, exc: DatabaseError) -> DatabaseError:
         text = str(exc)

@@ -56,6 +56,9 @@ def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list
         install_schemas(pm, root)
         db = open_db("configuration", root)
     dumps = collect_dumps(pm, db)
+    broken = [f"plugin {p}: {h}: {e}" for p, h, e in pm.hook_errors if h in ("hotsync_dumps", "hotsync_detect")]
+    if broken:
+        raise DumpsError("cannot tell which dumps to restore: " + "; ".join(broken))
     if only:
         unknown = sorted(set(only) - {d.name for _, d in dumps})
         if unknown:

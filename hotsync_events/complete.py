@@ -58,6 +58,8 @@ def candidates(cmd: str, line: str) -> list:
     """The completions of *line* (cut at the cursor) for command *cmd*."""
     words, cur = split_line(line)
     name = os.path.basename(cmd)
+    if cur.startswith("--root="):
+        return [DIRS]
     if name == "config":
         out = _db_command(words[1:], cur, "configuration")
     elif name == "db":

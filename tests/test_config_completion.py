@@ -129,25 +129,27 @@ def test_tab_in_an_interactive_bash(croot, tmp_path):
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HOTSYNC_ROOT": str(croot.path), "PS1": "$ "}
     rc = tmp_path / "bashrc"
     rc.write_text(f"source {SCRIPT}\nPS1='$ '\n")
+    (tmp_path / "pickme-root").mkdir()
     subprocess.run(["tmux", "-S", sock, "new-session", "-d", "-x", "200", "-y", "20",
                     f"bash --noprofile --rcfile {rc} -i"], env=env, check=True, timeout=30)
-    try:
-        subprocess.run(["tmux", "-S", sock, "send-keys", "config setprop hotsync rol", "Tab"], check=True, timeout=10)
+
+    def tab(keys: str, expect: str) -> None:
+        subprocess.run(["tmux", "-S", sock, "send-keys", "C-u", keys, "Tab"], check=True, timeout=10)
         screen = ""
-        for _ in range(50):
+        for _ in range(80):
             time.sleep(0.1)
             screen = subprocess.run(["tmux", "-S", sock, "capture-pane", "-p"], capture_output=True, text=True,
                                     timeout=10).stdout
-            if "config setprop hotsync role" in screen:
-                break
-        assert "config setprop hotsync role" in screen, screen
-        subprocess.run(["tmux", "-S", sock, "send-keys", "ma", "Tab"], check=True, timeout=10)
-        for _ in range(50):
-            time.sleep(0.1)
-            screen = subprocess.run(["tmux", "-S", sock, "capture-pane", "-p"], capture_output=True, text=True,
-                                    timeout=10).stdout
-            if "config setprop hotsync role master" in screen:
-                break
-        assert "config setprop hotsync role master" in screen, screen
+            if any(line.rstrip().endswith(expect) for line in screen.splitlines()):
+                return
+        raise AssertionError(f"after {keys!r} TAB, expected {expect!r} on screen:\n{screen}")
+
+    try:
+        tab("config setprop hotsync rol", "$ config setprop hotsync role")
+        tab("config setprop hotsync role ma", "$ config setprop hotsync role master")
+        # bash splits words at ':' and '=': the script hands back only what follows them
+        tab("config setprop hotsync SmartHost localhost:", "$ config setprop hotsync SmartHost localhost:25")
+        tab(f"config --root={tmp_path}/pickme-r", f"$ config --root={tmp_path}/pickme-root")
+        tab("signal-event myapp-up", "$ signal-event myapp-update")
     finally:
         subprocess.run(["tmux", "-S", sock, "kill-server"], timeout=10)

@@ -25,6 +25,14 @@ _hotsync_complete() {
     fi
     local IFS=$'\n'
     COMPREPLY=($out)
+    # bash cut the word at a ':' or '=' (COMP_WORDBREAKS): it replaces only what follows, so drop the
+    # part before it from the candidates (localhost:25 is offered as 25 after "localhost:")
+    local whole=${line##*[[:space:]]} head=""
+    [[ $whole == *:* && $COMP_WORDBREAKS == *:* ]] && head=${whole%:*}:
+    [[ $whole == *=* && $COMP_WORDBREAKS == *=* && ${whole%=*}= == *"$head"* ]] && head=${whole%=*}=
+    if [[ -n $head && ${#COMPREPLY[@]} -gt 0 ]]; then
+        COMPREPLY=("${COMPREPLY[@]#"$head"}")
+    fi
     return 0
 }
 

@@ -216,11 +216,13 @@ class SyncPusher:
         proc, lock, _cfg = self._warm
         self._warm = None
         try:
-            proc.kill()      # still in its handshake or waiting for the list: nothing was sent
-            proc.communicate(timeout=10)
+            # an empty list: the session ends cleanly (the slave records a push of nothing, not a failure)
+            proc.communicate(b"", timeout=30)
         except Exception:
-            pass
-        lock.release()
+            proc.kill()
+            proc.communicate()
+        finally:
+            lock.release()
 
     def incremental(self, paths: list[str]) -> PushResult:
         from .sync.rsync import stats_of

@@ -259,6 +259,8 @@ def refs_text(refs: dict) -> list:
         lines.append(f"    action {a['name']} of event {a['event']} ({a['source']})")
     for s in refs.get("services", []):
         lines.append(f"    service {s['name']} ({s['source']}): {', '.join(s['events']) or 'no event'}")
+    for c in refs.get("core", []):
+        lines.append(f"    core {c['module']}: {', '.join(c['functions'])} (when it runs, not an event)")
     for n in refs.get("notes", []):
         lines.append(f"    note: {n}")
     return lines

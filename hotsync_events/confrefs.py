@@ -8,7 +8,8 @@ A static scan, for ``config info``: nothing is rendered or run. The places looke
 * the source of each plugin action's ``run`` (``hotsync_actions``), and of each plugin's
   ``hotsync_services`` hook (a service's events then depend on the value), following the plugin's own
   helper functions they call (:class:`_Reader`);
-* the executables of ``<root>/etc/hotsync/events/<event>/``.
+* the executables of ``<root>/etc/hotsync/events/<event>/``;
+* and, beside the events, the core's own functions that read it when they run (:func:`core_readers`).
 
 A text reads ``KEY PROP`` when it names the key (quoted, ``getprop KEY``, ``KEY.attr`` or ``KEY[``) and the prop
 (quoted, ``.PROP``, or ``getprop KEY PROP``). This finds ``db.getprop('hotsync', 'role')``,
@@ -162,6 +163,61 @@ class _Reader:
         return False
 
 
+#: core modules not scanned: they name keys as examples or as words (completion, this scan, the CLIs)
+CORE_SKIP = ("hotsync_events.confinfo", "hotsync_events.confrefs", "hotsync_events.complete",
+             "hotsync_events.historyview", "hotsync_events.cli.")
+
+
+def core_readers(key: str, prop: str | None = None) -> list:
+    """``[{"module", "functions"}]``: functions of the core (this package) whose code reads *key* (*prop*).
+
+    Not events: these read the value when they run (``hotsync sync`` reads ``hotsync MaxDeletePercent`` at
+    every push). Docstrings and comments are left out (the code is parsed and unparsed).
+    """
+    import ast
+
+    base = Path(__file__).resolve().parent
+    out = []
+    for path in sorted(base.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        module = ".".join(("hotsync_events",) + path.relative_to(base).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        if module.startswith(CORE_SKIP):
+            continue
+        text = _read_text(path)
+        if text is None or key not in text or (prop is not None and prop not in text):
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        found = []
+        for node, qual in _functions(tree):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+            if mentions(ast.unparse(node), key, prop):
+                found.append(qual)
+        if found:
+            out.append({"module": module, "functions": found})
+    return out
+
+
+def _functions(tree):
+    """Top-level functions and methods of a module, with their qualified names."""
+    import ast
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node, node.name
+        elif isinstance(node, ast.ClassDef):
+            for sub in node.body:
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    yield sub, f"{node.name}.{sub.name}"
+
+
 def _plugin_packages(pm) -> set:
     """Top-level package names of the registered plugins (their helpers may be followed)."""
     out = set()
@@ -177,7 +233,7 @@ def find_references(root: Root, dbname: str, key: str, prop: str | None = None, 
 
     ``templates`` is ``[{"target", "events", "fragments": [{"fragment", "source", "path"}]}]``; ``actions``
     ``[{"event", "name", "source"}]``; ``services`` ``[{"name", "source", "events"}]``; ``events`` the
-    sorted union of their events. *pm* (a plugin manager) adds the plugins' templates, actions and
+    sorted union of their events; ``core`` what :func:`core_readers` finds. *pm* (a plugin manager) adds the plugins' templates, actions and
     services; a plugin whose hook fails is named in ``notes``.
     """
     notes: list = []
@@ -234,4 +290,5 @@ def find_references(root: Root, dbname: str, key: str, prop: str | None = None, 
         events.update(s["events"])
     return {"events": sorted(events), "templates": [templates[t] for t in sorted(templates)],
             "actions": sorted(actions, key=lambda a: (a["event"], a["name"])),
-            "services": sorted(services, key=lambda s: s["name"]), "notes": notes}
+            "services": sorted(services, key=lambda s: s["name"]), "core": core_readers(key, prop),
+            "notes": notes}

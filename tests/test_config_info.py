@@ -260,3 +260,14 @@ def test_suggest():
     assert suggest("hotsnyc", ["hotsync", "rsyncd"]) == "hotsync"
     assert suggest("ROLE", ["role", "port"]) == "role"
     assert suggest("zzz", ["role"]) is None
+
+
+def test_core_readers():
+    from hotsync_events.confrefs import CORE_SKIP, core_readers
+
+    found = core_readers("hotsync", "role")
+    assert found, "some core code (sync, promote) reads hotsync role"
+    assert not [c for c in found if c["module"].startswith(CORE_SKIP)]
+    assert core_readers("goldenapp", "mode") == []
+    # docstrings are not code: templates.py documents ${hotsync.role} but its functions do not read it
+    assert "hotsync_events.templates" not in {c["module"] for c in core_readers("rsyncd", "TCPPort")}

@@ -79,6 +79,8 @@ note "slave# cat /srv/shop/hours.txt  ->  $(cat "$S/srv/shop/hours.txt")"
 if diff -r "$M/srv/shop" "$S/srv/shop" >/dev/null; then note "The slave's /srv/shop is now identical to the master's."
 else note "The trees differ!"; diff -r "$M/srv/shop" "$S/srv/shop" || true; exit 1; fi
 
+. "$(dirname "$0")/demo-databases.sh"     # a MariaDB and a PostgreSQL database travel too
+
 say "The status of both sides"
 run master hotsync status
 echo

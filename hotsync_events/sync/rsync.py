@@ -42,10 +42,9 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's module."""
     args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
+            *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
             "--no-human-readable", f"--out-format={OUT_FORMAT}"]
-    if from0:
-        args.append("--from0")
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
     if max_delete is not None:

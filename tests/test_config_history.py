@@ -135,6 +135,7 @@ def test_history_records_the_command_user_and_masks_secrets(root, run):
 # ------------------------------------------------------------------------------------------- rotation
 def test_rotation_by_size(root, monkeypatch):
     monkeypatch.setattr(history, "MAX_BYTES", 4000)
+    monkeypatch.setattr(sys, "argv", ["config", "setprop"])  # entries' size must not depend on pytest's argv
     db = open_db("configuration", root)
     db.set("counter", "thing", {"n": "0"})
     for i in range(1, 121):

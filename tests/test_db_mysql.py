@@ -302,3 +302,11 @@ def test_restore_starts_a_stopped_server(master, slave, run):
     assert cp.returncode == 0, cp.stderr + cp.stdout
     assert "starting the server" in cp.stdout
     assert slave.sql("SELECT COUNT(*) FROM items", "shop") == [["5"]]
+
+
+def test_restore_databases_list_and_only(slave, run):
+    env = {"HOTSYNC_ROOT": str(slave.root.path)}
+    cp = run("hotsync", "restore-databases", "--list", env=env)
+    assert cp.returncode == 0 and "mysql" in cp.stdout and "shipped" in cp.stdout
+    cp = run("hotsync", "restore-databases", "--only", "nope", env=env)
+    assert cp.returncode == 2 and "no dump named nope; known: mysql" in cp.stderr

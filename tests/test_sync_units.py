@@ -175,3 +175,42 @@ def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     st = read_status(root)
     assert st["last_received"]["exit_status"] == 0 and st["last_success"]["from"] == "127.0.0.1"
     assert "42" not in st.get("receiving", {})
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_named_changes_push_handles_every_odd_name(tmp_path):
+    """The dry run's names decode exactly and the filter list matches exactly them (local rsync)."""
+    import os
+
+    from hotsync_events.sync.rsync import changed_names, only_these_filter
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    names = ["plain", "new\nline", "back\\slash", "lit\\#012x", "star*[q]?", "ü ß 日本", " lead", "a -> b",
+             "d/inner", "gone/x", "gone/y"]
+    for n in names:
+        (src / n).parent.mkdir(parents=True, exist_ok=True)
+        (src / n).write_text(n)
+    for n in ("untouched1", "d/untouched2"):
+        (src / n).write_text("same")
+    subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True)
+    import shutil as sh
+
+    for n in names[:-3]:
+        (src / n).write_text(n + " changed, longer")
+    sh.rmtree(src / "gone")
+    (src / "untouched1").write_text("same")          # same size, rewritten: within -c it would differ; not here
+    os.utime(src / "untouched1", ns=(os.stat(dst / "untouched1").st_atime_ns, os.stat(dst / "untouched1").st_mtime_ns))
+    base = ["rsync", "-a", "--delete", "--out-format=%i %n"]
+    dry = subprocess.run(base + ["-n", f"{src}/", f"{dst}/"], capture_output=True, check=True).stdout
+    changed, deleted = changed_names(dry)
+    assert sorted(deleted) == [b"gone/", b"gone/x", b"gone/y"]
+    assert {c.rstrip(b"/") for c in changed} >= {n.encode() for n in names[:-3]}
+    flt = tmp_path / "only"
+    flt.write_bytes(only_these_filter(["*.never"], changed + deleted))
+    out = subprocess.run(base + ["--from0", f"--exclude-from={flt}", "--stats", f"{src}/", f"{dst}/"],
+                         capture_output=True, check=True, text=True).stdout
+    assert subprocess.run(["diff", "-r", str(src), str(dst)], capture_output=True).returncode == 0
+    import re as _re
+
+    looked_at = int(_re.search(r"Number of files: ([\d,]+)", out).group(1).replace(",", ""))
+    assert looked_at <= 11       # the named items and their directories, not untouched1 nor d/untouched2

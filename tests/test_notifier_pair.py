@@ -128,3 +128,9 @@ def test_watch_refuses_where_it_must_not_run(pair, tmp_path):
     assert cp.returncode == 2 and "not a master" in cp.stderr
     cp = cli("config", "setprop", "hotsync", "RealtimeSettle", "-1", root=pair.master)
     assert cp.returncode != 0 and "RealtimeSettle" in cp.stderr
+
+
+def test_watch_refuses_bad_options(tmp_path):
+    for args, word in ((["--retry-max", "0.1"], "--retry-max"), (["--duration", "-1"], "--duration")):
+        cp = cli("hotsync", "watch", *args, root=tmp_path, timeout=30)
+        assert cp.returncode == 2 and word in cp.stderr and "allowed" in cp.stderr

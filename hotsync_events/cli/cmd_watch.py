@@ -41,8 +41,11 @@ def run(args) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s hotsync watch: %(message)s")
     logging.getLogger("watchdog").setLevel(logging.WARNING)
-    if args.retry_max <= 0:
-        print("hotsync watch: --retry-max must be a positive number of seconds", file=sys.stderr)
+    if not 0.5 <= args.retry_max <= 86400:
+        print(f"hotsync watch: --retry-max {args.retry_max:g}: allowed is 0.5 to 86400 seconds", file=sys.stderr)
+        return 2
+    if args.duration < 0:
+        print(f"hotsync watch: --duration {args.duration:g}: allowed is 0 (no limit) or more seconds", file=sys.stderr)
         return 2
     root = root_from(getattr(args, "root", None))
     stop = threading.Event()

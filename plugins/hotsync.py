@@ -181,6 +181,17 @@ def daemon_address(root: str) -> str:
     return f"127.{(h >> 16) & 255}.{(h >> 8) & 255}.{(h & 255) % 254 + 1}"
 
 
+def _with_mapped(addrs: list[str]) -> list[str]:
+    """Each IPv4 address and its IPv4-mapped IPv6 form: stunnel's dual-stack listener reports a v4 client as
+    ``::ffff:a.b.c.d`` in the PROXY header, which ``hosts allow`` must match too."""
+    out: list[str] = []
+    for a in addrs:
+        out.append(a)
+        if ipaddress.ip_address(a).version == 4 and not ipaddress.ip_address(a).is_loopback:
+            out.append(f"::ffff:{a}")
+    return out
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return all(ipaddress.ip_address(a).is_loopback for a in resolve(host))
@@ -229,7 +240,7 @@ def rsyncd_values(db, root: str) -> dict:
         "log": conf_value(f"{root.rstrip('/')}/var/log/hotsync/rsyncd.log", "log path"),
         "lock": conf_value(f"{root.rstrip('/')}/run/hotsync/rsyncd.lock", "lock path"),
         "secrets": conf_value(f"{root.rstrip('/')}{RSYNCD_SECRETS}", "secrets path"),
-        "hosts": " ".join(resolve(master)),
+        "hosts": " ".join(_with_mapped(resolve(master))),
         "digest": strongest_digest(),
         "timeout": int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout"),
         "ids": "root" if os.geteuid() == 0 else None,
@@ -337,7 +348,10 @@ def _check(ctx) -> int:
         if not _props(db, "rsyncd").get("password"):
             problems.append("a slave needs the push password: config setprop rsyncd password <secret>")
     if r == "master" and enabled(db):
-        if not h.get("SlaveHost"):
+        if not h.get("SlaveHost") and h.get("MasterHost"):   # promoted (hotsync-promote): no slave until re-paired
+            ctx.log(f"hotsync: promoted master; it pushes to no slave until the old master {h['MasterHost']} is "
+                    "re-paired: then config setprop hotsync SlaveHost <its address>")
+        elif not h.get("SlaveHost"):
             problems.append("a master needs its slave's address: config setprop hotsync SlaveHost <address>")
         if not _props(db, "rsyncd").get("password"):
             problems.append("a master needs the slave's push password: config setprop rsyncd password <secret>")

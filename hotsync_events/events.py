@@ -548,7 +548,8 @@ def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tu
             services = collect_services(pm, db)
     except ServiceError as exc:
         return "failed", 1, str(exc), str(exc)
-    lines, failed = ServiceManager(root, services).adjust(plan.event, changed)
+    passive = db is not None and db.getprop("hotsync", "role", "") == "slave"   # Service.writer stays stopped
+    lines, failed = ServiceManager(root, services, passive=passive).adjust(plan.event, changed)
     for p, h, e in errors:   # the services of a plugin whose hook raised could not be adjusted
         lines.append(f"plugin {p}: hook {h} raised {e}")
         failed.append(f"plugin {p}")

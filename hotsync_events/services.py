@@ -289,8 +289,9 @@ class ServiceManager:
     """The services of one root and the back-end that runs them."""
 
     def __init__(self, root: Root, services: Iterable[Service] | Iterable[tuple[str, Service]],
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, passive: bool = False) -> None:
         self.root = root
+        self.passive = passive      # a slave: services marked ``writer`` are kept stopped (Service.writer)
         self.services: dict[str, Service] = {}
         self.origin: dict[str, str] = {}
         for item in services:
@@ -374,6 +375,9 @@ class ServiceManager:
 
     def _adjust_one(self, svc: Service, verb: str | None, changed: list[str] | None) -> str:
         b = self.backend_for(svc)
+        if self.passive and svc.writer:
+            msg = b.stop(svc) if b.status(svc).running else "stays stopped"
+            return f"{msg} (writes synced data: kept stopped on a slave)"
         if not svc.enabled:
             running = b.status(svc).running
             msg = b.stop(svc) if running else "stays stopped"

@@ -353,3 +353,28 @@ def test_scheduler_runs_once_and_stops_on_sigterm(pair):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "stopped" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("chattr"), reason="needs root and chattr")
+def test_partial_transfer_is_a_failure_with_the_paths(pair):
+    """rsync exit 23 (NethServer counted it as a success) fails the sync, naming what did not land."""
+    sub = pair.master / "srv/data/sub"
+    sub.mkdir(parents=True)
+    (sub / "a").write_text("a\n")
+    pair.include("/srv/data")
+    assert pair.sync().returncode == 0
+    locked = pair.slave / "srv/data/sub"
+    subprocess.run(["chattr", "+i", str(locked)], check=True)
+    try:
+        (sub / "new file").write_text("cannot land\n")
+        cp = pair.sync()
+        out = cp.stdout + cp.stderr
+        assert cp.returncode == 1 and "rsync exit 23" in out and "new file" in out, out
+        st = pair.status(pair.master)
+        assert st["last_run"]["result"] == "failed" and st["last_run"]["exit_code"] == 23
+        assert any("new file" in line for line in st["last_error"]["details"])
+        assert st["last_success"]["end"] < st["last_run"]["end"]
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert pair.sync().returncode == 0
+    assert (pair.slave / "srv/data/sub/new file").exists()

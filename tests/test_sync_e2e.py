@@ -378,3 +378,47 @@ def test_partial_transfer_is_a_failure_with_the_paths(pair):
         subprocess.run(["chattr", "-i", str(locked)], check=True)
     assert pair.sync().returncode == 0
     assert (pair.slave / "srv/data/sub/new file").exists()
+
+
+def test_dumps_run_before_the_push_and_a_failed_dump_fails_it(pair):
+    from hotsync_events import hookimpl
+    from hotsync_events.configdb import open_db
+    from hotsync_events.paths import Root
+    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.sync.push import run_sync
+    from hotsync_events.types import Dump
+
+    calls = []
+
+    def good(ctx):
+        calls.append("good")
+        ctx.target.parent.mkdir(parents=True, exist_ok=True)
+        ctx.target.write_text(f"dump {len(calls)}\n")
+
+    def bad(ctx):
+        calls.append("bad")
+        if fail:
+            raise RuntimeError("the database server is down")
+        ctx.target.parent.mkdir(parents=True, exist_ok=True)
+        ctx.target.write_text("ok\n")
+
+    class Dumps:
+        @hookimpl
+        def hotsync_dumps(self, db):
+            yield Dump("gooddb", "/var/lib/app/dumps/good.sql", good, priority=10)
+            yield Dump("baddb", "/var/lib/app/dumps/bad.sql", bad, priority=20)
+
+    pm = get_plugin_manager(builtins=False, entrypoints=False)
+    pm.add_plugin(Dumps(), "dumps")
+    root = Root(pair.master)
+    log: list = []
+    fail = True
+    assert run_sync(root, pm=pm, log=log.append) == 1
+    assert calls == ["good", "bad"] and any("dump baddb" in line and "down" in line for line in log)
+    assert not (pair.slave / "var/lib/app").exists()                  # nothing was pushed
+    fail = False
+    assert run_sync(root, pm=pm, log=log.append) == 0, log
+    assert (pair.slave / "var/lib/app/dumps/good.sql").read_text() == "dump 3\n"
+    open_db("configuration", root).setprop("hotsync", {"databases": "disabled"})
+    calls.clear()
+    assert run_sync(root, pm=pm, log=log.append) == 0 and calls == []

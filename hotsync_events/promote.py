@@ -302,8 +302,10 @@ def plan_lines(a: dict) -> list[str]:
         ("steps", "plugin promote steps: " + (", ".join(
             f"{s['name']} ({s['plugin']}, priority {s['priority']}{', critical' if s['critical'] else ''})"
             for s in a["steps"]) if a["steps"] else "none (no active plugin gives one)")),
-        ("role", f"role: hotsync role master, SlaveHost {master} (the old master, once re-paired as slave)"),
-        ("services", "services: signal-event nethserver-hotsync-save (starts this master's services and schedule)"),
+        ("role", "role: hotsync role master, no SlaveHost yet (nothing is pushed to the old master until you "
+                 "re-pair it)"),
+        ("services", "services: signal-event nethserver-hotsync-save (this master's services, and the listener "
+                     f"that tells {master} it was demoted)"),
     ]
     return [f"{i}. {text}" + ("   [done]" if key in done else "") for i, (key, text) in enumerate(lines, 1)]
 
@@ -313,10 +315,11 @@ MANUAL_STEPS = (
     "was kept as this host's), and move the service address or DNS names to this host.",
     "Run: signal-event post-restore-data   (the plugins' post-restore actions: databases reloaded by the "
     "applications, ACLs, caches).",
-    "When the old master comes back it is fenced (its pushes are refused, it stops). Make it the new slave: "
-    "on it, run config setprop hotsync role slave MasterHost <this host>; signal-event nethserver-hotsync-save. "
-    "Then run hotsync sync here: the first sync shows how many files it deletes there, and asks for "
-    "--allow-deletions above MaxDeletePercent.",
+    "When the old master {old} comes back it is fenced (its pushes are refused, it stops). Save what it wrote "
+    "after {synced} if you need it, then make it the new slave. On {old}: config setprop hotsync role slave "
+    "MasterHost <this host>; signal-event nethserver-hotsync-save. Here: config setprop hotsync SlaveHost "
+    "{old}; signal-event nethserver-hotsync-save; hotsync sync (the first sync shows how many files it "
+    "deletes there, and asks for --allow-deletions above MaxDeletePercent).",
     "Reconnect backup disks, then reboot this host once and check its services.",
 )
 
@@ -485,10 +488,10 @@ class Promote:
         with db.transaction() as txn:
             rec = txn.record("hotsync") or Record("configuration")
             props = dict(rec.props)
-            old_master = props.get("MasterHost", "") or self.a.get("master", "")
-            props.update(role="master", status="enabled")
-            if old_master and not props.get("SlaveHost"):
-                props["SlaveHost"] = old_master
+            # no SlaveHost: nothing pushes to the old master (its unsynced writes are still there to be
+            # saved by hand) until the sysadmin re-pairs it and names it here; MasterHost stays, so the
+            # fence listener keeps telling the old master that it was demoted
+            props.update(role="master", status="enabled", SlaveHost="")
             txn.put("hotsync", Record(rec.type, props))
         if read_status(self.root).get("role") != "master":
             fence.archive_role_status(self.root, "slave", extra={"role": "master"})
@@ -497,7 +500,7 @@ class Promote:
         pin = pin_path(self.root)       # a pin from an earlier life as master: the new slave pins afresh
         if pin.exists():
             os.replace(pin, pin.with_name(pin.name + ".previous"))
-        self.log(f"role: this host is the master now (SlaveHost {db.getprop('hotsync', 'SlaveHost') or 'not set'})")
+        self.log("role: this host is the master now; it pushes to no slave until you re-pair the old master")
 
     def do_services(self) -> None:
         from .events import signal_event

@@ -12,7 +12,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m%s$' "${HOST:-}"; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 on() { local r=$1; shift; HOST=$(basename "$r") HOTSYNC_ROOT=$r run "$@"; }
-kill_daemons() { for f in "$1"/run/hotsync/*.pid; do [ -f "$f" ] && kill -9 -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null; done; true; }
+kill_daemons() { local f pid; for f in "$1"/run/hotsync/*.pid; do [ -f "$f" ] || continue; pid=$(cut -d' ' -f1 "$f")
+  kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; done; true; }
 
 OWN=""
 if [ $# -ge 2 ]; then
@@ -34,14 +35,19 @@ else
   on "$M" hotsync sync
 fi
 
-say "the master dies (its processes are killed); what it writes now never reaches the slave"
-kill_daemons "$M"
-mkdir -p "$M/srv/demo"; for i in $(seq 1 12); do echo "late $i" > "$M/srv/demo/late$i.txt"; done
+DATA=$(cat "$M"/etc/hotsync/include.d/*.include 2>/dev/null | grep '^/' | head -n 1)
+DATA=${DATA:-/srv/demo}
+# the new master pushes what its own lists name: the slave gets the master's lists
+mkdir -p "$S/etc/hotsync/include.d"; cp "$M"/etc/hotsync/include.d/*.include "$S/etc/hotsync/include.d/" 2>/dev/null
+
+say "the master dies (its HotSync daemons are killed); what it writes now never reaches the slave"
+for f in "$M"/run/hotsync/hotsync-*.pid; do [ -f "$f" ] && kill -9 -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null; done
+mkdir -p "$M$DATA"; for i in $(seq 1 12); do echo "late $i" > "$M$DATA/late$i.txt"; done
 
 say "on the slave: look first"
 on "$S" hotsync-promote --dry-run
 say "promote (--force: we know the master is down, it pushed a moment ago)"
-on "$S" hotsync-promote --yes --force
+on "$S" hotsync-promote --yes --force || { echo "the promote failed (exit $?)"; exit 1; }
 on "$S" hotsync status | head -8
 
 say "the old master comes back with its schedule: its push is refused, it learns it was fenced"
@@ -49,9 +55,10 @@ on "$M" signal-event nethserver-hotsync-save >/dev/null
 on "$M" hotsync sync
 on "$M" hotsync status | head -4
 
-say "re-pair: the old master becomes the new slave (on one machine: fresh ports, the fence listener stops)"
+say "re-pair: the old master becomes the new slave, the new master names it (one machine: fresh ports)"
 NP=$(free_port)
-on "$S" config setprop hotsync MasterHost '' port "$NP"
+on "$S" config setprop hotsync SlaveHost 127.0.0.1 realtime disabled   # (the demo pushes by hand)
+on "$S" config setprop hotsync MasterHost '' port "$NP"        # one machine only: frees the port
 on "$S" signal-event nethserver-hotsync-save >/dev/null
 on "$M" config setprop rsyncd TCPPort "$(free_port)"
 on "$M" config setprop hotsync role slave MasterHost 127.0.0.1 port "$NP"
@@ -60,5 +67,5 @@ sleep 0.5
 say "the new master's first sync shows the dry run; the old master's stale files are a mass deletion"
 on "$S" hotsync sync
 on "$S" hotsync sync --allow-deletions
-if diff -r "$S/srv/demo" "$M/srv/demo" >/dev/null; then echo "trees equal: the new slave holds the new master's data"
+if diff -r "$S$DATA" "$M$DATA" >/dev/null; then echo "trees equal ($DATA): the new slave holds the new master's data"
 else echo "trees DIFFER"; exit 1; fi

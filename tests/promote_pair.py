@@ -48,14 +48,15 @@ def print_timings(label: str, record: dict) -> str:
 
 
 def repair(pair: Pair) -> int:
-    """Re-pair after the slave's promote: the old master becomes the new slave (the manual's commands).
+    """Re-pair after the slave's promote: the old master becomes the new slave (the runbook's commands).
 
     On one machine both hosts share 127.0.0.1, so the new slave listens on fresh ports and the new
-    master stops its fence listener first (on two hosts only the old master's two commands are needed).
+    master stops its fence listener first; then the new master names its slave.
     """
     new_port, new_rsyncd = free_port(), free_port()
     S, M = pair.slave, pair.master
-    pair.config(S, "setprop", "hotsync", "MasterHost", "", "port", str(new_port))
+    # the new master names its slave (and, on one machine only, frees the port: no fence listener)
+    pair.config(S, "setprop", "hotsync", "SlaveHost", "127.0.0.1", "MasterHost", "", "port", str(new_port))
     pair.save(S)
     pair.config(M, "setprop", "rsyncd", "TCPPort", str(new_rsyncd))
     pair.config(M, "setprop", "hotsync", "role", "slave", "MasterHost", "127.0.0.1", "port", str(new_port))

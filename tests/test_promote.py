@@ -118,7 +118,8 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     assert out["promoted"] is True
     print_timings(f"end to end (process wall {wall:.2f}s)", out["journal"]["record"])
     assert read_config(S, "getprop", "hotsync", "role") == "master"
-    assert read_config(S, "getprop", "hotsync", "SlaveHost") == "127.0.0.1"
+    assert read_config(S, "getprop", "hotsync", "SlaveHost") == ""      # pushes to no one until re-paired
+    assert not (S / "run/hotsync/hotsync-scheduler.pid").exists()
     assert tree(S / "srv/data") == synced              # exactly the last complete sync
     st = pair.status(S)
     assert st["role"] == "master" and st["promote"]["epoch"] == 1 and st["fence"]["epoch"] == 1

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         log("FAILED (the rest went on): " + ", ".join(rec.get("failed_databases", []) + rec.get("failed_steps", [])))
     log("What remains to do by hand:")
     for i, step in enumerate(P.MANUAL_STEPS, 1):
-        log(f"  {i}. {step}")
+        log(f"  {i}. " + step.format(old=rec.get("old_master") or "the old master",
+                                      synced=_iso(rec.get("last_complete_sync"))))
     log("To complete the promotion to master, launch: signal-event post-restore-data")
     return finish(code)
 

@@ -125,3 +125,6 @@ run master hotsync sync || note "(exit status $?: held back, the slave kept ever
 note "(no mail server runs on this machine, so the alert mail to MailTo could not go; it is in hotsync status)"
 note "slave# ls /srv/shop/invoices  ->  $(ls "$S/srv/shop/invoices" | tr '\n' ' ')"
 note "If the deletions were meant: hotsync sync --allow-deletions"
+
+say "Disaster: the master dies. The slave is promoted, the old master is fenced, then re-paired (issue 7)"
+bash "$(dirname "$0")/demo-promote.sh" "$M" "$S"

@@ -28,7 +28,7 @@ RSYNCD_KEYS = {"address", "port", "proxy protocol", "proxy protocol hosts", "rev
                "socket options", "comment", "path", "use chroot", "munge symlinks", "insecure links", "numeric ids",
                "read only", "write only", "list", "uid", "gid", "auth users", "secrets file", "strict modes",
                "auth digest", "hosts allow", "hosts deny", "max connections", "timeout", "refuse options",
-               "exclude", "pre-xfer exec", "post-xfer exec"}
+               "exclude", "pre-xfer exec", "post-xfer exec", "early exec"}
 STUNNEL_KEYS = {"foreground", "pid", "syslog", "debug", "output", "client", "connect", "verifyPeer", "CAfile",
                 "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTclose", "accept", "cert", "key",
                 "protocol", "local"}

@@ -240,6 +240,26 @@ def _stop_schedule(root: Root, log) -> None:
         log(f"hotsync: could not run the save event to stop the schedule: {exc}")
 
 
+def sender_epoch(root: Root, rsync_pid: str) -> int | None:
+    """The pushing master's epoch, from what the daemon's ``early exec`` kept of its ``--early-input``.
+
+    None when the master sent none (then only the fence and the role decide). The file is removed.
+    """
+    if not rsync_pid.isdigit():
+        return None
+    path = root.join(f"/run/hotsync/xfer/early.{rsync_pid}")
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    m = re.search(r"hotsync-epoch (\d+)", text)
+    return int(m.group(1)) if m else None
+
+
 def learn_peer_epoch(root: Root) -> int:
     """On a slave after a complete push: take the master's epoch (shipped in the peer dir) if higher."""
     data = _read_json(root.join("/var/lib/hotsync/peer/epoch.json")) or {}

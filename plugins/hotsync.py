@@ -233,6 +233,7 @@ def rsyncd_values(db, root: str) -> dict:
     rootp = conf_value(root.rstrip("/") or "/", "root path")
     hook = [sys.executable, "-m", "hotsync_events.sync.xfer"]
     quoted_root = shlex.quote(root)
+    xfer_dir = f"{root.rstrip('/')}/run/hotsync/xfer"
     return {
         "port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
         "address": daemon_address(root),
@@ -246,6 +247,9 @@ def rsyncd_values(db, root: str) -> dict:
         "ids": "root" if os.geteuid() == 0 else None,
         "refuse": " ".join(REFUSED_OPTIONS),
         "pre": conf_value(" ".join(shlex.quote(a) for a in hook) + f" pre --root {quoted_root}", "pre-xfer command"),
+        # the master's --early-input (its pair epoch) kept for the pre-xfer check; a shell line, no python start-up
+        "early": conf_value(f"mkdir -p {shlex.quote(xfer_dir)} && head -c 512 > {shlex.quote(xfer_dir)}/early.$RSYNC_PID",
+                            "early exec command"),
         "post": conf_value(" ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
                            "post-xfer command"),
     }

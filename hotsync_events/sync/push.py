@@ -327,6 +327,10 @@ def _prepare(root: Root, cfg: Settings, lists):
     files = {"password": str(run / "rsync.password"), "exclude": str(run / "sync.exclude"), "rsync": rsync}
     _write_if_changed(files["password"], (cfg.password + "\n").encode(), 0o600)
     _write_if_changed(files["exclude"], lists.exclude_file_text().encode("utf-8", "surrogateescape"), 0o600)
+    from ..fence import read_epoch     # the slave refuses a push whose epoch is older than the one it knows
+    from .rsync import EARLY_INPUT
+
+    _write_if_changed(str(run / EARLY_INPUT), f"hotsync-epoch {read_epoch(root)}\n".encode(), 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}
     env["RSYNC_CONNECT_PROG"] = connect_prog(stunnel, str(client))
     env["LC_ALL"] = "C.UTF-8"

@@ -19,6 +19,8 @@ __all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_ar
 MODULE = "hotsync"
 USER = "hotsyncuser"
 PARTIAL_DIR = ".hotsync-partial"
+#: beside the password file: ``hotsync-epoch N``, sent to the slave's ``early exec`` (push._prepare writes it)
+EARLY_INPUT = "push.early"
 #: one line per changed item: the itemize string and the name (no " -> target": names stay unambiguous)
 OUT_FORMAT = "%i %n"
 
@@ -45,6 +47,9 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
             "--no-human-readable", f"--out-format={OUT_FORMAT}"]
+    early = os.path.join(os.path.dirname(password_file), EARLY_INPUT)
+    if os.path.isfile(early):   # the pair's epoch, read by the slave's early exec (see hotsync_events.fence)
+        args.append(f"--early-input={early}")
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
     if max_delete is not None:

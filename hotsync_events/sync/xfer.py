@@ -52,6 +52,13 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
 
     fenced = fence_record(root)
     problem = refusal(fenced) if fenced is not None else cfg.slave_problem()
+    # the epoch check: a master older than the pair's epoch this host knows is stale (a promote happened)
+    from ..fence import read_epoch, sender_epoch
+
+    theirs = sender_epoch(root, env.get("RSYNC_PID", ""))
+    if problem is None and theirs is not None and theirs < read_epoch(root):
+        problem = (f"STALE master: the push carries pair epoch {theirs}, this host knows epoch {read_epoch(root)} "
+                   "(a slave was promoted since); the pushing host must be re-paired")
     addr = _norm(env.get("RSYNC_HOST_ADDR", ""))
     if problem is None and addr not in _addresses(cfg.master_host):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"

@@ -178,6 +178,15 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     assert json.loads((M / "var/lib/hotsync/sync/epoch.json").read_text())["epoch"] == 1
     cp = cli("hotsync", "sync", root=S)
     assert cp.returncode == 0 and "up to date" in cp.stdout
+    # the epoch check: a slave that knows a newer pair epoch than the pushing master refuses it
+    epoch_file = M / "var/lib/hotsync/sync/epoch.json"
+    epoch_file.write_text('{"epoch": 2}\n')
+    (S / "srv/data/f3").write_text("v3\n")
+    before = tree(M / "srv/data")
+    cp = cli("hotsync", "sync", root=S)
+    assert cp.returncode == 1 and "STALE master: the push carries pair epoch 1" in cp.stdout, cp.stdout
+    assert tree(M / "srv/data") == before
+    assert not list((M / "run/hotsync/xfer").iterdir())        # the early exec's note was consumed
 
 
 # ------------------------------------------------------------------------------------------- refusals

@@ -118,3 +118,26 @@ def test_marker_round_trip_and_epoch_rule(root):
     assert open_db("configuration", root).getprop("hotsync", "status") == "enabled"
     fence.write_epoch(root, 2, "lower")                 # never lowered
     assert fence.read_epoch(root) == 3
+
+
+def test_pre_xfer_epoch_check(root):
+    from hotsync_events.sync.xfer import pre_xfer
+
+    db = open_db("configuration", root)
+    db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
+    db.setprop("rsyncd", {"password": "Secret-123"})
+    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync"}
+    xfer = root.join("/run/hotsync/xfer")
+    xfer.mkdir(parents=True)
+    fence.write_epoch(root, 2, "test")
+    for sent, ok in (("hotsync-epoch 1\n", False), ("hotsync-epoch 2\n", True), ("", True), (None, True)):
+        if sent is not None:
+            (xfer / "early.4242").write_text(sent)
+        code, msg = pre_xfer(root, env)
+        assert (code == 0) is ok, (sent, msg)
+        assert ok or "STALE master" in msg
+        assert not (xfer / "early.4242").exists()
+    fence.write_fence(root, 3, "127.0.0.1")          # fenced: refused whatever the sender's epoch
+    (xfer / "early.4242").write_text("hotsync-epoch 9\n")
+    code, msg = pre_xfer(root, env)
+    assert code == 1 and msg.startswith("refused by the slave: FENCED epoch=3")

@@ -11,6 +11,11 @@ higher than the master's own is not a demotion (DRBD's rule: the younger generat
 
 Re-pairing (``config setprop hotsync role slave MasterHost <new master>`` then the save event) clears
 both records: :func:`repair_as_slave` is run by the hotsync plugin's save action.
+
+The epoch check: every push sends the master's epoch (``--early-input``; the daemon's ``early exec``
+keeps it, :func:`sender_epoch` reads it back in the pre-xfer), and a slave learns the epoch from every
+complete push (:func:`learn_peer_epoch`). A push whose epoch is older than the receiver's is refused
+as STALE before a byte is written.
 """
 from __future__ import annotations
 

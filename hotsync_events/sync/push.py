@@ -236,7 +236,9 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     changed, gone = changed_names(dry.raw)
     if not full and len(changed) + len(gone) <= INCREMENTAL_MAX:
         only = root.run_dir / "sync.only"
-        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + gone), 0o600)
+        tops = [(p.lstrip("/") + ("/" if os.path.isdir(root.join(p)) else "")).encode("utf-8", "surrogateescape")
+                for p in lists.includes if os.path.lexists(root.join(p))] + [PEER_DIR.lstrip("/").encode() + b"/"]
+        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + gone, tops), 0o600)
         common = dict(common, exclude_file=str(only))
         real = _rsync(push_args(**common, max_delete=max_delete, from0=True), env)
     else:

@@ -378,6 +378,7 @@ def test_partial_transfer_is_a_failure_with_the_paths(pair):
         assert st["last_run"]["result"] == "failed" and st["last_run"]["exit_code"] == 23
         assert any("new file" in line for line in st["last_error"]["details"])
         assert st["last_success"]["end"] < st["last_run"]["end"]
+        assert "new file" in (pair.master / "var/log/hotsync/sync.log").read_text()
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)
     assert pair.sync().returncode == 0

@@ -407,7 +407,28 @@ def _report(o: Outcome, log) -> None:
             log(f"  {line}")
 
 
+SYNC_LOG_MAX = 8 * 1024 * 1024
+
+
+def _append_log(root: Root, o: Outcome, start: float, end: float) -> None:
+    """One entry per run in ``var/log/hotsync/sync.log`` (rotated to ``.1`` past 8 MiB): the outcome and its
+    details (the paths rsync could not send, the deletions a guard held back...)."""
+    path = root.log_dir / "sync.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > SYNC_LOG_MAX:
+            os.replace(path, path.with_name("sync.log.1"))
+        lines = [f"{iso(start)} {o.result} ({end - start:.1f}s): {o.message}"]
+        lines += [f"    {d}" for d in o.details[:500]]
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write("\n".join(lines) + "\n")
+    except OSError:
+        pass
+
+
 def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx: dict, *, dry_run, log) -> None:
+    if not dry_run:
+        _append_log(root, o, start, end)
     run = {"start": start, "end": end, "result": o.result, "message": o.message, "files": o.files,
            "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code}
     if dry_run:

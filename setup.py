@@ -34,7 +34,7 @@ setup(
         "pluggy>=1.3",
         "configobj>=5.0.8",
         "Mako>=1.2",
-        "watchdog>=3.0",
+        "watchdog>=7.1,<8",   # the notifier hooks its inotify fd (overflow) and emitter (event mask)
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38"]},
     entry_points={

@@ -233,12 +233,12 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     # 7. the push: of exactly what the dry run found when that is a short list (rsync then walks only the
     #    directories holding a change), else of everything again
     max_delete = None if allow_deletions else guards.allowed_deletions(dry.stats, deleted, cfg.max_delete_percent)
-    changed, gone = changed_names(dry.raw)
-    if not full and len(changed) + len(gone) <= INCREMENTAL_MAX:
+    changed, deleted_names = changed_names(dry.raw)
+    if not full and len(changed) + len(deleted_names) <= INCREMENTAL_MAX:
         only = root.run_dir / "sync.only"
         tops = [(p.lstrip("/") + ("/" if os.path.isdir(root.join(p)) else "")).encode("utf-8", "surrogateescape")
                 for p in lists.includes if os.path.lexists(root.join(p))] + [PEER_DIR.lstrip("/").encode() + b"/"]
-        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + gone, tops), 0o600)
+        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + deleted_names, tops), 0o600)
         common = dict(common, exclude_file=str(only))
         real = _rsync(push_args(**common, max_delete=max_delete, from0=True), env)
     else:
@@ -246,14 +246,14 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     if real.returncode != 0:
         return _failure(root, cfg, real, "the push failed")
     return Outcome("success", f"pushed {len(real.changes)} changes and {len(real.deletions)} deletions",
-                   files=real.stats.get("Number of files", 0),
+                   files=dry.stats.get("Number of files", 0),          # the whole push, not the named list
                    bytes=real.stats.get("Total bytes sent", 0), deleted=len(real.deletions),
                    changes=len(real.changes), exit_code=0)
 
 
 def _rsync(args: list[str], env: dict, wait: float = 10.0):
-    """Run rsync; while the slave's daemon is still closing the previous session (its one connection
-    slot is taken until its post-xfer hook ends), try again for up to *wait* seconds."""
+    """Run rsync; while the slave's daemon refuses for "max connections" (a previous session still runs
+    its post-xfer hook), try again for up to *wait* seconds."""
     deadline = time.monotonic() + wait
     delay = 0.02
     while True:

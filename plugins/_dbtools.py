@@ -31,18 +31,21 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
+from hotsync_events import hookimpl
+from hotsync_events.databases import databases_enabled
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
-from hotsync_events.types import Dump
+from hotsync_events.types import Dump, SchemaFile, SyncPath
 
 if TYPE_CHECKING:      # the engines import this module; they are loaded lazily below
     from ._mariadb import MariaDB
     from ._pgsql import Postgres
 
-__all__ = ["DUMP_DIR", "DatabaseError", "MariaDB", "Postgres", "Staged", "mariadb_dump", "postgres_dump",
-           "root_of", "run_tool", "work_dir"]
+__all__ = ["DUMP_DIR", "DatabaseError", "HostServer", "MariaDB", "Postgres", "Staged", "mariadb_dump",
+           "postgres_dump", "root_of", "run_tool", "work_dir"]
 
 #: where the built-in plugins keep their dumps (a host path; the sync ships each dump file)
 DUMP_DIR = "/var/lib/hotsync/dumps"
@@ -216,6 +219,40 @@ def read_secret(root: Root, host_path: str, *, server: str, prop: str) -> str | 
     return text
 
 
+def start_and_wait(server, spawn: Callable[[], None], *, wait: float,
+                   starting: Sequence[str] = ("not running",)) -> None:
+    """Bring up *server* (an engine with ping, root, unit, label) unless it answers already.
+
+    A server that is down ("not running" in the ping's error) is started through systemd on the real
+    root, else by *spawn* (the engine's process back-end), then pinged until it answers; an error
+    holding one of *starting* means "not up yet", any other error ends the wait. DatabaseError when it
+    still does not answer after *wait* seconds (naming the last error seen).
+    """
+    try:
+        server.ping()
+        return
+    except DatabaseError as exc:
+        if "not running" not in str(exc):
+            raise
+    if systemd_running(server.root):
+        run_tool(["systemctl", "start", server.unit], server=server.label, what=f"start {server.unit}", timeout=300)
+    else:
+        spawn()
+    last: list[str] = []
+
+    def up() -> bool:
+        try:
+            server.ping()
+            return True
+        except DatabaseError as exc:
+            last[:] = [str(exc)]
+            return not any(s in str(exc) for s in starting)
+    if not wait_until(up, seconds=wait):
+        raise DatabaseError(f"{server.label}: started but not answering after {wait:.0f} s"
+                            + (f": {last[0]}" if last else ""))
+    server.ping()
+
+
 def wait_until(check, *, seconds: float, step: float = 0.2) -> bool:
     """Call *check* until it returns True or *seconds* pass (bounded in time and count)."""
     deadline = time.monotonic() + seconds
@@ -283,6 +320,53 @@ def _dump_of(name: str, path: str, server, databases: Sequence[str] | None, prio
         server.with_root(ctx.root).restore(Path(ctx.target), log=ctx.log)
 
     return Dump(name=name, path=path, priority=priority, run=run, restore=restore)
+
+
+# ------------------------------------------------------------------------------------------ host servers
+@dataclass(frozen=True)
+class HostServer:
+    """The hooks of a built-in plugin for one of the host's main database servers (``mysql``, ``postgresql``).
+
+    The plugin module states what differs (its config key, schema file, dump and how the config
+    database describes the server) and exports these bound hooks as its own module attributes.
+    Detection (kept simple): the server counts as present when its key's ``status`` is not
+    ``disabled`` and its data directory exists under the root. The raw data directory is always
+    excluded from the push: only the consistent dump travels.
+    """
+
+    key: str                                   # config key (status, DataDir, ...)
+    spec: Path                                 # the plugin's configuration schema
+    dump_name: str
+    dump_path: str
+    server: Callable[..., Any]                 # server(db, root=None) -> MariaDB | Postgres
+    dump: Callable[..., Dump]                  # mariadb_dump or postgres_dump
+    default_datadir: str
+
+    def present(self, db, root=None) -> bool:
+        """Whether this host has the server to dump: not disabled, and its data directory exists."""
+        if (db.getprop(self.key, "status") or "enabled") == "disabled":
+            return False
+        srv = self.server(db, root)
+        return srv.root.join(srv.datadir).is_dir()
+
+    @hookimpl
+    def hotsync_config_schema(self):
+        yield SchemaFile("configuration", self.spec)
+
+    @hookimpl
+    def hotsync_dumps(self, db):
+        if self.present(db) and databases_enabled(db):     # disabled: no dump taken, no dump path shipped
+            yield self.dump(self.dump_name, self.dump_path, self.server(db))
+
+    @hookimpl
+    def hotsync_sync_paths(self, db):
+        datadir = db.getprop(self.key, "DataDir") or self.default_datadir
+        yield SyncPath(datadir.rstrip("/") + "/", exclude=True)
+
+    @hookimpl
+    def hotsync_detect(self, root, db):
+        """Active only on a host that has this server (see :meth:`present`): no server, no paths, no dump."""
+        return self.present(db, root)
 
 
 def __getattr__(attr: str):  # the engines import this module: load them on first use

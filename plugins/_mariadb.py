@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 from hotsync_events.paths import Root
 
 from ._dbtools import (DatabaseError, Staged, check_counts, work_dir, dumps_json, find_program, manifest, read_secret,
-                       run_tool, stderr_tail, systemd_running, wait_until)
+                       run_tool, start_and_wait, stderr_tail)
 
 SYSTEM_DATABASES = frozenset({"information_schema", "performance_schema", "sys", "mysql"})
 COMPLETED = b"-- Dump completed"
@@ -211,28 +211,7 @@ class MariaDB:
     # ---------------------------------------------------------------------------------- server
     def ensure_running(self, *, log=print, wait: float = 60) -> None:
         """Connect; if the server is down, start it (systemd on the real root, else the process back-end)."""
-        try:
-            self.ping()
-            return
-        except DatabaseError as exc:
-            if "not running" not in str(exc):
-                raise
-        if systemd_running(self.root):
-            run_tool(["systemctl", "start", self.unit], server=self.label, what=f"start {self.unit}", timeout=300)
-        else:
-            self._spawn(log)
-        last: list[str] = []
-
-        def up() -> bool:
-            try:
-                self.ping()
-                return True
-            except DatabaseError as exc:
-                last[:] = [str(exc)]
-                return "not running" not in str(exc)
-        if not wait_until(up, seconds=wait):
-            raise DatabaseError(f"{self.label}: started but not answering after {wait:.0f} s: {last[0] if last else ''}")
-        self.ping()
+        start_and_wait(self, lambda: self._spawn(log), wait=wait)
 
     def _spawn(self, log) -> None:
         """Process back-end: ``mariadbd`` on the data directory under the root, socket only, as its owner."""

@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 from hotsync_events.paths import Root
 
 from ._dbtools import (DatabaseError, Staged, check_counts, dumps_json, manifest, read_secret, run_tool,
-                       stderr_tail, systemd_running, wait_until, work_dir)
+                       start_and_wait, stderr_tail, work_dir)
 
 GLOBALS_DONE = b"PostgreSQL database cluster dump complete"
 SKIP_DATABASES = frozenset({"template0", "template1"})
@@ -271,26 +271,7 @@ class Postgres:
     # ---------------------------------------------------------------------------------- server
     def ensure_running(self, *, log=print, wait: float = 60) -> None:
         """Connect; if the server is down, start it (systemd on the real root, else the process back-end)."""
-        try:
-            self.ping()
-            return
-        except DatabaseError as exc:
-            if "not running" not in str(exc):
-                raise
-        if systemd_running(self.root):
-            run_tool(["systemctl", "start", self.unit], server=self.label, what=f"start {self.unit}", timeout=300)
-        else:
-            self._spawn(log)
-
-        def up() -> bool:
-            try:
-                self.ping()
-                return True
-            except DatabaseError as exc:
-                return "not running" not in str(exc) and "starting up" not in str(exc)
-        if not wait_until(up, seconds=wait):
-            raise DatabaseError(f"{self.label}: started but not answering after {wait:.0f} s")
-        self.ping()
+        start_and_wait(self, lambda: self._spawn(log), wait=wait, starting=("not running", "starting up"))
 
     def _spawn(self, log) -> None:
         """Process back-end: ``postgres -D DataDir -k SocketDir`` as the data directory's owner, no TCP."""

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hotsync_events import hookimpl
-from hotsync_events.databases import databases_enabled
-from hotsync_events.types import SchemaFile, SyncPath
-
-from ._dbtools import DUMP_DIR, postgres_dump, root_of
+from ._dbtools import DUMP_DIR, HostServer, postgres_dump, root_of
 from ._pgsql import Postgres
 
 KEY = "postgresql"
@@ -35,32 +31,12 @@ def server(db, root=None) -> Postgres:
                     run_as=prop("RunAs", "postgres"), bindir=prop("BinDir", ""), key=KEY)
 
 
-def present(db, root=None) -> bool:
-    """Whether this host has a PostgreSQL cluster to dump: not disabled, and its data directory exists."""
-    if (db.getprop(KEY, "status") or "enabled") == "disabled":
-        return False
-    srv = server(db, root)
-    return srv.root.join(srv.datadir).is_dir()
+PLUGIN = HostServer(key=KEY, spec=Path(__file__).with_name("postgresql.spec"), dump_name="postgresql",
+                    dump_path=DUMP_PATH, server=server, dump=postgres_dump, default_datadir=DEFAULTS.datadir)
 
-
-@hookimpl
-def hotsync_config_schema():
-    yield SchemaFile("configuration", Path(__file__).with_name("postgresql.spec"))
-
-
-@hookimpl
-def hotsync_dumps(db):
-    if present(db) and databases_enabled(db):     # disabled: no dump taken, no dump path shipped
-        yield postgres_dump("postgresql", DUMP_PATH, server(db))
-
-
-@hookimpl
-def hotsync_sync_paths(db):
-    datadir = db.getprop(KEY, "DataDir") or DEFAULTS.datadir
-    yield SyncPath(datadir.rstrip("/") + "/", exclude=True)
-
-
-@hookimpl
-def hotsync_detect(root, db):
-    """Active only on a host that has this server (see :func:`present`): no server, no paths, no dump."""
-    return present(db, root)
+# the plugin's hooks (and its presence test), shared with the other host server's plugin
+present = PLUGIN.present
+hotsync_config_schema = PLUGIN.hotsync_config_schema
+hotsync_dumps = PLUGIN.hotsync_dumps
+hotsync_sync_paths = PLUGIN.hotsync_sync_paths
+hotsync_detect = PLUGIN.hotsync_detect

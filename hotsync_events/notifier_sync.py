@@ -1,6 +1,7 @@
 """The notifier wired to the sync: its settings, the paths it watches, and the pusher it runs.
 
-* :class:`RealtimeSettings` -- ``hotsync realtime``, ``RealtimeSettle`` (ms), ``RealtimeMaxBatch``.
+* :class:`RealtimeSettings` -- ``hotsync realtime``, ``RealtimeSettle`` (ms), ``RealtimeMaxBatch`` (defined
+  in :mod:`hotsync_events.sync.settings` beside the sync's own :class:`~hotsync_events.sync.settings.Settings`).
 * :func:`watch_lists` -- what to watch: the plugins' and the sysadmin's includes (the same
   :func:`~hotsync_events.sync.lists.build_lists` as every push, minus the plugins' ``realtime=False``
   paths) and what to ignore (the protected paths and every exclude).
@@ -24,11 +25,11 @@ import shlex
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 
 from .configdb import open_db
 from .notifier import Notifier, PushResult
 from .paths import Root
+from .sync.settings import RealtimeSettings, Settings   # the notifier's settings live with the sync's
 
 __all__ = ["Background", "RealtimeSettings", "SyncPusher", "signature", "start", "watch_lists"]
 
@@ -42,27 +43,6 @@ UNREACHABLE = {5, 10, 12, 30, 35, 255}
 RSH = """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""
 #: how long back-to-back pushes retry while the slave's daemon still counts the last session
 BUSY_RETRY = 10.0
-
-
-def _int(value, default: int) -> int:
-    try:
-        return int(str(value).strip())
-    except (TypeError, ValueError):
-        return default
-
-
-@dataclass(frozen=True)
-class RealtimeSettings:
-    enabled: bool
-    settle: float          # seconds
-    max_batch: int
-
-    @classmethod
-    def from_db(cls, db) -> "RealtimeSettings":
-        h = db.props("hotsync") if "hotsync" in db else {}
-        return cls(enabled=h.get("realtime", "enabled") != "disabled",
-                   settle=min(max(_int(h.get("RealtimeSettle"), 50), 0), 10_000) / 1000.0,
-                   max_batch=max(_int(h.get("RealtimeMaxBatch"), 10_000), 10))
 
 
 def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
@@ -93,8 +73,6 @@ class SyncPusher:
 
     # ------------------------------------------------------------------------------ helpers
     def _settings(self):
-        from .sync.settings import Settings
-
         now = time.monotonic()
         if now - self._db_checked > 2.0:    # a config change reaches the next push within 2 s
             self._db_checked = now
@@ -345,8 +323,6 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     """A started notifier for this master, or a str saying why there is none (not a master, realtime
     disabled, a bad list line)."""
     from .sync.lists import ListError
-    from .sync.settings import Settings
-
     db = open_db("configuration", root)
     cfg = Settings.from_db(db)
     rt = RealtimeSettings.from_db(db)
@@ -374,8 +350,6 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
 
 def signature(root: Root, pm=None) -> tuple:
     """What a running notifier depends on: role, settings and lists. A change means a restart."""
-    from .sync.settings import Settings
-
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
     try:

@@ -1,9 +1,13 @@
-"""The sync's settings, read once per run from the ``configuration`` database (keys hotsync, rsyncd)."""
+"""The sync's settings, read once per run from the ``configuration`` database (keys hotsync, rsyncd).
+
+:class:`Settings` is the scheduled push's; :class:`RealtimeSettings` the notifier's (``hotsync realtime``,
+``RealtimeSettle`` in ms, ``RealtimeMaxBatch``), parsed the same way from the same ``hotsync`` record.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Settings"]
+__all__ = ["RealtimeSettings", "Settings"]
 
 
 def _int(value, default: int) -> int:
@@ -11,6 +15,11 @@ def _int(value, default: int) -> int:
         return int(str(value).strip())
     except (TypeError, ValueError):
         return default
+
+
+def _props(db, key: str) -> dict:
+    """The props of record *key* ({} when the database has no such record)."""
+    return db.props(key) if key in db else {}
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,7 @@ class Settings:
 
     @classmethod
     def from_db(cls, db) -> "Settings":
-        h = db.props("hotsync") if "hotsync" in db else {}
-        r = db.props("rsyncd") if "rsyncd" in db else {}
+        h, r = _props(db, "hotsync"), _props(db, "rsyncd")
         role = h.get("role", "")
         return cls(role="master" if role == "server" else role, status=h.get("status", "enabled") or "enabled",
                    slave_host=h.get("SlaveHost", ""), master_host=h.get("MasterHost", ""),
@@ -75,3 +83,19 @@ class Settings:
         if not self.password:
             return "no push password: config setprop rsyncd password <secret>"
         return None
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """The notifier's settings: whether it runs, how long a batch settles, how many paths one push takes."""
+
+    enabled: bool
+    settle: float          # seconds
+    max_batch: int
+
+    @classmethod
+    def from_db(cls, db) -> "RealtimeSettings":
+        h = _props(db, "hotsync")
+        return cls(enabled=h.get("realtime", "enabled") != "disabled",
+                   settle=min(max(_int(h.get("RealtimeSettle"), 50), 0), 10_000) / 1000.0,
+                   max_batch=max(_int(h.get("RealtimeMaxBatch"), 10_000), 10))

@@ -67,5 +67,5 @@ sleep 0.5
 say "the new master's first sync shows the dry run; the old master's stale files are a mass deletion"
 on "$S" hotsync sync
 on "$S" hotsync sync --allow-deletions
-if diff -r "$S$DATA" "$M$DATA" >/dev/null; then echo "trees equal ($DATA): the new slave holds the new master's data"
+if diff -r --no-dereference "$S$DATA" "$M$DATA" >/dev/null; then echo "trees equal ($DATA): the new slave holds the new master's data"
 else echo "trees DIFFER"; exit 1; fi

@@ -64,9 +64,25 @@ ln -s invoices/2026-001.txt "$M/srv/shop/first-invoice"
 note "master# cat /etc/hotsync/include.d/shop.include  ->  /srv/shop"
 (cd "$M/srv" && find shop | sort | sed 's/^/   master: \/srv\//')
 
+say "Nextcloud on the master (a stand-in tree): its plugin says what travels and what stays home"
+NC=$M/var/lib/nethserver/nextcloud
+for r in "$M" "$S"; do    # both hosts have Nextcloud's web server account, as a NethServer with nextcloud does
+  mkdir -p "$r/etc"; echo "apache:x:$(id -u):$(id -g):Apache:/usr/share/httpd:/sbin/nologin" >> "$r/etc/passwd"
+  echo "apache:x:$(id -g):" >> "$r/etc/group"
+done
+mkdir -p "$M/usr/share/nextcloud/config" "$NC/admin/files" "$NC/admin/cache"
+printf "<?php\n\$CONFIG = array (\n  'maintenance' => true,\n);\n" > "$M/usr/share/nextcloud/config/config.php"
+echo "quarterly report" > "$NC/admin/files/report.odt"
+echo "rebuilt by nextcloud" > "$NC/admin/cache/thumb.bin"
+printf 'master# hotsync paths\n'
+HOTSYNC_ROOT=$M hotsync paths | grep -E 'nextcloud|shop|mysql|postgresql' | sed 's/^/   /' | head -n 14
+note "(the master died during a Nextcloud upgrade: its config.php still says 'maintenance' => true)"
+
 say "First push. The master pins the slave's certificate (trust on first use)"
 run master hotsync sync
 (cd "$S/srv" && find shop | sort | sed 's/^/   slave:  \/srv\//')
+note "slave:  /var/lib/nethserver/nextcloud/admin/files/report.odt  $(test -f "$S/var/lib/nethserver/nextcloud/admin/files/report.odt" && echo arrived)"
+note "slave:  /var/lib/nethserver/nextcloud/admin/cache/  $(test -e "$S/var/lib/nethserver/nextcloud/admin/cache/thumb.bin" && echo 'arrived (wrong!)' || echo 'stayed home (excluded by the nextcloud plugin)')"
 
 say "A change on the master: one file edited, one deleted, one added"
 echo "open 8-20" > "$M/srv/shop/hours.txt"
@@ -128,3 +144,6 @@ note "If the deletions were meant: hotsync sync --allow-deletions"
 
 say "Disaster: the master dies. The slave is promoted, the old master is fenced, then re-paired (issue 7)"
 bash "$(dirname "$0")/demo-promote.sh" "$M" "$S"
+say "Nextcloud on the new master: the promote ran its plugin's steps (owners, then maintenance off)"
+note "new master# grep maintenance /usr/share/nextcloud/config/config.php  ->  $(grep -o "'maintenance' => [a-z]*" "$S/usr/share/nextcloud/config/config.php" || echo 'no maintenance line')"
+note "new master# ls -n /var/lib/nethserver/nextcloud/admin/files  ->  $(ls -n "$S/var/lib/nethserver/nextcloud/admin/files" | awk 'NR>1 {print $3":"$4, $9}')"

@@ -4,7 +4,8 @@ Written by the database's writer under its lock, before the new file replaces th
 between the two leaves at most an entry for a change that did not land, never a change without its entry.
 Secret values are masked when written. The log rotates by size (``config-history.log``, then ``.1`` to
 ``.3``, ``.3`` the oldest), under a lock of its own that writers of different databases share
-(``config-history.log.lock``). Reading takes no lock (:mod:`hotsync_events.historyview` filters it).
+(``config-history.log.lock``). Reading takes no lock: the one reader is
+:func:`hotsync_events.historyview.entries` (rotation-safe, filtered).
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from .paths import Root
 
 TYPE_CHECKING = False  # importing typing costs every `config setprop` milliseconds
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Callable
 
-__all__ = ["MASK", "history_path", "journal_for", "read_history"]
+__all__ = ["MASK", "history_path", "journal_for"]
 
 MASK = "********"
 MAX_BYTES = 8 * 1024 * 1024
@@ -121,18 +122,3 @@ def _rotate(path: Path) -> None:
             os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
     os.replace(path, path.with_name(f"{path.name}.1"))
 
-
-def read_history(root: Root) -> Iterator[dict]:
-    """Every entry, oldest first, across rotated files. Takes no lock; a torn last line is skipped."""
-    path = history_path(root)
-    files = [path.with_name(f"{path.name}.{i}") for i in range(KEEP, 0, -1)] + [path]
-    for f in files:
-        try:
-            data = f.read_text(encoding="utf-8", errors="surrogateescape")
-        except FileNotFoundError:
-            continue
-        for line in data.splitlines():
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue

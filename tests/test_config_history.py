@@ -16,7 +16,7 @@ import pytest
 from hotsync_events import history
 from hotsync_events.configdb import open_db
 from hotsync_events.dbformat import parse_text
-from hotsync_events.history import history_path, read_history
+from hotsync_events.history import history_path
 from hotsync_events.historyview import WhenError, entries, parse_when
 
 from test_config_info import check_golden
@@ -126,9 +126,9 @@ def test_history_records_the_command_user_and_masks_secrets(root, run):
     run("config", "setprop", "hotsync", "role", "master", check=True)
     raw = history_path(root).read_text()
     assert "Hist-Secret-9" not in raw
-    last = list(read_history(root))[-1]
+    last = entries(root)[-1]
     assert last["command"] == "config setprop hotsync role master" and last["uid"] == os.getuid()
-    pw = [e for e in read_history(root) if e["prop"] == "password" and e["new"]]
+    pw = [e for e in entries(root) if e["prop"] == "password" and e["new"]]
     assert pw[-1]["new"] == "********" and pw[-1]["command"] == "config setprop rsyncd password ********"
 
 
@@ -181,7 +181,7 @@ def test_eight_concurrent_writers(root, tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script), str(root.path), str(w), str(n)]) for w in range(8)]
     for p in procs:
         assert p.wait(timeout=120) == 0
-    es = list(read_history(root))
+    es = entries(root)
     counter = [e for e in es if e["key"] == "counter" and e["prop"] == "n"]
     # every increment has its entry, in the order the increments landed: 0->1, 1->2, ... 119->120
     assert [(e["old"], e["new"]) for e in counter] == [(None, "0")] + [(str(i), str(i + 1)) for i in range(8 * n)]
@@ -212,17 +212,31 @@ def test_writer_killed_in_a_loop(root, tmp_path):
         raw, _legacy = parse_text((root.db_dir / "configuration").read_text())
         value = int(db.reload().getprop("counter", "n"))
         assert "counter" in raw and "hotsync" in raw
-        logged = {int(e["new"]) for e in read_history(root) if e["key"] == "counter" and e["prop"] == "n"}
+        logged = {int(e["new"]) for e in entries(root) if e["key"] == "counter" and e["prop"] == "n"}
         missing = set(range(value + 1)) - logged
         assert not missing, f"changes without their entry after {kills} kills: {sorted(missing)[:10]}"
     assert kills >= 10 and value > 0
     # a last clean write still works and is logged after whatever the kills left behind
     db.setprop("counter", {"n": str(value + 1)})
-    assert list(read_history(root))[-1]["new"] == str(value + 1)
+    assert entries(root)[-1]["new"] == str(value + 1)
+
+
+def _plain_reading(root) -> list:
+    """The oracle: every file read whole, oldest first, each line decoded (a torn line skipped)."""
+    path = history_path(root)
+    out = []
+    for f in [path.with_name(f"{path.name}.{i}") for i in range(history.KEEP, 0, -1)] + [path]:
+        if f.exists():
+            for line in f.read_text().splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    return out
 
 
 def test_filters_agree_with_a_plain_reading(root, monkeypatch):
-    """entries() (mmap, needle search, binary search on time, reading backwards) == filtering read_history."""
+    """entries() (mmap, needle search, binary search on time, reading backwards) == filtering a plain reading."""
     rng = random.Random(3)
     path = history_path(root)
     path.parent.mkdir(parents=True)
@@ -239,7 +253,7 @@ def test_filters_agree_with_a_plain_reading(root, monkeypatch):
     chunks = ["".join(lines[:130]), "".join(lines[130:260]) + '{"torn', "\n" + "".join(lines[260:])]
     for suffix, chunk in zip([".2", ".1", ""], chunks):
         path.with_name(path.name + suffix).write_text(chunk)
-    everything = list(read_history(root))
+    everything = _plain_reading(root)
     assert len(everything) == 400
     for db in (None, "configuration", "accounts"):
         for key in (None, "hotsync", "hot", 'we"ird', "absent"):

@@ -8,10 +8,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hotsync_events import schema
+from hotsync_events import historyview, schema
 from hotsync_events.configdb import ConfigDB, InvalidName, MissingKey, open_db
 from hotsync_events.dbformat import Record
-from hotsync_events.history import read_history
 
 KEYS = st.sampled_from(["a", "b", "hotsync-x", "k.1", "ü"])
 PROPS = st.sampled_from(["p", "q", "r|s", "t=u", " v ", "#w", "\\"])
@@ -259,7 +258,7 @@ def test_history_records_changes_with_secrets_masked(root):
     db = open_db("configuration", root)
     db.setprop("hotsync", {"role": "master"})
     db.setprop("rsyncd", {"password": "Sup3rSecret"})
-    entries = [e for e in read_history(root) if e["key"] in ("hotsync", "rsyncd")]
+    entries = [e for e in historyview.entries(root) if e["key"] in ("hotsync", "rsyncd")]
     assert {(e["key"], e["prop"], e["new"]) for e in entries} >= {("hotsync", "role", "master"),
                                                                    ("rsyncd", "password", "********")}
     assert "Sup3rSecret" not in (root.log_dir / "config-history.log").read_text()

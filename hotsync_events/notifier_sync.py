@@ -8,7 +8,9 @@
 * :class:`SyncPusher` -- the notifier's ``pusher``. A list of paths becomes an incremental push:
   ``--files-from=- --from0 --delete-missing-args --force`` on top of the scheduled sync's own argument
   list (:func:`~hotsync_events.sync.rsync.push_args`: same options, same TLS leg, same excludes),
-  under the same lock; a batch that deletes runs the same dry-run deletion guard first. None becomes
+  under the same lock; a batch that deletes runs a dry run first, and is pushed only while the deletions
+  pushed since the last successful full sync plus its own stay within ``MaxDeletePercent``
+  (:mod:`hotsync_events.sync.ledger`); past that it hands over to the full sync's guard. None becomes
   :func:`~hotsync_events.sync.push.run_sync`, the full sync itself (dumps, guards, status, mail).
 * :func:`start` -- a running :class:`~hotsync_events.notifier.Notifier`; :class:`Background` keeps
   one running in step with the configuration, for ``hotsync watch`` and ``hotsync daemon``.
@@ -131,8 +133,8 @@ class SyncPusher:
             log.info("%s", line)
         if code == push.EXIT_OK:
             return PushResult(True)
-        text = next((ln for ln in reversed(lines) if "FAILED" in ln or "HELD" in ln or "hotsync sync:" in ln),
-                    f"hotsync sync exited {code}")
+        text = next((ln for ln in reversed(lines) if "FAILED" in ln or "HELD" in ln), None) or \
+            next((ln for ln in reversed(lines) if "hotsync sync:" in ln), f"hotsync sync exited {code}")
         return PushResult(False, text, unreachable="unreachable" in text or "socket" in text)
 
     def _context(self):
@@ -214,11 +216,13 @@ class SyncPusher:
             t0 = time.monotonic()
             try:
                 out, err = proc.communicate(data)
+                out, err = out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
+                if proc.returncode in (0, 24):   # a listed directory's content may have gone: count it
+                    self._count_deletions(len(stats_of(out)[1]))
             finally:
                 lock.release()
             rc = proc.returncode
             log.debug("warm push of %d path(s): rsync exit %s after %.3f s", len(paths), rc, time.monotonic() - t0)
-            out, err = out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
             if rc in (0, 24):    # 24: a listed file vanished meanwhile; its deletion event is queued
                 return PushResult(True)
             if not (rc == 5 and "max connections" in err):
@@ -239,19 +243,42 @@ class SyncPusher:
                 if rc not in (0, 24):
                     return self._failed(cfg, rc, out, err, started, "the dry run before a real-time push failed")
                 _items, deleted, _stats = stats_of(out)
-                total = int(((push_status(self.root).get("last_success") or {}).get("files")) or 0)
-                share = 100.0 * len(deleted) / total if total else 0.0
-                if deleted and (not total or share > cfg.max_delete_percent):
-                    # not ours to decide: the full sync's guard holds it back and tells the sysadmin
-                    return PushResult(False, f"a real-time push would delete {len(deleted)} of the slave's "
-                                      f"{total or 'unknown number of'} files; left to the full sync's guard")
+                if deleted:
+                    # counted with every deletion pushed since the last successful full sync (sync.ledger):
+                    # a mass deletion split over many small pushes is judged as a whole
+                    from .sync import ledger as ledgers
+
+                    ledger = ledgers.load(self.root)
+                    why = ledger.problem(len(deleted), cfg.max_delete_percent)
+                    if why:
+                        # not ours to decide: nothing more is pushed, the full sync's guard (which counts the
+                        # same ledger) holds the rest back and tells the sysadmin
+                        ledger.held = len(deleted)
+                        ledgers.save(self.root, ledger)
+                        log.warning("%s: left to the full sync's guard", why)
+                        return PushResult(False, f"{why}; left to the full sync's guard "
+                                          "(hotsync sync --allow-deletions applies them)")
                 max_delete = max(len(deleted), 1)
             rc, out, err = _rsync_retry(self._args(cfg, env, files, max_delete=max_delete), env, data)
+            if rc in (0, 24):
+                pushed = len(stats_of(out)[1])
+                self._count_deletions(max(pushed, max_delete or 0) if missing else pushed)
         finally:
             lock.release()
         if rc in (0, 24):
             return PushResult(True)
         return self._failed(cfg, rc, out, err, started, "a real-time push failed")
+
+    def _count_deletions(self, n: int) -> None:
+        """Add a push's deletions to the ledger the guards count (the caller holds the sync lock)."""
+        if n <= 0:
+            return
+        from .sync import ledger as ledgers
+
+        try:
+            ledgers.record_deletions(self.root, n)
+        except OSError as exc:   # the full sync's own guard still counts the slave's files
+            log.warning("cannot record %d deletions in the deletion ledger: %s", n, exc)
 
     def _failed(self, cfg, rc: int, out: str, err: str, started: float, what: str) -> PushResult:
         """Record the failure as the sync records its own (status file, one alert mail), then report it."""

@@ -3,7 +3,8 @@
 Two faults a mirror faithfully replicates are stopped here: a mass deletion (a dry run counts what the
 push would delete, against ``MaxDeletePercent`` of the slave's files) and a vanished source (a path that
 held files at the last successful push is now empty or missing: an unmounted volume). ``--allow-deletions``
-lets one run through. rsync's own ``--max-delete`` is not enough: pushing to a daemon, rsync stops the
+lets one run through. Deletions the real-time notifier pushed since the last successful full sync count
+with a run's own (:mod:`hotsync_events.sync.ledger`). rsync's own ``--max-delete`` is not enough: pushing to a daemon, rsync stops the
 deletions on the slave but still exits 0, and it lets the other changes through.
 """
 from __future__ import annotations
@@ -44,13 +45,23 @@ def slave_files(stats: dict[str, int], deleted: int) -> int:
     return max(total - created, 0) + deleted
 
 
-def deletion_problem(stats: dict[str, int], deleted: int, max_percent: int) -> str | None:
-    """Why a push deleting *deleted* files is held back, or None when it may run."""
+def deletion_problem(stats: dict[str, int], deleted: int, max_percent: int, already: int = 0) -> str | None:
+    """Why a push deleting *deleted* files is held back, or None when it may run.
+
+    *already*: the deletions the real-time notifier pushed since the last successful full sync
+    (:mod:`hotsync_events.sync.ledger`); they count with this run's, against the slave's files before them,
+    so that a mass deletion split over several pushes is judged as a whole.
+    """
     if deleted <= 0:
         return None
-    held = slave_files(stats, deleted)
-    share = 100.0 * deleted / held if held else 100.0
+    already = max(already, 0)
+    held = slave_files(stats, deleted) + already
+    share = 100.0 * (deleted + already) / held if held else 100.0
     if share > max_percent:
+        if already:
+            return (f"the push would delete {deleted} of the slave's files; with the {already} the real-time "
+                    f"notifier deleted since the last full sync that is {deleted + already} of {held} files "
+                    f"({share:.0f}%), more than MaxDeletePercent={max_percent}%")
         return (f"the push would delete {deleted} of the slave's {held} files ({share:.0f}%), more than "
                 f"MaxDeletePercent={max_percent}%")
     return None

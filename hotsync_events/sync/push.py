@@ -218,7 +218,10 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         log(f"hotsync sync: first sync to {cfg.slave_host}: the dry run counts {len(dry.changes)} changes and "
             f"{deleted} deletions on the slave")
     if not allow_deletions:
-        why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent)
+        from .ledger import load as load_ledger   # what the notifier deleted since the last success counts too
+
+        already = load_ledger(root, previous.get("last_success") or {}).deleted
+        why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent, already=already)
         if why:
             return Outcome("held", f"{why}. The slave was not touched. To apply these deletions once, run: "
                            "hotsync sync --allow-deletions", details=dry.deletions[:50], deleted=deleted,

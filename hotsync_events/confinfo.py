@@ -21,7 +21,7 @@ __all__ = ["MASK", "SearchError", "describe", "info_text", "schema_summary", "se
            "spec_paths", "suggest"]
 
 MASK = "********"
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: props carry "local"
 
 
 class SearchError(ValueError):
@@ -62,8 +62,8 @@ def cache_path(root: Root, db: str):
 def schema_summary(root: Root, db: str = "configuration") -> dict:
     """``{key: {"type", "description", "source", "props": {prop: {...}}}}`` for *db*.
 
-    Each prop holds check, function, args, default, secret, force, description, source, allowed (words)
-    and spec (the file that declared it). Read from the cache when the spec files did not change;
+    Each prop holds check, function, args, default, secret, force, local, description, source, allowed
+    (words) and spec (the file that declared it). Read from the cache when the spec files did not change;
     otherwise the schema is loaded (:func:`hotsync_events.schema.load`) and the cache rewritten.
     """
     files = spec_paths(root, db)
@@ -98,7 +98,7 @@ def _summarise(root: Root, db: str, spec_of: dict) -> dict:
             props[prop] = {
                 "check": ps.check, "function": ps.function,
                 "args": list(ps.args) if ps.function == "option" else [list(a) for a in ps.args],
-                "default": ps.default, "secret": ps.secret, "force": ps.force,
+                "default": ps.default, "secret": ps.secret, "force": ps.force, "local": ps.local,
                 "description": ps.description, "source": ps.source, "allowed": ps.allowed,
                 "spec": spec_of.get(ps.source, ""),
             }
@@ -161,7 +161,7 @@ def describe(root: Root, dbname: str, key: str, prop: str | None = None, *, db=N
                 "prop": p, "described": ps is not None,
                 "description": (ps or {}).get("description", ""), "allowed": (ps or {}).get("allowed"),
                 "default": masked(p, (ps or {}).get("default")), "secret": bool((ps or {}).get("secret")),
-                "value": masked(p, value),
+                "local": bool((ps or {}).get("local")), "value": masked(p, value),
             })
     else:
         ps = props.get(prop)
@@ -177,7 +177,8 @@ def describe(root: Root, dbname: str, key: str, prop: str | None = None, *, db=N
             "type": ps.get("function"), "check": ps.get("check"), "allowed": ps.get("allowed"),
             "options": [a for a in ps.get("args", []) if ps.get("function") == "option"],
             "default": masked(prop, ps.get("default")), "secret": bool(ps.get("secret")),
-            "force": bool(ps.get("force")), "source": ps.get("source"), "spec": ps.get("spec"),
+            "force": bool(ps.get("force")), "local": bool(ps.get("local")),
+            "source": ps.get("source"), "spec": ps.get("spec"),
             "key_exists": rec is not None, "value": masked(prop, value),
         })
     if refs:
@@ -222,6 +223,8 @@ def info_text(d: dict) -> str:
         lines.append(f"  secret:       {'yes (shown masked; --show-secrets shows it)' if d['secret'] else 'no'}")
         if d.get("force"):
             lines.append("  force:        yes (the default overwrites the value before every event)")
+        lines.append("  local:        " + ("yes (this host's own: hotsync-promote keeps it when it applies the "
+                                           "master's copy of the database)" if d.get("local") else "no"))
         lines.append(f"  declared by:  {_declared(d)}")
         current = _v(d["value"]) if d["key_exists"] else f"(no key {d['key']} yet)"
         lines.append(f"  current:      {current}")
@@ -241,7 +244,7 @@ def info_text(d: dict) -> str:
                 lines.append(f"    {'':<{width}}    {what}")
                 if p["allowed"]:
                     lines.append(f"    {'':<{width}}    allowed: {p['allowed']}; default {_v(p['default'])}"
-                                 + ("; secret" if p["secret"] else ""))
+                                 + ("; secret" if p["secret"] else "") + ("; local" if p.get("local") else ""))
     refs = d.get("read_by")
     if refs is not None:
         lines.extend(refs_text(refs))

@@ -23,7 +23,7 @@ __type__ = service
 # Whether the golden application runs.
 status = option('enabled', 'disabled', default='disabled')
 # How it runs: alone, or as the primary or the replica of a pair.
-mode = option('standalone', 'primary', 'replica', default='standalone')
+mode = option('standalone', 'primary', 'replica', default='standalone', local=True)
 # The TCP port it listens on.
 TCPPort = integer(min=1, max=65535, default=8123)
 # The token the replica presents to the primary.
@@ -95,6 +95,18 @@ def test_info_core_prop_lists_allowed_values(root, run):
     cp = run("config", "info", "hotsync", "role", check=True)
     assert "one of master, slave (or empty)" in cp.stdout
     assert "declared by:  the core schema" in cp.stdout
+
+
+def test_info_shows_the_local_flag(root, run):
+    """local=True props (this host's own, kept by a promote) say so in text and JSON; the others say no."""
+    cp = run("config", "info", "hotsync", "role", check=True)
+    assert "local:        yes (this host's own" in cp.stdout
+    assert json.loads(run("config", "info", "--json", "hotsync", "role", check=True).stdout)["local"] is True
+    cp = run("config", "info", "hotsync", "MailTo", check=True)
+    assert "local:        no" in cp.stdout
+    assert json.loads(run("config", "info", "--json", "hotsync", "MailTo", check=True).stdout)["local"] is False
+    key = {p["prop"]: p for p in json.loads(run("config", "info", "--json", "hotsync", check=True).stdout)["props"]}
+    assert key["role"]["local"] is True and key["MailTo"]["local"] is False
 
 
 def test_info_unknown_key_and_prop_suggest(root, run):

@@ -13,7 +13,10 @@ The phases, in order (:data:`PHASES`):
 ``config``     the master's configuration database (the copy each push ships to
                ``var/lib/hotsync/peer/``) replaces this host's, in one transaction per database, keeping
                this host's own keys and props: props the schema marks ``local=True``, the keys of
-               :data:`HOST_LOCAL_KEYS`, and the databases of :data:`HOST_LOCAL_DBS`.
+               :data:`HOST_LOCAL_KEYS`, and the databases of :data:`HOST_LOCAL_DBS`. The master's
+               include/exclude lists (shipped beside it, under ``peer/lists/``) are installed into
+               ``etc/hotsync/`` (:func:`hotsync_events.sync.peerlists.install_lists`): the new master
+               pushes what the old one pushed; this host's own differing lists are kept aside.
 ``databases``  each shipped dump is restored by its plugin (:func:`hotsync_events.databases.restore_all`),
                unless ``hotsync databases`` is disabled.
 ``steps``      the plugins' promote steps, in (priority, name) order, each logged SUCCESS or FAILED; a
@@ -295,7 +298,8 @@ def plan_lines(a: dict) -> list[str]:
         ("config", "config: the master's configuration database (copy received "
                    f"{_iso(a['peer_db_time'])}) becomes this host's, in one transaction, keeping this host's "
                    f"{', '.join(a['local_props']) or 'nothing'}, keys {', '.join(sorted(HOST_LOCAL_KEYS['configuration']))}"
-                   f" and the {', '.join(sorted(HOST_LOCAL_DBS))} database"),
+                   f" and the {', '.join(sorted(HOST_LOCAL_DBS))} database; the master's include/exclude "
+                   "lists (shipped with it) are installed in etc/hotsync, this host's differing ones kept aside"),
         ("databases", "databases: restore " + (", ".join(
             f"{d['name']} ({d['plugin']}{'' if d['shipped'] else ', NOT shipped: skipped'})" for d in dbs)
             if dbs else "nothing (no dump shipped, or databases disabled)")),
@@ -406,6 +410,9 @@ class Promote:
     def do_config(self) -> None:
         self.log("config: applying the master's configuration database")
         self.j["config"] = restore_config(self.root, log=self.log)
+        from .sync.peerlists import install_lists   # the master's include/exclude lists: push what it pushed
+
+        self.j["lists"] = install_lists(self.root, self.root.join(PEER_DIR), log=self.log)
 
     def _db(self):
         return open_db("configuration", self.root)

@@ -30,15 +30,15 @@ else
   on "$M" config setprop rsyncd password Demo-pass-1
   on "$M" config setprop hotsync role master SlaveHost 127.0.0.1 port "$P" realtime disabled
   on "$M" signal-event nethserver-hotsync-save >/dev/null
-  for r in "$M" "$S"; do mkdir -p "$r/etc/hotsync/include.d"; echo /srv/demo > "$r/etc/hotsync/include.d/demo.include"; done
+  mkdir -p "$M/etc/hotsync/include.d"; echo /srv/demo > "$M/etc/hotsync/include.d/demo.include"   # the master's only
   mkdir -p "$M/srv/demo"; for i in $(seq 1 20); do echo "document $i" > "$M/srv/demo/doc$i.txt"; done
   on "$M" hotsync sync
 fi
 
 DATA=$(cat "$M"/etc/hotsync/include.d/*.include 2>/dev/null | grep '^/' | head -n 1)
 DATA=${DATA:-/srv/demo}
-# the new master pushes what its own lists name: the slave gets the master's lists
-mkdir -p "$S/etc/hotsync/include.d"; cp "$M"/etc/hotsync/include.d/*.include "$S/etc/hotsync/include.d/" 2>/dev/null
+# no copying of lists by hand: every push ships the master's include.d/exclude.d to the slave's
+# var/lib/hotsync/peer/lists/, and the promote installs them (the new master pushes what the old one did)
 
 say "the master dies (its HotSync daemons are killed); what it writes now never reaches the slave"
 for f in "$M"/run/hotsync/hotsync-*.pid; do [ -f "$f" ] && kill -9 -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null; done
@@ -49,6 +49,8 @@ on "$S" hotsync-promote --dry-run
 say "promote (--force: we know the master is down, it pushed a moment ago)"
 on "$S" hotsync-promote --yes --force || { echo "the promote failed (exit $?)"; exit 1; }
 on "$S" hotsync status | head -8
+say "the new master's lists are the old master's (installed by the promote)"
+on "$S" hotsync paths | grep -E 'include.d|exclude.d' || { echo "the master's lists were not installed"; exit 1; }
 
 say "the old master comes back with its schedule: its push is refused, it learns it was fenced"
 on "$M" signal-event nethserver-hotsync-save >/dev/null

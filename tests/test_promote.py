@@ -56,11 +56,20 @@ def _pair(base: Path, smtp_port: int | None = None) -> Pair:
     # the test drives every push itself: no real-time notifier beside it
     p.config(p.master, "setprop", "hotsync", "realtime", "disabled")
     p.save(p.master)
-    for r in (p.master, p.slave):       # both hosts list the same data (the new master pushes it back)
-        d = r / "etc/hotsync/include.d"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "test.include").write_text("/srv/data\n")
+    # the master's lists only: each push ships them, the promote installs them on the new master
+    p.include("/srv/data")
+    d = p.master / "etc/hotsync/exclude.d"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "test.exclude").write_text("/srv/data/cache/\n")
     return p
+
+
+def paths_of(root: Path) -> tuple[list, list]:
+    """``hotsync paths --json``'s includes and excludes (path/pattern and who asked), host-independent."""
+    cp = cli("hotsync", "paths", "--json", root=root)
+    assert cp.returncode == 0, cp.stderr
+    js = json.loads(cp.stdout)
+    return ([(i["path"], i["from"]) for i in js["include"]], [(x["pattern"], x["from"]) for x in js["exclude"]])
 
 
 @pytest.fixture
@@ -96,6 +105,12 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     synced = tree(M / "srv/data")
     assert tree(S / "srv/data") == synced
+    old_paths = paths_of(M)
+    assert ("/srv/data", ["/etc/hotsync/include.d/test.include:1"]) in old_paths[0], old_paths
+    assert ("/srv/data/cache/", ["/etc/hotsync/exclude.d/test.exclude:1"]) in old_paths[1], old_paths
+    # the lists travel beside the config database, not in place: the slave's own /etc/hotsync is untouched
+    assert not (S / "etc/hotsync/include.d").exists() and not (S / "etc/hotsync/exclude.d").exists()
+    assert (S / "var/lib/hotsync/peer/lists/include.d/test.include").read_text() == "/srv/data\n"
     # the master dies: its processes are killed; what it writes afterwards never reaches the slave
     assert kill_root(M)
     (M / "srv/data/f0").write_text("written on the dead master\n")
@@ -119,6 +134,9 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     print_timings(f"end to end (process wall {wall:.2f}s)", out["journal"]["record"])
     assert read_config(S, "getprop", "hotsync", "role") == "master"
     assert read_config(S, "getprop", "hotsync", "SlaveHost") == ""      # pushes to no one until re-paired
+    # the new master pushes what the old one pushed: the shipped lists were installed by the promote
+    assert paths_of(S) == old_paths
+    assert out["journal"]["lists"]["installed"] == ["include.d/test.include", "exclude.d/test.exclude"], out
     assert not (S / "run/hotsync/hotsync-scheduler.pid").exists()
     assert tree(S / "srv/data") == synced              # exactly the last complete sync
     st = pair.status(S)
@@ -278,7 +296,9 @@ def _state(root: Path) -> dict:
             "epoch_file": json.loads((root / "var/lib/hotsync/sync/epoch.json").read_text())["epoch"],
             "archived": sorted(st.get("previous_slave", {})),
             "avdb": sorted(p.name for p in (root / "var/lib/clamav").iterdir()),
-            "tree": tree(root / "srv/data")}
+            "tree": tree(root / "srv/data"),
+            "lists": {k: sorted(os.listdir(root / "etc/hotsync" / k)) if (root / "etc/hotsync" / k).is_dir()
+                      else None for k in ("include.d", "exclude.d")}}   # installed, and never twice
 
 
 def test_kill_9_at_every_phase_then_again_same_end_state(tmp_path):
@@ -323,6 +343,7 @@ def test_kill_9_at_every_phase_then_again_same_end_state(tmp_path):
         stop(ref)
     assert expected["steps"] == {"antivirus-init-avdb": "success"}
     assert expected["avdb"] == ["bytecode.cvd", "daily.cvd", "main.cvd"]
+    assert expected["lists"] == {"include.d": ["test.include"], "exclude.d": ["test.exclude"]}
     for point in CRASH_POINTS:
         root = fresh("crash-" + point.replace(":", "-"))
         try:

@@ -195,7 +195,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         return Outcome("held", "source paths that held files at the last successful sync are now empty or "
                        "missing (an unmounted volume?): " + ", ".join(gone) + ". The slave was not touched. "
                        "If this is intended, run: hotsync sync --allow-deletions", details=gone)
-    # 4. the master's config database travels to the slave's var/lib/hotsync/peer/
+    # 4. the master's config database and include/exclude lists travel to the slave's var/lib/hotsync/peer/
     export = _export_peer_db(root)
     sources = [f"{root.path}/./{p.lstrip('/')}" for p in lists.includes if os.path.lexists(root.join(p))]
     sources.append(f"{export}/./{PEER_DIR.lstrip('/')}")
@@ -268,7 +268,8 @@ def _rsync(args: list[str], env: dict, wait: float = 10.0):
 
 
 def _export_peer_db(root: Root):
-    """Copy the config databases into the export tree (only changed files are rewritten)."""
+    """Copy the config databases and the sysadmin's lists (:mod:`.peerlists`) into the export tree (only
+    changed files are rewritten)."""
     export = state_dir(root) / "export"
     target = export / PEER_DIR.lstrip("/")
     target.mkdir(parents=True, exist_ok=True)
@@ -287,6 +288,10 @@ def _export_peer_db(root: Root):
         wanted.add("epoch.json")
         if not (target / "epoch.json").exists() or (target / "epoch.json").read_bytes() != epoch.read_bytes():
             atomic_write(target / "epoch.json", epoch.read_bytes(), mode=0o600)
+    from .peerlists import LISTS_SUBDIR, export_lists   # the sysadmin's lists travel too (installed at promote)
+
+    export_lists(root, target)
+    wanted.add(LISTS_SUBDIR)
     for f in target.iterdir():
         if f.name not in wanted:
             f.unlink()

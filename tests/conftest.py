@@ -48,3 +48,19 @@ def run():
             raise AssertionError(f"{cmd} {' '.join(args)} exited {cp.returncode}: {cp.stderr}")
         return cp
     return _run
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP receiver (aiosmtpd) on a free loopback port: a sync_pair.Inbox (``.port``, ``.messages``)."""
+    from aiosmtpd.controller import Controller
+    from sync_pair import Inbox, free_port
+
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    inbox.port = ctl.port
+    try:
+        yield inbox
+    finally:
+        ctl.stop()

@@ -33,6 +33,20 @@ def cli(name: str, *args: str, root: Path, timeout: float = 120, input: str | No
                           input=input)
 
 
+class Inbox:
+    """The aiosmtpd handler of the ``smtp`` fixture (conftest.py): the mail it received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
 class Pair:
     def __init__(self, base: Path, *, smtp_port: int | None = None, master_host: str = "127.0.0.1",
                  realtime: bool = False) -> None:

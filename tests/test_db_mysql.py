@@ -5,9 +5,7 @@ same path (what the sync ships), and restored with ``hotsync restore-databases``
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import shutil
 import signal
 import threading
@@ -16,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from dbservers import MariaDBServer, new_root, remove_root
+from dbservers import (MariaDBServer, dump_restore_rounds, new_root, plugin_dump, private_server, remove_root,
+                       restore_databases as restore, sha256 as sha, ship_dump, take_dump, transfer_load)
 from hotsync_events.configdb import open_db
-from hotsync_events.databases import collect_dumps, take_dumps
+from hotsync_events.databases import take_dumps
 from hotsync_events.plugins import get_plugin_manager
-from hotsync_events.types import DumpContext
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists(),
                                 reason="mariadb-server is not installed")
@@ -30,53 +28,26 @@ DUMP = "/var/lib/hotsync/dumps/mysql.sql"
 
 @pytest.fixture(scope="module")
 def master():
-    root = new_root("hsmy-m-")
-    srv = MariaDBServer(root, password="Master-pw-1")
-    try:
-        srv.start().configure()
+    with private_server(MariaDBServer, "hsmy-m-", password="Master-pw-1") as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_root(root)
 
 
 @pytest.fixture(scope="module")
 def slave():
-    root = new_root("hsmy-s-")
-    srv = MariaDBServer(root, password='Sl"ave #pw\\1')
-    try:
-        srv.start().configure()
+    with private_server(MariaDBServer, "hsmy-s-", password='Sl"ave #pw\\1') as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_root(root)
 
 
 def mysql_dump(root):
-    pm = get_plugin_manager(entrypoints=False)
-    db = open_db("configuration", root)
-    return {d.name: d for _, d in collect_dumps(pm, db)}.get("mysql"), db
+    return plugin_dump(root, "mysql")
 
 
 def take(srv: MariaDBServer) -> Path:
-    dump, db = mysql_dump(srv.root)
-    assert dump is not None, "the mysql plugin gave no dump for a host with MariaDB"
-    dump.run(DumpContext(root=srv.root, db=db, target=srv.root.join(dump.path), log=lambda m: None))
-    return srv.root.join(dump.path)
+    return take_dump(srv, "mysql")
 
 
 def ship(master: MariaDBServer, slave: MariaDBServer) -> None:
-    src, dst = master.root.join(DUMP), slave.root.join(DUMP)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-
-
-def restore(run, slave: MariaDBServer):
-    return run("hotsync", "restore-databases", env={"HOTSYNC_ROOT": str(slave.root.path)}, timeout=300)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    ship_dump(master, slave, DUMP)
 
 
 def tables(srv, db):
@@ -179,45 +150,18 @@ def test_bank_sum_holds_in_every_dump_under_load(master, slave, run):
     master.sql("CREATE TABLE IF NOT EXISTS accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL) ENGINE=InnoDB", "bank")
     master.sql("INSERT INTO accounts SELECT seq, 1000 FROM seq_1_to_2000", "bank")
     total = int(master.sql("SELECT SUM(bal) FROM accounts", "bank")[0][0])
-    stop = threading.Event()
-    client = master.client("bank")
-    rng = random.Random(6)
 
-    def load():
-        n = 0
-        deadline = time.monotonic() + 120
-        while not stop.is_set() and time.monotonic() < deadline:
-            a, b, amt = rng.randint(1, 2000), rng.randint(1, 2000), rng.randint(1, 50)
-            client.stdin.write(f"START TRANSACTION; UPDATE accounts SET bal = bal - {amt} WHERE id = {a}; "
-                               f"UPDATE accounts SET bal = bal + {amt} WHERE id = {b}; COMMIT;\n")
-            n += 1
-            if n % 300 == 0:                  # DDL now and then: a column added, the previous one dropped
-                drop = f"DROP COLUMN c{n - 300}, " if n > 300 else ""
-                client.stdin.write(f"ALTER TABLE accounts {drop}ADD COLUMN c{n} INT DEFAULT 0; "
-                                   f"CREATE TABLE side_{n} (x INT); DROP TABLE IF EXISTS side_{n - 300};\n")
-            time.sleep(0.0005)
+    def ddl(n: int) -> str:               # DDL now and then: a column added, the previous one dropped
+        drop = f"DROP COLUMN c{n - 300}, " if n > 300 else ""
+        return f"ALTER TABLE accounts {drop}ADD COLUMN c{n} INT DEFAULT 0; " \
+               f"CREATE TABLE side_{n} (x INT); DROP TABLE IF EXISTS side_{n - 300};"
 
-    writer = threading.Thread(target=load, daemon=True)
-    writer.start()
-    good = 0
-    try:
-        for _ in range(4):
-            try:
-                take(master)
-            except Exception as exc:          # a dump hit by DDL may fail: it must then keep the last one
-                assert "MariaDB at" in str(exc)
-                continue
-            good += 1
-            ship(master, slave)
-            cp = restore(run, slave)
-            assert cp.returncode == 0, cp.stderr
-            assert int(slave.sql("SELECT SUM(bal) FROM accounts", "bank")[0][0]) == total
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        writer.join(timeout=10)
-        client.stdin.close()
-        client.wait(timeout=30)
+    def sum_holds() -> None:
+        assert int(slave.sql("SELECT SUM(bal) FROM accounts", "bank")[0][0]) == total
+
+    with transfer_load(master.client("bank"), "START TRANSACTION", ddl):
+        # a dump hit by DDL may fail: it must then keep the last one
+        good = dump_restore_rounds(master, slave, run, "mysql", label="MariaDB at", check=sum_holds)
     assert good >= 2
     assert int(master.sql("SELECT SUM(bal) FROM accounts", "bank")[0][0]) == total
 

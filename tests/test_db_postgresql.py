@@ -5,10 +5,8 @@ same path (what the sync ships), and restored with ``hotsync restore-databases``
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import tarfile
@@ -18,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from dbservers import PG_BIN, PostgresServer, new_root, remove_root
+from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, new_root, plugin_dump, private_server,
+                       remove_root, restore_databases as restore, sha256 as sha, ship_dump, take_dump, transfer_load)
 from hotsync_events.configdb import open_db
-from hotsync_events.databases import collect_dumps, take_dumps
+from hotsync_events.databases import take_dumps
 from hotsync_events.plugins import get_plugin_manager
-from hotsync_events.types import DumpContext
 
 pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="postgresql is not installed")
 
@@ -31,26 +29,14 @@ DUMP = "/var/lib/hotsync/dumps/postgresql.tar"
 
 @pytest.fixture(scope="module")
 def master():
-    root = new_root("hspg-m-")
-    srv = PostgresServer(root, password="Master:pg\\pw")
-    try:
-        srv.start().configure()
+    with private_server(PostgresServer, "hspg-m-", password="Master:pg\\pw") as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_root(root)
 
 
 @pytest.fixture(scope="module")
 def slave():
-    root = new_root("hspg-s-")
-    srv = PostgresServer(root, password="Slave-pg-pw")
-    try:
-        srv.start().configure()
+    with private_server(PostgresServer, "hspg-s-", password="Slave-pg-pw") as srv:
         yield srv
-    finally:
-        srv.stop()
-        remove_root(root)
 
 
 def pm_only_pg():
@@ -58,29 +44,15 @@ def pm_only_pg():
 
 
 def pg_dump(root):
-    db = open_db("configuration", root)
-    return {d.name: d for _, d in collect_dumps(pm_only_pg(), db)}.get("postgresql"), db
+    return plugin_dump(root, "postgresql", pm_only_pg())
 
 
 def take(srv: PostgresServer) -> Path:
-    dump, db = pg_dump(srv.root)
-    assert dump is not None, "the postgresql plugin gave no dump for a host with PostgreSQL"
-    dump.run(DumpContext(root=srv.root, db=db, target=srv.root.join(dump.path), log=lambda m: None))
-    return srv.root.join(dump.path)
+    return take_dump(srv, "postgresql", pm_only_pg())
 
 
 def ship(master, slave) -> None:
-    dst = slave.root.join(DUMP)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(master.root.join(DUMP), dst)
-
-
-def restore(run, slave):
-    return run("hotsync", "restore-databases", env={"HOTSYNC_ROOT": str(slave.root.path)}, timeout=300)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    ship_dump(master, slave, DUMP)
 
 
 def databases(srv):
@@ -172,46 +144,19 @@ def test_bank_sum_holds_in_every_dump_under_load(master, slave, run):
     master.sql("CREATE TABLE accounts (id int PRIMARY KEY, bal bigint NOT NULL); "
                "INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 2000) g", db="bank")
     total = int(master.sql("SELECT sum(bal) FROM accounts", db="bank")[0][0])
-    stop = threading.Event()
-    client = master.client("bank")
-    rng = random.Random(6)
 
-    def load():
-        n = 0
-        deadline = time.monotonic() + 120
-        while not stop.is_set() and time.monotonic() < deadline:
-            a, b, amt = rng.randint(1, 2000), rng.randint(1, 2000), rng.randint(1, 50)
-            client.stdin.write(f"BEGIN; UPDATE accounts SET bal = bal - {amt} WHERE id = {a}; "
-                               f"UPDATE accounts SET bal = bal + {amt} WHERE id = {b}; COMMIT;\n")
-            n += 1
-            if n % 300 == 0:            # DDL now and then: a column added, the previous one dropped, a role
-                drop = f"DROP COLUMN c{n - 300}, " if n > 300 else ""
-                client.stdin.write(f"ALTER TABLE accounts {drop}ADD COLUMN c{n} int DEFAULT 0; "
-                                   f"CREATE TABLE side_{n} (x int); DROP TABLE IF EXISTS side_{n - 300}; "
-                                   f"CREATE ROLE load_role_{n};\n")
-            time.sleep(0.0005)
+    def ddl(n: int) -> str:         # DDL now and then: a column added, the previous one dropped, a role
+        drop = f"DROP COLUMN c{n - 300}, " if n > 300 else ""
+        return f"ALTER TABLE accounts {drop}ADD COLUMN c{n} int DEFAULT 0; " \
+               f"CREATE TABLE side_{n} (x int); DROP TABLE IF EXISTS side_{n - 300}; CREATE ROLE load_role_{n};"
 
-    writer = threading.Thread(target=load, daemon=True)
-    writer.start()
-    good = 0
-    try:
-        for _ in range(4):
-            try:
-                take(master)
-            except Exception as exc:          # DDL racing pg_dump's catalog read fails a dump: the last one stays
-                assert "PostgreSQL at" in str(exc)
-                continue
-            good += 1
-            ship(master, slave)
-            cp = restore(run, slave)
-            assert cp.returncode == 0, cp.stderr
-            assert int(slave.sql("SELECT sum(bal) FROM accounts", db="bank")[0][0]) == total
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        writer.join(timeout=10)
-        client.stdin.close()
-        client.wait(timeout=30)
+    def sum_holds() -> None:
+        assert int(slave.sql("SELECT sum(bal) FROM accounts", db="bank")[0][0]) == total
+
+    with transfer_load(master.client("bank"), "BEGIN", ddl):
+        # DDL racing pg_dump's catalog read fails a dump: the last one stays
+        good = dump_restore_rounds(master, slave, run, "postgresql", label="PostgreSQL at", check=sum_holds,
+                                   pm=pm_only_pg())
     assert good >= 2
     assert slave.sql("SELECT count(*) > 0 FROM pg_roles WHERE rolname LIKE 'load_role_%'") == [["t"]]
 

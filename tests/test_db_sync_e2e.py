@@ -5,50 +5,20 @@ master's dumps travel with ``hotsync sync``; ``hotsync restore-databases`` loads
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from dbservers import PG_BIN, MariaDBServer, PostgresServer
-from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager, install_schemas
+from dbservers import NEEDS_DATABASE_PAIR, database_pair
 from sync_pair import Pair, cli
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists())
-                       or not (PG_BIN / "initdb").exists() or not shutil.which("stunnel4"),
-                       reason="needs mariadb-server, postgresql and stunnel4"),
-]
+pytestmark = [pytest.mark.slow, NEEDS_DATABASE_PAIR]
 
 
 @pytest.fixture(scope="module")
 def dbpair():
-    base = Path(tempfile.mkdtemp(prefix="hsdb-e2e-", dir="/tmp"))
-    os.chmod(base, 0o755)                       # PostgreSQL runs as nobody: it must reach its root
-    pair = Pair(base)
-    servers = []
-    try:
-        for r in (pair.master, pair.slave):
-            os.chmod(r, 0o755)
-            install_schemas(get_plugin_manager(entrypoints=False), Root(r))
-        pair.pair()
-        m_my = MariaDBServer(Root(pair.master), "Master-my-1")
-        s_my = MariaDBServer(Root(pair.slave), "Slave-my-1")
-        m_pg = PostgresServer(Root(pair.master), "Master-pg-1")
-        s_pg = PostgresServer(Root(pair.slave), "Slave-pg-1")
-        for srv in (m_my, s_my, m_pg, s_pg):
-            servers.append(srv)
-            srv.start().configure()
-        yield pair, m_my, s_my, m_pg, s_pg
-    finally:
-        for srv in servers:
-            srv.stop()
-        pair.close()
-        shutil.rmtree(base, ignore_errors=True)
+    with database_pair(Pair, "hsdb-e2e-") as servers:
+        yield servers
 
 
 def restore(root: Path):

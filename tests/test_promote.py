@@ -26,30 +26,6 @@ pytestmark = [pytest.mark.slow,
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes
-
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-    from sync_pair import free_port
-
-    inbox = Inbox()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    inbox.port = ctl.port
-    yield inbox
-    ctl.stop()
-
-
 def _pair(base: Path, smtp_port: int | None = None) -> Pair:
     p = Pair(base, smtp_port=smtp_port)
     p.pair()

@@ -8,54 +8,28 @@ files equal the last sync.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from dbservers import PG_BIN, MariaDBServer, PostgresServer
-from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager, install_schemas
+from dbservers import NEEDS_DATABASE_PAIR, database_pair
 from promote_pair import Pair, cli, kill_root, print_timings, promote, tree
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists())
-                       or not (PG_BIN / "initdb").exists() or not shutil.which("stunnel4"),
-                       reason="needs mariadb-server, postgresql and stunnel4"),
-]
+pytestmark = [pytest.mark.slow, NEEDS_DATABASE_PAIR]
 ACCOUNTS, START = 200, 1000
 
 
 @pytest.fixture
 def dbpair():
-    base = Path(tempfile.mkdtemp(prefix="hspromote-db-", dir="/tmp"))
-    os.chmod(base, 0o755)                       # PostgreSQL runs as nobody: it must reach its root
-    pair = Pair(base)
-    servers = []
-    try:
-        for r in (pair.master, pair.slave):
-            os.chmod(r, 0o755)
-            install_schemas(get_plugin_manager(entrypoints=False), Root(r))
-        pair.pair()
+    def no_realtime(pair) -> None:
         pair.config(pair.master, "setprop", "hotsync", "realtime", "disabled")
-        m_my, s_my = MariaDBServer(Root(pair.master), "Master-my-1"), MariaDBServer(Root(pair.slave), "Slave-my-1")
-        m_pg, s_pg = PostgresServer(Root(pair.master), "Master-pg-1"), PostgresServer(Root(pair.slave), "Slave-pg-1")
-        for srv in (m_my, s_my, m_pg, s_pg):
-            servers.append(srv)
-            srv.start().configure()
-        yield pair, m_my, s_my, m_pg, s_pg
-    finally:
-        for srv in servers:
-            srv.stop()
-        pair.close()
-        shutil.rmtree(base, ignore_errors=True)
+
+    with database_pair(Pair, "hspromote-db-", setup=no_realtime) as servers:
+        yield servers
 
 
 def mysql_manifest(dump: Path) -> dict:

@@ -15,36 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from sync_pair import Pair, cli, free_port, tree
+from sync_pair import Inbox, Pair, cli, tree
 
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))
                                       and shutil.which("openssl")), reason="needs rsync, stunnel4 and openssl")]
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes
-
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    inbox.port = ctl.port
-    yield inbox
-    ctl.stop()
 
 
 @pytest.fixture

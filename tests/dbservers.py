@@ -52,6 +52,22 @@ def new_root(prefix: str) -> Root:
     return root
 
 
+def private_tmpdir(root: Root, name: str, owner: pwd.struct_passwd | None = None) -> Path:
+    """``<root>/tmp/<name>``: a server's own temporary directory (0700, *owner*'s when given), never the
+    shared /tmp (two servers of one root, master MariaDB and PostgreSQL, each have theirs)."""
+    path = root.join("/tmp") / name
+    path.parent.mkdir(mode=0o755, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    return path
+
+
+def tmp_env(tmpdir: Path) -> dict:
+    """This process's environment with TMPDIR (and TMP, TEMP) pointing at *tmpdir*."""
+    return {**os.environ, "TMPDIR": str(tmpdir), "TMP": str(tmpdir), "TEMP": str(tmpdir)}
+
+
 def set_props(root: Root, key: str, props: dict) -> None:
     """Set *props* of *key* (a service record, created when missing) in the root's configuration db."""
     db = open_db("configuration", root)
@@ -101,13 +117,16 @@ class MariaDBServer:
         self.datadir = root.join("/var/lib/mysql")
         self.socket = root.join("/run/mysqld/mysqld.sock")
         self.pidfile = root.join("/run/mysqld/mysqld.pid")
+        self.tmpdir = private_tmpdir(root, "mysqld")
         self.proc: subprocess.Popen | None = None
 
     def install(self) -> None:
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
+        # --tmpdir (passed on to the bootstrap mariadbd) and TMPDIR: the bootstrap's temporary tables stay
+        # in this root; in /tmp they collided with other servers' when tests ran in parallel
         cp = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-                             "--skip-test-db", "--auth-root-authentication-method=normal"],
-                            capture_output=True, text=True, timeout=120)
+                             "--skip-test-db", "--auth-root-authentication-method=normal", f"--tmpdir={self.tmpdir}"],
+                            capture_output=True, text=True, timeout=120, env=tmp_env(self.tmpdir))
         assert cp.returncode == 0, cp.stderr
 
     def start(self) -> "MariaDBServer":
@@ -119,8 +138,9 @@ class MariaDBServer:
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
              f"--pid-file={self.pidfile}", "--skip-networking", "--user=root", f"--log-error={log}",
-             "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             f"--tmpdir={self.tmpdir}", "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=tmp_env(self.tmpdir))
         _wait(lambda: self.socket.exists() and self._ping(), 60, "mariadbd")
         return self
 
@@ -199,6 +219,7 @@ class PostgresServer:
         self.sockdir = root.join("/run/postgresql")
         self.proc: subprocess.Popen | None = None
         self.user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+        self.tmpdir = private_tmpdir(root, "postgresql", self.user)   # initdb's and the server's TMPDIR, as for MariaDB
 
     def _as_user(self, argv: list[str]) -> list[str]:
         return ["runuser", "-u", self.user.pw_name, "--", *argv] if self.user else argv
@@ -217,7 +238,7 @@ class PostgresServer:
         cp = subprocess.run(self._as_user([str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                                            "--auth-local=scram-sha-256", "--auth-host=reject", f"--pwfile={pw}",
                                            "-E", "UTF8", "--locale=C", "--no-sync"]),
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env=tmp_env(self.tmpdir))
         pw.unlink()
         assert cp.returncode == 0, cp.stderr
 
@@ -231,7 +252,7 @@ class PostgresServer:
                 self._as_user([str(PG_BIN / "postgres"), "-D", str(self.datadir), "-k", str(self.sockdir),
                                "-p", "5432", "-c", "listen_addresses=", "-c", "fsync=off",
                                "-c", "shared_buffers=32MB", "-c", "max_connections=40"]),
-                stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True, env=tmp_env(self.tmpdir))
         _wait(lambda: self._ping(), 60, "postgres")
         return self
 

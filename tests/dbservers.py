@@ -326,6 +326,24 @@ def private_server(cls, prefix: str, password: str) -> Iterator:
         remove_root(root)
 
 
+def server_fixtures(cls, prefix: str, master_password: str, slave_password: str) -> tuple:
+    """Module-scoped ``master`` and ``slave`` fixtures: one private *cls* server each (see :func:`private_server`).
+
+    In a test module: ``master, slave = server_fixtures(MariaDBServer, "hsmy", "pw-1", "pw-2")``.
+    """
+    @pytest.fixture(scope="module")
+    def master():
+        with private_server(cls, f"{prefix}-m-", master_password) as srv:
+            yield srv
+
+    @pytest.fixture(scope="module")
+    def slave():
+        with private_server(cls, f"{prefix}-s-", slave_password) as srv:
+            yield srv
+
+    return master, slave
+
+
 @contextmanager
 def database_pair(pair_cls, prefix: str, setup: Callable | None = None) -> Iterator[tuple]:
     """``(pair, master MariaDB, slave MariaDB, master PostgreSQL, slave PostgreSQL)`` on a paired master and

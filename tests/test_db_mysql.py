@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dbservers import (MariaDBServer, dump_restore_rounds, new_root, plugin_dump, private_server, remove_root,
-                       restore_databases as restore, sha256 as sha, ship_dump, take_dump, transfer_load)
+from dbservers import (MariaDBServer, dump_restore_rounds, new_root, plugin_dump, remove_root,
+                       restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
+                       transfer_load)
 from hotsync_events.configdb import open_db
 from hotsync_events.databases import take_dumps
 from hotsync_events.plugins import get_plugin_manager
@@ -26,16 +27,7 @@ pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None and not Path("/
 DUMP = "/var/lib/hotsync/dumps/mysql.sql"
 
 
-@pytest.fixture(scope="module")
-def master():
-    with private_server(MariaDBServer, "hsmy-m-", password="Master-pw-1") as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def slave():
-    with private_server(MariaDBServer, "hsmy-s-", password='Sl"ave #pw\\1') as srv:
-        yield srv
+master, slave = server_fixtures(MariaDBServer, "hsmy", "Master-pw-1", 'Sl"ave #pw\\1')
 
 
 def mysql_dump(root):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, new_root, plugin_dump, private_server,
-                       remove_root, restore_databases as restore, sha256 as sha, ship_dump, take_dump, transfer_load)
+from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, new_root, plugin_dump, remove_root,
+                       restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
+                       transfer_load)
 from hotsync_events.configdb import open_db
 from hotsync_events.databases import take_dumps
 from hotsync_events.plugins import get_plugin_manager
@@ -27,16 +28,7 @@ pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="postgr
 DUMP = "/var/lib/hotsync/dumps/postgresql.tar"
 
 
-@pytest.fixture(scope="module")
-def master():
-    with private_server(PostgresServer, "hspg-m-", password="Master:pg\\pw") as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def slave():
-    with private_server(PostgresServer, "hspg-s-", password="Slave-pg-pw") as srv:
-        yield srv
+master, slave = server_fixtures(PostgresServer, "hspg", "Master:pg\\pw", "Slave-pg-pw")
 
 
 def pm_only_pg():

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 import pytest
 
 from hotsync_events.configdb import open_db
-from hotsync_events.databases import collect_dumps
+from hotsync_events.databases import collect_dumps, take_dumps
 from hotsync_events.paths import Root
 from hotsync_events.plugins import get_plugin_manager, install_schemas
 from hotsync_events.types import DumpContext
@@ -399,6 +399,40 @@ def ship_dump(master, slave, path: str) -> None:
 def restore_databases(run, slave):
     """``hotsync restore-databases`` on the slave's root (``run``: the conftest fixture)."""
     return run("hotsync", "restore-databases", env={"HOTSYNC_ROOT": str(slave.root.path)}, timeout=300)
+
+
+def kill_dump_midway(srv, pm, ready: Callable[[], list]) -> tuple[list, bool]:
+    """Take the dumps of *srv*'s root (``take_dumps``, as the sync does) in a thread and SIGKILL the pids
+    *ready()* returns as soon as it returns some (polled for 30 s at most).
+    ``(the errors take_dumps reported, whether the kill was sent)``."""
+    errors: list = []
+    db = open_db("configuration", srv.root)
+    t = threading.Thread(target=lambda: errors.extend(take_dumps(srv.root, db, pm)))
+    t.start()
+    sent = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = ready()
+        if pids:
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            sent = True
+            break
+        time.sleep(0.002)
+    t.join(timeout=60)
+    return errors, sent
+
+
+@contextmanager
+def wrong_password(srv) -> Iterator[None]:
+    """*srv*'s password file (the one its config db names) holds a wrong password meanwhile."""
+    pwfile = srv.root.join("/etc/hotsync-test/" + ("mysql.pw" if isinstance(srv, MariaDBServer) else "pg.pw"))
+    good = pwfile.read_text()
+    pwfile.write_text("not-the-password\n")
+    try:
+        yield
+    finally:
+        pwfile.write_text(good)
 
 
 def sha256(path: Path) -> str:

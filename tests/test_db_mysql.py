@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from dbservers import (MariaDBServer, dump_restore_rounds, new_root, plugin_dump, remove_root,
+from dbservers import (MariaDBServer, dump_restore_rounds, kill_dump_midway, new_root, plugin_dump, remove_root,
                        restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
-                       transfer_load)
+                       transfer_load, wrong_password)
 from hotsync_events.configdb import open_db
-from hotsync_events.databases import take_dumps
 from hotsync_events.plugins import get_plugin_manager
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists(),
@@ -179,23 +175,15 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
     good = take(master)
     before = sha(good)
     killed = 0
-    for attempt in range(5):
-        errors: list[str] = []
-        dump, db = mysql_dump(master.root)
-        t = threading.Thread(target=lambda: errors.extend(take_dumps(master.root, db, _only_mysql())))
-        t.start()
-        deadline = time.monotonic() + 30
+
+    def writing() -> list[int]:           # the dump tools, once the staged file has data
+        pids = _dump_tool_pids(master.socket)
         staged = list(good.parent.glob(".mysql.sql.tmp-*"))
-        while time.monotonic() < deadline:
-            pids = _dump_tool_pids(master.socket)
-            staged = list(good.parent.glob(".mysql.sql.tmp-*"))
-            if pids and staged and staged[0].stat().st_size > 0:
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
-                killed += 1
-                break
-            time.sleep(0.002)
-        t.join(timeout=60)
+        return pids if pids and staged and staged[0].stat().st_size > 0 else []
+
+    for attempt in range(5):
+        errors, sent = kill_dump_midway(master, _only_mysql(), writing)
+        killed += sent
         assert errors and "killed by SIGKILL" in errors[0], errors
         assert sha(good) == before, "a killed dump replaced the last good one"
         assert not list(good.parent.glob(".mysql.sql.tmp-*")), "a broken dump was left beside the good one"
@@ -209,18 +197,13 @@ def _only_mysql():
 
 
 def test_wrong_credentials_name_the_server(master, slave, run):
-    pwfile = slave.root.join("/etc/hotsync-test/mysql.pw")
-    good = pwfile.read_text()
-    pwfile.write_text("not-the-password\n")
-    try:
+    with wrong_password(slave):
         take(master)
         ship(master, slave)
         cp = restore(run, slave)
         assert cp.returncode == 1
         assert "MariaDB at /run/mysqld/mysqld.sock: access denied for user 'root'" in cp.stderr
         assert "PasswordFile" in cp.stderr
-    finally:
-        pwfile.write_text(good)
     open_db("configuration", master.root).setprop("mysqld", {"PasswordFile": "/etc/hotsync-test/missing.pw"})
     try:
         with pytest.raises(Exception, match="password file /etc/hotsync-test/missing.pw .* does not exist"):

@@ -8,19 +8,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tarfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, new_root, plugin_dump, remove_root,
-                       restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
-                       transfer_load)
-from hotsync_events.configdb import open_db
-from hotsync_events.databases import take_dumps
+from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, kill_dump_midway, new_root, plugin_dump,
+                       remove_root, restore_databases as restore, server_fixtures, sha256 as sha, ship_dump,
+                       take_dump, transfer_load, wrong_password)
 from hotsync_events.plugins import get_plugin_manager
 
 pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="postgresql is not installed")
@@ -176,22 +172,16 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
     good = take(master)
     before = sha(good)
     killed = 0
+
+    def dumping() -> list[int]:           # pg_dump of big, 20 ms after it started
+        pids = _dump_tool_pids(master.sockdir)
+        if pids:
+            time.sleep(0.02)
+        return pids
+
     for attempt in range(5):
-        errors: list[str] = []
-        db = open_db("configuration", master.root)
-        t = threading.Thread(target=lambda: errors.extend(take_dumps(master.root, db, pm_only_pg())))
-        t.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            pids = _dump_tool_pids(master.sockdir)
-            if pids:
-                time.sleep(0.02)
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
-                killed += 1
-                break
-            time.sleep(0.002)
-        t.join(timeout=60)
+        errors, sent = kill_dump_midway(master, pm_only_pg(), dumping)
+        killed += sent
         assert errors and "killed by SIGKILL" in errors[0], errors
         assert sha(good) == before, "a killed dump replaced the last good one"
         assert not list(good.parent.glob(".postgresql.tar.tmp-*"))
@@ -201,17 +191,12 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
 
 
 def test_wrong_credentials_name_the_server(master, slave, run):
-    pwfile = slave.root.join("/etc/hotsync-test/pg.pw")
-    good = pwfile.read_text()
-    pwfile.write_text("not-the-password\n")
-    try:
+    with wrong_password(slave):
         take(master)
         ship(master, slave)
         cp = restore(run, slave)
         assert cp.returncode == 1
         assert "PostgreSQL at /run/postgresql/.s.PGSQL.5432: authentication failed for user 'postgres'" in cp.stderr
-    finally:
-        pwfile.write_text(good)
 
 
 def test_restore_starts_a_stopped_server(master, slave, run):

@@ -19,6 +19,7 @@ leaves this host's lists as they are.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -70,8 +71,6 @@ def export_lists(root: Root, peer_target: Path) -> list[str]:
         for f in dest_dir.iterdir():
             if f.name not in wanted:
                 if f.is_dir() and not f.is_symlink():
-                    import shutil
-
                     shutil.rmtree(f)
                 else:
                     f.unlink()

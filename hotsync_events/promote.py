@@ -455,8 +455,7 @@ class Promote:
 
     def do_steps(self) -> None:
         """Run the steps not yet done; _CriticalStep when a critical one failed (the promote stops there)."""
-        from .promotesteps import PROMOTE_EVENT, PromoteStepError, collect_promote_steps
-        from .types import ActionContext
+        from .promotesteps import PromoteStepError, collect_promote_steps, run_promote_step
 
         db = self._db()
         pm = self._pm()
@@ -470,17 +469,10 @@ class Promote:
             prev = self.j["steps"].get(step.name)
             if prev and (prev["status"] == "success" or not step.critical):
                 continue
-            ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=self.root, db=db, pm=pm, log=self.log)
-            t0 = time.monotonic()
-            try:
-                rv = step.run(ctx)
-                error = "" if rv in (None, 0, True) else f"returned {rv!r}"
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            self.log(f"promote step {step.name} (plugin {plugin}): {'FAILED: ' + error if error else 'SUCCESS'}")
-            self.j["steps"][step.name] = {"status": "failed" if error else "success", "plugin": plugin,
-                                          "error": error, "time": round(time.monotonic() - t0, 3),
-                                          "critical": step.critical}
+            out = run_promote_step(plugin, step, pm, self.root, db, log=self.log)
+            error = out.error
+            self.j["steps"][step.name] = {"status": out.status, "plugin": plugin, "error": error,
+                                          "time": round(out.duration, 3), "critical": step.critical}
             self._save()
             _crash_point(f"step:{step.name}")
             if error and step.critical:

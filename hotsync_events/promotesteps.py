@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from .types import ActionContext, PromoteStep
 
-__all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_steps"]
+__all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_step",
+           "run_promote_steps"]
 
 PROMOTE_EVENT = "promote"
 
@@ -48,6 +49,20 @@ def collect_promote_steps(pm: Any, db: Any, root: Any = None) -> list[tuple[str,
     return sorted(out, key=lambda ps: (ps[1].priority, ps[1].name))
 
 
+def run_promote_step(plugin: str, step: PromoteStep, pm: Any, root: Any, db: Any, *,
+                     log: Callable[[str], None] = print) -> StepOutcome:
+    """Run one step and log its outcome; an exception or a return value other than None/0/True fails it."""
+    ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=root, db=db, pm=pm, log=log)
+    t0 = time.monotonic()
+    try:
+        rv = step.run(ctx)
+        error = "" if rv in (None, 0, True) else f"returned {rv!r}"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    log(f"promote step {step.name} (plugin {plugin}): {'FAILED: ' + error if error else 'SUCCESS'}")
+    return StepOutcome(step.name, plugin, "failed" if error else "success", time.monotonic() - t0, error)
+
+
 def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None] = print) -> list[StepOutcome]:
     """Run every step in order; returns one outcome per step (later ones ``skipped`` after a critical failure)."""
     outcomes: list[StepOutcome] = []
@@ -56,16 +71,9 @@ def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None]
         if stop:
             outcomes.append(StepOutcome(step.name, plugin, "skipped", error=f"critical step {stop} failed"))
             continue
-        ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=root, db=db, pm=pm, log=log)
-        t0 = time.monotonic()
-        try:
-            rv = step.run(ctx)
-            error = "" if rv in (None, 0, True) else f"returned {rv!r}"
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        outcomes.append(StepOutcome(step.name, plugin, "failed" if error else "success",
-                                    time.monotonic() - t0, error))
-        log(f"promote step {step.name} (plugin {plugin}): {'FAILED: ' + error if error else 'SUCCESS'}")
+        outcome = run_promote_step(plugin, step, pm, root, db, log=log)
+        outcomes.append(outcome)
+        error = outcome.error
         if error and step.critical:
             stop = step.name
     return outcomes

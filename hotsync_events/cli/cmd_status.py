@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import time
 
+from ..fence import age_words
+
 HELP = "show this host's sync state: role, peer, last run, last success, age of the slave's copy, next run"
 EPILOG = """\
 examples:
@@ -17,17 +19,7 @@ def add_arguments(parser) -> None:
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never synced"
-    s = int(max(seconds, 0))
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    if d:
-        return f"{d}d {h}h"
-    if h:
-        return f"{h}h {m}min"
-    if m:
-        return f"{m}min {s % 60}s"
-    return f"{s}s"
+    return "never synced" if seconds is None else age_words(seconds)
 
 
 def _promote_lines(info: dict, age) -> None:

@@ -21,7 +21,6 @@ the previous good dump and the directory fsynced. A failed, killed or incomplete
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -143,6 +142,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """preexec: a dump tool must not outlive the sync that started it (PR_SET_PDEATHSIG)."""
     global _libc
     try:
+        import ctypes   # here: the plugins load at every command, a dump is rare
+
         _libc = _libc or ctypes.CDLL(None, use_errno=True)
         _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
     except Exception:

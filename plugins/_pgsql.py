@@ -21,7 +21,6 @@ import os
 import pwd
 import re
 import subprocess
-import tarfile
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -170,6 +169,8 @@ class Postgres:
                 counts[name] = self._count_rows(work / member, name)
             man = manifest("postgresql", self.label, counts, whole_server=databases is None, members=members)
             (work / "manifest.json").write_text(dumps_json(man), encoding="utf-8")
+            import tarfile   # here: the plugins load at every command, a dump is rare
+
             with tarfile.open(staged.path, "w", format=tarfile.PAX_FORMAT) as tar:
                 for member in ["manifest.json", "globals.sql", *members.values()]:
                     tar.add(work / member, arcname=member, recursive=False)
@@ -209,6 +210,8 @@ class Postgres:
         """Load the bundle at *source*: roles, then each database (dropped and re-created); check row counts."""
         if not source.is_file():
             raise DatabaseError(f"{self.label}: no dump at {source}")
+        import tarfile
+
         self.ensure_running(log=log)
         with self._session() as sess, work_dir(source.parent) as work:
             try:

@@ -9,7 +9,6 @@ Each file is consistent on its own; Samba keeps no cross-file transactions betwe
 from __future__ import annotations
 
 import os
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -46,6 +45,8 @@ def dump_tdbs(root: Any, dirs: Iterable[str], target: Path, log=print) -> int:
     The tar members are named ``<host dir>/<path below it>``. A copy that ``tdbtool check`` does not
     pass fails the dump and leaves the previous *target* as it was.
     """
+    import tarfile   # here: the plugins load at every command, a dump is rare
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     found = tdb_files(root, dirs)
@@ -74,6 +75,8 @@ def restore_tdbs(root: Any, dump: Path, log=print) -> int:
     Each file is written to a temp name beside its place and renamed over it, keeping the mode the
     copy had. Members that would leave the root are refused.
     """
+    import tarfile
+
     n = 0
     with tarfile.open(dump, "r") as tar:
         for member in tar.getmembers():

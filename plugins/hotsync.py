@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +160,8 @@ def resolve(host: str) -> list[str]:
         return [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
+    import socket   # here: the plugins load at every command, a name lookup is rare
+
     try:
         addrs = sorted({ai[4][0].split("%")[0] for ai in socket.getaddrinfo(host, None)})
     except OSError as exc:

@@ -175,7 +175,7 @@ class SyncPusher:
         if isinstance(ctx, str):
             return
         from .sync.lock import SyncLock
-        from .sync.rsync import _die_with_parent
+        from .childproc import die_with_parent
 
         lock = SyncLock(self.root)
         if not lock.acquire(queue=False):
@@ -183,7 +183,7 @@ class SyncPusher:
         cfg, env, files = ctx
         try:
             proc = subprocess.Popen(self._args(cfg, env, files), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent, close_fds=True)
+                                    stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent(), close_fds=True)
         except OSError:
             lock.release()
             return
@@ -332,10 +332,10 @@ def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str
 
 
 def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
-    from .sync.rsync import _die_with_parent
+    from .childproc import die_with_parent
 
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=_die_with_parent, close_fds=True)
+                            env=env, preexec_fn=die_with_parent(), close_fds=True)
     try:
         out, err = proc.communicate(data)
     except BaseException:

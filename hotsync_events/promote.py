@@ -470,12 +470,11 @@ class Promote:
             if prev and (prev["status"] == "success" or not step.critical):
                 continue
             out = run_promote_step(plugin, step, pm, self.root, db, log=self.log)
-            error = out.error
-            self.j["steps"][step.name] = {"status": out.status, "plugin": plugin, "error": error,
+            self.j["steps"][step.name] = {"status": out.status, "plugin": plugin, "error": out.error,
                                           "time": round(out.duration, 3), "critical": step.critical}
             self._save()
             _crash_point(f"step:{step.name}")
-            if error and step.critical:
+            if out.error and step.critical:
                 self.j["critical"] = step.name
                 self._save()
                 raise _CriticalStep(step.name)

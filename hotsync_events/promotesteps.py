@@ -73,7 +73,6 @@ def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None]
             continue
         outcome = run_promote_step(plugin, step, pm, root, db, log=log)
         outcomes.append(outcome)
-        error = outcome.error
-        if error and step.critical:
+        if outcome.error and step.critical:
             stop = step.name
     return outcomes

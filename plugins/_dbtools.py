@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from hotsync_events import hookimpl
+from hotsync_events.childproc import die_with_parent
 from hotsync_events.databases import databases_enabled
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
@@ -135,21 +136,6 @@ def _unlink(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ tools
-_libc = None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """preexec: a dump tool must not outlive the sync that started it (PR_SET_PDEATHSIG)."""
-    global _libc
-    try:
-        import ctypes   # here: the plugins load at every command, a dump is rare
-
-        _libc = _libc or ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass
-
-
 def run_tool(argv: Sequence[str], *, server: str, what: str, stdout: IO | int | None = subprocess.PIPE,
              stdin: IO | int | None = subprocess.DEVNULL, env: dict | None = None,
              timeout: float | None = None, ok_codes: Iterable[int] = (0,)) -> subprocess.CompletedProcess:
@@ -160,7 +146,7 @@ def run_tool(argv: Sequence[str], *, server: str, what: str, stdout: IO | int | 
     """
     try:
         cp = subprocess.run(list(argv), stdout=stdout, stdin=stdin, stderr=subprocess.PIPE, env=env,
-                            timeout=timeout, preexec_fn=_die_with_parent)
+                            timeout=timeout, preexec_fn=die_with_parent())
     except FileNotFoundError:
         raise DatabaseError(f"{server}: cannot {what}: program {argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:

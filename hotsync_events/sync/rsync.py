@@ -6,13 +6,13 @@ a 0600 file, never from the command line. The TLS leg is stunnel in inetd mode s
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shlex
-import signal
 import subprocess
 from dataclasses import dataclass, field
+
+from ..childproc import die_with_parent
 
 __all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_args", "run_rsync", "stats_of"]
 
@@ -164,23 +164,10 @@ def only_these_filter(protect: list[str], names: list[bytes], sources: list[byte
     return b"\0".join(rules) + b"\0"
 
 
-_libc = None
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: a killed sync takes its rsync with it
-    except Exception:
-        pass
-
-
 def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
     """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on)."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, preexec_fn=_die_with_parent, close_fds=True)
+                            env=env, preexec_fn=die_with_parent(), close_fds=True)
     try:
         out, err = proc.communicate()
     except BaseException:

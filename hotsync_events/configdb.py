@@ -58,8 +58,9 @@ class Change(namedtuple("Change", "db key prop old new")):
 
 #: validator(db_name, key, old_record_or_None, new_record) raises on a refused value
 Validator = "Callable[[str, str, Record | None, Record], None]"
-#: journal(db_name, changes) is called under the lock, before the new file replaces the old
-Journal = "Callable[[str, list], None]"
+#: journal(db_name, changes, source) is called under the lock, before the new file replaces the old;
+#: source says what made the changes when it was not the command itself ("" or e.g. "schema defaults")
+Journal = "Callable[[str, list, str], None]"
 
 
 class ConfigDB:
@@ -200,6 +201,7 @@ class Transaction:
         self.db = db
         self._changed: dict[str, Record | None] = {}
         self.changes: list[Change] = []
+        self.source = ""   # for the history: what made these changes, when not the command itself
 
     # reads inside the transaction see its own changes
     def record(self, key: str) -> Record | None:
@@ -276,7 +278,7 @@ class Transaction:
             # record that equals the old one was skipped above and is still in the legacy encoding)
             raw = {k: encode_record(self.record(k)) for k in raw}  # type: ignore[arg-type]
         if db.journal is not None and changes:
-            db.journal(db.name, changes)
+            db.journal(db.name, changes, self.source)
         remove_dead_temps(db.path)  # what writers killed mid-write left beside the file
         # surrogateescape: bytes that are not UTF-8 (an old hand edit) were read as surrogates; keep them as they are
         atomic_write(db.path, render_text(raw).encode("utf-8", "surrogateescape"), mode=0o640)

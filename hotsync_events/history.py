@@ -32,12 +32,12 @@ def history_path(root: Root) -> Path:
     return root.log_dir / "config-history.log"
 
 
-def journal_for(root: Root) -> Callable[[str, list], None]:
+def journal_for(root: Root) -> Callable[[str, list, str], None]:
     """A journal callable for :class:`~hotsync_events.configdb.ConfigDB` writing under *root*."""
     path = history_path(root)
     secret: Callable[[str, str, str], bool] | None = None
 
-    def journal(db: str, changes: list) -> None:
+    def journal(db: str, changes: list, source: str = "") -> None:
         nonlocal secret
         if secret is None:
             from .schema import secret_test
@@ -53,13 +53,14 @@ def journal_for(root: Root) -> Callable[[str, list], None]:
         shown = [MASK if i > 1 and any(secret(db, k, argv[i - 1]) for k in argv[1:i - 1]) else a
                  for i, a in enumerate(argv)]
         command = " ".join(MASK if a in hidden else a for a in shown)
+        extra = {"source": source} if source else {}
         lines = []
         for c in changes:
             hide = c.prop is not None and secret(c.db, c.key, c.prop)
             lines.append(json.dumps({
                 "time": round(now, 6), "db": c.db, "key": c.key, "prop": c.prop,
                 "old": _mask(c.old, hide), "new": _mask(c.new, hide),
-                "user": who[0], "uid": who[1], "pid": os.getpid(), "command": command,
+                "user": who[0], "uid": who[1], "pid": os.getpid(), "command": command, **extra,
             }, ensure_ascii=False, sort_keys=True) + "\n")
         _append(path, "".join(lines).encode("utf-8", "surrogateescape"))
 

@@ -299,11 +299,14 @@ def _when(t: int) -> str:
 
 
 def entry_text(e: dict, *, with_db: bool = False) -> str:
-    """One line: ``time  user(uid)  command  key prop: old -> new``."""
+    """One line: ``time  user(uid)  command [(source)]  key prop: old -> new``."""
     t = e.get("time")
     when = _when(int(t)) if isinstance(t, (int, float)) else "?"
     who = f"{e.get('user', '?')}({e.get('uid', '?')})"
     what = e.get("key", "?") + " " + (e["prop"] if e.get("prop") is not None else "(type)")
     if with_db:
         what = f"{e.get('db', '?')} {what}"
-    return f"{when}  {who}  {e.get('command') or '-'}  {what}: {_val(e.get('old'))} -> {_val(e.get('new'))}\n"
+    command = e.get("command") or "-"
+    if e.get("source"):
+        command += f" ({e['source']})"
+    return f"{when}  {who}  {command}  {what}: {_val(e.get('old'))} -> {_val(e.get('new'))}\n"

@@ -402,6 +402,7 @@ def secret_test(root: Root) -> Callable[[str, str, str], bool]:
 def apply_defaults(db, schema: Schema) -> list:
     """Give missing keys and props their defaults; ``force`` props are always reset. Returns the changes."""
     with db.transaction() as txn:
+        txn.source = "schema defaults"
         for key, ks in schema.keys.items():
             rec = txn.record(key)
             new = Record(ks.type) if rec is None else rec.copy()

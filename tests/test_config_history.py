@@ -132,6 +132,17 @@ def test_history_records_the_command_user_and_masks_secrets(root, run):
     assert pw[-1]["new"] == "********" and pw[-1]["command"] == "config setprop rsyncd password ********"
 
 
+def test_schema_defaults_are_marked_as_such(root, run):
+    """The first command on a fresh root fills in the defaults: its history says so, apart from its own change."""
+    run("config", "setprop", "rsyncd", "password", "Hist-Secret-9", check=True)
+    by_source = {(e["key"], e["prop"]): e.get("source") for e in entries(root)}
+    assert by_source[("hotsync", "MailTo")] == "schema defaults"
+    pw = [e for e in entries(root) if e["prop"] == "password"]
+    assert [e.get("source") for e in pw] == ["schema defaults", None]     # "" by default, then the command's
+    text = run("config", "history", "hotsync", check=True).stdout
+    assert "config setprop rsyncd password ******** (schema defaults)  hotsync MailTo: (none) -> root@localhost" in text
+
+
 # ------------------------------------------------------------------------------------------- rotation
 def test_rotation_by_size(root, monkeypatch):
     monkeypatch.setattr(history, "MAX_BYTES", 4000)

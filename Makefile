@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the tests and the demo start privately (command:package)
 DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
-             mariadbd:mariadb-server pg_ctlcluster:postgresql-common slapadd:slapd tdbtool:tdb-tools \
+             mariadbd:mariadb-server initdb:postgresql slapadd:slapd tdbtool:tdb-tools \
              setfacl:acl
 PYTEST_ARGS ?=
 

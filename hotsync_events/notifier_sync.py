@@ -33,7 +33,8 @@ from .notifier import Notifier, PushResult
 from .paths import Root
 from .sync.settings import RealtimeSettings, Settings   # the notifier's settings live with the sync's
 
-__all__ = ["Background", "RealtimeSettings", "SyncPusher", "signature", "start", "watch_lists"]
+__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "signature", "start",
+           "watch_lists"]
 
 log = logging.getLogger("hotsync.notifier")
 
@@ -45,6 +46,17 @@ UNREACHABLE = {5, 10, 12, 30, 35, 255}
 RSH = """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""
 #: how long back-to-back pushes retry while the slave's daemon still counts the last session
 BUSY_RETRY = 10.0
+
+
+#: what turns a push's argument list into a push of the paths given on stdin, NUL-separated
+LIST_OPTIONS = ("--files-from=-", "--from0", "--delete-missing-args", "--force")
+
+
+def list_push_args(args: list[str]) -> list[str]:
+    """A push's argument list (:func:`~hotsync_events.sync.rsync.push_args`) as an incremental push: the
+    same options, plus :data:`LIST_OPTIONS` before the ``--`` that ends them."""
+    i = args.index("--")
+    return [*args[:i], *LIST_OPTIONS, *args[i:]]
 
 
 def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
@@ -155,8 +167,8 @@ class SyncPusher:
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"])
+        a = list_push_args(a)
         i = a.index("--")
-        a = a[:i] + ["--files-from=-", "--from0", "--delete-missing-args", "--force"] + a[i:]
         if "HOTSYNC_STUNNEL" in env:     # daemon protocol over the remote shell: host::module
             a[-1] = re.sub(r"^rsync://([^/]+)/([^/]+)/?$", r"\1::\2/", a[-1])
             a[i:i] = ["-e", RSH]

@@ -19,7 +19,7 @@ from hotsync_events.dbformat import parse_text
 from hotsync_events.history import history_path
 from hotsync_events.historyview import WhenError, entries, parse_when
 
-from test_config_info import check_golden
+from golden import check_golden
 
 T0 = 1795000000.0  # 2026-11-18 11:06:40 UTC
 
@@ -54,19 +54,19 @@ def utc_env():
 
 def test_history_text_golden(crafted, run):
     cp = run("config", "history", env=utc_env(), check=True)
-    check_golden("history.txt", cp.stdout)
+    check_golden("config_ux/history.txt", cp.stdout)
 
 
 def test_history_key_since_golden(crafted, run):
     cp = run("config", "history", "hotsync", "--since", "2026-11-18T12:30:00Z", env=utc_env(), check=True)
-    check_golden("history-hotsync-since.txt", cp.stdout)
+    check_golden("config_ux/history-hotsync-since.txt", cp.stdout)
 
 
 def test_history_json_golden(crafted, run):
     cp = run("config", "history", "hotsync", "--json", env=utc_env(), check=True)
     doc = json.loads(cp.stdout)
     assert [e["new"] for e in doc] == ["configuration", "master", "slave", "10.0.0.2 x"]
-    check_golden("history-hotsync.json", cp.stdout)
+    check_golden("config_ux/history-hotsync.json", cp.stdout)
 
 
 def test_history_db_and_last(crafted, run):

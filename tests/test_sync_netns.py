@@ -132,7 +132,15 @@ def test_a_cut_link_ends_the_push_by_timeout_and_the_next_run_converges(npair):
     proc = subprocess.Popen(["ip", "netns", "exec", npair.ns_m, str(BIN / "hotsync"), "sync"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.5)                                   # the transfer is under way
+        # until the transfer is under way: the slave records the push arriving and data lands in its partial dir
+        from hotsync_events.paths import Root
+        from hotsync_events.sync.status import read_status
+
+        deadline = time.monotonic() + 30
+        while not (read_status(Root(npair.slave)).get("receiving") and any(
+                ".hotsync-partial" in str(p) or p.name.startswith(".big") for p in (npair.slave / "srv").rglob("*"))):
+            assert time.monotonic() < deadline and proc.poll() is None, "the transfer never started"
+            time.sleep(0.02)
         ip("-n", npair.ns_m, "link", "set", "dev", npair.dev_m, "down")
         t0 = time.monotonic()
         out, _ = proc.communicate(timeout=60)

@@ -57,6 +57,22 @@ def test_deletion_guard_counts_against_the_slaves_files():
     assert guards.allowed_deletions(stats, 5, 20) == 20
 
 
+def test_deletion_guard_holds_only_more_than_the_limit():
+    """The docs say "more than MaxDeletePercent": exactly the limit goes through, one file more is held."""
+    stats = {"Number of files": 80, "Number of created files": 0}
+    assert guards.deletion_problem(stats, 20, 20) is None               # 20 of 100: exactly 20 %
+    assert guards.deletion_problem(stats, 21, 20)                       # 21 of 101: 20.8 %
+    assert guards.deletion_problem(stats, 10, 20, already=10) is None   # 10 + 10 notifier deletions of 100
+    assert guards.deletion_problem(stats, 11, 20, already=10)
+    assert guards.deletion_problem({"Number of files": 0}, 1, 100) is None   # 1 of 1: 100 % is not > 100 %
+    from hotsync_events.sync.ledger import Ledger
+
+    ledger = Ledger(since=1.0, files=100, deleted=15)
+    assert ledger.problem(5, 20) is None and ledger.problem(6, 20)
+    assert guards.over_limit(1, 5, 20) is False and guards.over_limit(2, 9, 20) is True
+    assert guards.over_limit(0, 0, 0) is False and guards.over_limit(1, 0, 100) is True
+
+
 def test_source_guard_spots_emptied_and_missing_sources(tmp_path):
     from hotsync_events.paths import Root
 

@@ -66,7 +66,9 @@ class Ledger:
         if self.since is None or not self.files:
             return (f"a real-time push would delete {more} files, and no successful full sync has counted the "
                     "slave's files yet")
-        if self.share(more) > max_percent:
+        from .guards import over_limit
+
+        if over_limit(self.deleted + more, self.files, max_percent):
             return (f"a real-time push would delete {more} files; with the {self.deleted} deleted since the last "
                     f"full sync that is {self.deleted + more} of its {self.files} files ({self.share(more):.0f}%), "
                     f"more than MaxDeletePercent={max_percent}%")

@@ -76,6 +76,9 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
         if scheduled:
             return EXIT_OK
         # a short real-time push (the notifier) is waited for; another sync run is not: say so, queue one
+        if not _full_run_active(root, lock):
+            log(f"hotsync sync: waiting for the real-time push holding the sync lock (pid {lock.holder()}), "
+                f"up to {REALTIME_WAIT:.0f} s")
         if _full_run_active(root, lock) or not _wait_for(lock, REALTIME_WAIT):
             if not dry_run:
                 lock.queue()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 from .dbformat import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
                        is_legacy, parse_text, render_text)
-from .fsutil import atomic_write, remove_dead_temps
+from .fsutil import atomic_write, open_lock, remove_dead_temps
 from .paths import Root, root_from
 
 __all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "open_db"]
@@ -159,8 +159,7 @@ class ConfigDB:
 
         An exception inside the block changes nothing.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock_fd = open_lock(f"{self.path}.lock")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             self.reload()

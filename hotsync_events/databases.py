@@ -6,13 +6,14 @@ module runs them in ``(priority, name)`` order. The sync calls :func:`take_dumps
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
 from .paths import Root
 from .types import DumpContext
 
-__all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dumps"]
+__all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dump", "take_dumps"]
 
 
 class DumpsError(Exception):
@@ -35,14 +36,48 @@ def collect_dumps(pm, db) -> list[tuple[str, object]]:
     return items
 
 
+def private_dir(path: Path) -> None:
+    """*path* and the directories the core makes above it, private to root (0700) from creation."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def take_dump(root: Root, db, plugin: str, dump, *, log: Callable[[str], None] = print) -> None:
+    """Run one plugin's dump, private whatever the plugin does; DumpsError names the dump and the cause.
+
+    The dump's directory is made (or made again) 0700 before the plugin runs, the plugin runs with umask
+    077 (every temp file and staging directory it makes is private from creation), and the dump file is
+    0600 after it. A dump succeeds when its ``run`` returns None, 0 or True and raises nothing.
+    """
+    target = root.join(dump.path)
+    private_dir(target.parent)
+    old = os.umask(0o077)
+    try:
+        rv = dump.run(DumpContext(root=root, db=db, target=target, log=log))
+    except Exception as exc:
+        raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed: {exc}") from exc
+    finally:
+        os.umask(old)
+    if rv not in (None, 0, True):
+        raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed (returned {rv!r})")
+    if target.exists() and not target.is_symlink():
+        os.chmod(target, 0o600)
+
+
 def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print) -> list[str]:
     """Run every dump (master side). Returns the errors, one per failed dump; the others still run."""
     errors = [f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors if h == "hotsync_dumps"]
     for plugin, dump in collect_dumps(pm, db):
         try:
-            dump.run(DumpContext(root=root, db=db, target=root.join(dump.path), log=log))
-        except Exception as exc:
-            errors.append(f"dump {dump.name} (plugin {plugin}): {exc}")
+            take_dump(root, db, plugin, dump, log=log)
+        except DumpsError as exc:
+            errors.append(str(exc))
     return errors
 
 

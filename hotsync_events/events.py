@@ -400,8 +400,9 @@ def event_lock(root: Root, event: str, notify: Callable[[str], None] | None = No
     if key in _HELD:
         yield
         return
-    root.run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root.run_dir / "events.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    from .fsutil import open_lock
+
+    fd = open_lock(root.run_dir / "events.lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -13,9 +13,14 @@ Re-pairing (``config setprop hotsync role slave MasterHost <new master>`` then t
 both records: :func:`repair_as_slave` is run by the hotsync plugin's save action.
 
 The epoch check: every push sends the master's epoch (``--early-input``; the daemon's ``early exec``
-keeps it, :func:`sender_epoch` reads it back in the pre-xfer), and a slave learns the epoch from every
-complete push (:func:`learn_peer_epoch`). A push whose epoch is older than the receiver's is refused
-as STALE before a byte is written.
+keeps it, :func:`early_input` reads it back in the pre-xfer). A push without one is refused; a push whose
+epoch is older than the receiver's is refused as STALE before a byte is written. A host's own epoch moves
+only by its own promote, by an authenticated fence it received, or by ``hotsync epoch set`` (a person's
+correction): never by what a push carries. The slave records the epoch of the last complete push it
+received (``master_epoch`` in its status) only so that its promote picks an epoch above it.
+
+The refusal is authenticated: it carries the push's nonce and an HMAC under the pair's secret
+(:func:`refusal`, :func:`verified_marker`); a master believes nothing else.
 """
 from __future__ import annotations
 
@@ -29,15 +34,17 @@ from pathlib import Path
 from .fsutil import atomic_write
 from .paths import Root
 
-__all__ = ["FENCE_FILE", "MARKER", "archive_role_status", "clear_fence", "demote", "fence_record",
-           "learn_peer_epoch", "parse_marker", "read_epoch", "refusal", "repair_as_slave", "write_epoch", "write_fence"]
+__all__ = ["FENCE_FILE", "MARKER", "archive_role_status", "clear_fence", "demote", "early_input", "fence_record",
+           "parse_marker", "read_epoch", "refusal", "repair_as_slave", "set_epoch", "verified_marker", "write_epoch",
+           "write_fence"]
 
 #: the promoted host's fence record (host path); its pre-xfer refuses every push while it exists
 FENCE_FILE = "/var/lib/hotsync/fenced"
 #: this host's idea of the pair's epoch (host path, under the sync's protected state)
 EPOCH_FILE = "/var/lib/hotsync/sync/epoch.json"
 MARKER = "FENCED"
-_MARKER_RE = re.compile(r"\bFENCED epoch=(\d+)(?: since=(\d+))?(?: host=(\S+))?")
+_MARKER_RE = re.compile(r"\bFENCED epoch=(\d+)(?: since=(\d+))?(?: host=([A-Za-z0-9._?-]+))?"
+                        r"(?: nonce=([0-9a-f]{16,64}))?(?: mac=([0-9a-f]{64}))?")
 
 #: status-file fields that belong to one role; a role change moves them under ``previous_<role>``
 ROLE_FIELDS = {
@@ -69,8 +76,23 @@ def write_epoch(root: Root, epoch: int, why: str) -> None:
     """Record *epoch* durably (atomic write); never lowers it."""
     if epoch < read_epoch(root):
         return
+    _store_epoch(root, epoch, why)
+
+
+def _store_epoch(root: Root, epoch: int, why: str) -> None:
     atomic_write(root.join(EPOCH_FILE), json.dumps({"epoch": int(epoch), "time": time.time(), "why": why},
-                                                   sort_keys=True) + "\n", mode=0o644)
+                                                   sort_keys=True) + "\n", mode=0o600)
+
+
+def set_epoch(root: Root, epoch: int, why: str) -> int:
+    """A person's correction (``hotsync epoch set N``): the epoch becomes *epoch*, lower or higher; returns
+    the one it replaced. Recorded in the status with *why*."""
+    from .sync.status import update_status
+
+    old = read_epoch(root)
+    _store_epoch(root, epoch, why)
+    update_status(root, lambda d: d.update(epoch_set={"time": time.time(), "from": old, "to": int(epoch), "why": why}))
+    return old
 
 
 # ------------------------------------------------------------------------------------------- receiver
@@ -106,23 +128,56 @@ def clear_fence(root: Root) -> bool:
         return False
 
 
-def refusal(rec: dict) -> str:
-    """The line the pre-xfer prints (it reaches the pushing master): the marker first, then in words."""
+def _mac(secret: str, epoch: int, since: int, host: str, nonce: str) -> str:
+    import hmac
+    import hashlib
+
+    msg = f"hotsync-fenced|{epoch}|{since}|{host}|{nonce}".encode("utf-8", "surrogateescape")
+    return hmac.new(secret.encode("utf-8", "surrogateescape"), msg, hashlib.sha256).hexdigest()
+
+
+def refusal(rec: dict, *, nonce: str = "", secret: str = "") -> str:
+    """The line the pre-xfer prints (it reaches the pushing master): the marker first, then in words.
+
+    The marker is bound to the push it answers: it carries the nonce the master sent with that push and an
+    HMAC of both under the pair's secret (the rsyncd password), so no file name, log line or replayed
+    refusal can fence a master (:func:`verified_marker`).
+    """
     epoch = int(rec.get("epoch", 0))
     since = int(rec.get("time", 0))
-    host = re.sub(r"\s", "_", str(rec.get("host", "?"))) or "?"
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", str(rec.get("host", "?"))) or "?"
     when = time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(since)) if since else "?"
-    return (f"{MARKER} epoch={epoch} since={since} host={host}: this host was promoted to master at {when} "
+    auth = f" nonce={nonce} mac={_mac(secret, epoch, since, host, nonce)}" if nonce and secret else ""
+    return (f"{MARKER} epoch={epoch} since={since} host={host}{auth}: this host was promoted to master at {when} "
             f"(pair epoch {epoch}); the pushing host is no longer its master and was demoted. Re-pair it as "
             f"a slave: config setprop hotsync role slave MasterHost <this host>; signal-event nethserver-hotsync-save")
 
 
 def parse_marker(text: str) -> dict | None:
-    """``{"epoch": N, "since": ts, "host": name}`` from a refusal that carries the marker, else None."""
+    """``{"epoch": N, "since": ts, "host": name, "nonce": x, "mac": y}`` from text that carries the marker
+    (the first one), else None. Not to be believed as such: see :func:`verified_marker`."""
     m = _MARKER_RE.search(text or "")
     if not m:
         return None
-    return {"epoch": int(m.group(1)), "since": int(m.group(2) or 0), "host": m.group(3) or ""}
+    return {"epoch": int(m.group(1)), "since": int(m.group(2) or 0), "host": m.group(3) or "",
+            "nonce": m.group(4) or "", "mac": m.group(5) or ""}
+
+
+def verified_marker(text: str, *, nonce: str, secret: str) -> dict | None:
+    """The fence marker in *text* that the slave made for the push that sent *nonce*, checked with the pair's
+    secret; None when there is none. A marker with another nonce or a wrong MAC (a file name that looks like
+    one, a replayed refusal) is ignored."""
+    import hmac
+
+    if not nonce or not secret:
+        return None
+    for m in _MARKER_RE.finditer(text or ""):
+        epoch, since, host = int(m.group(1)), int(m.group(2) or 0), m.group(3) or ""
+        if m.group(4) != nonce or not m.group(5):
+            continue
+        if hmac.compare_digest(m.group(5), _mac(secret, epoch, since, host, nonce)):
+            return {"epoch": epoch, "since": since, "host": host}
+    return None
 
 
 # ------------------------------------------------------------------------------------------- master side
@@ -245,36 +300,30 @@ def _stop_schedule(root: Root, log) -> None:
         log(f"hotsync: could not run the save event to stop the schedule: {exc}")
 
 
-def sender_epoch(root: Root, rsync_pid: str) -> int | None:
-    """The pushing master's epoch, from what the daemon's ``early exec`` kept of its ``--early-input``.
-
-    None when the master sent none (then only the fence and the role decide). The file is removed.
-    """
+def early_input(root: Root, rsync_pid: str) -> dict:
+    """What the pushing master sent first (``--early-input``, kept by the daemon's ``early exec``):
+    ``{"epoch": N, "kind": k, "nonce": x}``, each key present only when it was sent well-formed. The
+    file is removed."""
     if not rsync_pid.isdigit():
-        return None
+        return {}
     path = root.join(f"/run/hotsync/xfer/early.{rsync_pid}")
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError:
-        return None
+        return {}
     try:
         path.unlink()
     except OSError:
         pass
-    m = re.search(r"hotsync-epoch (\d+)", text)
-    return int(m.group(1)) if m else None
-
-
-def learn_peer_epoch(root: Root) -> int:
-    """On a slave after a complete push: take the master's epoch (shipped in the peer dir) if higher."""
-    data = _read_json(root.join("/var/lib/hotsync/peer/epoch.json")) or {}
-    try:
-        theirs = int(data.get("epoch", 0))
-    except (TypeError, ValueError):
-        return read_epoch(root)
-    if theirs > read_epoch(root):
-        write_epoch(root, theirs, "learnt from the master's push")
-    return max(theirs, read_epoch(root))
+    out: dict = {}
+    m = re.search(r"^hotsync-epoch (\d{1,18})(?: kind=([a-z]+))?(?: nonce=([0-9a-f]{16,64}))?$", text.strip())
+    if m:
+        out["epoch"] = int(m.group(1))
+        if m.group(2):
+            out["kind"] = m.group(2)
+        if m.group(3):
+            out["nonce"] = m.group(3)
+    return out
 
 
 def repair_as_slave(root: Root, db, log=print) -> list[str]:
@@ -306,8 +355,34 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
         done.append("master-era status archived (hotsync status shows this host as a slave now)")
     if clear_fence(root):
         done.append("fence file removed: pushes from MasterHost are accepted again")
+    done += _carry_pin_over(root, db)
     for line in done:
         log(f"hotsync: {line}")
+    return done
+
+
+def _carry_pin_over(root: Root, db) -> list[str]:
+    """An old master re-paired as slave: the slave certificate it pinned is its new master's (the promoted
+    slave's own). Unless MasterFingerprint names another, it becomes the master certificate this host
+    trusts, and MasterFingerprint says so; the master-era pin is kept aside."""
+    from .sync.tls import fingerprint, pin_path
+
+    pin = pin_path(root)
+    if not pin.is_file():
+        return []
+    try:
+        fp = fingerprint(pin.read_text())
+    except (OSError, ValueError):
+        return []
+    from .sync.tls import accept_master_cert
+
+    done = []
+    if not (db.getprop("hotsync", "MasterFingerprint") or ""):
+        db.setprop("hotsync", {"MasterFingerprint": fp})
+        accept_master_cert(root, pin.read_bytes(), fp)
+        done.append(f"MasterFingerprint {fp}: the certificate of the slave this host pinned as master, now its "
+                    "master (compare with `hotsync status` there)")
+    os.replace(pin, pin.with_name(pin.name + ".previous"))
     return done
 
 

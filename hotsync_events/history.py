@@ -93,7 +93,9 @@ def _append(path: Path, data: bytes) -> None:
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    from .fsutil import open_lock
+
+    lock = open_lock(f"{path}.lock")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)

@@ -152,7 +152,9 @@ class SyncPusher:
     def _context(self):
         """``(settings, env, files)`` for an incremental push, or a str saying why there is none."""
         cfg = self._settings()
-        problem = cfg.master_problem()
+        from .sync.push import awaiting_person
+
+        problem = cfg.master_problem() or awaiting_person(self.root)
         if problem:
             return problem
         prepared = self._prepare(cfg)
@@ -160,19 +162,22 @@ class SyncPusher:
             return prepared
         return cfg, _rsh_env(prepared[1]), prepared[2]
 
-    def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> list[str]:
-        """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated)."""
-        from .sync.rsync import push_args
+    def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> tuple[list[str], str]:
+        """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
+        its early input carries (a refusal is read against it)."""
+        from .fence import read_epoch
+        from .sync.rsync import early_input, push_args
 
+        early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root))
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
-                      max_delete=max_delete, dry_run=dry, rsync=files["rsync"])
+                      max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
         a = list_push_args(a)
         i = a.index("--")
         if "HOTSYNC_STUNNEL" in env:     # daemon protocol over the remote shell: host::module
             a[-1] = re.sub(r"^rsync://([^/]+)/([^/]+)/?$", r"\1::\2/", a[-1])
             a[i:i] = ["-e", RSH]
-        return a
+        return a, nonce
 
     def warm(self) -> None:
         """Start the next incremental push now, before its path list is known.
@@ -194,18 +199,19 @@ class SyncPusher:
             return
         cfg, env, files = ctx
         try:
-            proc = subprocess.Popen(self._args(cfg, env, files), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            args, nonce = self._args(cfg, env, files)
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent(), close_fds=True)
         except OSError:
             lock.release()
             return
-        self._warm = (proc, lock, cfg)
+        self._warm = (proc, lock, cfg, nonce)
 
     def cool(self) -> None:
         """Drop a warm push that will not be used (stop, or a batch that needs another command)."""
         if self._warm is None:
             return
-        proc, lock, _cfg = self._warm
+        proc, lock, _cfg, _nonce = self._warm
         self._warm = None
         try:
             # an empty list: the session ends cleanly (the slave records a push of nothing, not a failure)
@@ -223,7 +229,7 @@ class SyncPusher:
         data = "".join(p.lstrip("/") + "\0" for p in paths).encode("utf-8", "surrogateescape")
         missing = any(not os.path.lexists(self.root.join(p)) for p in paths)
         if self._warm is not None and not missing:
-            proc, lock, cfg = self._warm
+            proc, lock, cfg, nonce = self._warm
             self._warm = None
             t0 = time.monotonic()
             try:
@@ -238,7 +244,7 @@ class SyncPusher:
             if rc in (0, 24):    # 24: a listed file vanished meanwhile; its deletion event is queued
                 return PushResult(True)
             if not (rc == 5 and "max connections" in err):
-                return self._failed(cfg, rc, out, err, started, "a real-time push failed")
+                return self._failed(cfg, rc, out, err, started, "a real-time push failed", nonce)
             # the slave still counted the last session: the cold path below retries
         self.cool()
         ctx = self._context()
@@ -251,9 +257,11 @@ class SyncPusher:
         try:
             max_delete = None
             if missing:   # this batch deletes: the scheduled sync's deletion guard, on the same list
-                rc, out, err = _rsync_retry(self._args(cfg, env, files, dry=True), env, data)
+                args, nonce = self._args(cfg, env, files, dry=True)
+                rc, out, err = _rsync_retry(args, env, data)
                 if rc not in (0, 24):
-                    return self._failed(cfg, rc, out, err, started, "the dry run before a real-time push failed")
+                    return self._failed(cfg, rc, out, err, started, "the dry run before a real-time push failed",
+                                        nonce)
                 _items, deleted, _stats = stats_of(out)
                 if deleted:
                     # counted with every deletion pushed since the last successful full sync (sync.ledger):
@@ -271,7 +279,8 @@ class SyncPusher:
                         return PushResult(False, f"{why}; left to the full sync's guard "
                                           "(hotsync sync --allow-deletions applies them)")
                 max_delete = max(len(deleted), 1)
-            rc, out, err = _rsync_retry(self._args(cfg, env, files, max_delete=max_delete), env, data)
+            args, nonce = self._args(cfg, env, files, max_delete=max_delete)
+            rc, out, err = _rsync_retry(args, env, data)
             if rc in (0, 24):
                 pushed = len(stats_of(out)[1])
                 self._count_deletions(max(pushed, max_delete or 0) if missing else pushed)
@@ -279,7 +288,7 @@ class SyncPusher:
             lock.release()
         if rc in (0, 24):
             return PushResult(True)
-        return self._failed(cfg, rc, out, err, started, "a real-time push failed")
+        return self._failed(cfg, rc, out, err, started, "a real-time push failed", nonce)
 
     def _count_deletions(self, n: int) -> None:
         """Add a push's deletions to the ledger the guards count (the caller holds the sync lock)."""
@@ -292,7 +301,7 @@ class SyncPusher:
         except OSError as exc:   # the full sync's own guard still counts the slave's files
             log.warning("cannot record %d deletions in the deletion ledger: %s", n, exc)
 
-    def _failed(self, cfg, rc: int, out: str, err: str, started: float, what: str) -> PushResult:
+    def _failed(self, cfg, rc: int, out: str, err: str, started: float, what: str, nonce: str = "") -> PushResult:
         """Record the failure as the sync records its own (status file, one alert mail), then report it."""
         from .sync import push
         from .sync.rsync import RsyncRun, stats_of
@@ -300,7 +309,7 @@ class SyncPusher:
         items, deleted, stats = stats_of(out)
         run = RsyncRun(rc, out, err, items, deleted, stats)
         try:
-            outcome = push._failure(self.root, cfg, run, what)
+            outcome = push._failure(self.root, cfg, run, what, nonce=nonce)
             push._record(self.root, cfg, outcome, started, time.time(), {}, dry_run=False,
                          log=lambda m: log.info("%s", m))
             message = outcome.message

@@ -163,6 +163,58 @@ def _ts(v) -> float | None:
         return None
 
 
+def _session_processes(root: Root) -> set[int]:
+    """The pids of every session of *root*'s rsync daemon and their descendants (found in /proc)."""
+    confs = tuple(f"--config={root.path}/etc/{name}".replace("//", "/").encode() for name in ("rsyncd.conf",
+                                                                                              "rsyncd-pair.conf"))
+    children: dict[int, list[int]] = {}
+    roots: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(pid)
+        if b"--daemon" in argv and any(a in confs for a in argv):
+            roots.add(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo += children.get(pid, [])
+    found.discard(os.getpid())
+    return found
+
+
+def _kill_sessions(root: Root, timeout: float = 10.0) -> set[int]:
+    """SIGKILL every session process of *root*'s daemon until none is left (bounded); the pids killed."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = _session_processes(root)
+        if not pids:
+            return killed
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the rsync sessions {sorted(pids)} of this host's daemon outlived SIGKILL for "
+                               f"{timeout:.0f} s")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+
+
 def _alive_rsync(pid: str) -> bool:
     try:
         with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
@@ -211,15 +263,16 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
     }
     if a["last_complete_sync"] is not None:
         a["data_age"] = now - a["last_complete_sync"]
-    peer_epoch = _peer_epoch(root)
-    a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], peer_epoch) + 1
+    # above this host's epoch and the master's (as its last complete push said it): never learnt from a file
+    master_epoch = int(st.get("master_epoch") or 0)
+    a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
     # hard refusals: nothing --force can mend
     if not resuming:
         if a["role"] != "slave":
             a["refusals"].append({"why": "not-slave", "force": False, "text":
                                   f"Promotion to MASTER is possible only for a SLAVE: this host's hotsync role is "
                                   f"{a['role'] or 'not set'}"})
-        elif ok is None:
+        elif ok is None or (st.get("last_full") is None and _has_kinds(st)):
             a["refusals"].append({"why": "never-synced", "force": False, "text":
                                   "this slave never received a complete sync: there is no data to take over with"})
         elif peer is None:
@@ -229,9 +282,15 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
     verified = resuming and "verify" in (journal or {}).get("done", {})
     if not verified and not any(r["force"] is False for r in a["refusals"]):
         torn = []
-        if last and last.get("result") != "success":
-            torn.append(f"the last received push ({_iso(last.get('start'))} -> {_iso(last.get('end'))}) did not "
-                        f"complete (rsync exit {last.get('exit_status')}): the files are a mix of two syncs")
+        # every session since the last complete full push must have completed (a good short push after an
+        # interrupted full one does not mend it); a master of an older version said no kinds: its last push
+        for u in st.get("unclean") or ([] if _has_kinds(st) or not last or last.get("result") == "success" else [last]):
+            torn.append(f"a {u.get('kind') or ''} push ({_iso(u.get('start'))} -> {_iso(u.get('end'))}) did not complete "
+                        f"(rsync exit {u.get('exit_status')})".replace("a  push", "a push") +
+                        (" and no full push completed since" if u.get("kind") != "sync" else
+                         ": the last full push is incomplete"))
+        if torn:
+            torn[-1] += ": the files are a mix of two syncs"
         for r in receiving:
             torn.append(f"a push from {r.get('from')} is arriving right now (since {_iso(r.get('start'))}, pid "
                         f"{r['pid']})" if r["alive"] else
@@ -247,15 +306,25 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
                                   "writes the other never gets; the old master's next push is refused, but what "
                                   "its users write from now on is lost to this host. Make sure it is down "
                                   "(switch it off or unplug it) before you use --force"})
+        if peer is not None:
+            from .sync.peercopy import schema_problems
+
+            bad = schema_problems(root)
+            if bad:
+                a["refusals"].append({"why": "peer-schema", "force": True, "text":
+                                      "the master's configuration copy does not pass this host's schema: "
+                                      + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")})
+    if st.get("peer_refused"):
+        a["warnings"].append("the master's last peer copy was refused ("
+                             + "; ".join((st["peer_refused"].get("problems") or [])[:3])
+                             + "): the promote applies the last good one, of " + _iso(a["peer_db_time"]))
     a["dumps"], a["steps"], a["local_props"] = _plan_parts(root, db, pm, a["warnings"])
     return a
 
 
-def _peer_epoch(root: Root) -> int:
-    try:
-        return int(json.loads(root.join(PEER_DIR).joinpath("epoch.json").read_text()).get("epoch", 0))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0
+def _has_kinds(st: dict) -> bool:
+    """Whether the sessions were recorded by a slave that knows their kinds (this version)."""
+    return any(r.get("kind") for r in (st.get("history") or [])) or "last_full" in st or "unclean" in st
 
 
 def _iso(ts) -> str:
@@ -389,23 +458,31 @@ class Promote:
         epoch = int(self.j["epoch"])
         fence.write_epoch(self.root, epoch, "promoted")
         fence.write_fence(self.root, epoch, self.a.get("master") or "")
-        self.log(f"fence: pair epoch {epoch}; pushes to this host are refused from now on ({fence.FENCE_FILE})")
-        self._cut_off_pushes()
+        self._cut_off_pushes()      # the fence file refuses new sessions; this ends the ones in flight
+        self.log(f"fence: pair epoch {epoch}; pushes to this host are refused from now on ({fence.FENCE_FILE}), "
+                 "none is in flight")
 
     def _cut_off_pushes(self) -> None:
-        from .sync.status import read_status
+        """End every session of this host's rsync daemon (the fence file refuses new ones from now on).
 
-        for pid in list((read_status(self.root).get("receiving") or {})):
-            if _alive_rsync(pid):
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                    self.log(f"fence: cut off the push in flight (rsync daemon pid {pid})")
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(
-                _alive_rsync(p) for p in (read_status(self.root).get("receiving") or {})):
-            time.sleep(0.05)
+        Each session is a ``rsync --server --daemon --config=<root>/etc/rsyncd*.conf`` process that stunnel
+        started, with its children (the receiver, the hooks): all of them are killed, and the fence step
+        returns only when none is left, so no byte from the old master lands after it.
+        """
+        from .sync.status import update_status
+
+        killed = _kill_sessions(self.root)
+        if killed:
+            self.log(f"fence: cut off the push in flight ({len(killed)} rsync processes of this host's daemon)")
+        now = time.time()
+
+        def change(d: dict) -> None:
+            for pid, rec in list((d.get("receiving") or {}).items()):
+                del d["receiving"][pid]
+                d["last_received"] = {"start": rec.get("start"), "end": now, "exit_status": -9, "kind": rec.get("kind"),
+                                      "from": rec.get("from"), "result": "failed", "cut_off": True}
+
+        update_status(self.root, change)
 
     def do_config(self) -> None:
         self.log("config: applying the master's configuration database")
@@ -493,12 +570,18 @@ class Promote:
             txn.put("hotsync", Record(rec.type, props))
         if read_status(self.root).get("role") != "master":
             fence.archive_role_status(self.root, "slave", extra={"role": "master"})
-        from .sync.tls import pin_path
+        from .sync.tls import pin_path, trusted_master_dir
 
-        pin = pin_path(self.root)       # a pin from an earlier life as master: the new slave pins afresh
+        # the old master becomes the slave with its own certificate, the one this host trusted as its master:
+        # that is the slave certificate this master pins (a pin from an earlier life as master is kept aside)
+        pin = pin_path(self.root)
+        trusted = sorted(trusted_master_dir(self.root).glob("*.0")) if trusted_master_dir(self.root).is_dir() else []
         if pin.exists():
             os.replace(pin, pin.with_name(pin.name + ".previous"))
-        self.log("role: this host is the master now; it pushes to no slave until you re-pair the old master")
+        if trusted:
+            atomic_write(pin, trusted[0].read_bytes(), mode=0o644)
+        self.log("role: this host is the master now; it pushes to no slave until you re-pair the old master"
+                 + (" (its certificate, trusted here as the master's, is pinned as the slave's)" if trusted else ""))
 
     def do_services(self) -> None:
         from .events import signal_event

@@ -220,8 +220,9 @@ class EventLog:
 
     def write(self, line: str, output: str = "", syslog: bool = True) -> None:
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8", errors="replace")
+            from .fsutil import open_private_log
+
+            self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         text = f"{stamp}Z [{os.getpid()}] {line}\n"
         if output:

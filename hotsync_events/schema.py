@@ -152,12 +152,23 @@ def check_line(value, min=0, max=4096, **kw):
     return value
 
 
+def check_fingerprint(value, *args, **kw):
+    """A certificate's SHA-256 fingerprint (``SHA256:AB:CD:...``, colons and case free); empty unsets it."""
+    if not isinstance(value, str):
+        raise _v.VdtTypeError(value)
+    hexs = value.strip().upper().removeprefix("SHA256:").replace(":", "")
+    if value and (len(hexs) != 64 or any(c not in "0123456789ABCDEF" for c in hexs)):
+        raise _v.VdtValueError(value)
+    return value
+
+
 _CUSTOM = {"host": check_host, "email": check_email, "hostport": check_hostport,
-           "password": check_password, "line": check_line}
+           "password": check_password, "line": check_line, "fingerprint": check_fingerprint}
 
 # what each check allows, in words, for error messages and ``config info``
 _ALLOWED_WORDS = {
     "host": "an IP address or a host name",
+    "fingerprint": "a SHA-256 certificate fingerprint (SHA256:AB:CD:..., as hotsync status prints it)",
     "email": "a mail address (user@domain)",
     "hostport": "host or host:port",
     "password": "one line of printable characters without leading or trailing spaces",

@@ -146,7 +146,9 @@ class ProcessBackend:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.root.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOTSYNC_ROOT": str(self.root.path), "HOTSYNC_SERVICE": svc.name}
-        logfd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        from .fsutil import open_private_log
+
+        logfd = open_private_log(log)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env,
                                     cwd=str(self.root.path), start_new_session=True, close_fds=True)

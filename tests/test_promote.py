@@ -284,6 +284,7 @@ def test_kill_9_at_every_phase_then_again_same_end_state(tmp_path):
         make_data(p.master, 5)
         p.config(p.master, "setprop", "hotsync", "interval", "30", "MaxDeletePercent", "30")
         assert p.sync().returncode == 0
+        p.settled()                        # the slave recorded the push before its daemon is stopped
         kill_root(p.master)
         kill_root(p.slave)                 # a copy of the slave must not own the original's daemons
         # a plugin with a promote step is active on the slave: ClamAV, a signature to put in place

@@ -94,7 +94,9 @@ def test_push_copies_the_tree_exactly_then_changes_deletes_renames(pair):
     # status on both sides, as JSON
     ms, ss = pair.status(pair.master), pair.status(pair.slave)
     assert ms["role"] == "master" and ms["last_run"]["result"] == "success" and ms["last_success"]
-    assert ms["fingerprint"] == ss["fingerprint"] and ms["fingerprint"].startswith("SHA256:")
+    # mutual TLS: each side's own certificate is the one the other pinned
+    assert ms["peer_fingerprint"] == ss["fingerprint"] and ss["fingerprint"].startswith("SHA256:")
+    assert ss["peer_fingerprint"] == ms["fingerprint"] and ss["pairing"] == "trusted"
     assert ss["role"] == "slave" and ss["last_run"]["exit_status"] == 0 and ss["copy_age"] < 60
     assert ms["next_run"] and ms["copy_age"] < 60
     # a no-op push pushes nothing; drift of an implied parent directory (srv/) is repaired once, for good
@@ -158,7 +160,7 @@ def test_changed_certificate_is_refused_until_accepted(pair, smtp):
     cp = pair.sync("--accept-fingerprint", new)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert (pair.slave / "srv/data/b").exists()
-    assert pair.status(pair.master)["fingerprint"] == new
+    assert pair.status(pair.master)["peer_fingerprint"] == new
 
 
 def test_only_master_host_may_push(pair, smtp):
@@ -403,7 +405,7 @@ def test_disabled_stops_everything_enabled_starts_again(pair):
         run = root / "run/hotsync"
         return {p.stem for p in run.glob("hotsync-*.pid")}
 
-    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    assert running(pair.slave) == {"hotsync-stunnel"}         # the only listener: stunnel runs rsync
     assert running(pair.master) == {"hotsync-scheduler"}
     for root in (pair.slave, pair.master):
         pair.config(root, "setprop", "hotsync", "status", "disabled")
@@ -414,7 +416,7 @@ def test_disabled_stops_everything_enabled_starts_again(pair):
     for root in (pair.slave, pair.master):
         pair.config(root, "setprop", "hotsync", "status", "enabled")
         pair.save(root)
-    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    assert running(pair.slave) == {"hotsync-stunnel"}
     pair.wait_listening()
     assert pair.sync().returncode == 0
 
@@ -423,6 +425,11 @@ def test_scheduler_runs_once_and_stops_on_sigterm(pair):
     pair.include("/srv/data")
     (pair.master / "srv/data").mkdir(parents=True)
     (pair.master / "srv/data/a").write_text("a\n")
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.status import update_status
+
+    # the pairing's first push was an interval ago: a scheduled run is due
+    update_status(Root(pair.master), lambda d: d["last_run"].update(start=d["last_run"]["start"] - 3600))
     cp = cli("hotsync", "daemon", "--max-runs", "1", "--first-after", "0", root=pair.master, timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert (pair.slave / "srv/data/a").exists()

@@ -76,8 +76,7 @@ class NetnsPair(Pair):
         self.config(M, "setprop", "hotsync", "role", "master", "SlaveHost", self.addr_s, "port", str(self.port),
                     "timeout", "5", "realtime", "disabled")
         self.save(M)
-        self.wait_listening()
-        return self
+        return self.pin_both()
 
     def wait_listening(self, timeout: float = 10) -> None:
         probe = f"import socket; socket.create_connection(({self.addr_s!r}, {self.port}), 1).close()"

@@ -129,10 +129,11 @@ def test_render_escaping():
 
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl")
-def test_slave_certificate_and_fingerprint_match_openssl(root):
-    cert, key, made = tls.ensure_slave_cert(root, log=lambda m: None)
-    assert made and (key.stat().st_mode & 0o777) == 0o600
-    assert tls.ensure_slave_cert(root, log=lambda m: None)[2] is False
+def test_host_certificate_and_fingerprint_match_openssl(root):
+    cert, key, made = tls.ensure_host_cert(root, log=lambda m: None)
+    assert made and (key.stat().st_mode & 0o777) == 0o600 and (key.parent.stat().st_mode & 0o777) == 0o700
+    assert tls.ensure_host_cert(root, log=lambda m: None)[2] is False
+    assert tls.host_fingerprint(root) == tls.fingerprint(cert.read_text())
     out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)],
                          capture_output=True, text=True).stdout
     fp = tls.fingerprint(cert.read_text())
@@ -170,13 +171,25 @@ def test_mail_goes_through_a_real_smtp_server_and_refuses_header_injection():
         send_mail(f"127.0.0.1:{free_port()}", "a@example.org", "s", "b", timeout=2)
 
 
+def early(root, kind: str = "sync", epoch: int = 0, nonce: str = "0123456789abcdef") -> None:
+    """What the daemon's early exec keeps of a master's first bytes, for session 42."""
+    d = root.join("/run/hotsync/xfer")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "early.42").write_text(f"hotsync-epoch {epoch} kind={kind} nonce={nonce}\n")
+
+
 def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     db = open_db("configuration", root)
     env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "42", "RSYNC_MODULE_NAME": "hotsync"}
+    early(root)
     assert pre_xfer(root, env)[0] == 1                                  # no role
     db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
     db.setprop("rsyncd", {"password": "Secret-1"})
+    early(root)
     assert pre_xfer(root, env) == (0, "")
+    early(root, kind="peer")                                            # a peer copy through the data module
+    assert "cannot use module hotsync" in pre_xfer(root, env)[1]
+    early(root)
     code, msg = pre_xfer(root, {**env, "RSYNC_HOST_ADDR": "10.1.2.3"})
     assert code == 1 and "not from MasterHost" in msg
     (root.join("/var/lib/hotsync/fenced")).parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +198,9 @@ def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     root.join("/var/lib/hotsync/fenced").unlink()
     db.setprop("hotsync", {"status": "disabled"})
     assert "disabled" in pre_xfer(root, env)[1]
+    db.setprop("hotsync", {"status": "enabled"})
+    early(root)
+    assert pre_xfer(root, env) == (0, "")
     post_xfer(root, {"RSYNC_PID": "42", "RSYNC_EXIT_STATUS": "0"})
     from hotsync_events.sync.status import read_status
 

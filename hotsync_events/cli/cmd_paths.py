@@ -63,6 +63,8 @@ def plan(root, pm=None, db=None) -> dict:
         "problems": problems,
     }
     if lists is not None:
+        base = str(root.path).rstrip("/") + "/"
+        problems += [p.replace(base, "/") for p in lists.problems]    # lines left out: refused areas
         ex_origins = getattr(lists, "exclude_origins", {})
         out["include"] = [{"path": p, "from": who(lists.origins.get(p, [])), "realtime": realtime.get(p, False),
                            "exists": root.join(p).exists()} for p in lists.includes]

@@ -81,9 +81,22 @@ def run(args) -> int:
     if info["role"] == "master":
         nxt = info.get("next_run")
         print(f"next run:          {iso(nxt) + (' (due)' if nxt and nxt <= now else '') if nxt else 'not scheduled'}")
-    fp = info.get("fingerprint")
-    label = "certificate:       " if info["role"] != "master" else "pinned slave cert: "
-    print(f"{label}{fp or 'none yet'}")
+    print(f"certificate:       {info.get('fingerprint') or 'none yet (signal-event nethserver-hotsync-save)'}"
+          "   (this host's; its peer pins it)")
+    if info["role"] == "master":
+        print(f"pinned slave cert: {info.get('peer_fingerprint') or 'none yet: the first hotsync sync, by a person'}")
+        if info.get("awaiting_person"):
+            print(f"WAITING:           {info['awaiting_person']}")
+    elif info["role"] == "slave":
+        print(f"master cert:       {info.get('pairing')}: MasterFingerprint {info.get('master_fingerprint') or 'unset'}"
+              + (f", trusted {info['peer_fingerprint']}" if info.get("peer_fingerprint") else ""))
+        if info.get("master_presented") and info["master_presented"] != info.get("peer_fingerprint"):
+            print(f"                   a master presented {info['master_presented']}: if it is yours, run "
+                  f"config setprop hotsync MasterFingerprint {info['master_presented']}; "
+                  "signal-event nethserver-hotsync-save")
+        if info.get("peer_refused"):
+            print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
+                  + "; ".join(info["peer_refused"].get("problems", [])[:3]))
     err = info.get("last_error")
     if err:
         print(f"last error:        {iso(err.get('time'))}: {err.get('message')}")

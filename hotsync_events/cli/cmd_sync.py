@@ -6,14 +6,19 @@ import sys
 HELP = "push this master's data to its slave now (dumps, guards, rsync through TLS)"
 EPILOG = """\
 exit status: 0 pushed (or nothing to push), 1 the push failed, 2 this host cannot push (not a
-configured, enabled master), 3 held back by a safety guard (the slave was not touched), 75 another
-sync is running (one follow-up run is queued).
+configured, enabled master, or no person pinned the slave's certificate yet), 3 held back by a safety
+guard (the slave was not touched), 75 another sync is running (one follow-up run is queued).
+
+The first push after pairing is a person's: on a terminal it shows the slave's certificate
+fingerprint and asks before pinning it; a script names it with --accept-fingerprint. The schedule,
+the real-time notifier and --dry-run never pin.
 
 examples:
   hotsync sync                     push now
   hotsync sync --dry-run           show what would change and what would be deleted
   hotsync sync --allow-deletions   let a mass deletion or an emptied source through, once
-  hotsync sync --accept-fingerprint SHA256:AB:...   trust the slave's new certificate
+  hotsync sync --accept-fingerprint SHA256:AB:...   pin the slave's certificate (compare it with
+                                                    `hotsync status` on the slave first)
 """
 
 
@@ -36,6 +41,14 @@ def run(args) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stdout if not line.startswith("hotsync sync: FAILED") else sys.stderr, flush=True)
 
+    def ask(question: str) -> bool:
+        try:
+            return input(f"hotsync sync: {question} [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
+
+    # a person at a terminal is asked before a first pin; cron, the notifier and scripts never are
+    person = sys.stdin.isatty() and sys.stdout.isatty() and not args.scheduled
     return run_sync(root_from(getattr(args, "root", None)), dry_run=args.dry_run, full=args.full,
                     allow_deletions=args.allow_deletions, accept_fingerprint=args.accept_fingerprint,
-                    scheduled=args.scheduled, log=log)
+                    scheduled=args.scheduled, log=log, ask=ask if person else None)

@@ -22,7 +22,8 @@ verbs:
   get KEY                          the type of KEY
   getprop KEY PROP                 the value of PROP (exit 1, no output, when missing)
   set KEY TYPE [PROP VALUE]...     create or replace KEY with exactly these props
-  setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY
+  setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY (a secret given as - is read
+                                   from standard input, or asked for on a terminal)
   delprop KEY PROP...              remove props
   delete KEY                       remove KEY
   printjson [KEY]                  JSON: {"name","type","props"} (a list without KEY; secrets masked)
@@ -152,17 +153,47 @@ def _pairs(args: list[str], what: str) -> dict[str, str]:
     return dict(zip(args[0::2], args[1::2]))
 
 
+def _secrets_from_stdin(s: Session, key: str, props: dict[str, str]) -> dict[str, str]:
+    """A secret prop given as ``-`` is read from standard input (one line), or asked for twice without echo
+    on a terminal: a password then never shows in ``ps`` or the shell's history."""
+    wanted = [p for p, v in props.items() if v == "-" and _schema_secret(s, key, p)]
+    if not wanted:
+        return props
+    if len(wanted) > 1:
+        raise Usage(f"only one secret can be read from standard input at a time, not {', '.join(wanted)}")
+    prop = wanted[0]
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"{key} {prop}: ")
+        if getpass.getpass(f"{key} {prop} again: ") != first:
+            raise Usage(f"the two {prop} entries differ; nothing was changed")
+        value = first
+    else:
+        line = sys.stdin.readline()
+        value = line[:-1] if line.endswith("\n") else line
+        if value.endswith("\r"):
+            value = value[:-1]
+    return {**props, prop: value}
+
+
+def _schema_secret(s: Session, key: str, prop: str) -> bool:
+    from ..schema import load
+
+    return load(s.root, s.dbname).is_secret(key, prop)
+
+
 def verb_set(s: Session, args: list[str]) -> int:
     if len(args) < 2:
         raise Usage("set needs KEY TYPE [PROP VALUE]...")
-    s.db(write=True).set(args[0], args[1], _pairs(args[2:], "set"))
+    s.db(write=True).set(args[0], args[1], _secrets_from_stdin(s, args[0], _pairs(args[2:], "set")))
     return EXIT_OK
 
 
 def verb_setprop(s: Session, args: list[str]) -> int:
     if len(args) < 3:
         raise Usage("setprop needs KEY PROP VALUE [PROP VALUE]...")
-    s.db(write=True).setprop(args[0], _pairs(args[1:], "setprop"))
+    s.db(write=True).setprop(args[0], _secrets_from_stdin(s, args[0], _pairs(args[1:], "setprop")))
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "paths": ".cmd_paths",
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",
+    "epoch": ".cmd_epoch",
 }
 
 EPILOG = """\

@@ -3,9 +3,11 @@
 Includes come from the plugins (``hotsync_sync_paths``), the dumps they declare (``hotsync_dumps``) and
 the sysadmin's ``<root>/etc/hotsync/include.d/*.include`` (one host path a line, as NethServer's
 ``backup-data.d``); excludes from the plugins and ``exclude.d/*.exclude`` (rsync patterns, an absolute
-path anchored at ``/``). :data:`PROTECTED` is always excluded: it is this host's own state (the config
-database, the sync state and certificates, the daemons' rendered configuration), which a push must never
-overwrite on the slave -- the master's database travels separately, to ``var/lib/hotsync/peer/``.
+path anchored at ``/``). :data:`PROTECTED` is always excluded: the areas a push never writes on the slave
+(:data:`hotsync_events.sync.policy.REFUSED`: this host's own HotSync state, and whatever runs code as root),
+which the slave refuses on its own side too. An include inside one of them is not shipped: it is reported
+(:attr:`Lists.problems`) and the push goes on with the rest. The master's database travels separately,
+through its own channel (:mod:`hotsync_events.sync.peercopy`).
 """
 from __future__ import annotations
 
@@ -13,27 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import Root
+from .policy import REFUSED, refusal_of
 
 __all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "read_list_dir"]
 
 #: where the master's config database lands on the slave (host path)
 PEER_DIR = "/var/lib/hotsync/peer"
 
-#: never shipped, and never deleted on the slave (rsync does not delete excluded files)
-PROTECTED = (
-    "/var/lib/hotsync/db/",
-    "/var/lib/hotsync/schema/",
-    "/var/lib/hotsync/sync/",
-    "/var/log/hotsync/",
-    "/run/hotsync/",
-    "/etc/rsyncd.conf",
-    "/etc/rsyncd.secrets",
-    "/etc/stunnel/hotsync.conf",
-    "/etc/stunnel/hotsync-client.conf",
-    "/etc/cron.d/hotsync",
-    "/etc/systemd/system/hotsync-watch.service",
-    ".hotsync-partial/",
-)
+#: never shipped, and never deleted on the slave (rsync does not delete excluded files): the refused areas
+#: and rsync's own partial directories
+PROTECTED = (*(a.path for a in REFUSED), ".hotsync-partial/")
 
 
 class ListError(ValueError):
@@ -46,9 +37,15 @@ class Lists:
     excludes: list[str] = field(default_factory=list)     # rsync patterns, in order
     origins: dict[str, list[str]] = field(default_factory=dict)   # include -> who asked for it
     exclude_origins: dict[str, list[str]] = field(default_factory=dict)   # exclude -> who asked for it
+    problems: list[str] = field(default_factory=list)    # lines left out, each naming its file and line
 
     def add_include(self, path: str, origin: str) -> None:
         path = _clean_path(path, origin)
+        area = refusal_of(path)
+        if area is not None:
+            self.problems.append(f"{origin}: {path} is not shipped: the slave never accepts {area.path} "
+                                 f"({area.why}); see docs/security.md")
+            return
         if path not in self.origins:
             self.includes.append(path)
         self.origins.setdefault(path, []).append(origin)

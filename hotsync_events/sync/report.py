@@ -42,20 +42,33 @@ def collect(root: Root) -> dict:
         receiving = {k: v for k, v in (st.get("receiving") or {}).items() if now - v.get("start", now) < 86400}
         info["running"] = next(iter(receiving.values()), None)
         info["last_refused"] = st.get("last_refused")
-        cert, _ = tls.cert_paths(root)
-        try:
-            info["fingerprint"] = tls.fingerprint(cert.read_text())
-        except (OSError, ValueError):
-            info["fingerprint"] = None
+        info["last_full"] = st.get("last_full")
         peer_db = root.join("/var/lib/hotsync/peer/configuration")
         info["peer_db"] = str(peer_db) if peer_db.exists() else None
+        info["peer_copy"] = st.get("peer_copy")
+        info["peer_refused"] = st.get("peer_refused")
+        # the pin of the master: what MasterFingerprint asks for, what is trusted, what a master presented
+        want = (db.props("hotsync") if "hotsync" in db else {}).get("MasterFingerprint") or None
+        try:
+            want = tls.normalise_fingerprint(want) if want else None
+        except ValueError:
+            want = None
+        trusted = tls.master_pin_fingerprint(root)
+        info["master_fingerprint"] = want
+        info["peer_fingerprint"] = trusted
+        info["master_presented"] = tls.candidate_fingerprint(root)
+        info["pairing"] = ("trusted" if want and trusted == want else
+                           "no MasterFingerprint set" if not want else "waiting for the master's certificate")
     else:
         info["peer"] = f"{cfg.slave_host}:{cfg.port}" if cfg.slave_host else ""
         info["last_run"] = st.get("last_run")
         info["last_success"] = {k: v for k, v in (st.get("last_success") or {}).items() if k != "sources"} or None
         info["running"] = running
-        info["fingerprint"] = tls.pinned_fingerprint(root)
+        info["peer_fingerprint"] = tls.pinned_fingerprint(root)
         info["pinned"] = st.get("pinned")
+        from .push import awaiting_person
+
+        info["awaiting_person"] = awaiting_person(root) if cfg.role == "master" else None
         info["alert"] = st.get("alert")
         info["failures"] = st.get("failures", 0)
         info["last_dry_run"] = st.get("last_dry_run")
@@ -68,6 +81,7 @@ def collect(root: Root) -> dict:
             nxt = None
         info["next_run"] = nxt
         info["interval_minutes"] = cfg.interval
+    info["fingerprint"] = tls.host_fingerprint(root)          # this host's own certificate, either role
     info["last_error"] = st.get("last_error")
     from ..fence import fence_record, read_epoch
 

@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 
 from ..childproc import die_with_parent
 
-__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_args", "run_rsync", "stats_of"]
+__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "copy_args", "early_input", "push_args",
+           "run_rsync", "stats_of"]
 
 MODULE = "hotsync"
 USER = "hotsyncuser"
 PARTIAL_DIR = ".hotsync-partial"
 #: beside the password file: ``hotsync-epoch N``, sent to the slave's ``early exec`` (push._prepare writes it)
 EARLY_INPUT = "push.early"
+#: the slave's rsync runs as a daemon over stunnel's pipe (not a socket daemon): by default it would write its
+#: errors (a pre-xfer refusal, a refused file) to its stderr; this makes it send them to us through the protocol
+CLIENT_MESSAGES = ("--stderr=client",)
 #: one line per changed item: the itemize string and the name (no " -> target": names stay unambiguous)
 OUT_FORMAT = "%i %n"
 
@@ -38,17 +42,32 @@ EXIT_MEANING = {
 }
 
 
+def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str, str]:
+    """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
+    and pre-xfer hook: see :mod:`hotsync_events.fence`); returns ``(file, nonce)``. The nonce is fresh for
+    each session: a fence refusal is believed only when it names it."""
+    import secrets
+
+    from ..fsutil import atomic_write
+
+    nonce = secrets.token_hex(16)
+    path = os.path.join(os.fspath(run_dir), f"{EARLY_INPUT}.{kind}")
+    atomic_write(path, f"hotsync-epoch {int(epoch)} kind={kind} nonce={nonce}\n", mode=0o600)
+    return path, nonce
+
+
 def push_args(*, sources: list[str], exclude_file: str, password_file: str, timeout: int, bwlimit: int = 0,
               max_delete: int | None = None, dry_run: bool = False, checksum: bool = False,
-              rsync: str = "rsync", from0: bool = False) -> list[str]:
-    """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's module."""
+              rsync: str = "rsync", from0: bool = False, early: str | None = None,
+              module: str = MODULE) -> list[str]:
+    """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
+    is the session's early-input file (:func:`early_input`)."""
     args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
-            "--no-human-readable", f"--out-format={OUT_FORMAT}"]
-    early = os.path.join(os.path.dirname(password_file), EARLY_INPUT)
-    if os.path.isfile(early):   # the pair's epoch, read by the slave's early exec (see hotsync_events.fence)
+            "--no-human-readable", f"--out-format={OUT_FORMAT}", *CLIENT_MESSAGES]
+    if early is not None:
         args.append(f"--early-input={early}")
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
@@ -58,8 +77,16 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
         args.append("--dry-run")
     if checksum:
         args.append("--checksum")
-    args += ["--", *sources, f"rsync://{USER}@hotsync-slave/{MODULE}/"]
+    args += ["--", *sources, f"rsync://{USER}@hotsync-slave/{module}/"]
     return args
+
+
+def copy_args(*, source: str, dest: str, module: str, password_file: str, timeout: int, early: str,
+              rsync: str = "rsync") -> list[str]:
+    """A plain copy of *source* to ``module/dest`` (the peer copy, the master's certificate): no guards,
+    no partial dirs, the files as they are."""
+    return [rsync, "-rlpt", "--delete", f"--timeout={int(timeout)}", f"--password-file={password_file}",
+            f"--early-input={early}", *CLIENT_MESSAGES, "--", source, f"rsync://{USER}@hotsync-slave/{module}/{dest}"]
 
 
 def connect_prog(stunnel: str, client_conf: str) -> str:

@@ -303,7 +303,9 @@ def rsyncd_values(db, root: str) -> dict:
         # check; a shell line, no python start-up
         "early": conf_value(f"mkdir -p {shlex.quote(xfer_dir)} && head -c 512 > {shlex.quote(xfer_dir)}/early.$RSYNC_PID",
                             "early exec command"),
-        "post": conf_value(" ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
+        # a dry run changes nothing and its pre-xfer recorded nothing: its post-xfer ends without python
+        "post": conf_value(f"f={shlex.quote(xfer_dir)}/dry.$RSYNC_PID; if [ -e \"$f\" ]; then exec rm -f \"$f\"; fi; "
+                           "exec " + " ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
                            "post-xfer command"),
     }
 

@@ -246,3 +246,26 @@ def test_named_changes_push_handles_every_odd_name(tmp_path):
 
     looked_at = int(_re.search(r"Number of files: ([\d,]+)", out).group(1).replace(",", ""))
     assert looked_at <= 11       # the named items and their directories, not untouched1 nor d/untouched2
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
+    """The rendered filter, applied by a real rsync: the manifest's paths land (with the directories above
+    them), the refused areas inside a shipped directory and everything outside the manifest do not."""
+    from hotsync_events.sync.policy import accept_filter
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = ["srv/a/x", "srv/a/deep/y", "srv/b/z", "etc/cron.d/evil", "etc/letsencrypt/live/c.pem",
+             "etc/letsencrypt/renewal/c.conf", "etc/letsencrypt/renewal-hooks/deploy/h", "etc/crontab",
+             "var/lib/app/data", "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/sync/epoch.json",
+             "var/lib/hotsync/kept/2026/f", "var/lib/systemd/x", "usr/sbin/tool", "root/.bashrc"]
+    for rel in files:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    rules = tmp_path / "accept.filter"
+    rules.write_text(accept_filter(["/srv/a", "/etc/letsencrypt", "/var/lib", "/etc/cron.d",
+                                    "/var/lib/hotsync/dumps/m.sql"]))
+    subprocess.run(["rsync", "-a", f"--exclude-from={rules}", f"{src}/", f"{dst}/"], check=True)
+    landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert landed == ["etc/letsencrypt/live/c.pem", "srv/a/deep/y", "srv/a/x", "var/lib/app/data",
+                      "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/kept/2026/f"]

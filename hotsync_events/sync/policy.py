@@ -56,9 +56,9 @@ _ACCOUNTS = "it decides who is root"
 #: never written by a push, whatever the client sends (the slave's rsync filter, the master's excludes)
 REFUSED: tuple[Area, ...] = (
     # this host's HotSync state: its config db, sync state, certificates, events, templates, lists, logs
+    # (but for ALLOWED_STATE below)
     *(Area(p, _STATE) for p in (
-        "/var/lib/hotsync/db/", "/var/lib/hotsync/schema/", "/var/lib/hotsync/sync/", "/var/lib/hotsync/peer/",
-        "/var/lib/hotsync/peer-incoming/", "/var/lib/hotsync/fenced", "/var/log/hotsync/", "/run/",
+        "/var/lib/hotsync/", "/var/log/hotsync/", "/run/",
         "/etc/hotsync/", "/etc/e-smith/", "/etc/rsyncd.conf", "/etc/rsyncd-pair.conf", "/etc/rsyncd.secrets", "/etc/stunnel/")),
     # what runs code as root
     *(Area(p, _ROOT) for p in (
@@ -132,18 +132,16 @@ def _pattern(path: str) -> str:
 def accept_filter(manifest: Iterable[str]) -> str:
     """The slave's daemon filter (``exclude from`` of its data module; first match wins).
 
-    HotSync areas a push writes (dumps, kept files), then every refused area, then each path of the
-    *manifest* with everything below it and the directories above it (so a push can reach it), then
-    nothing else.
+    In order: the HotSync areas a push writes (dumps, kept files); the directories above the manifest's
+    paths, as directory entries only (a push reaches its paths through them, nothing else in them); for each
+    path of the *manifest*, the refused areas inside it (a directory with everything below it), then the
+    path and everything below it; then nothing else. A refused area outside every manifest path needs no
+    rule of its own: the last rule refuses it, and a manifest never names a path inside one
+    (:func:`manifest_problems`, checked again here). Few rules, checked for every name a push sends: the
+    filter costs little.
     """
-    lines = ["# rendered by hotsync: what a push may write on this slave (see docs/security.md)",
-             "# written by pushes: the plugins' dumps, the files a first push after a re-pair keeps aside"]
-    lines += [f"+ {_pattern(a)}***" for a in ALLOWED_STATE]
-    lines.append("# never written, whatever the client sends")
-    lines += [f"- {_pattern(a.path)}" for a in REFUSED]
-    lines.append("# the master's shipped paths (its last manifest), the directories above them, nothing else")
-    parents: set[str] = set()
     tops: list[str] = []
+    parents: set[str] = {"/var/", "/var/lib/", "/var/lib/hotsync/"}
     for path in sorted({_norm(p) for p in manifest if isinstance(p, str) and p.startswith("/")}):
         if path == "/" or refusal_of(path) is not None:
             continue
@@ -151,11 +149,17 @@ def accept_filter(manifest: Iterable[str]) -> str:
         parts = path.strip("/").split("/")
         for i in range(1, len(parts)):
             parents.add("/" + "/".join(parts[:i]) + "/")
+    lines = ["# rendered by hotsync: what a push may write on this slave (see docs/security.md)",
+             "# written by pushes for HotSync itself: the plugins' dumps, the files a first push after a re-pair "
+             "keeps aside"]
+    lines += [f"+ {_pattern(a)}***" for a in ALLOWED_STATE]
+    lines.append("# the directories above the shipped paths: the directory entries only, not what they hold")
     lines += [f"+ {_pattern(p)}" for p in sorted(parents)]
+    lines.append("# the master's shipped paths (its last manifest), without the refused areas inside them")
     for path in tops:
+        lines += [f"- {_pattern(a.path)}{'***' if a.is_dir else ''}" for a in inner_refused(path)]
         lines.append(f"+ {_pattern(path)}")           # the path itself, a file or a directory
         lines.append(f"+ {_pattern(path)}/***")       # and, a directory, everything below it
+    lines.append("# nothing else: this host's own state, what runs code as root, what the master did not ship")
     lines.append("- *")
     return "\n".join(lines) + "\n"
-
-

@@ -99,13 +99,20 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         if problem:
             d["last_refused"] = {"time": now, "from": addr, "reason": problem.split(": this host was promoted")[0]
                                  if fenced else problem}
+        elif kind == "dry":        # changes nothing: not recorded, its post-xfer skips python (the marker)
+            pass
         else:
             d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
                                                   "epoch": early.get("epoch")}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
 
-    update_status(root, change)
+    if problem or kind != "dry":
+        update_status(root, change)
+    else:
+        marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     if problem:
         return 1, f"refused by the slave: {problem}"
     return 0, ""

@@ -30,9 +30,12 @@ else
   on "$M" config setprop rsyncd password Demo-pass-1
   on "$M" config setprop hotsync role master SlaveHost 127.0.0.1 port "$P" realtime disabled
   on "$M" signal-event nethserver-hotsync-save >/dev/null
+  fp() { HOTSYNC_ROOT=$1 hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
+  on "$S" config setprop hotsync MasterFingerprint "$(fp "$M")"       # fingerprints compared by a person
+  on "$S" signal-event nethserver-hotsync-save >/dev/null
   mkdir -p "$M/etc/hotsync/include.d"; echo /srv/demo > "$M/etc/hotsync/include.d/demo.include"   # the master's only
   mkdir -p "$M/srv/demo"; for i in $(seq 1 20); do echo "document $i" > "$M/srv/demo/doc$i.txt"; done
-  on "$M" hotsync sync
+  on "$M" hotsync sync --accept-fingerprint "$(fp "$S")"
 fi
 
 DATA=$(cat "$M"/etc/hotsync/include.d/*.include 2>/dev/null | grep '^/' | head -n 1)

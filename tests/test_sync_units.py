@@ -8,7 +8,8 @@ import pytest
 
 from hotsync_events.configdb import open_db
 from hotsync_events.sync import guards, tls
-from hotsync_events.sync.lists import PROTECTED, ListError, build_lists
+from hotsync_events.sync.lists import ListError, build_lists
+from hotsync_events.sync.policy import sender_rules
 from hotsync_events.sync.lock import SyncLock
 from hotsync_events.sync.rsync import push_args, stats_of
 from hotsync_events.sync.xfer import post_xfer, pre_xfer
@@ -96,7 +97,8 @@ def test_lists_merge_include_d_and_refuse_bad_lines(root):
     db = open_db("configuration", root)
     lists = build_lists(root, db, None)
     assert lists.includes == ["/srv/one", "/srv/two"]
-    assert lists.exclude_file_text().splitlines() == [f"- {p}" for p in (*PROTECTED, "*.tmp", "/srv/one/cache/")]
+    assert lists.exclude_file_text().splitlines() == [*sender_rules(), "- .hotsync-partial/", "- *.tmp",
+                                                      "- /srv/one/cache/"]
     for bad in ("relative/path", "/srv/../etc", "/"):
         (inc / "b.include").write_text(bad + "\n")
         with pytest.raises(ListError, match="b.include:1"):
@@ -238,7 +240,7 @@ def test_named_changes_push_handles_every_odd_name(tmp_path):
     assert sorted(deleted) == [b"gone/", b"gone/x", b"gone/y"]
     assert {c.rstrip(b"/") for c in changed} >= {n.encode() for n in names[:-3]}
     flt = tmp_path / "only"
-    flt.write_bytes(only_these_filter(["*.never"], changed + deleted))
+    flt.write_bytes(only_these_filter(["- *.never"], changed + deleted))
     out = subprocess.run(base + ["--from0", f"--exclude-from={flt}", "--stats", f"{src}/", f"{dst}/"],
                          capture_output=True, check=True, text=True).stdout
     assert subprocess.run(["diff", "-r", str(src), str(dst)], capture_output=True).returncode == 0
@@ -269,3 +271,29 @@ def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
     landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
     assert landed == ["etc/letsencrypt/live/c.pem", "srv/a/deep/y", "srv/a/x", "var/lib/app/data",
                       "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/kept/2026/f"]
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_the_masters_rules_ship_dumps_and_no_refused_area(tmp_path, root):
+    """The master's own rules, in a whole-tree push and in a named-changes push: a changed dump under the
+    HotSync state directory is shipped, the rest of that directory and every refused area never is."""
+    from hotsync_events.sync.lists import Lists
+    from hotsync_events.sync.rsync import only_these_filter
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for rel in ("var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/sync/status.json", "var/lib/hotsync/db/configuration",
+                "srv/a/x", "srv/a/cron.d/y"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    rules = Lists().filter_rules()
+    flt = tmp_path / "rules"
+    flt.write_text("".join(f"{r}\n" for r in rules))
+    subprocess.run(["rsync", "-a", "--relative", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
+                    f"{src}/./srv/a", f"{dst}/"], check=True)
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == \
+        ["srv/a/cron.d/y", "srv/a/x", "var/lib/hotsync/dumps/m.sql"]
+    shutil.rmtree(dst)
+    flt.write_bytes(only_these_filter(rules, [b"var/lib/hotsync/dumps/m.sql", b"var/lib/hotsync/sync/status.json"]))
+    subprocess.run(["rsync", "-a", "--relative", "--from0", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
+                    f"{dst}/"], check=True)
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == ["var/lib/hotsync/dumps/m.sql"]

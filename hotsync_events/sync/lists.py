@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import Root
-from .policy import REFUSED, refusal_of
+from .policy import REFUSED, refusal_of, sender_rules
 
 __all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "read_list_dir"]
 
@@ -24,7 +24,8 @@ PEER_DIR = "/var/lib/hotsync/peer"
 
 #: never shipped, and never deleted on the slave (rsync does not delete excluded files): the refused areas
 #: and rsync's own partial directories
-PROTECTED = (*(a.path for a in REFUSED), ".hotsync-partial/")
+PARTIAL = ".hotsync-partial/"
+PROTECTED = (*(a.path for a in REFUSED), PARTIAL)
 
 
 class ListError(ValueError):
@@ -57,14 +58,15 @@ class Lists:
             self.excludes.append(pattern)
         self.exclude_origins.setdefault(pattern, []).append(origin)
 
-    def protect_patterns(self) -> list[str]:
-        """Protected paths first, then the lists' patterns."""
-        return [*PROTECTED, *self.excludes]
+    def filter_rules(self) -> list[str]:
+        """The push's filter rules, first match wins: the refused areas (but the dumps), rsync's partial
+        directories, then the lists' excludes (each ``- pattern``: the prefix keeps a pattern that starts
+        with ``+ `` an exclude)."""
+        return [*sender_rules(), f"- {PARTIAL}", *(f"- {p}" for p in self.excludes)]
 
     def exclude_file_text(self) -> str:
-        """The ``--exclude-from`` file: one ``- pattern`` rule a line (the prefix keeps a pattern that starts
-        with ``+ `` an exclude)."""
-        return "".join(f"- {p}\n" for p in self.protect_patterns())
+        """The ``--exclude-from`` file: :meth:`filter_rules`, one a line."""
+        return "".join(f"{r}\n" for r in self.filter_rules())
 
 
 def _clean_path(path: str, origin: str) -> str:

@@ -23,7 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "refusal_of"]
+__all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "refusal_of",
+           "sender_rules"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,16 @@ def manifest_problems(paths: Iterable[str]) -> list[str]:
         if area is not None:
             problems.append(f"{path} is inside {area.path}, which a push never writes ({area.why})")
     return problems
+
+
+def sender_rules() -> list[str]:
+    """The master's filter rules (``+``/``-`` lines, first match wins) that keep every refused area out of a
+    push, but for the HotSync areas a push does write (the dumps)."""
+    rules = [f"+ {a}***" for a in ALLOWED_STATE]
+    for area in REFUSED:
+        holds_allowed = area.is_dir and any(a.startswith(area.path) for a in ALLOWED_STATE)
+        rules.append(f"- {area.path}*" if holds_allowed else f"- {area.path}")   # its entries, not itself
+    return rules
 
 
 def _pattern(path: str) -> str:

@@ -307,7 +307,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         only = root.run_dir / "sync.only"
         tops = [(p.lstrip("/") + ("/" if os.path.isdir(root.join(p)) else "")).encode("utf-8", "surrogateescape")
                 for p in lists.includes if os.path.lexists(root.join(p))]
-        _write_if_changed(str(only), only_these_filter(lists.protect_patterns(), changed + deleted_names, tops), 0o600)
+        _write_if_changed(str(only), only_these_filter(lists.filter_rules(), changed + deleted_names, tops), 0o600)
         listed = dict(common, exclude_file=str(only))
         real = link.session("sync", lambda early: push_args(**listed, max_delete=max_delete, from0=True, early=early))
     else:

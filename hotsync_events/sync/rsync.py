@@ -170,11 +170,12 @@ def _pattern(name: bytes) -> bytes:
 
 
 def only_these_filter(protect: list[str], names: list[bytes], sources: list[bytes] = ()) -> bytes:
-    """A ``--from0`` filter file: the protected/excluded patterns, then exactly *names* with their parent
-    directories (so rsync descends only where something changed, and deletes only what is named), then
-    nothing else. *sources* (the transfer's own top paths, a directory ending in ``/``) are always let in,
-    without their contents: the attributes of their implied parent directories travel with them."""
-    rules = [b"- " + p.encode("utf-8", "surrogateescape") for p in protect]
+    """A ``--from0`` filter file: the push's own rules (*protect*, ``+``/``-`` lines: the refused areas and
+    the excludes), then exactly *names* with their parent directories (so rsync descends only where something
+    changed, and deletes only what is named), then nothing else. *sources* (the transfer's own top paths, a
+    directory ending in ``/``) are always let in, without their contents: the attributes of their implied
+    parent directories travel with them."""
+    rules = [p.encode("utf-8", "surrogateescape") for p in protect]
     parents: set[bytes] = set()
     for src in sources:
         parts = src.rstrip(b"/").split(b"/")

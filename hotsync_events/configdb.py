@@ -308,11 +308,12 @@ _DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 
 
 def open_db(name: str = "configuration", root: Root | str | None = None, *, validate: bool = True,
-            initialise: bool = True, journal: bool = True) -> ConfigDB:
+            initialise: bool = True, journal: bool = True, create: bool = True) -> ConfigDB:
     """Open database *name* under *root*, with the schema's validation and the change history.
 
     A database that does not exist yet is created with its schema's defaults, as a package install
-    would do, so a sysadmin's first ``config setprop`` just works.
+    would do, so a sysadmin's first ``config setprop`` just works. With ``create=False`` (a read-only
+    command) nothing is written: a missing database reads as its schema's defaults, in memory.
     """
     root = root if isinstance(root, Root) else root_from(root)
     if not _DB_NAME.fullmatch(name):  # a name is a file under the root's db dir: no '/', no '..'
@@ -328,7 +329,11 @@ def open_db(name: str = "configuration", root: Root | str | None = None, *, vali
     if initialise and not db.exists:
         from . import schema
 
-        schema.apply_defaults(db, schema.load(root, name))
+        if create:
+            schema.apply_defaults(db, schema.load(root, name))
+        else:
+            db._raw = {k: encode_record(r) for k, r in schema.default_records(schema.load(root, name)).items()}
+            db._text, db._legacy = "", False
     return db
 
 

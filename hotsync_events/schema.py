@@ -410,6 +410,18 @@ def secret_test(root: Root) -> Callable[[str, str, str], bool]:
     return lambda db, key, prop: load(root, db).is_secret(key, prop)
 
 
+def default_records(schema: Schema) -> dict[str, Record]:
+    """Every key the schema gives a type, with the props that have a default (a new database's content)."""
+    out = {}
+    for key, ks in schema.keys.items():
+        rec = Record(ks.type)
+        for prop, ps in ks.props.items():
+            if ps.default is not None:
+                rec.props[prop] = ps.default
+        out[key] = rec
+    return out
+
+
 def apply_defaults(db, schema: Schema) -> list:
     """Give missing keys and props their defaults; ``force`` props are always reset. Returns the changes."""
     with db.transaction() as txn:

@@ -91,7 +91,8 @@ def test_push_copies_the_tree_exactly_then_changes_deletes_renames(pair):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert tree(data) == tree(pair.slave / "srv/data")
     assert not (pair.slave / "srv/data/script").exists()
-    # status on both sides, as JSON
+    # status on both sides, as JSON (the slave records a session in its post-xfer hook, after the push ended)
+    pair.settled()
     ms, ss = pair.status(pair.master), pair.status(pair.slave)
     assert ms["role"] == "master" and ms["last_run"]["result"] == "success" and ms["last_success"]
     # mutual TLS: each side's own certificate is the one the other pinned

@@ -114,6 +114,7 @@ def test_push_across_namespaces_from_master_host_only(npair):
     cp = npair.sync()
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert tree(data) == tree(npair.slave / "srv/data")
+    npair.settled()                    # the slave's post-xfer hook records the session after the push ended
     st = npair.status(npair.slave)
     assert st["last_run"]["from"] == npair.addr_m and st["last_run"]["exit_status"] == 0
     rsyncd = (npair.slave / "etc/rsyncd.conf").read_text()

@@ -23,7 +23,8 @@ verbs:
   getprop KEY PROP                 the value of PROP (exit 1, no output, when missing)
   set KEY TYPE [PROP VALUE]...     create or replace KEY with exactly these props
   setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY (a secret given as - is read
-                                   from standard input, or asked for on a terminal)
+                                   from standard input, or asked for on a terminal; a prop the schema does
+                                   not know for KEY is refused as a typo, unless --force)
   delprop KEY PROP...              remove props
   delete KEY                       remove KEY
   printjson [KEY]                  JSON: {"name","type","props"} (a list without KEY; secrets masked)
@@ -84,7 +85,8 @@ class Session:
         self._secret = None
 
     def db(self, *, write: bool = False) -> ConfigDB:
-        return open_db(self.dbname, self.root, validate=write, journal=write)
+        """The database; a read-only command creates nothing (a missing one reads as its defaults)."""
+        return open_db(self.dbname, self.root, validate=write, journal=write, create=write)
 
     def is_secret(self, key: str, prop: str) -> bool:
         if self.show_secrets:
@@ -100,8 +102,9 @@ class Session:
 
 
 def _show_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") if (
-        "\n" in value or "\r" in value) else value
+    """A value as NethServer's ``db show`` prints it: as it is, a newline as a newline. A carriage return,
+    which the original cannot store, is shown as ``\\r`` (this format's own escape)."""
+    return value.replace("\r", "\\r") if "\r" in value else value
 
 
 # --------------------------------------------------------------------------------------------- verbs
@@ -183,24 +186,84 @@ def _schema_secret(s: Session, key: str, prop: str) -> bool:
     return load(s.root, s.dbname).is_secret(key, prop)
 
 
+class Refused(Exception):
+    """A change the schema knows to be a slip (an unknown prop of a key it describes, a missing key)."""
+
+
+def _known_props(s: Session, key: str, props: dict[str, str], force: bool) -> None:
+    """For a key the schema describes, every prop must be one it knows: a typo (``SlaveHots``, ``Role``)
+    is refused with the nearest known name, unless ``--force`` (NethServer stored anything)."""
+    if force:
+        return
+    from ..schema import load
+
+    ks = load(s.root, s.dbname).keys.get(key)
+    if ks is None:
+        return
+    rec = s.db().record(key)
+    known = set(ks.props) | set(rec.props if rec else ())
+    unknown = [p for p in props if p and p not in known]    # an invalid name is the database's to refuse
+    if not unknown:
+        return
+    from ..confinfo import suggest
+
+    why = []
+    for prop in unknown:
+        near = suggest(prop, known)
+        why.append(f"{key} has no prop {prop!r}" + (f"; did you mean {near!r}?" if near else ""))
+    if any(p in load(s.root, s.dbname).keys for p in unknown):
+        why.append(f"(one setprop changes one key: change {next(p for p in unknown if p in load(s.root, s.dbname).keys)}"
+                   " with a setprop of its own)")
+    raise Refused("; ".join(why) + f"; nothing was changed. Known props of {key}: {', '.join(sorted(known))}. "
+                  "--force stores an unknown prop anyway")
+
+
+def _missing_key(s: Session, key: str) -> str:
+    """What to say about a key that is not there: the nearest key, or how to create one."""
+    from ..confinfo import suggest
+    from ..schema import load
+
+    near = suggest(key, set(load(s.root, s.dbname).keys) | set(s.db().keys()))
+    cmd = "config" if s.dbname == "configuration" else f"{s.prog} {s.dbname}"
+    if near and near != key:
+        return f"no key {key!r} in the {s.dbname} database; did you mean {near!r}?"
+    return f"no key {key!r} in the {s.dbname} database; create it first with: {cmd} set {key} TYPE [PROP VALUE]..."
+
+
+def _force(args: list[str]) -> tuple[list[str], bool]:
+    return [a for a in args if a != "--force"], "--force" in args
+
+
 def verb_set(s: Session, args: list[str]) -> int:
+    args, force = _force(args)
     if len(args) < 2:
         raise Usage("set needs KEY TYPE [PROP VALUE]...")
-    s.db(write=True).set(args[0], args[1], _secrets_from_stdin(s, args[0], _pairs(args[2:], "set")))
+    props = _pairs(args[2:], "set")
+    _known_props(s, args[0], props, force)
+    s.db(write=True).set(args[0], args[1], _secrets_from_stdin(s, args[0], props))
     return EXIT_OK
 
 
 def verb_setprop(s: Session, args: list[str]) -> int:
+    args, force = _force(args)
     if len(args) < 3:
         raise Usage("setprop needs KEY PROP VALUE [PROP VALUE]...")
-    s.db(write=True).setprop(args[0], _secrets_from_stdin(s, args[0], _pairs(args[1:], "setprop")))
+    props = _pairs(args[1:], "setprop")
+    db = s.db(write=True)                  # a first write on a fresh host fills in the defaults first
+    if db.record(args[0]) is None:
+        raise Refused(_missing_key(s, args[0]))
+    _known_props(s, args[0], props, force)
+    db.setprop(args[0], _secrets_from_stdin(s, args[0], props))
     return EXIT_OK
 
 
 def verb_delprop(s: Session, args: list[str]) -> int:
     if len(args) < 2:
         raise Usage("delprop needs KEY PROP...")
-    s.db(write=True).delprop(args[0], *args[1:])
+    db = s.db(write=True)
+    if db.record(args[0]) is None:     # as NethServer's db: nothing to delete is not an error
+        return EXIT_OK
+    db.delprop(args[0], *args[1:])
     return EXIT_OK
 
 
@@ -211,8 +274,11 @@ def verb_delete(s: Session, args: list[str]) -> int:
 
 
 def _json_record(s: Session, key: str, rec) -> dict:
-    return {"name": key, "type": rec.type,
-            "props": {p: s.shown(key, p, v) for p, v in sorted(rec.props.items())}}
+    """As NethServer's ``db printjson``: ``props`` only when the key has some."""
+    doc = {"name": key, "type": rec.type}
+    if rec.props:
+        doc["props"] = {p: s.shown(key, p, v) for p, v in sorted(rec.props.items())}
+    return doc
 
 
 def verb_printjson(s: Session, args: list[str]) -> int:
@@ -302,8 +368,11 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
         return fn(session, args)
     except Usage as exc:
         _err(prog, str(exc))
-        sys.stderr.write(usage)
+        sys.stderr.write(usage.splitlines()[0] + f"\n(`{prog} --help` lists the verbs)\n")
         return EXIT_USAGE
+    except Refused as exc:
+        _err(prog, str(exc))
+        return EXIT_MISSING if str(exc).startswith("no key") else EXIT_INVALID
     except DBError as exc:
         _err(prog, str(exc))
         return exc.exit_code

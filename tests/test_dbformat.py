@@ -247,3 +247,14 @@ def test_a_newline_the_original_stored_reads_back_as_a_newline(root, run):
     # written again by this tool, the value is kept exactly (the file moves to its own dialect)
     run("db", "quirks", "setprop", "q0", "z", "again", check=True)
     assert run("db", "quirks", "getprop", "q0", "p").stdout == "line1\nline2\n"
+
+
+def test_the_database_is_read_where_nethserver_keeps_it(root, run):
+    """A NethServer host keeps its databases in /var/lib/nethserver/db: read (and written) there, as they are."""
+    target = root.join("/var/lib/nethserver/db/configuration")
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(NETHSERVER_DB, target)
+    assert run("config", "getprop", "sysconfig", "ProductName").stdout == "NethServer\n"
+    assert root.db_dir == target.parent
+    run("config", "setprop", "hotsync", "role", "master", check=True)
+    assert "hotsync=" in target.read_text() and not root.join("/var/lib/hotsync/db").exists()

@@ -59,7 +59,7 @@ REFUSED: tuple[Area, ...] = (
     # this host's HotSync state: its config db, sync state, certificates, events, templates, lists, logs
     # (but for ALLOWED_STATE below)
     *(Area(p, _STATE) for p in (
-        "/var/lib/hotsync/", "/var/log/hotsync/", "/run/",
+        "/var/lib/hotsync/", "/var/lib/nethserver/db/", "/var/log/hotsync/", "/run/",
         "/etc/hotsync/", "/etc/e-smith/", "/etc/rsyncd.conf", "/etc/rsyncd-pair.conf", "/etc/rsyncd.secrets", "/etc/stunnel/")),
     # what runs code as root
     *(Area(p, _ROOT) for p in (

@@ -62,6 +62,7 @@ class Stats:
     collapses: int = 0
     last_push: dict = field(default_factory=dict)
     last_full: dict = field(default_factory=dict)
+    last_ok: dict = field(default_factory=dict)       # the last push of either kind that succeeded
     last_error: str = ""
 
 
@@ -162,6 +163,7 @@ class Trigger:
                   "ok": ok}
         if ok:
             self.stats.pushes += 1
+            self.stats.last_ok = record
             if batch.full:
                 self.stats.full_syncs += 1
                 self.stats.last_full = record
@@ -203,4 +205,5 @@ class Trigger:
                 "pushes": self.stats.pushes, "full_syncs": self.stats.full_syncs,
                 "failures": self.stats.failures, "overflows": self.stats.overflows,
                 "collapses": self.stats.collapses, "last_push": self.stats.last_push,
-                "last_full": self.stats.last_full, "last_error": self.stats.last_error}
+                "last_full": self.stats.last_full, "last_ok": self.stats.last_ok,
+                "last_error": self.stats.last_error}

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterator
 from .paths import Root, root_from
 from .types import Action, Template, check_name
 
-__all__ = ["DEFAULT_TIMEOUT", "EventError", "EventResult", "Plan", "Step", "StepResult", "UnknownEvent",
+__all__ = ["DEFAULT_TIMEOUT", "STANDARD_EVENTS", "EventError", "EventResult", "Plan", "Step", "StepResult",
+           "UnknownEvent",
            "event_lock", "known_events", "plan_event", "prepare_db", "run_plan", "signal_event"]
 
 DEFAULT_TIMEOUT = 300.0
@@ -254,8 +255,15 @@ def known_events(root: Root, db: Any, pm: Any) -> list[str]:
     return _known(root, actions, templates, services)
 
 
+#: events a NethServer sysadmin runs by hand (the manual, the promote's runbook): always known, each does
+#: what the active plugins and the events directories give it, which may be nothing at all
+STANDARD_EVENTS = ("nethserver-hotsync-save", "nethserver-hotsync-update", "post-restore-config",
+                   "post-restore-data", "pre-backup-config", "pre-backup-data", "pre-restore-config",
+                   "pre-restore-data")
+
+
 def _known(root: Root, actions: list, templates: dict, services: list) -> list[str]:
-    names = {a.event for _, a in actions}
+    names = {a.event for _, a in actions} | set(STANDARD_EVENTS)
     for _, t in templates.values():
         names.update(t.events)
     for _, s in services:

@@ -350,6 +350,9 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
                 kept["archived"] = time.time()
                 d["previous_master"] = kept
             d["role"] = "slave"
+            # what this host wrote as master after the last sync may matter: the new master's first push
+            # must keep aside everything it replaces or deletes here (the pre-xfer hook insists)
+            d["keep_aside"] = {"since": time.time(), "why": "re-paired as the slave of the new master"}
 
         update_status(root, change)
         done.append("master-era status archived (hotsync status shows this host as a slave now)")

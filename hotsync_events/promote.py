@@ -570,6 +570,12 @@ class Promote:
             txn.put("hotsync", Record(rec.type, props))
         if read_status(self.root).get("role") != "master":
             fence.archive_role_status(self.root, "slave", extra={"role": "master"})
+        from .sync.status import update_status
+
+        # the first push in the new direction is a person's: not the schedule's, not the notifier's
+        update_status(self.root, lambda d: d.update(first_push={
+            "since": time.time(), "why": "this host was promoted to master: its first push to the re-paired old "
+                                         "master is a person's"}))
         from .sync.tls import pin_path, trusted_master_dir
 
         # the old master becomes the slave with its own certificate, the one this host trusted as its master:

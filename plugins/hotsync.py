@@ -50,8 +50,9 @@ SCHEDULER = "hotsync-scheduler"
 USER = "hotsyncuser"
 MODULE = "hotsync"
 #: options a push never needs and that could reach outside the replica or tear files
-REFUSED_OPTIONS = ("inplace", "append", "append-verify", "write-devices", "copy-devices", "temp-dir", "backup",
-                   "backup-dir", "suffix", "link-dest", "copy-dest", "compare-dest", "only-write-batch",
+#: (--backup and --backup-dir are checked by the pre-xfer hook instead: only into /var/lib/hotsync/kept/)
+REFUSED_OPTIONS = ("inplace", "append", "append-verify", "write-devices", "copy-devices", "temp-dir",
+                   "suffix", "link-dest", "copy-dest", "compare-dest", "only-write-batch",
                    "write-batch", "read-batch", "remove-source-files", "delete-excluded", "fake-super",
                    "insecure-links", "iconv", "sender", "keep-dirlinks", "no-implied-dirs")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -390,11 +391,32 @@ def hotsync_services(db):
 
 @hookimpl
 def hotsync_actions(db):
+    yield Action(EVENT, "hotsync-manual-commands", _manual_commands, priority=1)
     yield Action(EVENT, "hotsync-repair", _repair, priority=2)
     yield Action(EVENT, "hotsync-check", _check, priority=3, critical=True)
     yield Action(EVENT, "hotsync-tls", _tls, priority=4, critical=True)
     yield Action(EVENT, "hotsync-conf", _conf, priority=70)
     yield Action(EVENT, "hotsync-writers", _writers, priority=91)
+
+
+#: the commands the NethServer manual names by their full path (/sbin/e-smith/...)
+MANUAL_COMMANDS = ("config", "db", "signal-event", "expand-template")
+
+
+def _manual_commands(ctx) -> int:
+    """``<root>/sbin/e-smith/{config,db,signal-event,expand-template}`` for the manual's paths: links to this
+    installation's commands, made where missing (a package's own links, or NethServer's, are left alone)."""
+    here = Path(sys.executable).parent
+    d = ctx.root.join("/sbin/e-smith")
+    for name in MANUAL_COMMANDS:
+        target = here / name if (here / name).exists() else shutil.which(name)
+        link = d / name
+        if target is None or os.path.lexists(link):
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, link)
+        ctx.log(f"hotsync: /sbin/e-smith/{name} -> {target} (the manual's path)")
+    return 0
 
 
 def _repair(ctx) -> int:

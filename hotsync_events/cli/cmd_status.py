@@ -6,16 +6,26 @@ import time
 
 from ..fence import age_words
 
-HELP = "show this host's sync state: role, peer, last run, last success, age of the slave's copy, next run"
+HELP = "show this host's sync state: health, role, peer, last run, last success, age of the slave's copy"
 EPILOG = """\
+exit status: 0; with --check, the health as monitoring plugins say it: 0 ok, 1 warning, 2 critical,
+3 unknown.
+
 examples:
   hotsync status
   hotsync status --json | python3 -m json.tool
+  hotsync status --check              HOTSYNC OK - master: ... | copy_age=12s;1200;2100 last_run=12s queued=0
+  hotsync status --prometheus > /var/lib/node_exporter/textfile/hotsync.prom
 """
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON (with a health field)")
+    out.add_argument("--check", action="store_true",
+                     help="one line for monitoring, with perfdata; exit 0 ok, 1 warning, 2 critical, 3 unknown")
+    out.add_argument("--prometheus", action="store_true",
+                     help="node-exporter's textfile-collector format (hotsync_health, hotsync_copy_age_seconds, ...)")
 
 
 def _age(seconds: float | None) -> str:
@@ -48,15 +58,23 @@ def run(args) -> int:
 
     root = root_from(getattr(args, "root", None))
     info = collect(root)
-    from ..notifier_status import read_status as realtime_status, status_lines
+    from ..notifier_status import status_lines
+    from ..sync.health import check_line, prometheus
 
-    info["realtime"] = realtime_status(root)
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return health["code"]
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
         return 0
     from ..sync.status import iso
 
     now = time.time()
+    print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
     print(f"role:              {info['role'] or 'not set'} ({info['status']})")
     print(f"peer:              {info['peer'] or 'not configured'}")
     _promote_lines(info, _age)
@@ -94,6 +112,11 @@ def run(args) -> int:
             print(f"                   a master presented {info['master_presented']}: if it is yours, run "
                   f"config setprop hotsync MasterFingerprint {info['master_presented']}; "
                   "signal-event nethserver-hotsync-save")
+        if info.get("keep_aside"):
+            print("keep aside:        the first push from the new master keeps what it replaces or deletes here")
+        for k in info.get("kept") or []:
+            print(f"kept aside:        {k['path']} ({k['files']} files, {iso(k['time'])}): what a first push after a "
+                  "re-pair replaced or deleted here; keep what you need, then remove the folder")
         if info.get("peer_refused"):
             print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
                   + "; ".join(info["peer_refused"].get("problems", [])[:3]))

@@ -39,6 +39,8 @@ INCREMENTAL_MAX = 2000
 REALTIME_WAIT = 30.0
 #: how long a session is retried after this master presented its certificate to a pairing slave
 PAIRING_WAIT = 5.0
+#: on the slave: where the first push after a role change keeps what it replaces or deletes
+KEPT = "/var/lib/hotsync/kept"
 
 
 @dataclass
@@ -55,7 +57,8 @@ class Outcome:
 
     @property
     def code(self) -> int:
-        return {"success": EXIT_OK, "dry-run": EXIT_OK, "held": EXIT_HELD}.get(self.result, EXIT_FAILED)
+        return {"success": EXIT_OK, "dry-run": EXIT_OK, "held": EXIT_HELD, "cancelled": EXIT_CANNOT}.get(
+            self.result, EXIT_FAILED)
 
 
 def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_deletions: bool = False,
@@ -81,7 +84,8 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
             log(f"hotsync sync: --accept-fingerprint: {exc}")
             return EXIT_CANNOT
     waiting = awaiting_person(root)
-    if waiting and accept_fingerprint is None and (ask is None or scheduled):
+    pinned = tls.pinned_fingerprint(root) is not None
+    if waiting and accept_fingerprint is None and (ask is None or scheduled) and not (dry_run and pinned):
         # cron, the notifier, a script: a pin is only ever taken by a person (see hotsync_events.sync.tls)
         msg = _ensure_pin(root, cfg, None, log, dry_run=dry_run) or waiting
         log(f"hotsync sync: {msg}")
@@ -121,11 +125,19 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
 
 
 def awaiting_person(root: Root) -> str | None:
-    """Why no push may run before a person's: nothing is pinned yet (None when a pin is there)."""
+    """Why no push may run before a person's: nothing is pinned yet, or this host became the master by a
+    promote and has not pushed in the new direction yet (None when pushes may run)."""
+    from .status import read_status
+
     if tls.pinned_fingerprint(root) is None:
         return ("the slave's certificate is not pinned yet: the first push is a person's (`hotsync sync` on a "
                 "terminal, or with --accept-fingerprint and the slave's fingerprint); the schedule and the "
                 "real-time notifier wait for it")
+    gate = read_status(root).get("first_push")
+    if gate:
+        return (f"{gate.get('why', 'a role change')}: run `hotsync sync` on a terminal (it shows the dry run and "
+                "asks), or `hotsync sync --accept-fingerprint <the slave's fingerprint>`; what that push replaces or "
+                f"deletes on the slave is kept there in {KEPT}; the schedule and the real-time notifier wait for it")
     return None
 
 
@@ -292,6 +304,18 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                            "hotsync sync --allow-deletions", details=dry.deletions[:50], deleted=deleted,
                            files=dry.stats.get("Number of files", 0))
     left_out = [f"left out: {p}" for p in lists.problems]
+    gate = previous.get("first_push")
+    if gate and not dry_run:
+        # the first push after a role change: a person sees what it does, and the slave keeps what it replaces
+        ctx["kept"] = f"{KEPT}/{time.strftime('%Y-%m-%d-%H%M%S')}"
+        if ask is not None and accept_fingerprint is None:
+            log(f"hotsync sync: the first push to {cfg.slave_host} since {gate.get('why', 'a role change')}:")
+            for line in [*dry.changes[:40], *(f"*deleting {d}" for d in dry.deletions[:40])]:
+                log(f"  {line}")
+            log(f"hotsync sync: {len(dry.changes)} changes and {deleted} deletions; what they replace or delete "
+                f"on the slave is kept there in {ctx['kept']}")
+            if not ask("push now?"):
+                return Outcome("cancelled", "you did not confirm the first push: nothing was pushed")
     if dry_run:
         return Outcome("dry-run", f"{len(dry.changes)} changes and {deleted} deletions would be pushed",
                        details=left_out + dry.changes[:200] + [f"*deleting {d}" for d in dry.deletions[:200]],
@@ -303,6 +327,8 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     #    directories holding a change), else of everything again
     max_delete = None if allow_deletions else guards.allowed_deletions(dry.stats, deleted, cfg.max_delete_percent)
     changed, deleted_names = changed_names(dry.raw)
+    if ctx.get("kept"):
+        common = dict(common, backup_dir=ctx["kept"])
     if not full and len(changed) + len(deleted_names) <= INCREMENTAL_MAX:
         only = root.run_dir / "sync.only"
         tops = [(p.lstrip("/") + ("/" if os.path.isdir(root.join(p)) else "")).encode("utf-8", "surrogateescape")
@@ -567,7 +593,8 @@ def _cert_changed(root: Root, cfg: Settings) -> str | None:
 
 # ------------------------------------------------------------------------------------------- records
 def _report(o: Outcome, log) -> None:
-    prefix = {"success": "ok", "dry-run": "dry run", "held": "HELD BACK", "failed": "FAILED"}[o.result]
+    prefix = {"success": "ok", "dry-run": "dry run", "held": "HELD BACK", "failed": "FAILED",
+              "cancelled": "not pushed"}[o.result]
     log(f"hotsync sync: {prefix}: {o.message}")
     if o.result in ("failed", "held", "dry-run"):
         for line in o.details[:60]:
@@ -598,7 +625,7 @@ def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx
         _append_log(root, o, start, end)
     run = {"start": start, "end": end, "result": o.result, "message": o.message, "files": o.files,
            "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code}
-    if dry_run:
+    if dry_run or o.result == "cancelled":     # a person said no: nothing happened, nothing to alert about
         update_status(root, lambda d: d.update(last_dry_run=run))
         return
     mail: dict = {}
@@ -613,6 +640,8 @@ def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx
         if o.result == "success":
             d["last_success"] = {**run, "sources": ctx.get("sources", {})}
             d["failures"] = 0
+            if ctx.get("kept") and d.pop("first_push", None) is not None:   # the person's first push is done
+                d["first_push_done"] = {"time": end, "kept_on_slave": ctx["kept"]}
             if alert.get("sent"):
                 mail["kind"] = "recovered"
             else:

@@ -59,7 +59,7 @@ def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str,
 def push_args(*, sources: list[str], exclude_file: str, password_file: str, timeout: int, bwlimit: int = 0,
               max_delete: int | None = None, dry_run: bool = False, checksum: bool = False,
               rsync: str = "rsync", from0: bool = False, early: str | None = None,
-              module: str = MODULE) -> list[str]:
+              module: str = MODULE, backup_dir: str | None = None) -> list[str]:
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
     is the session's early-input file (:func:`early_input`)."""
     args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
@@ -69,6 +69,8 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
             "--no-human-readable", f"--out-format={OUT_FORMAT}", *CLIENT_MESSAGES]
     if early is not None:
         args.append(f"--early-input={early}")
+    if backup_dir is not None:       # what this push replaces or deletes is kept there (on the slave)
+        args += ["--backup", f"--backup-dir={backup_dir}"]
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
     if max_delete is not None:

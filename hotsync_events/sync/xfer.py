@@ -54,6 +54,33 @@ def _norm(addr: str) -> str:
         return addr
 
 
+#: where a push may keep what it replaces or deletes (``--backup-dir``): the slave lists it in its status
+KEPT = "/var/lib/hotsync/kept/"
+
+
+def _backup_of(env) -> tuple[bool, str | None]:
+    """``(makes backups, --backup-dir)`` from the client's arguments the daemon passes on (RSYNC_ARGn)."""
+    args = [env[k] for k in sorted((k for k in env if k.startswith("RSYNC_ARG") and k[9:].isdigit()),
+                                    key=lambda k: int(k[9:]))]
+    backups, where = False, None
+    for i, a in enumerate(args):
+        if a.startswith("-") and not a.startswith("--") and "b" in a.split(".")[0]:
+            backups = True
+        elif a == "--backup-dir" and i + 1 < len(args):
+            backups, where = True, args[i + 1]
+        elif a.startswith("--backup-dir="):
+            backups, where = True, a.split("=", 1)[1]
+    return backups, where
+
+
+def _kept_dir(where: str | None) -> bool:
+    """Whether a ``--backup-dir`` is a folder of its own under /var/lib/hotsync/kept/."""
+    if not where:
+        return False
+    parts = [p for p in where.split("/") if p not in ("", ".")]
+    return ".." not in parts and len(parts) >= 5 and parts[:4] == KEPT.strip("/").split("/")
+
+
 def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     """``(exit code, refusal line)`` of one session's pre-xfer hook."""
     from ..fence import early_input, fence_record, read_epoch, refusal
@@ -90,6 +117,12 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         from .peercopy import refused_reason
 
         problem = refused_reason(st)
+    backups, backup_dir = _backup_of(env)
+    if problem is None and backups and not _kept_dir(backup_dir):
+        problem = f"a push may keep what it replaces only in a folder of its own under {KEPT}"
+    if problem is None and st.get("keep_aside") and kind in ("sync", "realtime") and not backups:
+        problem = ("this slave was re-paired: its first push from the new master must keep aside what it replaces "
+                   f"or deletes (in {KEPT}); a person's `hotsync sync` on the master does")
     pid = env.get("RSYNC_PID", str(os.getpid()))
     now = time.time()
 
@@ -103,7 +136,7 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
             pass
         else:
             d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
-                                                  "epoch": early.get("epoch")}
+                                                  "epoch": early.get("epoch"), "kept": backup_dir}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
 
@@ -146,6 +179,8 @@ def post_xfer(root: Root, env=os.environ) -> int:
             if kind == "sync":
                 d["last_full"] = run
                 unclean.clear()
+                if rec.get("kept") and d.pop("keep_aside", None) is not None:
+                    d["kept_by_repair"] = {"path": "/" + rec["kept"].strip("/"), "time": now}
                 if rec.get("epoch") is not None:    # only to pick an epoch above it at promote
                     d["master_epoch"] = max(int(rec["epoch"]), int(d.get("master_epoch") or 0))
         else:

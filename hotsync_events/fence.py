@@ -341,11 +341,20 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
         done.append("was fenced: re-paired as slave, status enabled")
     st = read_status(root)
     if st.get("role") == "master" or st.get("fenced"):
+        from .notifier_status import STATUS_FILE
+
+        notifier = root.run_dir / STATUS_FILE       # the master-era notifier's record: archived, not shown
+
         def change(d: dict) -> None:
             kept = {k: d.pop(k) for k in ROLE_FIELDS["master"] if k in d}
             fenced = d.pop("fenced", None)
             if fenced:
                 kept["fenced"] = fenced
+            try:
+                kept["realtime"] = json.loads(notifier.read_text(encoding="utf-8"))
+                notifier.unlink()
+            except (OSError, ValueError):
+                pass
             if kept:
                 kept["archived"] = time.time()
                 d["previous_master"] = kept

@@ -374,7 +374,9 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     db = open_db("configuration", root)
     cfg = Settings.from_db(db)
     rt = RealtimeSettings.from_db(db)
-    problem = cfg.master_problem()
+    from .sync.push import awaiting_person
+
+    problem = cfg.master_problem() or awaiting_person(root)
     if problem:
         return problem
     if not rt.enabled and not force:
@@ -397,22 +399,42 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
 
 
 def signature(root: Root, pm=None) -> tuple:
-    """What a running notifier depends on: role, settings and lists. A change means a restart."""
+    """What a running notifier depends on: role, settings, the pin, and the lists. A change means a restart."""
+    from .sync.push import awaiting_person
+
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
     try:
         lists = watch_lists(root, db, pm) if pm is not None else None
     except Exception as exc:   # a bad list line: start() reports it
         lists = str(exc)
-    return (cfg.master_problem(), RealtimeSettings.from_db(db), repr(lists))
+    return (cfg.master_problem(), awaiting_person(root) is None, RealtimeSettings.from_db(db), repr(lists))
+
+
+def cheap_stamp(root: Root) -> tuple:
+    """What can be checked every second or two for a change that the full :func:`signature` then looks at:
+    the configuration database's and the lists' files, and the sync status (a pin, a person's first push)."""
+    from .sync.lists import list_stamp
+    from .sync.status import status_path
+
+    out = []
+    for p in (root.db_dir / "configuration", status_path(root)):
+        try:
+            out.append(p.stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return (*out, list_stamp(root))
 
 
 class Background:
     """The notifier, kept in step with the configuration: started when this host becomes an enabled master
-    with `realtime` enabled and something to watch, restarted (with a full sync) when the include/exclude
-    lists or the settings change, stopped when it should not run. Checked every ``check_every`` seconds
-    (None: only at start) and on :meth:`reload` (SIGHUP). ``hotsync watch`` checks every 30 s;
-    ``hotsync daemon`` only at start, as the save event restarts it after every configuration change."""
+    with `realtime` enabled, its slave's certificate pinned and something to watch; restarted (with a full
+    sync) when the include/exclude lists or the settings change; stopped when it should not run. Checked
+    whenever the configuration database, the sync status or a list file changed (looked at every
+    :data:`STAMP_EVERY` seconds), every ``check_every`` seconds (None: not on a timer), and on :meth:`reload`."""
+
+    #: how often the cheap stamp (:func:`cheap_stamp`) is looked at: an added list is watched this fast
+    STAMP_EVERY = 2.0
 
     def __init__(self, root: Root, *, pm=None, check_every: float | None = 30.0, retry_max: float = 30.0,
                  force: bool = False) -> None:
@@ -424,6 +446,8 @@ class Background:
         self.notifier: Notifier | None = None
         self.why_not: str | None = None
         self._sig = None
+        self._stamp = None
+        self._lock = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -436,6 +460,27 @@ class Background:
         self.pm.root = self.root
         return self.pm
 
+    def _hold(self) -> bool:
+        """Take the root's notifier lock (one notifier per root: the daemon's, or a `hotsync watch`)."""
+        if self._lock is not None:
+            return True
+        from .sync.lock import SyncLock
+
+        lock = SyncLock(self.root, "notifier")
+        if not lock.acquire(queue=False):
+            why = f"another notifier runs for this root (pid {lock.holder()}): only one may run"
+            if why != self.why_not:
+                log.info("no real-time sync here: %s", why)
+            self.why_not = why
+            return False
+        self._lock = lock
+        return True
+
+    def _let_go(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def step(self) -> None:
         """Start, restart or stop the notifier as the configuration says (one check)."""
         sig = signature(self.root, self._pm())
@@ -446,8 +491,12 @@ class Background:
             self.notifier.stop()
             self.notifier = None
         self._sig = sig
+        if not self._hold():        # the lock is held only while a notifier of this supervisor runs
+            self._sig = None        # try again at the next look
+            return
         n = start(self.root, pm=self.pm, retry_max=self.retry_max, force=self.force)
         if isinstance(n, str):
+            self._let_go()
             if n != self.why_not:
                 log.info("no real-time sync: %s", n)
             self.why_not = n
@@ -457,12 +506,18 @@ class Background:
         log.info("watching %d directories under %s", n.watched_dirs(), ", ".join(n.status()["watched_paths"]))
 
     def _loop(self) -> None:
+        last_full = 0.0
         while not self._stop.is_set():
             try:
-                self.step()
+                stamp = cheap_stamp(self.root)
+                due = self.check_every is not None and time.monotonic() - last_full >= self.check_every
+                if stamp != self._stamp or due or self._sig is None:
+                    self._stamp = stamp
+                    last_full = time.monotonic()
+                    self.step()
             except Exception:   # keep supervising; the next check tries again
                 log.exception("notifier supervision failed")
-            self._wake.wait(self.check_every)     # None: until reload() or stop()
+            self._wake.wait(self.STAMP_EVERY)     # the lists, the settings or the pin may change at any time
             self._wake.clear()
 
     def start(self) -> "Background":
@@ -485,3 +540,5 @@ class Background:
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier = None
+        self._let_go()
+

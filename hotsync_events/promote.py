@@ -268,7 +268,12 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
     a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
     # hard refusals: nothing --force can mend
     if not resuming:
-        if a["role"] != "slave":
+        done = st.get("promote") or {}
+        if a["role"] == "master" and done:
+            a["refusals"].append({"why": "already-promoted", "force": False, "text":
+                                  f"already promoted at {_iso(done.get('time'))} (pair epoch {done.get('epoch')}): "
+                                  "this host is the master; hotsync status shows the promote"})
+        elif a["role"] != "slave":
             a["refusals"].append({"why": "not-slave", "force": False, "text":
                                   f"Promotion to MASTER is possible only for a SLAVE: this host's hotsync role is "
                                   f"{a['role'] or 'not set'}"})
@@ -388,11 +393,11 @@ MANUAL_STEPS = (
     "was kept as this host's), and move the service address or DNS names to this host.",
     "Run: signal-event post-restore-data   (the plugins' post-restore actions: databases reloaded by the "
     "applications, ACLs, caches).",
-    "When the old master {old} comes back it is fenced (its pushes are refused, it stops). Save what it wrote "
-    "after {synced} if you need it, then make it the new slave. On {old}: config setprop hotsync role slave "
-    "MasterHost <this host>; signal-event nethserver-hotsync-save. Here: config setprop hotsync SlaveHost "
-    "{old}; signal-event nethserver-hotsync-save; hotsync sync (the first sync shows how many files it "
-    "deletes there, and asks for --allow-deletions above MaxDeletePercent).",
+    "When the old master {old} comes back it is fenced (its pushes are refused, it stops). Make it the new "
+    "slave (docs/promote.md, section 7): here, config setprop hotsync SlaveHost {old} MasterHost ''; "
+    "signal-event nethserver-hotsync-save. On {old}: config setprop hotsync role slave MasterHost <this host>; "
+    "signal-event nethserver-hotsync-save. Then here, yourself: hotsync sync (it shows the dry run and asks; "
+    "what it replaces or deletes on {old}, written there after {synced}, is kept in /var/lib/hotsync/kept/).",
     "Reconnect backup disks, then reboot this host once and check its services.",
 )
 

@@ -11,6 +11,8 @@ defaults; every other entry is a prop and its check, with these keywords beside 
 * ``default=`` the value a missing prop gets when the database is initialised and before every event;
 * ``secret=True`` shown masked by ``show``, ``printjson``, ``search`` and ``history``;
 * ``force=True`` the default overwrites the current value, as e-smith's ``force`` tree does;
+* ``replaced_by='name'`` an old name a database may hold but nothing reads: a write is refused, naming
+  the prop to set instead;
 * ``local=True`` the prop is this host's own (its role, its peer, its ports): ``hotsync-promote`` keeps
   it when it applies the master's copy of the database.
 
@@ -182,7 +184,7 @@ _ALLOWED_WORDS = {
 def _validator() -> _v.Validator:
     def tolerant(fn):
         def check(value, *args, **kw):
-            for meta in META_KEYWORDS:
+            for meta in (*META_KEYWORDS, "replaced_by"):
                 kw.pop(meta, None)
             return fn(value, *args, **kw)
         return check
@@ -193,8 +195,9 @@ def _validator() -> _v.Validator:
 
 
 # ---------------------------------------------------------------------------------------------- model
-class PropSpec(namedtuple("PropSpec", "key prop check function args default secret force description source local",
-                          defaults=(False,))):
+class PropSpec(namedtuple("PropSpec",
+                          "key prop check function args default secret force description source local replaced_by",
+                          defaults=(False, None))):
     """One prop of a key: its ``validate`` check (function name and arguments), default, flags, description.
 
     Immutable; a named tuple rather than a frozen dataclass so that loading the schema stays cheap.
@@ -265,6 +268,9 @@ class Schema:
         ps = self.prop(key, prop)
         if ps is None:
             return
+        if ps.replaced_by and value != ps.default:   # an old name, never read: point to the one that is
+            raise InvalidValue(f"{self.db} {key} {prop} is an old name, not read any more: set {key} "
+                               f"{ps.replaced_by} instead (config setprop {key} {ps.replaced_by} {value})")
         if self._validator is None:
             self._validator = _validator()
         try:
@@ -363,12 +369,13 @@ def parse_spec(path: Path, source: str, parser: _v.Validator | None = None) -> l
             if fname not in parser.functions and fname not in _CUSTOM:
                 raise SchemaError(f"spec file {path}: [{key}] {prop}: unknown check {fname!r}")
             flags = {m: str(kwargs.pop(m, "false")).lower() in ("true", "yes", "1") for m in META_KEYWORDS}
+            replaced_by = kwargs.pop("replaced_by", None)
             fargs = tuple(args) if fname == "option" else tuple(sorted(kwargs.items()))
             ks.props[prop] = PropSpec(key=key, prop=prop, check=check, function=fname, args=fargs,
                                       default=None if default is None else str(default),
                                       secret=flags["secret"], force=flags["force"],
                                       description=_comment(section.comments.get(prop)), source=source,
-                                      local=flags["local"])
+                                      local=flags["local"], replaced_by=replaced_by)
         out.append(ks)
     return out
 

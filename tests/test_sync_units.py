@@ -99,10 +99,15 @@ def test_lists_merge_include_d_and_refuse_bad_lines(root):
     assert lists.includes == ["/srv/one", "/srv/two"]
     assert lists.exclude_file_text().splitlines() == [*sender_rules(), "- .hotsync-partial/", "- *.tmp",
                                                       "- /srv/one/cache/"]
-    for bad in ("relative/path", "/srv/../etc", "/"):
-        (inc / "b.include").write_text(bad + "\n")
-        with pytest.raises(ListError, match="b.include:1"):
-            build_lists(root, db, None)
+    # every bad line of every list is reported at once, with its file and line; the good ones stay
+    (inc / "b.include").write_text("relative/path\n/srv/../etc\n/\n/srv/three\n")
+    (inc / "c.include").write_text("/etc/cron.d\n")
+    (inc / "notes.txt").write_text("/srv/ignored\n")
+    lists = build_lists(root, db, None)
+    assert lists.includes == ["/srv/one", "/srv/three", "/srv/two"]
+    assert [p.split(": ")[0].rsplit("/", 1)[1] for p in lists.problems] == \
+        ["b.include:1", "b.include:2", "b.include:3", "c.include:1"]
+    assert len(lists.warnings) == 1 and "notes.txt" in lists.warnings[0] and ".include" in lists.warnings[0]
 
 
 def test_lock_is_exclusive_and_queues_one_follow_up(root):

@@ -60,11 +60,12 @@ def plan(root, pm=None, db=None) -> dict:
                    "restore": d.restore is not None} for p, d in dumps],
         "plugins": {"active": sorted(n for n, a in active.items() if a),
                     "inactive": sorted(n for n, a in active.items() if not a)},
-        "problems": problems,
+        "problems": problems, "warnings": [],
     }
     if lists is not None:
         base = str(root.path).rstrip("/") + "/"
-        problems += [p.replace(base, "/") for p in lists.problems]    # lines left out: refused areas
+        problems += [p.replace(base, "/") for p in lists.problems]    # lines left out: bad, or refused areas
+        out["warnings"] = [w.replace(base, "/") for w in lists.warnings]
         ex_origins = getattr(lists, "exclude_origins", {})
         out["include"] = [{"path": p, "from": who(lists.origins.get(p, [])), "realtime": realtime.get(p, False),
                            "exists": root.join(p).exists()} for p in lists.includes]
@@ -99,4 +100,6 @@ def run(args) -> int:
         print("inactive plugins: " + (", ".join(report["plugins"]["inactive"]) or "none"))
         for p in report["problems"]:
             print(f"problem: {p}")
+        for w in report["warnings"]:
+            print(f"warning: {w}")
     return 1 if report["problems"] else 0

@@ -47,7 +47,7 @@ def _promote_lines(info: dict, age) -> None:
               f"steps {t.get('steps', 0):.1f})")
         print(f"                   accepted the data of {iso(p.get('last_complete_sync'))}, "
               f"{age(p.get('data_age'))} old" + (" (--force)" if p.get("forced") else ""))
-    if info.get("fence") and info["role"] == "master":
+    if info.get("fence") and info["role"] == "master" and info.get("fence_listener"):
         print(f"fence:             pushes to this host are refused (epoch {info['fence'].get('epoch')}); "
               f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
 

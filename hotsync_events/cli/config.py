@@ -335,6 +335,11 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
             if opt in ("-h", "--help"):
                 _out(usage)
                 return EXIT_OK
+            if opt == "--version":
+                from ._common import version_line
+
+                _out(version_line(prog) + "\n")
+                return EXIT_OK
             if opt == "--show-secrets":
                 show_secrets = True
             elif opt == "--root" or opt.startswith("--root="):
@@ -385,11 +390,15 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
 
 
 def config_main(argv: list[str] | None = None) -> int:
-    return run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration")
+    from ._common import console
+
+    return console("config", lambda: run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration"))
 
 
 def db_main(argv: list[str] | None = None) -> int:
-    return run("db", sys.argv[1:] if argv is None else argv, fixed_db=None)
+    from ._common import console
+
+    return console("db", lambda: run("db", sys.argv[1:] if argv is None else argv, fixed_db=None))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,9 @@ exit status: 0 written or unchanged, 1 the template failed, 2 bad usage
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="expand-template", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ._common import version_line
+
+    p.add_argument("--version", action="version", version=version_line("expand-template"))
     p.add_argument("--root", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
     p.add_argument("path", metavar="PATH", help="the target as on the host, e.g. /etc/rsyncd.conf")
     p.add_argument("--output", metavar="FILE",
@@ -32,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._common import console
+
+    return console("expand-template", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..configdb import open_db
     from ..paths import RootError, root_from

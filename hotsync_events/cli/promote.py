@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotsync-promote", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", metavar="DIR", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
+    from ._common import version_line
+
+    p.add_argument("--version", action="version", version=version_line("hotsync-promote"))
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (you read the plan: --dry-run)")
     p.add_argument("--force", action="store_true",
                    help="promote although the copy is torn or the master pushed recently (split-brain risk)")
@@ -95,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"hotsync-promote: warning: plugins could not be loaded ({exc}); plugin steps are not shown")
     a = P.assess(root, pm)
     verify_seconds = time.monotonic() - t0
-    render(a, out)
     result: dict = {"assessment": a, "dry_run": args.dry_run, "promoted": False}
+    hard = [r for r in a["refusals"] if not r["force"]]
+    if not hard:          # a host that cannot be promoted at all hears why first, without a plan to read
+        render(a, out)
 
     def finish(code: int, message: str = "") -> int:
         if message:
@@ -106,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return code
 
-    hard = [r for r in a["refusals"] if not r["force"]]
     soft = [r for r in a["refusals"] if r["force"]]
     if hard:
         return finish(P.EXIT_CANNOT, "REFUSED: " + "; ".join(r["text"] for r in hard))
@@ -150,14 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The console script: a closed stdout (``| head``) ends quietly, as ``config`` and ``hotsync`` do."""
-    try:
-        return main()
-    except BrokenPipeError:
-        import os
+    """The console script: Ctrl-C and a closed stdout (``| head``) end quietly, as every command does."""
+    from ._common import console
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    return console("hotsync-promote", main)
 
 
 if __name__ == "__main__":  # pragma: no cover

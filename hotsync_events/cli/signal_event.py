@@ -224,7 +224,18 @@ def _list(opts: dict, root) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._common import console
+
+    return console("signal-event", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from ._common import version_line
+
+        print(version_line("signal-event"))
+        return 0
     try:
         opts = parse(argv)
     except Usage as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..paths import Root
 from .policy import REFUSED, refusal_of, sender_rules
 
-__all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "read_list_dir"]
+__all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "list_stamp", "read_list_dir"]
 
 #: where the master's config database lands on the slave (host path)
 PEER_DIR = "/var/lib/hotsync/peer"
@@ -39,6 +39,7 @@ class Lists:
     origins: dict[str, list[str]] = field(default_factory=dict)   # include -> who asked for it
     exclude_origins: dict[str, list[str]] = field(default_factory=dict)   # exclude -> who asked for it
     problems: list[str] = field(default_factory=list)    # lines left out, each naming its file and line
+    warnings: list[str] = field(default_factory=list)    # files the lists do not read (a wrong suffix)
 
     def add_include(self, path: str, origin: str) -> None:
         path = _clean_path(path, origin)
@@ -97,8 +98,43 @@ def read_list_dir(directory: Path, suffix: str) -> list[tuple[str, str]]:
     return out
 
 
+def list_stamp(root: Root) -> tuple:
+    """A cheap fingerprint of the sysadmin's lists (names, sizes and times of the files and their
+    directories): the notifier rebuilds what it watches when it moves."""
+    out = []
+    for sub in ("include.d", "exclude.d"):
+        d = root.etc_dir / sub
+        try:
+            st = d.stat()
+        except OSError:
+            out.append((sub, None))
+            continue
+        out.append((sub, st.st_mtime_ns))
+        for f in sorted(d.iterdir()):
+            try:
+                fs = f.stat()
+                out.append((f.name, fs.st_size, fs.st_mtime_ns))
+            except OSError:
+                continue
+    return tuple(out)
+
+
+def _misnamed(directory: Path, suffix: str) -> list[str]:
+    """Files in a list directory that the lists do not read (another suffix): a warning each."""
+    if not directory.is_dir():
+        return []
+    return [f"{f}: not read (the lists read *{suffix} files only); rename it to end in {suffix}"
+            for f in sorted(directory.iterdir()) if f.is_file() and not f.name.endswith(suffix)
+            and not f.name.endswith((".pre-promote", "~")) and not f.name.startswith(".")]
+
+
 def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ()) -> Lists:
-    """Merge the plugins' paths, the dumps and the sysadmin's lists. ListError names a bad line."""
+    """Merge the plugins' paths, the dumps and the sysadmin's lists.
+
+    A bad line of a sysadmin's list does not stop the rest: it is left out and reported in
+    :attr:`Lists.problems` with its file and line, every bad line of every list at once (the push then
+    counts as failed); a plugin's bad path raises ListError naming the plugin.
+    """
     lists = Lists()
     if pm is not None:
         for plugin, sp in sorted(pm.collect("hotsync_sync_paths", db=db, root=root),
@@ -111,8 +147,15 @@ def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ())
         lists.add_include(path, origin)
     etc = root.etc_dir
     for line, where in read_list_dir(etc / "include.d", ".include"):
-        lists.add_include(line, where)
+        try:
+            lists.add_include(line, where)
+        except ListError as exc:
+            lists.problems.append(str(exc))
     for line, where in read_list_dir(etc / "exclude.d", ".exclude"):
-        lists.add_exclude(line, where)
+        try:
+            lists.add_exclude(line, where)
+        except ListError as exc:
+            lists.problems.append(str(exc))
+    lists.warnings += _misnamed(etc / "include.d", ".include") + _misnamed(etc / "exclude.d", ".exclude")
     lists.includes.sort()
     return lists

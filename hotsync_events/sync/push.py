@@ -37,6 +37,8 @@ MAX_FOLLOW_UPS = 3
 INCREMENTAL_MAX = 2000
 #: how long `hotsync sync` waits for a real-time push (not a sync run) that holds the lock
 REALTIME_WAIT = 30.0
+#: how long a person's `hotsync sync` at a terminal waits for a running sync
+WAIT_MAX = 3600.0
 #: how long a session is retried after this master presented its certificate to a pairing slave
 PAIRING_WAIT = 5.0
 #: on the slave: where the first push after a role change keeps what it replaces or deletes
@@ -57,19 +59,22 @@ class Outcome:
 
     @property
     def code(self) -> int:
-        return {"success": EXIT_OK, "dry-run": EXIT_OK, "held": EXIT_HELD, "cancelled": EXIT_CANNOT}.get(
-            self.result, EXIT_FAILED)
+        return {"success": EXIT_OK, "dry-run": EXIT_OK, "held": EXIT_HELD, "cancelled": EXIT_CANNOT,
+                "interrupted": 130}.get(self.result, EXIT_FAILED)
 
 
 def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_deletions: bool = False,
              accept_fingerprint: str | None = None, scheduled: bool = False, log=print, pm=None,
-             ask: Callable[[str], bool] | None = None) -> int:
+             ask: Callable[[str], bool] | None = None, wait: bool = False, verbose: bool = False,
+             progress: Callable | None = None) -> int:
     """Push this master's data to its slave once (plus the follow-ups queued meanwhile).
 
     *ask* is how a person at a terminal answers a yes/no question (the CLI passes one only on a
     terminal): with it, a first push shows both fingerprints and asks before it pins the slave's
     certificate. Without it (cron, the notifier, scripts) nothing is ever pinned unless
-    *accept_fingerprint* names the slave's.
+    *accept_fingerprint* names the slave's. *wait*: when another sync runs, wait for it to end (bounded),
+    then run, instead of exiting 75 (a person at a terminal). *verbose*: every path the push changed.
+    *progress(files, bytes, rate, percent)*: called as a long push goes.
     """
     db = open_db("configuration", root)
     cfg = Settings.from_db(db)
@@ -97,11 +102,17 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
     if not lock.acquire(queue=False):
         if scheduled:
             return _scheduled_blocked(root, cfg, lock, log)
+        if wait:      # a person at a terminal: wait for the running sync (or push), then run
+            log(f"hotsync sync: another sync is running (pid {lock.holder()}): waiting for it to end, then this "
+                "one runs (--no-wait exits at once)")
+            if not _wait_for(lock, WAIT_MAX):
+                log(f"hotsync sync: the other sync still runs after {WAIT_MAX / 60:.0f} min; try again later")
+                return EXIT_BUSY
         # a short real-time push (the notifier) is waited for; another sync run is not: say so, queue one
-        if not _full_run_active(root, lock):
+        elif not _full_run_active(root, lock):
             log(f"hotsync sync: waiting for the real-time push holding the sync lock (pid {lock.holder()}), "
                 f"up to {REALTIME_WAIT:.0f} s")
-        if _full_run_active(root, lock) or not _wait_for(lock, REALTIME_WAIT):
+        if not wait and (_full_run_active(root, lock) or not _wait_for(lock, REALTIME_WAIT)):
             if not dry_run:
                 lock.queue()
             log(f"hotsync sync: another sync is running (pid {lock.holder()}); "
@@ -111,7 +122,8 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
     try:
         lock.take_queued()
         code = _run_once(root, db, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
-                         accept_fingerprint=accept_fingerprint, log=log, pm=pm, ask=ask)
+                         accept_fingerprint=accept_fingerprint, log=log, pm=pm, ask=ask, verbose=verbose,
+                         progress=progress)
         for _ in range(MAX_FOLLOW_UPS):
             if dry_run or not lock.take_queued():
                 break
@@ -201,24 +213,26 @@ def is_due(root: Root, cfg: Settings) -> bool:
     return last is None or time.time() - float(last) >= cfg.interval * 60 - 30
 
 
-def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm, ask=None) -> int:
+def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm, ask=None,
+              verbose: bool = False, progress=None) -> int:
     cfg = Settings.from_db(db)
     start = time.time()
     if not dry_run:
         update_status(root, lambda d: d.update(role="master", running={"pid": os.getpid(), "start": start}))
-    ctx: dict = {}
+    ctx: dict = {"progress": progress}
     try:
         outcome = _push(root, db, cfg, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
                         accept_fingerprint=accept_fingerprint, log=log, pm=pm, ctx=ctx, ask=ask)
     except Exception as exc:  # a bug must still end as a recorded failure, never as a silent success
         outcome = Outcome("failed", f"internal error: {type(exc).__name__}: {exc}",
                           details=traceback.format_exc().splitlines()[-12:])
-    except BaseException as exc:  # SIGTERM/^C: rsync is already killed; record it, then go on ending
-        outcome = Outcome("failed", f"interrupted ({type(exc).__name__}) before the push finished")
+    except BaseException as exc:  # SIGTERM/^C: rsync is already killed; a person's stop: recorded, no alert
+        outcome = Outcome("interrupted", f"interrupted ({type(exc).__name__}) before the push finished; the "
+                          "slave keeps what it had, and the next sync sends the rest")
         _record(root, cfg, outcome, start, time.time(), ctx, dry_run=dry_run, log=log)
         raise
     end = time.time()
-    _report(outcome, log)
+    _report(outcome, log, verbose=verbose)
     _record(root, cfg, outcome, start, end, ctx, dry_run=dry_run, log=log)
     return outcome.code
 
@@ -254,6 +268,8 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     except (ListError, OSError) as exc:
         return Outcome("failed", f"bad include/exclude list: {exc}")
     ctx["includes"] = lists.includes
+    for w in lists.warnings:
+        log(f"hotsync sync: warning: {w}")
     # 3. a vanished source stops the push before anything changes
     state = guards.source_state(root, lists.includes)
     ctx["sources"] = state
@@ -335,13 +351,15 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                 for p in lists.includes if os.path.lexists(root.join(p))]
         _write_if_changed(str(only), only_these_filter(lists.filter_rules(), changed + deleted_names, tops), 0o600)
         listed = dict(common, exclude_file=str(only))
-        real = link.session("sync", lambda early: push_args(**listed, max_delete=max_delete, from0=True, early=early))
+        real = link.session("sync", lambda early: push_args(**listed, max_delete=max_delete, from0=True, early=early),
+                            progress=ctx.get("progress"))
     else:
         real = link.session("sync", lambda early: push_args(**common, max_delete=max_delete, checksum=full,
-                                                            early=early))
+                                                            early=early), progress=ctx.get("progress"))
     if real.returncode != 0:
         return link.failure(real, "the push failed")
     return _with_problems(Outcome("success", f"pushed {len(real.changes)} changes and {len(real.deletions)} deletions",
+                                  details=real.changes + [f"*deleting {d}" for d in real.deletions],
                                   files=dry.stats.get("Number of files", 0),   # the whole push, not the named list
                                   bytes=real.stats.get("Total bytes sent", 0), deleted=len(real.deletions),
                                   changes=len(real.changes), exit_code=0), lists.problems)
@@ -366,12 +384,12 @@ class _Link:
         self.nonce = ""
         self.delivered = False
 
-    def session(self, kind: str, build, env: dict | None = None):
+    def session(self, kind: str, build, env: dict | None = None, progress=None):
         from ..fence import read_epoch
         from .rsync import early_input
 
         early, self.nonce = early_input(self.root.run_dir, kind, read_epoch(self.root))
-        run = _rsync(build(early), env or self.env)
+        run = _rsync(build(early), env or self.env, progress=progress)
         if run.returncode != 0 and not self.delivered and _tls_refused(run) and not _cert_changed(self.root, self.cfg):
             # the slave may not know this master's certificate yet: present it (pairing), then try again
             # while the slave's hook (which runs after our copy ended) puts it in its trust store
@@ -443,13 +461,13 @@ def _tls_refused(run) -> bool:
     return not (received and int(received.group(1)) > 0)
 
 
-def _rsync(args: list[str], env: dict, wait: float = 10.0):
+def _rsync(args: list[str], env: dict, wait: float = 10.0, progress=None):
     """Run rsync; while the slave's daemon refuses for "max connections" (its previous session still runs
     its post-xfer hook), try again for up to *wait* seconds."""
     deadline = time.monotonic() + wait
     delay = 0.02
     while True:
-        run = run_rsync(args, env=env)
+        run = run_rsync(args, env=env, progress=progress)
         if run.returncode != 5 or "max connections" not in run.stderr or time.monotonic() > deadline:
             return run
         time.sleep(delay)
@@ -592,12 +610,12 @@ def _cert_changed(root: Root, cfg: Settings) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- records
-def _report(o: Outcome, log) -> None:
+def _report(o: Outcome, log, verbose: bool = False) -> None:
     prefix = {"success": "ok", "dry-run": "dry run", "held": "HELD BACK", "failed": "FAILED",
-              "cancelled": "not pushed"}[o.result]
+              "cancelled": "not pushed", "interrupted": "interrupted"}[o.result]
     log(f"hotsync sync: {prefix}: {o.message}")
-    if o.result in ("failed", "held", "dry-run"):
-        for line in o.details[:60]:
+    if o.result in ("failed", "held", "dry-run") or verbose:
+        for line in o.details[:None if verbose else 60]:
             log(f"  {line}")
 
 
@@ -627,6 +645,9 @@ def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx
            "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code}
     if dry_run or o.result == "cancelled":     # a person said no: nothing happened, nothing to alert about
         update_status(root, lambda d: d.update(last_dry_run=run))
+        return
+    if o.result == "interrupted":              # a person's deliberate stop: recorded, no alert mail
+        update_status(root, lambda d: (d.pop("running", None), d.update(last_run=run)))
         return
     mail: dict = {}
 

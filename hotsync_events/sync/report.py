@@ -110,6 +110,7 @@ def collect(root: Root) -> dict:
     info["epoch"] = read_epoch(root)
     info["fenced"] = st.get("fenced") if cfg.status == "fenced" else None     # this master was demoted
     info["fence"] = fence_record(root)            # this host was promoted: it refuses every push
+    info["fence_listener"] = cfg.role == "master" and bool(cfg.master_host)   # and still tells the old master
     info["promote"] = st.get("promote")
     from ..notifier_status import read_status as realtime_status
     from .health import assess, copy_age

@@ -194,12 +194,23 @@ def only_these_filter(protect: list[str], names: list[bytes], sources: list[byte
     return b"\0".join(rules) + b"\0"
 
 
-def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
-    """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on)."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+_PROGRESS = re.compile(rb"^\s*([\d,.]+)\s+(\d+%)\s+(\S+/s)\s+\S+(?:\s+\(xfr#(\d+)[^)]*\))?")
+
+
+def run_rsync(args: list[str], *, env: dict[str, str], progress=None) -> RsyncRun:
+    """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on).
+
+    *progress(files, bytes, rate, percent)* is called as rsync reports its overall progress (its
+    ``--info=progress2`` lines, which are kept out of the output parsed afterwards)."""
+    if progress is not None:
+        args = [*args[:args.index("--")], "--info=progress2", *args[args.index("--"):]]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, preexec_fn=die_with_parent(), close_fds=True)
     try:
-        out, err = proc.communicate()
+        if progress is None:
+            out, err = proc.communicate()
+        else:
+            out, err = _follow(proc, progress)
     except BaseException:
         proc.kill()
         proc.communicate()
@@ -208,3 +219,37 @@ def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
     stderr = err.decode("utf-8", "backslashreplace")
     items, deleted, stats = stats_of(stdout)
     return RsyncRun(proc.returncode, stdout, stderr, items, deleted, stats, out)
+
+
+def _follow(proc: subprocess.Popen, progress) -> tuple[bytes, bytes]:
+    """Read rsync's stdout as it comes (progress lines end in a carriage return), stderr in a thread."""
+    import threading
+
+    errs: list[bytes] = []
+    reader = threading.Thread(target=lambda: errs.append(proc.stderr.read()), daemon=True)   # type: ignore[union-attr]
+    reader.start()
+    kept = bytearray()
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(65536)          # type: ignore[union-attr]
+        if not chunk:
+            break
+        pending += chunk
+        while True:
+            cuts = [i for i in (pending.find(b"\r"), pending.find(b"\n")) if i != -1]
+            if not cuts:
+                break
+            line, pending = pending[:min(cuts)], pending[min(cuts) + 1:]
+            m = _PROGRESS.match(line)
+            if m and b"%" in line:
+                try:
+                    progress(int(m.group(4) or 0), int(m.group(1).replace(b",", b"").replace(b".", b"")),
+                             m.group(3).decode(), m.group(2).decode())
+                except Exception:   # a display problem never stops a push
+                    pass
+            elif line:
+                kept += line + b"\n"
+    kept += pending
+    proc.wait()
+    reader.join()
+    return bytes(kept), b"".join(errs)

@@ -403,7 +403,7 @@ def session_processes(root: Path) -> list[int]:
     from hotsync_events.paths import Root
     from hotsync_events.promote import _session_processes
 
-    return sorted(_session_processes(Root(root)))
+    return set(_session_processes(Root(root)))
 
 
 @pytest.mark.skipif(not shutil.which("mariadbd") and not Path("/usr/sbin/mariadbd").exists(),

@@ -29,10 +29,11 @@ def plan(root, pm=None, db=None) -> dict:
 
     if pm is None:
         pm = get_plugin_manager()
-        install_schemas(pm, root)
+        if root.state_dir.is_dir():        # a report: nothing is created on a host that is not set up
+            install_schemas(pm, root)
     pm.root = root
     if db is None:
-        db = open_db("configuration", root)
+        db = open_db("configuration", root, validate=False, journal=False, create=False)
     active = pm.detect(root, db)
     problems: list[str] = []
     dumps = sorted(pm.collect("hotsync_dumps", db=db, root=root), key=lambda t: (t[1].priority, t[1].name))

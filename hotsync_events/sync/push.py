@@ -567,14 +567,14 @@ def _failure(root: Root, cfg: Settings, run, what: str, *, nonce: str = "") -> O
                        fenced=marker)
     if "auth failed" in text:
         meaning = "the slave refused the password: set the same `rsyncd password` on both sides"
-    elif "Unknown module" in text:
+    elif "Unknown module" in text or "access denied" in text:
         meaning = ("the slave refused this host: its MasterHost is not this host's address, "
                    "or it is not an enabled slave")
     elif "refused by the slave" in text:
         meaning = "the slave refused the push: " + next((e.split("refused by the slave: ", 1)[1]
                                                          for e in errors if "refused by the slave: " in e), text[:200])
     elif rc in (5, 10, 12, 35, 255) or "certificate verify failed" in text or "SSL_connect" in text:
-        meaning = _cert_changed(root, cfg) or _master_cert_refused(root, cfg) or meaning
+        meaning = _tls_diagnosis(root, cfg) or meaning
     if rc in (23, 24):
         meaning += "; these paths were not pushed (see details)"
     return Outcome("failed", f"{what}: rsync exit {rc}: {meaning}", details=errors,
@@ -591,6 +591,16 @@ def _master_cert_refused(root: Root, cfg: Settings) -> str | None:
     return (f"the slave refused this host's certificate {mine} at the TLS handshake: on the slave run "
             f"config setprop hotsync MasterFingerprint {mine}; signal-event nethserver-hotsync-save "
             "(its `hotsync status` shows the certificate this host presented)")
+
+
+def _tls_diagnosis(root: Root, cfg: Settings) -> str | None:
+    """Why a session ended before rsync spoke, in words: the slave does not answer; it presents another
+    certificate than the pinned one; it refused this master's certificate. None: it is none of them."""
+    try:
+        tls.fetch_cert(cfg.slave_host, cfg.port, timeout=10)
+    except tls.TLSError as exc:
+        return f"{exc}: is the slave's hotsync-stunnel running (hotsync services there), and the port open?"
+    return _cert_changed(root, cfg) or _master_cert_refused(root, cfg)
 
 
 def _cert_changed(root: Root, cfg: Settings) -> str | None:

@@ -411,6 +411,7 @@ def test_entry_point_cache_sees_a_plugin_installed_later(root, run, plugin_env, 
     site = tmp_path / "later-site"
     site.mkdir()
     env = {**plugin_env, "PYTHONPATH": str(site), "HOTSYNC_ROOT": str(root.path)}
+    run("config", "setprop", "hotsync", "role", "master", env=env, check=True)    # a host set up: it has a cache
     assert run("signal-event", "--list", "testplugin-probe", env=env).returncode == 2
     assert (root.state_dir / "cache" / "entry-points").exists()
     installed = Path(plugin_env["PYTHONPATH"])

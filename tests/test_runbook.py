@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 
 def at_terminal(root: Path, *argv: str, answer: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
     """``argv`` run by a person at a terminal (a pseudo-terminal from ``script``), typing *answer*."""
-    line = " ".join(["exec", *(str(BIN / argv[0]),), *map(_q, argv[1:])])
+    line = " ".join(["exec", _q(str(BIN / argv[0])), *map(_q, argv[1:])])
     return subprocess.run(["script", "-qec", line, "/dev/null"], input=answer, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "HOTSYNC_ROOT": str(root), "TERM": "dumb"})
 
@@ -270,7 +270,7 @@ def test_a_person_waits_for_a_running_sync_scripts_do_not(pair):
     update_status(Root(pair.master), lambda d: d.update(running={"pid": os.getpid(), "start": time.time()}))
     try:
         assert cli("hotsync", "sync", root=pair.master).returncode == 75            # a script, as before
-        person = subprocess.Popen(["script", "-qec", f"exec {BIN / 'hotsync'} sync", "/dev/null"],
+        person = subprocess.Popen(["script", "-qec", f"exec {_q(str(BIN / 'hotsync'))} sync", "/dev/null"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   env={**os.environ, "HOTSYNC_ROOT": str(pair.master)})
         first = person.stdout.readline()
@@ -291,7 +291,7 @@ def test_ctrl_c_is_one_line_no_traceback_no_alert_and_progress_shows(pair, smtp)
         (data / f"big{i}").write_bytes(os.urandom(2_000_000))
     pair.config(pair.master, "setprop", "hotsync", "bwlimit", "700")
     mails = len(smtp.messages)
-    person = subprocess.Popen(["script", "-qec", f"exec {BIN / 'hotsync'} sync", "/dev/null"],
+    person = subprocess.Popen(["script", "-qec", f"exec {_q(str(BIN / 'hotsync'))} sync", "/dev/null"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env={**os.environ, "HOTSYNC_ROOT": str(pair.master)}, start_new_session=True)
     seen = b""

@@ -678,7 +678,7 @@
             if (!li) return;
             li.firstChild.className = `state ${state}`;
             li.firstChild.textContent = state;
-            if (extra) li.append(el("div", { class: "sub", text: extra }));
+            if (extra) li.append(el("span", { class: "sub", text: ` (${extra})` }));
         };
         let current = "verify";
         setPhase("verify", "running");

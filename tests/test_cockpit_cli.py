@@ -161,3 +161,68 @@ def test_the_page_talks_only_through_the_commands():
     assert js.count("cockpit.spawn(") == 2          # inside run() and runStream(), nowhere else
     html = (source_dir() / "index.html").read_text()
     assert "<script>" not in html and 'src="../base1/cockpit.js"' in html     # Cockpit's CSP: no inline script
+
+
+def _master_with_a_failed_run(root, run):
+    import time
+
+    from hotsync_events.sync.status import update_status
+
+    run("config", "setprop", "hotsync", "role", "master", "SlaveHost", "192.0.2.20", check=True)
+    t = time.time()
+    update_status(root, lambda d: d.update(
+        last_success={"start": t - 70, "end": t - 60, "result": "success", "files": 3, "bytes": 10,
+                      "message": "pushed", "sources": {"/srv/secret-name": 3}},
+        last_run={"start": t - 10, "end": t - 5, "result": "failed", "files": 0, "bytes": 0,
+                  "message": "rsync exit 23: /srv/secret-name/payroll.ods could not be read"},
+        last_error={"time": t - 5, "message": "rsync exit 23", "details": ["/srv/secret-name/payroll.ods"]}))
+    return t
+
+
+def test_a_status_change_writes_the_public_part_without_messages_nor_paths(root, run):
+    import os
+
+    t = _master_with_a_failed_run(root, run)
+    path = root.join("/var/lib/hotsync/status.public.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    text = path.read_text()
+    assert "secret-name" not in text and "payroll" not in text and "rsync exit" not in text
+    snap = json.loads(text)
+    assert snap["role"] == "master" and snap["peer"].startswith("192.0.2.20")
+    assert snap["last_run"] == {"start": t - 10, "end": t - 5, "result": "failed", "files": 0, "bytes": 0}
+    assert snap["last_error"] == {"time": t - 5}
+    from hotsync_events.sync.public import limited_info
+
+    info = limited_info(root, now=t + 100)
+    assert info["limited"] is True and 159 < info["copy_age"] < 161
+    assert info["health"]["state"] == "warning"            # the last run failed; no message to show
+    assert "the last run failed" in " ".join(info["health"]["reasons"])
+    os.unlink(path)
+    assert limited_info(root) is None
+
+
+def test_hotsync_status_for_a_user_who_may_not_read_roots_state(root, run, monkeypatch, capsys):
+    """Run as a user without root, collect() meets a PermissionError on the config database: the status is
+    then the public part (the page's read-only view, a monitoring agent that is not root)."""
+    import argparse
+
+    from hotsync_events.cli import cmd_status
+    from hotsync_events.sync import report
+
+    _master_with_a_failed_run(root, run)
+
+    def denied(_root):
+        raise PermissionError(13, "Permission denied", str(root.join("/var/lib/hotsync/db/configuration")))
+
+    monkeypatch.setattr(report, "collect", denied)
+    args = argparse.Namespace(root=str(root), json=True, check=False, prometheus=False)
+    assert cmd_status.run(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["limited"] is True and info["role"] == "master" and info["last_run"]["result"] == "failed"
+    assert cmd_status.run(argparse.Namespace(root=str(root), json=False, check=True, prometheus=False)) == 1
+    assert capsys.readouterr().out.startswith("HOTSYNC WARNING - master: ")
+    assert cmd_status.run(argparse.Namespace(root=str(root), json=False, check=False, prometheus=False)) == 0
+    assert "limited:           the public part only" in capsys.readouterr().out
+    root.join("/var/lib/hotsync/status.public.json").unlink()
+    assert cmd_status.run(args) == 4
+    assert "no public status yet" in capsys.readouterr().err

@@ -61,8 +61,12 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    p = Pair(tmp_path_factory.mktemp("cockpit"))
+def pair():
+    # in a folder any user may traverse: the read-only test's cockpit-ws runs as nobody (pytest's own temp
+    # folders are root's, 0700)
+    base = Path(tempfile.mkdtemp(prefix="hotsync-cockpit-"))
+    base.chmod(0o755)
+    p = Pair(base)
     try:
         p.pair()
         M = p.master
@@ -82,14 +86,17 @@ def pair(tmp_path_factory):
         yield p
     finally:
         p.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_ws(root: Path, port: int) -> subprocess.Popen:
+def _start_ws(root: Path, port: int, *, user: str | None = None, path: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "HOTSYNC_ROOT": str(root), "XDG_DATA_DIRS": f"{root}/usr/share:/usr/share",
-           "PATH": f"{BIN}:{os.environ.get('PATH', os.defpath)}"}
-    proc = subprocess.Popen([COCKPIT_WS, "--no-tls", "--local-session=cockpit-bridge", "--address", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+           "PATH": path or f"{BIN}:{os.environ.get('PATH', os.defpath)}"}
+    argv = [COCKPIT_WS, "--no-tls", "--local-session=cockpit-bridge", "--address", "127.0.0.1", "--port", str(port)]
+    if user:                  # the bridge runs as the user cockpit-ws runs as: no sudo, no administrative access
+        env.update(HOME="/tmp", USER=user, LOGNAME=user)
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups", *argv]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -117,6 +124,54 @@ def ws(pair):
                 proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def user_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def _commands_for(user: str, where: Path) -> str:
+    """A PATH where *user* finds our commands: the venv's interpreter may live in root's home, so each command
+    is a small script run by an interpreter of the same version that the user may run, over the venv's
+    site-packages (our package, installed editable, and its dependencies)."""
+    import sys
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    where.mkdir(mode=0o755)
+    for python in (f"/usr/bin/python{version}", os.path.realpath(sys.executable)):
+        for name, module, func in (("hotsync", "hotsync_events.cli.hotsync", "main"),
+                                   ("config", "hotsync_events.cli.config", "config_main"),
+                                   ("signal-event", "hotsync_events.cli.signal_event", "main"),
+                                   ("hotsync-promote", "hotsync_events.cli.promote", "entry")):
+            script = where / name
+            script.write_text(f"#!{python}\nimport site, sys\nsite.addsitedir({site!r})\n"
+                              f"from {module} import {func}\nsys.exit({func}())\n")
+            script.chmod(0o755)
+        cp = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups",
+                             str(where / "hotsync"), "--version"], capture_output=True, text=True, timeout=60)
+        if cp.returncode == 0:
+            return f"{where}:/usr/bin:/bin"
+    pytest.skip(f"no Python {version} that {user} may run with this venv's packages: {cp.stderr[-300:]}")
+
+
+@pytest.fixture(scope="module")
+def ws_readonly(pair):
+    """A cockpit-ws for the master's root run as nobody: Cockpit grants it no administrative access."""
+    path = _commands_for("nobody", pair.master.parent / "bin-nobody")
+    port = free_port()
+    proc = _start_ws(pair.master, port, user="nobody", path=path)
+    try:
+        yield {"master": f"http://127.0.0.1:{port}"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +226,8 @@ def wait(driver, cond, timeout: float = 30, what: str = ""):
         return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: cond(d))
     except Exception:
         logs = [entry["message"] for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
-        raise AssertionError(f"timed out waiting for {what or cond}; browser console: {logs}")
+        body = driver.execute_script("return document.body ? document.body.innerText : ''")[:3000]
+        raise AssertionError(f"timed out waiting for {what or cond}; browser console: {logs}; page:\n{body}")
 
 
 def text(driver, css: str) -> str:
@@ -241,6 +297,36 @@ def test_slave_dashboard_shows_the_real_status(pair, ws, browser, shots):
     assert not browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="held"]').is_displayed()
     assert browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="takeover"]').is_displayed()
     shots(browser, "dashboard-slave")
+
+
+def test_without_administrative_access_the_status_is_read_only(pair, ws_readonly, browser, shots):
+    """A user Cockpit grants no administrative access (the bridge runs as nobody: no sudo) sees the status,
+    from what any user may read of it (hotsync status's public part), and no button, no form, no action."""
+    st = status(pair.master)
+    browser.get("about:blank")
+    browser.get(page(ws_readonly, "master", "settings"))
+    browser.delete_all_cookies()          # the root sessions' cookies (127.0.0.1, other ports): not this user's
+    browser.get("about:blank")
+    browser.get(page(ws_readonly, "master", "settings"))
+    wait(browser, lambda d: "readonly" in d.find_element(By.TAG_NAME, "body").get_attribute("class"),
+         what="Cockpit's answer: no administrative access")
+    wait(browser, lambda d: d.find_element(By.ID, "d-role").text == "master", what="the status")
+    assert browser.find_element(By.ID, "dashboard").is_displayed()          # not the settings asked for
+    assert text(browser, "#d-health") == st["health"]["state"].upper()
+    assert text(browser, "#d-peer") == st["peer"]
+    assert text(browser, "#d-fp").replace("\n", "") == st["fingerprint"]
+    assert "success" in text(browser, "#d-last-run")
+    first = int(browser.find_element(By.ID, "d-rpo").get_attribute("data-seconds"))
+    wait(browser, lambda d: int(d.find_element(By.ID, "d-rpo").get_attribute("data-seconds")) > first, timeout=10,
+         what="the copy's age counting up")
+    assert "Read-only" in text(browser, "#access") and "public part" in text(browser, "#access")
+    visible = [b.text for b in browser.find_elements(By.TAG_NAME, "button") if b.is_displayed()]
+    assert visible == ["Dashboard"], visible
+    assert not [i for i in browser.find_elements(By.CSS_SELECTOR, "input, select") if i.is_displayed()]
+    # what needs root says so, and nothing is shown from behind the commands' back
+    wait(browser, lambda d: "administrative access" in d.find_element(By.ID, "d-dbs").text
+         or "Permission denied" in d.find_element(By.ID, "d-dbs").text, what="the databases card's refusal")
+    shots(browser, "readonly")
 
 
 def test_a_refused_value_shows_the_schemas_message_and_changes_nothing(pair, ws, browser, shots):

@@ -7,6 +7,8 @@ On the master a dump is the last good one the sync took before a push; on the sl
 last push shipped, so its age is how far the slave's databases lag behind. Nothing is dumped or read
 here: `hotsync sync` takes the dumps, `hotsync restore-databases` loads them.
 
+exit status: 0; 1 the plugins declare dumps wrongly (two with one name or path); 4 not readable (root's).
+
 examples:
   hotsync dumps
   hotsync dumps --json        {"enabled", "dumps": [{"name", "plugin", "path", "exists", "time", "age", "size"}]}
@@ -28,8 +30,15 @@ def run(args) -> int:
     from ..sync.status import iso
 
     root = root_from(getattr(args, "root", None))
-    db = open_db("configuration", root, validate=False, journal=False, create=False)
-    info = dump_files(root, plugin_manager(root), db)
+    try:
+        db = open_db("configuration", root, validate=False, journal=False, create=False)
+        info = dump_files(root, plugin_manager(root), db)
+    except PermissionError as exc:
+        import sys
+
+        print(f"hotsync dumps: {exc.strerror}: {exc.filename}: this host's configuration is root's; run as root",
+              file=sys.stderr)
+        return 4
     if args.json:
         print(json.dumps(info, indent=1, sort_keys=True))
         return 0

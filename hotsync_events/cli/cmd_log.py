@@ -6,7 +6,7 @@ EPILOG = """\
 The log is var/log/hotsync/sync.log (and the rotated sync.log.1), written by every sync run on the
 master (not by the real-time notifier's pushes, nor by dry runs). Entries are printed oldest first.
 
-exit status: 0 (also when no entry matches); 2 usage error.
+exit status: 0 (also when no entry matches); 2 usage error; 4 the log may not be read (it is root's).
 
 examples:
   hotsync log                          the last 20 runs
@@ -39,7 +39,12 @@ def run(args) -> int:
         print("hotsync log: --last is 0 or more", file=sys.stderr)
         return 2
     root = root_from(getattr(args, "root", None))
-    entries = read_log(root)
+    try:
+        entries = read_log(root)
+    except PermissionError as exc:
+        print(f"hotsync log: {exc.strerror}: {exc.filename}: the sync log is root's (it names files); run as root",
+              file=sys.stderr)
+        return 4
     if args.result:
         entries = [e for e in entries if e["result"] in args.result]
     if args.grep:

@@ -115,15 +115,28 @@
     function problemWords(r) {
         if (r.problem === "not-found") return "the command is not installed on this host";
         if (r.problem === "access-denied") return "this needs administrative access";
-        return r.err || r.out || `exit ${r.code}`;
+        const lines = (r.err || r.out || "").split("\n").map((l) => l.trim()).filter(Boolean);
+        return lines.length ? lines[lines.length - 1] : `exit ${r.code}`;    // the command's last word, not a trace
     }
 
     // ------------------------------------------------------------------ access (superuser or not)
     function applyAccess() {
         document.body.classList.toggle("readonly", !H.admin);
-        setText("access", H.admin ? "" : "Read-only: you do not have administrative access. Turn it on in " +
-            "Cockpit's top bar to change the settings or act (the page shows the status as your user may read it).");
+        const limited = H.status && H.status.limited;
+        setText("access", H.admin ? "" : "Read-only: you do not have administrative access, so this page shows the " +
+            "status and no action. Turn administrative access on in Cockpit's top bar to change the settings or act." +
+            (limited ? ` The status is its public part (no messages nor paths), as of ${fmtTime(H.status.written)}.` : ""));
         for (const e of document.querySelectorAll("#settings-form input, #settings-form select")) e.disabled = !H.admin;
+        if (H.status) tabsFor(H.status);
+    }
+
+    /* The tabs that make sense on this side, for this user: without administrative access, the dashboard only. */
+    function tabsFor(st) {
+        const isMaster = st.role === "master";
+        const show = { dashboard: true, settings: H.admin, history: H.admin, held: H.admin && isMaster,
+                       takeover: H.admin && (st.role === "slave" || !!st.promote) };
+        for (const b of document.querySelectorAll(".tab")) b.hidden = !show[b.dataset.tab];
+        if (!show[H.tab]) showTab("dashboard");
     }
 
     // ------------------------------------------------------------------ tabs
@@ -217,7 +230,8 @@
         $("d-next-label").hidden = $("d-next").hidden = st.role !== "master";
         setText("d-next", st.next_run ? fmtTime(st.next_run) : "not scheduled");
         setText("d-running", st.running ? `since ${fmtTime(st.running.start)}` + (st.running.pid ? ` (pid ${st.running.pid})` : "") : "no");
-        setText("d-last-error", st.last_error ? `${fmtTime(st.last_error.time)}: ${st.last_error.message}` : "none");
+        setText("d-last-error", !st.last_error ? "none" : `${fmtTime(st.last_error.time)}: ` +
+            (st.last_error.message || "(the message is root's: hotsync status with administrative access)"));
         // real-time notifier
         const rt = st.realtime;
         const rows = [];
@@ -254,16 +268,13 @@
             banner.textContent = "A push is held back by the deletion guard: see Held pushes.";
             banner.hidden = false;
         } else banner.hidden = true;
-        // which tabs make sense on this side
         const isMaster = st.role === "master";
-        document.querySelector('.tab[data-tab="held"]').hidden = !isMaster;
-        document.querySelector('.tab[data-tab="takeover"]').hidden = !(st.role === "slave" || st.promote);
         const held = isMaster && st.last_run && st.last_run.result === "held";
         $("held-count").hidden = !held;
         setText("held-count", held ? "1" : "");
         renderHeld(st);
         tick();
-        if (document.querySelector(`.tab[data-tab="${H.tab}"]`).hidden) showTab("dashboard");
+        applyAccess();
     }
 
     /* The RPO counts up every second between two refreshes. */

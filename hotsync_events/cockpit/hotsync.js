@@ -318,7 +318,7 @@
         const r = await run(["hotsync", "log", "--json", "--last", "100"]);
         const entries = r.ok ? parseJSON(r.out) : null;
         const box = $("chart");
-        if (!entries) { fill(box, el("p", { class: "error-text", text: `hotsync log: ${problemWords(r)}` })); return; }
+        if (!entries) { fill(box, el("p", { class: "error-text", text: problemWords(r) })); return; }
         H.log = entries;
         setText("chart-caption", entries.length ? `(${entries.length} runs from the sync log, ${fmtTime(entries[0].start)} to ${fmtTime(entries[entries.length - 1].start)})` : "");
         if (!entries.length) {
@@ -573,7 +573,7 @@
             el("td", {}, el("code", { text: h.command || "" }), h.source ? ` (${h.source})` : ""))));
         const sbody = $("h-sync").tBodies[0];
         const entries = c.ok ? parseJSON(c.out) : null;
-        if (!entries) fill(sbody, el("tr", {}, el("td", { colspan: 6, class: "error-text", text: `hotsync log: ${problemWords(c)}` })));
+        if (!entries) fill(sbody, el("tr", {}, el("td", { colspan: 6, class: "error-text", text: problemWords(c) })));
         else fill(sbody, ...entries.reverse().map((e) => {
             const tr = el("tr", { "data-result": e.result },
                 el("td", { class: "time", text: e.time }), el("td", {}, el("span", { class: `badge ${e.result}`, text: e.result })),

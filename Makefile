@@ -5,10 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages the tests and the demo start privately (command:package)
+# Debian packages the tests and the demo start privately (command:package; the Cockpit page's tests run a
+# private cockpit-ws and drive Debian's chromium through its chromedriver)
 DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
              mariadbd:mariadb-server initdb:postgresql slapadd:slapd tdbtool:tdb-tools \
-             setfacl:acl
+             setfacl:acl /usr/lib/cockpit/cockpit-ws:cockpit-ws cockpit-bridge:cockpit-bridge \
+             chromium:chromium chromedriver:chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv test demo bench clean

@@ -25,7 +25,8 @@ setup(
               "hotsync_events._templates", "hotsync_events._db"],
     package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
                  "hotsync_events._db": "db"},
-    package_data={"hotsync_events": ["completion/*.bash"],  # bash completion: `config __complete --script`
+    package_data={"hotsync_events": ["completion/*.bash",   # bash completion: `config __complete --script`
+                                     "cockpit/*"],         # the Cockpit page (hotsync cockpit install)
                   "hotsync_events._templates": data_files_of("templates"),
                   "hotsync_events._db": data_files_of("db"),
                   "hotsync_plugins": ["*.spec", "**/*.spec", "**/templates/**/*"]},
@@ -36,7 +37,8 @@ setup(
         "Mako>=1.2",
         "watchdog>=7.1,<8",   # the notifier hooks its inotify fd (overflow) and emitter (event mask)
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38",
+                             "selenium>=4.10"]},   # the Cockpit page's tests drive Debian's chromium
     entry_points={
         "console_scripts": [
             "config = hotsync_events.cli.config:config_main",

@@ -9,7 +9,9 @@ from ..fence import age_words
 HELP = "show this host's sync state: health, role, peer, last run, last success, age of the slave's copy"
 EPILOG = """\
 exit status: 0; with --check, the health as monitoring plugins say it: 0 ok, 1 warning, 2 critical,
-3 unknown.
+3 unknown. A user who may not read root's state gets the public part ("limited": true in --json: the
+role, the runs' times, results and counts, the copy's age, the health; no message, path or secret),
+written at each change of the status; 4 when there is none yet.
 
 examples:
   hotsync status
@@ -52,12 +54,51 @@ def _promote_lines(info: dict, age) -> None:
               f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
 
 
+def _limited(root, args, exc) -> int:
+    """The status for a user who may not read root's state: the public snapshot, or why there is none."""
+    import sys
+
+    from ..sync.health import check_line, prometheus
+    from ..sync.public import limited_info
+    from ..sync.status import iso
+
+    info = limited_info(root)
+    if info is None:
+        print(f"hotsync status: {exc.strerror}: {exc.filename}; this host's state is root's, and it has no public "
+              "status yet (written at its next sync or received push); run as root", file=sys.stderr)
+        return 3 if args.check else 4
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return health["code"]
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
+    print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
+    print(f"peer:              {info.get('peer') or 'not configured'}")
+    last = info.get("last_run")
+    print(f"last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
+                                   if last else "never"))
+    ok = info.get("last_success")
+    print(f"last success:      {iso(ok.get('end')) if ok else 'never'}")
+    print(f"slave's copy age:  {_age(info.get('copy_age'))}")
+    print(f"limited:           the public part only, as of {iso(info.get('written'))}; run as root for the whole status")
+    return 0
+
+
 def run(args) -> int:
     from ..paths import root_from
     from ..sync.report import collect
 
     root = root_from(getattr(args, "root", None))
-    info = collect(root)
+    try:
+        info = collect(root)
+    except PermissionError as exc:      # not root: what any user may read (sync/public.py)
+        return _limited(root, args, exc)
     from ..notifier_status import status_lines
     from ..sync.health import check_line, prometheus
 

@@ -22,6 +22,9 @@ SUBCOMMANDS: dict[str, str] = {
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",
     "epoch": ".cmd_epoch",
+    "log": ".cmd_log",
+    "dumps": ".cmd_dumps",
+    "cockpit": ".cmd_cockpit",
 }
 
 EPILOG = """\

@@ -640,7 +640,9 @@ def _append_log(root: Root, o: Outcome, start: float, end: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and path.stat().st_size > SYNC_LOG_MAX:
             os.replace(path, path.with_name("sync.log.1"))
-        lines = [f"{iso(start)} {o.result} ({end - start:.1f}s): {o.message}"]
+        # the counts too: `hotsync log` (hotsync_events.sync.synclog) reads them back for the Cockpit page's chart
+        lines = [f"{iso(start)} {o.result} ({end - start:.1f}s, {o.files} files, {o.bytes} bytes, {o.deleted} deleted): "
+                 f"{o.message}"]
         lines += [f"    {d}" for d in o.details[:500]]
         with open(open_private_log(path), "a", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -63,7 +63,10 @@ def update_status(root: Root, change: Callable[[dict], None]) -> dict:
         data["updated"] = time.time()
         atomic_write(status_path(root), json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                      mode=0o600)
-        return data
+    from .public import write_public      # what a user without root may read of it (sync/public.py)
+
+    write_public(root)
+    return data
 
 
 def push_history(data: dict, run: dict) -> None:

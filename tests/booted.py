@@ -671,9 +671,11 @@ class Hosts:
         self.base = base
         self.made: list[Host] = []
 
-    def boot(self, *names: str, timeout: float = BOOT_TIMEOUT) -> list[Host]:
-        """Boot hosts named *names* side by side; returns them up (running or degraded)."""
-        hosts = [Host(n, self.base) for n in names]
+    def boot(self, *names: str, mask: Iterable[str] = (), timeout: float = BOOT_TIMEOUT) -> list[Host]:
+        """Boot hosts named *names* side by side (*mask*: units masked on top of :func:`image_masks`);
+        returns them up (running or degraded)."""
+        masks = image_masks() + list(mask)
+        hosts = [Host(n, self.base, masks=masks) for n in names]
         self.made.extend(hosts)
         for h in hosts:
             h.boot()

@@ -63,7 +63,8 @@ def help_text(spec: str) -> str:
 
 
 def _usage(parser: argparse.ArgumentParser) -> str:
-    return parser.format_usage().removeprefix("usage: ").strip()
+    """The usage line, one paragraph (roff fills it to the reader's width)."""
+    return ".PP\n" + esc(" ".join(parser.format_usage().removeprefix("usage: ").split()))
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
@@ -72,14 +73,14 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:   # argparse keeps no public list of its arguments
         if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
             continue
+        shown = action.metavar if action.metavar is not None else (
+            action.dest.upper() if action.option_strings else action.dest)
+        name = " ".join(shown) if isinstance(shown, tuple) else shown
         if action.option_strings:
-            metavar = ""
-            if action.nargs != 0:
-                metavar = " " + (action.metavar or action.dest.upper())
-            head = ", ".join(f"\\fB{esc(o)}\\fR" + (f" \\fI{esc(metavar.strip())}\\fR" if metavar else "")
-                             for o in action.option_strings)
+            arg = f" \\fI{esc(name)}\\fR" if action.nargs != 0 else ""
+            head = ", ".join(f"\\fB{esc(o)}\\fR{arg}" for o in action.option_strings)
         else:
-            head = f"\\fI{esc(action.metavar or action.dest)}\\fR"
+            head = f"\\fI{esc(name)}\\fR"
         lines += [".TP", head, esc(" ".join((action.help or "").split()))]
     return lines
 
@@ -92,13 +93,13 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Ar
 
 
 def page_from_parser(name: str, summary: str, parser: argparse.ArgumentParser) -> list[str]:
-    lines = [".SH SYNOPSIS", preformatted(_usage(parser)), ".SH DESCRIPTION", esc(parser.description or summary),
+    lines = [".SH SYNOPSIS", _usage(parser), ".SH DESCRIPTION", esc(parser.description or summary),
              ".SH OPTIONS", *_options(parser)]
     subs = _subcommands(parser)
     if subs:
         lines.append(".SH COMMANDS")
         for sub_name, sub in subs:
-            lines += [f".SS {esc(sub_name)}", preformatted(_usage(sub)), esc(sub.description or "")]
+            lines += [f".SS {esc(sub_name)}", _usage(sub), ".PP", esc(sub.description or "")]
             opts = _options(sub)
             if opts:
                 lines += [".PP", "Options:", ".RS", *opts, ".RE"]
@@ -111,7 +112,8 @@ def page_from_parser(name: str, summary: str, parser: argparse.ArgumentParser) -
 
 def page_from_help(text: str) -> list[str]:
     usage, _, rest = text.strip("\n").partition("\n")
-    return [".SH SYNOPSIS", preformatted(usage.removeprefix("usage: ")), ".SH DESCRIPTION", preformatted(rest)]
+    return [".SH SYNOPSIS", esc(" ".join(usage.removeprefix("usage: ").split())), ".SH DESCRIPTION",
+            preformatted(rest)]
 
 
 def render(name: str, version: str, date: str) -> str:

@@ -451,7 +451,7 @@ class Host:
             out.append(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}")
         return " && ".join(out)
 
-    def boot(self) -> "Host":
+    def boot(self) -> Host:
         """Start systemd as PID 1 of the host (returns at once; :meth:`wait_running` waits for the boot)."""
         if self.running():
             raise BootError(f"{self.name} is already running (pid {self.pid})")
@@ -484,7 +484,9 @@ class Host:
     def _find_pid1(self, proc: subprocess.Popen, timeout: float = 15.0) -> int:
         """The pid of unshare's child once it is systemd (``exec``'d from the set-up shell)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        for _ in range(int(timeout / 0.05) + 1):
+            if time.monotonic() > deadline:
+                break
             if proc.poll() is not None:
                 raise BootError(f"{self.name}: the launcher exited {proc.returncode} before systemd started\n"
                                 + self.log_tail())
@@ -504,7 +506,7 @@ class Host:
         import select
 
         with open(self.log, "ab", buffering=0) as out:
-            while not self._stop_drain.is_set():
+            while not self._stop_drain.is_set():   # ends with the host: stop is asked, or the pty goes
                 try:
                     ready, _, _ = select.select([master], [], [], 0.5)
                     if ready:
@@ -579,6 +581,7 @@ class Host:
         return True
 
     def _after_stop(self) -> None:
+        """Close the console, forget PID 1; the state file (if the sandbox exists) says no host runs."""
         self._stop_drain.set()
         if self._drain is not None:
             self._drain.join(timeout=5)
@@ -590,7 +593,8 @@ class Host:
                     pass
         self._console = None
         self.pid = None
-        self._save_state()
+        if self._prepared:
+            self._save_state()
 
     def poweroff(self, timeout: float = STOP_TIMEOUT) -> None:
         """``systemctl poweroff`` and wait for PID 1 to end; BootError (after a hard kill) past *timeout*."""

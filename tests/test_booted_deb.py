@@ -2,8 +2,9 @@
 
 The .deb is built once (``make deb``'s script) and cached under ``/var/tmp/hotsync-deb-cache/<key>/``,
 the key a hash of the files the package is made of, as git lists them (contents and exec bits, committed
-or not; :data:`PACKAGE_INPUTS`): a second run on the same tree reuses it. The host has no network: the package's dependencies come from
-the image (rsync, stunnel4, openssl, python3 are on it), its recommends are not installed.
+or not; :data:`PACKAGE_INPUTS`): a second run on the same tree reuses it. The host has no network: the
+package's dependencies come from the image (rsync, stunnel4, openssl, python3 are on it), its recommends
+are not installed.
 
 Run alone with ``pytest -m booted tests/test_booted_deb.py``.
 """
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from booted import Host, booted, booted_sandbox  # noqa: F401  (fixtures)
+from booted import Host
+
+pytest_plugins = ["booted"]   # its fixtures: booted, booted_sandbox
 
 pytestmark = [pytest.mark.booted, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 

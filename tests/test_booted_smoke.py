@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from booted import Host, booted, booted_sandbox, leftovers, link, sweep  # noqa: F401  (booted*: fixtures)
+from booted import Host, leftovers, link, sweep
+
+pytest_plugins = ["booted"]   # its fixtures: booted, booted_sandbox
 
 pytestmark = [pytest.mark.booted, pytest.mark.root, pytest.mark.timeout(120)]
 
@@ -21,22 +23,24 @@ ADDR_A, ADDR_B = "10.231.0.1", "10.231.0.2"   # exist only inside the two hosts'
 PORT = 7007
 #: a one-connection echo server, as a transient systemd service in the host (systemd-run)
 ECHO_SERVER = ("import socket\n"
-               "s = socket.create_server(('0.0.0.0', %d))\n"
+               f"s = socket.create_server(('0.0.0.0', {PORT}))\n"
                "s.settimeout(60)\n"
                "c, peer = s.accept()\n"
                "c.sendall(b'echo from ' + socket.gethostname().encode() + b': ' + c.recv(100))\n"
-               "c.close()\n") % PORT
+               "c.close()\n")
 ECHO_CLIENT = ("import socket, sys\n"
-               "c = socket.create_connection((sys.argv[1], %d), timeout=10)\n"
+               f"c = socket.create_connection((sys.argv[1], {PORT}), timeout=10)\n"
                "c.sendall(b'hello')\n"
-               "print(c.recv(100).decode())\n") % PORT
+               "print(c.recv(100).decode())\n")
 
 
 def _wait_listening(host: Host, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for _ in range(int(timeout / 0.1) + 1):
         if f":{port} " in host.run(["ss", "-Htln"], check=False).stdout:
             return
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.1)
     raise AssertionError(f"{host.name}: nothing listens on port {port} after {timeout:.0f}s")
 
@@ -116,7 +120,9 @@ def test_a_killed_run_leaves_no_process_and_is_swept(booted_sandbox):
         child.stdout.close()
     # the test process died: its hosts' PID 1 (and with it the whole pid namespace) died with it
     deadline = time.monotonic() + 15
-    while Path(f"/proc/{info['pid']}").exists() and time.monotonic() < deadline:
+    for _ in range(150):
+        if not Path(f"/proc/{info['pid']}").exists() or time.monotonic() > deadline:
+            break
         time.sleep(0.1)
     stat = Path(f"/proc/{info['pid']}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z", "the host's systemd outlived its test"

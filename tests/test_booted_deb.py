@@ -22,8 +22,6 @@ import pytest
 
 from booted import Host
 
-pytest_plugins = ["booted"]   # its fixtures: booted, booted_sandbox
-
 pytestmark = [pytest.mark.booted, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 CHECKOUT = Path(__file__).resolve().parent.parent

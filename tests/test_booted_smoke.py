@@ -15,8 +15,6 @@ import pytest
 
 from booted import Host, leftovers, link, sweep
 
-pytest_plugins = ["booted"]   # its fixtures: booted, booted_sandbox
-
 pytestmark = [pytest.mark.booted, pytest.mark.root, pytest.mark.timeout(120)]
 
 ADDR_A, ADDR_B = "10.231.0.1", "10.231.0.2"   # exist only inside the two hosts' network namespaces

@@ -47,6 +47,7 @@ def tree_key(top: Path = CHECKOUT) -> str:
     paths = sorted(p.decode() for p in files if p and (top / p.decode()).is_file())
     blobs = subprocess.run(["git", "-C", str(top), "hash-object", "--stdin-paths"], input="\n".join(paths),
                            capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    assert len(blobs) == len(paths), "git hash-object gave one id a path"
     digest = hashlib.sha256()
     for path, blob in zip(paths, blobs):
         digest.update(f"{path}\0{os.stat(top / path).st_mode & 0o111:o}\0{blob}\n".encode())

@@ -1,6 +1,8 @@
 # make demo: a master and a slave on this machine, configured, synced, promoted, shown.
 # make test: the whole suite. Both install what is missing first (Debian packages when run as root,
 # a venv in the checkout with the project installed editable and its test extras).
+# make deb: the Debian package (dh-virtualenv) in dist/ (DEB_OUT=DIR elsewhere); installs its build
+# dependencies with apt-get when run as root (docs/packaging.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
              chromium:chromium chromedriver:chromium-driver
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv test demo bench clean
+.PHONY: all deps venv test demo bench deb clean
 
 all: test
 
@@ -45,5 +47,8 @@ bench: deps venv
 	@$(PY) -m compileall -q hotsync_events plugins >/dev/null
 	@for b in bench/*.py; do echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) $$b || exit 1; done
 
+deb:
+	@bash scripts/build-deb.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

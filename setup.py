@@ -18,6 +18,15 @@ setup(
     description="Config database, signal-event and near-real-time master/slave sync, after NethServer HotSync",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Archiving :: Mirroring",
+        "Topic :: System :: Systems Administration",
+    ],
     python_requires=">=3.9",
     # templates/ and db/ live at the top of the checkout and install as data packages of their own
     # name inside hotsync_events, so an installed wheel finds them with importlib.resources.

@@ -19,6 +19,9 @@ from hotsync_events.plugins import get_plugin_manager
 
 BIN = Path(sys.executable).parent
 
+# booted hosts (a real systemd as PID 1): the fixtures booted and booted_sandbox, for tests marked booted
+pytest_plugins = ["booted"]
+
 
 def _skip_reason(report) -> str:
     longrepr = report.longrepr

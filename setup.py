@@ -1,7 +1,7 @@
 """hotsync_events: e-smith style config database, events and master/slave sync."""
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -30,12 +30,12 @@ setup(
     python_requires=">=3.9",
     # templates/ and db/ live at the top of the checkout and install as data packages of their own
     # name inside hotsync_events, so an installed wheel finds them with importlib.resources.
-    packages=["hotsync_events", "hotsync_events.cli", "hotsync_events.sync", "hotsync_plugins",
+    packages=[*find_packages(include=["hotsync_events", "hotsync_events.*"]), "hotsync_plugins",
               "hotsync_events._templates", "hotsync_events._db"],
     package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
                  "hotsync_events._db": "db"},
-    package_data={"hotsync_events": ["completion/*.bash",   # bash completion: `config __complete --script`
-                                     "cockpit/*"],         # the Cockpit page (hotsync cockpit install)
+    package_data={"hotsync_events.cli": ["completion/*.bash"],  # bash completion: `config __complete --script`
+                  "hotsync_events.cockpit": ["page/*"],      # the Cockpit page (hotsync cockpit install)
                   "hotsync_events._templates": data_files_of("templates"),
                   "hotsync_events._db": data_files_of("db"),
                   "hotsync_plugins": ["*.spec", "**/*.spec", "**/templates/**/*"]},

@@ -104,7 +104,7 @@ def entry_points(group: str, cache_dir: Path | None) -> list[CachedEntryPoint]:
     if not cache_file.parent.parent.is_dir():    # a host not set up: a cache is no reason to create its tree
         return eps
     try:
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(cache_file, marshal.dumps(data), mode=0o644)
     except OSError:

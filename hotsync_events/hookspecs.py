@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import NAME
+from hotsync_events import NAME
 import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from .configdb import ConfigDB
-    from .paths import Root
-    from .types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
+    from hotsync_events.configdb import ConfigDB
+    from hotsync_events.paths import Root
+    from hotsync_events.types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
 
 hookspec = pluggy.HookspecMarker(NAME)
 
@@ -107,7 +107,7 @@ def hotsync_dumps(db: ConfigDB) -> Iterable[Dump] | None:
 
     Called by ``hotsync sync`` on the master unless ``hotsync databases`` is disabled, and by
     ``hotsync restore-databases`` / the promote on the slave (to restore them). Each Dump is run in
-    ``(priority, name)`` order (:mod:`hotsync_events.databases` does it for the restore). ``run``
+    ``(priority, name)`` order (:mod:`hotsync_events.sync.databases` does it for the restore). ``run``
     returns None or raises; ``restore`` loads the dump (started server, row counts checked) or raises.
     A dump file should be self-contained (data, users, manifest) so a push ships it whole or not at
     all; the built-in plugins' helpers for MariaDB and PostgreSQL do that.

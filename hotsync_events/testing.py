@@ -56,7 +56,7 @@ def make_pm(plugins: Iterable[Any] = (), *, builtins: bool | Iterable[str] = Fal
     A misspelt hook or a wrong argument fails here with the plugin's and the hook's name, as it would
     in ``hotsync plugins``.
     """
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
 
     pm = get_plugin_manager(builtins=builtins, entrypoints=False, disabled=())
     for p in plugins:
@@ -69,7 +69,7 @@ def make_pm(plugins: Iterable[Any] = (), *, builtins: bool | Iterable[str] = Fal
 
 def _open_db(root: Any, pm: Any):
     from hotsync_events.configdb import open_db
-    from hotsync_events.plugins import install_schemas
+    from hotsync_events.manager import install_schemas
 
     problems = install_schemas(pm, root)
     if problems:
@@ -123,7 +123,7 @@ def local_push(master: Any, slave: Any, pm: Any, *, dumps: bool = True, rsync: s
 
 def promote(pm: Any, root: Any, *, restore_dumps: bool = True) -> list:
     """On the slave *root*: restore the shipped dumps, then run the promote steps in order; returns outcomes."""
-    from hotsync_events.promotesteps import run_promote_steps
+    from hotsync_events.promote.steps import run_promote_steps
     from hotsync_events.types import DumpContext
 
     pm.root = root

@@ -31,7 +31,7 @@ class ActionContext:
     event: str
     args: tuple[str, ...]
     root: Any            # hotsync_events.paths.Root
-    db: Any              # hotsync_events.configdb.ConfigDB of the `configuration` database
+    db: Any              # hotsync_events.configdb.db.ConfigDB of the `configuration` database
     pm: Any = None       # the plugin manager, for actions that ask other plugins
     log: Callable[[str], None] = print
 
@@ -120,7 +120,7 @@ class Service:
 
 @dataclass(frozen=True)
 class SchemaFile:
-    """A configspec file that extends database ``db`` (see :mod:`hotsync_events.schema`)."""
+    """A configspec file that extends database ``db`` (see :mod:`hotsync_events.configdb.schema`)."""
 
     db: str
     path: Path

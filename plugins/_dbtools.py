@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequenc
 
 from hotsync_events import hookimpl
 from hotsync_events.childproc import die_with_parent
-from hotsync_events.databases import databases_enabled
+from hotsync_events.sync.databases import databases_enabled
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
 from hotsync_events.types import Dump, SchemaFile, SyncPath

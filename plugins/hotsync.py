@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.templates import TemplateDataError
+from hotsync_events.events.templates import TemplateDataError
 from hotsync_events.types import Action, Service, Template
 
 EVENT = "nethserver-hotsync-save"
@@ -65,7 +65,7 @@ class RenderRefused(TemplateDataError, ValueError):
 # ------------------------------------------------------------------------------------------- roles
 def _props(db, key: str) -> dict:
     """The props of *key* from a ConfigDB or a template's read-only view of one."""
-    from hotsync_events.templates import DBView
+    from hotsync_events.events.templates import DBView
 
     if key not in db:
         return {}
@@ -88,7 +88,7 @@ def slave_active(db) -> bool:
 
     An enabled slave with a MasterHost and a password does; so does a promoted master that still names
     its old master (MasterHost kept by hotsync-promote): its daemon refuses every push with the FENCED
-    marker, so the old master learns at its next try that it was demoted (see hotsync_events.fence).
+    marker, so the old master learns at its next try that it was demoted (see hotsync_events.sync.fence).
     ``config setprop hotsync MasterHost ''`` on the master ends that.
     """
     h = _props(db, "hotsync")
@@ -144,7 +144,7 @@ def stunnel_value(value, what: str = "value") -> str:
 
 def host_value(value, what: str = "address") -> str:
     """An IP address or a host name, nothing else (the schema's ``host`` check, again)."""
-    from hotsync_events.schema import _is_host
+    from hotsync_events.configdb.schema import _is_host
 
     text = str(value)
     if not text or not _is_host(text):
@@ -378,7 +378,7 @@ def hotsync_services(db):
                   command=(tool("rsync"), "--version"))
     yield Service("hotsync-stunnel", unit="stunnel4.service", enabled=slave, events={EVENT: "restart"},
                   command=(stunnel, "{root}" + STUNNEL_CONF))
-    from hotsync_events.services import backend_name
+    from hotsync_events.events.services import backend_name
 
     if backend_name(_root_of(db)) == "process":   # where systemd runs, cron reads /etc/cron.d/hotsync
         yield Service(SCHEDULER, unit=None, enabled=master_active(db), events={EVENT: "restart"},
@@ -420,10 +420,10 @@ def _manual_commands(ctx) -> int:
 
 
 def _repair(ctx) -> int:
-    """A host configured as slave leaves the fenced state (re-pair after a promote): see hotsync_events.fence."""
+    """A host configured as slave leaves the fenced state (re-pair after a promote): see hotsync_events.sync.fence."""
     if role(ctx.db) != "slave":
         return 0
-    from hotsync_events.fence import repair_as_slave
+    from hotsync_events.sync.fence import repair_as_slave
 
     repair_as_slave(ctx.root, ctx.db, log=ctx.log)
     return 0
@@ -515,7 +515,7 @@ def _writers(ctx) -> int:
     """On a slave, the services that write synced data stay stopped (the copy must not diverge)."""
     if role(ctx.db) != "slave" or ctx.pm is None:
         return 0
-    from hotsync_events.services import ServiceManager, collect_services
+    from hotsync_events.events.services import ServiceManager, collect_services
 
     services = collect_services(ctx.pm, ctx.db)
     writers = [(p, s) for p, s in services if s.writer]

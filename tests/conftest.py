@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager
+from hotsync_events.manager import get_plugin_manager
 
 BIN = Path(sys.executable).parent
 

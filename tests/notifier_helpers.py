@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hotsync_events.notifier import PushResult
-from hotsync_events.notifier_sync import list_push_args
+from hotsync_events.realtime.notifier import PushResult
+from hotsync_events.realtime.wiring import list_push_args
 from hotsync_events.sync.rsync import push_args
 
 
@@ -70,7 +70,7 @@ class RsyncDaemon:
 class DaemonPusher:
     """The notifier's pusher against a plain daemon: the product's own argument lists
     (:func:`~hotsync_events.sync.rsync.push_args`, made a list push by
-    :func:`~hotsync_events.notifier_sync.list_push_args`), the TLS leg and the guards left out. Records
+    :func:`~hotsync_events.realtime.wiring.list_push_args`), the TLS leg and the guards left out. Records
     every call."""
 
     def __init__(self, master_root: Path, includes: list[str], url: str, timeout: int = 10,

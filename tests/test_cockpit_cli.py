@@ -90,7 +90,7 @@ def test_hotsync_dumps_gives_the_age_of_each_dump(root, pm):
     import time
 
     from hotsync_events.configdb import open_db
-    from hotsync_events.dumpinfo import dump_files
+    from hotsync_events.sync.dumpinfo import dump_files
     from hotsync_events import hookimpl
     from hotsync_events.types import Dump
 
@@ -117,7 +117,7 @@ def test_hotsync_dumps_gives_the_age_of_each_dump(root, pm):
 
 
 def test_hotsync_cockpit_install_status_uninstall(root, run):
-    from hotsync_events.cockpitpkg import PACKAGE_FILES, source_dir
+    from hotsync_events.cockpit.install import PACKAGE_FILES, source_dir
 
     target = root.join("/usr/share/cockpit/hotsync")
     cp = run("hotsync", "cockpit", "status")
@@ -147,7 +147,7 @@ def test_hotsync_cockpit_install_status_uninstall(root, run):
 def test_the_page_talks_only_through_the_commands():
     """No file is read or written behind the commands' back: the page's only way out is cockpit.spawn
     (no cockpit.file, no http, no dbus but Cockpit's own superuser state)."""
-    from hotsync_events.cockpitpkg import source_dir
+    from hotsync_events.cockpit.install import source_dir
 
     js = (source_dir() / "hotsync.js").read_text()
     for banned in ("cockpit.file", "cockpit.http", "fetch(", "XMLHttpRequest", "cockpit.dbus", "cockpit.script"):

@@ -276,7 +276,7 @@ def test_a_first_read_shows_the_defaults_and_creates_nothing(root, run):
 
 
 def test_defaults_never_overwrite_and_force_overwrites(root, run):
-    from hotsync_events import schema
+    from hotsync_events.configdb import schema
     from hotsync_events.configdb import open_db
 
     run("config", "setprop", "hotsync", "interval", "60", check=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hotsync_events.complete import candidates, script_path, split_line
+from hotsync_events.cli.complete import candidates, script_path, split_line
 
 BIN = Path(sys.executable).parent
 SCRIPT = script_path()

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from hotsync_events import history
+from hotsync_events.configdb import history
 from hotsync_events.configdb import open_db
-from hotsync_events.dbformat import parse_text
-from hotsync_events.history import history_path
-from hotsync_events.historyview import WhenError, entries, parse_when
+from hotsync_events.configdb.format import parse_text
+from hotsync_events.configdb.history import history_path
+from hotsync_events.configdb.historyview import WhenError, entries, parse_when
 
 from golden import check_golden
 
@@ -280,7 +280,7 @@ def test_reading_while_a_writer_rotates(root, tmp_path):
     """A reader (no lock) racing a writer that rotates every few writes sees a gap-free, ordered window."""
     open_db("configuration", root).set("counter", "thing", {"n": "0"})
     script = tmp_path / "rotating_writer.py"
-    script.write_text("from hotsync_events import history\nhistory.MAX_BYTES = 2500\n" + WRITER)
+    script.write_text("from hotsync_events.configdb import history\nhistory.MAX_BYTES = 2500\n" + WRITER)
     p = subprocess.Popen([sys.executable, str(script), str(root.path), "r", "150"])
     try:
         reads = 0

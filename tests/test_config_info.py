@@ -9,8 +9,8 @@ import pytest
 
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
-from hotsync_events.confinfo import describe, schema_summary, search, suggest
-from hotsync_events.confrefs import find_references, mentions
+from hotsync_events.configdb.info import describe, schema_summary, search, suggest
+from hotsync_events.configdb.refs import find_references, mentions
 from hotsync_events.paths import data_dir
 from hotsync_events.types import Action, Service, Template
 
@@ -269,11 +269,11 @@ def test_suggest():
 
 
 def test_core_readers():
-    from hotsync_events.confrefs import CORE_SKIP, core_readers
+    from hotsync_events.configdb.refs import CORE_SKIP, core_readers
 
     found = core_readers("hotsync", "role")
     assert found, "some core code (sync, promote) reads hotsync role"
     assert not [c for c in found if c["module"].startswith(CORE_SKIP)]
     assert core_readers("goldenapp", "mode") == []
     # docstrings are not code: templates.py documents ${hotsync.role} but its functions do not read it
-    assert "hotsync_events.templates" not in {c["module"] for c in core_readers("rsyncd", "TCPPort")}
+    assert "hotsync_events.events.templates" not in {c["module"] for c in core_readers("rsyncd", "TCPPort")}

@@ -15,7 +15,7 @@ from dbservers import (MariaDBServer, dump_restore_rounds, kill_dump_midway, new
                        restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
                        transfer_load, wrong_password)
 from hotsync_events.configdb import open_db
-from hotsync_events.plugins import get_plugin_manager
+from hotsync_events.manager import get_plugin_manager
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists(),
                                 reason="mariadb-server is not installed")

@@ -17,7 +17,7 @@ import pytest
 from dbservers import (PG_BIN, PostgresServer, dump_restore_rounds, kill_dump_midway, new_root, plugin_dump,
                        remove_root, restore_databases as restore, server_fixtures, sha256 as sha, ship_dump,
                        take_dump, transfer_load, wrong_password)
-from hotsync_events.plugins import get_plugin_manager
+from hotsync_events.manager import get_plugin_manager
 
 pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="postgresql is not installed")
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hotsync_events.configdb import ConfigDB, open_db
-from hotsync_events.dbformat import (FORMAT_MARK, UNKNOWN, KeyError_, Record, check_key, decode_record,
+from hotsync_events.configdb.format import (FORMAT_MARK, UNKNOWN, KeyError_, Record, check_key, decode_record,
                                      encode_record, find_raw, is_legacy, parse_text, render_text)
 
 #: a real NethServer configuration db written by the original Perl tool (how it was made: SOURCES.md beside it)

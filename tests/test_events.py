@@ -15,7 +15,7 @@ import pytest
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
 from hotsync_events.events import EventError, UnknownEvent, plan_event, signal_event
-from hotsync_events.services import ProcessBackend
+from hotsync_events.events.services import ProcessBackend
 from hotsync_events.types import Action, Service, Template
 from testplugin import install_testplugin
 

@@ -10,7 +10,7 @@ import types
 import pytest
 
 from hotsync_events import hookimpl
-from hotsync_events.plugins import PluginClash, get_plugin_manager, install_schemas
+from hotsync_events.manager import PluginClash, get_plugin_manager, install_schemas
 from hotsync_events.types import SchemaFile
 
 
@@ -127,7 +127,7 @@ def test_plugin_schema_is_installed_under_the_root_and_validates(root, tmp_path)
     assert install_schemas(pm, root) == []
     installed = root.state_dir / "schema/configuration/colour.spec"
     assert installed.read_text() == spec.read_text()
-    from hotsync_events import schema
+    from hotsync_events.configdb import schema
     from hotsync_events.configdb import open_db
 
     db = open_db("configuration", root)

@@ -13,8 +13,8 @@ import pytest
 
 from hotsync_events import hookimpl, hookspecs
 from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager
-from hotsync_events.promotesteps import PromoteStepError, collect_promote_steps
+from hotsync_events.manager import get_plugin_manager
+from hotsync_events.promote.steps import PromoteStepError, collect_promote_steps
 from hotsync_events.testing import make_pm, write_tree
 from hotsync_events.types import Action, PromoteStep, SyncPath
 
@@ -151,7 +151,7 @@ def test_promote_step_clash_refused_naming_both_plugins(tmp_path):
 
 
 def test_critical_promote_step_stops_the_later_ones(tmp_path):
-    from hotsync_events.promotesteps import run_promote_steps
+    from hotsync_events.promote.steps import run_promote_steps
 
     def boom(ctx):
         raise RuntimeError("disk full")

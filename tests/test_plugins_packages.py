@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from hotsync_events.paths import Root
-from hotsync_events.promotesteps import collect_promote_steps
+from hotsync_events.promote.steps import collect_promote_steps
 from hotsync_events.testing import local_push, make_pm, promote, write_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
@@ -172,7 +172,7 @@ def roots(tmp_path):
 
 
 def test_every_supported_package_has_a_builtin_plugin():
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
 
     names = {i.name for i in get_plugin_manager(entrypoints=False).plugin_infos() if i.error is None}
     assert set(PACKAGES) | {"mysql", "postgresql"} <= names
@@ -210,7 +210,7 @@ def test_package_promote_steps_in_order_and_services(name, roots):
     write_tree(master, {**spec["activate"], **spec["tree"]})
     pm = make_pm([(name, plugin_module(name))])
     from hotsync_events.configdb import open_db
-    from hotsync_events.services import collect_services
+    from hotsync_events.events.services import collect_services
 
     db = open_db("configuration", master)
     assert [s.name for _, s in collect_promote_steps(pm, db, master)] == spec["steps"]

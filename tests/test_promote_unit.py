@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import time
 
-from hotsync_events import fence, promote
+from hotsync_events.sync import fence
+from hotsync_events import promote
 from hotsync_events.configdb import ConfigDB, open_db
-from hotsync_events.dbformat import Record
+from hotsync_events.configdb.format import Record
 from hotsync_events.sync.status import update_status
 
 

@@ -130,7 +130,7 @@ def test_the_slave_insists_the_first_push_after_a_repair_keeps_aside(pair):
 
     from test_trust import rsync_as_master
 
-    # what the re-pair's save event leaves on an old master that became the slave (hotsync_events.fence)
+    # what the re-pair's save event leaves on an old master that became the slave (hotsync_events.sync.fence)
     update_status(Root(pair.slave), lambda d: d.update(keep_aside={"since": time.time(), "why": "re-paired"}))
     (pair.master / "srv/data/f1").write_text("changed\n")
     cp = rsync_as_master(pair, f"{pair.master}/./srv/data/f1")
@@ -335,7 +335,7 @@ def test_the_promote_says_why_it_cannot_first(pair):
 
 def test_after_a_repair_the_master_era_status_is_archived(pair):
     from hotsync_events.configdb import open_db
-    from hotsync_events.fence import repair_as_slave
+    from hotsync_events.sync.fence import repair_as_slave
     from hotsync_events.paths import Root
 
     (pair.master / "run/hotsync/realtime.json").write_text(json.dumps({"pid": 1, "failures": 7, "last_error": "x"}))

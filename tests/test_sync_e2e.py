@@ -474,7 +474,7 @@ def test_dumps_run_before_the_push_and_a_failed_dump_fails_it(pair):
     from hotsync_events import hookimpl
     from hotsync_events.configdb import open_db
     from hotsync_events.paths import Root
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
     from hotsync_events.sync.push import run_sync
     from hotsync_events.types import Dump
 

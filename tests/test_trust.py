@@ -358,7 +358,7 @@ def test_a_file_name_cannot_fence_the_master(pair):
 
 
 def test_only_an_authenticated_fence_is_believed():
-    from hotsync_events.fence import refusal, verified_marker
+    from hotsync_events.sync.fence import refusal, verified_marker
 
     rec = {"epoch": 5, "time": 1700000000, "host": "slave"}
     line = refusal(rec, nonce="ab" * 16, secret="Pair-secret-1")
@@ -371,7 +371,7 @@ def test_only_an_authenticated_fence_is_believed():
 
 
 def test_a_wrong_epoch_is_corrected_by_a_person(pair):
-    from hotsync_events.fence import write_epoch
+    from hotsync_events.sync.fence import write_epoch
     from hotsync_events.paths import Root
 
     write_epoch(Root(pair.slave), 7, "a mistake")
@@ -401,7 +401,7 @@ def test_a_push_without_an_epoch_is_refused(pair):
 # ------------------------------------------------------------------------------------------- finding 6
 def session_processes(root: Path) -> list[int]:
     from hotsync_events.paths import Root
-    from hotsync_events.promote import _session_processes
+    from hotsync_events.promote.run import _session_processes
 
     return set(_session_processes(Root(root)))
 
@@ -474,7 +474,7 @@ def test_dumps_are_private_while_they_are_written(pair):
     after, on the master nor on the slave."""
     from hotsync_events import hookimpl
     from hotsync_events.paths import Root
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
     from hotsync_events.sync.push import run_sync
     from hotsync_events.types import Dump
 

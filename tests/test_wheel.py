@@ -91,4 +91,4 @@ def test_the_cockpit_page_comes_from_the_wheel(installed, tmp_path):
     _sh([installed / "bin/hotsync", "cockpit", "install"], cwd=tmp_path, env=_env(root))
     target = root / "usr/share/cockpit/hotsync"
     assert sorted(p.name for p in target.iterdir()) == ["hotsync.css", "hotsync.js", "index.html", "manifest.json"]
-    assert (target / "hotsync.js").read_bytes() == (CHECKOUT / "hotsync_events/cockpit/hotsync.js").read_bytes()
+    assert (target / "hotsync.js").read_bytes() == (CHECKOUT / "hotsync_events/cockpit/page/hotsync.js").read_bytes()

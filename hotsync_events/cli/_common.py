@@ -9,7 +9,7 @@ __all__ = ["console", "version_line"]
 
 
 def version_line(prog: str) -> str:
-    from .. import __version__
+    from hotsync_events import __version__
 
     return f"{prog} (hotsync-events) {__version__}"
 

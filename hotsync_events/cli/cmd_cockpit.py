@@ -34,8 +34,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from ..cockpitpkg import install, installed_state, uninstall
-    from ..paths import root_from
+    from hotsync_events.cockpit.install import install, installed_state, uninstall
+    from hotsync_events.paths import root_from
 
     root = root_from(getattr(args, "root", None))
     action = getattr(args, "action", None)

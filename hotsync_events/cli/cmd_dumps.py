@@ -22,12 +22,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from ..configdb import open_db
-    from ..dumpinfo import dump_files
-    from ..events import plugin_manager
-    from ..fence import age_words
-    from ..paths import root_from
-    from ..sync.status import iso
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.dumpinfo import dump_files
+    from hotsync_events.manager import plugin_manager
+    from hotsync_events.sync.fence import age_words
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.status import iso
 
     root = root_from(getattr(args, "root", None))
     try:

@@ -1,4 +1,4 @@
-"""``hotsync epoch``: show this host's pair epoch, or correct it (see :mod:`hotsync_events.fence`)."""
+"""``hotsync epoch``: show this host's pair epoch, or correct it (see :mod:`hotsync_events.sync.fence`)."""
 from __future__ import annotations
 
 HELP = "show this host's pair epoch (the promote counter that fences an old master), or correct it"
@@ -24,8 +24,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from ..fence import read_epoch, set_epoch
-    from ..paths import root_from
+    from hotsync_events.sync.fence import read_epoch, set_epoch
+    from hotsync_events.paths import root_from
 
     root = root_from(getattr(args, "root", None))
     if getattr(args, "action", None) != "set":

@@ -32,8 +32,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from ..paths import root_from
-    from ..sync.synclog import read_log
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.synclog import read_log
 
     if args.last is not None and args.last < 0:
         print("hotsync log: --last is 0 or more", file=sys.stderr)

@@ -23,9 +23,9 @@ def add_arguments(parser) -> None:
 
 def plan(root, pm=None, db=None) -> dict:
     """The paths report as a dict (the ``--json`` output). Host paths only, never the root's own path."""
-    from ..configdb import open_db
-    from ..plugins import get_plugin_manager, install_schemas
-    from ..sync.lists import PROTECTED, build_lists
+    from hotsync_events.configdb import open_db
+    from hotsync_events.manager import get_plugin_manager, install_schemas
+    from hotsync_events.sync.lists import PROTECTED, build_lists
 
     if pm is None:
         pm = get_plugin_manager()
@@ -75,8 +75,8 @@ def plan(root, pm=None, db=None) -> dict:
 
 
 def run(args) -> int:
-    from ..paths import root_from
-    from ..plugins import PluginClash
+    from hotsync_events.paths import root_from
+    from hotsync_events.manager import PluginClash
 
     root = root_from(getattr(args, "root", None))
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..paths import root_from
+from hotsync_events.paths import root_from
 
 HELP = "restore the database dumps shipped by the master into this host's servers, then check row counts"
 EPILOG = """\
@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..databases import DumpsError, plan, restore_all
+    from hotsync_events.sync.databases import DumpsError, plan, restore_all
 
     root = root_from(getattr(args, "root", None))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..fence import age_words
+from hotsync_events.sync.fence import age_words
 
 HELP = "show this host's sync state: health, role, peer, last run, last success, age of the slave's copy"
 EPILOG = """\
@@ -36,7 +36,7 @@ def _age(seconds: float | None) -> str:
 
 def _promote_lines(info: dict, age) -> None:
     """The promote (issue 7): this master was fenced, or this host was promoted and when."""
-    from ..sync.status import iso
+    from hotsync_events.sync.status import iso
 
     f = info.get("fenced")
     if f:
@@ -58,9 +58,9 @@ def _limited(root, args, exc) -> int:
     """The status for a user who may not read root's state: the public snapshot, or why there is none."""
     import sys
 
-    from ..sync.health import check_line, prometheus
-    from ..sync.public import limited_info
-    from ..sync.status import iso
+    from hotsync_events.sync.health import check_line, prometheus
+    from hotsync_events.sync.public import limited_info
+    from hotsync_events.sync.status import iso
 
     info = limited_info(root)
     if info is None:
@@ -91,16 +91,16 @@ def _limited(root, args, exc) -> int:
 
 
 def run(args) -> int:
-    from ..paths import root_from
-    from ..sync.report import collect
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.report import collect
 
     root = root_from(getattr(args, "root", None))
     try:
         info = collect(root)
     except PermissionError as exc:      # not root: what any user may read (sync/public.py)
         return _limited(root, args, exc)
-    from ..notifier_status import status_lines
-    from ..sync.health import check_line, prometheus
+    from hotsync_events.realtime.status import status_lines
+    from hotsync_events.sync.health import check_line, prometheus
 
     health = info["health"]
     if args.check:
@@ -112,7 +112,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
         return 0
-    from ..sync.status import iso
+    from hotsync_events.sync.status import iso
 
     now = time.time()
     print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))

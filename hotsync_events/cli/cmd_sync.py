@@ -39,8 +39,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..paths import root_from
-    from ..sync.push import run_sync
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.push import run_sync
 
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     terminal = sys.stdin.isatty() and sys.stdout.isatty()

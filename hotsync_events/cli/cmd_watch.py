@@ -1,4 +1,4 @@
-"""``hotsync watch``: the real-time notifier in the foreground (see :mod:`hotsync_events.notifier`)."""
+"""``hotsync watch``: the real-time notifier in the foreground (see :mod:`hotsync_events.realtime.notifier`)."""
 from __future__ import annotations
 
 HELP = "push every change to the slave within a fraction of a second (inotify), in the foreground"
@@ -34,8 +34,8 @@ def run(args) -> int:
     import threading
     import time
 
-    from ..notifier_sync import Background
-    from ..paths import root_from
+    from hotsync_events.realtime.wiring import Background
+    from hotsync_events.paths import root_from
 
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s hotsync watch: %(message)s")
@@ -82,8 +82,8 @@ def run(args) -> int:
 def _refused(root, force: bool, why: str) -> bool:
     """Whether the notifier must not run here at all (another one runs, not an enabled master, real-time
     disabled), as opposed to not yet (nothing to watch, the first push waits for a person)."""
-    from ..configdb import open_db
-    from ..sync.settings import RealtimeSettings, Settings
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.settings import RealtimeSettings, Settings
 
     db = open_db("configuration", root, validate=False, journal=False, create=False)
     return (why.startswith("another notifier") or Settings.from_db(db).master_problem() is not None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..configdb import ConfigDB, DBError, open_db
-from ..paths import root_from
+from hotsync_events.configdb import ConfigDB, DBError, open_db
+from hotsync_events.paths import root_from
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3, 4
 MASK = "********"
@@ -92,7 +92,7 @@ class Session:
         if self.show_secrets:
             return False
         if self._secret is None:
-            from ..schema import load
+            from hotsync_events.configdb.schema import load
 
             self._secret = load(self.root, self.dbname)
         return self._secret.is_secret(key, prop)
@@ -181,7 +181,7 @@ def _secrets_from_stdin(s: Session, key: str, props: dict[str, str]) -> dict[str
 
 
 def _schema_secret(s: Session, key: str, prop: str) -> bool:
-    from ..schema import load
+    from hotsync_events.configdb.schema import load
 
     return load(s.root, s.dbname).is_secret(key, prop)
 
@@ -195,7 +195,7 @@ def _known_props(s: Session, key: str, props: dict[str, str], force: bool) -> No
     is refused with the nearest known name, unless ``--force`` (NethServer stored anything)."""
     if force:
         return
-    from ..schema import load
+    from hotsync_events.configdb.schema import load
 
     ks = load(s.root, s.dbname).keys.get(key)
     if ks is None:
@@ -205,7 +205,7 @@ def _known_props(s: Session, key: str, props: dict[str, str], force: bool) -> No
     unknown = [p for p in props if p and p not in known]    # an invalid name is the database's to refuse
     if not unknown:
         return
-    from ..confinfo import suggest
+    from hotsync_events.configdb.info import suggest
 
     why = []
     for prop in unknown:
@@ -220,8 +220,8 @@ def _known_props(s: Session, key: str, props: dict[str, str], force: bool) -> No
 
 def _missing_key(s: Session, key: str) -> str:
     """What to say about a key that is not there: the nearest key, or how to create one."""
-    from ..confinfo import suggest
-    from ..schema import load
+    from hotsync_events.configdb.info import suggest
+    from hotsync_events.configdb.schema import load
 
     near = suggest(key, set(load(s.root, s.dbname).keys) | set(s.db().keys()))
     cmd = "config" if s.dbname == "configuration" else f"{s.prog} {s.dbname}"
@@ -336,7 +336,7 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
                 _out(usage)
                 return EXIT_OK
             if opt == "--version":
-                from ._common import version_line
+                from hotsync_events.cli._common import version_line
 
                 _out(version_line(prog) + "\n")
                 return EXIT_OK
@@ -390,13 +390,13 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
 
 
 def config_main(argv: list[str] | None = None) -> int:
-    from ._common import console
+    from hotsync_events.cli._common import console
 
     return console("config", lambda: run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration"))
 
 
 def db_main(argv: list[str] | None = None) -> int:
-    from ._common import console
+    from hotsync_events.cli._common import console
 
     return console("db", lambda: run("db", sys.argv[1:] if argv is None else argv, fixed_db=None))
 

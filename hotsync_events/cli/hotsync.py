@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from ._common import console, version_line
+from hotsync_events.cli._common import console, version_line
 
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {

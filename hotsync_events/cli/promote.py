@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotsync-promote", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", metavar="DIR", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
-    from ._common import version_line
+    from hotsync_events.cli._common import version_line
 
     p.add_argument("--version", action="version", version=version_line("hotsync-promote"))
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (you read the plan: --dry-run)")
@@ -45,14 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _iso(ts) -> str:
-    from ..sync.status import iso
+    from hotsync_events.sync.status import iso
 
     return iso(ts) or "never"
 
 
 def render(a: dict, out) -> None:
-    from ..fence import age_words
-    from ..promote import plan_lines
+    from hotsync_events.sync.fence import age_words
+    from hotsync_events.promote import plan_lines
 
     w = lambda s="": print(s, file=out)  # noqa: E731
     w(f"HotSync promote of {a['root']}" + ("  (RESUMING an interrupted promote)" if a["resuming"] else ""))
@@ -80,8 +80,8 @@ def render(a: dict, out) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..paths import root_from
-    from .. import promote as P
+    from hotsync_events.paths import root_from
+    from hotsync_events import promote as P
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     root = root_from(args.root)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda m: print(m, file=out, flush=True)  # noqa: E731
     t0 = time.monotonic()
     try:
-        from ..events import plugin_manager
+        from hotsync_events.manager import plugin_manager
 
         pm = plugin_manager(root)
         pm.root = root
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> int:
     """The console script: Ctrl-C and a closed stdout (``| head``) end quietly, as every command does."""
-    from ._common import console
+    from hotsync_events.cli._common import console
 
     return console("hotsync-promote", main)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["deletion_problem", "over_limit", "source_problems", "source_state"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import Root
-from .policy import REFUSED, refusal_of, sender_rules
+from hotsync_events.paths import Root
+from hotsync_events.sync.policy import REFUSED, refusal_of, sender_rules
 
 __all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "list_stamp", "read_list_dir"]
 

@@ -12,8 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..fsutil import open_lock
-from ..paths import Root
+from hotsync_events.fsutil import open_lock
+from hotsync_events.paths import Root
 
 __all__ = ["SyncLock"]
 

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..fsutil import atomic_write, fsync_dir
-from ..paths import Root
-from .lists import PEER_DIR
-from .peerlists import KINDS, LISTS_SUBDIR, export_lists, list_files
-from .policy import accept_filter, manifest_problems
-from .status import state_dir, update_status
+from hotsync_events.fsutil import atomic_write, fsync_dir
+from hotsync_events.paths import Root
+from hotsync_events.sync.lists import PEER_DIR
+from hotsync_events.sync.peerlists import KINDS, LISTS_SUBDIR, export_lists, list_files
+from hotsync_events.sync.policy import accept_filter, manifest_problems
+from hotsync_events.sync.status import state_dir, update_status
 
 __all__ = ["INCOMING", "MANIFEST", "check_staged", "export", "install_staged", "manifest", "receive",
            "schema_problems", "write_accept_filter"]
@@ -101,7 +101,7 @@ def manifest(directory: Path) -> list[str] | None:
 
 def check_staged(directory: Path) -> list[str]:
     """Everything wrong with the peer copy staged in *directory* (empty: it may be installed)."""
-    from ..dbformat import parse_text
+    from hotsync_events.configdb.format import parse_text
 
     problems: list[str] = []
     if not directory.is_dir():
@@ -230,8 +230,8 @@ def refused_reason(status: dict) -> str | None:
 def schema_problems(root: Root) -> list[str]:
     """The installed peer copy's configuration database checked against this host's schema (the promote
     refuses to apply a copy with problems unless forced)."""
-    from ..configdb import ConfigDB
-    from ..schema import validator_for
+    from hotsync_events.configdb import ConfigDB
+    from hotsync_events.configdb.schema import validator_for
 
     path = root.join(PEER_DIR) / "configuration"
     if not path.is_file():

@@ -17,8 +17,8 @@ import json
 import os
 import time
 
-from ..fsutil import atomic_write
-from ..paths import Root
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
 
 __all__ = ["PUBLIC_FILE", "project", "write_public", "read_public", "limited_info"]
 
@@ -64,7 +64,7 @@ def write_public(root: Root) -> None:
     """Rewrite the snapshot from what ``hotsync status`` would show now. Never fails its caller: a snapshot
     that cannot be written is an older one (or none), which ``hotsync status`` says by its time."""
     try:
-        from .report import collect
+        from hotsync_events.sync.report import collect
 
         atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
     except Exception:  # noqa: BLE001 - the push or the session that changed the status must not fail for this
@@ -92,7 +92,7 @@ def _alive(pid) -> bool:
 def limited_info(root: Root, now: float | None = None) -> dict | None:
     """``hotsync status --json`` for a user who cannot read root's state: the snapshot, its copy age and
     health recomputed now (the reasons carry no message). None: there is no snapshot yet."""
-    from .health import assess, copy_age
+    from hotsync_events.sync.health import assess, copy_age
 
     snap = read_public(root)
     if snap is None:

@@ -16,16 +16,16 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..configdb import open_db
-from ..fsutil import atomic_write, open_private_log
-from ..paths import Root
-from . import guards, tls
-from .lists import ListError, build_lists
-from .lock import SyncLock
-from .mail import MailError, send_mail
-from .rsync import EXIT_MEANING, changed_names, connect_prog, only_these_filter, push_args, run_rsync
-from .settings import Settings
-from .status import iso, push_history, state_dir, update_status
+from hotsync_events.configdb import open_db
+from hotsync_events.fsutil import atomic_write, open_private_log
+from hotsync_events.paths import Root
+from hotsync_events.sync import guards, tls
+from hotsync_events.sync.lists import ListError, build_lists
+from hotsync_events.sync.lock import SyncLock
+from hotsync_events.sync.mail import MailError, send_mail
+from hotsync_events.sync.rsync import EXIT_MEANING, changed_names, connect_prog, only_these_filter, push_args, run_rsync
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import iso, push_history, state_dir, update_status
 
 __all__ = ["Outcome", "awaiting_person", "run_sync", "EXIT_OK", "EXIT_FAILED", "EXIT_CANNOT", "EXIT_HELD", "EXIT_BUSY"]
 
@@ -139,7 +139,7 @@ def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_del
 def awaiting_person(root: Root) -> str | None:
     """Why no push may run before a person's: nothing is pinned yet, or this host became the master by a
     promote and has not pushed in the new direction yet (None when pushes may run)."""
-    from .status import read_status
+    from hotsync_events.sync.status import read_status
 
     if tls.pinned_fingerprint(root) is None:
         return ("the slave's certificate is not pinned yet: the first push is a person's (`hotsync sync` on a "
@@ -167,7 +167,7 @@ def _scheduled_blocked(root: Root, cfg: Settings, lock: SyncLock, log) -> int:
         update_status(root, lambda d: d.update(last_skipped={"time": time.time(), "holder": holder,
                                                              "since": since}))
         return EXIT_OK
-    from .status import iso
+    from hotsync_events.sync.status import iso
 
     cmd = _cmdline(holder)
     o = Outcome("failed", f"the scheduled sync could not run: the sync lock has been held since {iso(since)} "
@@ -188,7 +188,7 @@ def _cmdline(pid: int | None) -> str:
 
 def _full_run_active(root: Root, lock: SyncLock) -> bool:
     """Whether the lock's holder is a sync run (it records itself in the status), not a real-time push."""
-    from .status import read_status
+    from hotsync_events.sync.status import read_status
 
     running = read_status(root).get("running") or {}
     holder = lock.holder()
@@ -207,7 +207,7 @@ def _wait_for(lock: SyncLock, seconds: float) -> bool:
 
 def is_due(root: Root, cfg: Settings) -> bool:
     """Whether a scheduled run is due: no run started within the last ``interval`` minutes (less 30 s)."""
-    from .status import read_status
+    from hotsync_events.sync.status import read_status
 
     last = (read_status(root).get("last_run") or {}).get("start")
     return last is None or time.time() - float(last) >= cfg.interval * 60 - 30
@@ -241,7 +241,7 @@ def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerpr
 def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm,
           ctx: dict, ask=None) -> Outcome:
     if pm is None:
-        from ..plugins import get_plugin_manager
+        from hotsync_events.manager import get_plugin_manager
 
         pm = get_plugin_manager()
     pm.root = root
@@ -251,7 +251,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     for plugin, dump in dumps:
         dump_paths.append((dump.path, f"dump {dump.name} (plugin {plugin})"))
     if dumps and cfg.databases != "disabled" and not dry_run:
-        from ..databases import DumpsError, take_dump
+        from hotsync_events.sync.databases import DumpsError, take_dump
 
         for plugin, dump in dumps:
             try:
@@ -273,7 +273,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     # 3. a vanished source stops the push before anything changes
     state = guards.source_state(root, lists.includes)
     ctx["sources"] = state
-    from .status import read_status
+    from hotsync_events.sync.status import read_status
 
     previous = read_status(root)
     gone = guards.source_problems((previous.get("last_success") or {}).get("sources") or {}, state)
@@ -311,7 +311,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         log(f"hotsync sync: first sync to {cfg.slave_host}: the dry run counts {len(dry.changes)} changes and "
             f"{deleted} deletions on the slave")
     if not allow_deletions:
-        from .ledger import load as load_ledger   # what the notifier deleted since the last success counts too
+        from hotsync_events.sync.ledger import load as load_ledger   # what the notifier deleted since the last success counts too
 
         already = load_ledger(root, previous.get("last_success") or {}).deleted
         why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent, already=already)
@@ -385,8 +385,8 @@ class _Link:
         self.delivered = False
 
     def session(self, kind: str, build, env: dict | None = None, progress=None):
-        from ..fence import read_epoch
-        from .rsync import early_input
+        from hotsync_events.sync.fence import read_epoch
+        from hotsync_events.sync.rsync import early_input
 
         early, self.nonce = early_input(self.root.run_dir, kind, read_epoch(self.root))
         run = _rsync(build(early), env or self.env, progress=progress)
@@ -407,15 +407,15 @@ class _Link:
     def deliver_certificate(self) -> bool:
         """Present this host's certificate to the slave's pairing service (used while the slave does not
         trust it yet: it keeps it if its fingerprint is the slave's MasterFingerprint)."""
-        from .rsync import copy_args
+        from hotsync_events.sync.rsync import copy_args
 
         cert, _ = tls.cert_paths(self.root)
         pair_conf = self.root.join(PAIR_CLIENT_CONF)
         if not cert.is_file() or not pair_conf.is_file():
             return False
         env = dict(self.env, RSYNC_CONNECT_PROG=connect_prog(self.files["stunnel"], str(pair_conf)))
-        from ..fence import read_epoch
-        from .rsync import early_input
+        from hotsync_events.sync.fence import read_epoch
+        from hotsync_events.sync.rsync import early_input
 
         early, self.nonce = early_input(self.root.run_dir, "pair", read_epoch(self.root))
         run = _rsync(copy_args(source=str(cert), dest="master.crt", module="hotsync-pair",
@@ -427,9 +427,9 @@ class _Link:
 
     def peer_copy(self, includes: list[str], force: bool = False) -> Outcome | None:
         """Ship the peer copy when it changed since the last one the slave took; an Outcome on failure."""
-        from . import peercopy
-        from .rsync import copy_args
-        from .status import read_status
+        from hotsync_events.sync import peercopy
+        from hotsync_events.sync.rsync import copy_args
+        from hotsync_events.sync.status import read_status
 
         export = peercopy.export(self.root, includes)
         digest = peercopy.digest(export)
@@ -556,7 +556,7 @@ def _failure(root: Root, cfg: Settings, run, what: str, *, nonce: str = "") -> O
     errors = run.error_lines()
     text = "\n".join(errors)
     meaning = EXIT_MEANING.get(rc, f"exit status {rc}")
-    from ..fence import verified_marker
+    from hotsync_events.sync.fence import verified_marker
 
     # only the refusal the slave made for this very session, signed with the pair's secret, is a fence: a
     # file name or a log line that looks like one is not
@@ -686,8 +686,8 @@ def _record(root: Root, cfg: Settings, o: Outcome, start: float, end: float, ctx
                 mail["kind"] = "failed"
 
     data = update_status(root, change)
-    if o.fenced is not None:   # demoted: one mail of its own, the schedule stops (hotsync_events.fence)
-        from ..fence import demote
+    if o.fenced is not None:   # demoted: one mail of its own, the schedule stops (hotsync_events.sync.fence)
+        from hotsync_events.sync.fence import demote
 
         if demote(root, o.fenced, slave=cfg.slave_host, mail_to=cfg.mail_to, smarthost=cfg.smarthost, log=log):
             return

@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 import time
 
-from ..configdb import open_db
-from ..paths import Root
-from . import tls
-from .settings import Settings
-from .status import read_status
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.sync import tls
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import read_status
 
 __all__ = ["collect"]
 
@@ -86,7 +86,7 @@ def collect(root: Root) -> dict:
         info["running"] = running
         info["peer_fingerprint"] = tls.pinned_fingerprint(root)
         info["pinned"] = st.get("pinned")
-        from .push import awaiting_person
+        from hotsync_events.sync.push import awaiting_person
 
         info["awaiting_person"] = awaiting_person(root) if cfg.role == "master" else None
         info["alert"] = st.get("alert")
@@ -105,21 +105,21 @@ def collect(root: Root) -> dict:
             (db.props("hotsync") if "hotsync" in db else {}).get("realtime", "enabled") != "disabled"
     info["fingerprint"] = tls.host_fingerprint(root)          # this host's own certificate, either role
     info["last_error"] = st.get("last_error")
-    from ..fence import fence_record, read_epoch
+    from hotsync_events.sync.fence import fence_record, read_epoch
 
     info["epoch"] = read_epoch(root)
     info["fenced"] = st.get("fenced") if cfg.status == "fenced" else None     # this master was demoted
     info["fence"] = fence_record(root)            # this host was promoted: it refuses every push
     info["fence_listener"] = cfg.role == "master" and bool(cfg.master_host)   # and still tells the old master
     info["promote"] = st.get("promote")
-    from ..notifier_status import read_status as realtime_status
-    from .health import assess, copy_age
+    from hotsync_events.realtime.status import read_status as realtime_status
+    from hotsync_events.sync.health import assess, copy_age
 
     info["realtime"] = realtime_status(root)
     if cfg.role == "slave":       # the master's interval, as its peer copy says, is the slave's yardstick
         peer = root.join("/var/lib/hotsync/peer/configuration")
         if peer.is_file():
-            from ..configdb import ConfigDB
+            from hotsync_events.configdb import ConfigDB
 
             try:
                 info["interval_minutes"] = max(int(ConfigDB(peer).getprop("hotsync", "interval") or 15), 1)

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from ..childproc import die_with_parent
+from hotsync_events.childproc import die_with_parent
 
 __all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "copy_args", "early_input", "push_args",
            "run_rsync", "stats_of"]
@@ -44,11 +44,11 @@ EXIT_MEANING = {
 
 def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str, str]:
     """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
-    and pre-xfer hook: see :mod:`hotsync_events.fence`); returns ``(file, nonce)``. The nonce is fresh for
+    and pre-xfer hook: see :mod:`hotsync_events.sync.fence`); returns ``(file, nonce)``. The nonce is fresh for
     each session: a fence refusal is believed only when it names it."""
     import secrets
 
-    from ..fsutil import atomic_write
+    from hotsync_events.fsutil import atomic_write
 
     nonce = secrets.token_hex(16)
     path = os.path.join(os.fspath(run_dir), f"{EARLY_INPUT}.{kind}")

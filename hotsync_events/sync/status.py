@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..fsutil import atomic_write, open_lock
-from ..paths import Root
+from hotsync_events.fsutil import atomic_write, open_lock
+from hotsync_events.paths import Root
 
 __all__ = ["STATE_DIR", "read_status", "state_dir", "status_path", "update_status", "iso"]
 
@@ -63,7 +63,7 @@ def update_status(root: Root, change: Callable[[dict], None]) -> dict:
         data["updated"] = time.time()
         atomic_write(status_path(root), json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                      mode=0o600)
-    from .public import write_public      # what a user without root may read of it (sync/public.py)
+    from hotsync_events.sync.public import write_public      # what a user without root may read of it (sync/public.py)
 
     write_public(root)
     return data

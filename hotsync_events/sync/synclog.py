@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from ..paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["LOG", "parse_log", "read_log"]
 

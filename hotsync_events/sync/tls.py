@@ -25,9 +25,9 @@ import ssl
 import subprocess
 from pathlib import Path
 
-from ..fsutil import atomic_write
-from ..paths import Root
-from .status import state_dir
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
+from hotsync_events.sync.status import state_dir
 
 __all__ = ["CertChanged", "TLSError", "accept_master_cert", "cert_paths", "ensure_host_cert", "fetch_cert",
            "fingerprint", "host_fingerprint", "master_pin_fingerprint", "normalise_fingerprint", "pin_path",

@@ -20,10 +20,10 @@ import socket
 import sys
 import time
 
-from ..configdb import open_db
-from ..paths import Root
-from .settings import Settings
-from .status import push_history, read_status, update_status
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import push_history, read_status, update_status
 
 __all__ = ["KINDS", "main", "post_xfer", "pre_xfer"]
 
@@ -83,7 +83,7 @@ def _kept_dir(where: str | None) -> bool:
 
 def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     """``(exit code, refusal line)`` of one session's pre-xfer hook."""
-    from ..fence import early_input, fence_record, read_epoch, refusal
+    from hotsync_events.sync.fence import early_input, fence_record, read_epoch, refusal
 
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
@@ -114,7 +114,7 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
     st = read_status(root)
     if problem is None and module == "hotsync":
-        from .peercopy import refused_reason
+        from hotsync_events.sync.peercopy import refused_reason
 
         problem = refused_reason(st)
     backups, backup_dir = _backup_of(env)
@@ -193,7 +193,7 @@ def post_xfer(root: Root, env=os.environ) -> int:
     if status != 0 or not taken:
         return 0
     if taken.get("module") == "hotsync-peer":
-        from .peercopy import receive
+        from hotsync_events.sync.peercopy import receive
 
         receive(root)
     elif taken.get("module") == "hotsync-pair":
@@ -202,7 +202,7 @@ def post_xfer(root: Root, env=os.environ) -> int:
 
 
 def _receive_master_cert(root: Root) -> None:
-    from .tls import TLSError, accept_master_cert, candidate_fingerprint, incoming_dir, normalise_fingerprint
+    from hotsync_events.sync.tls import TLSError, accept_master_cert, candidate_fingerprint, incoming_dir, normalise_fingerprint
 
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     want = (db.props("hotsync") if "hotsync" in db else {}).get("MasterFingerprint") or None

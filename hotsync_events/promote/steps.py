@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .types import ActionContext, PromoteStep
+from hotsync_events.types import ActionContext, PromoteStep
 
 __all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_step",
            "run_promote_steps"]

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .paths import Root
-from .types import DumpContext
+from hotsync_events.paths import Root
+from hotsync_events.types import DumpContext
 
 __all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dump", "take_dumps"]
 
@@ -83,8 +83,8 @@ def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print) -> lis
 
 def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, object, bool]]:
     """``[(plugin, Dump, shipped)]`` this host would restore; *only* keeps the named dumps."""
-    from .configdb import open_db
-    from .plugins import get_plugin_manager, install_schemas
+    from hotsync_events.configdb import open_db
+    from hotsync_events.manager import get_plugin_manager, install_schemas
 
     pm = pm or get_plugin_manager()
     if db is None:
@@ -109,7 +109,7 @@ def restore_all(root: Root, planned, *, db=None, log: Callable[[str], None] = pr
 
     Returns the names of the dumps that failed (each failure is reported through *err*).
     """
-    from .configdb import open_db
+    from hotsync_events.configdb import open_db
 
     db = db if db is not None else open_db("configuration", root)
     failed: list[str] = []

@@ -18,9 +18,10 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import NAME, __version__, hookspecs
+from hotsync_events import NAME, __version__, hookspecs
 
-__all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager"]
+__all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager",
+           "plugin_manager"]
 
 #: the built-in plugins: ``"name=dotted.module"``, or a dotted module name whose last part is the name
 BUILTIN_PLUGINS: tuple[str, ...] = ("hotsync_plugins.hotsync", "hotsync_plugins.mysql", "hotsync_plugins.postgresql",
@@ -172,7 +173,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
                 return dict(hit[0])
         errors: list[tuple[str, str, str]] = []
         if db is None:
-            from .configdb import open_db
+            from hotsync_events.configdb import open_db
 
             db = open_db("configuration", root, validate=False, initialise=False, journal=False)
         active = {n: True for n, i in self.infos.items() if i.error is None and not i.blocked}
@@ -221,7 +222,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
 
 def _root_for(pm: HotsyncPluginManager, root: Any, db: Any):
     """The root a hook call is about: given, the manager's, the one *db* lives in, or $HOTSYNC_ROOT."""
-    from .paths import Root, root_from
+    from hotsync_events.paths import Root, root_from
 
     if root is not None:
         return root if isinstance(root, Root) else Root(root)
@@ -263,14 +264,24 @@ def get_plugin_manager(*, builtins: bool | Iterable[str] = True, entrypoints: bo
     return pm
 
 
+def plugin_manager(root: Any) -> HotsyncPluginManager:
+    """Built-in and installed plugins, the installed ones found through the root's entry-point cache."""
+    from hotsync_events.entrypoints import entry_points
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.load_entrypoints(eps=entry_points("hotsync", root.state_dir / "cache"))
+    pm.root = root   # plugins detect their application under this root
+    return pm
+
+
 def install_schemas(pm: HotsyncPluginManager, root) -> list[str]:
-    """Install the plugins' configspec files under *root* (see :mod:`hotsync_events.schema`).
+    """Install the plugins' configspec files under *root* (see :mod:`hotsync_events.configdb.schema`).
 
     Only changed files are rewritten; files of plugins that are gone are removed. Returns the problems
     found (a spec that does not parse, a clash), each naming the plugin.
     """
-    from .fsutil import atomic_write
-    from .schema import SchemaError, load, parse_spec
+    from hotsync_events.fsutil import atomic_write
+    from hotsync_events.configdb.schema import SchemaError, load, parse_spec
 
     problems: list[str] = []
     wanted: dict = {}

@@ -1,7 +1,7 @@
 """When the notifier pushes, and what: the leading-edge trigger, the dirty set and the retry policy.
 
 A pure state machine with no thread, no I/O and an injectable clock, so that its timing rules are
-unit-tested with a fake clock. :mod:`hotsync_events.notifier` feeds it changes and runs the batches it
+unit-tested with a fake clock. :mod:`hotsync_events.realtime.notifier` feeds it changes and runs the batches it
 hands out.
 
 The rules (issue 11):

@@ -1,6 +1,6 @@
 """The notifier's status file: where it lives, how ``hotsync status`` reads and words it.
 
-Kept apart from :mod:`hotsync_events.notifier` so that ``hotsync status`` does not import watchdog.
+Kept apart from :mod:`hotsync_events.realtime.notifier` so that ``hotsync status`` does not import watchdog.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from .paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["STATUS_FILE", "read_status", "status_lines"]
 

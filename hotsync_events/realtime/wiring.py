@@ -12,7 +12,7 @@
   pushed since the last successful full sync plus its own stay within ``MaxDeletePercent``
   (:mod:`hotsync_events.sync.ledger`); past that it hands over to the full sync's guard. None becomes
   :func:`~hotsync_events.sync.push.run_sync`, the full sync itself (dumps, guards, status, mail).
-* :func:`start` -- a running :class:`~hotsync_events.notifier.Notifier`; :class:`Background` keeps
+* :func:`start` -- a running :class:`~hotsync_events.realtime.notifier.Notifier`; :class:`Background` keeps
   one running in step with the configuration, for ``hotsync watch`` and ``hotsync daemon``.
 
 Failures of incremental pushes are recorded in the sync's status file the way a failed full sync is,
@@ -28,10 +28,10 @@ import subprocess
 import threading
 import time
 
-from .configdb import open_db
-from .notifier import Notifier, PushResult
-from .paths import Root
-from .sync.settings import RealtimeSettings, Settings   # the notifier's settings live with the sync's
+from hotsync_events.configdb import open_db
+from hotsync_events.realtime.notifier import Notifier, PushResult
+from hotsync_events.paths import Root
+from hotsync_events.sync.settings import RealtimeSettings, Settings   # the notifier's settings live with the sync's
 
 __all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "signature", "start",
            "watch_lists"]
@@ -61,7 +61,7 @@ def list_push_args(args: list[str]) -> list[str]:
 
 def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
     """``(includes to watch, exclude patterns)``; ListError names a bad list line."""
-    from .sync.lists import PROTECTED, build_lists
+    from hotsync_events.sync.lists import PROTECTED, build_lists
 
     lists = build_lists(root, db, pm)
     batch_only = set()
@@ -97,8 +97,8 @@ class SyncPusher:
         return Settings.from_db(self.db)
 
     def _prepare(self, cfg):
-        from .sync import push
-        from .sync.lists import build_lists
+        from hotsync_events.sync import push
+        from hotsync_events.sync.lists import build_lists
 
         if self._prepared is None or self._prepared[0] != cfg:
             lists = build_lists(self.root, self.db, self.pm)
@@ -109,7 +109,7 @@ class SyncPusher:
         return self._prepared
 
     def _lock(self):
-        from .sync.lock import SyncLock
+        from hotsync_events.sync.lock import SyncLock
 
         lock = SyncLock(self.root)
         deadline = time.monotonic() + self.lock_wait
@@ -126,7 +126,7 @@ class SyncPusher:
         return self.full() if paths is None else self.incremental(paths)
 
     def full(self) -> PushResult:
-        from .sync import push
+        from hotsync_events.sync import push
 
         self.cool()
 
@@ -137,7 +137,7 @@ class SyncPusher:
             if code != push.EXIT_BUSY or time.monotonic() > deadline:
                 break
             # another sync holds the lock (and now owes a follow-up run): wait for it, then ours
-            from .sync.lock import SyncLock
+            from hotsync_events.sync.lock import SyncLock
 
             while SyncLock(self.root).holder() is not None and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -152,7 +152,7 @@ class SyncPusher:
     def _context(self):
         """``(settings, env, files)`` for an incremental push, or a str saying why there is none."""
         cfg = self._settings()
-        from .sync.push import awaiting_person
+        from hotsync_events.sync.push import awaiting_person
 
         problem = cfg.master_problem() or awaiting_person(self.root)
         if problem:
@@ -165,8 +165,8 @@ class SyncPusher:
     def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
         its early input carries (a refusal is read against it)."""
-        from .fence import read_epoch
-        from .sync.rsync import early_input, push_args
+        from hotsync_events.sync.fence import read_epoch
+        from hotsync_events.sync.rsync import early_input, push_args
 
         early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root))
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
@@ -191,8 +191,8 @@ class SyncPusher:
         ctx = self._context()
         if isinstance(ctx, str):
             return
-        from .sync.lock import SyncLock
-        from .childproc import die_with_parent
+        from hotsync_events.sync.lock import SyncLock
+        from hotsync_events.childproc import die_with_parent
 
         lock = SyncLock(self.root)
         if not lock.acquire(queue=False):
@@ -223,7 +223,7 @@ class SyncPusher:
             lock.release()
 
     def incremental(self, paths: list[str]) -> PushResult:
-        from .sync.rsync import stats_of
+        from hotsync_events.sync.rsync import stats_of
 
         started = time.time()
         data = "".join(p.lstrip("/") + "\0" for p in paths).encode("utf-8", "surrogateescape")
@@ -266,7 +266,7 @@ class SyncPusher:
                 if deleted:
                     # counted with every deletion pushed since the last successful full sync (sync.ledger):
                     # a mass deletion split over many small pushes is judged as a whole
-                    from .sync import ledger as ledgers
+                    from hotsync_events.sync import ledger as ledgers
 
                     ledger = ledgers.load(self.root)
                     why = ledger.problem(len(deleted), cfg.max_delete_percent)
@@ -294,7 +294,7 @@ class SyncPusher:
         """Add a push's deletions to the ledger the guards count (the caller holds the sync lock)."""
         if n <= 0:
             return
-        from .sync import ledger as ledgers
+        from hotsync_events.sync import ledger as ledgers
 
         try:
             ledgers.record_deletions(self.root, n)
@@ -303,8 +303,8 @@ class SyncPusher:
 
     def _failed(self, cfg, rc: int, out: str, err: str, started: float, what: str, nonce: str = "") -> PushResult:
         """Record the failure as the sync records its own (status file, one alert mail), then report it."""
-        from .sync import push
-        from .sync.rsync import RsyncRun, stats_of
+        from hotsync_events.sync import push
+        from hotsync_events.sync.rsync import RsyncRun, stats_of
 
         items, deleted, stats = stats_of(out)
         run = RsyncRun(rc, out, err, items, deleted, stats)
@@ -320,7 +320,7 @@ class SyncPusher:
 
 
 def push_status(root: Root) -> dict:
-    from .sync.status import read_status
+    from hotsync_events.sync.status import read_status
 
     return read_status(root)
 
@@ -353,7 +353,7 @@ def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str
 
 
 def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
-    from .childproc import die_with_parent
+    from hotsync_events.childproc import die_with_parent
 
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, preexec_fn=die_with_parent(), close_fds=True)
@@ -370,11 +370,11 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
           retry_max: float = 30.0, force: bool = False) -> Notifier | str:
     """A started notifier for this master, or a str saying why there is none (not a master, realtime
     disabled, a bad list line)."""
-    from .sync.lists import ListError
+    from hotsync_events.sync.lists import ListError
     db = open_db("configuration", root)
     cfg = Settings.from_db(db)
     rt = RealtimeSettings.from_db(db)
-    from .sync.push import awaiting_person
+    from hotsync_events.sync.push import awaiting_person
 
     problem = cfg.master_problem() or awaiting_person(root)
     if problem:
@@ -382,7 +382,7 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     if not rt.enabled and not force:
         return "real-time sync is disabled on this master (config setprop hotsync realtime enabled)"
     if pm is None:
-        from .plugins import get_plugin_manager
+        from hotsync_events.manager import get_plugin_manager
 
         pm = get_plugin_manager()
     pm.root = root
@@ -400,7 +400,7 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
 
 def signature(root: Root, pm=None) -> tuple:
     """What a running notifier depends on: role, settings, the pin, and the lists. A change means a restart."""
-    from .sync.push import awaiting_person
+    from hotsync_events.sync.push import awaiting_person
 
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
@@ -414,8 +414,8 @@ def signature(root: Root, pm=None) -> tuple:
 def cheap_stamp(root: Root) -> tuple:
     """What can be checked every second or two for a change that the full :func:`signature` then looks at:
     the configuration database's and the lists' files, and the sync status (a pin, a person's first push)."""
-    from .sync.lists import list_stamp
-    from .sync.status import status_path
+    from hotsync_events.sync.lists import list_stamp
+    from hotsync_events.sync.status import status_path
 
     out = []
     for p in (root.db_dir / "configuration", status_path(root)):
@@ -454,7 +454,7 @@ class Background:
 
     def _pm(self):
         if self.pm is None:
-            from .plugins import get_plugin_manager
+            from hotsync_events.manager import get_plugin_manager
 
             self.pm = get_plugin_manager()
         self.pm.root = self.root
@@ -464,7 +464,7 @@ class Background:
         """Take the root's notifier lock (one notifier per root: the daemon's, or a `hotsync watch`)."""
         if self._lock is not None:
             return True
-        from .sync.lock import SyncLock
+        from hotsync_events.sync.lock import SyncLock
 
         lock = SyncLock(self.root, "notifier")
         if not lock.acquire(queue=False):

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import __version__
-from .paths import Root, data_dir
-from .types import Template
+from hotsync_events import __version__
+from hotsync_events.paths import Root, data_dir
+from hotsync_events.types import Template
 
 __all__ = ["ExpandResult", "TemplateError", "TemplateDataError", "expand", "expand_many", "fragments_of",
            "template_sources", "registered_templates"]
@@ -284,7 +284,7 @@ def make_context(root: Root, db: Any, target: str, event: str | None = None, arg
     import builtins
 
     def open_other(name: str) -> DBView:
-        from .configdb import open_db
+        from hotsync_events.configdb import open_db
 
         return DBView(open_db(name, root, initialise=False, journal=False))
 
@@ -388,7 +388,7 @@ def _ids(owner: str | None, group: str | None) -> tuple[int | None, int | None]:
 
 def write_output(out: Path, text: str, *, mode: int, owner: str | None, group: str | None) -> bool:
     """Write *text* to *out* atomically if it differs; fix mode and owner either way. True if changed."""
-    from .fsutil import atomic_write
+    from hotsync_events.fsutil import atomic_write
 
     if out.is_dir():
         raise TemplateError(f"{out} is a directory")
@@ -518,7 +518,7 @@ def expand_many(templates: list[Template], *, root: Root, db: Any, pm: Any, even
         else:
             new_cache.pop(tpl.path, None)
     if use_cache and new_cache != cache:
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(cache_file, marshal.dumps(new_cache), mode=0o600)
     return results

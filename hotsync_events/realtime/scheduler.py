@@ -12,10 +12,10 @@ import signal
 import sys
 import time
 
-from ..configdb import open_db
-from ..paths import Root
-from .settings import Settings
-from .status import read_status, update_status
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import read_status, update_status
 
 __all__ = ["Scheduler"]
 
@@ -46,7 +46,7 @@ class Scheduler:
         return due
 
     def run(self) -> int:
-        from .push import run_sync
+        from hotsync_events.sync.push import run_sync
 
         old = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
         started = time.time()
@@ -55,7 +55,7 @@ class Scheduler:
         try:
             self.log(f"hotsync daemon: scheduler started for {self.root.path}")
             if not self.max_runs:   # the real-time notifier (issue 11) runs beside the schedule while enabled
-                from ..notifier_sync import Background
+                from hotsync_events.realtime.wiring import Background
 
                 realtime = Background(self.root, check_every=None).start()
             while not self.stopping:

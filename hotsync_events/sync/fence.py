@@ -31,8 +31,8 @@ import socket
 import time
 from pathlib import Path
 
-from .fsutil import atomic_write
-from .paths import Root
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
 
 __all__ = ["FENCE_FILE", "MARKER", "archive_role_status", "clear_fence", "demote", "early_input", "fence_record",
            "parse_marker", "read_epoch", "refusal", "repair_as_slave", "set_epoch", "verified_marker", "write_epoch",
@@ -87,7 +87,7 @@ def _store_epoch(root: Root, epoch: int, why: str) -> None:
 def set_epoch(root: Root, epoch: int, why: str) -> int:
     """A person's correction (``hotsync epoch set N``): the epoch becomes *epoch*, lower or higher; returns
     the one it replaced. Recorded in the status with *why*."""
-    from .sync.status import update_status
+    from hotsync_events.sync.status import update_status
 
     old = read_epoch(root)
     _store_epoch(root, epoch, why)
@@ -183,7 +183,7 @@ def verified_marker(text: str, *, nonce: str, secret: str) -> dict | None:
 # ------------------------------------------------------------------------------------------- master side
 def archive_role_status(root: Root, old_role: str, extra: dict | None = None) -> dict:
     """Move the status-file fields of *old_role* under ``previous_<old_role>`` (a role change)."""
-    from .sync.status import update_status
+    from hotsync_events.sync.status import update_status
 
     def change(d: dict) -> None:
         kept = {k: d.pop(k) for k in ROLE_FIELDS.get(old_role, ()) if k in d}
@@ -205,8 +205,8 @@ def demote(root: Root, marker: dict, *, slave: str, mail_to: str, smarthost: str
     scheduler calling this stops itself). Returns False (and changes nothing) when the refusal's epoch
     is not higher than this host's: then the peer is not a newer master, the configuration is wrong.
     """
-    from .configdb import open_db
-    from .sync.status import update_status
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.status import update_status
 
     mine = read_epoch(root)
     if marker["epoch"] <= mine:
@@ -242,8 +242,8 @@ def demote(root: Root, marker: dict, *, slave: str, mail_to: str, smarthost: str
 
 
 def _mail_fenced(root: Root, rec: dict, mail_to: str, smarthost: str, log) -> None:
-    from .sync.mail import MailError, send_mail
-    from .sync.status import iso, update_status
+    from hotsync_events.sync.mail import MailError, send_mail
+    from hotsync_events.sync.status import iso, update_status
 
     host = socket.gethostname()
     subject = f"HotSync: {host} was FENCED: {rec['by']} is the master now"
@@ -333,7 +333,7 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
     archived, the epoch it learnt is kept); a promoted host configured as slave again drops its fence
     file, so its new master's pushes are accepted. Returns what it did, in words.
     """
-    from .sync.status import read_status, update_status
+    from hotsync_events.sync.status import read_status, update_status
 
     done: list[str] = []
     if db.getprop("hotsync", "status") == "fenced":
@@ -341,7 +341,7 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
         done.append("was fenced: re-paired as slave, status enabled")
     st = read_status(root)
     if st.get("role") == "master" or st.get("fenced"):
-        from .notifier_status import STATUS_FILE
+        from hotsync_events.realtime.status import STATUS_FILE
 
         notifier = root.run_dir / STATUS_FILE       # the master-era notifier's record: archived, not shown
 
@@ -377,7 +377,7 @@ def _carry_pin_over(root: Root, db) -> list[str]:
     """An old master re-paired as slave: the slave certificate it pinned is its new master's (the promoted
     slave's own). Unless MasterFingerprint names another, it becomes the master certificate this host
     trusts, and MasterFingerprint says so; the master-era pin is kept aside."""
-    from .sync.tls import fingerprint, pin_path
+    from hotsync_events.sync.tls import fingerprint, pin_path
 
     pin = pin_path(root)
     if not pin.is_file():
@@ -386,7 +386,7 @@ def _carry_pin_over(root: Root, db) -> list[str]:
         fp = fingerprint(pin.read_text())
     except (OSError, ValueError):
         return []
-    from .sync.tls import accept_master_cert
+    from hotsync_events.sync.tls import accept_master_cert
 
     done = []
     if not (db.getprop("hotsync", "MasterFingerprint") or ""):

@@ -2,7 +2,7 @@
 
 ``info`` documents a key or a prop from the schema (description, check, allowed values, default,
 secret, the spec that declared it), adds its current value and the places that read it
-(:mod:`hotsync_events.confrefs`). ``search`` lists the key/prop/value rows that match regular
+(:mod:`hotsync_events.configdb.refs`). ``search`` lists the key/prop/value rows that match regular
 expressions, secrets masked.
 
 Both read the schema through :func:`schema_summary`: a JSON digest of the parsed spec files, cached
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from .paths import Root, data_dir
+from hotsync_events.paths import Root, data_dir
 
 __all__ = ["MASK", "SearchError", "describe", "info_text", "schema_summary", "search", "search_text",
            "spec_paths", "suggest"]
@@ -30,7 +30,7 @@ class SearchError(ValueError):
 
 # ----------------------------------------------------------------------------------- schema digest
 def spec_paths(root: Root, db: str) -> list:
-    """``(source, path)`` of *db*'s spec files, as :func:`hotsync_events.schema.spec_files` lists them.
+    """``(source, path)`` of *db*'s spec files, as :func:`hotsync_events.configdb.schema.spec_files` lists them.
 
     Repeated here (three lines) so that finding the cache's stamp does not import configobj.
     """
@@ -64,7 +64,7 @@ def schema_summary(root: Root, db: str = "configuration") -> dict:
 
     Each prop holds check, function, args, default, secret, force, local, description, source, allowed
     (words) and spec (the file that declared it). Read from the cache when the spec files did not change;
-    otherwise the schema is loaded (:func:`hotsync_events.schema.load`) and the cache rewritten.
+    otherwise the schema is loaded (:func:`hotsync_events.configdb.schema.load`) and the cache rewritten.
     """
     files = spec_paths(root, db)
     stamp = _stamp(files)
@@ -80,7 +80,7 @@ def schema_summary(root: Root, db: str = "configuration") -> dict:
     if not root.state_dir.is_dir():     # a host not set up: a cache is no reason to create its tree
         return keys
     try:
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(path, json.dumps({"version": CACHE_VERSION, "db": db, "stamp": stamp, "keys": keys},
                                       sort_keys=True, ensure_ascii=False), mode=0o644)
@@ -90,7 +90,7 @@ def schema_summary(root: Root, db: str = "configuration") -> dict:
 
 
 def _summarise(root: Root, db: str, spec_of: dict) -> dict:
-    from .schema import load
+    from hotsync_events.configdb.schema import load
 
     schema = load(root, db)
     out = {}
@@ -127,7 +127,7 @@ def describe(root: Root, dbname: str, key: str, prop: str | None = None, *, db=N
     *pm* is a plugin manager used to find the plugins' templates and actions that read the value; without
     one only the packaged templates, templates-custom and the events directories are scanned.
     """
-    from .configdb import open_db
+    from hotsync_events.configdb.db import open_db
 
     summary = schema_summary(root, dbname)
     db = db or open_db(dbname, root, validate=False, journal=False, initialise=False)
@@ -184,7 +184,7 @@ def describe(root: Root, dbname: str, key: str, prop: str | None = None, *, db=N
             "key_exists": rec is not None, "value": masked(prop, value),
         })
     if refs:
-        from .confrefs import find_references
+        from hotsync_events.configdb.refs import find_references
 
         out["read_by"] = find_references(root, dbname, key, prop, db=db, pm=pm)
     return out
@@ -291,7 +291,7 @@ def search(db, summary: dict, *, key: str | None = None, prop: str | None = None
     lifts both. ``non_default`` keeps only the values that differ from the schema's default (a prop
     without a default is always kept).
     """
-    from .dbformat import decode_record, parse_text
+    from hotsync_events.configdb.format import decode_record, parse_text
 
     kre, pre, vre = _compile("--key", key), _compile("--prop", prop), _compile("--value", value)
     try:  # the file's raw index: 10,000 records are split here, not built into Record objects

@@ -6,7 +6,7 @@
   writing, created, deleted, moved, attributes — so a burst of writes does not flood (and overflow)
   the kernel queue with IN_MODIFY/IN_OPEN noise, and reads cost nothing;
 * an event handler that turns each event into a host path (``/srv/x/f``), drops excluded paths and
-  the notifier's own files, and hands it to the :class:`~hotsync_events.debounce.Trigger`;
+  the notifier's own files, and hands it to the :class:`~hotsync_events.realtime.debounce.Trigger`;
 * one worker thread that runs the batches the trigger hands out through a ``pusher`` callable
   (``pusher(paths)``: a list of host paths for an incremental ``--files-from`` push, None for a full
   sync) and writes the status file ``hotsync status`` shows.
@@ -14,7 +14,7 @@
 Falls back to a full sync (see the trigger) on a kernel queue overflow (counted here, from the inotify
 fd itself: watchdog only logs it), when watches were rebuilt, when a directory was renamed or moved
 in, and when a synced path that was missing appears. The pusher is the sync library's
-(:mod:`hotsync_events.notifier_sync` wires it); tests can give any callable.
+(:mod:`hotsync_events.realtime.wiring` wires it); tests can give any callable.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyFullEmitter
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
 
-from .debounce import Trigger
-from .fsutil import atomic_write
-from .notifier_status import STATUS_FILE, read_status, status_lines
-from .paths import Root
+from hotsync_events.realtime.debounce import Trigger
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.realtime.status import STATUS_FILE, read_status, status_lines
+from hotsync_events.paths import Root
 
 __all__ = ["EVENT_MASK", "ExcludeMatcher", "Notifier", "PushResult", "STATUS_FILE", "read_status",
            "status_lines"]

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .paths import Root
-from .types import Service
+from hotsync_events.paths import Root
+from hotsync_events.types import Service
 
 __all__ = ["ProcessBackend", "ServiceError", "ServiceManager", "ServiceState", "SystemdBackend", "backend_name",
            "collect_services"]
@@ -146,7 +146,7 @@ class ProcessBackend:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.root.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOTSYNC_ROOT": str(self.root.path), "HOTSYNC_SERVICE": svc.name}
-        from .fsutil import open_private_log
+        from hotsync_events.fsutil import open_private_log
 
         logfd = open_private_log(log)
         try:
@@ -157,7 +157,7 @@ class ProcessBackend:
         finally:
             os.close(logfd)
         info = _proc_start(proc.pid)
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(self.pidfile(svc), f"{proc.pid} {info[1] if info else ''}\n".replace(" \n", "\n"))
         deadline = time.monotonic() + START_GRACE

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["ActionTimeout", "EventLog", "Scratch", "run_callable", "run_executable"]
 
@@ -127,7 +127,7 @@ def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scr
     except ImportError:  # pragma: no cover
         import signal  # type: ignore[no-redef]
 
-    from .types import ActionContext
+    from hotsync_events.types import ActionContext
 
     ctx = ActionContext(log=_log_to_stdout, **ctx_kwargs)
     status, code, reason = "success", 0, ""
@@ -220,7 +220,7 @@ class EventLog:
 
     def write(self, line: str, output: str = "", syslog: bool = True) -> None:
         if self._fh is None:
-            from .fsutil import open_private_log
+            from hotsync_events.fsutil import open_private_log
 
             self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())

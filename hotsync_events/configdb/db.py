@@ -21,12 +21,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config 
 if TYPE_CHECKING:
     from typing import Callable, Iterator, Mapping
 
-from .dbformat import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
+from hotsync_events.configdb.format import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
                        is_legacy, parse_text, render_text)
-from .fsutil import atomic_write, open_lock, remove_dead_temps
-from .paths import Root, root_from
+from hotsync_events.fsutil import atomic_write, open_lock, remove_dead_temps
+from hotsync_events.paths import Root, root_from
 
-__all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "open_db"]
+__all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "is_db_name", "open_db"]
 
 
 class DBError(Exception):
@@ -307,6 +307,11 @@ def _diff(db: str, key: str, old: Record | None, new: Record | None) -> list[Cha
 _DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 
 
+def is_db_name(name: str) -> bool:
+    """Whether *name* can name a database: a file under the root's db dir, no '/', no '..'."""
+    return _DB_NAME.fullmatch(name) is not None
+
+
 def open_db(name: str = "configuration", root: Root | str | None = None, *, validate: bool = True,
             initialise: bool = True, journal: bool = True, create: bool = True) -> ConfigDB:
     """Open database *name* under *root*, with the schema's validation and the change history.
@@ -316,18 +321,18 @@ def open_db(name: str = "configuration", root: Root | str | None = None, *, vali
     command) nothing is written: a missing database reads as its schema's defaults, in memory.
     """
     root = root if isinstance(root, Root) else root_from(root)
-    if not _DB_NAME.fullmatch(name):  # a name is a file under the root's db dir: no '/', no '..'
+    if not is_db_name(name):
         raise InvalidName(f"invalid database name {name!r}: use letters, digits and _ . @ + - "
                           "(starting with a letter or digit)")
     db = ConfigDB(root.db_dir / name, name=name)
     if validate:
         db.validator = _LazyValidator(root)
     if journal:
-        from .history import journal_for
+        from hotsync_events.configdb.history import journal_for
 
         db.journal = journal_for(root)
     if initialise and not db.exists:
-        from . import schema
+        from hotsync_events.configdb import schema
 
         if create:
             schema.apply_defaults(db, schema.load(root, name))
@@ -346,7 +351,7 @@ class _LazyValidator:
 
     def __call__(self, db: str, key: str, old: Record | None, new: Record) -> None:
         if self._check is None:
-            from .schema import validator_for
+            from hotsync_events.configdb.schema import validator_for
 
             self._check = validator_for(self.root)
         self._check(db, key, old, new)

@@ -5,7 +5,7 @@ between the two leaves at most an entry for a change that did not land, never a 
 Secret values are masked when written. The log rotates by size (``config-history.log``, then ``.1`` to
 ``.3``, ``.3`` the oldest), under a lock of its own that writers of different databases share
 (``config-history.log.lock``). Reading takes no lock: the one reader is
-:func:`hotsync_events.historyview.entries` (rotation-safe, filtered).
+:func:`hotsync_events.configdb.historyview.entries` (rotation-safe, filtered).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import Root
+from hotsync_events.paths import Root
 
 TYPE_CHECKING = False  # importing typing costs every `config setprop` milliseconds
 if TYPE_CHECKING:
@@ -33,14 +33,14 @@ def history_path(root: Root) -> Path:
 
 
 def journal_for(root: Root) -> Callable[[str, list, str], None]:
-    """A journal callable for :class:`~hotsync_events.configdb.ConfigDB` writing under *root*."""
+    """A journal callable for :class:`~hotsync_events.configdb.db.ConfigDB` writing under *root*."""
     path = history_path(root)
     secret: Callable[[str, str, str], bool] | None = None
 
     def journal(db: str, changes: list, source: str = "") -> None:
         nonlocal secret
         if secret is None:
-            from .schema import secret_test
+            from hotsync_events.configdb.schema import secret_test
 
             secret = secret_test(root)
         now = time.time()
@@ -93,7 +93,7 @@ def _append(path: Path, data: bytes) -> None:
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    from .fsutil import open_lock
+    from hotsync_events.fsutil import open_lock
 
     lock = open_lock(f"{path}.lock")
     try:

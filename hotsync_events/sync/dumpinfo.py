@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 
-from .paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["dump_files"]
 
 
 def dump_files(root: Root, pm, db, now: float | None = None) -> dict:
     """``{"enabled": bool, "dumps": [{"name", "plugin", "path", "exists", "time", "age", "size"}], "error"}``."""
-    from .databases import DumpsError, collect_dumps, databases_enabled
+    from hotsync_events.sync.databases import DumpsError, collect_dumps, databases_enabled
 
     now = time.time() if now is None else now
     out: dict = {"enabled": databases_enabled(db), "dumps": [], "error": None}

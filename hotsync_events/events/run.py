@@ -1,4 +1,4 @@
-"""Events: ``signal-event EVENT [ARGS...]`` runs every action attached to EVENT, in ``(priority, name)`` order.
+"""Running an event: ``signal-event EVENT [ARGS...]`` runs every action attached to EVENT, in ``(priority, name)`` order.
 
 Actions come from three places, sorted together:
 
@@ -27,93 +27,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .paths import Root, root_from
-from .types import Action, Template, check_name
+from hotsync_events.paths import Root, root_from
+from hotsync_events.events.plan import EventError, Plan, Step, _hook_errors, _Record, plan_event
+from hotsync_events.types import check_name
 
-__all__ = ["DEFAULT_TIMEOUT", "STANDARD_EVENTS", "EventError", "EventResult", "Plan", "Step", "StepResult",
-           "UnknownEvent",
-           "event_lock", "known_events", "plan_event", "prepare_db", "run_plan", "signal_event"]
+__all__ = ["DEFAULT_TIMEOUT", "EventResult", "Progress", "StepResult", "event_lock", "prepare_db", "run_plan",
+           "signal_event"]
 
 DEFAULT_TIMEOUT = 300.0
-TEMPLATES_STEP = "generic_template_expand"
-SERVICES_STEP = "adjust-services"
-TEMPLATES_PRIORITY = 5
-SERVICES_PRIORITY = 90
 LOCK_WAIT = 3600.0
-_EXEC = re.compile(r"S(\d\d)(.+)")
-_HEADER = re.compile(rb"^#\s*hotsync-(timeout|critical):\s*(\S+)", re.M)
-_SKIP = ("~", ".swp", ".orig", ".rpmsave", ".rpmnew", ".rpmorig", ".bak")
 _LOCKED_ENV = "HOTSYNC_EVENT_LOCKED"
 _HELD: set[str] = set()   # roots whose event lock this process holds
-
-
-class EventError(Exception):
-    """An event that cannot be planned or run at all (exit code 2 for a bad request, 4 otherwise)."""
-
-    exit_code = 4
-
-
-class UnknownEvent(EventError):
-    """No plugin and no events directory defines the event."""
-
-    exit_code = 2
-
-    def __init__(self, event: str, known: list[str]) -> None:
-        self.event, self.known = event, known
-        import difflib
-
-        close = difflib.get_close_matches(event, known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        super().__init__(f"unknown event {event!r}: no plugin and no events directory defines it.{hint} "
-                         f"Known events: {', '.join(known) or 'none'}")
-
-
-class _Record:
-    """A plain record with slots (dataclasses cost start-up time on every signal-event)."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class Step(_Record):
-    """One planned step: a plugin's action, an executable, or one of the implicit steps.
-
-    ``kind`` is action, executable, templates, services or error; ``origin`` the plugin's name, the
-    executable's path, or "core".
-    """
-
-    __slots__ = ("name", "priority", "kind", "origin", "critical", "timeout", "action", "path", "detail")
-
-    def __init__(self, name: str, priority: int, kind: str, origin: str, critical: bool = False,
-                 timeout: float | None = None, action: Action | None = None, path: Path | None = None,
-                 detail: str = "") -> None:
-        self.name, self.priority, self.kind, self.origin = name, priority, kind, origin
-        self.critical, self.timeout, self.action, self.path, self.detail = critical, timeout, action, path, detail
-
-    @property
-    def sort_key(self) -> tuple[int, str]:
-        return (self.priority, self.name)
-
-    def as_json(self) -> dict:
-        return {"action": self.name, "priority": self.priority, "kind": self.kind, "from": self.origin,
-                "critical": self.critical, "timeout": self.timeout, "detail": self.detail}
-
-
-class Plan(_Record):
-    """The ordered steps of one event, with what the implicit steps need."""
-
-    __slots__ = ("event", "args", "steps", "templates", "services", "sources", "warnings")
-
-    def __init__(self, event: str, args: tuple[str, ...], steps: list[Step], templates: list[Template] | None = None,
-                 services: list | None = None, sources: list | None = None, warnings: list[str] | None = None) -> None:
-        self.event, self.args, self.steps = event, args, steps
-        self.templates = templates if templates is not None else []
-        self.services = services if services is not None else []      # [(plugin, Service)]
-        self.sources = sources if sources is not None else []         # template sources
-        self.warnings = warnings if warnings is not None else []
 
 
 class StepResult(_Record):
@@ -159,171 +83,6 @@ class Progress:
     def finish(self, result: EventResult) -> None: ...
 
 
-# ---------------------------------------------------------------------------------------------- planning
-def _executables(root: Root, event: str) -> tuple[list[Step], list[str]]:
-    folder = root.etc_dir / "events" / event
-    steps: list[Step] = []
-    warnings: list[str] = []
-    try:
-        it = os.scandir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return steps, warnings
-    with it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        name = entry.name
-        if name.startswith(".") or name.endswith(_SKIP) or entry.is_dir():
-            continue
-        m = _EXEC.fullmatch(name)
-        if m is None:
-            warnings.append(f"skipping {entry.path}: an event handler is named S<NN><name>, NN the priority")
-            continue
-        if not os.access(entry.path, os.X_OK):
-            warnings.append(f"skipping non-executable event handler {entry.path} (chmod +x it to run it)")
-            continue
-        try:
-            check_name("action", m.group(2))
-        except ValueError as exc:
-            warnings.append(f"skipping {entry.path}: {exc}")
-            continue
-        step = Step(m.group(2), int(m.group(1)), "executable", entry.path, path=Path(entry.path))
-        try:
-            with open(entry.path, "rb") as fh:
-                head = fh.read(1024)
-        except OSError:
-            head = b""
-        for key, value in _HEADER.findall(head):
-            if key == b"timeout":
-                try:
-                    step.timeout = float(value)
-                except ValueError:
-                    warnings.append(f"{entry.path}: hotsync-timeout {value.decode(errors='replace')!r} is not "
-                                    "a number of seconds; using the default")
-            else:
-                step.critical = value.lower() in (b"yes", b"true", b"1")
-        steps.append(step)
-    return steps, warnings
-
-
-def _templates2expand(root: Root, event: str) -> list[str]:
-    base = root.etc_dir / "events" / event / "templates2expand"
-    out = []
-    for dirpath, _dirs, files in os.walk(base):
-        for f in files:
-            rel = os.path.relpath(os.path.join(dirpath, f), base)
-            out.append("/" + rel.replace(os.sep, "/"))
-    return sorted(out)
-
-
-@contextmanager
-def _hook_errors(pm: Any) -> Iterator[list]:
-    """The errors plugins' hooks raise inside the block (pm.hook_errors keeps each error only once)."""
-    saved = pm.hook_errors
-    fresh: list = []
-    pm.hook_errors = fresh
-    try:
-        yield fresh
-    finally:
-        pm.hook_errors = saved + [e for e in fresh if e not in saved]
-
-
-def _collect(pm: Any, db: Any) -> tuple[list, dict, list, list[str]]:
-    """Actions, templates, services from the plugins; a hook that raised becomes a problem line."""
-    from .services import ServiceError, collect_services
-    from .templates import TemplateError, registered_templates
-
-    problems: list[str] = []
-    actions = []
-    with _hook_errors(pm) as errors:
-        for plugin, item in pm.collect("hotsync_actions", db=db):
-            if isinstance(item, Action):
-                actions.append((plugin, item))
-            else:
-                problems.append(f"plugin {plugin}: hotsync_actions returned {item!r}, not an Action")
-        try:
-            templates = registered_templates(pm, db)
-            services = collect_services(pm, db)
-        except (TemplateError, ServiceError) as exc:
-            raise EventError(str(exc)) from None
-    problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
-    return actions, templates, services, problems
-
-
-def known_events(root: Root, db: Any, pm: Any) -> list[str]:
-    """Every event a plugin or an events directory defines."""
-    actions, templates, services, _ = _collect(pm, db)
-    return _known(root, actions, templates, services)
-
-
-#: events a NethServer sysadmin runs by hand (the manual, the promote's runbook): always known, each does
-#: what the active plugins and the events directories give it, which may be nothing at all
-STANDARD_EVENTS = ("nethserver-hotsync-save", "nethserver-hotsync-update", "post-restore-config",
-                   "post-restore-data", "pre-backup-config", "pre-backup-data", "pre-restore-config",
-                   "pre-restore-data")
-
-
-def _known(root: Root, actions: list, templates: dict, services: list) -> list[str]:
-    names = {a.event for _, a in actions} | set(STANDARD_EVENTS)
-    for _, t in templates.values():
-        names.update(t.events)
-    for _, s in services:
-        names.update(s.events)
-    try:
-        with os.scandir(root.etc_dir / "events") as it:
-            names.update(e.name for e in it if e.is_dir() and not e.name.startswith("."))
-    except FileNotFoundError:
-        pass
-    return sorted(names)
-
-
-def plan_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root, db: Any, pm: Any) -> Plan:
-    """The ordered steps of *event*. UnknownEvent if nothing defines it; EventError for a clash."""
-    try:
-        check_name("event", event)
-    except ValueError as exc:
-        raise EventError(str(exc)) from None
-    actions, templates, services, problems = _collect(pm, db)
-    known = _known(root, actions, templates, services)
-    if event not in known:
-        raise UnknownEvent(event, known)
-    execs, warnings = _executables(root, event)
-    steps: list[Step] = []
-    by_name: dict[str, Step] = {}
-
-    def add(step: Step) -> None:
-        have = by_name.get(step.name)
-        if have is not None:
-            raise EventError(f"event {event}: two actions are named {step.name!r}: from {have.origin} and "
-                             f"from {step.origin}; rename one")
-        by_name[step.name] = step
-        steps.append(step)
-
-    for plugin, a in actions:
-        if a.event == event:
-            add(Step(a.name, a.priority, "action", plugin, critical=a.critical, timeout=a.timeout, action=a))
-    for step in execs:
-        add(step)
-    wanted = {path: tpl for _, tpl in templates.values() for path in [tpl.path] if event in tpl.events}
-    for path in _templates2expand(root, event):
-        wanted.setdefault(path, templates[path][1] if path in templates else Template(path, events=(event,)))
-    tpls = [wanted[p] for p in sorted(wanted)]
-    plan = Plan(event, tuple(args), steps, tpls, services, warnings=warnings)
-    if tpls:
-        from .templates import template_sources
-
-        with _hook_errors(pm) as errors:
-            plan.sources = template_sources(pm, root)
-        problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
-        add(Step(TEMPLATES_STEP, TEMPLATES_PRIORITY, "templates", "core", detail=", ".join(t.path for t in tpls)))
-    svc_names = sorted({s.name for _, s in services if event in s.events} | {n for t in tpls for n in t.services})
-    if svc_names:
-        add(Step(SERVICES_STEP, SERVICES_PRIORITY, "services", "core", detail=", ".join(svc_names)))
-    for i, problem in enumerate(problems):  # a plugin that could not say what it wants fails the event
-        add(Step(f"plugin-error-{i + 1}", 0, "error", problem.split(":")[0], detail=problem))
-    steps.sort(key=lambda s: s.sort_key)
-    return plan
-
-
 # ---------------------------------------------------------------------------------------------- preparing
 def _schemas_current(pm: Any, root: Root) -> bool:
     """Whether the plugins' spec files are installed as they are (then install_schemas has nothing to do)."""
@@ -349,7 +108,7 @@ def _schemas_current(pm: Any, root: Root) -> bool:
 
 
 def _defaults_stamp(root: Root) -> str:
-    from .paths import data_dir
+    from hotsync_events.paths import data_dir
 
     files = [data_dir("db") / "configuration.spec", root.db_dir / "configuration"]
     schema_dir = root.state_dir / "schema" / "configuration"
@@ -373,7 +132,7 @@ def prepare_db(pm: Any, root: Root) -> list[str]:
     """
     problems: list[str] = []
     if not _schemas_current(pm, root):
-        from .plugins import install_schemas
+        from hotsync_events.manager import install_schemas
 
         problems = install_schemas(pm, root)
     stamp_file = root.state_dir / "cache" / "defaults.stamp"
@@ -382,9 +141,9 @@ def prepare_db(pm: Any, root: Root) -> list[str]:
             return problems
     except OSError:
         pass
-    from . import schema
-    from .configdb import open_db
-    from .fsutil import atomic_write
+    from hotsync_events.configdb import schema
+    from hotsync_events.configdb import open_db
+    from hotsync_events.fsutil import atomic_write
 
     db = open_db("configuration", root)
     schema.apply_defaults(db, schema.load(root, "configuration"))
@@ -408,7 +167,7 @@ def event_lock(root: Root, event: str, notify: Callable[[str], None] | None = No
     if key in _HELD:
         yield
         return
-    from .fsutil import open_lock
+    from hotsync_events.fsutil import open_lock
 
     fd = open_lock(root.run_dir / "events.lock")
     try:
@@ -453,7 +212,7 @@ def _holder_pid(holder: str) -> str:
 def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None = None,
              progress: Progress | None = None) -> EventResult:
     """Run the steps of *plan* in order; a failed critical step skips the rest."""
-    from .runner import EventLog, Scratch, run_callable, run_executable
+    from hotsync_events.events.runner import EventLog, Scratch, run_callable, run_executable
 
     progress = progress or Progress()
     log = EventLog(root)
@@ -531,7 +290,7 @@ def _default_timeout() -> float:
 
 
 def _run_templates(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tuple[str, int | None, str, str]:
-    from .templates import expand_many
+    from hotsync_events.events.templates import expand_many
 
     lines, bad = [], []
     for res in expand_many(plan.templates, root=root, db=db, pm=pm, event=plan.event, args=plan.args,
@@ -550,7 +309,7 @@ def _run_templates(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> t
 
 def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tuple[str, int | None, str, str]:
     """Adjust the services, as the plugins declare them now (the actions before may have changed config)."""
-    from .services import ServiceError, ServiceManager, collect_services
+    from hotsync_events.events.services import ServiceError, ServiceManager, collect_services
 
     try:
         with _hook_errors(pm) as errors:
@@ -565,17 +324,6 @@ def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tu
     if failed:
         return "failed", 1, "\n".join(lines), f"services failed: {', '.join(failed)}"
     return "success", 0, "\n".join(lines), ""
-
-
-def plugin_manager(root: Root) -> Any:
-    """Built-in and installed plugins, the installed ones found through the root's entry-point cache."""
-    from .entrypoints import entry_points
-    from .plugins import get_plugin_manager
-
-    pm = get_plugin_manager(entrypoints=False)
-    pm.load_entrypoints(eps=entry_points("hotsync", root.state_dir / "cache"))
-    pm.root = root   # plugins detect their application under this root
-    return pm
 
 
 def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root | str | None = None,
@@ -593,6 +341,8 @@ def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Ro
         raise EventError(str(exc)) from None
     with event_lock(root, event, notify=notify):
         if pm is None:
+            from hotsync_events.manager import plugin_manager
+
             pm = plugin_manager(root)
         elif getattr(pm, "root", None) is None:
             pm.root = root
@@ -600,7 +350,7 @@ def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Ro
         pm.detect_memo = {}   # plugins' detection answers, reused while the configuration is unchanged
         try:
             problems = prepare_db(pm, root)
-            from .configdb import open_db
+            from hotsync_events.configdb import open_db
 
             db = open_db("configuration", root)
             plan = plan_event(event, tuple(args), root=root, db=db, pm=pm)

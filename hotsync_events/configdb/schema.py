@@ -30,7 +30,7 @@ from pathlib import Path
 
 from configobj import ConfigObj
 
-from .configdb import DBError, Record
+from hotsync_events.configdb.db import DBError, Record
 
 
 def _import_validate():
@@ -62,7 +62,7 @@ def _import_validate():
 
 
 _v = _import_validate()
-from .paths import Root, data_dir
+from hotsync_events.paths import Root, data_dir
 
 TYPE_CHECKING = False  # typing (and dataclasses) cost `config setprop` milliseconds at every start
 if TYPE_CHECKING:

@@ -1,9 +1,9 @@
 """Bash completion words for ``config``, ``db``, ``signal-event`` and ``hotsync``.
 
-The script ``hotsync_events/completion/hotsync.bash`` (installed with the package) hands the command
+The script ``hotsync_events/cli/completion/hotsync.bash`` (installed with the package) hands the command
 line up to the cursor to ``config __complete CMD LINE``, which prints the candidates, one a line, already
 filtered by the word being completed; ``__dirs__`` asks bash to complete a directory (``--root``).
-Keys and props come from the database and the schema digest (:func:`hotsync_events.confinfo.schema_summary`,
+Keys and props come from the database and the schema digest (:func:`hotsync_events.configdb.info.schema_summary`,
 so no configobj import on a warm cache), allowed values from the schema, events from the events
 directories under the root and what ``signal-event`` lists (cached for a few minutes).
 Nothing here loads plugins.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from .paths import Root, data_dir, root_from
+from hotsync_events.paths import Root, data_dir, root_from
 
 __all__ = ["DIRS", "candidates", "script_path", "split_line"]
 
@@ -99,7 +99,7 @@ class _Ctx:
     @property
     def db(self):
         if self._db is None:
-            from .configdb import open_db
+            from hotsync_events.configdb import open_db
 
             self._db = open_db(self.dbname, self.root, validate=False, journal=False, initialise=False)
         return self._db
@@ -108,7 +108,7 @@ class _Ctx:
     def summary(self) -> dict:
         if self._summary is None:
             try:
-                from .confinfo import schema_summary
+                from hotsync_events.configdb.info import schema_summary
 
                 self._summary = schema_summary(self.root, self.dbname)
             except Exception:  # a broken spec must not break the shell
@@ -165,7 +165,7 @@ def _db_names(root: Root) -> list:
 
 
 def _verbs() -> list:
-    from .cli.config import EXTRA_VERBS, VERBS
+    from hotsync_events.cli.config import EXTRA_VERBS, VERBS
 
     return sorted(v for v in [*VERBS, *EXTRA_VERBS] if not v.startswith("_"))
 
@@ -266,7 +266,7 @@ def _list_events_argv() -> list | None:
     ``--list-events``, or ``--list`` without an event; None when it cannot."""
     import importlib.util
 
-    for modname in ("hotsync_events.cli.signal_event", "hotsync_events.events"):
+    for modname in ("hotsync_events.cli.signal_event", "hotsync_events.events.run"):
         try:
             spec = importlib.util.find_spec(modname)
         except (ImportError, ValueError):
@@ -325,7 +325,7 @@ def _ask_signal_event(root: Root, argv: list) -> list:
     listed = sorted({line.split()[0] for line in cp.stdout.splitlines()
                      if line.strip() and not line.startswith(("#", " "))})
     try:
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(root.state_dir / "cache" / "events.list", "".join(n + "\n" for n in listed))
     except OSError:
@@ -337,7 +337,7 @@ def _ask_signal_event(root: Root, argv: list) -> list:
 def _hotsync(words: list, cur: str) -> list:
     if words and words[-1] == "--root":
         return [DIRS]
-    from .cli.hotsync import SUBCOMMANDS
+    from hotsync_events.cli.hotsync import SUBCOMMANDS
 
     sub = next((w for w in words if w in SUBCOMMANDS), None)
     if sub is None:
@@ -346,7 +346,7 @@ def _hotsync(words: list, cur: str) -> list:
         return []
     import re
 
-    from .cli.hotsync import build_parser
+    from hotsync_events.cli.hotsync import build_parser
 
     import contextlib
     import io

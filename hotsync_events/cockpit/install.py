@@ -1,4 +1,4 @@
-"""The Cockpit page (``hotsync_events/cockpit/``: manifest.json, HTML, JS, CSS) and where it is installed.
+"""The Cockpit page (``hotsync_events/cockpit/page/``: manifest.json, HTML, JS, CSS) and where it is installed.
 
 Cockpit finds a package in ``<XDG data dir>/cockpit/<name>/manifest.json``; the system's data dir is
 ``/usr/share``, so the page goes to ``<root>/usr/share/cockpit/hotsync/`` (``hotsync cockpit install``).
@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .paths import Root
+from hotsync_events.paths import Root
 
 __all__ = ["COCKPIT_DIR", "PACKAGE_FILES", "source_dir", "install", "uninstall", "installed_state"]
 
@@ -23,7 +23,7 @@ PACKAGE_FILES = ("manifest.json", "index.html", "hotsync.js", "hotsync.css")
 
 def source_dir() -> Path:
     """The page's files in this installation (the wheel's or the checkout's)."""
-    return Path(__file__).resolve().parent / "cockpit"
+    return Path(__file__).resolve().parent / "page"
 
 
 def _target(root: Root, dest: str | os.PathLike | None) -> Path:

@@ -1,6 +1,6 @@
 """Reading the config change history for ``config history``: filters, ``--since`` forms, output.
 
-The log (:mod:`hotsync_events.history`) holds one JSON line per changed prop, in the order the changes
+The log (:mod:`hotsync_events.configdb.history`) holds one JSON line per changed prop, in the order the changes
 landed: each writer appends its entries under the database's lock, before its new file replaces the old.
 Reading takes no lock. The filters work on the raw bytes first, so that a 100,000-entry log is searched
 for one key, or for the last hour, without decoding every entry:
@@ -19,8 +19,8 @@ import json
 import re
 import time
 
-from .history import KEEP, MASK, history_path
-from .paths import Root
+from hotsync_events.configdb.history import KEEP, MASK, history_path
+from hotsync_events.paths import Root
 
 __all__ = ["WhenError", "entries", "entry_text", "history_files", "parse_when"]
 

@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from .paths import Root, data_dir
+from hotsync_events.paths import Root, data_dir
 
 __all__ = ["find_references", "mentions", "template_dirs"]
 
@@ -164,8 +164,8 @@ class _Reader:
 
 
 #: core modules not scanned: they name keys as examples or as words (completion, this scan, the CLIs)
-CORE_SKIP = ("hotsync_events.confinfo", "hotsync_events.confrefs", "hotsync_events.complete",
-             "hotsync_events.historyview", "hotsync_events.cli.")
+CORE_SKIP = ("hotsync_events.configdb.info", "hotsync_events.configdb.refs", "hotsync_events.cli.complete",
+             "hotsync_events.configdb.historyview", "hotsync_events.cli.")
 
 
 def core_readers(key: str, prop: str | None = None) -> list:
@@ -176,7 +176,7 @@ def core_readers(key: str, prop: str | None = None) -> list:
     """
     import ast
 
-    base = Path(__file__).resolve().parent
+    base = Path(__file__).resolve().parent.parent   # the hotsync_events package
     out = []
     for path in sorted(base.rglob("*.py")):
         if "__pycache__" in path.parts:

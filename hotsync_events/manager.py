@@ -20,8 +20,8 @@ import pluggy
 
 from hotsync_events import NAME, __version__, hookspecs
 
-__all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "get_plugin_manager",
-           "plugin_manager"]
+__all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "RegistrationError",
+           "get_plugin_manager", "hook_problem", "plugin_manager", "registration_order"]
 
 #: the built-in plugins: ``"name=dotted.module"``, or a dotted module name whose last part is the name
 BUILTIN_PLUGINS: tuple[str, ...] = ("hotsync_plugins.hotsync", "hotsync_plugins.mysql", "hotsync_plugins.postgresql",
@@ -38,6 +38,22 @@ ENV_DISABLE = "HOTSYNC_DISABLE_PLUGINS"
 
 class PluginClash(Exception):
     """Two plugins claim one name (or one action, path, prop...): the message names both."""
+
+
+class RegistrationError(Exception):
+    """Two plugins (or one, twice) register one name through a registration hook; the message names the
+    thing, the plugins and the hook. :attr:`hook` is the hook, :attr:`plugins` the plugins at fault."""
+
+    def __init__(self, message: str, *, hook: str, plugins: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.hook, self.plugins = hook, plugins
+
+
+def registration_order(item: Any) -> tuple[int, str]:
+    """The one order of everything plugins register: ``(priority, name)`` (the path where there is no name;
+    priority 0 where there is none). pluggy's call order never matters."""
+    name = getattr(item, "name", None)
+    return (getattr(item, "priority", 0), str(name if name is not None else getattr(item, "path", "")))
 
 
 @dataclass
@@ -206,7 +222,8 @@ class HotsyncPluginManager(pluggy.PluginManager):
         """
         caller = getattr(self.hook, hook_name)
         out: list[tuple[str, Any]] = []
-        active = None if hook_name == "hotsync_detect" else self.detect(kwargs.get("root"), kwargs.get("db"))
+        kwargs["root"] = _root_for(self, kwargs.get("root"), kwargs.get("db"))   # every hook may take the root
+        active = None if hook_name == "hotsync_detect" else self.detect(kwargs["root"], kwargs.get("db"))
         for impl in sorted(caller.get_hookimpls(), key=lambda i: i.plugin_name):
             if active is not None and not active.get(impl.plugin_name, True):
                 continue
@@ -218,6 +235,46 @@ class HotsyncPluginManager(pluggy.PluginManager):
                 continue
             out.extend((impl.plugin_name, item) for item in items)
         return out
+
+    def registered(self, hook_name: str, kind: type, *, root: Any = None, db: Any = None, what: str = "",
+                   unique: tuple[str, ...] = ("name",), same_ok: bool = False) -> list[tuple[str, Any]]:
+        """What the active plugins register through *hook_name*: ``[(plugin, item)]`` in
+        :func:`registration_order`. The one collector of the core (actions, templates, services, dumps,
+        promote steps all come through here).
+
+        An item that is not a *kind* is that plugin's error: recorded in :attr:`hook_errors` (naming plugin
+        and hook) and the plugin's items for this hook left out, as when its hook raises; the others are
+        not affected. Two items with one value of an attribute in *unique* are a :class:`RegistrationError`
+        naming both plugins (unless they are equal and *same_ok*: the second is then dropped).
+        """
+        what = what or kind.__name__.lower()
+        out: list[tuple[str, Any]] = []
+        bad: set[str] = set()
+        for plugin, item in self.collect(hook_name, root=root, db=db):
+            if not isinstance(item, kind):
+                self._hook_error(plugin, hook_name, f"returned {item!r}, not a {kind.__name__}")
+                bad.add(plugin)
+            else:
+                out.append((plugin, item))
+        out = [(p, i) for p, i in out if p not in bad]
+        seen: dict[tuple[str, Any], tuple[str, Any]] = {}
+        kept: list[tuple[str, Any]] = []
+        for plugin, item in out:
+            dup = False
+            for attr in unique:
+                value = getattr(item, attr)
+                have = seen.get((attr, value))
+                if have is None:
+                    seen[(attr, value)] = (plugin, item)
+                elif same_ok and have[1] == item:
+                    dup = True
+                else:
+                    who = f"plugin {have[0]} and plugin {plugin}" if have[0] != plugin else f"plugin {plugin} twice"
+                    raise RegistrationError(f"two {what}s have the {attr} {value!r}: {who} ({hook_name}); rename one",
+                                            hook=hook_name, plugins=tuple(dict.fromkeys((have[0], plugin))))
+            if not dup:
+                kept.append((plugin, item))
+        return sorted(kept, key=lambda pi: (registration_order(pi[1]), pi[0]))
 
 
 def _root_for(pm: HotsyncPluginManager, root: Any, db: Any):
@@ -232,6 +289,11 @@ def _root_for(pm: HotsyncPluginManager, root: Any, db: Any):
     if path is not None and len(path.parents) > 4 and path.parent.parts[-4:] == ("var", "lib", "hotsync", "db"):
         return Root(path.parents[4])
     return root_from(None)
+
+
+def hook_problem(plugin: str, hook: str, error: str) -> str:
+    """One line for an entry of :attr:`HotsyncPluginManager.hook_errors`, naming plugin and hook."""
+    return f"plugin {plugin}: hook {hook} " + (error if error.startswith("returned ") else f"raised {error}")
 
 
 def _where(info: PluginInfo) -> str:

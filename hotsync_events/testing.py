@@ -79,7 +79,7 @@ def _open_db(root: Any, pm: Any):
 
 def paths_report(root: Any, pm: Any) -> dict:
     """What ``hotsync paths --json`` says for *root* with the plugins of *pm*."""
-    from hotsync_events.cli.cmd_paths import plan
+    from hotsync_events.sync.shipping import shipping_plan as plan
 
     return plan(root, pm=pm, db=_open_db(root, pm))
 

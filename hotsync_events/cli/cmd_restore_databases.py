@@ -25,11 +25,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from hotsync_events.sync.databases import DumpsError, plan, restore_all
+    from hotsync_events.manager import RegistrationError
 
     root = root_from(getattr(args, "root", None))
     try:
         dumps = plan(root, only=args.only)
-    except DumpsError as exc:
+    except (DumpsError, RegistrationError) as exc:
         print(f"hotsync restore-databases: {exc}", file=sys.stderr)
         return 2
     if args.list:

@@ -99,7 +99,7 @@ def run(args) -> int:
         info = collect(root)
     except PermissionError as exc:      # not root: what any user may read (sync/public.py)
         return _limited(root, args, exc)
-    from hotsync_events.realtime.status import status_lines
+    from hotsync_events.sync.notifier_status import status_lines
     from hotsync_events.sync.health import check_line, prometheus
 
     health = info["health"]

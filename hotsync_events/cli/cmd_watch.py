@@ -83,7 +83,8 @@ def _refused(root, force: bool, why: str) -> bool:
     """Whether the notifier must not run here at all (another one runs, not an enabled master, real-time
     disabled), as opposed to not yet (nothing to watch, the first push waits for a person)."""
     from hotsync_events.configdb import open_db
-    from hotsync_events.sync.settings import RealtimeSettings, Settings
+    from hotsync_events.realtime.settings import RealtimeSettings
+    from hotsync_events.sync.settings import Settings
 
     db = open_db("configuration", root, validate=False, journal=False, create=False)
     return (why.startswith("another notifier") or Settings.from_db(db).master_problem() is not None

@@ -46,6 +46,7 @@ def _main(argv: list[str] | None = None) -> int:
     from hotsync_events.paths import RootError, root_from
     from hotsync_events.manager import get_plugin_manager
     from hotsync_events.events.templates import TemplateError, expand, fragments_of, make_context, registered_templates, render
+    from hotsync_events.manager import RegistrationError
     from hotsync_events.events.templates import template_sources
 
     root = root_from(args.root)
@@ -64,7 +65,7 @@ def _main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
             return 0
         output = root.join(args.output) if args.output else None
-    except (TemplateError, RootError) as exc:
+    except (TemplateError, RegistrationError, RootError) as exc:
         print(f"expand-template: ERROR: {exc}", file=sys.stderr)
         return 1
     for plugin, hook, err in pm.hook_errors:

@@ -171,31 +171,25 @@ def _hook_errors(pm: Any) -> Iterator[list]:
         pm.hook_errors = saved + [e for e in fresh if e not in saved]
 
 
-def _collect(pm: Any, db: Any) -> tuple[list, dict, list, list[str]]:
-    """Actions, templates, services from the plugins; a hook that raised becomes a problem line."""
+def _collect(pm: Any, db: Any, root: Root) -> tuple[list, dict, list, list[str]]:
+    """Actions, templates, services from the plugins; a hook that failed becomes a problem line."""
     from hotsync_events.events.services import ServiceError, collect_services
     from hotsync_events.events.templates import TemplateError, registered_templates
+    from hotsync_events.manager import RegistrationError, hook_problem
 
-    problems: list[str] = []
-    actions = []
     with _hook_errors(pm) as errors:
-        for plugin, item in pm.collect("hotsync_actions", db=db):
-            if isinstance(item, Action):
-                actions.append((plugin, item))
-            else:
-                problems.append(f"plugin {plugin}: hotsync_actions returned {item!r}, not an Action")
         try:
-            templates = registered_templates(pm, db)
-            services = collect_services(pm, db)
-        except (TemplateError, ServiceError) as exc:
+            actions = pm.registered("hotsync_actions", Action, root=root, db=db, unique=())
+            templates = registered_templates(pm, db, root)
+            services = collect_services(pm, db, root)
+        except (TemplateError, ServiceError, RegistrationError) as exc:
             raise EventError(str(exc)) from None
-    problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
-    return actions, templates, services, problems
+    return actions, templates, services, [hook_problem(*e) for e in errors]
 
 
 def known_events(root: Root, db: Any, pm: Any) -> list[str]:
     """Every event a plugin or an events directory defines."""
-    actions, templates, services, _ = _collect(pm, db)
+    actions, templates, services, _ = _collect(pm, db, root)
     return _known(root, actions, templates, services)
 
 
@@ -226,7 +220,7 @@ def plan_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root
         check_name("event", event)
     except ValueError as exc:
         raise EventError(str(exc)) from None
-    actions, templates, services, problems = _collect(pm, db)
+    actions, templates, services, problems = _collect(pm, db, root)
     known = _known(root, actions, templates, services)
     if event not in known:
         raise UnknownEvent(event, known)
@@ -255,9 +249,11 @@ def plan_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root
     if tpls:
         from hotsync_events.events.templates import template_sources
 
+        from hotsync_events.manager import hook_problem
+
         with _hook_errors(pm) as errors:
             plan.sources = template_sources(pm, root)
-        problems += [f"plugin {p}: hook {h} raised {e}" for p, h, e in errors]
+        problems += [hook_problem(*e) for e in errors]
         add(Step(TEMPLATES_STEP, TEMPLATES_PRIORITY, "templates", "core", detail=", ".join(t.path for t in tpls)))
     svc_names = sorted({s.name for _, s in services if event in s.events} | {n for t in tpls for n in t.services})
     if svc_names:

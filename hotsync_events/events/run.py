@@ -310,11 +310,12 @@ def _run_templates(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> t
 def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tuple[str, int | None, str, str]:
     """Adjust the services, as the plugins declare them now (the actions before may have changed config)."""
     from hotsync_events.events.services import ServiceError, ServiceManager, collect_services
+    from hotsync_events.manager import RegistrationError
 
     try:
         with _hook_errors(pm) as errors:
             services = collect_services(pm, db)
-    except ServiceError as exc:
+    except (ServiceError, RegistrationError) as exc:
         return "failed", 1, str(exc), str(exc)
     passive = db is not None and db.getprop("hotsync", "role", "") == "slave"   # Service.writer stays stopped
     lines, failed = ServiceManager(root, services, passive=passive).adjust(plan.event, changed)

@@ -50,17 +50,10 @@ class ServiceState:
         return {"name": self.name, "running": self.running, "pid": self.pid, "detail": self.detail}
 
 
-def collect_services(pm: Any, db: Any) -> list[tuple[str, Service]]:
-    """``[(plugin, Service)]`` sorted by name; one name from two plugins raises ServiceError naming both."""
-    seen: dict[str, tuple[str, Service]] = {}
-    for plugin, svc in pm.collect("hotsync_services", db=db):
-        if not isinstance(svc, Service):
-            raise ServiceError(f"plugin {plugin}: hotsync_services returned {svc!r}, not a Service")
-        have = seen.get(svc.name)
-        if have is not None:
-            raise ServiceError(f"service {svc.name} is declared by plugin {have[0]} and by plugin {plugin}")
-        seen[svc.name] = (plugin, svc)
-    return [seen[n] for n in sorted(seen)]
+def collect_services(pm: Any, db: Any, root: Any = None) -> list[tuple[str, Service]]:
+    """``[(plugin, Service)]`` in (priority, name) order; one name from two plugins is a
+    :class:`~hotsync_events.manager.RegistrationError` naming both."""
+    return pm.registered("hotsync_services", Service, root=root, db=db)
 
 
 def backend_name(root: Root) -> str:

@@ -148,19 +148,13 @@ def _stamp(st: os.stat_result) -> tuple:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def registered_templates(pm: Any, db: Any) -> dict[str, tuple[str, Template]]:
-    """``{target path: (plugin, Template)}`` from the ``hotsync_templates`` hook; a path given twice raises."""
-    out: dict[str, tuple[str, Template]] = {}
+def registered_templates(pm: Any, db: Any, root: Any = None) -> dict[str, tuple[str, Template]]:
+    """``{target path: (plugin, Template)}`` from the ``hotsync_templates`` hook; one path registered
+    differently by two plugins is a :class:`~hotsync_events.manager.RegistrationError` naming both."""
     if pm is None:
-        return out
-    for plugin, tpl in pm.collect("hotsync_templates", db=db):
-        if not isinstance(tpl, Template):
-            raise TemplateError(f"plugin {plugin}: hotsync_templates returned {tpl!r}, not a Template")
-        have = out.get(tpl.path)
-        if have is not None and have[1] != tpl:
-            raise TemplateError(f"template {tpl.path} is registered by plugin {have[0]} and by plugin {plugin}")
-        out[tpl.path] = (plugin, tpl)
-    return out
+        return {}
+    return {t.path: (p, t) for p, t in pm.registered("hotsync_templates", Template, root=root, db=db,
+                                                     unique=("path",), same_ok=True)}
 
 
 # ------------------------------------------------------------------------------------------- context

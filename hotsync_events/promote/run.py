@@ -227,6 +227,7 @@ class Promote:
 
     def do_databases(self) -> None:
         from hotsync_events.sync.databases import DumpsError, databases_enabled, plan, restore_all
+        from hotsync_events.manager import RegistrationError
 
         db = self._db()
         if not databases_enabled(db):
@@ -234,7 +235,7 @@ class Promote:
             return
         try:
             planned = plan(self.root, pm=self._pm(), db=db)
-        except DumpsError as exc:
+        except (DumpsError, RegistrationError) as exc:
             self.err(f"databases: FAILED: {exc}")
             self.j["dbs"]["*"] = f"failed: {exc}"
             return

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hotsync_events.manager import RegistrationError
 from hotsync_events.types import ActionContext, PromoteStep
 
 __all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_step",
@@ -20,8 +21,8 @@ __all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_
 PROMOTE_EVENT = "promote"
 
 
-class PromoteStepError(Exception):
-    """A plugin gave something that is not a usable promote step, or two plugins gave one name."""
+#: two plugins gave one step name (the manager's one registration error, under the name callers know)
+PromoteStepError = RegistrationError
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,8 @@ class StepOutcome:
 
 
 def collect_promote_steps(pm: Any, db: Any, root: Any = None) -> list[tuple[str, PromoteStep]]:
-    """``[(plugin, PromoteStep)]`` in run order. PromoteStepError names both plugins of a clash."""
-    seen: dict[str, str] = {}
-    out: list[tuple[str, PromoteStep]] = []
-    kwargs = {"db": db} if root is None else {"db": db, "root": root}
-    for plugin, step in pm.collect("hotsync_promote_steps", **kwargs):
-        if not isinstance(step, PromoteStep):
-            raise PromoteStepError(f"plugin {plugin}: hotsync_promote_steps returned {step!r}, not a PromoteStep")
-        if step.name in seen:
-            raise PromoteStepError(f"two plugins give the promote step {step.name!r}: plugin {seen[step.name]} "
-                                   f"and plugin {plugin}; rename one")
-        seen[step.name] = plugin
-        out.append((plugin, step))
-    return sorted(out, key=lambda ps: (ps[1].priority, ps[1].name))
+    """``[(plugin, PromoteStep)]`` in run order; a clash is a :class:`PromoteStepError` naming both plugins."""
+    return pm.registered("hotsync_promote_steps", PromoteStep, root=root, db=db, what="promote step")
 
 
 def run_promote_step(plugin: str, step: PromoteStep, pm: Any, root: Any, db: Any, *,

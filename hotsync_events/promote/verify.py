@@ -152,6 +152,7 @@ def _iso(ts) -> str:
 
 def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
     from hotsync_events.sync.databases import DumpsError, collect_dumps, databases_enabled
+    from hotsync_events.manager import RegistrationError
     from hotsync_events.promote.steps import PromoteStepError, collect_promote_steps
 
     dumps, steps = [], []
@@ -160,7 +161,7 @@ def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
             if databases_enabled(db):
                 dumps = [{"name": d.name, "plugin": p, "path": d.path, "shipped": root.join(d.path).is_file()}
                          for p, d in collect_dumps(pm, db)]
-        except DumpsError as exc:
+        except (DumpsError, RegistrationError) as exc:
             warnings.append(f"databases: {exc}")
         try:
             steps = [{"name": s.name, "plugin": p, "priority": s.priority, "critical": s.critical}

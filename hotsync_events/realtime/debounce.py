@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from hotsync_events.realtime.settings import DEFAULTS
+
 __all__ = ["Batch", "Outcome", "Trigger"]
 
 
@@ -69,8 +71,9 @@ class Stats:
 class Trigger:
     """The notifier's scheduling state. Not thread-safe: the caller holds one lock around every call."""
 
-    def __init__(self, *, settle: float = 0.05, max_batch: int = 10_000, retry_min: float = 0.5,
-                 retry_max: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
+                 retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if settle < 0 or max_batch < 1 or retry_min <= 0 or retry_max < retry_min:
             raise ValueError("settle >= 0, max_batch >= 1 and 0 < retry_min <= retry_max are required")
         self.settle = settle

@@ -35,8 +35,9 @@ from watchdog.observers.inotify import InotifyFullEmitter
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
 
 from hotsync_events.realtime.debounce import Trigger
+from hotsync_events.realtime.settings import DEFAULTS
 from hotsync_events.fsutil import atomic_write
-from hotsync_events.realtime.status import STATUS_FILE, read_status, status_lines
+from hotsync_events.sync.notifier_status import STATUS_FILE, read_status, status_lines
 from hotsync_events.paths import Root
 
 __all__ = ["EVENT_MASK", "ExcludeMatcher", "Notifier", "PushResult", "STATUS_FILE", "read_status",
@@ -193,8 +194,8 @@ class Notifier:
     """
 
     def __init__(self, root: Root, includes: Iterable[str], excludes: Iterable[str], pusher: Pusher, *,
-                 settle: float = 0.05, max_batch: int = 10_000, retry_min: float = 0.5,
-                 retry_max: float = 30.0, mailer: Callable[[str, str], None] | None = None,
+                 settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
+                 retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max, mailer: Callable[[str, str], None] | None = None,
                  initial_full: bool = True, status_interval: float = 1.0, rescan_interval: float = 5.0,
                  ignore: Iterable[str] = ()) -> None:
         self.root = root

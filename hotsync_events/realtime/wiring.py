@@ -1,7 +1,7 @@
 """The notifier wired to the sync: its settings, the paths it watches, and the pusher it runs.
 
-* :class:`RealtimeSettings` -- ``hotsync realtime``, ``RealtimeSettle`` (ms), ``RealtimeMaxBatch`` (defined
-  in :mod:`hotsync_events.sync.settings` beside the sync's own :class:`~hotsync_events.sync.settings.Settings`).
+* the settings -- :class:`~hotsync_events.realtime.settings.RealtimeSettings` (``hotsync realtime``,
+  ``RealtimeSettle`` in ms, ``RealtimeMaxBatch``), read at start and followed by :class:`Background`.
 * :func:`watch_lists` -- what to watch: the plugins' and the sysadmin's includes (the same
   :func:`~hotsync_events.sync.lists.build_lists` as every push, minus the plugins' ``realtime=False``
   paths) and what to ignore (the protected paths and every exclude).
@@ -31,7 +31,8 @@ import time
 from hotsync_events.configdb import open_db
 from hotsync_events.realtime.notifier import Notifier, PushResult
 from hotsync_events.paths import Root
-from hotsync_events.sync.settings import RealtimeSettings, Settings   # the notifier's settings live with the sync's
+from hotsync_events.realtime.settings import RealtimeSettings
+from hotsync_events.sync.settings import Settings
 
 __all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "signature", "start",
            "watch_lists"]
@@ -367,7 +368,7 @@ def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
 
 
 def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | None = None,
-          retry_max: float = 30.0, force: bool = False) -> Notifier | str:
+          retry_max: float | None = None, force: bool = False) -> Notifier | str:
     """A started notifier for this master, or a str saying why there is none (not a master, realtime
     disabled, a bad list line)."""
     from hotsync_events.sync.lists import ListError
@@ -394,7 +395,8 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
         return "nothing to watch: no plugin and no include.d list names a path to sync"
     pusher = SyncPusher(root, pm)
     n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
-                 max_batch=rt.max_batch if max_batch is None else max_batch, retry_max=retry_max)
+                 max_batch=rt.max_batch if max_batch is None else max_batch,
+                 retry_min=rt.retry_min, retry_max=rt.retry_max if retry_max is None else retry_max)
     return n.start()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from hotsync_events.paths import Root
-from hotsync_events.types import DumpContext
+from hotsync_events.types import Dump, DumpContext
 
 __all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dump", "take_dumps"]
 
@@ -24,16 +24,10 @@ def databases_enabled(db) -> bool:
     return (db.getprop("hotsync", "databases") or "enabled") != "disabled"
 
 
-def collect_dumps(pm, db) -> list[tuple[str, object]]:
-    """``[(plugin, Dump)]`` sorted by (priority, name); two dumps with one name or path is an error."""
-    items = sorted(pm.collect("hotsync_dumps", db=db), key=lambda pd: (pd[1].priority, pd[1].name))
-    seen: dict[str, str] = {}
-    for plugin, dump in items:
-        for what in (f"name {dump.name}", f"path {dump.path}"):
-            if what in seen:
-                raise DumpsError(f"two dumps have the {what}: from plugins {seen[what]} and {plugin}")
-            seen[what] = plugin
-    return items
+def collect_dumps(pm, db, root: Root | None = None) -> list[tuple[str, Dump]]:
+    """``[(plugin, Dump)]`` in (priority, name) order; two dumps with one name or one path is a
+    :class:`~hotsync_events.manager.RegistrationError` naming both plugins."""
+    return pm.registered("hotsync_dumps", Dump, root=root, db=db, unique=("name", "path"))
 
 
 def private_dir(path: Path) -> None:
@@ -70,10 +64,17 @@ def take_dump(root: Root, db, plugin: str, dump, *, log: Callable[[str], None] =
         os.chmod(target, 0o600)
 
 
-def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print) -> list[str]:
-    """Run every dump (master side). Returns the errors, one per failed dump; the others still run."""
+def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print,
+               dumps: list[tuple[str, Dump]] | None = None) -> list[str]:
+    """Run every dump (master side): the one path the sync takes before each push.
+
+    Returns the errors, one per failed dump (and one per plugin whose ``hotsync_dumps`` failed); the other
+    dumps still run. *dumps* is :func:`collect_dumps`' answer when the caller has it already.
+    """
+    if dumps is None:
+        dumps = collect_dumps(pm, db, root)
     errors = [f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors if h == "hotsync_dumps"]
-    for plugin, dump in collect_dumps(pm, db):
+    for plugin, dump in dumps:
         try:
             take_dump(root, db, plugin, dump, log=log)
         except DumpsError as exc:
@@ -90,7 +91,7 @@ def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list
     if db is None:
         install_schemas(pm, root)
         db = open_db("configuration", root)
-    dumps = collect_dumps(pm, db)
+    dumps = collect_dumps(pm, db, root)
     broken = [f"plugin {p}: {h}: {e}" for p, h, e in pm.hook_errors if h in ("hotsync_dumps", "hotsync_detect")]
     if broken:
         raise DumpsError("cannot tell which dumps to restore: " + "; ".join(broken))

@@ -16,12 +16,13 @@ __all__ = ["dump_files"]
 def dump_files(root: Root, pm, db, now: float | None = None) -> dict:
     """``{"enabled": bool, "dumps": [{"name", "plugin", "path", "exists", "time", "age", "size"}], "error"}``."""
     from hotsync_events.sync.databases import DumpsError, collect_dumps, databases_enabled
+    from hotsync_events.manager import RegistrationError
 
     now = time.time() if now is None else now
     out: dict = {"enabled": databases_enabled(db), "dumps": [], "error": None}
     try:
         items = collect_dumps(pm, db)
-    except DumpsError as exc:
+    except (DumpsError, RegistrationError) as exc:
         out["error"] = str(exc)
         return out
     for plugin, dump in items:

@@ -341,7 +341,7 @@ def repair_as_slave(root: Root, db, log=print) -> list[str]:
         done.append("was fenced: re-paired as slave, status enabled")
     st = read_status(root)
     if st.get("role") == "master" or st.get("fenced"):
-        from hotsync_events.realtime.status import STATUS_FILE
+        from hotsync_events.sync.notifier_status import STATUS_FILE
 
         notifier = root.run_dir / STATUS_FILE       # the master-era notifier's record: archived, not shown
 

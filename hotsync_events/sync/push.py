@@ -244,20 +244,19 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         from hotsync_events.manager import get_plugin_manager
 
         pm = get_plugin_manager()
-    pm.root = root
-    # 1. dumps (skipped by a dry run, which must change nothing), each private whatever its plugin does
-    dump_paths: list[tuple[str, str]] = []
-    dumps = sorted(pm.collect("hotsync_dumps", db=db, root=root), key=lambda t: (t[1].priority, t[1].name))
-    for plugin, dump in dumps:
-        dump_paths.append((dump.path, f"dump {dump.name} (plugin {plugin})"))
-    if dumps and cfg.databases != "disabled" and not dry_run:
-        from hotsync_events.sync.databases import DumpsError, take_dump
+    # 1. dumps: the one dump path (databases.take_dumps), skipped by a dry run, which must change nothing
+    from hotsync_events.manager import RegistrationError
+    from hotsync_events.sync.databases import collect_dumps, take_dumps
 
-        for plugin, dump in dumps:
-            try:
-                take_dump(root, db, plugin, dump, log=log)
-            except DumpsError as exc:
-                return Outcome("failed", f"{exc}; nothing was pushed, the last good dump is kept")
+    try:
+        dumps = collect_dumps(pm, db, root)
+    except RegistrationError as exc:
+        return Outcome("failed", f"{exc}; nothing was pushed")
+    dump_paths = [(dump.path, f"dump {dump.name} (plugin {plugin})") for plugin, dump in dumps]
+    if dumps and cfg.databases != "disabled" and not dry_run:
+        errors = take_dumps(root, db, pm, log=log, dumps=dumps)
+        if errors:
+            return Outcome("failed", "; ".join(errors) + "; nothing was pushed, the last good dump is kept")
     for plugin, hook, error in pm.hook_errors:
         if hook in ("hotsync_sync_paths", "hotsync_dumps"):
             return Outcome("failed", f"plugin {plugin} could not say what to ship ({hook}: {error}); "

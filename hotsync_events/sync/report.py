@@ -112,7 +112,7 @@ def collect(root: Root) -> dict:
     info["fence"] = fence_record(root)            # this host was promoted: it refuses every push
     info["fence_listener"] = cfg.role == "master" and bool(cfg.master_host)   # and still tells the old master
     info["promote"] = st.get("promote")
-    from hotsync_events.realtime.status import read_status as realtime_status
+    from hotsync_events.sync.notifier_status import read_status as realtime_status
     from hotsync_events.sync.health import assess, copy_age
 
     info["realtime"] = realtime_status(root)

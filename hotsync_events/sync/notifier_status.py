@@ -1,6 +1,8 @@
 """The notifier's status file: where it lives, how ``hotsync status`` reads and words it.
 
-Kept apart from :mod:`hotsync_events.realtime.notifier` so that ``hotsync status`` does not import watchdog.
+The notifier (:mod:`hotsync_events.realtime.notifier`) writes it; the sync's report, the fence and the
+public status read it. It lives in the sync's room, as every status record does, so that none of them
+imports the real-time package (or watchdog).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from hotsync_events import hookimpl
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, has_key, present, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 from ._tdb import dump_tdbs, restore_tdbs
 
 MACHINE = "/var/lib/machines/nsdc/"

@@ -21,7 +21,7 @@ from hotsync_events import hookimpl
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 
 ASTDB = "/var/lib/asterisk/astdb.sqlite3"
 ASTDB_DUMP = f"{DUMP_DIR}/freepbx-astdb.sqlite3"

@@ -140,7 +140,7 @@ def test_directory_failed_slapcat_keeps_last_good_dump(roots):
     write_tree(master, {"/etc/openldap/slapd.d/": None,
                         "/var/lib/hotsync/dumps/directory-slapd.ldif": "dn: dc=last,dc=good\n"})
     pm = make_pm([plugin("directory")])
-    with pytest.raises(RuntimeError, match="slapcat"):
+    with pytest.raises(AssertionError, match="slapcat"):
         local_push(master, master.join("/tmp"), pm)       # no config: slapcat fails
     assert master.join("/var/lib/hotsync/dumps/directory-slapd.ldif").read_text() == "dn: dc=last,dc=good\n"
 
@@ -182,7 +182,7 @@ def test_samba_tdb_dump_refuses_a_corrupt_database(roots):
     master, _ = roots
     write_tree(master, {"/etc/samba/smb.conf": "[global]\n", "/var/lib/samba/private/secrets.tdb": "not a tdb",
                         "/var/lib/hotsync/dumps/samba-tdb.tar": "last good"})
-    with pytest.raises(RuntimeError, match="tdbbackup"):
+    with pytest.raises(AssertionError, match="tdbbackup"):
         local_push(master, master.join("/tmp"), make_pm([plugin("samba")]))
     assert master.join("/var/lib/hotsync/dumps/samba-tdb.tar").read_text() == "last good"
 

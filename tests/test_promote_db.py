@@ -33,7 +33,7 @@ def dbpair():
 
 
 def mysql_manifest(dump: Path) -> dict:
-    from hotsync_plugins._mariadb import read_manifest
+    from hotsync_events.dbkit.mariadb import read_manifest
 
     return read_manifest(dump, "test")["databases"]
 

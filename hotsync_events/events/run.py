@@ -227,7 +227,10 @@ def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None 
     changed: list[tuple[str, str]] = []
     stop_reason = ""
     scratch = Scratch(root)
-    ctx = {"event": plan.event, "args": plan.args, "root": root, "db": db, "pm": pm}
+    from hotsync_events.events.services import service_control
+
+    ctx = {"event": plan.event, "args": plan.args, "root": root, "db": db, "pm": pm,
+           "control": service_control(root, pm, db)}
     env = dict(os.environ)
     env.update(HOTSYNC_ROOT=str(root.path), HOTSYNC_EVENT=plan.event, **{_LOCKED_ENV: f"{root.path}:{os.getpid()}"})
     seen = _db_state(db)

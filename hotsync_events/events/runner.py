@@ -121,13 +121,13 @@ def _log_to_stdout(message: str) -> None:
 
 
 def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scratch):
-    """Call a plugin's ``run(ctx)``: None, True or 0 is success; False, a non-zero int or an exception fails."""
+    """Call a plugin's ``run(ctx)``; it fails as any ``run`` does (:func:`hotsync_events.types.run_failure`)."""
     try:
         import _signal as signal   # the C module: `signal` converts its constants to enums at import
     except ImportError:  # pragma: no cover
         import signal  # type: ignore[no-redef]
 
-    from hotsync_events.types import ActionContext
+    from hotsync_events.types import ActionContext, run_failure
 
     ctx = ActionContext(log=_log_to_stdout, **ctx_kwargs)
     status, code, reason = "success", 0, ""
@@ -147,8 +147,10 @@ def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scr
     with _Captured(scratch):
         try:
             rv = run(ctx)
-            if rv is False or (isinstance(rv, int) and not isinstance(rv, bool) and rv != 0):
-                status, code, reason = "failed", 1 if rv is False else int(rv), f"returned {rv!r}"
+            failure = run_failure(rv)
+            if failure:
+                status, reason = "failed", failure
+                code = int(rv) if type(rv) is int and 0 < rv < 256 else 1
         except ActionTimeout:
             status, code, reason = "failed", None, f"timed out after {timeout:g} s"
         except Exception as exc:

@@ -27,7 +27,7 @@ from hotsync_events.paths import Root
 from hotsync_events.types import Service
 
 __all__ = ["ProcessBackend", "ServiceError", "ServiceManager", "ServiceState", "SystemdBackend", "backend_name",
-           "collect_services"]
+           "collect_services", "service_control"]
 
 START_GRACE = 0.3      # seconds a started daemon must survive to count as started
 STOP_TIMEOUT = 10.0    # seconds between SIGTERM and SIGKILL
@@ -54,6 +54,18 @@ def collect_services(pm: Any, db: Any, root: Any = None) -> list[tuple[str, Serv
     """``[(plugin, Service)]`` in (priority, name) order; one name from two plugins is a
     :class:`~hotsync_events.manager.RegistrationError` naming both."""
     return pm.registered("hotsync_services", Service, root=root, db=db)
+
+
+def service_control(root: Root, pm: Any, db: Any, *, backend: str | None = None) -> Any:
+    """``control(name, verb)`` for :meth:`ActionContext.service <hotsync_events.types.ActionContext.service>`:
+    the plugins' services of *root*, collected when first asked for, run by the host's back-end."""
+    managers: list[ServiceManager] = []
+
+    def control(name: str, verb: str) -> str:
+        if not managers:
+            managers.append(ServiceManager(root, collect_services(pm, db, root), backend=backend))
+        return managers[0].do(name, verb)
+    return control
 
 
 def backend_name(root: Root) -> str:
@@ -284,7 +296,9 @@ class ServiceManager:
     """The services of one root and the back-end that runs them."""
 
     def __init__(self, root: Root, services: Iterable[Service] | Iterable[tuple[str, Service]],
-                 backend: str | None = None, passive: bool = False) -> None:
+                 backend: Any = None, passive: bool = False) -> None:
+        """*backend*: ``"systemd"``, ``"process"``, a back-end object (start/stop/.../status of a Service),
+        or None for the host's (:func:`backend_name`)."""
         self.root = root
         self.passive = passive      # a slave: services marked ``writer`` are kept stopped (Service.writer)
         self.services: dict[str, Service] = {}
@@ -293,8 +307,11 @@ class ServiceManager:
             plugin, svc = item if isinstance(item, tuple) else ("", item)
             self.services[svc.name] = svc
             self.origin[svc.name] = plugin
-        name = backend or backend_name(root)
-        self.backend = SystemdBackend(root) if name == "systemd" else ProcessBackend(root)
+        if backend is not None and not isinstance(backend, str):
+            self.backend: Any = backend
+        else:
+            name = backend or backend_name(root)
+            self.backend = SystemdBackend(root) if name == "systemd" else ProcessBackend(root)
         self._process = self.backend if isinstance(self.backend, ProcessBackend) else ProcessBackend(root)
 
     def backend_for(self, svc: Service) -> Any:

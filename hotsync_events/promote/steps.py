@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hotsync_events.manager import RegistrationError
-from hotsync_events.types import ActionContext, PromoteStep
+from hotsync_events.types import ActionContext, PromoteStep, run_failure
 
 __all__ = ["PROMOTE_EVENT", "PromoteStepError", "StepOutcome", "collect_promote_steps", "run_promote_step",
            "run_promote_steps"]
@@ -40,28 +40,40 @@ def collect_promote_steps(pm: Any, db: Any, root: Any = None) -> list[tuple[str,
 
 
 def run_promote_step(plugin: str, step: PromoteStep, pm: Any, root: Any, db: Any, *,
-                     log: Callable[[str], None] = print) -> StepOutcome:
-    """Run one step and log its outcome; an exception or a return value other than None/0/True fails it."""
-    ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=root, db=db, pm=pm, log=log)
+                     log: Callable[[str], None] = print, control: Callable[[str, str], str] | None = None
+                     ) -> StepOutcome:
+    """Run one step and log its outcome; it fails as any ``run`` does (:func:`~hotsync_events.types.run_failure`).
+
+    ``ctx.service(name, verb)`` starts or reloads a plugin's service on this host (*control*: the host's
+    back-end by default)."""
+    if control is None:
+        from hotsync_events.events.services import service_control
+
+        control = service_control(root, pm, db)
+    ctx = ActionContext(event=PROMOTE_EVENT, args=(), root=root, db=db, pm=pm, log=log, control=control)
     t0 = time.monotonic()
     try:
-        rv = step.run(ctx)
-        error = "" if rv in (None, 0, True) else f"returned {rv!r}"
+        error = run_failure(step.run(ctx)) or ""
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     log(f"promote step {step.name} (plugin {plugin}): {'FAILED: ' + error if error else 'SUCCESS'}")
     return StepOutcome(step.name, plugin, "failed" if error else "success", time.monotonic() - t0, error)
 
 
-def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None] = print) -> list[StepOutcome]:
+def run_promote_steps(pm: Any, root: Any, db: Any, *, log: Callable[[str], None] = print,
+                      control: Callable[[str, str], str] | None = None) -> list[StepOutcome]:
     """Run every step in order; returns one outcome per step (later ones ``skipped`` after a critical failure)."""
+    if control is None:
+        from hotsync_events.events.services import service_control
+
+        control = service_control(root, pm, db)
     outcomes: list[StepOutcome] = []
     stop = ""
     for plugin, step in collect_promote_steps(pm, db, root):
         if stop:
             outcomes.append(StepOutcome(step.name, plugin, "skipped", error=f"critical step {stop} failed"))
             continue
-        outcome = run_promote_step(plugin, step, pm, root, db, log=log)
+        outcome = run_promote_step(plugin, step, pm, root, db, log=log, control=control)
         outcomes.append(outcome)
         if outcome.error and step.critical:
             stop = step.name

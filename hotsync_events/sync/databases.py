@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root
-from hotsync_events.types import Dump, DumpContext
+from hotsync_events.types import Dump, DumpContext, run_failure
 
 __all__ = ["DumpsError", "collect_dumps", "databases_enabled", "plan", "restore_all", "take_dump", "take_dumps"]
 
@@ -42,26 +43,57 @@ def private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def take_dump(root: Root, db, plugin: str, dump, *, log: Callable[[str], None] = print) -> None:
-    """Run one plugin's dump, private whatever the plugin does; DumpsError names the dump and the cause.
+def take_dump(root: Root, db, plugin: str, dump: Dump, *, log: Callable[[str], None] = print) -> None:
+    """Run one plugin's dump, private and whole whatever the plugin does; DumpsError names the dump and why.
 
-    The dump's directory is made (or made again) 0700 before the plugin runs, the plugin runs with umask
-    077 (every temp file and staging directory it makes is private from creation), and the dump file is
-    0600 after it. A dump succeeds when its ``run`` returns None, 0 or True and raises nothing.
+    ``ctx.target`` is a fresh temp file beside the dump's place (not created yet): the plugin writes the
+    dump there. Only when ``run`` succeeded (:func:`~hotsync_events.types.run_failure`) and wrote a file
+    does the core fsync it, make it 0600 and rename it over the last good dump; otherwise the temp file is
+    removed and the last good dump stays. The dump's directory is made 0700 before the plugin runs and the
+    plugin runs with umask 077 (every temp file and staging directory it makes is private from creation).
     """
-    target = root.join(dump.path)
-    private_dir(target.parent)
+    final = root.join(dump.path)
+    private_dir(final.parent)
+    for stale in final.parent.glob(f".{final.name}.hotsync-dump-*"):   # left by a killed sync
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
+            _remove(stale)
+    tmp = final.with_name(f".{final.name}.hotsync-dump-{os.getpid()}")
     old = os.umask(0o077)
     try:
-        rv = dump.run(DumpContext(root=root, db=db, target=target, log=log))
+        failure = run_failure(dump.run(DumpContext(root=root, db=db, target=tmp, log=log)))
     except Exception as exc:
+        _remove(tmp)
         raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed: {exc}") from exc
     finally:
         os.umask(old)
-    if rv not in (None, 0, True):
-        raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed (returned {rv!r})")
-    if target.exists() and not target.is_symlink():
-        os.chmod(target, 0o600)
+    if failure:
+        _remove(tmp)
+        raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed ({failure})")
+    if tmp.is_symlink() or not tmp.is_file():
+        _remove(tmp)
+        raise DumpsError(f"dump {dump.name} (plugin {plugin}) wrote no file to ctx.target ({tmp}): the last good "
+                         "dump is kept")
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print,
@@ -123,8 +155,10 @@ def restore_all(root: Root, planned, *, db=None, log: Callable[[str], None] = pr
             log(f"{dump.name}: no dump at {dump.path} (nothing shipped yet, or databases disabled), skipped")
             continue
         try:
-            dump.restore(DumpContext(root=root, db=db, target=target, log=log))
+            failure = run_failure(dump.restore(DumpContext(root=root, db=db, target=target, log=log)))
         except Exception as exc:
-            err(f"{dump.name}: restore failed: {exc}")
+            failure = str(exc)
+        if failure:
+            err(f"{dump.name}: restore failed: {failure}")
             failed.append(dump.name)
     return failed

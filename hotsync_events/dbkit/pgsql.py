@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
-from ._dbtools import (DatabaseError, Staged, check_counts, dumps_json, manifest, read_secret, run_tool,
+from hotsync_events.dbkit.kit import (DatabaseError, Staged, check_counts, dumps_json, manifest, read_secret, run_tool,
                        start_and_wait, stderr_tail, work_dir)
 
 GLOBALS_DONE = b"PostgreSQL database cluster dump complete"

@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
-from ._dbtools import (DatabaseError, Staged, check_counts, work_dir, dumps_json, find_program, manifest, read_secret,
+from hotsync_events.dbkit.kit import (DatabaseError, Staged, check_counts, work_dir, dumps_json, find_program, manifest, read_secret,
                        run_tool, start_and_wait, stderr_tail)
 
 SYSTEM_DATABASES = frozenset({"information_schema", "performance_schema", "sys", "mysql"})

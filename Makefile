@@ -25,7 +25,7 @@ deps:
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 venv: $(VENV)/.installed

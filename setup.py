@@ -46,8 +46,14 @@ setup(
         "Mako>=1.2",
         "watchdog>=7.1,<8",   # the notifier hooks its inotify fd (overflow) and emitter (event mask)
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38",
-                             "selenium>=4.10"]},   # the Cockpit page's tests drive Debian's chromium
+    extras_require={
+        # what a plugin author's tests need beside hotsync-events (the fixtures are ours: hotsync_events.testing)
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # this repository's whole suite, style and types (make test installs it)
+        "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38",
+                "selenium>=4.10",   # the Cockpit page's tests drive Debian's chromium
+                "ruff>=0.6", "mypy>=1.10"],
+    },
     entry_points={
         "console_scripts": [
             "config = hotsync_events.cli.config:config_main",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present

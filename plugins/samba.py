@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import Action, Dump, SyncPath
 
 from ._common import has_key, present, run_tool, service

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from hotsync_events.configdb import open_db
 from hotsync_events.paths import Root

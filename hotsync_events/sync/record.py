@@ -110,7 +110,7 @@ def send_alert(root: Root, cfg: Settings, kind: str, o: Outcome, data: dict, log
         sent, error = kind == "failed", None
         log(f"hotsync sync: mailed {cfg.mail_to} ({kind})")
     except MailError as exc:
-        sent, error = (False if kind == "failed" else True), str(exc)
+        sent, error = kind != "failed", str(exc)
         log(f"hotsync sync: could not mail {cfg.mail_to}: {exc}")
 
     def change(d: dict) -> None:

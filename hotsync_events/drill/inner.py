@@ -1,0 +1,198 @@
+"""The drill inside its namespaces: ``python -m hotsync_events.drill.inner`` as PID 1 of private mount, pid
+and network namespaces (started by :mod:`hotsync_events.drill.run` through ``unshare``).
+
+1. a tmpfs on the scratch directory; on it the upper and work directories of an overlay whose lower
+   directory is the slave's root: the copy is only read, every write lands in the tmpfs;
+2. loopback up (the network namespace has nothing else: no byte can reach the real master);
+3. the real promote on the overlay's merged directory as a root (``--force`` semantics: the master is
+   alive by design), every phase as ``hotsync-promote`` runs it, the services started;
+4. the health checks, the core's and the plugins';
+5. the report, one JSON document on the file descriptor the parent reads (stdout at the start; the promote's
+   own output goes to stderr), then exit: the kernel ends every process of the pid namespace with its
+   PID 1, and the mounts go with the mount namespace.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+__all__ = ["main"]
+
+PAUSE_ENV = "HOTSYNC_DRILL_PAUSE_AT"     # tests: "<phase>:<seconds>" sleeps there (to kill the drill mid-way)
+FAIL_ENV = "HOTSYNC_DRILL_FAIL_MOUNT"    # tests: the overlay mount fails (a broken kernel)
+
+
+def _pause(phase: str) -> None:
+    want = os.environ.get(PAUSE_ENV, "")
+    name, _, secs = want.partition(":")
+    if name == phase:
+        time.sleep(float(secs or 3600))
+
+
+def _lo_up() -> None:
+    """``ip link set lo up`` without ip(8): SIOCGIFFLAGS / SIOCSIFFLAGS on a socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
+
+
+def _mount(*argv: str) -> None:
+    cp = subprocess.run(["mount", *argv], capture_output=True, text=True, timeout=60)
+    if cp.returncode != 0:
+        raise RuntimeError(f"mount {' '.join(argv)}: {(cp.stderr or cp.stdout).strip()}")
+
+
+def setup(lower: str, scratch: str, size: str) -> str:
+    """Mount the tmpfs and the overlay; return the merged directory (the drilled host's root)."""
+    _mount("--make-rprivate", "/")
+    _mount("-t", "tmpfs", "-o", f"size={size},mode=0700", "hotsync-drill", scratch)
+    for d in ("upper", "work", "merged"):
+        os.mkdir(os.path.join(scratch, d), 0o755)
+    merged = os.path.join(scratch, "merged")
+    if os.environ.get(FAIL_ENV):
+        raise RuntimeError("overlay mount refused (test)")
+    _mount("-t", "overlay", "hotsync-drill", "-o",
+           f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work", merged)
+    return merged
+
+
+def drill(lower: str, merged: str, log) -> dict:
+    """Promote the overlay, run the checks; the report (no exception escapes for a failed step)."""
+    from hotsync_events.paths import Root
+    from hotsync_events.promote import EXIT_CRITICAL, assess
+    from hotsync_events.promote.run import Promote
+    from hotsync_events.sync.status import read_status
+
+    root = Root(merged)
+    os.environ["HOTSYNC_ROOT"] = merged
+    os.environ["HOTSYNC_SERVICE_BACKEND"] = "process"     # never the machine's systemd, whatever the root
+    causes: list[str] = []
+    notes: list[str] = []
+    rep: dict = {"causes": causes, "notes": notes}
+    from hotsync_events.manager import plugin_manager
+
+    pm = plugin_manager(root)
+    pm.root = root
+    t0 = time.monotonic()
+    a = assess(root, pm)
+    verify_s = time.monotonic() - t0
+    rep["assessment"] = {k: a.get(k) for k in ("last_complete_sync", "data_age", "master", "epoch", "next_epoch",
+                                                "dumps", "steps", "warnings")}
+    hard = [r for r in a["refusals"] if not r["force"]]
+    if hard:
+        causes += ["promote refused: " + r["text"] for r in hard]
+        return rep
+    st = read_status(root)
+    for r in a["refusals"]:
+        if r["why"] == "torn" and st.get("unclean"):
+            causes.append("the copy is torn (a real promote would need --force): " + r["text"])
+        elif r["why"] == "peer-schema":
+            causes.append("the master's configuration copy does not pass this host's schema: " + r["text"])
+        else:
+            notes.append(f"{r['why']} (expected in a drill, the master is alive): {r['text'][:200]}")
+    _pause("promote")
+    promote_log: list[str] = []
+
+    def plog(m: str) -> None:
+        promote_log.append(m)
+        log(m)
+    run = Promote(root, a, pm=pm, force=True, log=plog, err=plog)
+    try:
+        code = run.run(verify_s)
+    except Exception as exc:       # a phase that raised: the drill names it
+        code = -1
+        causes.append(f"promote phase crashed: {type(exc).__name__}: {exc}")
+    j = run.j
+    rec = j.get("record") or {}
+    rep["promote"] = {"exit": code, "timings": {k: round(v, 3) for k, v in (j.get("timings") or {}).items()},
+                      "duration": rec.get("duration") or round(time.time() - j.get("started", time.time()), 3),
+                      "steps": j.get("steps"), "dbs": j.get("dbs"), "services_ok": j.get("services_ok"),
+                      "log": promote_log[-200:]}
+    if code == EXIT_CRITICAL:
+        causes.append(f"promote stopped at the critical step {j.get('critical')}: "
+                      + str((j.get("steps") or {}).get(j.get("critical") or "", {}).get("error")))
+    for name, s in sorted((j.get("steps") or {}).items()):
+        if s.get("status") == "failed" and name != j.get("critical"):
+            causes.append(f"promote step {name} (plugin {s.get('plugin', '?')}) failed: {s.get('error')}")
+    for name, s in sorted((j.get("dbs") or {}).items()):
+        if str(s).startswith("failed"):
+            causes.append(f"database {name} did not restore: {str(s)[8:]}")
+    if j.get("services_ok") is False:
+        causes.append("the save event (services) failed: "
+                      + "; ".join(m for m in promote_log if "FAILED" in m and m.startswith("services"))[:500])
+    _pause("checks")
+    rep["checks"] = checks(root, pm, j, a.get("dumps") or [], log)
+    for c in rep["checks"]:
+        if c["status"] != "passed":
+            causes.append(f"health check {c['name']} (plugin {c['plugin']}) "
+                          + ("timed out" if c["status"] == "timeout" else "failed") + f": {c['detail']}")
+    return rep
+
+
+def checks(root, pm, journal: dict, planned: list[dict], log) -> list[dict]:
+    from hotsync_events.configdb import open_db
+    from hotsync_events.drill.checks import DRILL_EVENT, collect_checks, run_checks
+    from hotsync_events.events.services import service_control
+    from hotsync_events.manager import RegistrationError
+    from hotsync_events.types import ActionContext
+
+    db = open_db("configuration", root)
+    try:
+        found = collect_checks(pm, db, root, journal, planned)
+    except RegistrationError as exc:
+        return [{"name": "*", "plugin": "*", "status": "failed", "time": 0, "detail": str(exc)}]
+    broken = [f"plugin {p}: {e}" for p, h, e in pm.hook_errors if h == "hotsync_health_checks"]
+    ctx = ActionContext(event=DRILL_EVENT, args=(), root=root, db=db, pm=pm, log=log,
+                        control=service_control(root, pm, db, backend="process"))
+    out = [c.as_json() for c in run_checks(found, ctx, log=log)]
+    out += [{"name": "hotsync_health_checks", "plugin": b.split(":")[0][7:], "status": "failed", "time": 0,
+             "detail": b} for b in broken]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hotsync-drill-inner")
+    p.add_argument("--lower", required=True)
+    p.add_argument("--scratch", required=True)
+    p.add_argument("--size", default="50%")
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args(argv)
+    report_fd = os.dup(1)            # the report goes here; everything else (the promote's prints) to stderr
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.time()
+    rep: dict = {"causes": [], "notes": []}
+    try:
+        _lo_up()
+        merged = setup(args.lower, args.scratch, args.size)
+        rep["merged"] = merged
+        log(f"drill: overlay of {args.lower} mounted on {merged} (writes go to a tmpfs); network: loopback only")
+        _pause("mounted")
+        rep.update(drill(args.lower, merged, log))
+    except Exception as exc:
+        rep["causes"].append(f"the drill could not run: {type(exc).__name__}: {exc}")
+    rep["duration"] = round(time.time() - t0, 3)
+    rep["result"] = "failed" if rep["causes"] else "passed"
+    rep["pid"] = os.getpid()
+    with os.fdopen(report_fd, "w") as fh:
+        fh.write(json.dumps(rep, default=str) + "\n")
+    if args.keep:
+        log("drill: --keep: the drilled host stays up until its namespace's PID 1 is killed")
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        while True:
+            signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -117,7 +117,6 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
             from None
     try:
         base = root.join(DRILL_DIR)
-        made_base = not base.exists()
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         _clean_stale(base)
         scratch = base / uuid.uuid4().hex[:12]
@@ -127,10 +126,9 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
             report, extra = _run_inner(root, scratch, size, keep, timeout, log)
         finally:
             if not keep:
-                for d in (scratch, base if made_base else None):
+                for d in (scratch, base):        # the base too when empty: the slave's state as it was
                     try:
-                        if d is not None:
-                            d.rmdir()
+                        d.rmdir()
                     except OSError:
                         pass
         report.update(extra)

@@ -367,8 +367,9 @@ class HostServer:
             srv = self.server(db, root)
 
             def query(ctx):
-                srv.with_root(ctx.root).ping()
-                ctx.log(f"{srv.with_root(ctx.root).label()} answers SELECT 1")
+                here = srv.with_root(ctx.root)
+                here.ping()
+                ctx.log(f"{here.label} answers SELECT 1")
             yield HealthCheck(f"{self.dump_name}-query", query, timeout=30, priority=40)
 
     @hookimpl

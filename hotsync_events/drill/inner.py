@@ -28,6 +28,8 @@ __all__ = ["main"]
 
 PAUSE_ENV = "HOTSYNC_DRILL_PAUSE_AT"     # tests: "<phase>:<seconds>" sleeps there (to kill the drill mid-way)
 FAIL_ENV = "HOTSYNC_DRILL_FAIL_MOUNT"    # tests: the overlay mount fails (a broken kernel)
+#: the drilled host's volatile directories: fresh tmpfs, as at boot (relative to the root, with their mode)
+VOLATILE = (("run", "0755"), ("var/run", "0755"), ("tmp", "1777"), ("var/tmp", "1777"))
 
 
 def _pause(phase: str) -> None:
@@ -54,7 +56,7 @@ def _mount(*argv: str) -> None:
 def setup(lower: str, scratch: str, size: str) -> str:
     """Mount the tmpfs and the overlay; return the merged directory (the drilled host's root)."""
     _mount("--make-rprivate", "/")
-    _mount("-t", "tmpfs", "-o", f"size={size},mode=0700", "hotsync-drill", scratch)
+    _mount("-t", "tmpfs", "-o", f"size={size},mode=0755", "hotsync-drill", scratch)   # servers run as their users
     for d in ("upper", "work", "merged"):
         os.mkdir(os.path.join(scratch, d), 0o755)
     merged = os.path.join(scratch, "merged")
@@ -62,6 +64,15 @@ def setup(lower: str, scratch: str, size: str) -> str:
         raise RuntimeError("overlay mount refused (test)")
     _mount("-t", "overlay", "hotsync-drill", "-o",
            f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work", merged)
+    # a fresh /run and /tmp for the drilled host: the copy's sockets (the slave's own running database
+    # servers listen on unix sockets there, which a network namespace does not separate) and pidfiles are
+    # out of its reach; its servers start their own on the overlay
+    for rel, mode in VOLATILE:
+        path = os.path.join(merged, rel)
+        if os.path.islink(path):
+            continue
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount("-t", "tmpfs", "-o", f"size={size},mode={mode}", "hotsync-drill-" + rel.replace("/", "-"), path)
     return merged
 
 
@@ -159,6 +170,21 @@ def checks(root, pm, journal: dict, planned: list[dict], log) -> list[dict]:
     return out
 
 
+def _log_tails(merged: str, lines: int = 15) -> dict[str, str]:
+    """The end of each service log of the drilled host (var/log/hotsync): why a server did not start."""
+    out = {}
+    d = os.path.join(merged, "var/log/hotsync")
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else ():
+        try:
+            with open(os.path.join(d, name), "rb") as fh:
+                fh.seek(0, 2)
+                fh.seek(max(0, fh.tell() - 8192))
+                out[name] = "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            continue
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hotsync-drill-inner")
     p.add_argument("--lower", required=True)
@@ -181,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         rep.update(drill(args.lower, merged, log))
     except Exception as exc:
         rep["causes"].append(f"the drill could not run: {type(exc).__name__}: {exc}")
+    if rep["causes"] and rep.get("merged"):
+        rep["logs"] = _log_tails(rep["merged"])
     rep["duration"] = round(time.time() - t0, 3)
     rep["result"] = "failed" if rep["causes"] else "passed"
     rep["pid"] = os.getpid()

@@ -39,7 +39,7 @@ def _record(root: Root, report: dict) -> dict:
         "data_age": a.get("data_age") if a.get("data_age") is not None else report.get("data_age_at_start"),
         "last_complete_sync": a.get("last_complete_sync"),
         "checks": report.get("checks") or [], "schedule": schedule_of(db),
-        "promote_log": (promote.get("log") or [])[-60:],
+        "promote_log": (promote.get("log") or [])[-60:], "logs": report.get("logs") or {},
         **({"keep": report["keep"]} if report.get("keep") else {}),
     }
 

@@ -117,10 +117,10 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
             from None
     try:
         base = root.join(DRILL_DIR)
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base.mkdir(parents=True, exist_ok=True, mode=0o755)
         _clean_stale(base)
         scratch = base / uuid.uuid4().hex[:12]
-        scratch.mkdir(mode=0o700)
+        scratch.mkdir(mode=0o755)       # the drilled host's servers run as their own users
         before = _pre_state(root)
         try:
             report, extra = _run_inner(root, scratch, size, keep, timeout, log)

@@ -67,7 +67,7 @@ def run(args) -> int:
         return EXIT_CANNOT
     if args.json:
         print(json.dumps(rec, indent=2, sort_keys=True, default=str))
-    else:
+    elif not quiet or rec["result"] == "failed":
         _summary(rec, out)
     return EXIT_FAILED if rec["result"] == "failed" else EXIT_PASSED
 

@@ -94,4 +94,4 @@ def _summary(rec: dict, out) -> None:
     keep = rec.get("keep")
     if keep:
         w(f"The drilled host is up: enter it with  nsenter -t {keep.get('pid')} -m -p -n sh  ; "
-          f"stop it with  kill {keep.get('unshare_pid')}")
+          f"stop it with  kill {keep.get('pid')}  (its PID 1: every process and mount of it goes)")

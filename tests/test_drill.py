@@ -33,8 +33,10 @@ def test_health_check_type_is_public_and_checked():
     assert hotsync_events.HealthCheck is HealthCheck and "HealthCheck" in hotsync_events.__all__
     c = HealthCheck("app-query", lambda ctx: None)
     assert (c.timeout, c.priority) == (30.0, 50)
-    with pytest.raises(Exception):
-        c.name = "other"           # frozen
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        c.name = "other"           # type: ignore[misc]
     for bad in ({"name": "bad name"}, {"timeout": 0}, {"timeout": True}, {"priority": 100}, {"run": 3}):
         with pytest.raises(ValueError):
             HealthCheck(**{"name": "x", "run": lambda ctx: None, **bad})
@@ -70,7 +72,7 @@ def test_the_hook_is_documented_and_collected(tmp_path):
         def hotsync_health_checks(self):
             yield HealthCheck("core-config-db", lambda ctx: None)
     pm.add_plugin(Clash(), "clash", origin="test")
-    with pytest.raises(RegistrationError, match="clash.*core-config-db"):
+    with pytest.raises(RegistrationError, match=r"clash.*core-config-db"):
         collect_checks(pm, None, root, {}, [])
 
 

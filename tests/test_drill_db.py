@@ -37,7 +37,7 @@ def dbpair():
 
 
 def test_the_drill_restores_and_checks_the_databases_without_touching_the_slave(dbpair):
-    pair, m_my, s_my, m_pg, s_pg = dbpair
+    pair, m_my, s_my, m_pg, _s_pg = dbpair
     M, S = pair.master, pair.slave
     m_my.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(20)); "
              "INSERT INTO shop.items VALUES (1, 'pen'), (2, 'ink')")

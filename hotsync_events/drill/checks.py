@@ -17,7 +17,8 @@ import select
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from hotsync_events.types import ActionContext, HealthCheck, run_failure
 
@@ -90,7 +91,8 @@ def _services_up(ctx: ActionContext) -> Any:
 
     services = collect_services(ctx.pm, ctx.db, ctx.root)
     mgr = ServiceManager(ctx.root, services, backend="process")
-    down, up = [], []
+    down: list[str] = []
+    up: list[str] = []
     for plugin, svc in services:
         if not svc.enabled or svc.events.get(SAVE_EVENT) not in ("start", "restart", "reload"):
             continue
@@ -141,7 +143,7 @@ def run_check(plugin: str, check: HealthCheck, ctx: ActionContext) -> CheckOutco
             error = run_failure(check.run(c)) or ""
             if error.startswith("returned '") and error.endswith("'"):
                 error = error[10:-1]
-        except BaseException as exc:      # noqa: BLE001 - the check's failure, in its own words
+        except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
             code = 1
         try:

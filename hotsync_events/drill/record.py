@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root

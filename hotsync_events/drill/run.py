@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import open_lock

@@ -343,6 +343,7 @@ def test_kill_9_leaves_no_mount_and_no_process(pair):
     ("dump", "dump mysql (plugin mysql) is MISSING from the copy"),
     ("step", "promote step antivirus-init-avdb (plugin antivirus) failed"),
     ("check", "health check nextcloud-config (plugin nextcloud) failed"),
+    ("service", "the save event (services) failed"),
 ])
 def test_a_broken_copy_fails_the_drill_naming_the_cause(pair, breakage, cause):
     S = pair.slave
@@ -363,6 +364,8 @@ def test_a_broken_copy_fails_the_drill_naming_the_cause(pair, breakage, cause):
         put("var/lib/mysql")
     elif breakage == "step":          # ClamAV is installed, its signatures are nowhere
         put("etc/freshclam.conf", "# test\n")
+    elif breakage == "service":       # a sysadmin's fragment stunnel refuses: the listener does not start
+        put("etc/hotsync/templates-custom/etc/stunnel/hotsync.conf/99broken", "NoSuchOption = 1\n")
     else:                             # Nextcloud's config.php arrived cut short
         put("usr/share/nextcloud/config/config.php", "<?php\n$CONFIG = array (\n  'instanceid' => 'x',\n")
     copy = tree(S / "srv/data")
@@ -380,3 +383,35 @@ def test_a_broken_copy_fails_the_drill_naming_the_cause(pair, breakage, cause):
     assert st["drill"]["result"] == "failed"
     assert any("takeover drill FAILED" in r and cause.split(" (")[0] in r for r in st["health"]["reasons"])
     _no_trace(S)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@need_pair
+@need_root
+def test_keep_leaves_the_drilled_host_up_until_its_pid_1_is_killed(pair):
+    import re
+
+    S = pair.slave
+    cp = drill(S, "--keep", "--no-mail")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    m = re.search(r"nsenter -t (\d+) -m -p -n sh .*kill (\d+)", cp.stdout)
+    assert m and m.group(1) == m.group(2), cp.stdout
+    pid = int(m.group(1))
+    try:
+        inside = subprocess.run(["nsenter", "-t", str(pid), "-m", "-p", "-n", "cat", "/proc/net/dev"],
+                                capture_output=True, text=True, timeout=10)
+        assert inside.returncode == 0 and "lo:" in inside.stdout and "eth" not in inside.stdout
+        merged = next((S / "var/lib/hotsync/drill").iterdir()) / "merged"
+        look = subprocess.run(["nsenter", "-t", str(pid), "-m", "cat",
+                               str(merged / "var/lib/hotsync/sync/status.json")], capture_output=True, text=True)
+        assert json.loads(look.stdout)["role"] == "master"          # the drilled host took over
+        assert json.loads((S / "var/lib/hotsync/sync/status.json").read_text())["role"] == "slave"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    _no_trace(S)
+    assert drill(S, "-q", "--no-mail").returncode == 0      # the next drill clears the kept one's directory
+    assert not (S / "var/lib/hotsync/drill").exists()

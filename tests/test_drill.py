@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sync_pair import Pair, cli, tree
+from testplugin import install_testplugin
 
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 
@@ -415,3 +416,27 @@ def test_keep_leaves_the_drilled_host_up_until_its_pid_1_is_killed(pair):
     _no_trace(S)
     assert drill(S, "-q", "--no-mail").returncode == 0      # the next drill clears the kept one's directory
     assert not (S / "var/lib/hotsync/drill").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@need_pair
+@need_root
+def test_a_health_check_that_hangs_fails_the_drill_at_its_timeout(pair, tmp_path_factory):
+    """A third-party plugin's check (tests/plugin_dist) that never answers: killed after its 2 s."""
+    site = install_testplugin(tmp_path_factory.mktemp("testplugin"))
+    S = pair.slave
+    (S / "etc/testplugin-hang").write_text("")
+    try:
+        t0 = time.monotonic()
+        cp = drill(S, "--json", "--no-mail", env={"PYTHONPATH": str(site)})
+        took = time.monotonic() - t0
+    finally:
+        (S / "etc/testplugin-hang").unlink()
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    rec = json.loads(cp.stdout)
+    assert "health check testplugin-hang (plugin testplugin) timed out: no answer within its timeout of 2 s" \
+        in rec["causes"], rec["causes"]
+    assert [c["status"] for c in rec["checks"] if c["name"] == "testplugin-hang"] == ["timeout"]
+    assert took < 60
+    _no_trace(S)

@@ -59,8 +59,8 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
     contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")),
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
-    contacts = [c for c in contacts if c is not None]
-    last_contact = max(contacts) if contacts else None
+    known = [c for c in contacts if c is not None]
+    last_contact = max(known) if known else None
     a: dict = {
         "root": str(root.path), "time": now, "role": "master" if h.get("role") == "server" else h.get("role", ""),
         "status": h.get("status", "enabled"), "master": h.get("MasterHost", ""),
@@ -77,7 +77,7 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
         a["data_age"] = now - a["last_complete_sync"]
     # above this host's epoch and the master's (as its last complete push said it): never learnt from a file
     master_epoch = int(st.get("master_epoch") or 0)
-    a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
+    a["next_epoch"] = int(journal["epoch"]) if resuming and journal and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
     # hard refusals: nothing --force can mend
     if not resuming:
         done = st.get("promote") or {}

@@ -92,7 +92,7 @@ def drill(lower: str, merged: str, log) -> dict:
     from hotsync_events.manager import plugin_manager
 
     pm = plugin_manager(root)
-    pm.root = root  # type: ignore[assignment]
+    pm.root = root
     t0 = time.monotonic()
     a = assess(root, pm)
     verify_s = time.monotonic() - t0

@@ -440,3 +440,20 @@ def test_a_health_check_that_hangs_fails_the_drill_at_its_timeout(pair, tmp_path
     assert [c["status"] for c in rec["checks"] if c["name"] == "testplugin-hang"] == ["timeout"]
     assert took < 60
     _no_trace(S)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@need_pair
+@need_root
+def test_a_drill_over_its_time_is_killed_and_fails(pair):
+    S = pair.slave
+    t0 = time.monotonic()
+    cp = drill(S, "--json", "--no-mail", "--timeout", "4", env={"HOTSYNC_DRILL_PAUSE_AT": "checks:120"})
+    assert time.monotonic() - t0 < 30
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    rec = json.loads(cp.stdout)
+    assert rec["causes"] == ["the drill did not finish within 4 s and was killed (its namespaces, mounts and "
+                             "processes with it)"]
+    _no_trace(S)
+    assert not (S / "var/lib/hotsync/drill").exists()

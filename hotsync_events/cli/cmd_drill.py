@@ -65,6 +65,13 @@ def run(args) -> int:
     except DrillError as exc:
         print(f"hotsync drill: {exc}", file=sys.stderr)
         return EXIT_CANNOT
+    except PermissionError as exc:
+        print(f"hotsync drill: {exc.strerror}: {exc.filename}; the drill reads and mounts root's files: run it as root",
+              file=sys.stderr)
+        return EXIT_CANNOT
+    except OSError as exc:
+        print(f"hotsync drill: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_CANNOT
     if args.json:
         print(json.dumps(rec, indent=2, sort_keys=True, default=str))
     elif not quiet or rec["result"] == "failed":

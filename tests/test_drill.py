@@ -457,3 +457,56 @@ def test_a_drill_over_its_time_is_killed_and_fails(pair):
                              "processes with it)"]
     _no_trace(S)
     assert not (S / "var/lib/hotsync/drill").exists()
+
+
+def test_file_systems_mounted_under_the_root_are_found(tmp_path):
+    from hotsync_events.drill.inner import submounts
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/vda rw\n"
+        "30 22 0:5 / /proc rw - proc proc rw\n"
+        "31 22 8:2 / /var rw - xfs /dev/vdb rw\n"
+        "32 31 8:3 / /var/lib/mysql rw - ext4 /dev/vdc rw\n"
+        "33 22 0:30 / /run rw - tmpfs tmpfs rw\n"
+        "34 22 8:4 /data /srv/my\\040files rw shared:1 - ext4 /dev/vdd rw\n"
+        "35 31 0:40 / /var/lib/hotsync/drill/abc rw - tmpfs hotsync-drill rw\n"
+        "36 35 0:41 / /var/lib/hotsync/drill/abc/merged rw - overlay hotsync-drill rw\n")
+    assert submounts("/", "/var/lib/hotsync/drill/abc", str(info)) == ["/var", "/srv/my files", "/var/lib/mysql"]
+    assert submounts("/var", "/x", str(info)) == ["/var/lib/mysql", "/var/lib/hotsync/drill/abc/merged"]
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@need_pair
+@need_root
+def test_a_file_system_mounted_under_the_root_is_in_the_drill_too(pair, tmp_path):
+    import re
+
+    S = pair.slave
+    src = tmp_path / "volume"
+    src.mkdir()
+    (src / "inside.txt").write_text("on another file system\n")
+    point = S / "srv/volume"
+    point.mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(src), str(point)], check=True)
+    pid = None
+    try:
+        cp = drill(S, "--keep", "--no-mail")
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        pid = int(re.search(r"nsenter -t (\d+)", cp.stdout).group(1))
+        merged = next((S / "var/lib/hotsync/drill").iterdir()) / "merged"
+        look = subprocess.run(["nsenter", "-t", str(pid), "-m", "sh", "-c",
+                               f"cat {merged}/srv/volume/inside.txt && echo drill > {merged}/srv/volume/new.txt"],
+                              capture_output=True, text=True)
+        assert look.returncode == 0 and look.stdout == "on another file system\n", look.stderr
+        assert sorted(p.name for p in src.iterdir()) == ["inside.txt"]       # its writes went to the tmpfs
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+        subprocess.run(["umount", str(point)], check=False)
+        point.rmdir()
+    _no_trace(S)

@@ -17,6 +17,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -29,6 +30,10 @@ __all__ = ["main"]
 PAUSE_ENV = "HOTSYNC_DRILL_PAUSE_AT"     # tests: "<phase>:<seconds>" sleeps there (to kill the drill mid-way)
 FAIL_ENV = "HOTSYNC_DRILL_FAIL_MOUNT"    # tests: the overlay mount fails (a broken kernel)
 #: the drilled host's volatile directories: fresh tmpfs, as at boot (relative to the root, with their mode)
+#: file systems that hold no data of the host's (under a root of ``/``): not stacked into the drill
+PSEUDO_FS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "ramfs", "cgroup", "cgroup2", "mqueue",
+                       "debugfs", "tracefs", "securityfs", "pstore", "bpf", "hugetlbfs", "configfs", "fusectl",
+                       "binfmt_misc", "autofs", "rpc_pipefs", "nsfs", "efivarfs", "selinuxfs", "fuse.lxcfs"})
 VOLATILE = (("run", "0755"), ("var/run", "0755"), ("tmp", "1777"), ("var/tmp", "1777"))
 
 
@@ -64,6 +69,7 @@ def setup(lower: str, scratch: str, size: str) -> str:
         raise RuntimeError("overlay mount refused (test)")
     _mount("-t", "overlay", "hotsync-drill", "-o",
            f"lowerdir={lower},upperdir={scratch}/upper,workdir={scratch}/work", merged)
+    _stack_submounts(lower, scratch, merged)
     # a fresh /run and /tmp for the drilled host: the copy's sockets (the slave's own running database
     # servers listen on unix sockets there, which a network namespace does not separate) and pidfiles are
     # out of its reach; its servers start their own on the overlay
@@ -74,6 +80,46 @@ def setup(lower: str, scratch: str, size: str) -> str:
         os.makedirs(path, mode=0o755, exist_ok=True)
         _mount("-t", "tmpfs", "-o", f"size={size},mode={mode}", "hotsync-drill-" + rel.replace("/", "-"), path)
     return merged
+
+
+def _unescape(field: str) -> str:
+    """A path of /proc/self/mountinfo (space, tab, newline and backslash written in octal)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def submounts(lower: str, scratch: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """The mount points strictly under *lower* that hold files (not /proc, /sys, a tmpfs...), outside
+    *scratch*, shallowest first: an overlay does not cross mounts, so each gets one of its own."""
+    out = []
+    base = lower.rstrip("/") + "/"
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields, rest = left.split(), right.split()
+            if len(fields) < 5 or not rest:
+                continue
+            point = _unescape(fields[4])
+            if point == base or not point.startswith(base) or point == scratch or point.startswith(scratch.rstrip("/") + "/"):
+                continue
+            if rest[0] in PSEUDO_FS:
+                continue
+            out.append(point)
+    return sorted(set(out), key=lambda p: (p.count("/"), p))
+
+
+def _stack_submounts(lower: str, scratch: str, merged: str) -> None:
+    """An overlay of each file system mounted under *lower* (a root of ``/`` with ``/var`` or ``/home`` of
+    their own), on the same place in *merged*, its writes in the tmpfs too."""
+    for n, point in enumerate(submounts(lower, scratch)):
+        rel = os.path.relpath(point, lower)
+        target = os.path.join(merged, rel)
+        if not os.path.isdir(target) or os.path.islink(target) or any(c in point for c in ",:\\\n"):
+            continue
+        layer = os.path.join(scratch, "sub", str(n))
+        os.makedirs(os.path.join(layer, "upper"))
+        os.makedirs(os.path.join(layer, "work"))
+        _mount("-t", "overlay", "hotsync-drill", "-o",
+               f"lowerdir={point},upperdir={layer}/upper,workdir={layer}/work", target)
 
 
 def drill(lower: str, merged: str, log) -> dict:

@@ -99,7 +99,7 @@ def submounts(lower: str, scratch: str, mountinfo: str = "/proc/self/mountinfo")
             if len(fields) < 5 or not rest:
                 continue
             point = _unescape(fields[4])
-            if point == base or not point.startswith(base) or point == scratch or point.startswith(scratch.rstrip("/") + "/"):
+            if point in (base, scratch) or not point.startswith(base) or point.startswith(scratch.rstrip("/") + "/"):
                 continue
             if rest[0] in PSEUDO_FS:
                 continue

@@ -3,7 +3,9 @@
 :func:`run_drill` checks that the host is a slave and that the drill can run, then starts
 ``python -m hotsync_events.drill.inner`` as PID 1 of new mount, pid and network namespaces::
 
-    unshare --mount --pid --fork --net --kill-child --mount-proc --propagation private python -m ...inner
+    ionice -c 3 unshare --mount --pid --fork --net --kill-child --mount-proc --propagation private python -m ...inner
+
+at the lowest CPU priority (nice 19) and in the idle I/O class: the pair's pushes go first.
 
 The inner lays an overlay over the slave's root (writes to a tmpfs), runs the promote and the health checks
 there and prints its report. Everything is bounded: the drill is killed after *timeout* seconds. Nothing
@@ -91,8 +93,14 @@ def _clean_stale(base: Path) -> None:
             pass
 
 
+#: the drill is background work: the lowest CPU priority, and the idle I/O class where ionice exists, so
+#: that the pair's pushes (and the slave's own services) go first (bench/drill.py measures it)
+NICE = 19
+
+
 def _inner_argv(root: Root, scratch: Path, size: str, keep: bool) -> list[str]:
-    argv = ["unshare", "--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc",
+    ionice = ["ionice", "-c", "3"] if shutil.which("ionice") else []
+    argv = [*ionice, "unshare", "--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc",
             "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
             "--lower", str(root.path), "--scratch", str(scratch), "--size", size]
     return argv + (["--keep"] if keep else [])
@@ -151,9 +159,19 @@ def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
     t0 = time.time()
     argv = _inner_argv(root, scratch, size, keep)
     env = {k: v for k, v in os.environ.items() if k not in ("HOTSYNC_SERVICE_BACKEND",)}
+    die = die_with_parent()
+
+    def preexec() -> None:   # pragma: no cover - runs in the child, after setsid()
+        os.nice(NICE)
+        try:      # its own session is its own scheduler autogroup: give the group the same low weight
+            with open("/proc/self/autogroup", "w") as fh:
+                fh.write(str(NICE))
+        except OSError:
+            pass
+        if not keep:
+            die()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=None if keep else die_with_parent(), start_new_session=keep,
-                            cwd="/")
+                            env=env, preexec_fn=preexec, start_new_session=True, cwd="/")
     lines: list[str] = []
 
     def pump() -> None:

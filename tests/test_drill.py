@@ -510,3 +510,19 @@ def test_a_file_system_mounted_under_the_root_is_in_the_drill_too(pair, tmp_path
         subprocess.run(["umount", str(point)], check=False)
         point.rmdir()
     _no_trace(S)
+
+
+@pytest.mark.parametrize("journal, planned, verdict", [
+    ({"mysql": "success"}, [{"name": "mysql", "plugin": "mysql", "path": "/d/mysql.sql", "shipped": True}], None),
+    ({}, [{"name": "mysql", "plugin": "mysql", "path": "/d/mysql.sql", "shipped": False}],
+     "dump mysql (plugin mysql) is MISSING from the copy (/d/mysql.sql)"),
+    ({"pg": "failed: row counts differ"}, [{"name": "pg", "plugin": "postgresql", "path": "/d/p", "shipped": True}],
+     "dump pg (plugin postgresql) did not restore: row counts differ"),
+    ({"crm": "not shipped"}, [], "dump crm is MISSING from the copy"),
+    ({"*": "failed: plugin x: boom"}, [], "the dumps could not be listed: failed: plugin x: boom"),
+])
+def test_core_dumps_restored_names_each_dump(tmp_path, journal, planned, verdict):
+    from hotsync_events.drill.checks import core_checks
+
+    check = {c.name: c for _, c in core_checks({"dbs": journal}, planned)}["core-dumps-restored"]
+    assert check.run(_ctx(tmp_path)) == verdict

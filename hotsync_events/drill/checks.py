@@ -56,6 +56,12 @@ def _dumps_restored(journal: dict, planned: list[dict]) -> Callable[[ActionConte
                 bad.append(f"dump {d['name']} (plugin {d['plugin']}) was not restored")
             elif str(status).startswith("failed"):
                 bad.append(f"dump {d['name']} (plugin {d['plugin']}) did not restore: {status[8:]}")
+        named = {d["name"] for d in planned}
+        for name, status in sorted(dbs.items()):      # dumps of the master's configuration, applied by the promote
+            if name not in named and name != "*" and status == "not shipped":
+                bad.append(f"dump {name} is MISSING from the copy")
+            elif name not in named and name != "*" and str(status).startswith("failed"):
+                bad.append(f"dump {name} did not restore: {status[8:]}")
         if bad:
             return "; ".join(bad)
         ctx.log(f"{len(planned)} dumps restored, row counts checked" if planned else "no dump to restore")

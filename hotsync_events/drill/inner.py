@@ -154,6 +154,8 @@ def drill(lower: str, merged: str, log) -> dict:
             causes.append("the copy is torn (a real promote would need --force): " + r["text"])
         elif r["why"] == "peer-schema":
             causes.append("the master's configuration copy does not pass this host's schema: " + r["text"])
+        elif r["why"] == "torn":
+            notes.append(f"a push was arriving when the drill started (the copy goes on receiving it): {r['text'][:200]}")
         else:
             notes.append(f"{r['why']} (expected in a drill, the master is alive): {r['text'][:200]}")
     _pause("promote")

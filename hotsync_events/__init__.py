@@ -20,12 +20,13 @@ are loaded only when one of them is asked for (PEP 562).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 NAME = "hotsync"
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (a few ms of config's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from hotsync_events.fsutil import atomic_write
     from hotsync_events.paths import Root
     from hotsync_events.types import (Action, ActionContext, Dump, DumpContext, HealthCheck, PromoteStep, SchemaFile,

@@ -1,0 +1,969 @@
+"""PostgreSQL physical streaming replication over TLS for one master and one replica (see :mod:`._replica`).
+
+Settings live in one include file this module owns, ``<state_dir>/replication.conf``, outside the data
+directory (``pg_basebackup`` and ``pg_rewind`` copy a data directory between hosts: host-specific
+settings must not travel), joined by an ``include_if_exists`` line in the cluster's ``postgresql.conf``.
+It holds ``ssl`` with this host's certificate and key, ``ssl_ca_file`` = the peer's self-signed
+certificate (pinned: the only CA trusted for client certificates), ``wal_log_hints`` (``pg_rewind``
+needs it), ``max_slot_wal_keep_size`` (a dead replica cannot fill the master's disk: past it the slot is
+invalidated, ``wal_status = lost``, and the replica must be re-seeded), ``synchronous_standby_names``,
+and on a replica ``primary_conninfo``/``primary_slot_name``. ``pg_hba.conf`` gets a managed block at
+its top: ``hostssl replication`` (and ``postgres``, for ``pg_rewind``) for the replication role from the
+peer's address only, ``scram-sha-256 clientcert=verify-full`` (the client certificate's CN must be the
+role), then ``reject`` for that role from anywhere else. The role gets ``LOGIN REPLICATION``, its
+password as a SCRAM verifier computed here (no clear text reaches the server or its log), and EXECUTE
+on the four functions ``pg_rewind`` reads files with.
+
+Master (:meth:`PostgresReplication.prepare_master`): all of it with a reload, plus the physical slot;
+``wal_log_hints``/``listen_addresses``/``wal_level`` need a restart when they change (reported).
+Seed (:meth:`seed`, on the replica; the master keeps running): ``DROP_REPLICATION_SLOT`` then
+``pg_basebackup -C -S <slot> -X stream`` into a directory beside the data directory, the replica's own
+``postgresql.conf``/``pg_hba.conf``/``pg_ident.conf`` put back over the master's copies, ``standby.signal``,
+then the two directories swapped (the old one kept until the new one runs). The connection string:
+``sslmode=verify-ca sslrootcert=<master's certificate, pinned> sslcert/sslkey=<own> passfile=<0600>``.
+
+Promote: wait (bounded) until everything received is replayed, ``pg_promote(wait => true)``; the
+takeover position is the last replayed LSN on the old timeline. Re-pair (:meth:`repair`, on the old
+master): the new master's timeline history gives the switch point; ``pg_waldump`` of the old master's
+WAL after it lists the transactions it committed there. If there are any, the old master is started
+privately (socket in a private directory, no TCP, read-only) and saved whole with the plugins' checked
+dump bundle (roles and every database, row-count manifest), beside the raw diverged WAL segments and a
+report; then ``pg_rewind`` from the new master (a full re-seed when it cannot), and it follows the new
+master. Why a whole dump and not only WAL: once rewound, the diverged WAL cannot be replayed anywhere,
+while the dump restores on any server and can be compared with the new master table by table.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar, Iterator, Optional
+
+from hotsync_events.paths import Root
+
+from ._dbtools import DatabaseError, systemd_running
+from ._pgsql import Postgres, conninfo as db_conninfo, ident
+from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
+                       ServerControl, as_user, clean_env, install_tls, owner_of, private_dir, publish,
+                       read_password, recover_swap, run, saved_folder, sha256_file, subject_of, swap_dirs, wait_for,
+                       write_private)
+
+__all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
+
+INCLUDE = "replication.conf"
+HBA_BEGIN = "# BEGIN hotsync replication (managed by hotsync; replaced as a whole, do not edit)"
+HBA_END = "# END hotsync replication"
+OWN_CONFIG = ("postgresql.conf", "pg_hba.conf", "pg_ident.conf")
+REWIND_FUNCTIONS = ("pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
+                    "pg_catalog.pg_read_binary_file(text)",
+                    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)")
+
+
+def lsn(text: str | None) -> int | None:
+    """``'0/3000060'`` -> an integer (None for NULL/empty)."""
+    if not text or "/" not in text:
+        return None
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def guc(value: str) -> str:
+    """A postgresql.conf string value."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def sql_literal(value: str) -> str:
+    """A standard SQL string literal (standard_conforming_strings: backslashes are plain)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def conninfo(**params: str) -> str:
+    """A libpq key='value' connection string (backslash and quote escaped)."""
+    return " ".join(f"{k}='" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for k, v in params.items())
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for *password* (ASCII: SASLprep leaves it unchanged)."""
+    if not password.isascii():
+        raise ValueError("the replication password must be ASCII (PostgreSQL normalises others with SASLprep)")
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server_key)}"
+
+
+def explain(message: str) -> tuple[str, bool]:
+    """(a sentence for the sysadmin, whether a re-seed is needed) for a libpq / walreceiver error."""
+    m = " ".join(message.split())
+    if "has already been removed" in m:
+        return f"the master no longer has the WAL this replica needs (slot invalidated or missing): re-seed it: {m}", True
+    if "password authentication failed" in m:
+        return (f"the master refused the replication login (wrong password, or this host's certificate CN is "
+                f"not the role, or its address is not the one allowed): {m}", False)
+    if "no pg_hba.conf entry" in m:
+        return f"the master does not allow this host's address or account (pg_hba): {m}", False
+    if "certificate verify failed" in m:
+        return f"TLS: the master's certificate is not the pinned one: {m}", False
+    if "unknown ca" in m or "certificate unknown" in m or "bad certificate" in m or "alert" in m:
+        return f"TLS: the master does not trust this host's certificate (it pins another one): {m}", False
+    if "does not exist" in m and "slot" in m:
+        return f"the master has no replication slot for this replica (prepare the master, or re-seed): {m}", False
+    if "Connection refused" in m or "timeout expired" in m or "could not connect" in m:
+        return f"cannot reach the master: {m}", False
+    return m, False
+
+
+class PostgresControl:
+    """Stop and start a cluster: systemd on the real root, else ``postgres -D`` as the data directory's
+    owner (stdout/stderr to ``<root>/var/log/hotsync/postgresql.log``) and ``pg_ctl stop -m fast``."""
+
+    def __init__(self, repl: "PostgresReplication") -> None:
+        self.repl = repl
+
+    def start(self, *, log=print, extra: tuple[str, ...] = (), server: Postgres | None = None) -> None:
+        r = self.repl
+        srv = server or r.server
+        if systemd_running(srv.root) and not extra:
+            run(["systemctl", "start", srv.unit], server=srv.label, what=f"start {srv.unit}", timeout=300)
+        else:
+            datadir = r._datadir()
+            if (datadir / "postmaster.pid").exists():
+                raise ReplicationError(f"{srv.label}: {datadir}/postmaster.pid exists: the server is running "
+                                       "(or died without cleaning up)")
+            logf = srv.root.join("/var/log/hotsync/postgresql.log")
+            logf.parent.mkdir(parents=True, exist_ok=True)
+            argv = as_user(r._owner()) + [srv.tool("postgres"), "-D", str(r._config_base()), *extra]
+            log(f"{srv.label}: starting the server (postgres -D {r._config_base()}{' ' + ' '.join(extra) if extra else ''})")
+            with open(logf, "ab") as fh:
+                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True,
+                                 close_fds=True, env=clean_env())
+        last: list[str] = []
+
+        def up() -> bool:
+            try:
+                srv.ping()
+                return True
+            except DatabaseError as exc:
+                last[:] = [str(exc)]
+                return False
+        if not wait_for(up, seconds=r.start_timeout, step=0.2):
+            raise ReplicationError(f"{srv.label}: the server does not answer {r.start_timeout:.0f} s after its "
+                                   f"start: {last[0] if last else ''} (see its log)")
+
+    def stop(self, *, log=print) -> None:
+        r = self.repl
+        srv = r.server
+        if systemd_running(srv.root):
+            run(["systemctl", "stop", srv.unit], server=srv.label, what=f"stop {srv.unit}", timeout=300)
+            return
+        datadir = r._datadir()
+        if not (datadir / "postmaster.pid").exists():
+            return
+        log(f"{srv.label}: stopping the server (fast)")
+        cp = subprocess.run(as_user(r._owner()) + [srv.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w",
+                                                  "-t", str(int(r.stop_timeout))],
+                            capture_output=True, text=True, env=clean_env(), timeout=r.stop_timeout + 30)
+        if cp.returncode != 0 and (datadir / "postmaster.pid").exists():
+            raise ReplicationError(f"{srv.label}: cannot stop the server: {cp.stderr.strip()}")
+
+
+@dataclass(frozen=True)
+class PostgresReplication:
+    """The replication side of one PostgreSQL cluster (host paths under the server's root).
+
+    ``server.datadir`` must be the cluster's data directory. ``config_dir``: where ``postgres -D`` points
+    when the configuration lives outside the data directory (Debian ``/etc/postgresql/<v>/<cluster>``);
+    empty: the data directory. ``state_dir``: private files owned by the cluster's user (TLS copies,
+    passfile, the include file). ``slot_keep_mb``: ``max_slot_wal_keep_size``.
+    """
+
+    server: Postgres
+    state_dir: str = "/var/lib/hotsync/replication/postgresql"
+    config_dir: str = ""
+    slot_keep_mb: int = 1024
+    start_timeout: float = 120.0
+    stop_timeout: float = 120.0
+    seed_timeout: float = 6 * 3600
+    control: Optional[ServerControl] = None
+
+    engine: ClassVar[str] = "postgresql"
+
+    @property
+    def label(self) -> str:
+        return self.server.label
+
+    @property
+    def root(self) -> Root:
+        return self.server.root
+
+    def _control(self) -> ServerControl:
+        return self.control if self.control is not None else PostgresControl(self)
+
+    # ---------------------------------------------------------------------------------- paths
+    def _datadir(self) -> Path:
+        d = self.root.join(self.server.datadir)
+        if not (d / "PG_VERSION").is_file() and not d.with_name(d.name + ".pre-seed").is_dir():
+            raise ReplicationError(f"{self.label}: {self.server.datadir} is not a cluster's data directory "
+                                   "(no PG_VERSION)")
+        return d
+
+    def _config_base(self) -> Path:
+        return self.root.join(self.config_dir) if self.config_dir else self._datadir()
+
+    def _owner(self):
+        return owner_of(self._datadir())
+
+    def _state(self) -> Path:
+        return private_dir(self.root.join(self.state_dir), self._owner())
+
+    def _read_state(self) -> dict:
+        try:
+            return json.loads((self.root.join(self.state_dir) / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _write_state(self, **values) -> dict:
+        st = {**self._read_state(), **values}
+        write_private(self._state() / "state.json", json.dumps(st, indent=1, sort_keys=True), owner=self._owner())
+        return st
+
+    # ---------------------------------------------------------------------------------- SQL
+    @contextmanager
+    def _sess(self, server: Postgres | None = None) -> Iterator:
+        with (server or self.server)._session() as sess:
+            yield sess
+
+    def _q(self, sess, sql: str, *, db: str = "postgres", what: str, server: Postgres | None = None) -> list[list[str]]:
+        return (server or self.server).query(sess, sql, db=db, what=what)
+
+    def _one(self, sess, sql: str, *, what: str, server: Postgres | None = None) -> list[str | None]:
+        rows = self._q(sess, sql, what=what, server=server)
+        return [None if v == "" else v for v in rows[0]] if rows else []
+
+    def _setting(self, sess, name: str) -> str:
+        """One setting's value (an empty value is an empty string, not a missing row)."""
+        return self._q(sess, f"SELECT 'v=' || current_setting({sql_literal(name)})", what=f"read {name}")[0][0][2:]
+
+    def _q_stdin(self, sess, sql: str, *, what: str) -> None:
+        prefix, env = sess
+        argv = [*prefix, self.server.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-w", "-d",
+                db_conninfo("postgres"), "-f", "-"]
+        try:
+            run(argv, server=self.label, what=what, input=sql.encode(), env=env, timeout=120)
+        except DatabaseError as exc:
+            raise self.server._fail(what, exc) from None
+
+    def _settings(self, sess, names) -> dict[str, dict]:
+        rows = self._q(sess, "SELECT name, setting, pending_restart, coalesce(sourcefile, '') FROM pg_settings "
+                             "WHERE name IN (" + ", ".join(sql_literal(n) for n in names) + ")",
+                       what="read settings")
+        return {r[0]: {"value": r[1], "pending": r[2] == "t", "file": r[3]} for r in rows}
+
+    def _reload(self, sess, *, expect: dict[str, str] | None = None) -> None:
+        """``pg_reload_conf()``, then wait (bounded) until the reload is seen; errors in our files raise."""
+        self._q(sess, "SELECT pg_reload_conf()", what="reload the configuration")
+        if expect:
+            def seen():
+                s = self._settings(sess, list(expect))
+                return all(s.get(k, {}).get("value") == v or s.get(k, {}).get("pending") for k, v in expect.items())
+            wait_for(seen, seconds=10, step=0.1)
+        else:
+            time.sleep(0.3)
+        bad = self._q(sess, "SELECT coalesce(sourcefile, '?') || ':' || coalesce(sourceline::text, '?') || ': ' || "
+                            "coalesce(name, '') || ' ' || error FROM pg_file_settings WHERE error IS NOT NULL "
+                            "AND error <> 'setting could not be applied' AND error NOT LIKE '%without restarting%'",
+                       what="check the configuration")
+        hba = self._q(sess, "SELECT 'pg_hba.conf:' || line_number || ': ' || error "
+                            "FROM pg_hba_file_rules WHERE error IS NOT NULL", what="check pg_hba.conf")
+        if bad or hba:
+            raise ReplicationError(f"{self.label}: the configuration has errors: "
+                                   + "; ".join(r[0] for r in bad + hba))
+
+    # ---------------------------------------------------------------------------------- files
+    def _passfile(self, link: Link) -> Path:
+        pw = read_password(self.root.join(link.password_file), server=self.label)
+        path = self._state() / "pgpass"
+        esc = pw.replace("\\", "\\\\").replace(":", "\\:")
+        write_private(path, f"*:*:*:{link.user}:{esc}\n", owner=self._owner())
+        return path
+
+    def _tls(self, link: Link) -> dict[str, Path]:
+        tls = install_tls(link, self.root, self._state(), self._owner(), server=self.label)
+        cn = subject_of(tls["cert"]).rpartition("CN=")[2].split("/")[0]
+        if cn != link.user:
+            raise ReplicationError(f"{self.label}: this host's replication certificate has CN={cn}; "
+                                   f"clientcert=verify-full needs CN={link.user}")
+        return tls
+
+    def _channel(self, link: Link, **extra: str) -> str:
+        """The replica's connection string to the master (no password: the 0600 passfile)."""
+        st = self._state()
+        return conninfo(host=link.master_host, port=str(link.port), user=link.user, passfile=str(st / "pgpass"),
+                        sslmode="verify-ca", sslrootcert=str(st / "peer.crt"), sslcert=str(st / "own.crt"),
+                        sslkey=str(st / "own.key"), application_name=link.name, connect_timeout="10", **extra)
+
+    def _write_include(self, *, role: str, link: Link, current: dict[str, dict] | None = None,
+                       synchronous: bool | None = None) -> Path:
+        """``<state_dir>/replication.conf`` for *role* (atomically) and the include line in postgresql.conf."""
+        st = self._state()
+        sync = link.synchronous if synchronous is None else synchronous
+        cur = current or {}
+        lines = [f"# Written by hotsync (PostgreSQL replication, role {role}). Replaced as a whole; do not edit.",
+                 "ssl = on", f"ssl_cert_file = {guc(str(st / 'own.crt'))}", f"ssl_key_file = {guc(str(st / 'own.key'))}",
+                 f"ssl_ca_file = {guc(str(st / 'peer.crt'))}", "wal_log_hints = on", "hot_standby = on",
+                 f"max_slot_wal_keep_size = '{int(self.slot_keep_mb)}MB'", "recovery_target_timeline = 'latest'"]
+        if cur.get("wal_level", {}).get("value") == "minimal":
+            lines.append("wal_level = replica")
+        for name in ("max_wal_senders", "max_replication_slots"):
+            if cur.get(name, {}).get("value") == "0":
+                lines.append(f"{name} = 10")
+        if role == "master":
+            listen = [p.strip() for p in (cur.get("listen_addresses", {}).get("value") or
+                                          self._read_state().get("listen", "")).split(",") if p.strip()]
+            if "*" not in listen and link.master_host not in listen:
+                listen.append(link.master_host)
+            lines.append(f"listen_addresses = {guc(','.join(listen))}")
+            lines.append(f"synchronous_standby_names = {guc(ident(link.name) if sync else '')}")
+        else:
+            listen = [p.strip() for p in (cur.get("listen_addresses", {}).get("value") or
+                                          self._read_state().get("listen", "")).split(",") if p.strip()]
+            if listen:
+                lines.append(f"listen_addresses = {guc(','.join(listen))}")
+            lines.append("synchronous_standby_names = ''")
+            lines.append(f"primary_conninfo = {guc(self._channel(link))}")
+            lines.append(f"primary_slot_name = {guc(link.name)}")
+        path = st / INCLUDE
+        write_private(path, "\n".join(lines) + "\n", owner=self._owner())
+        self._write_state(role=role, master_host=link.master_host, replica_host=link.replica_host, port=link.port,
+                          user=link.user, name=link.name, synchronous=sync, listen=",".join(listen))
+        self._ensure_include(self._config_base() / "postgresql.conf", path)
+        return path
+
+    def _ensure_include(self, conf: Path, include: Path) -> None:
+        text = conf.read_text(encoding="utf-8")
+        line = f"include_if_exists = {guc(str(include))}"
+        if line in text.splitlines():
+            return
+        st = conf.stat()
+        new = text + ("" if text.endswith("\n") else "\n") + "# hotsync replication (the file is managed by hotsync)\n" + line + "\n"
+        write_private(conf, new, owner=owner_of(conf), mode=st.st_mode & 0o777)
+
+    def _write_hba(self, peer: str, link: Link, base: Path | None = None, hba: Path | None = None) -> Path:
+        """The managed block at the top of pg_hba.conf: the role from *peer* only, TLS + client certificate."""
+        path = hba or (base or self._config_base()) / "pg_hba.conf"
+        try:
+            addr = ipaddress.ip_address(peer)
+            where = f"{peer}/{32 if addr.version == 4 else 128}"
+        except ValueError:
+            where = peer
+        role = ident(link.user)
+        block = [HBA_BEGIN,
+                 f"hostssl replication {role} {where} scram-sha-256 clientcert=verify-full",
+                 f"hostssl postgres {role} {where} scram-sha-256 clientcert=verify-full",
+                 f"local all {role} reject",
+                 f"host all {role} all reject",
+                 HBA_END]
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        kept, skipping = [], False
+        for ln in text.splitlines():
+            if ln == HBA_BEGIN:
+                skipping = True
+            elif ln == HBA_END:
+                skipping = False
+            elif not skipping:
+                kept.append(ln)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        owner = owner_of(path) if path.exists() else self._owner()
+        write_private(path, "\n".join(block + kept) + "\n", owner=owner, mode=mode)
+        return path
+
+    def _keep_own_config(self, datadir: Path) -> dict[str, tuple[bytes, int]]:
+        if self.config_dir:
+            return {}
+        return {n: ((datadir / n).read_bytes(), (datadir / n).stat().st_mode & 0o777) for n in OWN_CONFIG
+                if (datadir / n).is_file()}
+
+    def _restore_own_config(self, datadir: Path, kept: dict[str, tuple[bytes, int]]) -> None:
+        owner = owner_of(datadir)
+        for name, (data, mode) in kept.items():
+            write_private(datadir / name, data, owner=owner, mode=mode)
+        auto = datadir / "postgresql.auto.conf"
+        if auto.is_file():
+            lines = auto.read_text(encoding="utf-8").splitlines()
+            keep = [ln for ln in lines if not re.match(r"\s*(primary_conninfo|primary_slot_name)\s*=", ln)]
+            if keep != lines:
+                write_private(auto, "\n".join(keep) + "\n", owner=owner, mode=auto.stat().st_mode & 0o777)
+
+    def _standby_signal(self, datadir: Path) -> None:
+        write_private(datadir / "standby.signal", "", owner=owner_of(datadir))
+
+    # ---------------------------------------------------------------------------------- replication protocol
+    def _probe(self, link: Link | None) -> dict:
+        """Ask the master over the replication channel: its timeline and WAL position, and our slot.
+        ``{'ok': bool, 'error': str, 'timeline', 'master_lsn', 'slot': None|'missing'|'lost'|'ok', 'restart_lsn'}``"""
+        st = self._read_state()
+        if link is None:
+            if not st.get("master_host"):
+                return {"ok": False, "error": "no replication link configured"}
+            host, port, user, name = st["master_host"], st["port"], st["user"], st["name"]
+        else:
+            host, port, user, name = link.master_host, link.port, link.user, link.name
+        sd = self.root.join(self.state_dir)
+        ci = conninfo(host=host, port=str(port), user=user, passfile=str(sd / "pgpass"), sslmode="verify-ca",
+                      sslrootcert=str(sd / "peer.crt"), sslcert=str(sd / "own.crt"), sslkey=str(sd / "own.key"),
+                      connect_timeout="5", replication="true", dbname="replication", application_name="hotsync_probe")
+        cp = subprocess.run([self.server.tool("psql"), "-X", "-A", "-t", "-F", "\t", "-w", "-d", ci,
+                             "-c", "IDENTIFY_SYSTEM", "-c", f"READ_REPLICATION_SLOT {ident(name)}"],
+                            capture_output=True, text=True, env=clean_env(), timeout=30)
+        if cp.returncode != 0:
+            return {"ok": False, "error": cp.stderr.strip()}
+        rows = [ln.split("\t") for ln in cp.stdout.splitlines() if ln.strip()]
+        out = {"ok": True, "error": "", "timeline": int(rows[0][1]), "master_lsn": rows[0][2]}
+        slot = rows[1] if len(rows) > 1 else ["", "", ""]
+        out["slot"] = "missing" if not slot[0] else ("lost" if len(slot) < 2 or not slot[1] else "ok")
+        out["restart_lsn"] = slot[1] if len(slot) > 1 and slot[1] else None
+        return out
+
+    def _replication_command(self, link: Link, command: str, *, what: str, ok_missing: bool = False) -> str:
+        ci = self._channel(link, replication="true", dbname="replication")
+        cp = subprocess.run([self.server.tool("psql"), "-X", "-A", "-t", "-F", "\t", "-w", "-d", ci, "-c", command],
+                            capture_output=True, text=True, env=clean_env(), timeout=120)
+        if cp.returncode != 0:
+            if ok_missing and "does not exist" in cp.stderr:
+                return ""
+            raise ReplicationError(f"{self.label}: cannot {what} on the master {link.master_host}:{link.port}: "
+                                   + explain(cp.stderr.strip())[0])
+        return cp.stdout
+
+    # ---------------------------------------------------------------------------------- master
+    def prepare_master(self, link: Link, *, log=print) -> Prepared:
+        pw = read_password(self.root.join(link.password_file), server=self.label)
+        verifier = scram_verifier(pw)
+        names = ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots", "wal_log_hints",
+                 "ssl", "max_slot_wal_keep_size", "synchronous_standby_names", "port")
+        with self._sess() as sess:
+            if self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t":
+                raise ReplicationError(f"{self.label}: this server is a replica (in recovery): promote it first")
+            cur = self._settings(sess, names)
+            if int(cur["port"]["value"]) != int(link.port):
+                raise ReplicationError(f"{self.label}: the server listens on port {cur['port']['value']}, "
+                                       f"the replication link says {link.port}")
+            hba_file = Path(self._setting(sess, "hba_file"))
+            self._tls(link)
+            include = self._write_include(role="master", link=link, current=cur)
+            self._write_hba(link.replica_host, link, hba=hba_file)
+            self._reload(sess, expect={"ssl": "on", "max_slot_wal_keep_size": str(self.slot_keep_mb)})
+            role = ident(link.user)
+            grants = "".join(f"GRANT EXECUTE ON FUNCTION {f} TO {role};\n" for f in REWIND_FUNCTIONS) \
+                + f"GRANT pg_checkpoint TO {role};\n"
+            self._q_stdin(sess, "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                                f"{sql_literal(link.user)}) THEN CREATE ROLE {role}; END IF; END $$;\n"
+                                f"ALTER ROLE {role} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                                f"PASSWORD {sql_literal(verifier)};\n" + grants,
+                          what=f"create the replication role {link.user}")
+            self._q(sess, f"SELECT pg_create_physical_replication_slot({sql_literal(link.name)}, true) WHERE NOT "
+                          f"EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = {sql_literal(link.name)})",
+                    what=f"create the replication slot {link.name}")
+            after = self._settings(sess, names)
+        restart = [n for n, s in after.items() if s["pending"]]
+        listening = [p.strip() for p in after["listen_addresses"]["value"].split(",")]
+        if link.master_host not in listening and "*" not in listening and "listen_addresses" not in restart:
+            restart.append("listen_addresses")
+        if after["wal_log_hints"]["value"] != "on" and "wal_log_hints" not in restart:
+            restart.append("wal_log_hints")
+        log(f"{self.label}: prepared as master for {link.replica_host}"
+            + (f"; RESTART NEEDED for: {', '.join(restart)}" if restart else ""))
+        return Prepared(server=self.label, ready=not restart and after["ssl"]["value"] == "on", restart_needed=restart,
+                        changed=[f"include {include}", f"pg_hba.conf block for {link.user} from {link.replica_host}",
+                                 f"role {link.user} (LOGIN REPLICATION)", f"slot {link.name}"],
+                        config_file=str(include))
+
+    def take_seed(self, target: Path, *, log=print) -> None:
+        """Nothing to take on the master: the replica pulls its copy with pg_basebackup through the slot."""
+        return None
+
+    def master_status(self, link: Link) -> MasterStatus:
+        with self._sess() as sess:
+            rec = self._one(sess, "SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text WHERE NOT pg_is_in_recovery() "
+                                  "UNION ALL SELECT true, NULL WHERE pg_is_in_recovery()", what="check the role")
+            if rec and rec[0] == "t":
+                return MasterStatus(server=self.label, role="replica")
+            cur = rec[1] if rec else None
+            rep = self._one(sess, "SELECT state, sync_state, sent_lsn::text, replay_lsn::text, "
+                                  "extract(epoch from replay_lag), host(client_addr) FROM pg_stat_replication "
+                                  f"WHERE application_name = {sql_literal(link.name)} ORDER BY backend_start DESC LIMIT 1",
+                            what="read pg_stat_replication")
+            slot = self._one(sess, "SELECT active, wal_status, safe_wal_size, restart_lsn::text FROM pg_replication_slots "
+                                   f"WHERE slot_name = {sql_literal(link.name)}", what="read the slot")
+            ssn = self._setting(sess, "synchronous_standby_names")
+        connected = bool(rep) and rep[0] == "streaming"
+        sync = "off"
+        if ssn.strip():
+            sync = "on" if rep and rep[1] in ("sync", "quorum") else "waiting"
+        slot_d = None
+        if slot:
+            slot_d = {"active": slot[0] == "t", "wal_status": slot[1],
+                      "safe_wal_size": int(slot[2]) if slot[2] else None, "restart_lsn": slot[3]}
+        ref = rep[3] if rep and rep[3] else (slot_d or {}).get("restart_lsn")
+        lag_b = max(0, lsn(cur) - lsn(ref)) if cur and ref else None
+        return MasterStatus(server=self.label, role="master", replica_connected=connected,
+                            replica_state=rep[0] if rep else None, synchronous=sync, position=cur,
+                            lag_bytes=lag_b, lag_seconds=float(rep[4]) if rep and rep[4] else (0.0 if connected else None),
+                            needs_seed=bool(slot_d and slot_d["wal_status"] == "lost"), slot=slot_d,
+                            detail={"client": rep[5] if rep else None, "synchronous_standby_names": ssn})
+
+    # ---------------------------------------------------------------------------------- replica
+    def _is_running(self) -> bool:
+        try:
+            self.server.ping()
+            return True
+        except DatabaseError as exc:
+            if "not running" in str(exc):
+                return False
+            raise
+
+    def _current_settings(self) -> dict[str, dict]:
+        if not self._is_running():
+            return {}
+        with self._sess() as sess:
+            return self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
+
+    def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
+        """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
+        datadir = self.root.join(self.server.datadir)
+        aside = datadir.with_name(datadir.name + ".pre-seed")
+        recover_swap(datadir, aside, server=self.label, log=log)
+        datadir = self._datadir()
+        self._tls(link)
+        self._passfile(link)
+        cur = self._current_settings()
+        ctl = self._control()
+        ctl.stop(log=log)
+        kept = self._keep_own_config(datadir)
+        owner = owner_of(datadir)
+        new = datadir.with_name(datadir.name + ".seed-new")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(new, owner.pw_uid, owner.pw_gid)
+        try:
+            self._replication_command(link, f"DROP_REPLICATION_SLOT {ident(link.name)} WAIT",
+                                      what=f"drop the old slot {link.name}", ok_missing=True)
+            argv = as_user(owner) + [self.server.tool("pg_basebackup"), "-d", self._channel(link), "-D", str(new),
+                                     "-S", link.name, "-C", "-X", "stream", "-c", "fast", "-w"]
+            log(f"{self.label}: pg_basebackup from {link.master_host}:{link.port} (slot {link.name})")
+            try:
+                run(argv, server=self.label, what=f"copy the master {link.master_host}:{link.port} (pg_basebackup)",
+                    env=clean_env(), timeout=self.seed_timeout)
+            except ReplicationError as exc:
+                raise ReplicationError(explain(str(exc))[0]) from None
+            self._restore_own_config(new, kept)
+            self._standby_signal(new)
+            base = None if self.config_dir else new
+            if base is not None:
+                self._write_hba(link.master_host, link, base=base)
+            swap_dirs(datadir, new, aside)
+            self._write_include(role="replica", link=link, current=cur)
+            if self.config_dir:
+                self._write_hba(link.master_host, link)
+            try:
+                ctl.start(log=log)
+            except Exception:
+                log(f"{self.label}: the seeded cluster does not start: putting the previous data directory back")
+                try:
+                    ctl.stop(log=log)
+                except Exception:
+                    pass
+                failed = datadir.with_name(datadir.name + ".seed-failed")
+                shutil.rmtree(failed, ignore_errors=True)
+                os.rename(datadir, failed)
+                os.rename(aside, datadir)
+                raise
+        except Exception:
+            if not (datadir / "PG_VERSION").is_file() and aside.is_dir():
+                os.rename(aside, datadir)
+            if not self._is_running():
+                try:
+                    ctl.start(log=log)
+                except Exception as exc:
+                    log(f"{self.label}: could not restart the previous cluster: {exc}")
+            raise
+        finally:
+            shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        st = self._wait_streaming(link, seconds=30)
+        pos = self._replay_position()
+        log(f"{self.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")
+        return pos
+
+    def _replay_position(self) -> Position:
+        with self._sess() as sess:
+            r = self._one(sess, "SELECT pg_last_wal_replay_lsn()::text, "
+                                "(SELECT received_tli FROM pg_stat_wal_receiver), "
+                                "(SELECT timeline_id FROM pg_control_checkpoint())", what="read the position")
+        return Position(self.engine, r[0] or "", int(r[1] or r[2] or 0) or None)
+
+    def _wait_streaming(self, link: Link | None, seconds: float) -> ReplicaStatus:
+        def ok():
+            st = self.status(link)
+            return st if st.connected else None
+        return wait_for(ok, seconds=seconds, step=0.25) or self.status(link)
+
+    def configure_replica(self, link: Link, *, log=print, wait: float = 15.0) -> ReplicaStatus:
+        """Re-point a running replica (password, pins, address): rewrite the include and reload
+        (``primary_conninfo`` is reloadable: the WAL receiver reconnects); the status after a bounded wait."""
+        self._tls(link)
+        self._passfile(link)
+        with self._sess() as sess:
+            if self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] != "t":
+                raise ReplicationError(f"{self.label}: this server is not a replica (seed it first)")
+            cur = self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
+            self._write_include(role="replica", link=link, current=cur)
+            self._write_hba(link.master_host, link,
+                            hba=Path(self._setting(sess, "hba_file")))
+            self._reload(sess)
+            # a receiver that is up keeps its old connection until it breaks: make it reconnect now
+            self._q(sess, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walreceiver'",
+                    what="restart the WAL receiver")
+
+        def settled():
+            st = self.status(link)
+            return st if (st.connected or st.last_error) else None
+        time.sleep(0.5)
+        st = wait_for(settled, seconds=wait, step=0.25) or self.status(link)
+        log(f"{self.label}: replica of {link.master_host}:{link.port}: {st.state}"
+            + (f" ({st.last_error})" if st.last_error else ""))
+        return st
+
+    def status(self, link: Optional[Link] = None) -> ReplicaStatus:
+        with self._sess() as sess:
+            r = self._one(sess, "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, "
+                                "pg_last_wal_replay_lsn()::text, "
+                                "extract(epoch from now() - pg_last_xact_replay_timestamp()), "
+                                "(SELECT status FROM pg_stat_wal_receiver), "
+                                "(SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), "
+                                "(SELECT extract(epoch from now() - last_msg_receipt_time) FROM pg_stat_wal_receiver), "
+                                "(SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver)",
+                          what="read the replica status")
+            if r[0] != "t":
+                cur = self._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
+                return ReplicaStatus(server=self.label, role="master", state="master", applied=cur)
+        _, received, replayed, age, wr_status, latest_end, contact, sender = r
+        if received and replayed and lsn(received) < lsn(replayed):
+            received = replayed          # the receiver restarted at a segment start behind the replay
+        connected = wr_status == "streaming"
+        st = ReplicaStatus(server=self.label, role="replica", state="streaming" if connected else "connecting",
+                           connected=connected, received=received, applied=replayed, master=sender,
+                           detail={"receiver": wr_status, "last_contact_seconds": float(contact) if contact else None})
+        rep = lsn(replayed)
+        if connected:
+            end = lsn(latest_end)
+            st.lag_bytes = max(0, (end or 0) - (rep or 0)) if end and rep else None
+            st.lag_seconds = 0.0 if (lsn(received) or 0) <= (rep or 0) or not age else max(0.0, float(age))
+        probe = self._probe(link) if not connected else None
+        if probe is not None:
+            st.detail["probe"] = probe
+            if not probe["ok"]:
+                st.last_error, st.needs_seed = explain(probe["error"])
+                st.state = "error"
+            else:
+                if probe.get("master_lsn") and rep:
+                    st.lag_bytes = max(0, lsn(probe["master_lsn"]) - rep)
+                if probe["slot"] == "lost":
+                    st.needs_seed = True
+                    st.last_error = ("the master invalidated this replica's slot (wal_status lost: it was away longer "
+                                     "than max_slot_wal_keep_size allows): re-seed it")
+                elif probe["slot"] == "missing":
+                    st.last_error = "the master has no replication slot for this replica: re-seed it"
+                    st.needs_seed = True
+                if st.needs_seed:
+                    st.state = "needs-seed"
+        return st
+
+    # ---------------------------------------------------------------------------------- promote
+    def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False, log=print) -> Promoted:
+        t0 = time.monotonic()
+        q = ("SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+             "(SELECT status FROM pg_stat_wal_receiver), (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), "
+             "(SELECT extract(epoch from now() - last_msg_receipt_time) FROM pg_stat_wal_receiver), "
+             "extract(epoch from now() - pg_last_xact_replay_timestamp()), pg_is_wal_replay_paused()")
+        with self._sess() as sess:
+            r = self._one(sess, q, what="read the replica status")
+            if r[0] != "t":
+                cur = self._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
+                return Promoted(server=self.label, dry_run=dry_run, position=Position(self.engine, cur or ""),
+                                notes=["not a replica: nothing to promote (already a master)"])
+            _, received, replayed, wr, latest_end, contact, age, paused = r
+            streaming = wr == "streaming"
+            would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
+                          if streaming else
+                          "whatever the master wrote after its last WAL reached this replica"
+                          + (f" ({float(contact):.1f} s ago)" if contact else "")
+                          + ("; it had reported WAL up to " + latest_end + f", {lsn(latest_end) - lsn(received)} bytes "
+                             "more than received" if latest_end and received and lsn(latest_end) > lsn(received) else ""))
+            behind = (lsn(received) - lsn(replayed)) if received and replayed else 0
+            if dry_run:
+                return Promoted(server=self.label, dry_run=True, position=Position(self.engine, replayed or ""),
+                                caught_up=behind <= 0, lag_seconds=float(age) if age and behind > 0 else 0.0,
+                                not_applied=f"{max(0, behind)} bytes of WAL received but not replayed yet "
+                                            "(a promote replays them first)",
+                                would_lose=would_lose, notes=[f"WAL receiver: {wr or 'not running'}"])
+            if paused == "t":
+                self._q(sess, "SELECT pg_wal_replay_resume()", what="resume the replay")
+            stable = {"n": 0, "last": None}
+
+            def caught_up():
+                rr = self._one(sess, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text",
+                               what="read the replay position")
+                if rr[0]:
+                    return lsn(rr[1] or "0/0") >= lsn(rr[0])
+                stable["n"] = stable["n"] + 1 if rr[1] == stable["last"] else 0
+                stable["last"] = rr[1]
+                return stable["n"] >= 3
+            done = bool(wait_for(caught_up, seconds=timeout, step=0.1))
+            if not done and not force:
+                raise ReplicationError(f"{self.label}: not caught up after {timeout:.0f} s (received {received}, "
+                                       f"replayed {replayed}); run again with a longer timeout (or force)")
+            takeover = self._one(sess, "SELECT pg_last_wal_replay_lsn()::text", what="read the replay position")[0]
+            left = max(5, int(timeout - (time.monotonic() - t0)))
+            ok = self._one(sess, f"SELECT pg_promote(true, {left})", what="promote (pg_promote)")[0]
+            if ok != "t":
+                raise ReplicationError(f"{self.label}: pg_promote did not finish within {left} s")
+            # pg_control records the new timeline only at the first checkpoint after the promote; pg_rewind
+            # (the re-pair of the old master) reads it from there and would see "same timeline, no rewind"
+            self._q(sess, "CHECKPOINT", what="checkpoint after the promote")
+            tli = self._one(sess, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", what="read the timeline")[0]
+        self._write_master_include_after_promote()
+        with self._sess() as sess:
+            self._reload(sess)
+        waited = time.monotonic() - t0
+        pos = Position(self.engine, takeover or "", int(tli, 16))
+        log(f"{self.label}: promoted at {takeover}, now on timeline {int(tli, 16)} after {waited:.2f} s")
+        return Promoted(server=self.label, dry_run=False, position=pos, waited=waited, caught_up=done,
+                        lag_seconds=0.0 if done else None, would_lose=would_lose,
+                        notes=[] if done else ["promoted before the replay caught up (force)"])
+
+    def _write_master_include_after_promote(self) -> None:
+        """The include for the master role without a replica yet: the standby settings and the
+        synchronous standby dropped (no replica to wait for until the re-pair)."""
+        path = self.root.join(self.state_dir) / INCLUDE
+        if not path.is_file():
+            return
+        lines = [ln for ln in path.read_text().splitlines()
+                 if not re.match(r"(primary_conninfo|primary_slot_name|synchronous_standby_names)\s*=", ln)]
+        lines[0] = lines[0].replace("role replica", "role master (promoted, no replica yet)")
+        lines.append("synchronous_standby_names = ''")
+        write_private(path, "\n".join(lines) + "\n", owner=self._owner())
+        self._write_state(role="master", synchronous=False)
+
+    # ---------------------------------------------------------------------------------- re-pair
+    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+               log=print) -> Repaired:
+        """On the old master: save what it committed after the switch to the new master's timeline, then
+        ``pg_rewind`` from the new master (a full seed when that fails) and follow it."""
+        datadir = self._datadir()
+        owner = owner_of(datadir)
+        self._tls(link)
+        self._passfile(link)
+        ctl = self._control()
+        if self._is_running():
+            with self._sess() as sess:
+                inrec = self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t"
+            if inrec:
+                st = self.status(link)
+                if st.connected and (st.master or "").startswith(link.master_host + ":"):
+                    return Repaired(server=self.label, diverged=False, transactions=0, saved_to=None, method="follow",
+                                    state="replica", report={"note": "already a replica of the new master"})
+            ctl.stop(log=log)
+        # where the new master's timeline left ours
+        ident_out = self._replication_command(link, "IDENTIFY_SYSTEM", what="identify the new master")
+        new_tli = int(ident_out.split("\t")[1])
+        history = self._replication_command(link, f"TIMELINE_HISTORY {new_tli}", what="read its timeline history") \
+            if new_tli > 1 else ""
+        old_tli, seg_size = self._control_data(datadir)
+        switch = None
+        for ln in history.splitlines():
+            m = re.match(r"\s*(?:\S+\.history\t)?(\d+)\s+([0-9A-Fa-f]+/[0-9A-Fa-f]+)", ln)
+            if m and int(m.group(1)) == old_tli:
+                switch = m.group(2)
+        report: dict = {"engine": self.engine, "server": self.label, "takeover": str(takeover),
+                        "old_timeline": old_tli, "new_timeline": new_tli, "switch_point": switch}
+        commits, listing = self._diverged_commits(datadir, old_tli, switch)
+        diverged = switch is None or bool(commits)
+        saved = None
+        if diverged:
+            saved = self._save_divergence(datadir, Path(save_dir), old_tli, switch, seg_size, commits, listing,
+                                          report, log=log)
+        else:
+            log(f"{self.label}: nothing committed after the switch point {switch} on timeline {old_tli}")
+        # rewind (the cluster is stopped cleanly or crashed: pg_rewind finishes the crash recovery itself)
+        kept = self._keep_own_config(datadir)
+        cur = {}
+        method = "rewind"
+        argv = as_user(owner) + [self.server.tool("pg_rewind"), f"--target-pgdata={datadir}",
+                                 f"--source-server={self._channel(link, dbname='postgres')}"]
+        if self.config_dir:
+            argv.append(f"--config-file={self._config_base() / 'postgresql.conf'}")
+        # the new master's pg_control must show its new timeline (a checkpoint after the promote)
+        subprocess.run([self.server.tool("psql"), "-X", "-q", "-w", "-d", self._channel(link, dbname="postgres"),
+                        "-c", "CHECKPOINT"], capture_output=True, env=clean_env(), timeout=300)
+        try:
+            cp = run(argv, server=self.label, what=f"rewind from the new master {link.master_host}:{link.port}",
+                     env=clean_env(), timeout=self.seed_timeout)
+            if diverged and b"no rewind required" in cp.stdout + cp.stderr:
+                raise ReplicationError("pg_rewind saw nothing to rewind although this server diverged")
+        except ReplicationError as exc:
+            log(f"{self.label}: pg_rewind failed ({exc}); re-seeding from the new master instead")
+            method = "seed"
+        if method == "seed":
+            self._restore_own_config(datadir, kept)
+            self.seed(link, log=log)
+        else:
+            self._restore_own_config(datadir, kept)
+            self._standby_signal(datadir)
+            slots = datadir / "pg_replslot"
+            for s in (slots.iterdir() if slots.is_dir() else []):
+                shutil.rmtree(s, ignore_errors=True)       # the old master's slot for its former replica
+            self._write_include(role="replica", link=link, current=cur)
+            self._write_hba(link.master_host, link)
+            ctl.start(log=log)
+        st = self._wait_streaming(link, seconds=30)
+        report["status"] = st.state
+        if saved is not None:
+            write_private(saved / "report.json", json.dumps(report, indent=1, sort_keys=True))
+        log(f"{self.label}: re-paired ({method}) as a replica of {link.master_host}:{link.port}: {st.state}")
+        return Repaired(server=self.label, diverged=diverged, transactions=len(commits),
+                        saved_to=str(saved) if saved else None, method=method,
+                        state="replica" if st.connected else st.state, report=report)
+
+    def _control_data(self, datadir: Path) -> tuple[int, int]:
+        cp = run(as_user(owner_of(datadir)) + [self.server.tool("pg_controldata"), "-D", str(datadir)],
+                 server=self.label, what="read pg_control", env=clean_env(LC_ALL="C"), timeout=60)
+        text = cp.stdout.decode()
+        tli = int(re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", text).group(1))
+        seg = int(re.search(r"Bytes per WAL segment:\s+(\d+)", text).group(1))
+        mrl = re.search(r"Minimum recovery ending loc's timeline:\s+(\d+)", text)
+        if mrl and int(mrl.group(1)) > tli:
+            tli = int(mrl.group(1))
+        return tli, seg
+
+    def _waldump(self, datadir: Path, tli: int, start: str, *extra: str) -> str:
+        argv = as_user(owner_of(datadir)) + [self.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
+                                             f"--timeline={tli}", f"--start={start}", *extra]
+        cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
+        if cp.returncode != 0 and not re.search(r"invalid record length|could not find file|end of WAL|"
+                                                r"invalid magic number|record with incorrect prev-link|"
+                                                r"contrecord is requested", cp.stderr):
+            raise ReplicationError(f"{self.label}: cannot read the WAL after {start}: {cp.stderr.strip()[-300:]}")
+        return cp.stdout
+
+    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None) -> tuple[list[dict], str]:
+        if switch is None:
+            return [], ""
+        listing = self._waldump(datadir, tli, switch)
+        commits = []
+        for ln in listing.splitlines():
+            m = re.search(r"rmgr: Transaction .*tx:\s+(\d+), lsn: (\S+), .*desc: COMMIT(?:_PREPARED)? (\S+ \S+)", ln)
+            if m:
+                commits.append({"xid": int(m.group(1)), "lsn": m.group(2).rstrip(","), "time": m.group(3)})
+        return commits, listing
+
+    def _save_divergence(self, datadir: Path, save_dir: Path, tli: int, switch: str | None, seg_size: int,
+                         commits: list[dict], listing: str, report: dict, *, log=print) -> Path:
+        owner = owner_of(datadir)
+        sock_host = self.state_dir.rstrip("/") + "/sock"
+        sock = private_dir(self.root.join(sock_host), owner)
+        private = replace(self.server, socket_dir=sock_host)
+        for signal_file in ("standby.signal", "recovery.signal"):      # saved as the primary it was
+            (datadir / signal_file).unlink(missing_ok=True)
+        ctl = PostgresControl(self)
+        ctl.start(log=log, server=private, extra=("-c", "listen_addresses=", "-c", f"unix_socket_directories={sock}",
+                                                  "-c", "default_transaction_read_only=on", "-c", "primary_conninfo=",
+                                                  "-c", "synchronous_standby_names=", "-c", "archive_mode=off"))
+        try:
+            with saved_folder(save_dir) as tmp:
+                private.dump(tmp / "old-master.tar", None, log=log)
+                tables = self._relations(private, listing)
+                (tmp / "wal").mkdir()
+                if switch is not None:
+                    per_id = 0x100000000 // seg_size
+                    segno = lsn(switch) // seg_size
+                    first = f"{tli:08X}{segno // per_id:08X}{segno % per_id:08X}"
+                    for p in sorted((datadir / "pg_wal").iterdir()):
+                        if re.fullmatch(r"[0-9A-F]{24}", p.name) and p.name[:8] == f"{tli:08X}" and p.name >= first:
+                            shutil.copy2(p, tmp / "wal" / p.name)
+                write_private(tmp / "diverged-wal.txt", listing or "(no switch point: the whole cluster is saved)\n")
+                report.update({
+                    "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "transactions": len(commits),
+                    "first": commits[0]["time"] if commits else None, "last": commits[-1]["time"] if commits else None,
+                    "commits": commits[:1000], "tables": tables,
+                    "files": {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
+                    "how_to_use": "old-master.tar is the old master as it was before the rewind (roles and every "
+                                  "database, the hotsync dump format: restore with hotsync restore-databases or "
+                                  "pg_restore the db-NNN.pgdump members); diverged-wal.txt lists the WAL records "
+                                  "after the switch point, wal/ holds those segments"})
+                write_private(tmp / "report.json", json.dumps(report, indent=1, sort_keys=True))
+                final = publish(tmp, save_dir)
+        finally:
+            run(as_user(owner) + [self.server.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w", "-t",
+                                  str(int(self.stop_timeout))], server=self.label, what="stop the private instance",
+                env=clean_env(), timeout=self.stop_timeout + 30)
+        log(f"{self.label}: saved the old master ({len(commits)} transaction(s) after the switch point {switch}) "
+            f"into {final}")
+        return final
+
+    def _relations(self, private: Postgres, listing: str) -> dict[str, int]:
+        """Tables the diverged WAL records touched (``rel <tablespace>/<db>/<filenode>``), by name."""
+        refs: dict[tuple[int, int], int] = {}
+        for m in re.finditer(r"rel (\d+)/(\d+)/(\d+)", listing):
+            key = (int(m.group(2)), int(m.group(3)))
+            refs[key] = refs.get(key, 0) + 1
+        out: dict[str, int] = {}
+        if not refs:
+            return out
+        with private._session() as sess:
+            dbs = {int(r[0]): r[1] for r in private.query(sess, "SELECT oid, datname FROM pg_database WHERE datallowconn",
+                                                          what="list databases")}
+            for dboid in sorted({d for d, _ in refs}):
+                if dboid not in dbs:
+                    continue
+                nodes = sorted(f for d, f in refs if d == dboid)
+                rows = private.query(sess, "SELECT pg_relation_filenode(c.oid), c.oid::regclass::text FROM pg_class c "
+                                           "WHERE c.relkind IN ('r', 'p', 'm') AND pg_relation_filenode(c.oid) = ANY("
+                                           f"ARRAY[{','.join(map(str, nodes))}]::oid[])", db=dbs[dboid],
+                                     what=f"name the tables of {dbs[dboid]}")
+                for node, name in rows:
+                    out[f"{dbs[dboid]}.{name}"] = refs[(dboid, int(node))]
+        return out
+
+    # ---------------------------------------------------------------------------------- synchronous
+    def set_synchronous(self, link: Link, on: bool, *, log=print) -> None:
+        """``synchronous_standby_names`` on the master (a commit waits until the replica flushed it; with the
+        replica down, commits WAIT: PostgreSQL has no fall-back timeout). Nothing to set on a replica."""
+        with self._sess() as sess:
+            if self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t":
+                self._write_state(synchronous=on)
+                log(f"{self.label}: replica side: nothing to set (application_name={link.name})")
+                return
+            cur = self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
+            self._write_include(role="master", link=link, current=cur, synchronous=on)
+            self._reload(sess, expect={"synchronous_standby_names": ident(link.name) if on else ""})
+        log(f"{self.label}: synchronous replication {'on' if on else 'off'} (synchronous_standby_names)")

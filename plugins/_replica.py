@@ -249,13 +249,13 @@ class ReplicationEngine(Protocol):
     def seed(self, link: Link, source: Optional[Path] = None, *,
              log: Callable[[str], None] = print) -> Position: ...
 
-    def configure_replica(self, link: Link, *, log: Callable[[str], None] = print) -> None: ...
+    def configure_replica(self, link: Link, *, log: Callable[[str], None] = print) -> ReplicaStatus: ...
 
     def status(self, link: Optional[Link] = None) -> ReplicaStatus: ...
 
     def master_status(self, link: Link) -> MasterStatus: ...
 
-    def promote(self, *, timeout: float = 60.0, dry_run: bool = False,
+    def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
                 log: Callable[[str], None] = print) -> Promoted: ...
 
     def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
@@ -294,6 +294,24 @@ def run(argv: Sequence[str], *, server: str, what: str, input: bytes | None = No
         raise ReplicationError(f"{server}: cannot {what}: {describe_exit(argv[0], cp.returncode)}"
                                + stderr_tail(cp.stderr))
     return cp
+
+
+_DAEMONS: list[subprocess.Popen] = []
+
+
+def spawn_daemon(argv: Sequence[str], *, log_file: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start a server process in its own session (it outlives us); we keep its Popen so it is reaped
+    (no zombie, no warning) when it ends while we run."""
+    _DAEMONS[:] = [p for p in _DAEMONS if p.poll() is None]
+    out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                close_fds=True, env=env if env is not None else clean_env())
+    finally:
+        if log_file is not None:
+            out.close()
+    _DAEMONS.append(proc)
+    return proc
 
 
 def as_user(owner: pwd.struct_passwd | None) -> list[str]:
@@ -401,6 +419,24 @@ def install_tls(link: Link, root, dest: Path, owner: pwd.struct_passwd | None, *
     return out
 
 
+def auth_changed(state: Path, *parts: bytes | str, owner: pwd.struct_passwd | None = None) -> bool:
+    """Whether what the master accepts on the channel (pin, password) differs from the last time; records it.
+    A master whose pin or password changed cuts the replication sessions that logged in with the old ones."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    path = state / "master-auth"
+    try:
+        old = path.read_text().strip()
+    except OSError:
+        old = None
+    new = h.hexdigest()
+    if old != new:
+        write_private(path, new + "\n", owner=owner)
+    return old is not None and old != new
+
+
 def subject_of(cert: Path, *, issuer: bool = False) -> str:
     """The certificate's subject (or issuer) in OpenSSL's one-line form ``/O=.../CN=...``."""
     cp = run(["openssl", "x509", "-in", str(cert), "-noout", "-issuer" if issuer else "-subject",
@@ -494,6 +530,21 @@ def publish(tmp: Path, target: Path) -> Path:
     os.rename(tmp, final)
     fsync_dir(final.parent)
     return final
+
+
+def find_saved(target: Path, **same) -> tuple[Path, dict] | None:
+    """A folder an earlier (interrupted) re-pair already saved for the same divergence: *target* or
+    *target*-N whose report.json has the values *same*; then nothing is saved twice."""
+    import json
+
+    for cand in [target, *sorted(target.parent.glob(target.name + "-*"))]:
+        try:
+            report = json.loads((cand / "report.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if all(report.get(k) == v for k, v in same.items()):
+            return cand, report
+    return None
 
 
 def sha256_file(path: Path) -> str:

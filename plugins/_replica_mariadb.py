@@ -52,8 +52,8 @@ from hotsync_events.paths import Root
 from ._dbtools import DatabaseError, Staged, find_program, systemd_running, work_dir
 from ._mariadb import MariaDB
 from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, clean_env, install_tls, owner_of, pid_alive, private_dir, publish,
-                       read_password, recover_swap, run, saved_folder, sha256_file, subject_of, swap_dirs,
+                       ServerControl, auth_changed, find_saved, install_tls, owner_of, pid_alive, private_dir, publish,
+                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs,
                        wait_for, write_private)
 
 __all__ = ["MariaDBReplication", "MariaDBControl", "gtid_distance", "parse_gtids"]
@@ -111,7 +111,7 @@ def explain_io_error(errno: int, message: str) -> tuple[str, bool]:
     if errno == 2026:
         return (f"TLS handshake failed: the master's certificate is not the pinned one (or the master "
                 f"refused this host's certificate): {msg}", False)
-    if errno == 2013 and ("authentication" in msg or "reading initial" in msg):
+    if errno == 2013 and any(w in msg for w in ("authentication", "authorization", "reading initial")):
         return f"the master cut the connection during TLS/authentication (it does not trust this host's certificate): {msg}", False
     if errno in (2003, 2002, 2005):
         return f"cannot reach the master: {msg}", False
@@ -171,8 +171,7 @@ class MariaDBControl:
             if os.geteuid() == 0 and datadir.is_dir():
                 argv.append(f"--user={owner_of(datadir).pw_name}")
             log(f"{srv.label}: starting the server ({Path(argv[0]).name} --defaults-file={self.repl.defaults_file})")
-            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True, env=clean_env())
+            spawn_daemon(argv)
         last: list[str] = []
 
         def up() -> bool:
@@ -397,6 +396,12 @@ class MariaDBReplication:
                                  f"ALTER USER {account} {ident} {require};\n"
                                  f"GRANT REPLICATION SLAVE ON *.* TO {account};\n",
                             what=f"create the replication account {link.user}@{link.replica_host}")
+            if auth_changed(self._state_path(), tls["peer"].read_bytes(), native_hash(pw), link.replica_host,
+                            owner=owner_of(Path(v["datadir"]))):
+                for row in self._sql(cli, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "
+                                          f"'Binlog Dump%' AND USER = {quote(link.user)}", what="list replica sessions"):
+                    self._sql(cli, f"KILL CONNECTION {int(row[0])}", what="cut a replica session that logged in "
+                                                                        "with the old pin or password")
             others = [r[0] for r in self._sql(cli, f"SELECT Host FROM mysql.user WHERE User = {quote(link.user)}",
                                               what="list the replication account's hosts")
                       if r and r[0] != link.replica_host]
@@ -597,7 +602,8 @@ class MariaDBReplication:
             detail={k: ss.get(k) for k in ("Slave_IO_State", "Slave_IO_Running", "Slave_SQL_Running",
                                            "Slave_SQL_Running_State", "Master_Log_File", "Read_Master_Log_Pos",
                                            "Relay_Master_Log_File", "Exec_Master_Log_Pos", "Relay_Log_Space",
-                                           "Master_SSL_Verify_Server_Cert", "Last_IO_Errno", "Last_SQL_Errno")})
+                                           "Master_SSL_Allowed", "Master_SSL_Verify_Server_Cert", "Last_IO_Errno",
+                                           "Last_SQL_Errno")})
 
     # ---------------------------------------------------------------------------------- promote
     def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
@@ -721,6 +727,11 @@ class MariaDBReplication:
                         state="replica", report=report)
 
     def _save_divergence(self, cli, save_dir: Path, theirs, mine, v, report: dict, *, log=print):
+        earlier = find_saved(Path(save_dir), takeover=report["takeover"],
+                             old_master_position=report["old_master_position"])
+        if earlier is not None:
+            log(f"{self.label}: what diverged was already saved in {earlier[0]}")
+            return earlier[1].get("transactions", 0), earlier[0], earlier[1]
         binlog = find_program("mariadb-binlog", "mysqlbinlog")
         logs = [r[0] for r in self._sql(cli, "SHOW BINARY LOGS", what="list binary logs")]
         if not logs:
@@ -744,8 +755,8 @@ class MariaDBReplication:
                 src = bindir / name
                 shutil.copy2(src, tmp / "binlog" / name)
                 copied.append(name)
-                at_start = parse_gtids(self._sql(cli, f"SELECT BINLOG_GTID_POS({quote(name)}, 4)",
-                                                 what="read a binlog's start position")[0][0])
+                rows = self._sql(cli, f"SELECT BINLOG_GTID_POS({quote(name)}, 4)", what="read a binlog's start position")
+                at_start = parse_gtids(rows[0][0] if rows and rows[0] else "")
                 if all(at_start.get(d, (0, 0))[1] <= theirs.get(d, (0, 0))[1] for d in mine):
                     break
             files = {f"binlog/{n}": sha256_file(tmp / "binlog" / n) for n in copied}

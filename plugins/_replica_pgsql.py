@@ -54,8 +54,8 @@ from hotsync_events.paths import Root
 from ._dbtools import DatabaseError, systemd_running
 from ._pgsql import Postgres, conninfo as db_conninfo, ident
 from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, as_user, clean_env, install_tls, owner_of, private_dir, publish,
-                       read_password, recover_swap, run, saved_folder, sha256_file, subject_of, swap_dirs, wait_for,
+                       ServerControl, as_user, auth_changed, clean_env, install_tls, owner_of, private_dir, publish,
+                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs, wait_for,
                        write_private)
 
 __all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
@@ -117,7 +117,7 @@ def explain(message: str) -> tuple[str, bool]:
     if "password authentication failed" in m:
         return (f"the master refused the replication login (wrong password, or this host's certificate CN is "
                 f"not the role, or its address is not the one allowed): {m}", False)
-    if "no pg_hba.conf entry" in m:
+    if "no pg_hba.conf entry" in m or "pg_hba.conf rejects" in m:
         return f"the master does not allow this host's address or account (pg_hba): {m}", False
     if "certificate verify failed" in m:
         return f"TLS: the master's certificate is not the pinned one: {m}", False
@@ -151,9 +151,7 @@ class PostgresControl:
             logf.parent.mkdir(parents=True, exist_ok=True)
             argv = as_user(r._owner()) + [srv.tool("postgres"), "-D", str(r._config_base()), *extra]
             log(f"{srv.label}: starting the server (postgres -D {r._config_base()}{' ' + ' '.join(extra) if extra else ''})")
-            with open(logf, "ab") as fh:
-                subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True,
-                                 close_fds=True, env=clean_env())
+            spawn_daemon(argv, log_file=logf)
         last: list[str] = []
 
         def up() -> bool:
@@ -298,11 +296,26 @@ class PostgresReplication:
 
     # ---------------------------------------------------------------------------------- files
     def _passfile(self, link: Link) -> Path:
+        """The 0600 libpq passfile. Its name carries a digest of the password and the TLS files, so a
+        changed credential changes ``primary_conninfo`` and the WAL receiver reconnects with it at the
+        reload (a running receiver keeps its session otherwise, and cannot be terminated from SQL)."""
         pw = read_password(self.root.join(link.password_file), server=self.label)
-        path = self._state() / "pgpass"
+        st = self._state()
+        h = hashlib.sha256(f"{link.user}\0{pw}\0".encode())
+        for name in ("own.crt", "own.key", "peer.crt"):
+            if (st / name).is_file():
+                h.update((st / name).read_bytes())
+        path = st / f"pgpass-{h.hexdigest()[:12]}"
         esc = pw.replace("\\", "\\\\").replace(":", "\\:")
         write_private(path, f"*:*:*:{link.user}:{esc}\n", owner=self._owner())
+        for old in st.glob("pgpass-*"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        self._write_state(passfile=path.name)
         return path
+
+    def _passfile_path(self) -> Path:
+        return self.root.join(self.state_dir) / self._read_state().get("passfile", "pgpass")
 
     def _tls(self, link: Link) -> dict[str, Path]:
         tls = install_tls(link, self.root, self._state(), self._owner(), server=self.label)
@@ -315,7 +328,7 @@ class PostgresReplication:
     def _channel(self, link: Link, **extra: str) -> str:
         """The replica's connection string to the master (no password: the 0600 passfile)."""
         st = self._state()
-        return conninfo(host=link.master_host, port=str(link.port), user=link.user, passfile=str(st / "pgpass"),
+        return conninfo(host=link.master_host, port=str(link.port), user=link.user, passfile=str(self._passfile_path()),
                         sslmode="verify-ca", sslrootcert=str(st / "peer.crt"), sslcert=str(st / "own.crt"),
                         sslkey=str(st / "own.key"), application_name=link.name, connect_timeout="10", **extra)
 
@@ -349,6 +362,7 @@ class PostgresReplication:
             lines.append("synchronous_standby_names = ''")
             lines.append(f"primary_conninfo = {guc(self._channel(link))}")
             lines.append(f"primary_slot_name = {guc(link.name)}")
+            lines.append("wal_retrieve_retry_interval = '1s'")
         path = st / INCLUDE
         write_private(path, "\n".join(lines) + "\n", owner=self._owner())
         self._write_state(role=role, master_host=link.master_host, replica_host=link.replica_host, port=link.port,
@@ -426,7 +440,7 @@ class PostgresReplication:
         else:
             host, port, user, name = link.master_host, link.port, link.user, link.name
         sd = self.root.join(self.state_dir)
-        ci = conninfo(host=host, port=str(port), user=user, passfile=str(sd / "pgpass"), sslmode="verify-ca",
+        ci = conninfo(host=host, port=str(port), user=user, passfile=str(self._passfile_path()), sslmode="verify-ca",
                       sslrootcert=str(sd / "peer.crt"), sslcert=str(sd / "own.crt"), sslkey=str(sd / "own.key"),
                       connect_timeout="5", replication="true", dbname="replication", application_name="hotsync_probe")
         cp = subprocess.run([self.server.tool("psql"), "-X", "-A", "-t", "-F", "\t", "-w", "-d", ci,
@@ -478,6 +492,10 @@ class PostgresReplication:
                                 f"ALTER ROLE {role} WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "
                                 f"PASSWORD {sql_literal(verifier)};\n" + grants,
                           what=f"create the replication role {link.user}")
+            if auth_changed(self._state(), (self._state() / "peer.crt").read_bytes(), pw, link.replica_host,
+                            owner=self._owner()):
+                self._q(sess, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE usename = "
+                              f"{sql_literal(link.user)}", what="cut replica sessions that logged in with the old pin")
             self._q(sess, f"SELECT pg_create_physical_replication_slot({sql_literal(link.name)}, true) WHERE NOT "
                           f"EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = {sql_literal(link.name)})",
                     what=f"create the replication slot {link.name}")
@@ -638,10 +656,7 @@ class PostgresReplication:
             self._write_include(role="replica", link=link, current=cur)
             self._write_hba(link.master_host, link,
                             hba=Path(self._setting(sess, "hba_file")))
-            self._reload(sess)
-            # a receiver that is up keeps its old connection until it breaks: make it reconnect now
-            self._q(sess, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walreceiver'",
-                    what="restart the WAL receiver")
+            self._reload(sess)           # a changed primary_conninfo restarts the WAL receiver
 
         def settled():
             st = self.status(link)

@@ -19,7 +19,9 @@ returned, so a test can count the acknowledged transactions a promoted replica l
 from __future__ import annotations
 
 import os
+import itertools
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,6 +118,8 @@ class MariaDBNode(MariaDBServer):
         self.cnf.write_text("\n".join(lines) + f"\n!includedir {dropdir}\n")
 
     def start(self) -> "MariaDBNode":
+        if self.proc is not None:
+            self.proc.poll()          # a server the engine stopped: reap it before we forget it
         if not self.datadir.is_dir():
             self.install()
         self.write_cnf()
@@ -140,7 +144,16 @@ class MariaDBNode(MariaDBServer):
                 pass
         for pid in self.pids():
             kill_pid(pid, seconds=5, sig=signal.SIGKILL)
+        self._forget_proc()
         return t
+
+    def _forget_proc(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
 
     def engine(self, **kw) -> MariaDBReplication:
         srv = MariaDB(self.root, socket="/run/mysqld/mysqld.sock", user="root",
@@ -195,6 +208,8 @@ class PostgresNode(PostgresServer):
         return str(self.port)
 
     def start(self) -> "PostgresNode":
+        if self.proc is not None:
+            self.proc.poll()
         if not (self.datadir / "PG_VERSION").exists():
             self.install()
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -236,6 +251,12 @@ class PostgresNode(PostgresServer):
             except ProcessLookupError:
                 pass
             kill_pid(pid, seconds=5, sig=signal.SIGKILL)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
         return t
 
     def stop(self) -> None:
@@ -297,6 +318,9 @@ class LoadResult:
         return max(0.0, killed_at - min(self.acks[n] for n in lost)) if lost else 0.0
 
 
+_LOAD_IDS = itertools.count(1)
+
+
 class BankLoad:
     """*clients* sessions doing transfers on *node* until stopped (bounded to *seconds*), each transaction
     ``UPDATE accounts`` (one statement: atomic even if the session errs) + ``INSERT INTO ledger`` + COMMIT,
@@ -313,6 +337,7 @@ class BankLoad:
         self.procs: list[subprocess.Popen] = []
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
+        self.base = next(_LOAD_IDS) * 1_000_000_000       # transaction numbers unique across loads
 
     def _argv_env(self):
         if isinstance(self.node, MariaDBNode):
@@ -332,7 +357,7 @@ class BankLoad:
         try:
             while not self.stop_event.is_set() and time.monotonic() < deadline:
                 i += 1
-                n = k * 1_000_000_000 + i
+                n = self.base + k * 10_000_000 + i
                 a, b = sorted(rng.sample(range(1, ACCOUNTS + 1), 2))
                 amt = rng.randint(1, 50)
                 proc.stdin.write(f"BEGIN; UPDATE accounts SET bal = bal + CASE id WHEN {a} THEN -{amt} ELSE {amt} END "
@@ -360,6 +385,8 @@ class BankLoad:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(timeout=10)
+            proc.stdout.close()
 
     def __enter__(self) -> "BankLoad":
         for k in range(1, self.clients + 1):
@@ -377,6 +404,10 @@ class BankLoad:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def mine(self, present: set[int]) -> set[int]:
+        """The transaction numbers of this load among *present*."""
+        return {n for n in present if self.base <= n < self.base + 1_000_000_000}
+
     @property
     def count(self) -> int:
         return len(self.result.acks)
@@ -386,3 +417,61 @@ class BankLoad:
         while self.count < n and time.monotonic() < deadline:
             time.sleep(0.05)
         assert self.count >= n, f"the load made only {self.count} transactions in {seconds} s"
+
+
+# ------------------------------------------------------------------------------------------ a pair
+class ReplPair:
+    """Two nodes of one engine and who is the master now (:meth:`swap` after a promote)."""
+
+    def __init__(self, master, replica) -> None:
+        self.master, self.replica = master, replica
+
+    def link(self, local, **kw) -> Link:
+        return link_for(local, self.master, self.replica, **kw)
+
+    def mlink(self, **kw) -> Link:
+        return self.link(self.master, **kw)
+
+    def rlink(self, **kw) -> Link:
+        return self.link(self.replica, **kw)
+
+    def swap(self) -> None:
+        self.master, self.replica = self.replica, self.master
+
+    def converged(self, seconds: float = 30) -> bool:
+        """Wait (bounded) until the replica has applied everything the master committed."""
+        m, r = self.master, self.replica
+        if isinstance(m, MariaDBNode):
+            def done():
+                return m.sql("SELECT @@gtid_binlog_pos")[0][0] == r.sql("SELECT @@gtid_slave_pos")[0][0]
+        else:
+            def done():
+                cur = m.sql("SELECT pg_current_wal_lsn()")[0][0]
+                return r.sql(f"SELECT pg_last_wal_replay_lsn() >= '{cur}'::pg_lsn")[0][0] == "t"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def close(self) -> None:
+        for node in (self.master, self.replica):
+            node.stop()
+            shutil.rmtree(node.root.path, ignore_errors=True)
+
+
+def rogue_cert(node, address: str) -> str:
+    """Another self-signed certificate with the same CN and address (what an impostor could present);
+    its host path under *node*'s root."""
+    d = node.root.join("/etc/hotsync-test/rogue")
+    d.mkdir(parents=True, exist_ok=True)
+    make_certificate(d / "rogue.crt", d / "rogue.key", common_name="hotsync_repl", addresses=[address])
+    return "/etc/hotsync-test/rogue/rogue.crt"
+
+
+def wrong_password_file(node) -> str:
+    p = node.root.join("/etc/hotsync-test/repl/wrong-password")
+    p.write_text("not-the-password\n")
+    os.chmod(p, 0o600)
+    return "/etc/hotsync-test/repl/wrong-password"

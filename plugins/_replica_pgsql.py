@@ -720,7 +720,8 @@ class PostgresReplication:
              "(SELECT extract(epoch from now() - last_msg_receipt_time) FROM pg_stat_wal_receiver), "
              "extract(epoch from now() - pg_last_xact_replay_timestamp()), pg_is_wal_replay_paused()")
         with self._sess() as sess:
-            r = self._one(sess, q, what="read the replica status")
+            inrec = self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t"
+            r = self._one(sess, q, what="read the replica status") if inrec else ["f"]
             if r[0] != "t":
                 cur = self._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
                 return Promoted(server=self.label, dry_run=dry_run, position=Position(self.engine, cur or ""),
@@ -820,8 +821,11 @@ class PostgresReplication:
                 switch = m.group(2)
         report: dict = {"engine": self.engine, "server": self.label, "takeover": str(takeover),
                         "old_timeline": old_tli, "new_timeline": new_tli, "switch_point": switch}
-        commits, listing = self._diverged_commits(datadir, old_tli, switch)
-        diverged = switch is None or bool(commits)
+        commits, listing, known = self._diverged_commits(datadir, old_tli, switch)
+        diverged = not known or bool(commits)        # unknown: save everything rather than guess
+        if not known:
+            report["note"] = ("the old master's WAL after the switch point cannot be read (or its timeline is not "
+                              "an ancestor of the new master's): saved whole")
         saved = None
         if diverged:
             saved = self._save_divergence(datadir, Path(save_dir), old_tli, switch, seg_size, commits, listing,
@@ -879,26 +883,38 @@ class PostgresReplication:
             tli = int(mrl.group(1))
         return tli, seg
 
-    def _waldump(self, datadir: Path, tli: int, start: str, *extra: str) -> str:
-        argv = as_user(owner_of(datadir)) + [self.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
-                                             f"--timeline={tli}", f"--start={start}", *extra]
-        cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
-        if cp.returncode != 0 and not re.search(r"invalid record length|could not find file|end of WAL|"
-                                                r"invalid magic number|record with incorrect prev-link|"
-                                                r"contrecord is requested", cp.stderr):
-            raise ReplicationError(f"{self.label}: cannot read the WAL after {start}: {cp.stderr.strip()[-300:]}")
-        return cp.stdout
+    def _waldump(self, datadir: Path, tli: int, start: str) -> tuple[str, bool]:
+        """``pg_waldump`` of the old timeline from *start* to the end of its WAL: (listing, complete).
 
-    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None) -> tuple[list[dict], str]:
+        Reading stops at the end of the WAL with an "invalid record" style error, which is the normal end.
+        Not complete: the segment holding *start* is gone (recycled), so what followed is unknown."""
+        argv = as_user(owner_of(datadir)) + [self.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
+                                             f"--timeline={tli}", f"--start={start}"]
+        cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
+        if cp.returncode == 0:
+            return cp.stdout, True
+        err = cp.stderr
+        if not cp.stdout and "could not find a valid record after" in err:
+            return "", True                     # the WAL ends at the switch point: nothing after it
+        if not cp.stdout and ("could not find file" in err or "could not open file" in err):
+            return "", False
+        if re.search(r"invalid record length|could not find file|end of WAL|invalid magic number|"
+                     r"record with incorrect prev-link|contrecord is requested|invalid resource manager", err):
+            return cp.stdout, True
+        raise ReplicationError(f"{self.label}: cannot read the WAL after {start}: {err.strip()[-300:]}")
+
+    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None) -> tuple[list[dict], str, bool]:
+        """The transactions the old master committed after *switch* on its timeline; (commits, the WAL
+        listing, whether that is known for sure)."""
         if switch is None:
-            return [], ""
-        listing = self._waldump(datadir, tli, switch)
+            return [], "", False
+        listing, complete = self._waldump(datadir, tli, switch)
         commits = []
         for ln in listing.splitlines():
             m = re.search(r"rmgr: Transaction .*tx:\s+(\d+), lsn: (\S+), .*desc: COMMIT(?:_PREPARED)? (\S+ \S+)", ln)
             if m:
                 commits.append({"xid": int(m.group(1)), "lsn": m.group(2).rstrip(","), "time": m.group(3)})
-        return commits, listing
+        return commits, listing, complete
 
     def _save_divergence(self, datadir: Path, save_dir: Path, tli: int, switch: str | None, seg_size: int,
                          commits: list[dict], listing: str, report: dict, *, log=print) -> Path:

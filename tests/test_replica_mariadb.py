@@ -208,3 +208,34 @@ def test_semisync_kill9_loses_no_acknowledged_transaction(pair):
           f"promoted at {promoted.position}")
     assert lost == []
     assert bank_total(r) == TOTAL
+
+
+def test_repair_without_divergence_follows_at_once(pair):
+    """A master stopped after its replica had everything (a planned switch-over) re-pairs without a seed."""
+    # the previous test's master was killed and its replica promoted: re-pair it first, from a seed
+    new, old = pair.replica, pair.master          # the semi-sync test promoted the replica
+    pair.swap()
+    old.start()
+    ne, oe = new.engine(), old.engine()
+    ne.set_synchronous(pair.mlink(), False)
+    assert ne.prepare_master(pair.mlink()).ready
+    folder = dated_folder(old.root.join("/var/lib/hotsync/diverged"), "mariadb")
+    takeover = ne.promote(dry_run=True).position              # a master: its own position
+    first = oe.repair(pair.rlink(), folder, takeover, seed=ne.take_seed(seed_path(new)))
+    assert first.state == "replica"
+    assert pair.converged()
+    # now a clean switch-over: nothing in flight, the master stops, the replica takes over
+    m, r = pair.master, pair.replica
+    m.kill9()
+    promoted = r.engine().promote(timeout=30)
+    pair.swap()
+    old = pair.replica
+    old.start()
+    assert pair.master.engine().prepare_master(pair.mlink()).ready
+    t = time.monotonic()
+    done = old.engine().repair(pair.rlink(), dated_folder(old.root.join("/var/lib/hotsync/diverged"), "mariadb"),
+                               promoted.position)
+    print(f"re-pair without divergence: {done.method} in {time.monotonic() - t:.2f} s")
+    assert not done.diverged and done.method == "follow" and done.saved_to is None and done.state == "replica", done
+    marker(pair.master, 41)
+    assert pair.converged() and has(pair.replica, 41)

@@ -238,3 +238,27 @@ def test_synchronous_kill9_loses_no_acknowledged_transaction(pair):
     assert lost == []
     assert bank_total(r) == TOTAL
     assert r.sql("SELECT current_setting('synchronous_standby_names')") in ([[""]], [])    # nothing to wait for now
+
+
+def test_repair_without_divergence_saves_nothing(pair):
+    """A master stopped after its replica had everything (a planned switch-over) re-pairs with nothing saved."""
+    new, old = pair.replica, pair.master          # the synchronous test promoted the replica
+    pair.swap()
+    eng(new).set_synchronous(pair.mlink(), False)
+    assert eng(new).prepare_master(pair.mlink()).ready
+    done = eng(old).repair(pair.rlink(), dated_folder(old.root.join("/var/lib/hotsync/diverged"), "postgresql"),
+                           eng(new).promote(dry_run=True).position)
+    assert done.state == "replica", done
+    assert pair.converged()
+    m, r = pair.master, pair.replica
+    m.stop()                                       # a clean shutdown: everything reached the replica
+    promoted = eng(r).promote(timeout=30)
+    pair.swap()
+    assert eng(pair.master).prepare_master(pair.mlink()).ready
+    t = time.monotonic()
+    again = eng(m).repair(pair.rlink(), dated_folder(m.root.join("/var/lib/hotsync/diverged"), "postgresql"),
+                          promoted.position)
+    print(f"re-pair without divergence: {again.method} in {time.monotonic() - t:.2f} s")
+    assert not again.diverged and again.saved_to is None and again.transactions == 0 and again.state == "replica", again
+    marker(pair.master, 41)
+    assert pair.converged() and has(pair.replica, 41)

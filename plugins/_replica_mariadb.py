@@ -317,6 +317,7 @@ class MariaDBReplication:
                  f"rpl_semi_sync_master_enabled = {'ON' if synchronous and role == 'master' else 'OFF'}",
                  "rpl_semi_sync_master_wait_point = AFTER_SYNC",
                  f"rpl_semi_sync_master_timeout = {self.semi_sync_timeout_ms}",
+                 "rpl_semi_sync_master_wait_no_slave = OFF",
                  f"rpl_semi_sync_slave_enabled = {'ON' if synchronous and role == 'replica' else 'OFF'}"]
         if not keep_log_bin:
             lines[4:4] = [f"log_bin = {BINLOG_BASENAME}", f"log_bin_index = {BINLOG_BASENAME}.index"]
@@ -370,7 +371,8 @@ class MariaDBReplication:
         sets = [f"server_id = {sid}", "gtid_strict_mode = ON", "binlog_format = 'ROW'",
                 f"binlog_expire_logs_seconds = {self.binlog_keep_seconds}",
                 "rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
-                f"rpl_semi_sync_master_timeout = {self.semi_sync_timeout_ms}"]
+                f"rpl_semi_sync_master_timeout = {self.semi_sync_timeout_ms}",
+                "rpl_semi_sync_master_wait_no_slave = OFF"]
         self._sql(cli, "SET GLOBAL " + ", ".join(sets), what="set the replication variables")
         return v, tls, restart
 
@@ -392,7 +394,10 @@ class MariaDBReplication:
             account = f"{quote(link.user)}@{quote(link.replica_host)}"
             require = f"REQUIRE SUBJECT {quote(subject)} AND ISSUER {quote(issuer)}"
             ident = f"IDENTIFIED BY PASSWORD {quote(native_hash(pw))}"
-            self._sql_stdin(cli, f"CREATE USER IF NOT EXISTS {account} {ident} {require};\n"
+            # sql_log_bin=0: the account is this master's, for its peer (a promoted replica makes its own);
+            # unlogged, it also never waits for a semi-sync acknowledgement nor gets a GTID
+            self._sql_stdin(cli, "SET SESSION sql_log_bin = 0;\n"
+                                 f"CREATE USER IF NOT EXISTS {account} {ident} {require};\n"
                                  f"ALTER USER {account} {ident} {require};\n"
                                  f"GRANT REPLICATION SLAVE ON *.* TO {account};\n",
                             what=f"create the replication account {link.user}@{link.replica_host}")
@@ -406,7 +411,8 @@ class MariaDBReplication:
                                               what="list the replication account's hosts")
                       if r and r[0] != link.replica_host]
             for host in others:
-                self._sql(cli, f"DROP USER {quote(link.user)}@{quote(host)}", what=f"drop {link.user}@{host}")
+                self._sql_stdin(cli, f"SET SESSION sql_log_bin = 0; DROP USER {quote(link.user)}@{quote(host)};",
+                                what=f"drop {link.user}@{host}")
         changed = [f"drop-in {self.dropin}", f"account {link.user}@{link.replica_host} (REPLICATION SLAVE, "
                    f"REQUIRE SUBJECT {subject})"] + [f"dropped {link.user}@{h}" for h in others]
         notes = []
@@ -795,6 +801,7 @@ class MariaDBReplication:
             else:
                 self._sql(cli, "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC', "
                                f"rpl_semi_sync_master_timeout = {self.semi_sync_timeout_ms}, "
+                               "rpl_semi_sync_master_wait_no_slave = OFF, "
                                f"rpl_semi_sync_master_enabled = {flag}", what="set semi-sync (master)")
                 role = "master"
         self._rewrite_role(role, synchronous=on, log=log)

@@ -263,6 +263,8 @@ class PostgresReplication:
         prefix, env = sess
         argv = [*prefix, self.server.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-w", "-d",
                 db_conninfo("postgres"), "-f", "-"]
+        # our own statements never wait for a synchronous standby (there may be none yet)
+        sql = "SET synchronous_commit = local;\n" + sql
         try:
             run(argv, server=self.label, what=what, input=sql.encode(), env=env, timeout=120)
         except DatabaseError as exc:
@@ -481,7 +483,9 @@ class PostgresReplication:
                                        f"the replication link says {link.port}")
             hba_file = Path(self._setting(sess, "hba_file"))
             self._tls(link)
-            include = self._write_include(role="master", link=link, current=cur)
+            streaming = self._standby_streaming(sess, link)
+            sync_now = link.synchronous and streaming
+            include = self._write_include(role="master", link=link, current=cur, synchronous=sync_now)
             self._write_hba(link.replica_host, link, hba=hba_file)
             self._reload(sess, expect={"ssl": "on", "max_slot_wal_keep_size": str(self.slot_keep_mb)})
             role = ident(link.user)
@@ -506,12 +510,21 @@ class PostgresReplication:
             restart.append("listen_addresses")
         if after["wal_log_hints"]["value"] != "on" and "wal_log_hints" not in restart:
             restart.append("wal_log_hints")
+        notes = []
+        if link.synchronous and not sync_now:
+            notes.append("synchronous mode not switched on yet: no replica streams, and PostgreSQL would hold every "
+                         "commit until one does; call set_synchronous once the replica streams")
         log(f"{self.label}: prepared as master for {link.replica_host}"
             + (f"; RESTART NEEDED for: {', '.join(restart)}" if restart else ""))
         return Prepared(server=self.label, ready=not restart and after["ssl"]["value"] == "on", restart_needed=restart,
+                        notes=notes,
                         changed=[f"include {include}", f"pg_hba.conf block for {link.user} from {link.replica_host}",
                                  f"role {link.user} (LOGIN REPLICATION)", f"slot {link.name}"],
                         config_file=str(include))
+
+    def _standby_streaming(self, sess, link: Link) -> bool:
+        return bool(self._q(sess, "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND application_name = "
+                                  f"{sql_literal(link.name)}", what="look for the replica"))
 
     def take_seed(self, target: Path, *, log=print) -> None:
         """Nothing to take on the master: the replica pulls its copy with pg_basebackup through the slot."""
@@ -994,6 +1007,9 @@ class PostgresReplication:
                 self._write_state(synchronous=on)
                 log(f"{self.label}: replica side: nothing to set (application_name={link.name})")
                 return
+            if on and not self._standby_streaming(sess, link):
+                raise ReplicationError(f"{self.label}: the replica ({link.name}) does not stream: synchronous mode "
+                                       "now would hold every commit until it does")
             cur = self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
             self._write_include(role="master", link=link, current=cur, synchronous=on)
             self._reload(sess, expect={"synchronous_standby_names": ident(link.name) if on else ""})

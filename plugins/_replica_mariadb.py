@@ -821,6 +821,8 @@ def _backup_gtid(backup: Path, server: str) -> str:
     except OSError:
         raise ReplicationError(f"{server}: the seed records no binlog position (was the master's binary log "
                                "on?)") from None
+    if len(fields) == 2:
+        return ""          # a binary log without any transaction yet: the replica takes it from its start
     if len(fields) < 3 or not parse_gtids(fields[2]):
         raise ReplicationError(f"{server}: the seed records no GTID position ({' '.join(fields)!r})")
     return format_gtids(parse_gtids(fields[2]))

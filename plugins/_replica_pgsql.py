@@ -834,7 +834,7 @@ class PostgresReplication:
                 switch = m.group(2)
         report: dict = {"engine": self.engine, "server": self.label, "takeover": str(takeover),
                         "old_timeline": old_tli, "new_timeline": new_tli, "switch_point": switch}
-        commits, listing, known = self._diverged_commits(datadir, old_tli, switch)
+        commits, listing, known = self._diverged_commits(datadir, old_tli, switch, seg_size)
         diverged = not known or bool(commits)        # unknown: save everything rather than guess
         if not known:
             report["note"] = ("the old master's WAL after the switch point cannot be read (or its timeline is not "
@@ -896,13 +896,24 @@ class PostgresReplication:
             tli = int(mrl.group(1))
         return tli, seg
 
-    def _waldump(self, datadir: Path, tli: int, start: str) -> tuple[str, bool]:
+    @staticmethod
+    def _segment_name(tli: int, at: str, seg_size: int) -> str:
+        per_id = 0x100000000 // seg_size
+        segno = lsn(at) // seg_size
+        return f"{tli:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+    def _waldump(self, datadir: Path, tli: int, start: str, seg_size: int) -> tuple[str, bool]:
         """``pg_waldump`` of the old timeline from *start* to the end of its WAL: (listing, complete).
 
         Reading stops at the end of the WAL with an "invalid record" style error, which is the normal end.
         Not complete: the segment holding *start* is gone (recycled), so what followed is unknown."""
+        # the start segment is named: without it pg_waldump takes the segment size from whatever file it
+        # finds first, and a pre-allocated, still zeroed segment makes it fail
+        first = self._segment_name(tli, start, seg_size)
+        if not (datadir / "pg_wal" / first).is_file():
+            return "", False
         argv = as_user(owner_of(datadir)) + [self.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
-                                             f"--timeline={tli}", f"--start={start}"]
+                                             f"--timeline={tli}", f"--start={start}", first]
         cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
         if cp.returncode == 0:
             return cp.stdout, True
@@ -916,12 +927,13 @@ class PostgresReplication:
             return cp.stdout, True
         raise ReplicationError(f"{self.label}: cannot read the WAL after {start}: {err.strip()[-300:]}")
 
-    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None) -> tuple[list[dict], str, bool]:
+    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None,
+                          seg_size: int) -> tuple[list[dict], str, bool]:
         """The transactions the old master committed after *switch* on its timeline; (commits, the WAL
         listing, whether that is known for sure)."""
         if switch is None:
             return [], "", False
-        listing, complete = self._waldump(datadir, tli, switch)
+        listing, complete = self._waldump(datadir, tli, switch, seg_size)
         commits = []
         for ln in listing.splitlines():
             m = re.search(r"rmgr: Transaction .*tx:\s+(\d+), lsn: (\S+), .*desc: COMMIT(?:_PREPARED)? (\S+ \S+)", ln)
@@ -947,9 +959,7 @@ class PostgresReplication:
                 tables = self._relations(private, listing)
                 (tmp / "wal").mkdir()
                 if switch is not None:
-                    per_id = 0x100000000 // seg_size
-                    segno = lsn(switch) // seg_size
-                    first = f"{tli:08X}{segno // per_id:08X}{segno % per_id:08X}"
+                    first = self._segment_name(tli, switch, seg_size)
                     for p in sorted((datadir / "pg_wal").iterdir()):
                         if re.fullmatch(r"[0-9A-F]{24}", p.name) and p.name[:8] == f"{tli:08X}" and p.name >= first:
                             shutil.copy2(p, tmp / "wal" / p.name)

@@ -16,7 +16,7 @@ a master and a replica per engine on loopback with TLS (tests/replservers.py), d
 (InnoDB ``flush_log_at_trx_commit=1``, PostgreSQL ``fsync=on``), the "bank" load with commit
 acknowledgements. Printed:
 
-* write throughput of the master (4 closed-loop clients, median of three 6 s runs alternating with an
+* write throughput of the master (4 closed-loop clients, median of five 5 s runs alternating with an
   identical third server that has replication off: MariaDB without binary log, PostgreSQL without a
   standby, as in dump mode), asynchronous and synchronous (MariaDB semi-sync AFTER_SYNC, PostgreSQL
   synchronous_standby_names), each on two CPU models: "shared" (everything on both CPUs: the replica's
@@ -170,7 +170,10 @@ def bench_postgres() -> None:
 KILLS = int(os.environ.get("HOTSYNC_BENCH_KILLS", "10"))
 
 
-def throughput(node, *, seconds: float = 6.0, clients: int = 4) -> float:
+RUN_SECONDS = 5.0
+
+
+def throughput(node, *, seconds: float = RUN_SECONDS, clients: int = 4) -> float:
     """Committed (acknowledged) transactions per second of *clients* closed-loop bank sessions."""
     from replservers import BankLoad
 
@@ -251,7 +254,7 @@ def server_cpu(node) -> float:
     return total
 
 
-def compare(baseline, master, *, rounds: int = 3) -> dict:
+def compare(baseline, master, *, rounds: int = 5) -> dict:
     """Alternate throughput runs on the baseline (replication off) and the master; tx/s lists and the
     server CPU per 1000 transactions."""
     out = {"off": [], "on": [], "cpu_off": 0.0, "cpu_on": 0.0}
@@ -261,7 +264,7 @@ def compare(baseline, master, *, rounds: int = 3) -> dict:
             out[key].append(throughput(node))
             out["cpu_" + key] += server_cpu(node) - c0
     for key in ("off", "on"):
-        out["cpu_" + key] = 1000 * out["cpu_" + key] / (sum(out[key]) * 6.0)   # seconds per 1000 transactions
+        out["cpu_" + key] = 1000 * out["cpu_" + key] / (sum(out[key]) * RUN_SECONDS)   # s per 1000 transactions
     return out
 
 
@@ -363,8 +366,9 @@ def methods(names: list[str]) -> str:
 
 def report_replica(engine: str, tput: dict, asyn: dict, syn: dict, d: float) -> None:
     print(f"{engine} replica mode")
-    print("  master write throughput, 4 closed-loop clients, median of 3 alternating 6 s runs against an identical "
-          "server with replication off; server CPU per 1000 transactions;")
+    print(f"  master write throughput, 4 closed-loop clients, median of {len(next(iter(tput.values()))['off'])} "
+          f"alternating {RUN_SECONDS:.0f} s runs against an identical server with replication off; server CPU per "
+          "1000 transactions;")
     print("  CPU models: shared = all servers and the load on both CPUs; pinned = two hosts: master, baseline and "
           "load on CPU 0, the replica on CPU 1")
     for (mode, model), r in tput.items():

@@ -41,7 +41,6 @@ import re
 import shutil
 import subprocess
 import time
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from hotsync_events.paths import Root
 from ._dbtools import DatabaseError, Staged, find_program, systemd_running, work_dir
 from ._mariadb import MariaDB
 from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, auth_changed, find_saved, install_tls, owner_of, pid_alive, private_dir, publish,
+                       ServerControl, auth_changed, find_saved, fingerprint, install_tls, owner_of, pid_alive, private_dir, publish,
                        read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs,
                        wait_for, write_private)
 
@@ -287,15 +286,18 @@ class MariaDBReplication:
             datadir = Path(self._vars(cli, "datadir")["datadir"] or datadir)
         return owner_of(datadir)
 
-    def _server_id(self, own: str, peer: str) -> int:
+    def _server_id(self, tls: dict[str, Path]) -> int:
+        """``server_id``: given, else derived from this host's certificate (stable whatever its role, and
+        distinct from the peer's, whose certificate is the pin)."""
         if self.server_id:
             return self.server_id
 
-        def derive(addr: str) -> int:
-            return zlib.crc32(addr.encode()) % 4_000_000_000 + 1
-        mine, theirs = derive(own), derive(peer)
-        if mine == theirs and own > peer:
-            mine += 1
+        def derive(cert: Path) -> tuple[int, str]:
+            fp = fingerprint(cert)
+            return int(fp.replace("SHA256:", "").replace(":", "")[:12], 16) % 4_000_000_000 + 1, fp
+        (mine, fm), (theirs, ft) = derive(tls["cert"]), derive(tls["peer"])
+        if mine == theirs and fm > ft:
+            mine = mine % 4_000_000_000 + 1
         return mine
 
     def _write_config(self, *, role: str, own: str, peer: str, port: int, synchronous: bool,
@@ -356,7 +358,7 @@ class MariaDBReplication:
         tls = install_tls(link, self.root, state, owner, server=self.label)
         keep_log_bin = v["log_bin"] == "1" and not str(v["log_bin_basename"] or "").endswith("/" + BINLOG_BASENAME)
         bind = self._bind_union(v["bind_address"], own)
-        sid = self._server_id(own, peer)
+        sid = self._server_id(tls)
         self._write_config(role=role, own=own, peer=peer, port=link.port, synchronous=link.synchronous, tls=tls,
                            bind=bind, keep_log_bin=keep_log_bin, server_id=sid, log=log)
         restart = []
@@ -537,7 +539,7 @@ class MariaDBReplication:
         old = self._read_state()
         self._write_config(role=role, own=own, peer=peer, port=link.port, synchronous=link.synchronous, tls=tls,
                            bind=self._bind_union(old.get("bind", "127.0.0.1"), own),
-                           keep_log_bin=old.get("keep_log_bin", False), server_id=self._server_id(own, peer), log=log)
+                           keep_log_bin=old.get("keep_log_bin", False), server_id=self._server_id(tls), log=log)
 
     def configure_replica(self, link: Link, *, log=print, wait: float = 15.0) -> ReplicaStatus:
         """Point this (seeded) server at the master with the link's address, account, password and pins;

@@ -162,8 +162,11 @@ class MariaDBNode(MariaDBServer):
                                   defaults_file="/etc/mysql/my.cnf", **kw)
 
     def client_argv(self) -> list[str]:
+        """The load's client: over the unix socket without TLS, as an application connects (the 10.11
+        client otherwise negotiates TLS even on the socket once the server has a certificate, which
+        would charge the replication's TLS setting to every local client)."""
         return ["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", f"--password={self.password}",
-                "--batch", "--skip-column-names", "--unbuffered"]
+                "--batch", "--skip-column-names", "--unbuffered", "--skip-ssl"]
 
 
 # ------------------------------------------------------------------------------------------ PostgreSQL

@@ -26,7 +26,8 @@ acknowledgements. Printed:
   between transactions), each followed by a real promote and a re-pair of the old master (the pair
   alternates): transactions acknowledged but missing after the promote, and the RPO = age, at the
   kill, of the oldest acknowledged transaction the promoted replica lacks (0 when none); p50/p95/max,
-  asynchronous and synchronous;
+  asynchronous and synchronous; and what the re-pair found committed on the old master (acknowledged
+  or not) that never reached the new one;
 * the dump mode's RPO beside it: the slave holds the snapshot of the last complete sync, so a kill at a
   random moment loses between ``d`` and ``interval + d`` (``d`` = dump + ship time, measured here under
   the same load): p95 = 0.95 x interval + d.
@@ -309,7 +310,7 @@ def kill_rounds(pair, *, synchronous: bool, kills: int, seed: int) -> dict:
     from replservers import BankLoad, bank_total, ledger
 
     rng = random.Random(seed)
-    out = {"lost": [], "rpo": [], "promote": [], "repair": [], "acks": 0, "repair_methods": []}
+    out = {"lost": [], "rpo": [], "promote": [], "repair": [], "acks": 0, "repair_methods": [], "diverged": []}
     total = bank_total(pair.master)
     for _ in range(kills):
         m, r = pair.master, pair.replica
@@ -345,6 +346,7 @@ def kill_rounds(pair, *, synchronous: bool, kills: int, seed: int) -> dict:
         assert pair.converged(60)
         out["repair"].append(time.perf_counter() - t)
         out["repair_methods"].append(rep.method)
+        out["diverged"].append(rep.transactions)   # committed on the old master, never reached the new one
     return out
 
 
@@ -381,7 +383,9 @@ def report_replica(engine: str, tput: dict, asyn: dict, syn: dict, d: float) -> 
         print(f"  {label}: {len(rpo)} kill -9 under a steady load ({r['acks']} acknowledged transactions): lost per "
               f"kill {r['lost']} (total {sum(r['lost'])}); RPO p50 {pct(rpo, .5) * 1000:.1f} ms, p95 "
               f"{pct(rpo, .95) * 1000:.1f} ms, max {max(rpo) * 1000:.1f} ms; promote p50 {pct(r['promote'], .5):.2f} s "
-              f"(max {max(r['promote']):.2f}); re-pair p50 {pct(r['repair'], .5):.2f} s ({methods(r['repair_methods'])})")
+              f"(max {max(r['promote']):.2f}); re-pair p50 {pct(r['repair'], .5):.2f} s ({methods(r['repair_methods'])}); "
+              f"committed on the old master but not on the new one (unacknowledged, saved by the re-pair): "
+              f"{r['diverged']}")
     p95_dump = 0.95 * INTERVAL + d
     print(f"  dump mode: dump + ship {d:.2f} s under the same load -> RPO between {d:.1f} s and "
           f"{(INTERVAL + d) / 60:.1f} min, p95 {p95_dump / 60:.1f} min ({p95_dump:.0f} s)")

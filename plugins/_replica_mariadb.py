@@ -314,7 +314,7 @@ class MariaDBReplication:
                  f"binlog_expire_logs_seconds = {self.binlog_keep_seconds}",
                  f"ssl_cert = {tls['cert']}", f"ssl_key = {tls['key']}", f"ssl_ca = {tls['peer']}",
                  "skip_networking = OFF",
-                 f"bind_address = {bind}",
+                 *([f"bind_address = {bind}"] if bind else []),
                  f"read_only = {'ON' if role == 'replica' else 'OFF'}",
                  f"rpl_semi_sync_master_enabled = {'ON' if synchronous and role == 'master' else 'OFF'}",
                  "rpl_semi_sync_master_wait_point = AFTER_SYNC",
@@ -357,7 +357,8 @@ class MariaDBReplication:
         state = private_dir(self._state_path(), owner)
         tls = install_tls(link, self.root, state, owner, server=self.label)
         keep_log_bin = v["log_bin"] == "1" and not str(v["log_bin_basename"] or "").endswith("/" + BINLOG_BASENAME)
-        bind = self._bind_union(v["bind_address"], own)
+        # a master must listen on the address its replica dials; a replica keeps what it has
+        bind = self._bind_union(v["bind_address"], own) if role == "master" else (v["bind_address"] or "")
         sid = self._server_id(tls)
         self._write_config(role=role, own=own, peer=peer, port=link.port, synchronous=link.synchronous, tls=tls,
                            bind=bind, keep_log_bin=keep_log_bin, server_id=sid, log=log)
@@ -368,7 +369,7 @@ class MariaDBReplication:
             restart.append("ssl_cert/ssl_key/ssl_ca (TLS files are read at start)")
         else:
             self._sql(cli, "FLUSH NO_WRITE_TO_BINLOG SSL", what="reload the TLS certificate and the pinned peer certificate")
-        if v["skip_networking"] == "1" or bind != (v["bind_address"] or ""):
+        if role == "master" and (v["skip_networking"] == "1" or bind != (v["bind_address"] or "")):
             restart.append(f"bind_address={bind} (the server does not listen on {own})")
         sets = [f"server_id = {sid}", "gtid_strict_mode = ON", "binlog_format = 'ROW'",
                 f"binlog_expire_logs_seconds = {self.binlog_keep_seconds}",
@@ -538,7 +539,8 @@ class MariaDBReplication:
         tls = install_tls(link, self.root, state, owner, server=self.label)
         old = self._read_state()
         self._write_config(role=role, own=own, peer=peer, port=link.port, synchronous=link.synchronous, tls=tls,
-                           bind=self._bind_union(old.get("bind", "127.0.0.1"), own),
+                           bind=self._bind_union(old.get("bind", "127.0.0.1"), own) if role == "master"
+                           else old.get("bind", ""),
                            keep_log_bin=old.get("keep_log_bin", False), server_id=self._server_id(tls), log=log)
 
     def configure_replica(self, link: Link, *, log=print, wait: float = 15.0) -> ReplicaStatus:

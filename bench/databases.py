@@ -390,7 +390,7 @@ def report_replica(engine: str, tput: dict, asyn: dict, syn: dict, d: float) -> 
               f"kill {r['lost']} (total {sum(r['lost'])}); RPO p50 {pct(rpo, .5) * 1000:.1f} ms, p95 "
               f"{pct(rpo, .95) * 1000:.1f} ms, max {max(rpo) * 1000:.1f} ms; promote p50 {pct(r['promote'], .5):.2f} s "
               f"(max {max(r['promote']):.2f}); re-pair p50 {pct(r['repair'], .5):.2f} s ({methods(r['repair_methods'])}); "
-              f"committed on the old master but not on the new one (unacknowledged, saved by the re-pair): "
+              f"committed on the old master but never on the new one (acknowledged or not; saved by the re-pair): "
               f"{r['diverged']}")
     p95_dump = 0.95 * INTERVAL + d
     print(f"  dump mode: dump + ship {d:.2f} s under the same load -> RPO between {d:.1f} s and "

@@ -17,10 +17,13 @@ change). On the replica :meth:`seed` extracts it beside the data directory, ``--
 the server, swaps the directories (two renames), starts it, ``RESET MASTER``, sets ``gtid_slave_pos``
 to the backup's GTID and ``CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos, MASTER_SSL=1,
 MASTER_SSL_CA=<master's certificate, pinned>, MASTER_SSL_CERT/KEY=<own>, MASTER_SSL_VERIFY_SERVER_CERT=1``.
-``MASTER_SSL_VERIFY_SERVER_CERT=1`` is the only setting under which MariaDB's client checks the master's
-certificate at all; it also checks the host name, which is why each host's certificate carries its
-replication address as subjectAltName (:func:`._replica.make_certificate`). The replica runs
-``read_only=ON``.
+With ``MASTER_SSL_CA`` set, the 10.11 replica verifies the master's certificate against it (the pin:
+another self-signed certificate is refused even with the name check off); ``MASTER_SSL_VERIFY_SERVER_CERT=1``
+adds the host-name check, so each host's certificate carries its replication address as subjectAltName
+(:func:`._replica.make_certificate`): the pinned certificate presented for another address is refused
+too. (Checked: rogue CA with VERIFY=0 refused; no CA with VERIFY=0 accepts anything; the pinned
+certificate for 127.0.0.9 dialled at 127.0.0.2 accepted with VERIFY=0, refused with VERIFY=1.) The
+replica runs ``read_only=ON``.
 
 Promote: stop the I/O thread (nothing more arrives), wait (bounded) until the SQL thread has applied
 everything received, ``STOP SLAVE; RESET SLAVE ALL; read_only=OFF``; the takeover position is

@@ -175,7 +175,8 @@ class MasterStatus:
     role: str                           # master, replica (the server is not a master now), standalone
     replica_connected: bool = False
     replica_state: str | None = None    # PG pg_stat_replication.state; MariaDB the dump thread state
-    synchronous: str = "off"            # off, on (acknowledging), waiting (configured but no ack: commits wait or fell back)
+    synchronous: str = "off"            # off, on (acknowledging), waiting (configured, no ack: commits wait
+    #                                     (PostgreSQL) or fell back to asynchronous (MariaDB))
     position: str | None = None         # master's current GTID / LSN
     lag_bytes: int | None = None
     lag_seconds: float | None = None
@@ -289,7 +290,8 @@ def run(argv: Sequence[str], *, server: str, what: str, input: bytes | None = No
     except FileNotFoundError:
         raise ReplicationError(f"{server}: cannot {what}: program {argv[0]} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise ReplicationError(f"{server}: cannot {what}: {Path(argv[0]).name} took more than {timeout:.0f} s") from None
+        raise ReplicationError(f"{server}: cannot {what}: {Path(argv[0]).name} took more than "
+                               f"{timeout:.0f} s") from None
     if cp.returncode not in tuple(ok_codes):
         raise ReplicationError(f"{server}: cannot {what}: {describe_exit(argv[0], cp.returncode)}"
                                + stderr_tail(cp.stderr))

@@ -54,7 +54,8 @@ from hotsync_events.paths import Root
 from ._dbtools import DatabaseError, Staged, find_program, systemd_running, work_dir
 from ._mariadb import MariaDB
 from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, auth_changed, find_saved, fingerprint, install_tls, owner_of, pid_alive, private_dir, publish,
+                       ServerControl, auth_changed, find_saved, fingerprint, install_tls, owner_of, pid_alive,
+                       private_dir, publish,
                        read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs,
                        wait_for, write_private)
 
@@ -114,7 +115,8 @@ def explain_io_error(errno: int, message: str) -> tuple[str, bool]:
         return (f"TLS handshake failed: the master's certificate is not the pinned one (or the master "
                 f"refused this host's certificate): {msg}", False)
     if errno == 2013 and any(w in msg for w in ("authentication", "authorization", "reading initial")):
-        return f"the master cut the connection during TLS/authentication (it does not trust this host's certificate): {msg}", False
+        return ("the master cut the connection during TLS/authentication (it does not trust this host's "
+                f"certificate): {msg}", False)
     if errno in (2003, 2002, 2005):
         return f"cannot reach the master: {msg}", False
     if errno == 1236:
@@ -350,7 +352,8 @@ class MariaDBReplication:
             parts.append(own)
         return ",".join(parts)
 
-    def _configure(self, cli: list[str], link: Link, *, role: str, log=print) -> tuple[dict, dict[str, Path], list[str]]:
+    def _configure(self, cli: list[str], link: Link, *, role: str,
+                   log=print) -> tuple[dict, dict[str, Path], list[str]]:
         """Install the TLS files, write the drop-in for *role*, apply what is dynamic; (variables, tls,
         what waits for a restart)."""
         v = self._vars(cli, "log_bin", "log_bin_basename", "have_ssl", "ssl_cert", "ssl_ca", "skip_networking",
@@ -371,7 +374,8 @@ class MariaDBReplication:
         if v["have_ssl"] != "YES" or v["ssl_cert"] != str(tls["cert"]) or v["ssl_ca"] != str(tls["peer"]):
             restart.append("ssl_cert/ssl_key/ssl_ca (TLS files are read at start)")
         else:
-            self._sql(cli, "FLUSH NO_WRITE_TO_BINLOG SSL", what="reload the TLS certificate and the pinned peer certificate")
+            self._sql(cli, "FLUSH NO_WRITE_TO_BINLOG SSL",
+                      what="reload the TLS certificate and the pinned peer certificate")
         if role == "master" and (v["skip_networking"] == "1" or bind != (v["bind_address"] or "")):
             restart.append(f"bind_address={bind} (the server does not listen on {own})")
         sets = [f"server_id = {sid}", "gtid_strict_mode = ON", "binlog_format = 'ROW'",
@@ -410,7 +414,8 @@ class MariaDBReplication:
             if auth_changed(self._state_path(), tls["peer"].read_bytes(), native_hash(pw), link.replica_host,
                             owner=owner_of(Path(v["datadir"]))):
                 for row in self._sql(cli, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE "
-                                          f"'Binlog Dump%' AND USER = {quote(link.user)}", what="list replica sessions"):
+                                          f"'Binlog Dump%' AND USER = {quote(link.user)}",
+                                     what="list replica sessions"):
                     self._sql(cli, f"KILL CONNECTION {int(row[0])}", what="cut a replica session that logged in "
                                                                         "with the old pin or password")
             others = [r[0] for r in self._sql(cli, f"SELECT Host FROM mysql.user WHERE User = {quote(link.user)}",
@@ -468,7 +473,8 @@ class MariaDBReplication:
     def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
         if source is None or not Path(source).is_file():
             raise ReplicationError(f"{self.label}: MariaDB is seeded from a mariadb-backup stream taken on the "
-                                   f"master (take_seed) and shipped here; {'none given' if source is None else f'no file {source}'}")
+                                   "master (take_seed) and shipped here; "
+                                   + ("none given" if source is None else f"no file {source}"))
         datadir = self.root.join(self.server.datadir)
         aside = datadir.with_name(datadir.name + ".pre-seed")
         recover_swap(datadir, aside, server=self.label, log=log)
@@ -632,10 +638,11 @@ class MariaDBReplication:
                       + (" (none that it acknowledged to a client: the replica was semi-synchronous, unless the "
                          "master had fallen back to asynchronous)" if st.synchronous else ""))
         if dry_run:
-            return Promoted(server=self.label, dry_run=True, position=Position(self.engine, st.received or st.applied or ""),
+            return Promoted(server=self.label, dry_run=True,
+                            position=Position(self.engine, st.received or st.applied or ""),
                             caught_up=not st.lag_transactions and not st.lag_bytes, lag_seconds=st.lag_seconds,
-                            not_applied=f"{st.lag_transactions or 0} transaction(s), {st.lag_bytes or 0} bytes of relay "
-                                        "log received but not applied yet (a promote applies them first)",
+                            not_applied=f"{st.lag_transactions or 0} transaction(s), {st.lag_bytes or 0} bytes of "
+                                        "relay log received but not applied yet (a promote applies them first)",
                             would_lose=would_lose, notes=[f"replica state: {st.state}"]
                             + ([f"last error: {st.last_error}"] if st.last_error else []))
         notes: list[str] = []
@@ -768,7 +775,8 @@ class MariaDBReplication:
                 src = bindir / name
                 shutil.copy2(src, tmp / "binlog" / name)
                 copied.append(name)
-                rows = self._sql(cli, f"SELECT BINLOG_GTID_POS({quote(name)}, 4)", what="read a binlog's start position")
+                rows = self._sql(cli, f"SELECT BINLOG_GTID_POS({quote(name)}, 4)",
+                                 what="read a binlog's start position")
                 at_start = parse_gtids(rows[0][0] if rows and rows[0] else "")
                 if all(at_start.get(d, (0, 0))[1] <= theirs.get(d, (0, 0))[1] for d in mine):
                     break

@@ -55,7 +55,8 @@ from ._dbtools import DatabaseError, systemd_running
 from ._pgsql import Postgres, conninfo as db_conninfo, ident
 from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
                        ServerControl, as_user, auth_changed, clean_env, install_tls, owner_of, private_dir, publish,
-                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs, wait_for,
+                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of,
+                       swap_dirs, wait_for,
                        write_private)
 
 __all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
@@ -113,7 +114,8 @@ def explain(message: str) -> tuple[str, bool]:
     """(a sentence for the sysadmin, whether a re-seed is needed) for a libpq / walreceiver error."""
     m = " ".join(message.split())
     if "has already been removed" in m:
-        return f"the master no longer has the WAL this replica needs (slot invalidated or missing): re-seed it: {m}", True
+        return (f"the master no longer has the WAL this replica needs (slot invalidated or missing): re-seed it: "
+                f"{m}", True)
     if "password authentication failed" in m:
         return (f"the master refused the replication login (wrong password, or this host's certificate CN is "
                 f"not the role, or its address is not the one allowed): {m}", False)
@@ -150,7 +152,8 @@ class PostgresControl:
             logf = srv.root.join("/var/log/hotsync/postgresql.log")
             logf.parent.mkdir(parents=True, exist_ok=True)
             argv = as_user(r._owner()) + [srv.tool("postgres"), "-D", str(r._config_base()), *extra]
-            log(f"{srv.label}: starting the server (postgres -D {r._config_base()}{' ' + ' '.join(extra) if extra else ''})")
+            log(f"{srv.label}: starting the server (postgres -D {r._config_base()}"
+                + (" " + " ".join(extra) if extra else "") + ")")
             spawn_daemon(argv, log_file=logf)
         last: list[str] = []
 
@@ -341,7 +344,8 @@ class PostgresReplication:
         sync = link.synchronous if synchronous is None else synchronous
         cur = current or {}
         lines = [f"# Written by hotsync (PostgreSQL replication, role {role}). Replaced as a whole; do not edit.",
-                 "ssl = on", f"ssl_cert_file = {guc(str(st / 'own.crt'))}", f"ssl_key_file = {guc(str(st / 'own.key'))}",
+                 "ssl = on", f"ssl_cert_file = {guc(str(st / 'own.crt'))}",
+                 f"ssl_key_file = {guc(str(st / 'own.key'))}",
                  f"ssl_ca_file = {guc(str(st / 'peer.crt'))}", "wal_log_hints = on", "hot_standby = on",
                  f"max_slot_wal_keep_size = '{int(self.slot_keep_mb)}MB'", "recovery_target_timeline = 'latest'"]
         if cur.get("wal_level", {}).get("value") == "minimal":
@@ -378,7 +382,8 @@ class PostgresReplication:
         if line in text.splitlines():
             return
         st = conf.stat()
-        new = text + ("" if text.endswith("\n") else "\n") + "# hotsync replication (the file is managed by hotsync)\n" + line + "\n"
+        new = (text + ("" if text.endswith("\n") else "\n")
+               + "# hotsync replication (the file is managed by hotsync)\n" + line + "\n")
         write_private(conf, new, owner=owner_of(conf), mode=st.st_mode & 0o777)
 
     def _write_hba(self, peer: str, link: Link, base: Path | None = None, hba: Path | None = None) -> Path:
@@ -532,17 +537,20 @@ class PostgresReplication:
 
     def master_status(self, link: Link) -> MasterStatus:
         with self._sess() as sess:
-            rec = self._one(sess, "SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text WHERE NOT pg_is_in_recovery() "
-                                  "UNION ALL SELECT true, NULL WHERE pg_is_in_recovery()", what="check the role")
+            rec = self._one(sess, "SELECT pg_is_in_recovery(), pg_current_wal_lsn()::text WHERE NOT "
+                                  "pg_is_in_recovery() UNION ALL SELECT true, NULL WHERE pg_is_in_recovery()",
+                            what="check the role")
             if rec and rec[0] == "t":
                 return MasterStatus(server=self.label, role="replica")
             cur = rec[1] if rec else None
             rep = self._one(sess, "SELECT state, sync_state, sent_lsn::text, replay_lsn::text, "
                                   "extract(epoch from replay_lag), host(client_addr) FROM pg_stat_replication "
-                                  f"WHERE application_name = {sql_literal(link.name)} ORDER BY backend_start DESC LIMIT 1",
+                                  f"WHERE application_name = {sql_literal(link.name)} "
+                                  "ORDER BY backend_start DESC LIMIT 1",
                             what="read pg_stat_replication")
-            slot = self._one(sess, "SELECT active, wal_status, safe_wal_size, restart_lsn::text FROM pg_replication_slots "
-                                   f"WHERE slot_name = {sql_literal(link.name)}", what="read the slot")
+            slot = self._one(sess, "SELECT active, wal_status, safe_wal_size, restart_lsn::text FROM "
+                                   f"pg_replication_slots WHERE slot_name = {sql_literal(link.name)}",
+                             what="read the slot")
             ssn = self._setting(sess, "synchronous_standby_names")
         connected = bool(rep) and rep[0] == "streaming"
         sync = "off"
@@ -556,7 +564,8 @@ class PostgresReplication:
         lag_b = max(0, lsn(cur) - lsn(ref)) if cur and ref else None
         return MasterStatus(server=self.label, role="master", replica_connected=connected,
                             replica_state=rep[0] if rep else None, synchronous=sync, position=cur,
-                            lag_bytes=lag_b, lag_seconds=float(rep[4]) if rep and rep[4] else (0.0 if connected else None),
+                            lag_bytes=lag_b,
+                            lag_seconds=float(rep[4]) if rep and rep[4] else (0.0 if connected else None),
                             needs_seed=bool(slot_d and slot_d["wal_status"] == "lost"), slot=slot_d,
                             detail={"client": rep[5] if rep else None, "synchronous_standby_names": ssn})
 
@@ -741,12 +750,13 @@ class PostgresReplication:
                                 notes=["not a replica: nothing to promote (already a master)"])
             _, received, replayed, wr, latest_end, contact, age, paused = r
             streaming = wr == "streaming"
+            unreceived = lsn(latest_end) - lsn(received) if latest_end and received else 0
             would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                           if streaming else
                           "whatever the master wrote after its last WAL reached this replica"
                           + (f" ({float(contact):.1f} s ago)" if contact else "")
-                          + ("; it had reported WAL up to " + latest_end + f", {lsn(latest_end) - lsn(received)} bytes "
-                             "more than received" if latest_end and received and lsn(latest_end) > lsn(received) else ""))
+                          + (f"; it had reported WAL up to {latest_end}, {unreceived} bytes more than received"
+                             if unreceived > 0 else ""))
             behind = (lsn(received) - lsn(replayed)) if received and replayed else 0
             if dry_run:
                 return Promoted(server=self.label, dry_run=True, position=Position(self.engine, replayed or ""),
@@ -778,7 +788,8 @@ class PostgresReplication:
             # pg_control records the new timeline only at the first checkpoint after the promote; pg_rewind
             # (the re-pair of the old master) reads it from there and would see "same timeline, no rewind"
             self._q(sess, "CHECKPOINT", what="checkpoint after the promote")
-            tli = self._one(sess, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", what="read the timeline")[0]
+            tli = self._one(sess, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
+                            what="read the timeline")[0]
         self._write_master_include_after_promote()
         with self._sess() as sess:
             self._reload(sess)
@@ -994,8 +1005,8 @@ class PostgresReplication:
         if not refs:
             return out
         with private._session() as sess:
-            dbs = {int(r[0]): r[1] for r in private.query(sess, "SELECT oid, datname FROM pg_database WHERE datallowconn",
-                                                          what="list databases")}
+            dbs = {int(r[0]): r[1] for r in private.query(
+                sess, "SELECT oid, datname FROM pg_database WHERE datallowconn", what="list databases")}
             for dboid in sorted({d for d, _ in refs}):
                 if dboid not in dbs:
                     continue

@@ -147,8 +147,8 @@ def test_kill9_under_load_then_promote(pair):
     took = time.monotonic() - t
     present = ledger(r)
     lost = res.lost(present)
-    print(f"async kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, RPO {res.rpo(present, killed) * 1000:.1f} ms, "
-          f"promote {took:.2f} s at {promoted.position}")
+    print(f"async kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, "
+          f"RPO {res.rpo(present, killed) * 1000:.1f} ms, promote {took:.2f} s at {promoted.position}")
     assert bank_total(r) == TOTAL                         # the invariant holds on the new master
     unacked = load.mine(present) - set(res.acks)
     assert len(unacked) <= load.clients          # at most the one in flight per client, committed unacknowledged
@@ -163,8 +163,8 @@ def test_repair_saves_what_the_old_master_wrote_after_the_promote(pair):
     new, old = pair.master, pair.replica          # swapped by the previous test
     takeover = pair.takeover
     old.start()                                   # the old master comes back and takes writes (split brain)
-    old.sql("INSERT INTO ledger VALUES (31, NOW(6)), (32, NOW(6)); "
-            "UPDATE accounts SET bal = bal + 777 WHERE id = 1; UPDATE accounts SET bal = bal - 777 WHERE id = 2", "bank")
+    old.sql("INSERT INTO ledger VALUES (31, NOW(6)), (32, NOW(6)); UPDATE accounts SET bal = bal + 777 "
+            "WHERE id = 1; UPDATE accounts SET bal = bal - 777 WHERE id = 2", "bank")
     ne, oe = new.engine(), old.engine()
     prep = ne.prepare_master(pair.mlink())
     assert prep.ready, prep
@@ -181,7 +181,8 @@ def test_repair_saves_what_the_old_master_wrote_after_the_promote(pair):
     seed = ne.take_seed(seed_path(new))
     t = time.monotonic()
     done = oe.repair(pair.rlink(), folder, takeover, seed=seed)
-    print(f"re-pair: {done.transactions} transaction(s) saved in {done.saved_to}, seed+follow {time.monotonic() - t:.2f} s")
+    print(f"re-pair: {done.transactions} transaction(s) saved in {done.saved_to}, "
+          f"seed+follow {time.monotonic() - t:.2f} s")
     assert done.state == "replica" and done.saved_to == first.saved_to      # not saved twice
     marker(new, 33)
     assert pair.converged()

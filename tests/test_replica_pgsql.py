@@ -77,7 +77,8 @@ def test_prepare_master_needs_one_restart_for_wal_log_hints_then_runs_live(pair)
     assert not load.result.errors
     include = Path(again.config_file)
     assert not str(include).startswith(str(m.datadir)) and "max_slot_wal_keep_size = '8MB'" in include.read_text()
-    rules = m.sql("SELECT type, database, user_name, address, options FROM pg_hba_file_rules ORDER BY line_number LIMIT 4")
+    rules = m.sql("SELECT type, database, user_name, address, options FROM pg_hba_file_rules "
+                  "ORDER BY line_number LIMIT 4")
     assert rules[0] == ["hostssl", "{replication}", "{hotsync_repl}", CLIENT_ADDRESS, "{clientcert=verify-full}"]
     assert rules[2][0] == "local" and rules[3][0] == "host" and rules[3][3] == "all"     # the role from nowhere else
     assert m.sql("SELECT rolreplication, rolsuper, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
@@ -121,8 +122,8 @@ def test_dead_replica_cannot_fill_the_master_disk_and_is_reseeded(pair):
         if generated > 60_000_000:
             break
     ms = em.master_status(pair.mlink())
-    print(f"dead replica: {generated / 1e6:.1f} MB of WAL written, the master's pg_wal peaked at {biggest / 1e6:.1f} MB; "
-          f"slot {ms.slot}")
+    print(f"dead replica: {generated / 1e6:.1f} MB of WAL written, the master's pg_wal peaked at "
+          f"{biggest / 1e6:.1f} MB; slot {ms.slot}")
     assert ms.needs_seed and ms.slot["wal_status"] == "lost"
     assert biggest < (16 + KEEP_MB + 8) * 1_000_000 and generated > 2 * biggest
     marker(m, 5)
@@ -180,8 +181,8 @@ def test_kill9_under_load_then_promote(pair):
     took = time.monotonic() - t
     present = ledger(r)
     lost = res.lost(present)
-    print(f"async kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, RPO {res.rpo(present, killed) * 1000:.1f} ms, "
-          f"promote {took:.2f} s at {promoted.position}")
+    print(f"async kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, "
+          f"RPO {res.rpo(present, killed) * 1000:.1f} ms, promote {took:.2f} s at {promoted.position}")
     assert bank_total(r) == TOTAL
     assert len(load.mine(present) - set(res.acks)) <= load.clients
     assert promoted.position.timeline == 2 and r.sql("SELECT pg_is_in_recovery()") == [["f"]]

@@ -1,17 +1,21 @@
 # make demo: a master and a slave on this machine, configured, synced, promoted, shown.
 # make test: the whole suite. Both install what is missing first (Debian packages when run as root,
 # a venv in the checkout with the project installed editable and its test extras).
+# make deb: the Debian package (dh-virtualenv) in dist/ (DEB_OUT=DIR elsewhere); installs its build
+# dependencies with apt-get when run as root (docs/packaging.md).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages the tests and the demo start privately (command:package)
+# Debian packages the tests and the demo start privately (command:package; the Cockpit page's tests run a
+# private cockpit-ws and drive Debian's chromium through its chromedriver)
 DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
-             mariadbd:mariadb-server pg_ctlcluster:postgresql-common slapadd:slapd tdbtool:tdb-tools \
-             setfacl:acl
+             mariadbd:mariadb-server initdb:postgresql slapadd:slapd tdbtool:tdb-tools \
+             setfacl:acl /usr/lib/cockpit/cockpit-ws:cockpit-ws cockpit-bridge:cockpit-bridge \
+             chromium:chromium chromedriver:chromium-driver
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv test demo bench clean
+.PHONY: all deps venv test demo bench deb clean
 
 all: test
 
@@ -21,7 +25,7 @@ deps:
 $(VENV)/.installed: setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -43,5 +47,8 @@ bench: deps venv
 	@$(PY) -m compileall -q hotsync_events plugins >/dev/null
 	@for b in bench/*.py; do echo "== $$b"; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) $$b || exit 1; done
 
+deb:
+	@bash scripts/build-deb.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,7 +1,7 @@
 """hotsync_events: e-smith style config database, events and master/slave sync."""
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -18,14 +18,24 @@ setup(
     description="Config database, signal-event and near-real-time master/slave sync, after NethServer HotSync",
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Archiving :: Mirroring",
+        "Topic :: System :: Systems Administration",
+    ],
     python_requires=">=3.9",
     # templates/ and db/ live at the top of the checkout and install as data packages of their own
     # name inside hotsync_events, so an installed wheel finds them with importlib.resources.
-    packages=["hotsync_events", "hotsync_events.cli", "hotsync_events.sync", "hotsync_plugins",
+    packages=[*find_packages(include=["hotsync_events", "hotsync_events.*"]), "hotsync_plugins",
               "hotsync_events._templates", "hotsync_events._db"],
     package_dir={"hotsync_plugins": "plugins", "hotsync_events._templates": "templates",
                  "hotsync_events._db": "db"},
-    package_data={"hotsync_events": ["completion/*.bash"],  # bash completion: `config __complete --script`
+    package_data={"hotsync_events.cli": ["completion/*.bash"],  # bash completion: `config __complete --script`
+                  "hotsync_events.cockpit": ["page/*"],      # the Cockpit page (hotsync cockpit install)
                   "hotsync_events._templates": data_files_of("templates"),
                   "hotsync_events._db": data_files_of("db"),
                   "hotsync_plugins": ["*.spec", "**/*.spec", "**/templates/**/*"]},
@@ -36,7 +46,14 @@ setup(
         "Mako>=1.2",
         "watchdog>=7.1,<8",   # the notifier hooks its inotify fd (overflow) and emitter (event mask)
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38"]},
+    extras_require={
+        # what a plugin author's tests need beside hotsync-events (the fixtures are ours: hotsync_events.testing)
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # this repository's whole suite, style and types (make test installs it)
+        "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38",
+                "selenium>=4.10",   # the Cockpit page's tests drive Debian's chromium
+                "ruff>=0.6", "mypy>=1.10"],
+    },
     entry_points={
         "console_scripts": [
             "config = hotsync_events.cli.config:config_main",

@@ -124,7 +124,7 @@ def make_history(root: Path, n: int = HISTORY_ENTRIES) -> None:
     import json
     import random
 
-    from hotsync_events import history
+    from hotsync_events.configdb import history
 
     rng = random.Random(7)
     now = time.time()
@@ -172,7 +172,7 @@ def bench_history(ctx: Context) -> list[Result]:
 
 _SETPROP_NO_HISTORY = """
 import sys
-import hotsync_events.configdb as c
+import hotsync_events.configdb.db as c
 real = c.open_db
 c.open_db = lambda *a, **k: real(*a, **{**k, "journal": False})
 from hotsync_events.cli.config import config_main

@@ -46,8 +46,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from dbservers import PG_BIN, MariaDBServer, PostgresServer, new_root, remove_root  # noqa: E402
 from hotsync_events.configdb import open_db  # noqa: E402
-from hotsync_events.databases import collect_dumps  # noqa: E402
-from hotsync_events.plugins import get_plugin_manager  # noqa: E402
+from hotsync_events.sync.databases import collect_dumps  # noqa: E402
+from hotsync_events.manager import get_plugin_manager  # noqa: E402
 from hotsync_events.types import DumpContext  # noqa: E402
 
 MB = int(os.environ.get("HOTSYNC_BENCH_MB", "200"))

@@ -154,7 +154,7 @@ def main() -> int:
             if ours and bare:
                 print(f"  instructions: signal-event {ours / 1e6:.0f} M, python3 -c pass {bare / 1e6:.0f} M, "
                       f"ratio {ours / bare:.2f}x")
-        from hotsync_events.plugins import BUILTIN_PLUGINS
+        from hotsync_events.manager import BUILTIN_PLUGINS
 
         builtins = ",".join(b.split("=")[0] if "=" in b else b.rpartition(".")[2] for b in BUILTIN_PLUGINS)
         measure(f"the same, built-in plugins blocked (the engine's own cost; {len(BUILTIN_PLUGINS)} blocked)", cmd,

@@ -66,17 +66,21 @@ def main() -> int:
         dst = pair.slave / "srv/bench"
         hotsync = [str(Path(sys.executable).parent / "hotsync"), "sync"]
         ours_env = {**os.environ, "HOTSYNC_ROOT": str(pair.master)}
-        assert cli("hotsync", "sync", root=pair.master).returncode == 0          # pins the certificate
+        assert cli("hotsync", "sync", root=pair.master).returncode == 0          # ships the manifest
         shutil.rmtree(dst)
         pwfile = base / "pw"
         pwfile.write_text(PASSWORD + "\n")
         pwfile.chmod(0o600)
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
         plain_env = {**os.environ, "RSYNC_CONNECT_PROG": f"exec {stunnel} {pair.master}/etc/stunnel/hotsync-client.conf"}
-        plain = ["rsync", "-a", f"--password-file={pwfile}", f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
+        # the slave accepts no push without the pair's epoch: the baseline sends one too (a file rsync reads)
+        early = base / "early"
+        early.write_text("hotsync-epoch 0 kind=sync nonce=0123456789abcdef0123456789abcdef\n")
+        client = [f"--password-file={pwfile}", f"--early-input={early}", "--stderr=client"]
+        plain = ["rsync", "-a", *client, f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
         # the same rsync options hotsync uses, without hotsync around them: what the options cost apart
         flags = ["rsync", "-aHAX", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
-                 "--modify-window=-1", f"--password-file={pwfile}", f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
+                 "--modify-window=-1", *client, f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
         results: dict[str, tuple[list, list, list]] = {}
 
         def settle() -> None:

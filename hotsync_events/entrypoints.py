@@ -101,8 +101,10 @@ def entry_points(group: str, cache_dir: Path | None) -> list[CachedEntryPoint]:
     eps, paths = _scan(group)
     data = {"state": state, "paths": paths, "files": _file_state(paths),
             "eps": [[e.name, e.value, e.group, e.dist.metadata["Name"], e.dist.version] for e in eps]}
+    if not cache_file.parent.parent.is_dir():    # a host not set up: a cache is no reason to create its tree
+        return eps
     try:
-        from .fsutil import atomic_write
+        from hotsync_events.fsutil import atomic_write
 
         atomic_write(cache_file, marshal.dumps(data), mode=0o644)
     except OSError:

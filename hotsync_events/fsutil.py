@@ -4,7 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "remove_dead_temps"]
+#: tests: ``HOTSYNC_CRASH_BEFORE_RENAME=<file name>`` kills a writer of that file after its temp file is
+#: complete and before the rename (the worst moment of :func:`atomic_write`)
+CRASH_ENV = "HOTSYNC_CRASH_BEFORE_RENAME"
+
+__all__ = ["atomic_write", "fsync_dir", "open_lock", "open_private_log", "remove_dead_temps"]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -41,12 +45,46 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o64
         _unlink_quietly(tmp)
         raise
     os.close(fd)
+    if os.environ.get(CRASH_ENV) == path.name:   # tests: die inside the rename window, deterministically
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     try:
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def open_lock(path: str | os.PathLike) -> int:
+    """Open (create) a lock file only its owner can open: 0600, whatever mode an older version left.
+
+    ``flock`` needs nothing but an open file, so a lock any user can read is a lock any user can hold (and
+    a sync or an event kept waiting by one). Returns the descriptor (close-on-exec).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_private_log(path: str | os.PathLike) -> int:
+    """Open a log for appending, readable by its owner and group only (0640): logs name files."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+    st = os.fstat(fd)
+    if st.st_mode & 0o027 and st.st_uid == os.geteuid():
+        os.fchmod(fd, st.st_mode & 0o750)
+    return fd
 
 
 def remove_dead_temps(path: str | os.PathLike) -> list[str]:

@@ -1,27 +1,32 @@
 """Every hook a hotsync plugin can implement.
 
 Hooks are called with keyword arguments. A plugin implements a hook by defining a function of the same
-name marked with ``@hotsync_events.hookimpl``; it may take any subset of the arguments named here.
+name marked with ``@hotsync_events.hookimpl``; it may take any subset of the arguments named here. Every
+hook is given ``root``, the :class:`~hotsync_events.paths.Root` the call is about (look only under it,
+never at ``/``); a hook written before it was offered, without that argument, works as it did.
 
 Registration hooks (those that return objects from :mod:`hotsync_events.types`) are called once per
-plugin by the core, which records which plugin gave what, validates it, and sorts the results by
-``(priority, name)``; the order pluggy calls plugins in never matters. A registration hook returns an
-iterable (a list, or ``yield`` its items) or None.
+plugin by the core (:meth:`~hotsync_events.manager.HotsyncPluginManager.registered`, the one collector),
+which records which plugin gave what, validates it, and sorts the results by ``(priority, name)``; the
+order pluggy calls plugins in never matters. A registration hook returns an iterable (a list, or ``yield``
+its items) or None. A hook that raises, or returns something that is not the type it registers, is that
+plugin's error: reported by plugin and hook name, its items left out, the other plugins unaffected. One
+name given by two plugins is a :class:`~hotsync_events.manager.RegistrationError` naming both.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import NAME
+from hotsync_events import NAME
 import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from .configdb import ConfigDB
-    from .paths import Root
-    from .types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
+    from hotsync_events.configdb import ConfigDB
+    from hotsync_events.paths import Root
+    from hotsync_events.types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
 
 hookspec = pluggy.HookspecMarker(NAME)
 
@@ -43,18 +48,20 @@ def hotsync_detect(root: Root, db: ConfigDB) -> bool | None:
 
 # --- configuration database ----------------------------------------------------------------------
 @hookspec
-def hotsync_config_schema() -> Iterable[SchemaFile] | None:
+def hotsync_config_schema(root: Root) -> Iterable[SchemaFile] | None:
     """Return the configspec files that extend the config databases with this plugin's keys and props.
 
     Called when plugins are loaded for an event and by ``hotsync plugins``; the files are installed
     under the root so that ``config setprop`` validates against them without loading plugins. A prop
     that two plugins define stops start-up naming both.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 # --- events ----------------------------------------------------------------------------------------
 @hookspec
-def hotsync_actions(db: ConfigDB) -> Iterable[Action] | None:
+def hotsync_actions(db: ConfigDB, root: Root) -> Iterable[Action] | None:
     """Return the actions this plugin contributes, to any event (``Action.event`` names it).
 
     Called each time an event is planned (``signal-event``, ``signal-event --list``). The core mixes
@@ -63,60 +70,71 @@ def hotsync_actions(db: ConfigDB) -> Iterable[Action] | None:
     giving one event the same action name is an error naming both.
 
     :param db: the ``configuration`` database (read it; an action writes through its context).
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 @hookspec
-def hotsync_template_dirs() -> Iterable[Path] | None:
+def hotsync_template_dirs(root: Root) -> Iterable[Path] | None:
     """Return directories of Mako fragments laid out as ``<dir>/<target path>/<NN-name>``.
 
     Called when templates are expanded. A fragment here overrides a core fragment of the same name
     and is overridden by ``<root>/etc/hotsync/templates-custom``.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 @hookspec
-def hotsync_templates(db: ConfigDB) -> Iterable[Template] | None:
+def hotsync_templates(db: ConfigDB, root: Root) -> Iterable[Template] | None:
     """Return the files this plugin renders: target path, owner, group, mode, events, services.
 
     Called when an event is planned and by ``expand-template``.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 @hookspec
-def hotsync_services(db: ConfigDB) -> Iterable[Service] | None:
+def hotsync_services(db: ConfigDB, root: Root) -> Iterable[Service] | None:
     """Return the services this plugin owns and what each event does to them.
 
     Called by the service-adjust step of an event (priority 90) and by ``hotsync services``.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 # --- sync ------------------------------------------------------------------------------------------
 @hookspec
-def hotsync_sync_paths(db: ConfigDB) -> Iterable[SyncPath] | None:
+def hotsync_sync_paths(db: ConfigDB, root: Root) -> Iterable[SyncPath] | None:
     """Return the paths this plugin's application needs on the slave, and what to keep out.
 
     Called by every push (``hotsync sync``, the notifier) and by ``hotsync paths``. Includes from all
     plugins and the sysadmin's ``include.d`` lists are merged; two plugins may name the same path.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 @hookspec
-def hotsync_dumps(db: ConfigDB) -> Iterable[Dump] | None:
+def hotsync_dumps(db: ConfigDB, root: Root) -> Iterable[Dump] | None:
     """Return the database dumps to take before each push (they are shipped with it).
 
     Called by ``hotsync sync`` on the master unless ``hotsync databases`` is disabled, and by
     ``hotsync restore-databases`` / the promote on the slave (to restore them). Each Dump is run in
-    ``(priority, name)`` order (:mod:`hotsync_events.databases` does it for the restore). ``run``
+    ``(priority, name)`` order (:mod:`hotsync_events.sync.databases` does it for the restore). ``run``
     returns None or raises; ``restore`` loads the dump (started server, row counts checked) or raises.
     A dump file should be self-contained (data, users, manifest) so a push ships it whole or not at
     all; the built-in plugins' helpers for MariaDB and PostgreSQL do that.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """
 
 
 # --- promote ---------------------------------------------------------------------------------------
 @hookspec
-def hotsync_promote_steps(db: ConfigDB) -> Iterable[PromoteStep] | None:
+def hotsync_promote_steps(db: ConfigDB, root: Root) -> Iterable[PromoteStep] | None:
     """Return the steps that make this plugin's application take over when the slave is promoted.
 
     Called by ``hotsync-promote`` after the shipped config database is applied and the databases are
@@ -126,4 +144,5 @@ def hotsync_promote_steps(db: ConfigDB) -> Iterable[PromoteStep] | None:
     :class:`~hotsync_events.types.Action` on event ``post-restore-data`` (``hotsync_actions``).
 
     :param db: the ``configuration`` database as it is after the promote applied the master's copy.
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-__all__ = ["Root", "RootError", "data_dir", "root_from"]
+__all__ = ["DB_DIR", "NETHSERVER_DB_DIR", "Root", "RootError", "data_dir", "root_from"]
 
 _HERE = Path(__file__).resolve().parent
+#: the databases' directory (host paths): NethServer's when it exists, else this project's own
+NETHSERVER_DB_DIR = "/var/lib/nethserver/db"
+DB_DIR = "/var/lib/hotsync/db"
 
 
 class RootError(ValueError):
@@ -75,7 +78,10 @@ class Root:
     # where things live
     @property
     def db_dir(self) -> Path:
-        return self.join("/var/lib/hotsync/db")
+        """Where the e-smith databases live: NethServer's own directory when the host has one (a database
+        copied from a NethServer machine is read where NethServer keeps it), else ``/var/lib/hotsync/db``."""
+        nethserver = self.join(NETHSERVER_DB_DIR)
+        return nethserver if nethserver.is_dir() else self.join(DB_DIR)
 
     @property
     def state_dir(self) -> Path:

@@ -8,10 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from hotsync_events.configdb import ConfigDB
+    from hotsync_events.paths import Root
 
 __all__ = ["Action", "ActionContext", "Dump", "DumpContext", "PromoteStep", "SchemaFile", "Service", "SyncPath",
-           "Template", "check_name"]
+           "Template", "check_name", "run_failure"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 SERVICE_VERBS = frozenset({"start", "stop", "restart", "reload", "enable", "disable"})
@@ -24,23 +28,42 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def run_failure(rv: Any) -> str | None:
+    """The one success rule of every ``run`` (and ``restore``) callable a plugin gives: an action's, a
+    promote step's, a dump's. It succeeds when it returns None, True or 0 without raising; any other value
+    (False, a non-zero number, a string...) fails it, and so does an exception (the caller catches that).
+    Returns None on success, else why it failed (``returned 3``)."""
+    if rv is None or rv is True or (type(rv) is int and rv == 0):
+        return None
+    return f"returned {rv!r}"
+
+
 @dataclass(frozen=True)
 class ActionContext:
-    """What an action's ``run`` gets: the event, its arguments and the host it runs on."""
+    """What an action's ``run`` (and a promote step's) gets: the event, its arguments and the host it runs on."""
 
-    event: str
-    args: tuple[str, ...]
-    root: Any            # hotsync_events.paths.Root
-    db: Any              # hotsync_events.configdb.ConfigDB of the `configuration` database
-    pm: Any = None       # the plugin manager, for actions that ask other plugins
-    log: Callable[[str], None] = print
+    event: str                       #: the event (``promote`` for a promote step)
+    args: tuple[str, ...]            #: the event's arguments (``signal-event EVENT ARGS...``)
+    root: Root                       #: the host this runs on: every path is ``root.join("/etc/...")``
+    db: ConfigDB                     #: the ``configuration`` database; write it with ``db.setprop(...)``
+    pm: Any = None                   #: the plugin manager, for an action that asks the other plugins
+    log: Callable[[str], None] = print   #: a line for the event's log (an action's output is captured too)
+    control: Callable[[str, str], str] | None = field(default=None, repr=False, compare=False)
+
+    def service(self, name: str, verb: str) -> str:
+        """Start, stop, restart, reload, enable or disable the service *name* that a plugin declares
+        (``hotsync_services``) on this host, through the host's back-end (systemd on a real host, a process
+        under any other root). Returns what was done; raises ``ServiceError`` saying why it could not."""
+        if self.control is None:
+            raise RuntimeError(f"no service control here: {verb} {name} is for an event's action or a promote step")
+        return self.control(name, verb)
 
 
 @dataclass(frozen=True)
 class Action:
     """One step of an event, run in ``(priority, name)`` order with the events directory's executables.
 
-    ``run(ctx)`` returns None (or 0) on success; a non-zero int, or an exception, fails the action. A
+    ``run(ctx)`` succeeds as every ``run`` does (:func:`run_failure`: None, True or 0, nothing raised). A
     failed action fails alone unless it is ``critical``: then the actions after it are not run.
     """
 
@@ -120,7 +143,7 @@ class Service:
 
 @dataclass(frozen=True)
 class SchemaFile:
-    """A configspec file that extends database ``db`` (see :mod:`hotsync_events.schema`)."""
+    """A configspec file that extends database ``db`` (see :mod:`hotsync_events.configdb.schema`)."""
 
     db: str
     path: Path
@@ -152,12 +175,18 @@ class SyncPath:
 
 @dataclass(frozen=True)
 class DumpContext:
-    """What a dump's ``run`` gets. ``target`` is the file (under the root) to write the dump to."""
+    """What a dump's ``run`` and ``restore`` get.
 
-    root: Any
-    db: Any
-    target: Path
-    log: Callable[[str], None] = print
+    For ``run`` (on the master, before each push), ``target`` is a fresh temp file beside the dump's place,
+    not created yet: write the dump there. The core renames it over the last good dump, fsynced and 0600,
+    only when ``run`` succeeded; a failed ``run`` leaves the last good dump as it was. For ``restore`` (on
+    the slave, at promote), ``target`` is the shipped dump to load.
+    """
+
+    root: Root                       #: the host this runs on (look only under it)
+    db: ConfigDB                     #: its ``configuration`` database (read it)
+    target: Path                     #: the file to write (run) or to load (restore), a real path
+    log: Callable[[str], None] = print   #: progress lines, shown by ``hotsync sync -v`` and the promote
 
 
 @dataclass(frozen=True)
@@ -187,8 +216,8 @@ class PromoteStep:
 
     The promote runs every active plugin's steps after the databases are restored, in
     ``(priority, name)`` order. ``run(ctx)`` gets an :class:`ActionContext` whose ``event`` is
-    ``promote`` (no args); it returns None (or 0) on success, and a non-zero int or an exception fails
-    the step. A failed step is reported and the promote goes on, unless the step is ``critical``: then
+    ``promote`` (no args); it succeeds as every ``run`` does (:func:`run_failure`: None, True or 0, nothing
+    raised). A failed step is reported and the promote goes on, unless the step is ``critical``: then
     the steps after it are not run and the promote fails. Steps must be safe to run twice (a killed
     promote is run again). What must happen after ``signal-event post-restore-data`` is an ordinary
     :class:`Action` on that event instead.

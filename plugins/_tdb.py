@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 
 from ._common import run_tool
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present, run_tool, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 
 CONF = "/etc/openldap/slapd.d"
 DATA = "/var/lib/ldap/"

@@ -1,7 +1,9 @@
 """FreePBX (nethserver-freepbx, newer than 14.0.3): Asterisk's configuration, sounds, voicemail, databases.
 
 HotSync's ``freepbx.sh`` ships ``/var/lib/asterisk``, ``/var/www/html/freepbx``, ``/etc/asterisk``,
-``/etc/amportal.conf``, ``/etc/freepbx.conf``, ``/etc/freepbx_db.conf`` and ``/usr/sbin/fwconsole``;
+``/etc/amportal.conf``, ``/etc/freepbx.conf``, ``/etc/freepbx_db.conf`` and ``/usr/sbin/fwconsole``
+(a link to ``/var/lib/asterisk/bin/fwconsole``: a push never writes ``/usr/sbin``, which runs as root, so
+the promote step ``freepbx-fwconsole`` makes the link on the new master);
 the MariaDB databases ``asterisk`` and ``asteriskcdrdb`` travel as dumps (keep ``hotsync databases``
 enabled for FreePBX, #6008) -- here inside the ``mysql`` plugin's dump of the system MariaDB -- loaded
 before Asterisk restarts; ``fixperm`` gives it all back to
@@ -19,12 +21,13 @@ from hotsync_events import hookimpl
 from hotsync_events.types import Dump, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 
 ASTDB = "/var/lib/asterisk/astdb.sqlite3"
 ASTDB_DUMP = f"{DUMP_DIR}/freepbx-astdb.sqlite3"
 PATHS = ("/var/lib/asterisk/", "/var/www/html/freepbx/", "/etc/asterisk/", "/etc/amportal.conf",
-         "/etc/freepbx.conf", "/etc/freepbx_db.conf", "/usr/sbin/fwconsole")
+         "/etc/freepbx.conf", "/etc/freepbx_db.conf")
+FWCONSOLE, FWCONSOLE_REAL = "/usr/sbin/fwconsole", "/var/lib/asterisk/bin/fwconsole"
 SPOOL = ("/var/spool/asterisk/voicemail/", "/var/spool/asterisk/monitor/")
 
 
@@ -55,7 +58,18 @@ def hotsync_services(db):
 @hookimpl
 def hotsync_promote_steps(db):
     yield PromoteStep("freepbx-fix-owners", fix_owners(
-        [(p, "asterisk", "asterisk", p.endswith("/")) for p in PATHS[:-1] + SPOOL]), priority=30)
+        [(p, "asterisk", "asterisk", p.endswith("/")) for p in PATHS + SPOOL]), priority=30)
+    yield PromoteStep("freepbx-fwconsole", _link_fwconsole, priority=31)
+
+
+def _link_fwconsole(ctx) -> None:
+    """``/usr/sbin/fwconsole`` -> FreePBX's own copy in the shipped Asterisk tree (idempotent)."""
+    link = ctx.root.join(FWCONSOLE)
+    if os.path.lexists(link) or not ctx.root.join(FWCONSOLE_REAL).exists():
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(FWCONSOLE_REAL, link)
+    ctx.log(f"{FWCONSOLE} -> {FWCONSOLE_REAL}")
 
 
 def _copy_sqlite(src: Path, dest: Path) -> None:

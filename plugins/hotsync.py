@@ -27,25 +27,34 @@ import sys
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.templates import TemplateDataError
+from hotsync_events.events.templates import TemplateDataError
 from hotsync_events.types import Action, Service, Template
 
 EVENT = "nethserver-hotsync-save"
 RSYNCD_CONF = "/etc/rsyncd.conf"
+RSYNCD_PAIR_CONF = "/etc/rsyncd-pair.conf"
 RSYNCD_SECRETS = "/etc/rsyncd.secrets"
 STUNNEL_CONF = "/etc/stunnel/hotsync.conf"
 STUNNEL_CLIENT_CONF = "/etc/stunnel/hotsync-client.conf"
+STUNNEL_PAIR_CLIENT_CONF = "/etc/stunnel/hotsync-pair-client.conf"
+#: the slave's daemon filter (hotsync_events.sync.policy.accept_filter) and the peer copy's staging directory
+ACCEPT_FILTER = "/var/lib/hotsync/sync/accept.filter"
+#: the logs rsync and stunnel append to (made 0640 by the save event before they start)
+LOGS = ("/var/log/hotsync/rsyncd.log", "/var/log/hotsync/stunnel-client.log",
+        "/var/log/hotsync/hotsync-stunnel-tls.log")
+PEER_INCOMING = "/var/lib/hotsync/peer-incoming"
 CRON = "/etc/cron.d/hotsync"
 WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"
-SERVICES = ("hotsync-rsyncd", "hotsync-stunnel")
+SERVICES = ("hotsync-stunnel",)
 SCHEDULER = "hotsync-scheduler"
 USER = "hotsyncuser"
 MODULE = "hotsync"
 #: options a push never needs and that could reach outside the replica or tear files
-REFUSED_OPTIONS = ("inplace", "append", "append-verify", "write-devices", "copy-devices", "temp-dir", "backup",
-                   "backup-dir", "suffix", "link-dest", "copy-dest", "compare-dest", "only-write-batch",
+#: (--backup and --backup-dir are checked by the pre-xfer hook instead: only into /var/lib/hotsync/kept/)
+REFUSED_OPTIONS = ("inplace", "append", "append-verify", "write-devices", "copy-devices", "temp-dir",
+                   "suffix", "link-dest", "copy-dest", "compare-dest", "only-write-batch",
                    "write-batch", "read-batch", "remove-source-files", "delete-excluded", "fake-super",
-                   "insecure-links", "iconv", "sender")
+                   "insecure-links", "iconv", "sender", "keep-dirlinks", "no-implied-dirs")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -56,7 +65,7 @@ class RenderRefused(TemplateDataError, ValueError):
 # ------------------------------------------------------------------------------------------- roles
 def _props(db, key: str) -> dict:
     """The props of *key* from a ConfigDB or a template's read-only view of one."""
-    from hotsync_events.templates import DBView
+    from hotsync_events.events.templates import DBView
 
     if key not in db:
         return {}
@@ -79,12 +88,23 @@ def slave_active(db) -> bool:
 
     An enabled slave with a MasterHost and a password does; so does a promoted master that still names
     its old master (MasterHost kept by hotsync-promote): its daemon refuses every push with the FENCED
-    marker, so the old master learns at its next try that it was demoted (see hotsync_events.fence).
+    marker, so the old master learns at its next try that it was demoted (see hotsync_events.sync.fence).
     ``config setprop hotsync MasterHost ''`` on the master ends that.
     """
     h = _props(db, "hotsync")
     return (role(db) in ("slave", "master") and enabled(db) and bool(h.get("MasterHost"))
             and bool(_props(db, "rsyncd").get("password")))
+
+
+def master_fingerprint(db) -> str | None:
+    """``hotsync MasterFingerprint`` in canonical form, or None when unset (or not a fingerprint)."""
+    from hotsync_events.sync.tls import normalise_fingerprint
+
+    value = _props(db, "hotsync").get("MasterFingerprint") or ""
+    try:
+        return normalise_fingerprint(value) if value else None
+    except ValueError:
+        return None
 
 
 def master_active(db) -> bool:
@@ -124,7 +144,7 @@ def stunnel_value(value, what: str = "value") -> str:
 
 def host_value(value, what: str = "address") -> str:
     """An IP address or a host name, nothing else (the schema's ``host`` check, again)."""
-    from hotsync_events.schema import _is_host
+    from hotsync_events.configdb.schema import _is_host
 
     text = str(value)
     if not text or not _is_host(text):
@@ -227,52 +247,96 @@ def tool(*names: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- render data
+def _no_space(path: str, what: str) -> str:
+    """A path for stunnel's ``execArgs`` (split on whitespace, no quoting) and rsyncd.conf."""
+    text = conf_value(path, what)
+    if any(c.isspace() for c in text):
+        raise RenderRefused(f"{what} {path!r} holds a space: stunnel cannot pass it to rsync; use a root "
+                            "without spaces")
+    return text
+
+
 def rsyncd_values(db, root: str) -> dict:
-    """Everything rsyncd.conf needs, checked for its format."""
-    h, r = _props(db, "hotsync"), _props(db, "rsyncd")
+    """Everything rsyncd.conf and rsyncd-pair.conf need, checked for their formats."""
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.tls import incoming_dir
+
+    h = _props(db, "hotsync")
     master = host_value(h.get("MasterHost", ""), "MasterHost")
-    rootp = conf_value(root.rstrip("/") or "/", "root path")
+    base = root.rstrip("/")
+    rootp = _no_space(base or "/", "root path")
     hook = [sys.executable, "-m", "hotsync_events.sync.xfer"]
     quoted_root = shlex.quote(root)
-    xfer_dir = f"{root.rstrip('/')}/run/hotsync/xfer"
+    xfer_dir = f"{base}/run/hotsync/xfer"
+    common = {
+        "use chroot": "yes",
+        # Symlinks are stored as the master has them (the replica must work after a promote); the chroot
+        # and the daemon's secure path resolver (insecure links = no) keep them inside the root.
+        "munge symlinks": "no",
+        "insecure links": "no",
+        "numeric ids": "yes",
+        "read only": "no",
+        "write only": "yes",
+        "list": "no",
+        **({"uid": "root", "gid": "root"} if os.geteuid() == 0 else {}),
+        "auth users": USER,
+        "secrets file": conf_value(f"{base}{RSYNCD_SECRETS}", "secrets path"),
+        "strict modes": "yes",
+        "auth digest": strongest_digest(),
+        "hosts allow": " ".join(_with_mapped(resolve(master))),
+        "hosts deny": "*",
+        # one session at a time, all modules: a session's post-xfer hook (which installs a peer copy and the
+        # filter the next session reads) ends before the next session starts; the master waits and retries
+        "max connections": "1",
+        "lock file": conf_value(f"{base}/run/hotsync/rsyncd.lock", "lock path"),
+        "timeout": str(int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout")),
+        "refuse options": " ".join(REFUSED_OPTIONS),
+    }
     return {
-        "port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
-        "address": daemon_address(root),
         "root": rootp,
-        "log": conf_value(f"{root.rstrip('/')}/var/log/hotsync/rsyncd.log", "log path"),
-        "lock": conf_value(f"{root.rstrip('/')}/run/hotsync/rsyncd.lock", "lock path"),
-        "secrets": conf_value(f"{root.rstrip('/')}{RSYNCD_SECRETS}", "secrets path"),
-        "hosts": " ".join(_with_mapped(resolve(master))),
-        "digest": strongest_digest(),
-        "timeout": int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout"),
-        "ids": "root" if os.geteuid() == 0 else None,
-        "refuse": " ".join(REFUSED_OPTIONS),
+        "log": conf_value(f"{base}/var/log/hotsync/rsyncd.log", "log path"),
+        "common": "".join(f"{k} = {v}\n" for k, v in common.items()),
+        "accept": conf_value(f"{base}{ACCEPT_FILTER}", "filter path"),
+        "peer": _no_space(f"{base}{PEER_INCOMING}", "peer copy path"),
+        "incoming": _no_space(str(incoming_dir(Root(root))), "pairing path"),
         "pre": conf_value(" ".join(shlex.quote(a) for a in hook) + f" pre --root {quoted_root}", "pre-xfer command"),
-        # the master's --early-input (its pair epoch) kept for the pre-xfer check; a shell line, no python start-up
+        # what the master sends first (its pair epoch, the session's kind and a nonce) kept for the pre-xfer
+        # check; a shell line, no python start-up
         "early": conf_value(f"mkdir -p {shlex.quote(xfer_dir)} && head -c 512 > {shlex.quote(xfer_dir)}/early.$RSYNC_PID",
                             "early exec command"),
-        "post": conf_value(" ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
+        # a dry run changes nothing and its pre-xfer recorded nothing: its post-xfer ends without python
+        "post": conf_value(f"f={shlex.quote(xfer_dir)}/dry.$RSYNC_PID; if [ -e \"$f\" ]; then exec rm -f \"$f\"; fi; "
+                           "exec " + " ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
                            "post-xfer command"),
     }
 
 
 def stunnel_values(db, root: str) -> dict:
-    from hotsync_events.sync.tls import cert_paths, pin_path
     from hotsync_events.paths import Root
+    from hotsync_events.sync.tls import (cert_paths, master_pin_fingerprint, pin_path, placeholder_path,
+                                         trusted_master_dir)
 
-    h, r = _props(db, "hotsync"), _props(db, "rsyncd")
+    h = _props(db, "hotsync")
     R = Root(root)
+    base = root.rstrip("/")
     cert, key = cert_paths(R)
     timeout = int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout")
     out = {"port": int_value(h.get("port", 273), 1, 65535, "hotsync port"),
-           "rsyncd_port": int_value(r.get("TCPPort", 873), 1, 65535, "rsyncd TCPPort"),
-           "rsyncd_address": daemon_address(root),
            "cert": stunnel_value(cert), "key": stunnel_value(key), "pin": stunnel_value(pin_path(R)),
            "timeout": timeout, "connect_timeout": min(timeout, 30),
-           "log": stunnel_value(f"{root.rstrip('/')}/var/log/hotsync/stunnel-client.log")}
+           "log": stunnel_value(f"{base}/var/log/hotsync/stunnel-client.log"),
+           "server_log": stunnel_value(f"{base}/var/log/hotsync/hotsync-stunnel-tls.log")}
     if slave_active(db):
         master = host_value(h["MasterHost"], "MasterHost")
         out["accept"] = f"127.0.0.1:{out['port']}" if _is_loopback(master) else f":::{out['port']}"
+        out["trusted"] = stunnel_value(trusted_master_dir(R))
+        out["nobody"] = stunnel_value(placeholder_path(R))
+        out["rsync"] = stunnel_value(tool("rsync"))
+        out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
+        out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
+        # the pairing service runs only until this slave trusts the certificate MasterFingerprint names
+        want = master_fingerprint(db)
+        out["pairing"] = want is None or master_pin_fingerprint(R) != want
     if h.get("SlaveHost"):
         out["slave"] = host_value(h["SlaveHost"], "SlaveHost")
     return out
@@ -294,24 +358,27 @@ def cron_values(db, root: str) -> dict:
 @hookimpl
 def hotsync_templates(db):
     events = (EVENT, "nethserver-hotsync-update")
-    yield Template(RSYNCD_CONF, events=events, services=("hotsync-rsyncd",))
-    yield Template(RSYNCD_SECRETS, events=events, mode=0o600, services=("hotsync-rsyncd",))
+    yield Template(RSYNCD_CONF, events=events)
+    yield Template(RSYNCD_PAIR_CONF, events=events)
+    yield Template(RSYNCD_SECRETS, events=events, mode=0o600)
     yield Template(STUNNEL_CONF, events=events, services=("hotsync-stunnel",))
     yield Template(STUNNEL_CLIENT_CONF, events=events, mode=0o644)
+    yield Template(STUNNEL_PAIR_CLIENT_CONF, events=events, mode=0o644)
     yield Template(CRON, events=events, mode=0o644)
     yield Template(WATCH_UNIT, events=events, mode=0o644)
 
 
 @hookimpl
 def hotsync_services(db):
-    rsync = tool("rsync")
     stunnel = tool("stunnel4", "stunnel")
     slave = slave_active(db)
-    yield Service("hotsync-rsyncd", unit="rsync.service", enabled=slave, events={EVENT: "restart"},
-                  command=(rsync, "--daemon", "--no-detach", "--config={root}" + RSYNCD_CONF))
+    # the slave's only listener: stunnel, which runs rsync for each connection it accepted (an earlier
+    # version ran a standalone rsync daemon as hotsync-rsyncd: declared stopped, so an upgrade stops it)
+    yield Service("hotsync-rsyncd", unit=None, enabled=False, events={EVENT: "stop"},
+                  command=(tool("rsync"), "--version"))
     yield Service("hotsync-stunnel", unit="stunnel4.service", enabled=slave, events={EVENT: "restart"},
                   command=(stunnel, "{root}" + STUNNEL_CONF))
-    from hotsync_events.services import backend_name
+    from hotsync_events.events.services import backend_name
 
     if backend_name(_root_of(db)) == "process":   # where systemd runs, cron reads /etc/cron.d/hotsync
         yield Service(SCHEDULER, unit=None, enabled=master_active(db), events={EVENT: "restart"},
@@ -324,6 +391,7 @@ def hotsync_services(db):
 
 @hookimpl
 def hotsync_actions(db):
+    yield Action(EVENT, "hotsync-manual-commands", _manual_commands, priority=1)
     yield Action(EVENT, "hotsync-repair", _repair, priority=2)
     yield Action(EVENT, "hotsync-check", _check, priority=3, critical=True)
     yield Action(EVENT, "hotsync-tls", _tls, priority=4, critical=True)
@@ -331,11 +399,31 @@ def hotsync_actions(db):
     yield Action(EVENT, "hotsync-writers", _writers, priority=91)
 
 
+#: the commands the NethServer manual names by their full path (/sbin/e-smith/...)
+MANUAL_COMMANDS = ("config", "db", "signal-event", "expand-template")
+
+
+def _manual_commands(ctx) -> int:
+    """``<root>/sbin/e-smith/{config,db,signal-event,expand-template}`` for the manual's paths: links to this
+    installation's commands, made where missing (a package's own links, or NethServer's, are left alone)."""
+    here = Path(sys.executable).parent
+    d = ctx.root.join("/sbin/e-smith")
+    for name in MANUAL_COMMANDS:
+        target = here / name if (here / name).exists() else shutil.which(name)
+        link = d / name
+        if target is None or os.path.lexists(link):
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, link)
+        ctx.log(f"hotsync: /sbin/e-smith/{name} -> {target} (the manual's path)")
+    return 0
+
+
 def _repair(ctx) -> int:
-    """A host configured as slave leaves the fenced state (re-pair after a promote): see hotsync_events.fence."""
+    """A host configured as slave leaves the fenced state (re-pair after a promote): see hotsync_events.sync.fence."""
     if role(ctx.db) != "slave":
         return 0
-    from hotsync_events.fence import repair_as_slave
+    from hotsync_events.sync.fence import repair_as_slave
 
     repair_as_slave(ctx.root, ctx.db, log=ctx.log)
     return 0
@@ -370,12 +458,41 @@ def _check(ctx) -> int:
 
 
 def _tls(ctx) -> int:
-    if role(ctx.db) != "slave":
+    """This host's TLS identity (both roles); on a slave, its pin of the master and what a push may write."""
+    r = role(ctx.db)
+    if r not in ("master", "slave"):
         return 0
-    from hotsync_events.sync.tls import ensure_slave_cert
+    from hotsync_events.fsutil import open_private_log
+    from hotsync_events.sync.tls import ensure_host_cert
 
-    ensure_slave_cert(ctx.root, log=ctx.log)
+    ensure_host_cert(ctx.root, log=ctx.log)
+    for name in LOGS:   # the daemons append to them; they name files: 0640 from creation
+        os.close(open_private_log(ctx.root.join(name)))
+    if slave_active(ctx.db):
+        prepare_slave(ctx.root, ctx.db, log=ctx.log)
     return 0
+
+
+def prepare_slave(root, db, log=print) -> None:
+    """The slave's private directories, its pin of the master (MasterFingerprint), and the filter of what a
+    push may write (from the last manifest it accepted)."""
+    from hotsync_events.sync import peercopy
+    from hotsync_events.sync.tls import ensure_placeholder, incoming_dir, set_master_pin
+
+    for d in (root.join(PEER_INCOMING), incoming_dir(root), root.join("/var/lib/hotsync/dumps"),
+              root.join("/var/lib/hotsync/kept"), root.join("/var/lib/hotsync/sync")):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+    ensure_placeholder(root)
+    want = master_fingerprint(db)
+    trusted = set_master_pin(root, want)
+    if want is None:
+        log("hotsync: this slave does not know its master's certificate yet: on the master, `hotsync status` "
+            "shows its fingerprint; here run config setprop hotsync MasterFingerprint <it>; "
+            "signal-event nethserver-hotsync-save")
+    elif trusted is None:
+        log(f"hotsync: waiting for the master's certificate {want} (its next push sends it)")
+    peercopy.write_accept_filter(root)
 
 
 def _conf(ctx) -> int:
@@ -398,7 +515,7 @@ def _writers(ctx) -> int:
     """On a slave, the services that write synced data stay stopped (the copy must not diverge)."""
     if role(ctx.db) != "slave" or ctx.pm is None:
         return 0
-    from hotsync_events.services import ServiceManager, collect_services
+    from hotsync_events.events.services import ServiceManager, collect_services
 
     services = collect_services(ctx.pm, ctx.db)
     writers = [(p, s) for p, s in services if s.writer]

@@ -11,7 +11,7 @@ here writes synced data, so all are writers, stopped on the slave.
 from __future__ import annotations
 
 from hotsync_events import hookimpl
-from hotsync_events.types import PromoteStep, SyncPath
+from hotsync_events.types import Action, PromoteStep, SyncPath
 
 from ._common import chown_tree, has_key, present, service
 
@@ -65,3 +65,16 @@ def _fix_owners(ctx):
         if root.join(path).exists():
             chown_tree(root, path, user, None)
     return None
+
+
+@hookimpl
+def hotsync_actions(db):
+    yield Action("nethserver-hotsync-save", "mail-server-hotsync-mailto", _mail_to_admin, priority=5)
+
+
+def _mail_to_admin(ctx) -> None:
+    """As the manual says: HotSync's mail goes to root, or to admin when a mail server is installed. The
+    default recipient becomes admin's; one a sysadmin set is left alone."""
+    if (ctx.db.getprop("hotsync", "MailTo") or "root@localhost") == "root@localhost":
+        ctx.db.setprop("hotsync", {"MailTo": "admin@localhost"})
+        ctx.log("mail-server: HotSync's alert mail goes to admin@localhost (a mail server is installed)")

@@ -14,7 +14,7 @@ from hotsync_events import hookimpl
 from hotsync_events.types import SyncPath
 
 from ._common import databases_enabled, has_key, present, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 
 DATA = "/var/lib/nethserver/mattermost/"
 SCL_DATADIR = "/var/opt/rh/rh-postgresql12/lib/pgsql/data"
@@ -35,11 +35,10 @@ def hotsync_sync_paths(db):
 
 
 @hookimpl
-def hotsync_dumps(db):
-    from ._dbtools import postgres_dump, root_of
-    from ._pgsql import Postgres
+def hotsync_dumps(db, root):
+    from hotsync_events.dbkit import postgres_dump
+    from hotsync_events.dbkit import Postgres
 
-    root = root_of(db)
     datadir = db.getprop("mattermost", "DbDataDir") or SCL_DATADIR
     port = db.getprop("mattermost", "DbPort") or "55434"
     if databases_enabled(db) and root.join(datadir).is_dir():

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbtools import DUMP_DIR, HostServer, mariadb_dump, root_of
-from ._mariadb import MariaDB
+from hotsync_events.dbkit import DUMP_DIR, HostServer, mariadb_dump, root_of
+from hotsync_events.dbkit import MariaDB
 
 KEY = "mysqld"
 DUMP_PATH = f"{DUMP_DIR}/mysql.sql"

@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 
 DATA = "/var/lib/nethserver/nextcloud/"
 CONFIG = "/usr/share/nextcloud/config/config.php"
@@ -45,11 +45,10 @@ def hotsync_sync_paths(db):
 
 
 @hookimpl
-def hotsync_dumps(db):
-    from ._dbtools import mariadb_dump, root_of
-    from ._mariadb import MariaDB
+def hotsync_dumps(db, root):
+    from hotsync_events.dbkit import mariadb_dump
+    from hotsync_events.dbkit import MariaDB
 
-    root = root_of(db)
     datadir = db.getprop("nextcloud", "DbDataDir") or SCL_DATADIR
     if databases_enabled(db) and root.join(datadir).is_dir():
         server = MariaDB(root, socket=db.getprop("nextcloud", "DbSocket") or SCL_SOCKET,

@@ -3,15 +3,15 @@
 Detection (kept simple): the plugin contributes its dump when ``postgresql status`` is not ``disabled``
 and the cluster's data directory (``postgresql DataDir``, default ``/var/lib/postgresql``) exists under
 the root. Applications on another PostgreSQL instance (Mattermost's own server, for one) declare it
-with :func:`hotsync_plugins._dbtools.postgres_dump`. The raw data directory is always excluded from the
+with :func:`hotsync_events.dbkit.postgres_dump`. The raw data directory is always excluded from the
 push: only the consistent dump travels.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbtools import DUMP_DIR, HostServer, postgres_dump, root_of
-from ._pgsql import Postgres
+from hotsync_events.dbkit import DUMP_DIR, HostServer, postgres_dump, root_of
+from hotsync_events.dbkit import Postgres
 
 KEY = "postgresql"
 DUMP_PATH = f"{DUMP_DIR}/postgresql.tar"

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import Action, Dump, SyncPath
 
 from ._common import has_key, present, run_tool, service
-from ._dbtools import DUMP_DIR
+from hotsync_events.dbkit import DUMP_DIR
 from ._tdb import dump_tdbs, restore_tdbs
 
 IBAYS = "/var/lib/nethserver/ibay/"

@@ -21,11 +21,11 @@ demo_db_servers() {
   HOTSYNC_ROOT=$r config setprop mysqld PasswordFile /etc/hotsync-demo/mysql.pw >/dev/null
   # PostgreSQL refuses to run as root: the cluster belongs to nobody
   pw="Demo-$(basename "$r")-pg1"
-  echo "$pw" > "$r/run/hotsync/initdb.pw"
-  chown nobody "$r/var/lib/postgresql" "$r/run/postgresql" "$r/run/hotsync/initdb.pw"
+  echo "$pw" > "$r/run/postgresql/initdb.pw"
+  chown nobody "$r/var/lib/postgresql" "$r/run/postgresql" "$r/run/postgresql/initdb.pw"
   runuser -u nobody -- "$pg_bin/initdb" -D "$r/var/lib/postgresql/main" -U postgres --auth-local=scram-sha-256 \
-    --auth-host=reject --pwfile="$r/run/hotsync/initdb.pw" -E UTF8 --locale=C --no-sync >/dev/null
-  rm -f "$r/run/hotsync/initdb.pw"
+    --auth-host=reject --pwfile="$r/run/postgresql/initdb.pw" -E UTF8 --locale=C --no-sync >/dev/null
+  rm -f "$r/run/postgresql/initdb.pw"
   runuser -u nobody -- "$pg_bin/postgres" -D "$r/var/lib/postgresql/main" -k "$r/run/postgresql" \
     -c listen_addresses= </dev/null >"$r/var/lib/postgresql/server.log" 2>&1 &
   for _ in $(seq 100); do [ -S "$r/run/postgresql/.s.PGSQL.5432" ] && break; sleep 0.1; done

@@ -30,9 +30,12 @@ else
   on "$M" config setprop rsyncd password Demo-pass-1
   on "$M" config setprop hotsync role master SlaveHost 127.0.0.1 port "$P" realtime disabled
   on "$M" signal-event nethserver-hotsync-save >/dev/null
+  fp() { HOTSYNC_ROOT=$1 hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
+  on "$S" config setprop hotsync MasterFingerprint "$(fp "$M")"       # fingerprints compared by a person
+  on "$S" signal-event nethserver-hotsync-save >/dev/null
   mkdir -p "$M/etc/hotsync/include.d"; echo /srv/demo > "$M/etc/hotsync/include.d/demo.include"   # the master's only
   mkdir -p "$M/srv/demo"; for i in $(seq 1 20); do echo "document $i" > "$M/srv/demo/doc$i.txt"; done
-  on "$M" hotsync sync
+  on "$M" hotsync sync --accept-fingerprint "$(fp "$S")"
 fi
 
 DATA=$(cat "$M"/etc/hotsync/include.d/*.include 2>/dev/null | grep '^/' | head -n 1)
@@ -57,17 +60,19 @@ on "$M" signal-event nethserver-hotsync-save >/dev/null
 on "$M" hotsync sync
 on "$M" hotsync status | head -4
 
-say "re-pair: the old master becomes the new slave, the new master names it (one machine: fresh ports)"
-NP=$(free_port)
-on "$S" config setprop hotsync SlaveHost 127.0.0.1 realtime disabled   # (the demo pushes by hand)
-on "$S" config setprop hotsync MasterHost '' port "$NP"        # one machine only: frees the port
+say "re-pair (docs/promote.md, section 7): the new master names its slave and stops fencing it..."
+on "$S" config setprop hotsync SlaveHost 127.0.0.1 MasterHost '' realtime disabled   # (realtime: the demo pushes by hand)
 on "$S" signal-event nethserver-hotsync-save >/dev/null
-on "$M" config setprop rsyncd TCPPort "$(free_port)"
-on "$M" config setprop hotsync role slave MasterHost 127.0.0.1 port "$NP"
+on "$S" hotsync status | grep -E '^(health|WAITING)'
+say "...the old master becomes the slave (it trusts the new master's certificate, and keeps aside what it replaces)"
+on "$M" config setprop hotsync role slave MasterHost 127.0.0.1
 on "$M" signal-event nethserver-hotsync-save >/dev/null
-sleep 0.5
-say "the new master's first sync shows the dry run; the old master's stale files are a mass deletion"
-on "$S" hotsync sync
-on "$S" hotsync sync --allow-deletions
+say "the first push in the new direction is a person's: it shows the dry run; the old master's late files are kept aside"
+fp() { HOTSYNC_ROOT=$1 hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
+on "$S" hotsync sync --accept-fingerprint "$(fp "$M")" --allow-deletions
+on "$M" hotsync status | grep -A1 'kept aside' | head -4
 if diff -r --no-dereference "$S$DATA" "$M$DATA" >/dev/null; then echo "trees equal ($DATA): the new slave holds the new master's data"
 else echo "trees DIFFER"; exit 1; fi
+late=$(find "$M/var/lib/hotsync/kept" -name 'late*.txt' | wc -l)
+echo "kept aside on the new slave: $late of the old master's 12 late files (nothing it wrote after the promote is lost)"
+[ "$late" = 12 ] || exit 1

@@ -45,15 +45,26 @@ say "On the slave: the shared password, the role, the master's address, then the
 quiet slave config setprop rsyncd password S3cret-demo
 quiet slave config setprop hotsync role slave MasterHost 127.0.0.1 port "$PORT"
 run slave signal-event nethserver-hotsync-save
-note "The slave made its TLS key and certificate, and now runs stunnel on port $PORT in front of an"
-note "rsync daemon that listens on loopback only and accepts pushes from 127.0.0.1 (MasterHost) only."
+note "The slave made its TLS key and certificate and runs stunnel on port $PORT: the only way in. For"
+note "each connection whose certificate it trusts, stunnel runs rsync; nothing else listens."
 
 say "On the master: the same password, the role, the slave's address, the save event"
 quiet master config setprop rsyncd password S3cret-demo
 quiet master config setprop hotsync role master SlaveHost 127.0.0.1 port "$PORT" realtime disabled
 note "(realtime disabled: this demo pushes by hand, step by step, instead of on every change)"
 quiet master signal-event nethserver-hotsync-save
-note "The master's schedule (every 15 minutes) is in place; we push by hand now."
+note "The master made its own key and certificate too: each side will trust only the other's."
+
+say "Mutual TLS: each side pins the other's certificate, after a person compared the fingerprints"
+MFP=$(HOTSYNC_ROOT=$M hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])')
+SFP=$(HOTSYNC_ROOT=$S hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])')
+note "master# hotsync status   ->  certificate: $MFP"
+note "slave#  hotsync status   ->  certificate: $SFP"
+quiet slave config setprop hotsync MasterFingerprint "$MFP"
+quiet slave signal-event nethserver-hotsync-save
+note "From now on the slave refuses, at the TLS handshake, every client but the master's certificate."
+note "The master pins the slave's at its first push: on a terminal \`hotsync sync\` shows it and asks;"
+note "a script names it, as below. The schedule (every 15 minutes) and the notifier never pin: they wait."
 
 say "Some data on the master, and a list that says it must reach the slave"
 mkdir -p "$M/srv/shop/invoices" "$M/etc/hotsync/include.d"
@@ -78,8 +89,8 @@ printf 'master# hotsync paths\n'
 HOTSYNC_ROOT=$M hotsync paths | grep -E 'nextcloud|shop|mysql|postgresql' | sed 's/^/   /' | head -n 14
 note "(the master died during a Nextcloud upgrade: its config.php still says 'maintenance' => true)"
 
-say "First push. The master pins the slave's certificate (trust on first use)"
-run master hotsync sync
+say "First push, by a person: it pins the slave's certificate"
+run master hotsync sync --accept-fingerprint "$SFP"
 (cd "$S/srv" && find shop | sort | sed 's/^/   slave:  \/srv\//')
 note "slave:  /var/lib/nethserver/nextcloud/admin/files/report.odt  $(test -f "$S/var/lib/nethserver/nextcloud/admin/files/report.odt" && echo arrived)"
 note "slave:  /var/lib/nethserver/nextcloud/admin/cache/  $(test -e "$S/var/lib/nethserver/nextcloud/admin/cache/thumb.bin" && echo 'arrived (wrong!)' || echo 'stayed home (excluded by the nextcloud plugin)')"
@@ -101,7 +112,7 @@ say "The status of both sides"
 run master hotsync status
 echo
 run slave hotsync status
-note "The fingerprints match: the master talks to the slave it pinned at the first push."
+note "Each side's own certificate is the one its peer pinned (mutual TLS)."
 
 say "Real time: the notifier pushes each change to the slave as it happens"
 note "With \`config setprop hotsync realtime enabled\` (the default) hotsync daemon runs it on the master."

@@ -5,7 +5,11 @@ set -u
 missing=()
 for cp in "$@"; do
   cmd=${cp%%:*}; pkg=${cp#*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/usr/lib/postgresql/15/bin/$cmd" ] || missing+=("$pkg")
+  found=""
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] && found=1
+  # PostgreSQL's server programs live in /usr/lib/postgresql/<version>/bin, whatever the version installed
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/$cmd" ] && found=1; done
+  [ -n "$found" ] || missing+=("$pkg")
 done
 # python3 -m venv needs ensurepip, which Debian ships apart
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv python3-pip)

@@ -1,4 +1,9 @@
-"""Shared fixtures: a throw-away root per test, a fresh plugin manager per test, the CLI on PATH."""
+"""Shared fixtures: a throw-away root per test, a fresh plugin manager per test, the CLI on PATH.
+
+And one rule for the whole suite: where ``CI`` is set, a test that would be skipped (a missing tool, file
+or privilege) fails instead, naming what is missing. A test skipped in CI is a test missing; on a
+developer's machine without root a skip stays a skip, its reason printed by ``-ra``.
+"""
 from __future__ import annotations
 
 import os
@@ -10,9 +15,42 @@ from pathlib import Path
 import pytest
 
 from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager
+from hotsync_events.manager import get_plugin_manager
 
 BIN = Path(sys.executable).parent
+
+# booted hosts (a real systemd as PID 1): the fixtures booted and booted_sandbox, for tests marked booted
+pytest_plugins = ["booted"]
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _fail_skip_in_ci(report) -> None:
+    from golden import in_ci
+
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci():
+        report.outcome = "failed"
+        report.longrepr = (f"skipped in CI: {_skip_reason(report)} -- CI must run every test: install what is "
+                           "missing (make deps) or run as root")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    _fail_skip_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    report = yield
+    _fail_skip_in_ci(report)
+    return report
 
 
 @pytest.fixture

@@ -28,9 +28,9 @@ from typing import Callable, Iterator
 import pytest
 
 from hotsync_events.configdb import open_db
-from hotsync_events.databases import collect_dumps, take_dumps
+from hotsync_events.sync.databases import collect_dumps, take_dumps
 from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager, install_schemas
+from hotsync_events.manager import get_plugin_manager, install_schemas
 from hotsync_events.types import DumpContext
 
 PG_BIN = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]) \

@@ -1,5 +1,5 @@
 """Helpers of the notifier's live tests: a private rsync daemon on loopback, a pusher speaking to it with
-the notifier's push options, tree comparison and a bounded random workload."""
+the product's own push arguments, tree comparison and a bounded random workload."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +8,13 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
-from hotsync_events.notifier import PushResult
+from hotsync_events.realtime.notifier import PushResult
+from hotsync_events.realtime.wiring import list_push_args
+from hotsync_events.sync.rsync import push_args
 
 
 def free_port() -> int:
@@ -65,32 +68,40 @@ class RsyncDaemon:
 
 
 class DaemonPusher:
-    """A pusher with the notifier's push semantics (files-from, from0, delete-missing-args) against a
-    plain daemon: what the sync library does, minus TLS and guards. Records every call."""
+    """The notifier's pusher against a plain daemon: the product's own argument lists
+    (:func:`~hotsync_events.sync.rsync.push_args`, made a list push by
+    :func:`~hotsync_events.realtime.wiring.list_push_args`), the TLS leg and the guards left out. Records
+    every call."""
 
     def __init__(self, master_root: Path, includes: list[str], url: str, timeout: int = 10,
                  excludes: tuple[str, ...] = ()) -> None:
         self.src = str(master_root)
-        self.excludes = [f"--exclude={e}" for e in excludes]
         self.includes = includes
         self.url = url
         self.timeout = timeout
         self.calls: list[tuple[int | None, bool, float]] = []
+        run = Path(tempfile.mkdtemp(prefix="pusher-"))
+        self.exclude_file = run / "exclude"
+        self.exclude_file.write_text("".join(f"- {e}\n" for e in excludes))
+        self.password_file = run / "password"      # the plain daemon asks none: rsync never reads it
+        self.password_file.write_text("unused\n")
+        os.chmod(self.password_file, 0o600)
 
-    def base(self) -> list[str]:
-        return ["rsync", "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
-                "--partial-dir=.hotsync-partial", f"--timeout={self.timeout}", "--contimeout=3",
-                "--modify-window=-1", "--sockopts=TCP_NODELAY", *self.excludes]
+    def args(self, sources: list[str]) -> list[str]:
+        a = push_args(sources=sources, exclude_file=str(self.exclude_file), password_file=str(self.password_file),
+                      timeout=self.timeout)
+        assert a[-1].startswith("rsync://")
+        return [*a[:-1], self.url]
 
     def __call__(self, paths):
         t0 = time.monotonic()
         if paths is None:
             srcs = [f"{self.src}/.{p}" for p in self.includes if os.path.lexists(self.src + p)]
-            cp = subprocess.run([*self.base(), "--", *srcs, self.url], capture_output=True, text=True)
+            cp = subprocess.run(self.args(srcs), capture_output=True, text=True)
         else:
             data = "".join(p.lstrip("/") + "\0" for p in paths)
-            cp = subprocess.run([*self.base(), "--files-from=-", "--from0", "--delete-missing-args", "--force",
-                                 "--", self.src + "/", self.url], input=data, capture_output=True, text=True)
+            cp = subprocess.run(list_push_args(self.args([self.src + "/"])), input=data, capture_output=True,
+                                text=True)
         ok = cp.returncode in (0, 24)
         self.calls.append((None if paths is None else len(paths), ok, time.monotonic() - t0))
         return PushResult(ok, cp.stderr.strip()[-300:], unreachable=cp.returncode in (10, 35))

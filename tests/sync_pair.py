@@ -85,8 +85,23 @@ class Pair:
             self.config(M, "setprop", "hotsync", "SmartHost", f"127.0.0.1:{self.smtp_port}", "MailTo",
                         "admin@example.org")
         self.save(M)
+        return self.pin_both()
+
+    def pin_both(self) -> "Pair":
+        """Mutual TLS, as the docs say: the slave pins the master's certificate by its fingerprint, then the
+        master pins the slave's at its first push (the fingerprints compared by a person)."""
+        S, M = self.slave, self.master
+        self.config(S, "setprop", "hotsync", "MasterFingerprint", self.fingerprint(M))
+        self.save(S)
         self.wait_listening()
+        cp = self.sync("--accept-fingerprint", self.fingerprint(S))
+        if cp.returncode != 0:
+            raise AssertionError(f"the first push did not pair the hosts:\n{cp.stdout}{cp.stderr}")
         return self
+
+    def fingerprint(self, root: Path) -> str:
+        """That host's own certificate fingerprint, from its ``hotsync status --json``."""
+        return self.status(root)["fingerprint"]
 
     def wait_listening(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
@@ -101,6 +116,24 @@ class Pair:
     # ------------------------------------------------------------------ use
     def sync(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return cli("hotsync", "sync", *args, root=self.master, timeout=timeout)
+
+    def settled(self, timeout: float = 20) -> None:
+        """Until the slave has recorded the sessions it received (its post-xfer hook runs after the master's
+        rsync ended): no session in progress there."""
+        import json
+
+        path = self.slave / "var/lib/hotsync/sync/status.json"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                receiving = json.loads(path.read_text()).get("receiving")
+            except (OSError, ValueError):
+                receiving = None
+            if not receiving:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the slave still records sessions in progress: {receiving}")
+            time.sleep(0.02)
 
     def status(self, root: Path) -> dict:
         import json

@@ -11,6 +11,7 @@ import time
 from conftest import command
 
 from hotsync_events.configdb import ConfigDB
+from hotsync_events.fsutil import CRASH_ENV
 
 WRITERS = 8
 
@@ -82,13 +83,17 @@ def test_writer_killed_at_any_moment_leaves_old_or_new(root, run):
     run("config", "setprop", "filler00000", "v", "calibration", check=True)     # a real write
     life = time.monotonic() - t
     current, kills, completed, strays = 0, 0, 0, 0
-    deadline = time.monotonic() + 25
-    for attempt in range(1, 61):
-        if time.monotonic() > deadline:
+    deadline = time.monotonic() + 40
+    for attempt in range(1, 121):
+        # enough kills, and some of them inside the write itself (a temp file left behind): the case proved
+        if time.monotonic() > deadline or (kills >= 5 and strays >= 3 and attempt > 12):
             break
         new = current + 1
+        # one writer in four dies inside the rename window for sure (temp file complete, not yet renamed);
+        # the others are killed at a random moment around the end of their life
+        env = {**os.environ, CRASH_ENV: "configuration"} if attempt % 4 == 0 else None
         p = subprocess.Popen([cfg, "setprop", "state", "n", str(new), "a", str(new), "b", str(new)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         time.sleep(rng.uniform(0.3 * life, 1.5 * life))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
@@ -100,6 +105,7 @@ def test_writer_killed_at_any_moment_leaves_old_or_new(root, run):
         current = _check_state(root, {current, new})
     print(f"{kills} writers killed ({strays} in mid-write, leaving a temp file), {completed} completed")
     assert kills >= 5, f"{kills} writers killed, {completed} completed"
+    assert strays >= 1, f"none of the {kills} kills landed inside a write: the rename window was never hit"
     # whatever the killed writers left behind breaks nothing: the next write and read work
     run("config", "setprop", "state", "n", "999", "a", "999", "b", "999", check=True, timeout=30)
     assert _check_state(root, {999}) == 999
@@ -156,8 +162,8 @@ def test_looping_writer_killed_at_random_moments(root, run):
     _fill(root, run)
     rng = random.Random(99)
     current, strays, rounds = 0, 0, 0
-    deadline = time.monotonic() + 20
-    while rounds < 40 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while (rounds < 40 or strays < 3) and rounds < 80 and time.monotonic() < deadline:
         rounds += 1
         p = subprocess.Popen([sys.executable, "-c", LOOPING_WRITER, str(root.path), str(current)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,6 +177,7 @@ def test_looping_writer_killed_at_random_moments(root, run):
         current = _check_state(root, {last, last + 1})
     print(f"{rounds} kills, {strays} in mid-write")
     assert rounds >= 5
+    assert strays >= 1, f"none of the {rounds} kills landed inside a write"
     run("config", "setprop", "state", "n", "7", "a", "7", "b", "7", check=True, timeout=30)
     assert _check_state(root, {7}) == 7
     assert [f.name for f in root.db_dir.iterdir() if ".tmp-" in f.name] == []

@@ -8,11 +8,13 @@ import pytest
 
 from hotsync_events.configdb import ConfigDB
 
+# as NethServer's db prints them: a value's newline is a newline, a backslash a backslash
 GOLDEN_SHOW = """\
 demo=service
     TCPPort=8080
     empty=
-    multi=l1\\nl2 \\\\ end
+    multi=l1
+l2 \\ end
     note=a|b=c #not a comment
     status=enabled
 plain=thing
@@ -22,7 +24,7 @@ GOLDEN_JSON = [
     {"name": "demo", "type": "service",
      "props": {"TCPPort": "8080", "empty": "", "multi": "l1\nl2 \\ end", "note": "a|b=c #not a comment",
                "status": "enabled"}},
-    {"name": "plain", "type": "thing", "props": {}},
+    {"name": "plain", "type": "thing"},           # as NethServer's db: no "props" for a key without any
 ]
 
 
@@ -126,7 +128,7 @@ def test_db_without_name_is_a_usage_error(root, run):
     (["setprop", "hotsync", "", "v"], "prop name"),
 ])
 def test_invalid_names_are_refused(root, run, args, message):
-    run("config", "keys", check=True)
+    run("config", "setprop", "hotsync", "role", "master", check=True)      # the database exists
     before = (root.db_dir / "configuration").read_bytes()
     cp = run("config", *args)
     assert cp.returncode == 2 and message in cp.stderr and cp.stdout == ""
@@ -264,13 +266,17 @@ def test_fresh_root_is_initialised_by_the_first_command(root, run):
     assert run("config", "getprop", "rsyncd", "TCPPort").stdout == "873\n"
 
 
-def test_first_read_initialises_too(root, run):
+def test_a_first_read_shows_the_defaults_and_creates_nothing(root, run):
     assert run("config", "getprop", "hotsync", "status").stdout == "enabled\n"
+    assert run("config", "show", "hotsync").stdout.startswith("hotsync=configuration\n")
+    assert run("db", "configuraton", "show").returncode == 1             # a misspelt database: nothing to show
+    assert list(root.path.iterdir()) == []                                 # and nothing was created
+    run("config", "setprop", "hotsync", "role", "master", check=True)     # the first write creates it
     assert (root.db_dir / "configuration").is_file()
 
 
 def test_defaults_never_overwrite_and_force_overwrites(root, run):
-    from hotsync_events import schema
+    from hotsync_events.configdb import schema
     from hotsync_events.configdb import open_db
 
     run("config", "setprop", "hotsync", "interval", "60", check=True)

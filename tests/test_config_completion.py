@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hotsync_events.complete import candidates, script_path, split_line
+from hotsync_events.cli.complete import candidates, script_path, split_line
 
 BIN = Path(sys.executable).parent
 SCRIPT = script_path()
@@ -19,7 +20,7 @@ SCRIPT = script_path()
 def bash_complete(root, line: str) -> list:
     """Source the installed script in a real bash, set COMP_* as readline would, call the function."""
     prog = f"""
-        source {SCRIPT}
+        source {shlex.quote(str(SCRIPT))}
         COMP_LINE={_q(line)}
         COMP_POINT=${{#COMP_LINE}}
         read -r -a COMP_WORDS <<< "$COMP_LINE"
@@ -51,7 +52,7 @@ def croot(root, run):
 
 
 def test_script_registers_all_four_commands():
-    cp = subprocess.run(["bash", "--norc", "-c", f"source {SCRIPT}; for c in config db signal-event hotsync; "
+    cp = subprocess.run(["bash", "--norc", "-c", f"source {shlex.quote(str(SCRIPT))}; for c in config db signal-event hotsync; "
                          "do complete -p $c; done"], capture_output=True, text=True, timeout=30)
     assert cp.returncode == 0, cp.stderr
     for c in ("config", "db", "signal-event", "hotsync"):
@@ -128,7 +129,7 @@ def test_tab_in_an_interactive_bash(croot, tmp_path):
     sock = str(tmp_path / "tmux.sock")
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HOTSYNC_ROOT": str(croot.path), "PS1": "$ "}
     rc = tmp_path / "bashrc"
-    rc.write_text(f"source {SCRIPT}\nPS1='$ '\n")
+    rc.write_text(f"source {shlex.quote(str(SCRIPT))}\nPS1='$ '\n")
     (tmp_path / "pickme-root").mkdir()
     subprocess.run(["tmux", "-S", sock, "new-session", "-d", "-x", "200", "-y", "20",
                     f"bash --noprofile --rcfile {rc} -i"], env=env, check=True, timeout=30)

@@ -13,13 +13,13 @@ import time
 
 import pytest
 
-from hotsync_events import history
+from hotsync_events.configdb import history
 from hotsync_events.configdb import open_db
-from hotsync_events.dbformat import parse_text
-from hotsync_events.history import history_path
-from hotsync_events.historyview import WhenError, entries, parse_when
+from hotsync_events.configdb.format import parse_text
+from hotsync_events.configdb.history import history_path
+from hotsync_events.configdb.historyview import WhenError, entries, parse_when
 
-from test_config_info import check_golden
+from golden import check_golden
 
 T0 = 1795000000.0  # 2026-11-18 11:06:40 UTC
 
@@ -54,19 +54,19 @@ def utc_env():
 
 def test_history_text_golden(crafted, run):
     cp = run("config", "history", env=utc_env(), check=True)
-    check_golden("history.txt", cp.stdout)
+    check_golden("config_ux/history.txt", cp.stdout)
 
 
 def test_history_key_since_golden(crafted, run):
     cp = run("config", "history", "hotsync", "--since", "2026-11-18T12:30:00Z", env=utc_env(), check=True)
-    check_golden("history-hotsync-since.txt", cp.stdout)
+    check_golden("config_ux/history-hotsync-since.txt", cp.stdout)
 
 
 def test_history_json_golden(crafted, run):
     cp = run("config", "history", "hotsync", "--json", env=utc_env(), check=True)
     doc = json.loads(cp.stdout)
     assert [e["new"] for e in doc] == ["configuration", "master", "slave", "10.0.0.2 x"]
-    check_golden("history-hotsync.json", cp.stdout)
+    check_golden("config_ux/history-hotsync.json", cp.stdout)
 
 
 def test_history_db_and_last(crafted, run):
@@ -280,7 +280,7 @@ def test_reading_while_a_writer_rotates(root, tmp_path):
     """A reader (no lock) racing a writer that rotates every few writes sees a gap-free, ordered window."""
     open_db("configuration", root).set("counter", "thing", {"n": "0"})
     script = tmp_path / "rotating_writer.py"
-    script.write_text("from hotsync_events import history\nhistory.MAX_BYTES = 2500\n" + WRITER)
+    script.write_text("from hotsync_events.configdb import history\nhistory.MAX_BYTES = 2500\n" + WRITER)
     p = subprocess.Popen([sys.executable, str(script), str(root.path), "r", "150"])
     try:
         reads = 0

@@ -9,12 +9,13 @@ import pytest
 
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
-from hotsync_events.confinfo import describe, schema_summary, search, suggest
-from hotsync_events.confrefs import find_references, mentions
+from hotsync_events.configdb.info import describe, schema_summary, search, suggest
+from hotsync_events.configdb.refs import find_references, mentions
 from hotsync_events.paths import data_dir
 from hotsync_events.types import Action, Service, Template
 
-GOLDEN = Path(__file__).parent / "golden" / "config_ux"
+from golden import check_golden
+
 
 GOLDEN_SPEC = """\
 # The golden test application: a made-up service with one of each kind of prop.
@@ -34,13 +35,6 @@ token = password(min=8, max=64, default='', secret=True)
 def normalise(text: str, root) -> str:
     """Golden files hold <ROOT> and <PKG-DB> instead of this run's paths."""
     return text.replace(str(data_dir("db")), "<PKG-DB>").replace(os.fspath(root), "<ROOT>")
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("HOTSYNC_UPDATE_GOLDEN"):
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs (HOTSYNC_UPDATE_GOLDEN=1 rewrites it)"
 
 
 @pytest.fixture
@@ -67,7 +61,7 @@ def golden_root(root, run):
 # ------------------------------------------------------------------------------------------- info
 def test_info_prop_text_golden(golden_root, run):
     cp = run("config", "info", "goldenapp", "mode", check=True)
-    check_golden("info-prop.txt", normalise(cp.stdout, golden_root))
+    check_golden("config_ux/info-prop.txt", normalise(cp.stdout, golden_root))
 
 
 def test_info_prop_json_golden(golden_root, run):
@@ -75,13 +69,13 @@ def test_info_prop_json_golden(golden_root, run):
     doc = json.loads(cp.stdout)
     assert doc["options"] == ["standalone", "primary", "replica"]
     assert doc["read_by"]["events"] == ["goldenapp-update"]
-    check_golden("info-prop.json", normalise(cp.stdout, golden_root))
+    check_golden("config_ux/info-prop.json", normalise(cp.stdout, golden_root))
 
 
 def test_info_key_text_golden(golden_root, run):
     cp = run("config", "info", "goldenapp", check=True)
     assert "Golden-Token-1" not in cp.stdout
-    check_golden("info-key.txt", normalise(cp.stdout, golden_root))
+    check_golden("config_ux/info-key.txt", normalise(cp.stdout, golden_root))
 
 
 def test_info_via_db_and_secret(golden_root, run):
@@ -220,18 +214,18 @@ def test_describe_api_masks_and_reports(golden_root):
 def test_search_text_golden(golden_root, run):
     cp = run("config", "search", "--key", "^goldenapp$", check=True)
     assert "Golden-Token-1" not in cp.stdout
-    check_golden("search.txt", cp.stdout)
+    check_golden("config_ux/search.txt", cp.stdout)
 
 
 def test_search_json_golden(golden_root, run):
     cp = run("config", "search", "--key", "^(goldenapp|hotsync)$", "--prop", "(?i)^(mode|role|token|tcpport)$",
              "--json", check=True)
-    check_golden("search.json", cp.stdout)
+    check_golden("config_ux/search.json", cp.stdout)
 
 
 def test_search_non_default_golden(golden_root, run):
     cp = run("config", "search", "--key", "^goldenapp$", "--non-default", check=True)
-    check_golden("search-non-default.txt", cp.stdout)
+    check_golden("config_ux/search-non-default.txt", cp.stdout)
 
 
 def test_search_value_and_secrets(golden_root, run):
@@ -275,11 +269,11 @@ def test_suggest():
 
 
 def test_core_readers():
-    from hotsync_events.confrefs import CORE_SKIP, core_readers
+    from hotsync_events.configdb.refs import CORE_SKIP, core_readers
 
     found = core_readers("hotsync", "role")
     assert found, "some core code (sync, promote) reads hotsync role"
     assert not [c for c in found if c["module"].startswith(CORE_SKIP)]
     assert core_readers("goldenapp", "mode") == []
     # docstrings are not code: templates.py documents ${hotsync.role} but its functions do not read it
-    assert "hotsync_events.templates" not in {c["module"] for c in core_readers("rsyncd", "TCPPort")}
+    assert "hotsync_events.events.templates" not in {c["module"] for c in core_readers("rsyncd", "TCPPort")}

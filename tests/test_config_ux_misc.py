@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hotsync_events.schema import load, nearest, parse_spec
+from hotsync_events.configdb.schema import load, nearest, parse_spec
 
 TOP = Path(__file__).resolve().parent.parent
 SPECS = sorted((TOP / "db").glob("*.spec")) + sorted((TOP / "plugins").rglob("*.spec"))
@@ -60,7 +60,7 @@ def test_no_suggestion_when_nothing_is_near_or_for_secrets(root, run):
 
 
 def test_refusal_message_names_everything(root):
-    from hotsync_events.schema import InvalidValue
+    from hotsync_events.configdb.schema import InvalidValue
 
     with pytest.raises(InvalidValue) as exc:
         load(root, "configuration").check("hotsync", "role", "mastr")

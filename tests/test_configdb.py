@@ -8,9 +8,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hotsync_events import historyview, schema
+from hotsync_events.configdb import historyview
+from hotsync_events.configdb import schema
 from hotsync_events.configdb import ConfigDB, InvalidName, MissingKey, open_db
-from hotsync_events.dbformat import Record
+from hotsync_events.configdb.format import Record
 
 KEYS = st.sampled_from(["a", "b", "hotsync-x", "k.1", "ü"])
 PROPS = st.sampled_from(["p", "q", "r|s", "t=u", " v ", "#w", "\\"])

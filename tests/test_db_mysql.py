@@ -15,7 +15,7 @@ from dbservers import (MariaDBServer, dump_restore_rounds, kill_dump_midway, new
                        restore_databases as restore, server_fixtures, sha256 as sha, ship_dump, take_dump,
                        transfer_load, wrong_password)
 from hotsync_events.configdb import open_db
-from hotsync_events.plugins import get_plugin_manager
+from hotsync_events.manager import get_plugin_manager
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadbd") is None and not Path("/usr/sbin/mariadbd").exists(),
                                 reason="mariadb-server is not installed")
@@ -81,7 +81,7 @@ def test_dump_ship_restore_roundtrip(master, slave, run):
     text = path.read_bytes()
     assert b"-- Dump completed" in text and text.rstrip().splitlines()[-1].startswith(b"-- hotsync-manifest: ")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert not list(path.parent.glob(".mysql.sql.tmp-*"))
+    assert not list(path.parent.glob(".*mysql.sql.*"))
     ship(master, slave)
     cp = restore(run, slave)
     assert cp.returncode == 0, cp.stderr + cp.stdout
@@ -178,7 +178,7 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
 
     def writing() -> list[int]:           # the dump tools, once the staged file has data
         pids = _dump_tool_pids(master.socket)
-        staged = list(good.parent.glob(".mysql.sql.tmp-*"))
+        staged = list(good.parent.glob(".*mysql.sql.*"))
         return pids if pids and staged and staged[0].stat().st_size > 0 else []
 
     for attempt in range(5):
@@ -186,7 +186,7 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
         killed += sent
         assert errors and "killed by SIGKILL" in errors[0], errors
         assert sha(good) == before, "a killed dump replaced the last good one"
-        assert not list(good.parent.glob(".mysql.sql.tmp-*")), "a broken dump was left beside the good one"
+        assert not list(good.parent.glob(".*mysql.sql.*")), "a broken dump was left beside the good one"
     assert killed == 5
     master.sql("DROP DATABASE big")      # keep the later restores quick
 

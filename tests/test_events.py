@@ -15,7 +15,7 @@ import pytest
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
 from hotsync_events.events import EventError, UnknownEvent, plan_event, signal_event
-from hotsync_events.services import ProcessBackend
+from hotsync_events.events.services import ProcessBackend
 from hotsync_events.types import Action, Service, Template
 from testplugin import install_testplugin
 
@@ -411,6 +411,7 @@ def test_entry_point_cache_sees_a_plugin_installed_later(root, run, plugin_env, 
     site = tmp_path / "later-site"
     site.mkdir()
     env = {**plugin_env, "PYTHONPATH": str(site), "HOTSYNC_ROOT": str(root.path)}
+    run("config", "setprop", "hotsync", "role", "master", env=env, check=True)    # a host set up: it has a cache
     assert run("signal-event", "--list", "testplugin-probe", env=env).returncode == 2
     assert (root.state_dir / "cache" / "entry-points").exists()
     installed = Path(plugin_env["PYTHONPATH"])

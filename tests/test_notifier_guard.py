@@ -102,8 +102,8 @@ def _handled(n, before: int) -> bool:
 @pytest.mark.slow
 @needs_tools
 def test_split_mass_deletion_is_held_until_allowed(tmp_path):
-    from hotsync_events import notifier_sync
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.realtime import wiring as notifier_sync
+    from hotsync_events.manager import get_plugin_manager
     from sync_pair import Pair
 
     p = Pair(tmp_path)

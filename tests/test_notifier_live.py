@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hotsync_events.notifier import Notifier
+from hotsync_events.realtime.notifier import Notifier
 from hotsync_events.paths import Root
 from notifier_helpers import DaemonPusher, RsyncDaemon, random_workload, rss_kb, tree_digest, wait_equal
 

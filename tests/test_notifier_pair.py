@@ -69,7 +69,11 @@ def test_watch_pushes_a_random_workload_through_tls_and_reports_status(pair):
             proc.send_signal(signal.SIGTERM)
             log = proc.communicate(timeout=60)[0]
             pytest.fail(f"trees differ: {sorted(set(a.items()) ^ set(b.items()))[:8]}\n{log[-3000:]}")
-        time.sleep(1.2)                          # the status file is written at most once a second
+        # the notifier writes its status file at most once a second: wait until it shows the pushes
+        deadline = time.monotonic() + 10
+        while json.loads(cli("hotsync", "status", "--json", root=pair.master).stdout)["realtime"].get("pushes", 0) < 2:
+            assert time.monotonic() < deadline, "the notifier's status never showed its pushes"
+            time.sleep(0.1)
         cp = cli("hotsync", "status", root=pair.master)
         assert cp.returncode == 0, cp.stderr
         assert "realtime:          running" in cp.stdout, cp.stdout

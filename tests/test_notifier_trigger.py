@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hotsync_events.debounce import Trigger
-from hotsync_events.notifier import ExcludeMatcher
+from hotsync_events.realtime.debounce import Trigger
+from hotsync_events.realtime.notifier import ExcludeMatcher
 
 
 class Clock:

@@ -13,13 +13,14 @@ import pytest
 
 from hotsync_events import hookimpl, hookspecs
 from hotsync_events.paths import Root
-from hotsync_events.plugins import get_plugin_manager
-from hotsync_events.promotesteps import PromoteStepError, collect_promote_steps
+from hotsync_events.manager import get_plugin_manager
+from hotsync_events.promote.steps import PromoteStepError, collect_promote_steps
 from hotsync_events.testing import make_pm, write_tree
 from hotsync_events.types import Action, PromoteStep, SyncPath
 
+from golden import check_golden
+
 HERE = Path(__file__).parent
-GOLDEN = HERE / "golden" / "paths-every-package.json"
 DOCS = HERE.parent / "docs" / "plugins.md"
 
 
@@ -150,7 +151,7 @@ def test_promote_step_clash_refused_naming_both_plugins(tmp_path):
 
 
 def test_critical_promote_step_stops_the_later_ones(tmp_path):
-    from hotsync_events.promotesteps import run_promote_steps
+    from hotsync_events.promote.steps import run_promote_steps
 
     def boom(ctx):
         raise RuntimeError("disk full")
@@ -181,7 +182,7 @@ def every_package_tree(root: Root) -> None:
 
 
 def test_paths_json_golden_every_package(root, run):
-    """``hotsync paths --json`` on a host with every supported package (UPDATE_GOLDEN=1 rewrites it)."""
+    """``hotsync paths --json`` on a host with every supported package (HOTSYNC_UPDATE_GOLDEN=1 rewrites it)."""
     every_package_tree(root)
     cp = run("hotsync", "paths", "--json", env={"HOTSYNC_DISABLE_PLUGINS": "hotsync"})
     assert cp.returncode == 0, cp.stderr + cp.stdout
@@ -190,11 +191,7 @@ def test_paths_json_golden_every_package(root, run):
     report["plugins"] = {k: [n for n in v if n in builtin] for k, v in report["plugins"].items()}
     assert report["plugins"]["inactive"] == [] and len(report["plugins"]["active"]) == 19
     assert str(root.path) not in cp.stdout
-    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+    check_golden("paths-every-package.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def test_paths_shows_who_asked_and_inactive(root, run):

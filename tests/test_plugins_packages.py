@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from hotsync_events.paths import Root
-from hotsync_events.promotesteps import collect_promote_steps
+from hotsync_events.promote.steps import collect_promote_steps
 from hotsync_events.testing import local_push, make_pm, promote, write_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
@@ -71,14 +71,15 @@ PACKAGES: dict[str, dict] = {
         activate={"/etc/freepbx.conf": "<?php"},
         tree={"/etc/asterisk/sip.conf": "s", "/var/lib/asterisk/sounds/en/hello.wav": "w",
               "/var/lib/asterisk/astdb.sqlite3-journal": "j", "/var/www/html/freepbx/index.php": "i",
-              "/etc/amportal.conf": "a", "/etc/freepbx_db.conf": "d", "/usr/sbin/fwconsole": "#!/bin/sh\n",
+              "/etc/amportal.conf": "a", "/etc/freepbx_db.conf": "d", "/var/lib/asterisk/bin/fwconsole": "#!/bin/sh\n",
+              "/usr/sbin/fwconsole": "#!/bin/sh\n",
               "/var/spool/asterisk/voicemail/default/200/INBOX/msg0000.wav": "v",
               "/var/spool/asterisk/tmp/x": "t"},
         synced=["/etc/asterisk/sip.conf", "/var/lib/asterisk/sounds/en/hello.wav", "/var/www/html/freepbx/index.php",
-                "/etc/amportal.conf", "/etc/freepbx.conf", "/etc/freepbx_db.conf", "/usr/sbin/fwconsole",
+                "/etc/amportal.conf", "/etc/freepbx.conf", "/etc/freepbx_db.conf", "/var/lib/asterisk/bin/fwconsole",
                 "/var/spool/asterisk/voicemail/default/200/INBOX/msg0000.wav"],
-        excluded=["/var/lib/asterisk/astdb.sqlite3-journal", "/var/spool/asterisk/tmp/x"],
-        steps=["freepbx-fix-owners"], services={"asterisk": True}),
+        excluded=["/var/lib/asterisk/astdb.sqlite3-journal", "/var/spool/asterisk/tmp/x", "/usr/sbin/fwconsole"],
+        steps=["freepbx-fix-owners", "freepbx-fwconsole"], services={"asterisk": True}),
     "webtop5": dict(
         activate={"/var/lib/nethserver/webtop/": None},
         tree={"/var/lib/nethserver/webtop/domains/nh/images/logo.png": "l", "/var/lib/z-push/state/dev1": "z"},
@@ -109,12 +110,12 @@ PACKAGES: dict[str, dict] = {
               "/etc/systemd/system/machines.target.wants/nsdc.service": "u",
               "/etc/systemd/system/multi-user.target.wants/machines.target": "t",
               NSDC + "var/lib/samba/private/secrets.tdb": "live", NSDC + "var/lib/samba/private/sam.ldb": "live"},
-        synced=[NSDC + "etc/samba/smb.conf", NSDC + "var/lib/samba/private/krb5.conf",
-                "/etc/systemd/system/machines.target.wants/nsdc.service",
-                "/etc/systemd/system/multi-user.target.wants/machines.target"],
+        synced=[NSDC + "etc/samba/smb.conf", NSDC + "var/lib/samba/private/krb5.conf"],
         excluded=[NSDC + "var/log/samba/log.samba", NSDC + "run/samba.pid",
-                  NSDC + "var/lib/samba/private/secrets.tdb", NSDC + "var/lib/samba/private/sam.ldb"],
-        steps=[], services={"nsdc": True}),
+                  NSDC + "var/lib/samba/private/secrets.tdb", NSDC + "var/lib/samba/private/sam.ldb",
+                  "/etc/systemd/system/machines.target.wants/nsdc.service",     # root code: never pushed,
+                  "/etc/systemd/system/multi-user.target.wants/machines.target"],  # made at promote
+        steps=["dc-enable-at-boot"], services={"nsdc": True}),
     "letsencrypt": dict(
         activate={"/etc/letsencrypt/": None},
         tree={"/etc/letsencrypt/live/h/cert.pem": "c", "/etc/letsencrypt/.certbot.lock": "l"},
@@ -171,7 +172,7 @@ def roots(tmp_path):
 
 
 def test_every_supported_package_has_a_builtin_plugin():
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
 
     names = {i.name for i in get_plugin_manager(entrypoints=False).plugin_infos() if i.error is None}
     assert set(PACKAGES) | {"mysql", "postgresql"} <= names
@@ -209,7 +210,7 @@ def test_package_promote_steps_in_order_and_services(name, roots):
     write_tree(master, {**spec["activate"], **spec["tree"]})
     pm = make_pm([(name, plugin_module(name))])
     from hotsync_events.configdb import open_db
-    from hotsync_events.services import collect_services
+    from hotsync_events.events.services import collect_services
 
     db = open_db("configuration", master)
     assert [s.name for _, s in collect_promote_steps(pm, db, master)] == spec["steps"]

@@ -33,7 +33,7 @@ def dbpair():
 
 
 def mysql_manifest(dump: Path) -> dict:
-    from hotsync_plugins._mariadb import read_manifest
+    from hotsync_events.dbkit.mariadb import read_manifest
 
     return read_manifest(dump, "test")["databases"]
 
@@ -61,6 +61,8 @@ def test_promote_restores_the_databases_of_the_last_complete_sync(dbpair):
     my, pg = m_my.client("bank"), m_pg.client("webtop5")
     rng = random.Random(7)
 
+    written = [0]          # transactions sent so far: the test waits on this count, not on the clock
+
     def load():
         n = 0
         deadline = time.monotonic() + 120
@@ -71,15 +73,22 @@ def test_promote_restores_the_databases_of_the_last_complete_sync(dbpair):
                            f"INSERT INTO journal (note) VALUES ('{a}->{b}'); COMMIT;\n")
             pg.stdin.write(f"INSERT INTO notes (body) VALUES ('note {n}');\n")
             n += 1
+            written[0] = n
             time.sleep(0.002)
 
     writer = threading.Thread(target=load, daemon=True)
     writer.start()
+    def wait_written(more: int) -> None:
+        goal, deadline = written[0] + more, time.monotonic() + 60
+        while written[0] < goal:
+            assert time.monotonic() < deadline and writer.is_alive(), "the load stopped writing"
+            time.sleep(0.01)
+
     try:
-        time.sleep(0.5)
+        wait_written(50)                                 # the load is under way
         cp = pair.sync()                                 # dumps taken under load, shipped with the files
         assert cp.returncode == 0, cp.stdout + cp.stderr
-        time.sleep(0.5)                                  # the master goes on writing after its last sync
+        wait_written(50)                                 # the master goes on writing after its last sync
     finally:
         stop.set()
         writer.join(timeout=10)

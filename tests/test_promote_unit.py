@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import time
 
-from hotsync_events import fence, promote
+from hotsync_events.sync import fence
+from hotsync_events import promote
 from hotsync_events.configdb import ConfigDB, open_db
-from hotsync_events.dbformat import Record
+from hotsync_events.configdb.format import Record
 from hotsync_events.sync.status import update_status
 
 
@@ -130,14 +131,19 @@ def test_pre_xfer_epoch_check(root):
     xfer = root.join("/run/hotsync/xfer")
     xfer.mkdir(parents=True)
     fence.write_epoch(root, 2, "test")
-    for sent, ok in (("hotsync-epoch 1\n", False), ("hotsync-epoch 2\n", True), ("", True), (None, True)):
+    # no epoch at all (an rsync client of its own, an older master) is refused as much as an older epoch
+    for sent, ok, why in (("hotsync-epoch 1 kind=sync\n", False, "STALE master"),
+                          ("hotsync-epoch 2 kind=sync\n", True, ""), ("hotsync-epoch 3 kind=sync\n", True, ""),
+                          ("", False, "no pair epoch"), (None, False, "no pair epoch"),
+                          ("hotsync-epoch x kind=sync\n", False, "no pair epoch")):
         if sent is not None:
             (xfer / "early.4242").write_text(sent)
         code, msg = pre_xfer(root, env)
         assert (code == 0) is ok, (sent, msg)
-        assert ok or "STALE master" in msg
+        assert why in msg
         assert not (xfer / "early.4242").exists()
+    assert fence.read_epoch(root) == 2           # a push never raises this host's epoch
     fence.write_fence(root, 3, "127.0.0.1")          # fenced: refused whatever the sender's epoch
-    (xfer / "early.4242").write_text("hotsync-epoch 9\n")
+    (xfer / "early.4242").write_text("hotsync-epoch 9 kind=sync\n")
     code, msg = pre_xfer(root, env)
     assert code == 1 and msg.startswith("refused by the slave: FENCED epoch=3")

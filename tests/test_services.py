@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hotsync_events.paths import Root
-from hotsync_events.services import ProcessBackend, ServiceError, ServiceManager, backend_name
+from hotsync_events.events.services import ProcessBackend, ServiceError, ServiceManager, backend_name
 from hotsync_events.types import Service
 
 DAEMON = """

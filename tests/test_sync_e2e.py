@@ -91,10 +91,13 @@ def test_push_copies_the_tree_exactly_then_changes_deletes_renames(pair):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert tree(data) == tree(pair.slave / "srv/data")
     assert not (pair.slave / "srv/data/script").exists()
-    # status on both sides, as JSON
+    # status on both sides, as JSON (the slave records a session in its post-xfer hook, after the push ended)
+    pair.settled()
     ms, ss = pair.status(pair.master), pair.status(pair.slave)
     assert ms["role"] == "master" and ms["last_run"]["result"] == "success" and ms["last_success"]
-    assert ms["fingerprint"] == ss["fingerprint"] and ms["fingerprint"].startswith("SHA256:")
+    # mutual TLS: each side's own certificate is the one the other pinned
+    assert ms["peer_fingerprint"] == ss["fingerprint"] and ss["fingerprint"].startswith("SHA256:")
+    assert ss["peer_fingerprint"] == ms["fingerprint"] and ss["pairing"] == "trusted"
     assert ss["role"] == "slave" and ss["last_run"]["exit_status"] == 0 and ss["copy_age"] < 60
     assert ms["next_run"] and ms["copy_age"] < 60
     # a no-op push pushes nothing; drift of an implied parent directory (srv/) is repaired once, for good
@@ -119,8 +122,8 @@ def test_wrong_password_fails_mails_once_and_recovers(pair, smtp):
         assert cp.returncode == 1
         assert "password" in cp.stdout + cp.stderr
     assert tree(pair.slave / "srv") == before
-    wait_mail(smtp, 1)
-    time.sleep(0.3)
+    # the alert goes out before `hotsync sync` returns (SMTP is synchronous and the receiver stores the mail
+    # before it answers 250): after three failed runs, exactly one mail is there, and it stays one
     assert len(smtp.messages) == 1, [m["Subject"] for m in smtp.messages]
     assert "FAILED" in smtp.messages[0]["Subject"] and smtp.messages[0]["To"] == "admin@example.org"
     st = pair.status(pair.master)
@@ -158,7 +161,7 @@ def test_changed_certificate_is_refused_until_accepted(pair, smtp):
     cp = pair.sync("--accept-fingerprint", new)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert (pair.slave / "srv/data/b").exists()
-    assert pair.status(pair.master)["fingerprint"] == new
+    assert pair.status(pair.master)["peer_fingerprint"] == new
 
 
 def test_only_master_host_may_push(pair, smtp):
@@ -226,6 +229,89 @@ def test_mass_deletion_and_empty_source_are_held_until_allowed(pair, smtp):
     assert pair.sync().returncode == 0
 
 
+def wait_receiving(pair, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until the slave records a push arriving (its pre-xfer passed, the transfer is under way)."""
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.status import read_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_status(Root(pair.slave)).get("receiving"):
+            return
+        assert proc.poll() is None, f"the sync ended (exit {proc.returncode}) before the slave saw a push arrive"
+        time.sleep(0.02)
+    raise AssertionError("the slave never saw the push arrive")
+
+
+def slow_push_tree(pair, megabytes: int = 3) -> Path:
+    data = pair.master / "srv/data"
+    data.mkdir(parents=True)
+    for i in range(megabytes):
+        (data / f"big{i}").write_bytes(os.urandom(1_000_000))
+    (data / "small").write_text("s\n")
+    pair.include("/srv/data")
+    return data
+
+
+def test_the_sync_lock_is_held_for_the_whole_run(pair):
+    """A second `hotsync sync` started while the first is mid-transfer finds the lock taken (exit 75,
+    one follow-up queued): the lock is held from the start of the run to its end, not only around its
+    beginning."""
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.lock import SyncLock
+
+    data = slow_push_tree(pair, megabytes=4)
+    pair.config(pair.master, "setprop", "hotsync", "bwlimit", "1500")      # ~3 s of transfer
+    first = subprocess.Popen([HOTSYNC, "sync"], env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_receiving(pair, first)
+        lock = SyncLock(Root(pair.master))
+        assert lock.holder() == first.pid
+        second = pair.sync(timeout=60)
+        assert first.poll() is None, "the first sync ended before the second was tried: the test proves nothing"
+        assert second.returncode == 75 and "another sync is running" in second.stdout, second.stdout
+        assert lock.is_queued
+    finally:
+        out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, out
+    assert "follow-up" in out                                   # the queued run ran inside the first's lock
+    assert tree(data) == tree(pair.slave / "srv/data")
+
+
+def test_deleting_exactly_max_delete_percent_goes_through_one_more_is_held(pair):
+    """The docs say "more than MaxDeletePercent (20%)": a push deleting exactly 20 % of the slave's files
+    in the pushed paths goes through, one deletion more is held."""
+    data = pair.master / "srv/data"
+    data.mkdir(parents=True)
+    pair.include("/srv/data")
+    for i in range(40):
+        (data / f"f{i:03d}").write_text(f"{i}\n")
+    assert pair.sync().returncode == 0
+    # what the slave holds in the pushed paths, as the guard counts it (the dry run's file count); made a
+    # multiple of 5 so that a fifth of it is a whole number of files
+    assert pair.sync("--dry-run").returncode == 0
+    held = pair.status(pair.master)["last_dry_run"]["files"]
+    extra = (5 - held % 5) % 5
+    for i in range(extra):
+        (data / f"g{i}").write_text("g\n")
+    assert pair.sync().returncode == 0
+    held += extra
+    fifth = held // 5
+    for i in range(fifth):
+        (data / f"f{i:03d}").unlink()
+    cp = pair.sync()
+    assert cp.returncode == 0, f"{fifth} of {held} files (20 %) was held:\n{cp.stdout}"
+    assert tree(data) == tree(pair.slave / "srv/data")
+    # now the slave holds held - fifth files: delete one more than a fifth of that
+    now = held - fifth
+    more = now // 5 + 1
+    for i in range(fifth, fifth + more):
+        (data / f"f{i:03d}").unlink()
+    cp = pair.sync()
+    assert cp.returncode == 3 and "MaxDeletePercent=20%" in cp.stdout, cp.stdout
+
+
 def test_kill_9_mid_transfer_then_convergence(pair):
     data = pair.master / "srv/data"
     data.mkdir(parents=True)
@@ -238,21 +324,33 @@ def test_kill_9_mid_transfer_then_convergence(pair):
                             env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:       # wait until data is flowing into the slave
-            if any(".hotsync-partial" in str(p) or p.name.startswith(".big") for p in (pair.slave / "srv").rglob("*")) \
-                    if (pair.slave / "srv").exists() else False:
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not (pair.slave / "srv").exists() or not any(
+                ".hotsync-partial" in str(p) or p.name.startswith(".big") for p in (pair.slave / "srv").rglob("*")):
+            assert time.monotonic() < deadline and proc.poll() is None, "no data ever flowed into the slave"
+            time.sleep(0.02)                     # until data is flowing into the slave: the kill lands mid-transfer
+        from hotsync_events.paths import Root
+        from hotsync_events.sync.lock import SyncLock
+
+        wait_receiving(pair, proc)
+        assert SyncLock(Root(pair.master)).holder() == proc.pid          # held while it runs...
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=10)
-    # the lock is free at once: a new run is not told another one is running
-    from hotsync_events.paths import Root
-    from hotsync_events.sync.lock import SyncLock
+    assert SyncLock(Root(pair.master)).holder() is None                  # ...and free at once after the kill
+    # the slave sees the session end (its post-xfer records it as failed); then no temp file is left in the
+    # live tree, and every file there is whole (a partial file waits in the partial dir for the next push)
+    from hotsync_events.sync.status import read_status
 
-    assert SyncLock(Root(pair.master)).holder() is None
+    deadline = time.monotonic() + 30
+    while read_status(Root(pair.slave)).get("receiving"):
+        assert time.monotonic() < deadline, "the slave never noticed that the push died"
+        time.sleep(0.05)
+    assert read_status(Root(pair.slave))["last_received"]["result"] == "failed"
+    for p in (pair.slave / "srv/data").rglob("*") if (pair.slave / "srv/data").exists() else ():
+        if ".hotsync-partial" in p.parts or ".~tmp~" in p.parts or p.is_dir():
+            continue
+        assert p.read_bytes() == (data / p.relative_to(pair.slave / "srv/data")).read_bytes(), p
     assert not (pair.slave / "srv/data").exists() or tree(data) != tree(pair.slave / "srv/data")   # killed mid-way
     pair.config(pair.master, "setprop", "hotsync", "bwlimit", "0")
     cp = pair.sync()
@@ -293,10 +391,14 @@ def test_second_run_says_so_and_queues_one_follow_up(pair):
     assert lock.acquire()
     proc = subprocess.Popen([HOTSYNC, "sync"], env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1.0)
-    lock.release()
+    try:
+        first = proc.stdout.readline()                # it says it waits, then waits: it is still running
+        assert "waiting" in first and str(os.getpid()) in first, first
+        assert proc.poll() is None
+    finally:
+        lock.release()
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 0, first + out
 
 
 def test_disabled_stops_everything_enabled_starts_again(pair):
@@ -304,7 +406,7 @@ def test_disabled_stops_everything_enabled_starts_again(pair):
         run = root / "run/hotsync"
         return {p.stem for p in run.glob("hotsync-*.pid")}
 
-    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    assert running(pair.slave) == {"hotsync-stunnel"}         # the only listener: stunnel runs rsync
     assert running(pair.master) == {"hotsync-scheduler"}
     for root in (pair.slave, pair.master):
         pair.config(root, "setprop", "hotsync", "status", "disabled")
@@ -315,7 +417,7 @@ def test_disabled_stops_everything_enabled_starts_again(pair):
     for root in (pair.slave, pair.master):
         pair.config(root, "setprop", "hotsync", "status", "enabled")
         pair.save(root)
-    assert running(pair.slave) == {"hotsync-rsyncd", "hotsync-stunnel"}
+    assert running(pair.slave) == {"hotsync-stunnel"}
     pair.wait_listening()
     assert pair.sync().returncode == 0
 
@@ -324,13 +426,19 @@ def test_scheduler_runs_once_and_stops_on_sigterm(pair):
     pair.include("/srv/data")
     (pair.master / "srv/data").mkdir(parents=True)
     (pair.master / "srv/data/a").write_text("a\n")
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.status import update_status
+
+    # the pairing's first push was an interval ago: a scheduled run is due
+    update_status(Root(pair.master), lambda d: d["last_run"].update(start=d["last_run"]["start"] - 3600))
     cp = cli("hotsync", "daemon", "--max-runs", "1", "--first-after", "0", root=pair.master, timeout=60)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert (pair.slave / "srv/data/a").exists()
     proc = subprocess.Popen([HOTSYNC, "daemon"],
                             env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(1.0)
+    started = proc.stdout.readline()                   # up and waiting for its first run
+    assert "scheduler started" in started, started
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "stopped" in out
@@ -366,7 +474,7 @@ def test_dumps_run_before_the_push_and_a_failed_dump_fails_it(pair):
     from hotsync_events import hookimpl
     from hotsync_events.configdb import open_db
     from hotsync_events.paths import Root
-    from hotsync_events.plugins import get_plugin_manager
+    from hotsync_events.manager import get_plugin_manager
     from hotsync_events.sync.push import run_sync
     from hotsync_events.types import Dump
 

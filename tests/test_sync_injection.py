@@ -2,7 +2,7 @@
 
 Each value is refused at ``config setprop`` or rendered harmlessly: the rendered rsyncd.conf, secrets,
 stunnel configurations and cron file parse into exactly the intended sections and keys, no command runs
-a payload (the canary file never appears), and the daemon serves no module but ``hotsync``.
+a payload (the canary file never appears), and the daemon serves no module but ``hotsync`` and ``hotsync-peer`` (and, while pairing, ``hotsync-pair``).
 """
 from __future__ import annotations
 
@@ -21,17 +21,18 @@ CANARY = "/tmp/hotsync-injection-canary"
 PAYLOADS = ["ok\n[evil]\npath = /", "[evil]", "#comment", "a;b", f"$(touch {CANARY})", "1 # 2",
             "%RSYNC_USER_NAME%", "1\r2"]
 RENDERED = {
-    "hotsync": ["MasterHost", "SlaveHost", "port", "timeout", "interval", "MailTo", "SmartHost", "bwlimit"],
+    "hotsync": ["MasterHost", "SlaveHost", "MasterFingerprint", "port", "timeout", "interval", "MailTo", "SmartHost",
+                "bwlimit"],
     "rsyncd": ["password", "TCPPort"],
 }
-RSYNCD_KEYS = {"address", "port", "proxy protocol", "proxy protocol hosts", "reverse lookup", "log file", "lock file",
-               "socket options", "comment", "path", "use chroot", "munge symlinks", "insecure links", "numeric ids",
-               "read only", "write only", "list", "uid", "gid", "auth users", "secrets file", "strict modes",
-               "auth digest", "hosts allow", "hosts deny", "max connections", "timeout", "refuse options",
-               "exclude", "pre-xfer exec", "post-xfer exec", "early exec"}
+RSYNCD_KEYS = {"reverse lookup", "log file", "lock file", "comment", "path", "use chroot", "munge symlinks",
+               "insecure links", "numeric ids", "read only", "write only", "list", "uid", "gid", "auth users",
+               "secrets file", "strict modes", "auth digest", "hosts allow", "hosts deny", "max connections",
+               "timeout", "refuse options", "exclude from", "filter", "pre-xfer exec", "post-xfer exec",
+               "early exec"}
 STUNNEL_KEYS = {"foreground", "pid", "syslog", "debug", "output", "client", "connect", "verifyPeer", "CAfile",
-                "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTclose", "accept", "cert", "key",
-                "protocol", "local"}
+                "CApath", "requireCert", "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTbusy",
+                "TIMEOUTclose", "accept", "cert", "key", "sni", "exec", "execArgs"}
 
 
 def parse_conf(text: str, comment: str, keys: set, sections: set) -> dict:
@@ -53,16 +54,20 @@ def parse_conf(text: str, comment: str, keys: set, sections: set) -> dict:
 
 
 def check_rendered(root: Path) -> None:
-    rsyncd = parse_conf((root / "etc/rsyncd.conf").read_text(), "#", RSYNCD_KEYS, {"hotsync"})
-    assert set(rsyncd) <= {"", "hotsync"}
+    rsyncd = parse_conf((root / "etc/rsyncd.conf").read_text(), "#", RSYNCD_KEYS, {"hotsync", "hotsync-peer"})
+    assert set(rsyncd) <= {"", "hotsync", "hotsync-peer"}
+    pair = parse_conf((root / "etc/rsyncd-pair.conf").read_text(), "#", RSYNCD_KEYS, {"hotsync-pair"})
+    assert set(pair) <= {"", "hotsync-pair"}
     secrets = [ln for ln in (root / "etc/rsyncd.secrets").read_text().splitlines() if ln and not ln.startswith("#")]
     assert len(secrets) <= 1 and all(ln.startswith("hotsyncuser:") for ln in secrets)
-    for conf in ("etc/stunnel/hotsync.conf", "etc/stunnel/hotsync-client.conf"):
-        parse_conf((root / conf).read_text(), ";", STUNNEL_KEYS, {"hotsync"})
+    for conf in ("etc/stunnel/hotsync.conf", "etc/stunnel/hotsync-client.conf", "etc/stunnel/hotsync-pair-client.conf"):
+        parse_conf((root / conf).read_text(), ";", STUNNEL_KEYS, {"hotsync", "hotsync-pair"})
     cron = [ln for ln in (root / "etc/cron.d/hotsync").read_text().splitlines() if ln and not ln.startswith("#")]
     assert len(cron) <= 1
     for ln in cron:
-        assert re.fullmatch(r"[0-9*/ ,]+ root \S+ -m hotsync_events\.cli\.hotsync --root \S+ sync --scheduled >/dev/null",
+        # the interpreter's path is shell-quoted when it holds a space (a venv in such a checkout)
+        assert re.fullmatch(r"[0-9*/ ,]+ root (\S+|'[^']+') -m hotsync_events\.cli\.hotsync --root \S+ sync "
+                            r"--scheduled >/dev/null",
                             ln), ln
     assert not Path(CANARY).exists()
 
@@ -143,7 +148,7 @@ def test_no_module_but_hotsync_is_served(slave_and_master):
     p = slave_and_master
     p.include("/srv")
     (p.master / "srv").mkdir()
-    assert p.sync().returncode == 0     # pins the certificate
+    assert p.sync().returncode == 0
     env = {**os.environ, "RSYNC_PASSWORD": PASSWORD,
            "RSYNC_CONNECT_PROG": f"exec {shutil.which('stunnel4') or shutil.which('stunnel')} "
                                  f"{p.master}/etc/stunnel/hotsync-client.conf"}

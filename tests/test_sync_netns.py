@@ -76,8 +76,7 @@ class NetnsPair(Pair):
         self.config(M, "setprop", "hotsync", "role", "master", "SlaveHost", self.addr_s, "port", str(self.port),
                     "timeout", "5", "realtime", "disabled")
         self.save(M)
-        self.wait_listening()
-        return self
+        return self.pin_both()
 
     def wait_listening(self, timeout: float = 10) -> None:
         probe = f"import socket; socket.create_connection(({self.addr_s!r}, {self.port}), 1).close()"
@@ -115,6 +114,7 @@ def test_push_across_namespaces_from_master_host_only(npair):
     cp = npair.sync()
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert tree(data) == tree(npair.slave / "srv/data")
+    npair.settled()                    # the slave's post-xfer hook records the session after the push ended
     st = npair.status(npair.slave)
     assert st["last_run"]["from"] == npair.addr_m and st["last_run"]["exit_status"] == 0
     rsyncd = (npair.slave / "etc/rsyncd.conf").read_text()
@@ -132,7 +132,15 @@ def test_a_cut_link_ends_the_push_by_timeout_and_the_next_run_converges(npair):
     proc = subprocess.Popen(["ip", "netns", "exec", npair.ns_m, str(BIN / "hotsync"), "sync"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.5)                                   # the transfer is under way
+        # until the transfer is under way: the slave records the push arriving and data lands in its partial dir
+        from hotsync_events.paths import Root
+        from hotsync_events.sync.status import read_status
+
+        deadline = time.monotonic() + 30
+        while not (read_status(Root(npair.slave)).get("receiving") and any(
+                ".hotsync-partial" in str(p) or p.name.startswith(".big") for p in (npair.slave / "srv").rglob("*"))):
+            assert time.monotonic() < deadline and proc.poll() is None, "the transfer never started"
+            time.sleep(0.02)
         ip("-n", npair.ns_m, "link", "set", "dev", npair.dev_m, "down")
         t0 = time.monotonic()
         out, _ = proc.communicate(timeout=60)

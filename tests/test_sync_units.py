@@ -8,7 +8,8 @@ import pytest
 
 from hotsync_events.configdb import open_db
 from hotsync_events.sync import guards, tls
-from hotsync_events.sync.lists import PROTECTED, ListError, build_lists
+from hotsync_events.sync.lists import ListError, build_lists
+from hotsync_events.sync.policy import sender_rules
 from hotsync_events.sync.lock import SyncLock
 from hotsync_events.sync.rsync import push_args, stats_of
 from hotsync_events.sync.xfer import post_xfer, pre_xfer
@@ -57,6 +58,22 @@ def test_deletion_guard_counts_against_the_slaves_files():
     assert guards.allowed_deletions(stats, 5, 20) == 20
 
 
+def test_deletion_guard_holds_only_more_than_the_limit():
+    """The docs say "more than MaxDeletePercent": exactly the limit goes through, one file more is held."""
+    stats = {"Number of files": 80, "Number of created files": 0}
+    assert guards.deletion_problem(stats, 20, 20) is None               # 20 of 100: exactly 20 %
+    assert guards.deletion_problem(stats, 21, 20)                       # 21 of 101: 20.8 %
+    assert guards.deletion_problem(stats, 10, 20, already=10) is None   # 10 + 10 notifier deletions of 100
+    assert guards.deletion_problem(stats, 11, 20, already=10)
+    assert guards.deletion_problem({"Number of files": 0}, 1, 100) is None   # 1 of 1: 100 % is not > 100 %
+    from hotsync_events.sync.ledger import Ledger
+
+    ledger = Ledger(since=1.0, files=100, deleted=15)
+    assert ledger.problem(5, 20) is None and ledger.problem(6, 20)
+    assert guards.over_limit(1, 5, 20) is False and guards.over_limit(2, 9, 20) is True
+    assert guards.over_limit(0, 0, 0) is False and guards.over_limit(1, 0, 100) is True
+
+
 def test_source_guard_spots_emptied_and_missing_sources(tmp_path):
     from hotsync_events.paths import Root
 
@@ -80,11 +97,17 @@ def test_lists_merge_include_d_and_refuse_bad_lines(root):
     db = open_db("configuration", root)
     lists = build_lists(root, db, None)
     assert lists.includes == ["/srv/one", "/srv/two"]
-    assert lists.exclude_file_text().splitlines() == [f"- {p}" for p in (*PROTECTED, "*.tmp", "/srv/one/cache/")]
-    for bad in ("relative/path", "/srv/../etc", "/"):
-        (inc / "b.include").write_text(bad + "\n")
-        with pytest.raises(ListError, match="b.include:1"):
-            build_lists(root, db, None)
+    assert lists.exclude_file_text().splitlines() == [*sender_rules(), "- .hotsync-partial/", "- *.tmp",
+                                                      "- /srv/one/cache/"]
+    # every bad line of every list is reported at once, with its file and line; the good ones stay
+    (inc / "b.include").write_text("relative/path\n/srv/../etc\n/\n/srv/three\n")
+    (inc / "c.include").write_text("/etc/cron.d\n")
+    (inc / "notes.txt").write_text("/srv/ignored\n")
+    lists = build_lists(root, db, None)
+    assert lists.includes == ["/srv/one", "/srv/three", "/srv/two"]
+    assert [p.split(": ")[0].rsplit("/", 1)[1] for p in lists.problems] == \
+        ["b.include:1", "b.include:2", "b.include:3", "c.include:1"]
+    assert len(lists.warnings) == 1 and "notes.txt" in lists.warnings[0] and ".include" in lists.warnings[0]
 
 
 def test_lock_is_exclusive_and_queues_one_follow_up(root):
@@ -113,10 +136,11 @@ def test_render_escaping():
 
 
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl")
-def test_slave_certificate_and_fingerprint_match_openssl(root):
-    cert, key, made = tls.ensure_slave_cert(root, log=lambda m: None)
-    assert made and (key.stat().st_mode & 0o777) == 0o600
-    assert tls.ensure_slave_cert(root, log=lambda m: None)[2] is False
+def test_host_certificate_and_fingerprint_match_openssl(root):
+    cert, key, made = tls.ensure_host_cert(root, log=lambda m: None)
+    assert made and (key.stat().st_mode & 0o777) == 0o600 and (key.parent.stat().st_mode & 0o777) == 0o700
+    assert tls.ensure_host_cert(root, log=lambda m: None)[2] is False
+    assert tls.host_fingerprint(root) == tls.fingerprint(cert.read_text())
     out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(cert)],
                          capture_output=True, text=True).stdout
     fp = tls.fingerprint(cert.read_text())
@@ -154,13 +178,25 @@ def test_mail_goes_through_a_real_smtp_server_and_refuses_header_injection():
         send_mail(f"127.0.0.1:{free_port()}", "a@example.org", "s", "b", timeout=2)
 
 
+def early(root, kind: str = "sync", epoch: int = 0, nonce: str = "0123456789abcdef") -> None:
+    """What the daemon's early exec keeps of a master's first bytes, for session 42."""
+    d = root.join("/run/hotsync/xfer")
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "early.42").write_text(f"hotsync-epoch {epoch} kind={kind} nonce={nonce}\n")
+
+
 def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     db = open_db("configuration", root)
     env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "42", "RSYNC_MODULE_NAME": "hotsync"}
+    early(root)
     assert pre_xfer(root, env)[0] == 1                                  # no role
     db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
     db.setprop("rsyncd", {"password": "Secret-1"})
+    early(root)
     assert pre_xfer(root, env) == (0, "")
+    early(root, kind="peer")                                            # a peer copy through the data module
+    assert "cannot use module hotsync" in pre_xfer(root, env)[1]
+    early(root)
     code, msg = pre_xfer(root, {**env, "RSYNC_HOST_ADDR": "10.1.2.3"})
     assert code == 1 and "not from MasterHost" in msg
     (root.join("/var/lib/hotsync/fenced")).parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +205,9 @@ def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     root.join("/var/lib/hotsync/fenced").unlink()
     db.setprop("hotsync", {"status": "disabled"})
     assert "disabled" in pre_xfer(root, env)[1]
+    db.setprop("hotsync", {"status": "enabled"})
+    early(root)
+    assert pre_xfer(root, env) == (0, "")
     post_xfer(root, {"RSYNC_PID": "42", "RSYNC_EXIT_STATUS": "0"})
     from hotsync_events.sync.status import read_status
 
@@ -206,7 +245,7 @@ def test_named_changes_push_handles_every_odd_name(tmp_path):
     assert sorted(deleted) == [b"gone/", b"gone/x", b"gone/y"]
     assert {c.rstrip(b"/") for c in changed} >= {n.encode() for n in names[:-3]}
     flt = tmp_path / "only"
-    flt.write_bytes(only_these_filter(["*.never"], changed + deleted))
+    flt.write_bytes(only_these_filter(["- *.never"], changed + deleted))
     out = subprocess.run(base + ["--from0", f"--exclude-from={flt}", "--stats", f"{src}/", f"{dst}/"],
                          capture_output=True, check=True, text=True).stdout
     assert subprocess.run(["diff", "-r", str(src), str(dst)], capture_output=True).returncode == 0
@@ -214,3 +253,52 @@ def test_named_changes_push_handles_every_odd_name(tmp_path):
 
     looked_at = int(_re.search(r"Number of files: ([\d,]+)", out).group(1).replace(",", ""))
     assert looked_at <= 11       # the named items and their directories, not untouched1 nor d/untouched2
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
+    """The rendered filter, applied by a real rsync: the manifest's paths land (with the directories above
+    them), the refused areas inside a shipped directory and everything outside the manifest do not."""
+    from hotsync_events.sync.policy import accept_filter
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = ["srv/a/x", "srv/a/deep/y", "srv/b/z", "etc/cron.d/evil", "etc/letsencrypt/live/c.pem",
+             "etc/letsencrypt/renewal/c.conf", "etc/letsencrypt/renewal-hooks/deploy/h", "etc/crontab",
+             "var/lib/app/data", "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/sync/epoch.json",
+             "var/lib/hotsync/kept/2026/f", "var/lib/systemd/x", "usr/sbin/tool", "root/.bashrc"]
+    for rel in files:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    rules = tmp_path / "accept.filter"
+    rules.write_text(accept_filter(["/srv/a", "/etc/letsencrypt", "/var/lib", "/etc/cron.d",
+                                    "/var/lib/hotsync/dumps/m.sql"]))
+    subprocess.run(["rsync", "-a", f"--exclude-from={rules}", f"{src}/", f"{dst}/"], check=True)
+    landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert landed == ["etc/letsencrypt/live/c.pem", "srv/a/deep/y", "srv/a/x", "var/lib/app/data",
+                      "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/kept/2026/f"]
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_the_masters_rules_ship_dumps_and_no_refused_area(tmp_path, root):
+    """The master's own rules, in a whole-tree push and in a named-changes push: a changed dump under the
+    HotSync state directory is shipped, the rest of that directory and every refused area never is."""
+    from hotsync_events.sync.lists import Lists
+    from hotsync_events.sync.rsync import only_these_filter
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for rel in ("var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/sync/status.json", "var/lib/hotsync/db/configuration",
+                "srv/a/x", "srv/a/cron.d/y"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    rules = Lists().filter_rules()
+    flt = tmp_path / "rules"
+    flt.write_text("".join(f"{r}\n" for r in rules))
+    subprocess.run(["rsync", "-a", "--relative", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
+                    f"{src}/./srv/a", f"{dst}/"], check=True)
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == \
+        ["srv/a/cron.d/y", "srv/a/x", "var/lib/hotsync/dumps/m.sql"]
+    shutil.rmtree(dst)
+    flt.write_bytes(only_these_filter(rules, [b"var/lib/hotsync/dumps/m.sql", b"var/lib/hotsync/sync/status.json"]))
+    subprocess.run(["rsync", "-a", "--relative", "--from0", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
+                    f"{dst}/"], check=True)
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == ["var/lib/hotsync/dumps/m.sql"]

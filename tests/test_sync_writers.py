@@ -5,8 +5,8 @@ import sys
 
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
-from hotsync_events.plugins import get_plugin_manager
-from hotsync_events.services import ServiceManager
+from hotsync_events.manager import get_plugin_manager
+from hotsync_events.events.services import ServiceManager
 from hotsync_events.types import ActionContext, Service
 
 WRITER = Service("fake-writer", command=(sys.executable, "-c", "import time; time.sleep(60)"),

@@ -8,7 +8,7 @@ import pytest
 
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
-from hotsync_events.templates import TemplateError, expand, expand_many, fragments_of, template_sources
+from hotsync_events.events.templates import TemplateError, expand, expand_many, fragments_of, template_sources
 from hotsync_events.types import Template
 
 TARGET = "/etc/probe.conf"

@@ -83,3 +83,12 @@ def test_config_and_hotsync_run_from_the_wheel(installed, tmp_path):
     assert cp.returncode == 0, cp.stderr
     # nothing outside the root
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+
+
+def test_the_cockpit_page_comes_from_the_wheel(installed, tmp_path):
+    """`hotsync cockpit install` from an installed wheel: the page's files are package data."""
+    root = tmp_path / "root"
+    _sh([installed / "bin/hotsync", "cockpit", "install"], cwd=tmp_path, env=_env(root))
+    target = root / "usr/share/cockpit/hotsync"
+    assert sorted(p.name for p in target.iterdir()) == ["hotsync.css", "hotsync.js", "index.html", "manifest.json"]
+    assert (target / "hotsync.js").read_bytes() == (CHECKOUT / "hotsync_events/cockpit/page/hotsync.js").read_bytes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 
 from hotsync_events import hookimpl
-from hotsync_events.fsutil import atomic_write
+from hotsync_events import atomic_write
 from hotsync_events.types import Action, PromoteStep, Service, SyncPath
 
 NOTES = "/var/lib/acme-notes/"

@@ -1,4 +1,4 @@
-"""``hotsync daemon``: the foreground scheduler (see :mod:`hotsync_events.sync.scheduler`)."""
+"""``hotsync daemon``: the foreground scheduler (see :mod:`hotsync_events.realtime.scheduler`)."""
 from __future__ import annotations
 
 HELP = "run scheduled syncs every `interval` minutes in the foreground until SIGTERM"
@@ -20,8 +20,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..paths import root_from
-    from ..sync.scheduler import Scheduler
+    from hotsync_events.paths import root_from
+    from hotsync_events.realtime.scheduler import Scheduler
 
     return Scheduler(root_from(getattr(args, "root", None)), max_runs=args.max_runs,
                      first_after=args.first_after).run()

@@ -22,57 +22,15 @@ def add_arguments(parser) -> None:
 
 
 def plan(root, pm=None, db=None) -> dict:
-    """The paths report as a dict (the ``--json`` output). Host paths only, never the root's own path."""
-    from ..configdb import open_db
-    from ..plugins import get_plugin_manager, install_schemas
-    from ..sync.lists import PROTECTED, build_lists
+    """The paths report as a dict (the ``--json`` output): :func:`hotsync_events.sync.shipping.shipping_plan`."""
+    from hotsync_events.sync.shipping import shipping_plan
 
-    if pm is None:
-        pm = get_plugin_manager()
-        install_schemas(pm, root)
-    pm.root = root
-    if db is None:
-        db = open_db("configuration", root)
-    active = pm.detect(root, db)
-    problems: list[str] = []
-    dumps = sorted(pm.collect("hotsync_dumps", db=db, root=root), key=lambda t: (t[1].priority, t[1].name))
-    dump_paths = [(d.path, f"dump {d.name} (plugin {p})") for p, d in dumps]
-    realtime: dict[str, bool] = {}
-    for _plugin, sp in pm.collect("hotsync_sync_paths", db=db, root=root):
-        if not sp.exclude:
-            key = "/" + "/".join(x for x in sp.path.split("/") if x not in ("", "."))
-            realtime[key] = realtime.get(key, True) and sp.realtime
-    try:
-        lists = build_lists(root, db, pm, dump_paths)
-    except ValueError as exc:
-        problems.append(str(exc))
-        lists = None
-    problems += [f"plugin {p}: hook {h}: {e}" for p, h, e in pm.hook_errors]
-
-    def who(origins: list[str]) -> list[str]:
-        base = str(root.path).rstrip("/") + "/"
-        return sorted({o.replace(base, "/", 1) if o.startswith(base) else o for o in origins})
-
-    out = {
-        "databases": (db.getprop("hotsync", "databases") or "enabled"),
-        "include": [], "exclude": [], "protected": list(PROTECTED),
-        "dumps": [{"name": d.name, "path": d.path, "plugin": p, "priority": d.priority,
-                   "restore": d.restore is not None} for p, d in dumps],
-        "plugins": {"active": sorted(n for n, a in active.items() if a),
-                    "inactive": sorted(n for n, a in active.items() if not a)},
-        "problems": problems,
-    }
-    if lists is not None:
-        ex_origins = getattr(lists, "exclude_origins", {})
-        out["include"] = [{"path": p, "from": who(lists.origins.get(p, [])), "realtime": realtime.get(p, False),
-                           "exists": root.join(p).exists()} for p in lists.includes]
-        out["exclude"] = [{"pattern": x, "from": who(ex_origins.get(x, []))} for x in lists.excludes]
-    return out
+    return shipping_plan(root, pm, db)
 
 
 def run(args) -> int:
-    from ..paths import root_from
-    from ..plugins import PluginClash
+    from hotsync_events.paths import root_from
+    from hotsync_events.manager import PluginClash
 
     root = root_from(getattr(args, "root", None))
     try:
@@ -97,4 +55,6 @@ def run(args) -> int:
         print("inactive plugins: " + (", ".join(report["plugins"]["inactive"]) or "none"))
         for p in report["problems"]:
             print(f"problem: {p}")
+        for w in report["warnings"]:
+            print(f"warning: {w}")
     return 1 if report["problems"] else 0

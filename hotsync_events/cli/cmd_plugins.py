@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from ..paths import root_from
-from ..plugins import PluginClash, get_plugin_manager, install_schemas
+from hotsync_events.paths import root_from
+from hotsync_events.manager import PluginClash, get_plugin_manager, install_schemas
 
 HELP = ("list the plugins: name, version, where it came from, whether its package is on this host (active), "
         "its hooks, and why it failed to load")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..paths import root_from
+from hotsync_events.paths import root_from
 
 HELP = "restore the database dumps shipped by the master into this host's servers, then check row counts"
 EPILOG = """\
@@ -24,12 +24,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..databases import DumpsError, plan, restore_all
+    from hotsync_events.sync.databases import DumpsError, plan, restore_all
+    from hotsync_events.manager import RegistrationError
 
     root = root_from(getattr(args, "root", None))
     try:
         dumps = plan(root, only=args.only)
-    except DumpsError as exc:
+    except (DumpsError, RegistrationError) as exc:
         print(f"hotsync restore-databases: {exc}", file=sys.stderr)
         return 2
     if args.list:

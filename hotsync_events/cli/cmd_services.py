@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..paths import root_from
+from hotsync_events.paths import root_from
 
 HELP = "list the services: plugin, systemd unit or command, enabled in the configuration, running or not"
 EPILOG = """\
@@ -21,9 +21,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..configdb import open_db
-    from ..plugins import PluginClash, get_plugin_manager
-    from ..services import ServiceError, ServiceManager, collect_services
+    from hotsync_events.configdb import open_db
+    from hotsync_events.manager import PluginClash, RegistrationError, get_plugin_manager
+    from hotsync_events.events.services import ServiceError, ServiceManager, collect_services
 
     root = root_from(getattr(args, "root", None))
     try:
@@ -31,7 +31,7 @@ def run(args) -> int:
         pm.root = root
         db = open_db("configuration", root, initialise=False, journal=False)
         mgr = ServiceManager(root, collect_services(pm, db))
-    except (PluginClash, ServiceError) as exc:
+    except (PluginClash, ServiceError, RegistrationError) as exc:
         print(f"hotsync services: {exc}", file=sys.stderr)
         return 4
     rows = mgr.table()

@@ -4,18 +4,30 @@ from __future__ import annotations
 import json
 import time
 
-from ..fence import age_words
+from hotsync_events.sync.fence import age_words
 
-HELP = "show this host's sync state: role, peer, last run, last success, age of the slave's copy, next run"
+HELP = "show this host's sync state: health, role, peer, last run, last success, age of the slave's copy"
 EPILOG = """\
+exit status: 0; with --check, the health as monitoring plugins say it: 0 ok, 1 warning, 2 critical,
+3 unknown. A user who may not read root's state gets the public part ("limited": true in --json: the
+role, the runs' times, results and counts, the copy's age, the health; no message, path or secret),
+written at each change of the status; 4 when there is none yet.
+
 examples:
   hotsync status
   hotsync status --json | python3 -m json.tool
+  hotsync status --check              HOTSYNC OK - master: ... | copy_age=12s;1200;2100 last_run=12s queued=0
+  hotsync status --prometheus > /var/lib/node_exporter/textfile/hotsync.prom
 """
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON (with a health field)")
+    out.add_argument("--check", action="store_true",
+                     help="one line for monitoring, with perfdata; exit 0 ok, 1 warning, 2 critical, 3 unknown")
+    out.add_argument("--prometheus", action="store_true",
+                     help="node-exporter's textfile-collector format (hotsync_health, hotsync_copy_age_seconds, ...)")
 
 
 def _age(seconds: float | None) -> str:
@@ -24,7 +36,7 @@ def _age(seconds: float | None) -> str:
 
 def _promote_lines(info: dict, age) -> None:
     """The promote (issue 7): this master was fenced, or this host was promoted and when."""
-    from ..sync.status import iso
+    from hotsync_events.sync.status import iso
 
     f = info.get("fenced")
     if f:
@@ -37,26 +49,73 @@ def _promote_lines(info: dict, age) -> None:
               f"steps {t.get('steps', 0):.1f})")
         print(f"                   accepted the data of {iso(p.get('last_complete_sync'))}, "
               f"{age(p.get('data_age'))} old" + (" (--force)" if p.get("forced") else ""))
-    if info.get("fence") and info["role"] == "master":
+    if info.get("fence") and info["role"] == "master" and info.get("fence_listener"):
         print(f"fence:             pushes to this host are refused (epoch {info['fence'].get('epoch')}); "
               f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
 
 
-def run(args) -> int:
-    from ..paths import root_from
-    from ..sync.report import collect
+def _limited(root, args, exc) -> int:
+    """The status for a user who may not read root's state: the public snapshot, or why there is none."""
+    import sys
 
-    root = root_from(getattr(args, "root", None))
-    info = collect(root)
-    from ..notifier_status import read_status as realtime_status, status_lines
+    from hotsync_events.sync.health import check_line, prometheus
+    from hotsync_events.sync.public import limited_info
+    from hotsync_events.sync.status import iso
 
-    info["realtime"] = realtime_status(root)
+    info = limited_info(root)
+    if info is None:
+        print(f"hotsync status: {exc.strerror}: {exc.filename}; this host's state is root's, and it has no public "
+              "status yet (written at its next sync or received push); run as root", file=sys.stderr)
+        return 3 if args.check else 4
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return health["code"]
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
         return 0
-    from ..sync.status import iso
+    print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
+    print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
+    print(f"peer:              {info.get('peer') or 'not configured'}")
+    last = info.get("last_run")
+    print(f"last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
+                                   if last else "never"))
+    ok = info.get("last_success")
+    print(f"last success:      {iso(ok.get('end')) if ok else 'never'}")
+    print(f"slave's copy age:  {_age(info.get('copy_age'))}")
+    print(f"limited:           the public part only, as of {iso(info.get('written'))}; run as root for the whole status")
+    return 0
+
+
+def run(args) -> int:
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.report import collect
+
+    root = root_from(getattr(args, "root", None))
+    try:
+        info = collect(root)
+    except PermissionError as exc:      # not root: what any user may read (sync/public.py)
+        return _limited(root, args, exc)
+    from hotsync_events.sync.notifier_status import status_lines
+    from hotsync_events.sync.health import check_line, prometheus
+
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return health["code"]
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    from hotsync_events.sync.status import iso
 
     now = time.time()
+    print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
     print(f"role:              {info['role'] or 'not set'} ({info['status']})")
     print(f"peer:              {info['peer'] or 'not configured'}")
     _promote_lines(info, _age)
@@ -81,9 +140,27 @@ def run(args) -> int:
     if info["role"] == "master":
         nxt = info.get("next_run")
         print(f"next run:          {iso(nxt) + (' (due)' if nxt and nxt <= now else '') if nxt else 'not scheduled'}")
-    fp = info.get("fingerprint")
-    label = "certificate:       " if info["role"] != "master" else "pinned slave cert: "
-    print(f"{label}{fp or 'none yet'}")
+    print(f"certificate:       {info.get('fingerprint') or 'none yet (signal-event nethserver-hotsync-save)'}"
+          "   (this host's; its peer pins it)")
+    if info["role"] == "master":
+        print(f"pinned slave cert: {info.get('peer_fingerprint') or 'none yet: the first hotsync sync, by a person'}")
+        if info.get("awaiting_person"):
+            print(f"WAITING:           {info['awaiting_person']}")
+    elif info["role"] == "slave":
+        print(f"master cert:       {info.get('pairing')}: MasterFingerprint {info.get('master_fingerprint') or 'unset'}"
+              + (f", trusted {info['peer_fingerprint']}" if info.get("peer_fingerprint") else ""))
+        if info.get("master_presented") and info["master_presented"] != info.get("peer_fingerprint"):
+            print(f"                   a master presented {info['master_presented']}: if it is yours, run "
+                  f"config setprop hotsync MasterFingerprint {info['master_presented']}; "
+                  "signal-event nethserver-hotsync-save")
+        if info.get("keep_aside"):
+            print("keep aside:        the first push from the new master keeps what it replaces or deletes here")
+        for k in info.get("kept") or []:
+            print(f"kept aside:        {k['path']} ({k['files']} files, {iso(k['time'])}): what a first push after a "
+                  "re-pair replaced or deleted here; keep what you need, then remove the folder")
+        if info.get("peer_refused"):
+            print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
+                  + "; ".join(info["peer_refused"].get("problems", [])[:3]))
     err = info.get("last_error")
     if err:
         print(f"last error:        {iso(err.get('time'))}: {err.get('message')}")

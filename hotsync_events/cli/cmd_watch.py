@@ -1,4 +1,4 @@
-"""``hotsync watch``: the real-time notifier in the foreground (see :mod:`hotsync_events.notifier`)."""
+"""``hotsync watch``: the real-time notifier in the foreground (see :mod:`hotsync_events.realtime.notifier`)."""
 from __future__ import annotations
 
 HELP = "push every change to the slave within a fraction of a second (inotify), in the foreground"
@@ -20,7 +20,6 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every push, not only full syncs and failures")
     parser.add_argument("--force", action="store_true", help="run even while `hotsync realtime` is disabled")
     parser.add_argument("--retry-max", type=float, default=30.0, metavar="SECONDS",
                         help="longest wait between two retries while the slave is unreachable (default 30)")
@@ -35,10 +34,10 @@ def run(args) -> int:
     import threading
     import time
 
-    from ..notifier_sync import Background
-    from ..paths import root_from
+    from hotsync_events.realtime.wiring import Background
+    from hotsync_events.paths import root_from
 
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(asctime)s hotsync watch: %(message)s")
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     if not 0.5 <= args.retry_max <= 86400:
@@ -58,10 +57,12 @@ def run(args) -> int:
         signal.signal(sig, on_signal)
     bg = Background(root, force=args.force, retry_max=args.retry_max)
     bg.step()
-    if bg.notifier is None:
+    if bg.notifier is None and _refused(root, args.force, bg.why_not or ""):
         print(f"hotsync watch: {bg.why_not}", file=sys.stderr)
         return 2
-    bg.start()            # from now on: follows changes of the lists and settings (checked every 30 s)
+    if bg.notifier is None:     # not yet (no path to watch, no pin): it starts as soon as it can; a service waits
+        print(f"hotsync watch: not watching yet: {bg.why_not}", file=sys.stderr)
+    bg.start()            # from now on: follows changes of the lists, the settings and the pin
     log = logging.getLogger("hotsync.notifier")
     t_end = time.monotonic() + args.duration if args.duration > 0 else None
     try:
@@ -76,3 +77,15 @@ def run(args) -> int:
     finally:
         bg.stop()
     return 0
+
+
+def _refused(root, force: bool, why: str) -> bool:
+    """Whether the notifier must not run here at all (another one runs, not an enabled master, real-time
+    disabled), as opposed to not yet (nothing to watch, the first push waits for a person)."""
+    from hotsync_events.configdb import open_db
+    from hotsync_events.realtime.settings import RealtimeSettings
+    from hotsync_events.sync.settings import Settings
+
+    db = open_db("configuration", root, validate=False, journal=False, create=False)
+    return (why.startswith("another notifier") or Settings.from_db(db).master_problem() is not None
+            or not (force or RealtimeSettings.from_db(db).enabled))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..configdb import ConfigDB, DBError, open_db
-from ..paths import root_from
+from hotsync_events.configdb import ConfigDB, DBError, open_db
+from hotsync_events.paths import root_from
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3, 4
 MASK = "********"
@@ -22,7 +22,9 @@ verbs:
   get KEY                          the type of KEY
   getprop KEY PROP                 the value of PROP (exit 1, no output, when missing)
   set KEY TYPE [PROP VALUE]...     create or replace KEY with exactly these props
-  setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY
+  setprop KEY PROP VALUE [PROP VALUE]...   change props of an existing KEY (a secret given as - is read
+                                   from standard input, or asked for on a terminal; a prop the schema does
+                                   not know for KEY is refused as a typo, unless --force)
   delprop KEY PROP...              remove props
   delete KEY                       remove KEY
   printjson [KEY]                  JSON: {"name","type","props"} (a list without KEY; secrets masked)
@@ -83,13 +85,14 @@ class Session:
         self._secret = None
 
     def db(self, *, write: bool = False) -> ConfigDB:
-        return open_db(self.dbname, self.root, validate=write, journal=write)
+        """The database; a read-only command creates nothing (a missing one reads as its defaults)."""
+        return open_db(self.dbname, self.root, validate=write, journal=write, create=write)
 
     def is_secret(self, key: str, prop: str) -> bool:
         if self.show_secrets:
             return False
         if self._secret is None:
-            from ..schema import load
+            from hotsync_events.configdb.schema import load
 
             self._secret = load(self.root, self.dbname)
         return self._secret.is_secret(key, prop)
@@ -99,8 +102,9 @@ class Session:
 
 
 def _show_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") if (
-        "\n" in value or "\r" in value) else value
+    """A value as NethServer's ``db show`` prints it: as it is, a newline as a newline. A carriage return,
+    which the original cannot store, is shown as ``\\r`` (this format's own escape)."""
+    return value.replace("\r", "\\r") if "\r" in value else value
 
 
 # --------------------------------------------------------------------------------------------- verbs
@@ -152,24 +156,114 @@ def _pairs(args: list[str], what: str) -> dict[str, str]:
     return dict(zip(args[0::2], args[1::2]))
 
 
+def _secrets_from_stdin(s: Session, key: str, props: dict[str, str]) -> dict[str, str]:
+    """A secret prop given as ``-`` is read from standard input (one line), or asked for twice without echo
+    on a terminal: a password then never shows in ``ps`` or the shell's history."""
+    wanted = [p for p, v in props.items() if v == "-" and _schema_secret(s, key, p)]
+    if not wanted:
+        return props
+    if len(wanted) > 1:
+        raise Usage(f"only one secret can be read from standard input at a time, not {', '.join(wanted)}")
+    prop = wanted[0]
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"{key} {prop}: ")
+        if getpass.getpass(f"{key} {prop} again: ") != first:
+            raise Usage(f"the two {prop} entries differ; nothing was changed")
+        value = first
+    else:
+        line = sys.stdin.readline()
+        value = line[:-1] if line.endswith("\n") else line
+        if value.endswith("\r"):
+            value = value[:-1]
+    return {**props, prop: value}
+
+
+def _schema_secret(s: Session, key: str, prop: str) -> bool:
+    from hotsync_events.configdb.schema import load
+
+    return load(s.root, s.dbname).is_secret(key, prop)
+
+
+class Refused(Exception):
+    """A change the schema knows to be a slip (an unknown prop of a key it describes, a missing key)."""
+
+
+def _known_props(s: Session, key: str, props: dict[str, str], force: bool) -> None:
+    """For a key the schema describes, every prop must be one it knows: a typo (``SlaveHots``, ``Role``)
+    is refused with the nearest known name, unless ``--force`` (NethServer stored anything)."""
+    if force:
+        return
+    from hotsync_events.configdb.schema import load
+
+    ks = load(s.root, s.dbname).keys.get(key)
+    if ks is None:
+        return
+    rec = s.db().record(key)
+    known = set(ks.props) | set(rec.props if rec else ())
+    unknown = [p for p in props if p and p not in known]    # an invalid name is the database's to refuse
+    if not unknown:
+        return
+    from hotsync_events.configdb.info import suggest
+
+    why = []
+    for prop in unknown:
+        near = suggest(prop, known)
+        why.append(f"{key} has no prop {prop!r}" + (f"; did you mean {near!r}?" if near else ""))
+    if any(p in load(s.root, s.dbname).keys for p in unknown):
+        why.append(f"(one setprop changes one key: change {next(p for p in unknown if p in load(s.root, s.dbname).keys)}"
+                   " with a setprop of its own)")
+    raise Refused("; ".join(why) + f"; nothing was changed. Known props of {key}: {', '.join(sorted(known))}. "
+                  "--force stores an unknown prop anyway")
+
+
+def _missing_key(s: Session, key: str) -> str:
+    """What to say about a key that is not there: the nearest key, or how to create one."""
+    from hotsync_events.configdb.info import suggest
+    from hotsync_events.configdb.schema import load
+
+    near = suggest(key, set(load(s.root, s.dbname).keys) | set(s.db().keys()))
+    cmd = "config" if s.dbname == "configuration" else f"{s.prog} {s.dbname}"
+    if near and near != key:
+        return f"no key {key!r} in the {s.dbname} database; did you mean {near!r}?"
+    return f"no key {key!r} in the {s.dbname} database; create it first with: {cmd} set {key} TYPE [PROP VALUE]..."
+
+
+def _force(args: list[str]) -> tuple[list[str], bool]:
+    return [a for a in args if a != "--force"], "--force" in args
+
+
 def verb_set(s: Session, args: list[str]) -> int:
+    args, force = _force(args)
     if len(args) < 2:
         raise Usage("set needs KEY TYPE [PROP VALUE]...")
-    s.db(write=True).set(args[0], args[1], _pairs(args[2:], "set"))
+    props = _pairs(args[2:], "set")
+    _known_props(s, args[0], props, force)
+    s.db(write=True).set(args[0], args[1], _secrets_from_stdin(s, args[0], props))
     return EXIT_OK
 
 
 def verb_setprop(s: Session, args: list[str]) -> int:
+    args, force = _force(args)
     if len(args) < 3:
         raise Usage("setprop needs KEY PROP VALUE [PROP VALUE]...")
-    s.db(write=True).setprop(args[0], _pairs(args[1:], "setprop"))
+    props = _pairs(args[1:], "setprop")
+    db = s.db(write=True)                  # a first write on a fresh host fills in the defaults first
+    if db.record(args[0]) is None:
+        raise Refused(_missing_key(s, args[0]))
+    _known_props(s, args[0], props, force)
+    db.setprop(args[0], _secrets_from_stdin(s, args[0], props))
     return EXIT_OK
 
 
 def verb_delprop(s: Session, args: list[str]) -> int:
     if len(args) < 2:
         raise Usage("delprop needs KEY PROP...")
-    s.db(write=True).delprop(args[0], *args[1:])
+    db = s.db(write=True)
+    if db.record(args[0]) is None:     # as NethServer's db: nothing to delete is not an error
+        return EXIT_OK
+    db.delprop(args[0], *args[1:])
     return EXIT_OK
 
 
@@ -180,8 +274,11 @@ def verb_delete(s: Session, args: list[str]) -> int:
 
 
 def _json_record(s: Session, key: str, rec) -> dict:
-    return {"name": key, "type": rec.type,
-            "props": {p: s.shown(key, p, v) for p, v in sorted(rec.props.items())}}
+    """As NethServer's ``db printjson``: ``props`` only when the key has some."""
+    doc = {"name": key, "type": rec.type}
+    if rec.props:
+        doc["props"] = {p: s.shown(key, p, v) for p, v in sorted(rec.props.items())}
+    return doc
 
 
 def verb_printjson(s: Session, args: list[str]) -> int:
@@ -238,6 +335,11 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
             if opt in ("-h", "--help"):
                 _out(usage)
                 return EXIT_OK
+            if opt == "--version":
+                from hotsync_events.cli._common import version_line
+
+                _out(version_line(prog) + "\n")
+                return EXIT_OK
             if opt == "--show-secrets":
                 show_secrets = True
             elif opt == "--root" or opt.startswith("--root="):
@@ -271,8 +373,11 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
         return fn(session, args)
     except Usage as exc:
         _err(prog, str(exc))
-        sys.stderr.write(usage)
+        sys.stderr.write(usage.splitlines()[0] + f"\n(`{prog} --help` lists the verbs)\n")
         return EXIT_USAGE
+    except Refused as exc:
+        _err(prog, str(exc))
+        return EXIT_MISSING if str(exc).startswith("no key") else EXIT_INVALID
     except DBError as exc:
         _err(prog, str(exc))
         return exc.exit_code
@@ -285,11 +390,15 @@ def run(prog: str, argv: list[str], *, fixed_db: str | None) -> int:
 
 
 def config_main(argv: list[str] | None = None) -> int:
-    return run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration")
+    from hotsync_events.cli._common import console
+
+    return console("config", lambda: run("config", sys.argv[1:] if argv is None else argv, fixed_db="configuration"))
 
 
 def db_main(argv: list[str] | None = None) -> int:
-    return run("db", sys.argv[1:] if argv is None else argv, fixed_db=None)
+    from hotsync_events.cli._common import console
+
+    return console("db", lambda: run("db", sys.argv[1:] if argv is None else argv, fixed_db=None))
 
 
 if __name__ == "__main__":  # pragma: no cover

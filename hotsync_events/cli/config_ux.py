@@ -3,13 +3,13 @@
 
 Registered in :data:`hotsync_events.cli.config.EXTRA_VERBS`, so this module (and what it imports) is only
 loaded when one of these verbs runs: ``config getprop`` does not pay for it. The work is done by
-:mod:`hotsync_events.confinfo`, :mod:`hotsync_events.historyview` and :mod:`hotsync_events.complete`.
+:mod:`hotsync_events.configdb.info`, :mod:`hotsync_events.configdb.historyview` and :mod:`hotsync_events.cli.complete`.
 """
 from __future__ import annotations
 
 import json
 
-from .config import EXIT_MISSING, EXIT_OK, EXIT_USAGE, Session, Usage, _out
+from hotsync_events.cli.config import EXIT_MISSING, EXIT_OK, EXIT_USAGE, Session, Usage, _out
 
 INFO_USAGE = """\
 usage: config info [--json] [--no-refs] KEY [PROP]
@@ -110,7 +110,7 @@ def verb_info(s: Session, args: list) -> int:
     opts, pos = _parse(args, {"--json", "--no-refs"}, set(), INFO_USAGE)
     if not 1 <= len(pos) <= 2:
         raise Usage(f"info needs KEY [PROP], got {len(pos)} argument(s); " + _first(INFO_USAGE))
-    from ..confinfo import describe, info_text
+    from hotsync_events.configdb.info import describe, info_text
 
     pm = None
     refs = "--no-refs" not in opts
@@ -135,7 +135,7 @@ def verb_info(s: Session, args: list) -> int:
 def _plugin_manager(s: Session):
     """The installed plugins (for the templates and actions that read a value), or None if they fail."""
     try:
-        from ..plugins import get_plugin_manager
+        from hotsync_events.manager import get_plugin_manager
 
         return get_plugin_manager()
     except Exception as exc:  # a plugin clash or a broken install: info still works, statically
@@ -152,8 +152,8 @@ def verb_search(s: Session, args: list) -> int:
     if pos:
         raise Usage(f"search takes no arguments, only options (got {pos[0]!r}); did you mean "
                     f"--key {pos[0]}?; " + _first(SEARCH_USAGE))
-    from ..configdb import open_db
-    from ..confinfo import SearchError, schema_summary, search, search_text
+    from hotsync_events.configdb import open_db
+    from hotsync_events.configdb.info import SearchError, schema_summary, search, search_text
 
     show = s.show_secrets or "--show-secrets" in opts
     db = open_db(s.dbname, s.root, validate=False, journal=False, initialise=False)
@@ -177,7 +177,7 @@ def verb_history(s: Session, args: list) -> int:
     opts, pos = _parse(args, {"--json", "--show-secrets"}, {"--since", "--last", "-n"}, HISTORY_USAGE)
     if len(pos) > 1:
         raise Usage(f"history takes at most one KEY, got {len(pos)}; " + _first(HISTORY_USAGE))
-    from ..historyview import WhenError, entries, entry_text, parse_when
+    from hotsync_events.configdb.historyview import WhenError, entries, entry_text, parse_when
 
     since = None
     if "--since" in opts:
@@ -192,7 +192,7 @@ def verb_history(s: Session, args: list) -> int:
         last = int(last)
     secret = None
     if not (s.show_secrets or "--show-secrets" in opts):
-        from ..confinfo import schema_summary
+        from hotsync_events.configdb.info import schema_summary
 
         digests: dict = {}
 
@@ -218,7 +218,7 @@ def verb_complete(s: Session, args: list) -> int:
 
     ``__complete --script`` prints the bash completion script; ``--path`` where it is installed.
     """
-    from ..complete import candidates, script_path
+    from hotsync_events.cli.complete import candidates, script_path
 
     if args[:1] == ["--script"]:
         _out(script_path().read_text(encoding="utf-8"))

@@ -24,6 +24,9 @@ exit status: 0 written or unchanged, 1 the template failed, 2 bad usage
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="expand-template", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from hotsync_events.cli._common import version_line
+
+    p.add_argument("--version", action="version", version=version_line("expand-template"))
     p.add_argument("--root", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
     p.add_argument("path", metavar="PATH", help="the target as on the host, e.g. /etc/rsyncd.conf")
     p.add_argument("--output", metavar="FILE",
@@ -32,12 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hotsync_events.cli._common import console
+
+    return console("expand-template", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..configdb import open_db
-    from ..paths import RootError, root_from
-    from ..plugins import get_plugin_manager
-    from ..templates import TemplateError, expand, fragments_of, make_context, registered_templates, render
-    from ..templates import template_sources
+    from hotsync_events.configdb import open_db
+    from hotsync_events.paths import RootError, root_from
+    from hotsync_events.manager import get_plugin_manager
+    from hotsync_events.events.templates import TemplateError, expand, fragments_of, make_context, registered_templates, render
+    from hotsync_events.manager import RegistrationError
+    from hotsync_events.events.templates import template_sources
 
     root = root_from(args.root)
     if not args.path.startswith("/"):
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
             return 0
         output = root.join(args.output) if args.output else None
-    except (TemplateError, RootError) as exc:
+    except (TemplateError, RegistrationError, RootError) as exc:
         print(f"expand-template: ERROR: {exc}", file=sys.stderr)
         return 1
     for plugin, hook, err in pm.hook_errors:

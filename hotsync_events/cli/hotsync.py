@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from hotsync_events.cli._common import console, version_line
 
 #: subcommand -> module (relative to this package)
 SUBCOMMANDS: dict[str, str] = {
@@ -20,6 +21,10 @@ SUBCOMMANDS: dict[str, str] = {
     "paths": ".cmd_paths",
     "services": ".cmd_services",
     "restore-databases": ".cmd_restore_databases",
+    "epoch": ".cmd_epoch",
+    "log": ".cmd_log",
+    "dumps": ".cmd_dumps",
+    "cockpit": ".cmd_cockpit",
 }
 
 EPILOG = """\
@@ -34,6 +39,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotsync", description="HotSync: master/slave sync of this host.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
+    parser.add_argument("--version", action="version", version=version_line("hotsync"))
+    parser.add_argument("-q", "--quiet", action="store_true", help="say only what went wrong")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="say more (every path a push changes; every push the notifier makes)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in SUBCOMMANDS.items():
         if only is not None and name != only:
@@ -43,12 +52,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
                            epilog=getattr(mod, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    return console("hotsync", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wanted = next((a for a in argv if a in SUBCOMMANDS), None)
     parser = build_parser(only=wanted if wanted and "-h" not in argv[:1] and "--help" not in argv[:1] else None)
@@ -56,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._module.run(args) or 0)
-    except BrokenPipeError:  # `hotsync plugins | head`: no traceback; exit as a shell does on SIGPIPE, since
-        # the command may have stopped part-way and must not look like a success
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + 13
+    return int(args._module.run(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

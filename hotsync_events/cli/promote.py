@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotsync-promote", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", metavar="DIR", help="the host's root directory (default $HOTSYNC_ROOT, else /)")
+    from hotsync_events.cli._common import version_line
+
+    p.add_argument("--version", action="version", version=version_line("hotsync-promote"))
     p.add_argument("--yes", "-y", action="store_true", help="do not ask (you read the plan: --dry-run)")
     p.add_argument("--force", action="store_true",
                    help="promote although the copy is torn or the master pushed recently (split-brain risk)")
@@ -42,14 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _iso(ts) -> str:
-    from ..sync.status import iso
+    from hotsync_events.sync.status import iso
 
     return iso(ts) or "never"
 
 
 def render(a: dict, out) -> None:
-    from ..fence import age_words
-    from ..promote import plan_lines
+    from hotsync_events.sync.fence import age_words
+    from hotsync_events.promote import plan_lines
 
     w = lambda s="": print(s, file=out)  # noqa: E731
     w(f"HotSync promote of {a['root']}" + ("  (RESUMING an interrupted promote)" if a["resuming"] else ""))
@@ -77,8 +80,8 @@ def render(a: dict, out) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..paths import root_from
-    from .. import promote as P
+    from hotsync_events.paths import root_from
+    from hotsync_events import promote as P
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     root = root_from(args.root)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda m: print(m, file=out, flush=True)  # noqa: E731
     t0 = time.monotonic()
     try:
-        from ..events import plugin_manager
+        from hotsync_events.manager import plugin_manager
 
         pm = plugin_manager(root)
         pm.root = root
@@ -95,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"hotsync-promote: warning: plugins could not be loaded ({exc}); plugin steps are not shown")
     a = P.assess(root, pm)
     verify_seconds = time.monotonic() - t0
-    render(a, out)
     result: dict = {"assessment": a, "dry_run": args.dry_run, "promoted": False}
+    hard = [r for r in a["refusals"] if not r["force"]]
+    if not hard:          # a host that cannot be promoted at all hears why first, without a plan to read
+        render(a, out)
 
     def finish(code: int, message: str = "") -> int:
         if message:
@@ -106,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return code
 
-    hard = [r for r in a["refusals"] if not r["force"]]
     soft = [r for r in a["refusals"] if r["force"]]
     if hard:
         return finish(P.EXIT_CANNOT, "REFUSED: " + "; ".join(r["text"] for r in hard))
@@ -150,14 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The console script: a closed stdout (``| head``) ends quietly, as ``config`` and ``hotsync`` do."""
-    try:
-        return main()
-    except BrokenPipeError:
-        import os
+    """The console script: Ctrl-C and a closed stdout (``| head``) end quietly, as every command does."""
+    from hotsync_events.cli._common import console
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    return console("hotsync-promote", main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -187,8 +187,9 @@ class JsonProgress:
 
 
 def _list(opts: dict, root) -> int:
-    from ..configdb import open_db
-    from ..events import known_events, plan_event, plugin_manager
+    from hotsync_events.configdb import open_db
+    from hotsync_events.events import known_events, plan_event
+    from hotsync_events.manager import plugin_manager
 
     pm = plugin_manager(root)
     db = open_db("configuration", root, initialise=False, journal=False)
@@ -224,7 +225,18 @@ def _list(opts: dict, root) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hotsync_events.cli._common import console
+
+    return console("signal-event", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:
+        from hotsync_events.cli._common import version_line
+
+        print(version_line("signal-event"))
+        return 0
     try:
         opts = parse(argv)
     except Usage as exc:
@@ -233,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.get("help"):
         print(HELP)
         return 0
-    from ..events import EventError
-    from ..paths import root_from
+    from hotsync_events.events import EventError
+    from hotsync_events.paths import root_from
 
     root = root_from(opts["root"])
     try:
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts["event"] is None:
             print(f"signal-event: which event? (signal-event --list shows them)\n{USAGE}", file=sys.stderr)
             return 2
-        from ..events import signal_event
+        from hotsync_events.events import signal_event
 
         progress = JsonProgress() if opts["json"] else HumanProgress()
         result = signal_event(opts["event"], tuple(opts["args"]), root=root, timeout=opts["timeout"],

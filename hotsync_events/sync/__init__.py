@@ -12,5 +12,9 @@ The core of HotSync's data path. It knows no application: what to ship comes fro
 * :mod:`.status` -- the status file both sides keep and ``hotsync status`` prints.
 * :mod:`.mail` -- one mail on the first failure, one on recovery.
 * :mod:`.xfer` -- the slave's rsync daemon hooks (refuse, record).
-* :mod:`.scheduler` -- ``hotsync daemon``.
+* :mod:`.policy`, :mod:`.peercopy` -- what a push may write on the slave; the master's configuration copy.
+* :mod:`.fence` -- the pair's epoch, the fence, the re-pair of a demoted master.
+* :mod:`.databases` -- the plugins' dumps (taken before every push) and their restore.
+
+The sync never imports :mod:`hotsync_events.realtime`: the notifier builds on the sync, not the reverse.
 """

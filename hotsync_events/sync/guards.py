@@ -12,9 +12,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..paths import Root
+from hotsync_events.paths import Root
 
-__all__ = ["deletion_problem", "source_problems", "source_state"]
+__all__ = ["deletion_problem", "over_limit", "source_problems", "source_state"]
+
+
+def over_limit(deleted: int, base: int, max_percent: int) -> bool:
+    """Whether *deleted* of *base* files is **more than** *max_percent* percent (exactly the limit may go).
+
+    The one place the rule lives (the full sync's guard and the notifier's ledger both ask it); integer
+    arithmetic, so the boundary is exact. No base (nothing counted yet) is over any limit.
+    """
+    if deleted <= 0:
+        return False
+    return base <= 0 or deleted * 100 > max_percent * base
 
 
 def _has_files(path: Path) -> bool:
@@ -57,7 +68,7 @@ def deletion_problem(stats: dict[str, int], deleted: int, max_percent: int, alre
     already = max(already, 0)
     held = slave_files(stats, deleted) + already
     share = 100.0 * (deleted + already) / held if held else 100.0
-    if share > max_percent:
+    if over_limit(deleted + already, held, max_percent):
         if already:
             return (f"the push would delete {deleted} of the slave's files; with the {already} the real-time "
                     f"notifier deleted since the last full sync that is {deleted + already} of {held} files "

@@ -6,7 +6,7 @@ over several pushes (``rm -rf`` of a big tree, a slow deletion loop) would pass 
 batch. The ledger closes that gap: every push that deletes adds its count, and both guards judge the
 *cumulative* count since the last successful full sync against the file count of that sync:
 
-* the notifier (:mod:`hotsync_events.notifier_sync`) pushes a batch only while ``already + batch`` stays
+* the notifier (:mod:`hotsync_events.realtime.wiring`) pushes a batch only while ``already + batch`` stays
   within ``MaxDeletePercent``; past it, it pushes nothing more and hands over to the full sync;
 * the full sync adds ``already`` to its own dry run's count, so it holds what is left (the slave keeps
   it, the sysadmin is alerted) until ``hotsync sync --allow-deletions``.
@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ..fsutil import atomic_write
-from ..paths import Root
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
 
 __all__ = ["LEDGER_FILE", "Ledger", "load", "save", "record_deletions"]
 
@@ -66,7 +66,9 @@ class Ledger:
         if self.since is None or not self.files:
             return (f"a real-time push would delete {more} files, and no successful full sync has counted the "
                     "slave's files yet")
-        if self.share(more) > max_percent:
+        from hotsync_events.sync.guards import over_limit
+
+        if over_limit(self.deleted + more, self.files, max_percent):
             return (f"a real-time push would delete {more} files; with the {self.deleted} deleted since the last "
                     f"full sync that is {self.deleted + more} of its {self.files} files ({self.share(more):.0f}%), "
                     f"more than MaxDeletePercent={max_percent}%")
@@ -96,7 +98,7 @@ def _int(v) -> int:
 
 
 def _last_success(root: Root) -> dict:
-    from .status import read_status
+    from hotsync_events.sync.status import read_status
 
     return read_status(root).get("last_success") or {}
 

@@ -3,37 +3,29 @@
 Includes come from the plugins (``hotsync_sync_paths``), the dumps they declare (``hotsync_dumps``) and
 the sysadmin's ``<root>/etc/hotsync/include.d/*.include`` (one host path a line, as NethServer's
 ``backup-data.d``); excludes from the plugins and ``exclude.d/*.exclude`` (rsync patterns, an absolute
-path anchored at ``/``). :data:`PROTECTED` is always excluded: it is this host's own state (the config
-database, the sync state and certificates, the daemons' rendered configuration), which a push must never
-overwrite on the slave -- the master's database travels separately, to ``var/lib/hotsync/peer/``.
+path anchored at ``/``). :data:`PROTECTED` is always excluded: the areas a push never writes on the slave
+(:data:`hotsync_events.sync.policy.REFUSED`: this host's own HotSync state, and whatever runs code as root),
+which the slave refuses on its own side too. An include inside one of them is not shipped: it is reported
+(:attr:`Lists.problems`) and the push goes on with the rest. The master's database travels separately,
+through its own channel (:mod:`hotsync_events.sync.peercopy`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import Root
+from hotsync_events.paths import Root
+from hotsync_events.sync.policy import REFUSED, refusal_of, sender_rules
 
-__all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "read_list_dir"]
+__all__ = ["Lists", "ListError", "PROTECTED", "PEER_DIR", "build_lists", "list_stamp", "read_list_dir"]
 
 #: where the master's config database lands on the slave (host path)
 PEER_DIR = "/var/lib/hotsync/peer"
 
-#: never shipped, and never deleted on the slave (rsync does not delete excluded files)
-PROTECTED = (
-    "/var/lib/hotsync/db/",
-    "/var/lib/hotsync/schema/",
-    "/var/lib/hotsync/sync/",
-    "/var/log/hotsync/",
-    "/run/hotsync/",
-    "/etc/rsyncd.conf",
-    "/etc/rsyncd.secrets",
-    "/etc/stunnel/hotsync.conf",
-    "/etc/stunnel/hotsync-client.conf",
-    "/etc/cron.d/hotsync",
-    "/etc/systemd/system/hotsync-watch.service",
-    ".hotsync-partial/",
-)
+#: never shipped, and never deleted on the slave (rsync does not delete excluded files): the refused areas
+#: and rsync's own partial directories
+PARTIAL = ".hotsync-partial/"
+PROTECTED = (*(a.path for a in REFUSED), PARTIAL)
 
 
 class ListError(ValueError):
@@ -46,9 +38,16 @@ class Lists:
     excludes: list[str] = field(default_factory=list)     # rsync patterns, in order
     origins: dict[str, list[str]] = field(default_factory=dict)   # include -> who asked for it
     exclude_origins: dict[str, list[str]] = field(default_factory=dict)   # exclude -> who asked for it
+    problems: list[str] = field(default_factory=list)    # lines left out, each naming its file and line
+    warnings: list[str] = field(default_factory=list)    # files the lists do not read (a wrong suffix)
 
     def add_include(self, path: str, origin: str) -> None:
         path = _clean_path(path, origin)
+        area = refusal_of(path)
+        if area is not None:
+            self.problems.append(f"{origin}: {path} is not shipped: the slave never accepts {area.path} "
+                                 f"({area.why}); see docs/security.md")
+            return
         if path not in self.origins:
             self.includes.append(path)
         self.origins.setdefault(path, []).append(origin)
@@ -60,14 +59,15 @@ class Lists:
             self.excludes.append(pattern)
         self.exclude_origins.setdefault(pattern, []).append(origin)
 
-    def protect_patterns(self) -> list[str]:
-        """Protected paths first, then the lists' patterns."""
-        return [*PROTECTED, *self.excludes]
+    def filter_rules(self) -> list[str]:
+        """The push's filter rules, first match wins: the refused areas (but the dumps), rsync's partial
+        directories, then the lists' excludes (each ``- pattern``: the prefix keeps a pattern that starts
+        with ``+ `` an exclude)."""
+        return [*sender_rules(), f"- {PARTIAL}", *(f"- {p}" for p in self.excludes)]
 
     def exclude_file_text(self) -> str:
-        """The ``--exclude-from`` file: one ``- pattern`` rule a line (the prefix keeps a pattern that starts
-        with ``+ `` an exclude)."""
-        return "".join(f"- {p}\n" for p in self.protect_patterns())
+        """The ``--exclude-from`` file: :meth:`filter_rules`, one a line."""
+        return "".join(f"{r}\n" for r in self.filter_rules())
 
 
 def _clean_path(path: str, origin: str) -> str:
@@ -98,8 +98,43 @@ def read_list_dir(directory: Path, suffix: str) -> list[tuple[str, str]]:
     return out
 
 
+def list_stamp(root: Root) -> tuple:
+    """A cheap fingerprint of the sysadmin's lists (names, sizes and times of the files and their
+    directories): the notifier rebuilds what it watches when it moves."""
+    out = []
+    for sub in ("include.d", "exclude.d"):
+        d = root.etc_dir / sub
+        try:
+            st = d.stat()
+        except OSError:
+            out.append((sub, None))
+            continue
+        out.append((sub, st.st_mtime_ns))
+        for f in sorted(d.iterdir()):
+            try:
+                fs = f.stat()
+                out.append((f.name, fs.st_size, fs.st_mtime_ns))
+            except OSError:
+                continue
+    return tuple(out)
+
+
+def _misnamed(directory: Path, suffix: str) -> list[str]:
+    """Files in a list directory that the lists do not read (another suffix): a warning each."""
+    if not directory.is_dir():
+        return []
+    return [f"{f}: not read (the lists read *{suffix} files only); rename it to end in {suffix}"
+            for f in sorted(directory.iterdir()) if f.is_file() and not f.name.endswith(suffix)
+            and not f.name.endswith((".pre-promote", "~")) and not f.name.startswith(".")]
+
+
 def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ()) -> Lists:
-    """Merge the plugins' paths, the dumps and the sysadmin's lists. ListError names a bad line."""
+    """Merge the plugins' paths, the dumps and the sysadmin's lists.
+
+    A bad line of a sysadmin's list does not stop the rest: it is left out and reported in
+    :attr:`Lists.problems` with its file and line, every bad line of every list at once (the push then
+    counts as failed); a plugin's bad path raises ListError naming the plugin.
+    """
     lists = Lists()
     if pm is not None:
         for plugin, sp in sorted(pm.collect("hotsync_sync_paths", db=db, root=root),
@@ -112,8 +147,15 @@ def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ())
         lists.add_include(path, origin)
     etc = root.etc_dir
     for line, where in read_list_dir(etc / "include.d", ".include"):
-        lists.add_include(line, where)
+        try:
+            lists.add_include(line, where)
+        except ListError as exc:
+            lists.problems.append(str(exc))
     for line, where in read_list_dir(etc / "exclude.d", ".exclude"):
-        lists.add_exclude(line, where)
+        try:
+            lists.add_exclude(line, where)
+        except ListError as exc:
+            lists.problems.append(str(exc))
+    lists.warnings += _misnamed(etc / "include.d", ".include") + _misnamed(etc / "exclude.d", ".exclude")
     lists.includes.sort()
     return lists

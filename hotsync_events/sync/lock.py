@@ -12,7 +12,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..paths import Root
+from hotsync_events.fsutil import open_lock
+from hotsync_events.paths import Root
 
 __all__ = ["SyncLock"]
 
@@ -25,8 +26,7 @@ class SyncLock:
 
     def acquire(self, queue: bool = True) -> bool:
         """Take the lock without waiting. When it is taken, mark one follow-up (if *queue*) and say False."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_lock(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,8 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from ..fsutil import atomic_write
-from ..paths import Root
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
 
 __all__ = ["KINDS", "LISTS_SUBDIR", "PRE_PROMOTE", "export_lists", "install_lists", "list_files"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 import time
 
-from ..configdb import open_db
-from ..paths import Root
-from . import tls
-from .settings import Settings
-from .status import read_status
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.sync import tls
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import read_status
 
 __all__ = ["collect"]
 
@@ -21,15 +21,32 @@ def _alive(pid) -> bool:
         return False
 
 
+def kept_folders(root: Root, limit: int = 100_000) -> list[dict]:
+    """What first pushes after a re-pair kept aside on this slave (``/var/lib/hotsync/kept/<when>/``):
+    each folder with its file count (counted up to *limit*)."""
+    top = root.join("/var/lib/hotsync/kept")
+    out = []
+    for d in sorted(top.iterdir()) if top.is_dir() else ():
+        if not d.is_dir():
+            continue
+        n = 0
+        for _dirpath, _dirs, files in os.walk(d):
+            n += len(files)
+            if n >= limit:
+                break
+        out.append({"path": root.host_path(d), "files": n, "time": d.stat().st_mtime})
+    return out
+
+
 def collect(root: Root) -> dict:
     """A JSON-ready dict: role, status, peer, last run, last success, copy age, next run, fingerprint, errors."""
-    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    db = open_db("configuration", root, validate=False, journal=False, create=False)
     cfg = Settings.from_db(db)
     st = read_status(root)
     now = time.time()
     info: dict = {"role": cfg.role, "status": "enabled" if cfg.enabled else ("fenced" if cfg.status == "fenced"
                                                                               else "disabled"),
-                  "root": str(root.path), "time": now}
+                  "root": str(root.path), "root_exists": root.path.is_dir(), "time": now}
     running = st.get("running")
     if running and not _alive(running.get("pid")):
         running = dict(running, stale=True)
@@ -42,20 +59,36 @@ def collect(root: Root) -> dict:
         receiving = {k: v for k, v in (st.get("receiving") or {}).items() if now - v.get("start", now) < 86400}
         info["running"] = next(iter(receiving.values()), None)
         info["last_refused"] = st.get("last_refused")
-        cert, _ = tls.cert_paths(root)
-        try:
-            info["fingerprint"] = tls.fingerprint(cert.read_text())
-        except (OSError, ValueError):
-            info["fingerprint"] = None
+        info["last_full"] = st.get("last_full")
+        info["unclean"] = st.get("unclean") or []
+        info["keep_aside"] = st.get("keep_aside")
+        info["kept"] = kept_folders(root)
         peer_db = root.join("/var/lib/hotsync/peer/configuration")
         info["peer_db"] = str(peer_db) if peer_db.exists() else None
+        info["peer_copy"] = st.get("peer_copy")
+        info["peer_refused"] = st.get("peer_refused")
+        # the pin of the master: what MasterFingerprint asks for, what is trusted, what a master presented
+        want = (db.props("hotsync") if "hotsync" in db else {}).get("MasterFingerprint") or None
+        try:
+            want = tls.normalise_fingerprint(want) if want else None
+        except ValueError:
+            want = None
+        trusted = tls.master_pin_fingerprint(root)
+        info["master_fingerprint"] = want
+        info["peer_fingerprint"] = trusted
+        info["master_presented"] = tls.candidate_fingerprint(root)
+        info["pairing"] = ("trusted" if want and trusted == want else
+                           "no MasterFingerprint set" if not want else "waiting for the master's certificate")
     else:
         info["peer"] = f"{cfg.slave_host}:{cfg.port}" if cfg.slave_host else ""
         info["last_run"] = st.get("last_run")
         info["last_success"] = {k: v for k, v in (st.get("last_success") or {}).items() if k != "sources"} or None
         info["running"] = running
-        info["fingerprint"] = tls.pinned_fingerprint(root)
+        info["peer_fingerprint"] = tls.pinned_fingerprint(root)
         info["pinned"] = st.get("pinned")
+        from hotsync_events.sync.push import awaiting_person
+
+        info["awaiting_person"] = awaiting_person(root) if cfg.role == "master" else None
         info["alert"] = st.get("alert")
         info["failures"] = st.get("failures", 0)
         info["last_dry_run"] = st.get("last_dry_run")
@@ -68,15 +101,32 @@ def collect(root: Root) -> dict:
             nxt = None
         info["next_run"] = nxt
         info["interval_minutes"] = cfg.interval
+        info["realtime_wanted"] = cfg.role == "master" and cfg.enabled and bool(cfg.slave_host) and \
+            (db.props("hotsync") if "hotsync" in db else {}).get("realtime", "enabled") != "disabled"
+    info["fingerprint"] = tls.host_fingerprint(root)          # this host's own certificate, either role
     info["last_error"] = st.get("last_error")
-    from ..fence import fence_record, read_epoch
+    from hotsync_events.sync.fence import fence_record, read_epoch
 
     info["epoch"] = read_epoch(root)
     info["fenced"] = st.get("fenced") if cfg.status == "fenced" else None     # this master was demoted
     info["fence"] = fence_record(root)            # this host was promoted: it refuses every push
+    info["fence_listener"] = cfg.role == "master" and bool(cfg.master_host)   # and still tells the old master
     info["promote"] = st.get("promote")
-    ok_end = (info.get("last_success") or {}).get("end")
-    info["copy_age"] = None if ok_end is None else now - float(ok_end)
+    from hotsync_events.sync.notifier_status import read_status as realtime_status
+    from hotsync_events.sync.health import assess, copy_age
+
+    info["realtime"] = realtime_status(root)
+    if cfg.role == "slave":       # the master's interval, as its peer copy says, is the slave's yardstick
+        peer = root.join("/var/lib/hotsync/peer/configuration")
+        if peer.is_file():
+            from hotsync_events.configdb import ConfigDB
+
+            try:
+                info["interval_minutes"] = max(int(ConfigDB(peer).getprop("hotsync", "interval") or 15), 1)
+            except ValueError:
+                info["interval_minutes"] = 15
+    info["copy_age"] = copy_age(info, now)
     if st.get("status_error"):
         info["status_error"] = st["status_error"]
+    info["health"] = assess(info, now)
     return info

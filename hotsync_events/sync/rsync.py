@@ -12,15 +12,19 @@ import shlex
 import subprocess
 from dataclasses import dataclass, field
 
-from ..childproc import die_with_parent
+from hotsync_events.childproc import die_with_parent
 
-__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "push_args", "run_rsync", "stats_of"]
+__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "copy_args", "early_input", "push_args",
+           "run_rsync", "stats_of"]
 
 MODULE = "hotsync"
 USER = "hotsyncuser"
 PARTIAL_DIR = ".hotsync-partial"
 #: beside the password file: ``hotsync-epoch N``, sent to the slave's ``early exec`` (push._prepare writes it)
 EARLY_INPUT = "push.early"
+#: the slave's rsync runs as a daemon over stunnel's pipe (not a socket daemon): by default it would write its
+#: errors (a pre-xfer refusal, a refused file) to its stderr; this makes it send them to us through the protocol
+CLIENT_MESSAGES = ("--stderr=client",)
 #: one line per changed item: the itemize string and the name (no " -> target": names stay unambiguous)
 OUT_FORMAT = "%i %n"
 
@@ -38,18 +42,35 @@ EXIT_MEANING = {
 }
 
 
+def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str, str]:
+    """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
+    and pre-xfer hook: see :mod:`hotsync_events.sync.fence`); returns ``(file, nonce)``. The nonce is fresh for
+    each session: a fence refusal is believed only when it names it."""
+    import secrets
+
+    from hotsync_events.fsutil import atomic_write
+
+    nonce = secrets.token_hex(16)
+    path = os.path.join(os.fspath(run_dir), f"{EARLY_INPUT}.{kind}")
+    atomic_write(path, f"hotsync-epoch {int(epoch)} kind={kind} nonce={nonce}\n", mode=0o600)
+    return path, nonce
+
+
 def push_args(*, sources: list[str], exclude_file: str, password_file: str, timeout: int, bwlimit: int = 0,
               max_delete: int | None = None, dry_run: bool = False, checksum: bool = False,
-              rsync: str = "rsync", from0: bool = False) -> list[str]:
-    """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's module."""
+              rsync: str = "rsync", from0: bool = False, early: str | None = None,
+              module: str = MODULE, backup_dir: str | None = None) -> list[str]:
+    """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
+    is the session's early-input file (:func:`early_input`)."""
     args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",
-            "--no-human-readable", f"--out-format={OUT_FORMAT}"]
-    early = os.path.join(os.path.dirname(password_file), EARLY_INPUT)
-    if os.path.isfile(early):   # the pair's epoch, read by the slave's early exec (see hotsync_events.fence)
+            "--no-human-readable", f"--out-format={OUT_FORMAT}", *CLIENT_MESSAGES]
+    if early is not None:
         args.append(f"--early-input={early}")
+    if backup_dir is not None:       # what this push replaces or deletes is kept there (on the slave)
+        args += ["--backup", f"--backup-dir={backup_dir}"]
     if bwlimit:
         args.append(f"--bwlimit={int(bwlimit)}")
     if max_delete is not None:
@@ -58,8 +79,16 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
         args.append("--dry-run")
     if checksum:
         args.append("--checksum")
-    args += ["--", *sources, f"rsync://{USER}@hotsync-slave/{MODULE}/"]
+    args += ["--", *sources, f"rsync://{USER}@hotsync-slave/{module}/"]
     return args
+
+
+def copy_args(*, source: str, dest: str, module: str, password_file: str, timeout: int, early: str,
+              rsync: str = "rsync") -> list[str]:
+    """A plain copy of *source* to ``module/dest`` (the peer copy, the master's certificate): no guards,
+    no partial dirs, the files as they are."""
+    return [rsync, "-rlpt", "--delete", f"--timeout={int(timeout)}", f"--password-file={password_file}",
+            f"--early-input={early}", *CLIENT_MESSAGES, "--", source, f"rsync://{USER}@hotsync-slave/{module}/{dest}"]
 
 
 def connect_prog(stunnel: str, client_conf: str) -> str:
@@ -143,11 +172,12 @@ def _pattern(name: bytes) -> bytes:
 
 
 def only_these_filter(protect: list[str], names: list[bytes], sources: list[bytes] = ()) -> bytes:
-    """A ``--from0`` filter file: the protected/excluded patterns, then exactly *names* with their parent
-    directories (so rsync descends only where something changed, and deletes only what is named), then
-    nothing else. *sources* (the transfer's own top paths, a directory ending in ``/``) are always let in,
-    without their contents: the attributes of their implied parent directories travel with them."""
-    rules = [b"- " + p.encode("utf-8", "surrogateescape") for p in protect]
+    """A ``--from0`` filter file: the push's own rules (*protect*, ``+``/``-`` lines: the refused areas and
+    the excludes), then exactly *names* with their parent directories (so rsync descends only where something
+    changed, and deletes only what is named), then nothing else. *sources* (the transfer's own top paths, a
+    directory ending in ``/``) are always let in, without their contents: the attributes of their implied
+    parent directories travel with them."""
+    rules = [p.encode("utf-8", "surrogateescape") for p in protect]
     parents: set[bytes] = set()
     for src in sources:
         parts = src.rstrip(b"/").split(b"/")
@@ -164,12 +194,23 @@ def only_these_filter(protect: list[str], names: list[bytes], sources: list[byte
     return b"\0".join(rules) + b"\0"
 
 
-def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
-    """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on)."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+_PROGRESS = re.compile(rb"^\s*([\d,.]+)\s+(\d+%)\s+(\S+/s)\s+\S+(?:\s+\(xfr#(\d+)[^)]*\))?")
+
+
+def run_rsync(args: list[str], *, env: dict[str, str], progress=None) -> RsyncRun:
+    """Run rsync to the end; it dies with us (a ``kill -9`` of the sync leaves no orphan pushing on).
+
+    *progress(files, bytes, rate, percent)* is called as rsync reports its overall progress (its
+    ``--info=progress2`` lines, which are kept out of the output parsed afterwards)."""
+    if progress is not None:
+        args = [*args[:args.index("--")], "--info=progress2", *args[args.index("--"):]]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, preexec_fn=die_with_parent(), close_fds=True)
     try:
-        out, err = proc.communicate()
+        if progress is None:
+            out, err = proc.communicate()
+        else:
+            out, err = _follow(proc, progress)
     except BaseException:
         proc.kill()
         proc.communicate()
@@ -178,3 +219,37 @@ def run_rsync(args: list[str], *, env: dict[str, str]) -> RsyncRun:
     stderr = err.decode("utf-8", "backslashreplace")
     items, deleted, stats = stats_of(stdout)
     return RsyncRun(proc.returncode, stdout, stderr, items, deleted, stats, out)
+
+
+def _follow(proc: subprocess.Popen, progress) -> tuple[bytes, bytes]:
+    """Read rsync's stdout as it comes (progress lines end in a carriage return), stderr in a thread."""
+    import threading
+
+    errs: list[bytes] = []
+    reader = threading.Thread(target=lambda: errs.append(proc.stderr.read()), daemon=True)   # type: ignore[union-attr]
+    reader.start()
+    kept = bytearray()
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(65536)          # type: ignore[union-attr]
+        if not chunk:
+            break
+        pending += chunk
+        while True:
+            cuts = [i for i in (pending.find(b"\r"), pending.find(b"\n")) if i != -1]
+            if not cuts:
+                break
+            line, pending = pending[:min(cuts)], pending[min(cuts) + 1:]
+            m = _PROGRESS.match(line)
+            if m and b"%" in line:
+                try:
+                    progress(int(m.group(4) or 0), int(m.group(1).replace(b",", b"").replace(b".", b"")),
+                             m.group(3).decode(), m.group(2).decode())
+                except Exception:   # a display problem never stops a push
+                    pass
+            elif line:
+                kept += line + b"\n"
+    kept += pending
+    proc.wait()
+    reader.join()
+    return bytes(kept), b"".join(errs)

@@ -1,13 +1,12 @@
 """The sync's settings, read once per run from the ``configuration`` database (keys hotsync, rsyncd).
 
-:class:`Settings` is the scheduled push's; :class:`RealtimeSettings` the notifier's (``hotsync realtime``,
-``RealtimeSettle`` in ms, ``RealtimeMaxBatch``), parsed the same way from the same ``hotsync`` record.
+The notifier's own (``hotsync realtime``, ``RealtimeSettle``...) are :mod:`hotsync_events.realtime.settings`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RealtimeSettings", "Settings"]
+__all__ = ["Settings"]
 
 
 def _int(value, default: int) -> int:
@@ -83,19 +82,3 @@ class Settings:
         if not self.password:
             return "no push password: config setprop rsyncd password <secret>"
         return None
-
-
-@dataclass(frozen=True)
-class RealtimeSettings:
-    """The notifier's settings: whether it runs, how long a batch settles, how many paths one push takes."""
-
-    enabled: bool
-    settle: float          # seconds
-    max_batch: int
-
-    @classmethod
-    def from_db(cls, db) -> "RealtimeSettings":
-        h = _props(db, "hotsync")
-        return cls(enabled=h.get("realtime", "enabled") != "disabled",
-                   settle=min(max(_int(h.get("RealtimeSettle"), 50), 0), 10_000) / 1000.0,
-                   max_batch=max(_int(h.get("RealtimeMaxBatch"), 10_000), 10))

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..fsutil import atomic_write
-from ..paths import Root
+from hotsync_events.fsutil import atomic_write, open_lock
+from hotsync_events.paths import Root
 
 __all__ = ["STATE_DIR", "read_status", "state_dir", "status_path", "update_status", "iso"]
 
@@ -46,9 +46,7 @@ def read_status(root: Root) -> dict:
 
 @contextlib.contextmanager
 def _locked(root: Root) -> Iterator[None]:
-    lock = state_dir(root) / "status.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock(state_dir(root) / "status.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -64,8 +62,11 @@ def update_status(root: Root, change: Callable[[dict], None]) -> dict:
         change(data)
         data["updated"] = time.time()
         atomic_write(status_path(root), json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                     mode=0o644)
-        return data
+                     mode=0o600)
+    from hotsync_events.sync.public import write_public      # what a user without root may read of it (sync/public.py)
+
+    write_public(root)
+    return data
 
 
 def push_history(data: dict, run: dict) -> None:

@@ -1,10 +1,16 @@
-"""The slave's rsync daemon hooks: ``pre-xfer exec`` refuses, ``post-xfer exec`` records.
+"""The slave's rsync daemon hooks: ``pre-xfer exec`` refuses, ``post-xfer exec`` records and installs.
 
-Run by the daemon as ``python -m hotsync_events.sync.xfer pre|post --root ROOT`` (outside the chroot,
-as root). ``pre`` refuses a push (non-zero exit; its stdout reaches the master) unless this host is an
-enabled slave and the connection comes from its MasterHost (the daemon sees the real address through
-stunnel's PROXY header). ``post`` records the run (start, end, rsync's exit status) in the slave's
-status file. Both import only the config database: they run for every push.
+Run by the daemon as ``python -m hotsync_events.sync.xfer pre|post --root ROOT`` (outside the chroot, as
+root), for each of the slave's modules (``RSYNC_MODULE_NAME``): ``hotsync`` (the data), ``hotsync-peer``
+(the peer copy, :mod:`hotsync_events.sync.peercopy`) and ``hotsync-pair`` (the master's certificate).
+
+``pre`` refuses a session (non-zero exit; its output reaches the master) when this host is fenced (the
+refusal carries the authenticated FENCED marker), is not an enabled slave, when the push carries no pair
+epoch or an older one than this host's (STALE), when the connection does not come from MasterHost (the
+address stunnel saw), and, for data, while the master's last peer copy stands refused. ``post`` records
+the session by kind (``sync``, ``realtime``, ``dry``; the promote's torn-state check reads them), installs
+a peer copy, or trusts a master certificate that MasterFingerprint names. Both import only the config
+database and the sync's own modules: they run for every session.
 """
 from __future__ import annotations
 
@@ -14,12 +20,17 @@ import socket
 import sys
 import time
 
-from ..configdb import open_db
-from ..paths import Root
-from .settings import Settings
-from .status import push_history, update_status
+from hotsync_events.configdb import open_db
+from hotsync_events.paths import Root
+from hotsync_events.sync.settings import Settings
+from hotsync_events.sync.status import push_history, read_status, update_status
 
-__all__ = ["main", "pre_xfer", "post_xfer"]
+__all__ = ["KINDS", "main", "post_xfer", "pre_xfer"]
+
+#: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
+#: of a list of paths, the peer copy, the delivery of the master's certificate
+KINDS = ("sync", "dry", "realtime", "peer", "pair")
+MODULES = {"hotsync": ("sync", "dry", "realtime"), "hotsync-peer": ("peer",), "hotsync-pair": ("pair",)}
 
 
 def _addresses(host: str) -> set[str]:
@@ -43,27 +54,75 @@ def _norm(addr: str) -> str:
         return addr
 
 
+#: where a push may keep what it replaces or deletes (``--backup-dir``): the slave lists it in its status
+KEPT = "/var/lib/hotsync/kept/"
+
+
+def _backup_of(env) -> tuple[bool, str | None]:
+    """``(makes backups, --backup-dir)`` from the client's arguments the daemon passes on (RSYNC_ARGn)."""
+    args = [env[k] for k in sorted((k for k in env if k.startswith("RSYNC_ARG") and k[9:].isdigit()),
+                                    key=lambda k: int(k[9:]))]
+    backups, where = False, None
+    for i, a in enumerate(args):
+        if a.startswith("-") and not a.startswith("--") and "b" in a.split(".")[0]:
+            backups = True
+        elif a == "--backup-dir" and i + 1 < len(args):
+            backups, where = True, args[i + 1]
+        elif a.startswith("--backup-dir="):
+            backups, where = True, a.split("=", 1)[1]
+    return backups, where
+
+
+def _kept_dir(where: str | None) -> bool:
+    """Whether a ``--backup-dir`` is a folder of its own under /var/lib/hotsync/kept/."""
+    if not where:
+        return False
+    parts = [p for p in where.split("/") if p not in ("", ".")]
+    return ".." not in parts and len(parts) >= 5 and parts[:4] == KEPT.strip("/").split("/")
+
+
 def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
-    """``(exit code, refusal line)``: refused when fenced (promoted), not an enabled slave, or not MasterHost."""
+    """``(exit code, refusal line)`` of one session's pre-xfer hook."""
+    from hotsync_events.sync.fence import early_input, fence_record, read_epoch, refusal
+
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
-    # a promoted host refuses first, whatever its role now, with the marker the old master recognises
-    from ..fence import fence_record, refusal
-
+    module = env.get("RSYNC_MODULE_NAME", "")
+    early = early_input(root, env.get("RSYNC_PID", ""))
+    kind = early.get("kind", "")
     fenced = fence_record(root)
-    problem = refusal(fenced) if fenced is not None else cfg.slave_problem()
-    # the epoch check: a master older than the pair's epoch this host knows is stale (a promote happened)
-    from ..fence import read_epoch, sender_epoch
-
-    theirs = sender_epoch(root, env.get("RSYNC_PID", ""))
-    if problem is None and theirs is not None and theirs < read_epoch(root):
-        problem = (f"STALE master: the push carries pair epoch {theirs}, this host knows epoch {read_epoch(root)} "
+    problem: str | None
+    if module not in MODULES:
+        problem = f"module {module!r} is not served"
+    elif fenced is not None:
+        # a promoted host refuses first, whatever its role now, with the marker the old master recognises,
+        # bound to this push's nonce by the pair's secret
+        problem = refusal(fenced, nonce=early.get("nonce", ""), secret=cfg.password)
+    else:
+        problem = cfg.slave_problem()
+    mine = read_epoch(root)
+    if problem is None and "epoch" not in early:
+        problem = ("the push carries no pair epoch (an rsync client of its own, or a master of an older version): "
+                   "only a HotSync master may push here")
+    elif problem is None and early["epoch"] < mine:
+        problem = (f"STALE master: the push carries pair epoch {early['epoch']}, this host knows epoch {mine} "
                    "(a slave was promoted since); the pushing host must be re-paired")
+    elif problem is None and kind not in MODULES[module]:
+        problem = f"a {kind or 'nameless'} session cannot use module {module}"
     addr = _norm(env.get("RSYNC_HOST_ADDR", ""))
     if problem is None and addr not in _addresses(cfg.master_host):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
-    if env.get("RSYNC_MODULE_NAME", "hotsync") != "hotsync":
-        problem = f"module {env.get('RSYNC_MODULE_NAME')!r} is not served"
+    st = read_status(root)
+    if problem is None and module == "hotsync":
+        from hotsync_events.sync.peercopy import refused_reason
+
+        problem = refused_reason(st)
+    backups, backup_dir = _backup_of(env)
+    if problem is None and backups and not _kept_dir(backup_dir):
+        problem = f"a push may keep what it replaces only in a folder of its own under {KEPT}"
+    if problem is None and st.get("keep_aside") and kind in ("sync", "realtime") and not backups:
+        problem = ("this slave was re-paired: its first push from the new master must keep aside what it replaces "
+                   f"or deletes (in {KEPT}); a person's `hotsync sync` on the master does")
     pid = env.get("RSYNC_PID", str(os.getpid()))
     now = time.time()
 
@@ -71,13 +130,22 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         d["role"] = cfg.role or "unset"
         d["peer"] = cfg.master_host
         if problem:
-            d["last_refused"] = {"time": now, "from": addr, "reason": problem}
+            d["last_refused"] = {"time": now, "from": addr, "reason": problem.split(": this host was promoted")[0]
+                                 if fenced else problem}
+        elif kind == "dry":        # changes nothing: not recorded, its post-xfer skips python (the marker)
+            pass
         else:
-            d.setdefault("receiving", {})[pid] = {"start": now, "from": addr}
+            d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
+                                                  "epoch": early.get("epoch"), "kept": backup_dir}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
 
-    update_status(root, change)
+    if problem or kind != "dry":
+        update_status(root, change)
+    else:
+        marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     if problem:
         return 1, f"refused by the slave: {problem}"
     return 0, ""
@@ -90,27 +158,67 @@ def post_xfer(root: Root, env=os.environ) -> int:
     except ValueError:
         status = -1
     now = time.time()
+    taken: dict = {}
 
     def change(d: dict) -> None:
         rec = (d.get("receiving") or {}).pop(pid, None)
         if rec is None:      # refused by pre-xfer: nothing was received
             return
-        run = {"start": rec.get("start"), "end": now, "exit_status": status, "from": rec.get("from"),
+        taken.update(rec)
+        kind = rec.get("kind") or "sync"
+        if rec.get("module", "hotsync") != "hotsync" or kind == "dry":
+            return           # a dry run changes nothing; the peer copy and the pairing have their own records
+        run = {"start": rec.get("start"), "end": now, "exit_status": status, "from": rec.get("from"), "kind": kind,
                "result": "success" if status == 0 else "failed"}
         d["last_received"] = run
         push_history(d, run)
+        # the sessions that did not complete since the last complete full push: the promote's torn check
+        unclean = d.setdefault("unclean", [])
         if status == 0:
             d["last_success"] = run
+            if kind == "sync":
+                d["last_full"] = run
+                unclean.clear()
+                if rec.get("kept") and d.pop("keep_aside", None) is not None:
+                    d["kept_by_repair"] = {"path": "/" + rec["kept"].strip("/"), "time": now}
+                if rec.get("epoch") is not None:    # only to pick an epoch above it at promote
+                    d["master_epoch"] = max(int(rec["epoch"]), int(d.get("master_epoch") or 0))
         else:
-            d["last_error"] = {"time": now, "message": f"a push from {rec.get('from')} ended with rsync exit "
-                               f"status {status}"}
+            unclean.append(run)
+            del unclean[:-20]
+            d["last_error"] = {"time": now, "message": f"a {kind} push from {rec.get('from')} ended with rsync "
+                               f"exit status {status}"}
 
     update_status(root, change)
-    if status == 0:   # the master's epoch came with the push: a slave knows the pair's epoch
-        from ..fence import learn_peer_epoch
+    if status != 0 or not taken:
+        return 0
+    if taken.get("module") == "hotsync-peer":
+        from hotsync_events.sync.peercopy import receive
 
-        learn_peer_epoch(root)
+        receive(root)
+    elif taken.get("module") == "hotsync-pair":
+        _receive_master_cert(root)
     return 0
+
+
+def _receive_master_cert(root: Root) -> None:
+    from hotsync_events.sync.tls import TLSError, accept_master_cert, candidate_fingerprint, incoming_dir, normalise_fingerprint
+
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    want = (db.props("hotsync") if "hotsync" in db else {}).get("MasterFingerprint") or None
+    try:
+        want = normalise_fingerprint(want) if want else None
+    except ValueError:
+        want = None
+    path = incoming_dir(root) / "master.crt"
+    try:
+        trusted = accept_master_cert(root, path.read_bytes(), want)
+        error = None
+    except (OSError, TLSError) as exc:
+        trusted, error = None, str(exc)
+    seen = candidate_fingerprint(root)
+    update_status(root, lambda d: d.update(master_cert={"time": time.time(), "presented": seen,
+                                                        "trusted": trusted is not None, "error": error}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m hotsync_events.sync.xfer pre|post --root ROOT", file=sys.stderr)
         return 2
     root = Root(argv[2])
+    os.umask(0o077)
     try:
         if argv[0] == "pre":
             code, message = pre_xfer(root)

@@ -1,0 +1,201 @@
+"""The ``verify`` phase: what the slave holds, and why a promote would be refused (no change made).
+
+:func:`assess` reads the status the slave's daemon hooks keep, the journal of a promote in progress and the
+master's configuration copy; the refusals that ``--force`` cannot mend (not a slave, never synced, already
+promoted, no copy of the master's configuration) come first, then those it can (a torn state, a master that
+looks alive, a copy the schema refuses).
+"""
+from __future__ import annotations
+
+import time
+
+from hotsync_events.configdb import ConfigDB, open_db
+from hotsync_events.paths import Root
+from hotsync_events.promote.config import HOST_LOCAL_DBS, HOST_LOCAL_KEYS, PEER_DIR, host_local
+from hotsync_events.promote.journal import read_journal
+from hotsync_events.sync import fence
+
+__all__ = ["REALTIME_WINDOW", "assess", "plan_lines"]
+
+REALTIME_WINDOW = 60.0
+
+
+def _ts(v) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _alive_rsync(pid: str) -> bool:
+    try:
+        with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
+            return fh.read().strip().startswith("rsync")
+    except (OSError, ValueError):
+        return False
+
+
+def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
+    """Everything the takeover page shows, and why the promote would be refused (no change made)."""
+    from hotsync_events.sync.status import read_status
+
+    now = time.time() if now is None else now
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    h = db.props("hotsync")
+    st = read_status(root)
+    journal = read_journal(root)
+    resuming = bool(journal and not journal.get("finished"))
+    peer_path = root.join(PEER_DIR) / "configuration"
+    peer = ConfigDB(peer_path) if peer_path.is_file() else None
+    ph = peer.props("hotsync") if peer is not None else {}
+    try:
+        interval = max(int(ph.get("interval") or h.get("interval") or 15), 1)
+    except ValueError:
+        interval = 15
+    realtime = (ph.get("realtime") or h.get("realtime") or "enabled") == "enabled"
+    window = REALTIME_WINDOW if realtime else 2 * interval * 60.0
+    ok = st.get("last_success") if (st.get("role") or h.get("role")) == "slave" else None
+    last = st.get("last_received")
+    receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
+    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")),
+                _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
+    contacts = [c for c in contacts if c is not None]
+    last_contact = max(contacts) if contacts else None
+    a: dict = {
+        "root": str(root.path), "time": now, "role": "master" if h.get("role") == "server" else h.get("role", ""),
+        "status": h.get("status", "enabled"), "master": h.get("MasterHost", ""),
+        "last_complete_sync": _ts((ok or {}).get("end")), "data_age": None,
+        "last_received": last, "receiving": receiving, "last_contact": last_contact,
+        "contact_age": None if last_contact is None else now - last_contact,
+        "interval_minutes": interval, "realtime": realtime, "window": window,
+        "peer_db": str(peer_path) if peer is not None else None,
+        "peer_db_time": peer_path.stat().st_mtime if peer is not None else None,
+        "epoch": fence.read_epoch(root), "resuming": resuming, "journal": journal if resuming else None,
+        "refusals": [], "warnings": [],
+    }
+    if a["last_complete_sync"] is not None:
+        a["data_age"] = now - a["last_complete_sync"]
+    # above this host's epoch and the master's (as its last complete push said it): never learnt from a file
+    master_epoch = int(st.get("master_epoch") or 0)
+    a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
+    # hard refusals: nothing --force can mend
+    if not resuming:
+        done = st.get("promote") or {}
+        if a["role"] == "master" and done:
+            a["refusals"].append({"why": "already-promoted", "force": False, "text":
+                                  f"already promoted at {_iso(done.get('time'))} (pair epoch {done.get('epoch')}): "
+                                  "this host is the master; hotsync status shows the promote"})
+        elif a["role"] != "slave":
+            a["refusals"].append({"why": "not-slave", "force": False, "text":
+                                  f"Promotion to MASTER is possible only for a SLAVE: this host's hotsync role is "
+                                  f"{a['role'] or 'not set'}"})
+        elif ok is None or (st.get("last_full") is None and _has_kinds(st)):
+            a["refusals"].append({"why": "never-synced", "force": False, "text":
+                                  "this slave never received a complete sync: there is no data to take over with"})
+        elif peer is None:
+            a["refusals"].append({"why": "no-peer-db", "force": False, "text":
+                                  f"there is no copy of the master's configuration database ({peer_path}): "
+                                  "the master's pushes did not ship it"})
+    verified = resuming and "verify" in (journal or {}).get("done", {})
+    if not verified and not any(r["force"] is False for r in a["refusals"]):
+        torn = []
+        # every session since the last complete full push must have completed (a good short push after an
+        # interrupted full one does not mend it); a master of an older version said no kinds: its last push
+        for u in st.get("unclean") or ([] if _has_kinds(st) or not last or last.get("result") == "success" else [last]):
+            torn.append(f"a {u.get('kind') or ''} push ({_iso(u.get('start'))} -> {_iso(u.get('end'))}) did not complete "
+                        f"(rsync exit {u.get('exit_status')})".replace("a  push", "a push") +
+                        (" and no full push completed since" if u.get("kind") != "sync" else
+                         ": the last full push is incomplete"))
+        if torn:
+            torn[-1] += ": the files are a mix of two syncs"
+        for r in receiving:
+            torn.append(f"a push from {r.get('from')} is arriving right now (since {_iso(r.get('start'))}, pid "
+                        f"{r['pid']})" if r["alive"] else
+                        f"a push from {r.get('from')} (since {_iso(r.get('start'))}) was cut off: its daemon died")
+        if torn:
+            a["refusals"].append({"why": "torn", "force": True, "text": "torn state: " + "; ".join(torn)})
+        if a["contact_age"] is not None and a["contact_age"] < window:
+            a["refusals"].append({"why": "master-alive", "force": True, "text":
+                                  f"the master pushed {fence.age_words(a['contact_age'])} ago, within "
+                                  + ("the last minute (realtime sync is on)" if realtime else
+                                     f"two sync intervals ({2 * interval} min)")
+                                  + ": it may be alive. Promoting now risks SPLIT BRAIN: two masters, each taking "
+                                  "writes the other never gets; the old master's next push is refused, but what "
+                                  "its users write from now on is lost to this host. Make sure it is down "
+                                  "(switch it off or unplug it) before you use --force"})
+        if peer is not None:
+            from hotsync_events.sync.peercopy import schema_problems
+
+            bad = schema_problems(root)
+            if bad:
+                a["refusals"].append({"why": "peer-schema", "force": True, "text":
+                                      "the master's configuration copy does not pass this host's schema: "
+                                      + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")})
+    if st.get("peer_refused"):
+        a["warnings"].append("the master's last peer copy was refused ("
+                             + "; ".join((st["peer_refused"].get("problems") or [])[:3])
+                             + "): the promote applies the last good one, of " + _iso(a["peer_db_time"]))
+    a["dumps"], a["steps"], a["local_props"] = _plan_parts(root, db, pm, a["warnings"])
+    return a
+
+
+def _has_kinds(st: dict) -> bool:
+    """Whether the sessions were recorded by a slave that knows their kinds (this version)."""
+    return any(r.get("kind") for r in (st.get("history") or [])) or "last_full" in st or "unclean" in st
+
+
+def _iso(ts) -> str:
+    from hotsync_events.sync.status import iso
+
+    return iso(_ts(ts)) or "?"
+
+
+def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
+    from hotsync_events.sync.databases import DumpsError, collect_dumps, databases_enabled
+    from hotsync_events.manager import RegistrationError
+    from hotsync_events.promote.steps import PromoteStepError, collect_promote_steps
+
+    dumps, steps = [], []
+    if pm is not None:
+        try:
+            if databases_enabled(db):
+                dumps = [{"name": d.name, "plugin": p, "path": d.path, "shipped": root.join(d.path).is_file()}
+                         for p, d in collect_dumps(pm, db)]
+        except (DumpsError, RegistrationError) as exc:
+            warnings.append(f"databases: {exc}")
+        try:
+            steps = [{"name": s.name, "plugin": p, "priority": s.priority, "critical": s.critical}
+                     for p, s in collect_promote_steps(pm, db, root)]
+        except PromoteStepError as exc:
+            warnings.append(f"promote steps: {exc}")
+    _, props = host_local(root, "configuration")
+    return dumps, steps, sorted(f"{k} {p}" for k, p in props)
+
+
+def plan_lines(a: dict) -> list[str]:
+    """Each step the promote will take, in words (what ``--dry-run`` and the question show)."""
+    done = set(((a.get("journal") or {}).get("done") or {}))
+    master = a["master"] or "the old master"
+    dbs = a["dumps"]
+    lines = [
+        ("fence", f"fence: raise the pair's epoch {a['epoch']} -> {a['next_epoch']}; from then on this host's rsync "
+                  f"daemon refuses every push before a byte is written, and {master} learns at its next try "
+                  "that it was demoted" + ("; the push arriving now is cut off" if any(
+                      r["alive"] for r in a["receiving"]) else "")),
+        ("config", "config: the master's configuration database (copy received "
+                   f"{_iso(a['peer_db_time'])}) becomes this host's, in one transaction, keeping this host's "
+                   f"{', '.join(a['local_props']) or 'nothing'}, keys {', '.join(sorted(HOST_LOCAL_KEYS['configuration']))}"
+                   f" and the {', '.join(sorted(HOST_LOCAL_DBS))} database; the master's include/exclude "
+                   "lists (shipped with it) are installed in etc/hotsync, this host's differing ones kept aside"),
+        ("databases", "databases: restore " + (", ".join(
+            f"{d['name']} ({d['plugin']}{'' if d['shipped'] else ', NOT shipped: skipped'})" for d in dbs)
+            if dbs else "nothing (no dump shipped, or databases disabled)")),
+        ("steps", "plugin promote steps: " + (", ".join(
+            f"{s['name']} ({s['plugin']}, priority {s['priority']}{', critical' if s['critical'] else ''})"
+            for s in a["steps"]) if a["steps"] else "none (no active plugin gives one)")),
+        ("role", "role: hotsync role master, no SlaveHost yet (nothing is pushed to the old master until you "
+                 "re-pair it)"),
+        ("services", "services: signal-event nethserver-hotsync-save (this master's services, and the listener "
+                     f"that tells {master} it was demoted)"),
+    ]
+    return [f"{i}. {text}" + ("   [done]" if key in done else "") for i, (key, text) in enumerate(lines, 1)]

@@ -1,0 +1,212 @@
+"""When the notifier pushes, and what: the leading-edge trigger, the dirty set and the retry policy.
+
+A pure state machine with no thread, no I/O and an injectable clock, so that its timing rules are
+unit-tested with a fake clock. :mod:`hotsync_events.realtime.notifier` feeds it changes and runs the batches it
+hands out.
+
+The rules (issue 11):
+
+* **Leading edge with a settle window.** When nothing runs, the first change starts a batch ``settle``
+  seconds later (default 50 ms, to catch the other files of the same save). Later changes do not push
+  the start back, so a steady trickle cannot starve the push (watchdog's own debouncer can).
+* **Exactly one follow-up.** Changes arriving while a batch runs are collected and sent by one follow-up
+  batch as soon as the running one ends. Sparse writes cost one rsync run of latency; a burst costs
+  about one rsync run in all.
+* **A bounded dirty set.** Past ``max_batch`` paths the set collapses to "full sync needed": memory
+  stays bounded however long the slave is away, and one full rsync is cheaper than a huge list.
+* **Full sync fallback** on whatever the caller reports through :meth:`Trigger.need_full` (queue
+  overflow, rebuilt watches, a directory renamed or moved in) and after a failed push.
+* **Capped exponential backoff** while pushes fail; the first failure and the first success after
+  failures are reported once each (the caller mails them).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hotsync_events.realtime.settings import DEFAULTS
+
+__all__ = ["Batch", "Outcome", "Trigger"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One push: ``paths`` (host paths, sorted) or None for a full sync, and why."""
+
+    paths: tuple[str, ...] | None
+    reason: str
+    first_change: float          # clock time of the oldest change it carries
+    started: float
+
+    @property
+    def full(self) -> bool:
+        return self.paths is None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`Trigger.finish` reports: ``notice`` is "failed" on the first failure of a series,
+    "recovered" on the first success after failures, else None."""
+
+    notice: str | None = None
+    retry_in: float | None = None
+
+
+@dataclass
+class Stats:
+    """Counters and last results, for ``hotsync status``."""
+
+    pushes: int = 0
+    full_syncs: int = 0
+    failures: int = 0
+    overflows: int = 0
+    collapses: int = 0
+    last_push: dict = field(default_factory=dict)
+    last_full: dict = field(default_factory=dict)
+    last_ok: dict = field(default_factory=dict)       # the last push of either kind that succeeded
+    last_error: str = ""
+
+
+class Trigger:
+    """The notifier's scheduling state. Not thread-safe: the caller holds one lock around every call."""
+
+    def __init__(self, *, settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
+                 retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if settle < 0 or max_batch < 1 or retry_min <= 0 or retry_max < retry_min:
+            raise ValueError("settle >= 0, max_batch >= 1 and 0 < retry_min <= retry_max are required")
+        self.settle = settle
+        self.max_batch = max_batch
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.clock = clock
+        self.dirty: set[str] = set()
+        self.full_reason: str | None = None
+        self.first_change: float | None = None   # oldest change not yet in a batch
+        self.during_push = False                 # that change arrived while a batch ran
+        self.running: Batch | None = None
+        self.retry_at: float | None = None
+        self.failing_since: float | None = None
+        self.consecutive_failures = 0
+        self.stats = Stats()
+
+    # ------------------------------------------------------------------------------------- changes
+    def change(self, path: str) -> None:
+        """One path changed (created, written, deleted, moved, attributes)."""
+        self._mark()
+        if self.full_reason is None:
+            self.dirty.add(path)
+            if len(self.dirty) > self.max_batch:
+                self.stats.collapses += 1
+                self._collapse(f"more than {self.max_batch} changed paths")
+
+    def need_full(self, reason: str) -> None:
+        """Something the path list cannot express happened: the next batch is a full sync."""
+        self._mark()
+        if self.full_reason is None:
+            self._collapse(reason)
+
+    def overflow(self) -> None:
+        """The kernel dropped events: count it and fall back to a full sync."""
+        self.stats.overflows += 1
+        self.need_full("the kernel event queue overflowed")
+
+    def _mark(self) -> None:
+        if self.first_change is None:
+            self.first_change = self.clock()
+            self.during_push = self.running is not None
+
+    def _collapse(self, reason: str) -> None:
+        self.full_reason = reason
+        self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.dirty) or self.full_reason is not None
+
+    # ------------------------------------------------------------------------------------- batches
+    def due_in(self) -> float | None:
+        """Seconds until the next batch should start (0: now); None when there is nothing to wait for
+        (no change pending, or a batch is running: :meth:`finish` decides what follows)."""
+        if self.running is not None or not self.pending:
+            return None
+        now = self.clock()
+        start = self.first_change if self.during_push else self.first_change + self.settle
+        if self.retry_at is not None:
+            start = max(start, self.retry_at)
+        return max(0.0, start - now)
+
+    def take(self) -> Batch | None:
+        """The batch to run now, or None if none is due. The caller runs it, then calls :meth:`finish`."""
+        wait = self.due_in()
+        if wait is None or wait > 0:
+            return None
+        now = self.clock()
+        if self.full_reason is not None:
+            batch = Batch(None, self.full_reason, self.first_change, now)
+        else:
+            batch = Batch(tuple(sorted(self.dirty)), "changes", self.first_change, now)
+        self.dirty = set()
+        self.full_reason = None
+        self.first_change = None
+        self.during_push = False
+        self.running = batch
+        return batch
+
+    def finish(self, ok: bool, error: str = "", *, wall: float | None = None) -> Outcome:
+        """The running batch ended. A failure turns into a full sync retried with capped backoff."""
+        batch, self.running = self.running, None
+        if batch is None:
+            raise RuntimeError("finish() without a running batch")
+        now = self.clock()
+        wall = time.time() if wall is None else wall
+        record = {"at": wall, "paths": None if batch.full else len(batch.paths), "reason": batch.reason,
+                  "seconds": round(now - batch.started, 4), "latency": round(now - batch.first_change, 4),
+                  "ok": ok}
+        if ok:
+            self.stats.pushes += 1
+            self.stats.last_ok = record
+            if batch.full:
+                self.stats.full_syncs += 1
+                self.stats.last_full = record
+            else:
+                self.stats.last_push = record
+            self.retry_at = None
+            self.consecutive_failures = 0
+            if self.failing_since is not None:
+                self.failing_since = None
+                return Outcome("recovered")
+            return Outcome()
+        self.stats.failures += 1
+        self.stats.last_error = error
+        if batch.full:
+            self.stats.last_full = record
+        else:
+            self.stats.last_push = record
+        self.consecutive_failures += 1
+        delay = min(self.retry_max, self.retry_min * 2 ** (self.consecutive_failures - 1))
+        self.retry_at = now + delay
+        # what the failed batch carried may or may not have arrived: resend it all, as one full sync
+        if self.first_change is None or batch.first_change < self.first_change:
+            self.first_change = batch.first_change
+        self.during_push = False
+        if self.full_reason is None:
+            self._collapse("the last push failed")
+        first = self.failing_since is None
+        if first:
+            self.failing_since = now
+        return Outcome("failed" if first else None, retry_in=delay)
+
+    def snapshot(self) -> dict:
+        """The state as plain data (for the status file)."""
+        return {"queued_paths": len(self.dirty), "full_sync_pending": self.full_reason,
+                "running": None if self.running is None else
+                ("full" if self.running.full else len(self.running.paths)),
+                "retry_in": None if self.retry_at is None else round(max(0.0, self.retry_at - self.clock()), 3),
+                "failing_for": None if self.failing_since is None else round(self.clock() - self.failing_since, 1),
+                "pushes": self.stats.pushes, "full_syncs": self.stats.full_syncs,
+                "failures": self.stats.failures, "overflows": self.stats.overflows,
+                "collapses": self.stats.collapses, "last_push": self.stats.last_push,
+                "last_full": self.stats.last_full, "last_ok": self.stats.last_ok,
+                "last_error": self.stats.last_error}

@@ -1,0 +1,486 @@
+"""The watchdog notifier: inotify watches on the synced paths feed a dirty set that is pushed at once.
+
+``hotsync watch`` (and ``hotsync daemon``) run a :class:`Notifier`. It owns
+
+* one watchdog observer whose emitters ask the kernel for a narrow event mask only — closed after
+  writing, created, deleted, moved, attributes — so a burst of writes does not flood (and overflow)
+  the kernel queue with IN_MODIFY/IN_OPEN noise, and reads cost nothing;
+* an event handler that turns each event into a host path (``/srv/x/f``), drops excluded paths and
+  the notifier's own files, and hands it to the :class:`~hotsync_events.realtime.debounce.Trigger`;
+* one worker thread that runs the batches the trigger hands out through a ``pusher`` callable
+  (``pusher(paths)``: a list of host paths for an incremental ``--files-from`` push, None for a full
+  sync) and writes the status file ``hotsync status`` shows.
+
+Falls back to a full sync (see the trigger) on a kernel queue overflow (counted here, from the inotify
+fd itself: watchdog only logs it), when watches were rebuilt, when a directory was renamed or moved
+in, and when a synced path that was missing appears. The pusher is the sync library's
+(:mod:`hotsync_events.realtime.wiring` wires it); tests can give any callable.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, NamedTuple
+
+from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+                             FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.inotify import InotifyFullEmitter
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+
+from hotsync_events.realtime.debounce import Trigger
+from hotsync_events.realtime.settings import DEFAULTS
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.sync.notifier_status import STATUS_FILE, read_status, status_lines
+from hotsync_events.paths import Root
+
+__all__ = ["EVENT_MASK", "ExcludeMatcher", "Notifier", "PushResult", "STATUS_FILE", "read_status",
+           "status_lines"]
+
+log = logging.getLogger("hotsync.notifier")
+
+#: what the kernel reports: no IN_MODIFY (one per write(2)), no IN_OPEN / IN_CLOSE_NOWRITE (reads)
+EVENT_MASK = Mask(InotifyConstants.IN_CLOSE_WRITE | InotifyConstants.IN_CREATE | InotifyConstants.IN_DELETE
+                  | InotifyConstants.IN_DELETE_SELF | InotifyConstants.IN_MOVE | InotifyConstants.IN_ATTRIB)
+#: the handler's own filter (watchdog also derives DirModified events, which say nothing new)
+_WANTED = (FileClosedEvent, FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
+           FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent)
+
+
+class PushResult(NamedTuple):
+    """What a pusher returns. ``unreachable``: the slave could not be reached (only changes the text)."""
+
+    ok: bool
+    error: str = ""
+    unreachable: bool = False
+
+
+Pusher = Callable[["list[str] | None"], PushResult]
+
+
+# ------------------------------------------------------------------------------------ watchdog glue
+class _FD(InotifyFD):
+    """watchdog's inotify fd thread, telling us about a queue overflow (watchdog itself only logs it
+    and rebuilds its watches; no event reaches a handler)."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_overflow = on_overflow
+
+    def handle_event(self, event: InotifyEvent) -> None:
+        if event.is_queue_overflow:
+            self._on_overflow()
+        super().handle_event(event)
+
+
+class _Emitter(InotifyFullEmitter):
+    """Full emitter (unmatched moves stay moves, so "moved in" is told apart from "created") with the
+    narrow kernel mask; watchdog's own filter mapping has no way to ask for IN_ATTRIB without IN_MODIFY."""
+
+    def get_event_mask_from_filter(self) -> Mask:
+        return EVENT_MASK
+
+
+class _Observer(BaseObserver):
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self._inotify_fd = _FD(on_overflow)
+        self._inotify_fd.start()
+        super().__init__(_Emitter, timeout=1.0, inotify_fd=self._inotify_fd)
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._inotify_fd.stop()
+        self._inotify_fd.join(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------ excludes
+def _glob_to_regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j].replace("\\", "\\\\")
+                out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+class ExcludeMatcher:
+    """rsync exclude patterns applied to host paths, so that excluded files never trigger a push.
+
+    Follows rsync's rules closely enough for a trigger (rsync itself still applies the real filter):
+    a leading ``/`` anchors at the root of the transfer (``/`` of the host); a pattern with another
+    ``/`` or ``**`` matches a trailing part of the path at a ``/`` boundary; a bare name matches any
+    path component; ``*`` and ``?`` stop at ``/``, ``**`` does not; a trailing ``/`` matches
+    directories only (and what is inside them). ``- `` prefixes are accepted, ``+ `` rules ignored.
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        plain, dir_only_rx = [], []
+        for raw in patterns:
+            pat = raw.strip()
+            if not pat or pat.startswith(("#", ";", "+ ")):
+                continue
+            if pat.startswith("- "):
+                pat = pat[2:].strip()
+            dir_only = pat.endswith("/") and len(pat) > 1
+            pat = pat.rstrip("/") or "/"
+            if pat.startswith("/"):
+                rx = _glob_to_regex(pat)
+            elif "/" in pat or "**" in pat:
+                rx = "(?:.*/)?" + _glob_to_regex(pat)
+            else:
+                rx = ".*/" + _glob_to_regex(pat)
+            (dir_only_rx if dir_only else plain).append(rx)
+        # an excluded directory also excludes everything below it
+        self._plain = re.compile("(?:" + "|".join(plain) + ")(?:/.*)?") if plain else None
+        self._dir = re.compile("(?:" + "|".join(dir_only_rx) + ")") if dir_only_rx else None
+        self._dir_below = re.compile("(?:" + "|".join(dir_only_rx) + ")/.*") if dir_only_rx else None
+        self.empty = not plain and not dir_only_rx
+
+    def excluded(self, host_path: str, is_dir: bool = False) -> bool:
+        if self.empty:
+            return False
+        if self._plain is not None and self._plain.fullmatch(host_path):
+            return True
+        if self._dir is not None:
+            if self._dir_below.fullmatch(host_path) or (is_dir and self._dir.fullmatch(host_path)):
+                return True
+        return False
+
+
+# ------------------------------------------------------------------------------------------ notifier
+@dataclass
+class _WatchRoot:
+    host: str          # as on the host: /srv/data
+    real: str          # under the root: /tmp/r/srv/data
+    watch: object = None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, notifier: "Notifier") -> None:
+        self.n = notifier
+
+    def dispatch(self, event: FileSystemEvent) -> None:   # bypass watchdog's per-type dispatch
+        self.n._on_event(event)
+
+
+class Notifier:
+    """Watches ``includes`` (host paths) under ``root`` and pushes what changes through ``pusher``.
+
+    ``start()`` sets the watches up, then queues a full sync (changes made while nothing watched
+    must reach the slave too), then starts the worker. ``stop()`` ends it; both are idempotent.
+    """
+
+    def __init__(self, root: Root, includes: Iterable[str], excludes: Iterable[str], pusher: Pusher, *,
+                 settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
+                 retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max, mailer: Callable[[str, str], None] | None = None,
+                 initial_full: bool = True, status_interval: float = 1.0, rescan_interval: float = 5.0,
+                 ignore: Iterable[str] = ()) -> None:
+        self.root = root
+        self.pusher = pusher
+        self.mailer = mailer
+        self.initial_full = initial_full
+        self.status_interval = status_interval
+        self.rescan_interval = rescan_interval
+        self.trigger = Trigger(settle=settle, max_batch=max_batch, retry_min=retry_min, retry_max=retry_max)
+        self.excludes = ExcludeMatcher(excludes)
+        self._prefix = str(root.path).rstrip("/")
+        self.status_path = root.run_dir / STATUS_FILE
+        self._ignore = tuple(sorted(set(ignore) | {root.host_path(root.run_dir), root.host_path(root.log_dir)}))
+        self._roots = self._plan(includes)
+        self._cond = threading.Condition()     # guards the trigger; never held while (un)scheduling
+        self._watch_lock = threading.Lock()    # guards the watches (watchdog's lock is taken inside)
+        self._stop = threading.Event()
+        self._observer: _Observer | None = None
+        self._worker: threading.Thread | None = None
+        self._status_at = 0.0
+        self._status_dirty = True
+        self._warm = False      # the pusher was asked to start the coming batch's connection
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------------------ plan & watches
+    def _plan(self, includes: Iterable[str]) -> list[_WatchRoot]:
+        """One watch per include, nested includes dropped (the outer watch sees them)."""
+        hosts = sorted({os.path.normpath("/" + p.strip().lstrip("/")) for p in includes if p.strip()})
+        kept: list[str] = []
+        for h in hosts:
+            if not any(h == k or h.startswith(k.rstrip("/") + "/") for k in kept):
+                kept.append(h)
+        return [_WatchRoot(h, str(self.root.join(h))) for h in kept]
+
+    def _schedule_missing(self) -> int:
+        """Watch every planned root that exists and is not watched yet; the count of new watches."""
+        added = 0
+        for wr in self._roots:
+            if wr.watch is not None:
+                emitter = self._observer._emitter_for_watch.get(wr.watch)  # noqa: SLF001
+                if emitter is not None and emitter.is_alive() and os.path.lexists(wr.real):
+                    continue
+                self._unschedule(wr)
+            if not os.path.lexists(wr.real) or os.path.islink(wr.real):
+                continue
+            try:
+                wr.watch = self._observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
+                added += 1
+            except OSError as exc:
+                log.warning("cannot watch %s: %s", wr.host, exc)
+        return added
+
+    def _unschedule(self, wr: _WatchRoot) -> None:
+        if wr.watch is not None:
+            try:
+                self._observer.unschedule(wr.watch)
+            except (KeyError, RuntimeError):
+                pass
+            wr.watch = None
+
+    def watched_dirs(self) -> int:
+        """Directories with an inotify watch now."""
+        total = 0
+        if self._observer is not None:
+            for emitter in list(self._observer.emitters):
+                group = getattr(emitter, "_inotify", None)
+                total += len(getattr(group, "_active_callbacks_by_watch", ()) or ())
+        return total
+
+    # --------------------------------------------------------------------------------- lifecycle
+    def start(self) -> "Notifier":
+        if self._observer is not None:
+            return self
+        self._observer = _Observer(self._overflowed)
+        self._observer.start()
+        with self._watch_lock:
+            self._schedule_missing()
+        with self._cond:
+            if self.initial_full:
+                self.trigger.need_full("the notifier started")
+        self._worker = threading.Thread(target=self._run, name="hotsync-notifier", daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        self._call_pusher("cool")
+        with self._watch_lock:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=10)
+                self._observer = None
+        self._write_status(final=True)
+
+    def __enter__(self) -> "Notifier":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def rebuild(self, reason: str = "the watches were rebuilt") -> None:
+        """Drop and re-create every watch, then run a full sync (SIGHUP, a reload of the paths)."""
+        with self._watch_lock:
+            if self._observer is None:
+                return
+            for wr in self._roots:
+                self._unschedule(wr)
+            self._schedule_missing()
+        self._full(reason)
+
+    def inject_overflow(self) -> None:
+        """Feed the inotify fd a kernel IN_Q_OVERFLOW event, as the kernel does when its queue is full
+        (tests and diagnostics: the real path runs, watchdog rebuilds its watches, we fall back)."""
+        self._observer._inotify_fd.handle_event(  # noqa: SLF001
+            InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
+
+    # ---------------------------------------------------------------------------------- events
+    def _overflowed(self) -> None:
+        log.warning("inotify queue overflowed: the next push is a full sync")
+        with self._cond:
+            self.trigger.overflow()
+            self._status_dirty = True
+            self._cond.notify_all()
+
+    def _host(self, path: str | bytes) -> str | None:
+        path = os.fsdecode(path)
+        if not path.startswith(self._prefix + "/"):
+            return None                       # outside the root (watchdog #354) or empty
+        host = path[len(self._prefix):]
+        for ig in self._ignore:
+            if host == ig or host.startswith(ig + "/"):
+                return None
+        return host
+
+    def _in_roots(self, host: str) -> bool:
+        for wr in self._roots:
+            if host == wr.host or host.startswith(wr.host.rstrip("/") + "/"):
+                return True
+        return False
+
+    def _wanted(self, path: str | bytes, is_dir: bool) -> str | None:
+        host = self._host(path)
+        if host is None or not self._in_roots(host) or self.excludes.excluded(host, is_dir):
+            return None
+        return host
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        if not isinstance(event, _WANTED):
+            return
+        is_dir = event.is_directory
+        if getattr(event, "is_synthetic", False):
+            # watchdog's walk of a directory renamed or moved in: that directory already asked for a full
+            # sync, which sees its whole content (and 2 x 10,000 more paths would only collapse again)
+            return
+        if isinstance(event, (FileMovedEvent, DirMovedEvent)):
+            src = self._wanted(event.src_path, is_dir) if event.src_path else None
+            dest = self._wanted(event.dest_path, is_dir) if event.dest_path else None
+            if is_dir and dest is not None:
+                self._full("a directory was renamed" if event.src_path else "a directory was moved in")
+                return
+            paths = [p for p in (src, dest) if p is not None]
+        else:
+            if is_dir and event.src_path.rstrip("/") in {wr.real for wr in self._roots} \
+                    and isinstance(event, DirDeletedEvent):
+                self._full("a watched directory was deleted")   # its watch is gone: rebuild later
+                return
+            one = self._wanted(event.src_path, is_dir)
+            paths = [one] if one is not None else []
+        if not paths:
+            return
+        self._status_dirty = True
+        with self._cond:
+            was_idle = not self.trigger.pending
+            for p in paths:
+                self.trigger.change(p)
+            if was_idle:
+                self._cond.notify_all()
+
+    def request_full(self, reason: str) -> None:
+        """Make the next push a full sync."""
+        self._full(reason)
+
+    def _full(self, reason: str) -> None:
+        with self._cond:
+            self.trigger.need_full(reason)
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------------------------- worker
+    def _run(self) -> None:
+        next_rescan = time.monotonic() + self.rescan_interval
+        while not self._stop.is_set():
+            warm = False
+            with self._cond:
+                batch = self.trigger.take()
+                if batch is None:
+                    wait = self.trigger.due_in()
+                    if wait is not None and wait > 0 and self.trigger.full_reason is None and not self._warm:
+                        warm = self._warm = True     # start the push's connection during the settle window
+                    else:
+                        limit = self.status_interval if self._status_dirty else self.rescan_interval
+                        self._cond.wait(limit if wait is None else min(wait, limit))
+            if warm:
+                self._call_pusher("warm")
+                continue
+            if batch is None:
+                now = time.monotonic()
+                if now >= next_rescan:
+                    next_rescan = now + self.rescan_interval
+                    self._rescan()
+                if self._status_dirty and now - self._status_at >= self.status_interval:
+                    self._write_status()
+                continue
+            self._warm = False
+            if batch.full:
+                log.info("full sync: %s", batch.reason)
+            else:
+                log.debug("pushing %d path(s)", len(batch.paths))
+            try:
+                result = self.pusher(None if batch.full else list(batch.paths))
+            except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
+                log.exception("push failed")
+                result = PushResult(False, f"{type(exc).__name__}: {exc}")
+            with self._cond:
+                outcome = self.trigger.finish(result.ok, result.error)
+                self._status_dirty = True
+            if not result.ok:
+                log.warning("push failed (%s); retry in %.1f s as a full sync", result.error, outcome.retry_in)
+            if outcome.notice:
+                self._mail(outcome.notice, result)
+            if time.monotonic() - self._status_at >= self.status_interval:
+                self._write_status()
+
+    def _call_pusher(self, method: str) -> None:
+        fn = getattr(self.pusher, method, None)
+        if fn is not None:
+            try:
+                fn()
+            except Exception:   # an optimisation only: the push itself still runs
+                log.exception("pusher.%s failed", method)
+
+    def _rescan(self) -> None:
+        """A synced path that was missing (or whose watch died) and exists now gets its watch, and a
+        full sync covers what it held before the watch was there."""
+        with self._watch_lock:
+            added = self._schedule_missing() if self._observer is not None else 0
+        if added:
+            self._full("a synced path appeared or its watch was rebuilt")
+
+    def _mail(self, notice: str, result: PushResult) -> None:
+        if self.mailer is None:
+            return
+        if notice == "failed":
+            subject = "hotsync: the real-time push to the slave is failing"
+            body = ("The notifier could not push to the slave: " + (result.error or "unknown error") +
+                    "\nIt retries with a growing delay and runs a full sync once the slave answers.\n")
+        else:
+            subject = "hotsync: the real-time push to the slave works again"
+            body = "The notifier reached the slave again; a full sync brought it up to date.\n"
+        try:
+            self.mailer(subject, body)
+        except Exception:   # mail is best effort; the status file still tells
+            log.exception("could not send mail %r", subject)
+
+    # ---------------------------------------------------------------------------------- status
+    def status(self) -> dict:
+        with self._cond:
+            snap = self.trigger.snapshot()
+        snap.update({"pid": os.getpid(), "updated": time.time(), "started": self.started_at,
+                     "watched_dirs": self.watched_dirs(),
+                     "watched_paths": [wr.host for wr in self._roots if wr.watch is not None],
+                     "missing_paths": [wr.host for wr in self._roots if wr.watch is None],
+                     "running_now": not self._stop.is_set()})
+        return snap
+
+    def _write_status(self, final: bool = False) -> None:
+        self._status_at = time.monotonic()
+        self._status_dirty = False
+        data = self.status()
+        if final:
+            data["running_now"] = False
+        try:
+            atomic_write(self.status_path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.status_path, exc)

@@ -1,0 +1,176 @@
+"""What a push may write on the slave: the one list both sides enforce.
+
+A push may write the paths the master ships (its plugins' paths, their dumps and the sysadmin's include
+lists: the *manifest* that travels with every push through the peer channel) and nothing else. Inside
+those, it may never write the areas of :data:`REFUSED`: this host's own HotSync state, and whatever runs
+code as root on the slave (cron, systemd units, init scripts, shell profiles, sudo, PAM, the dynamic
+loader, the package manager, programs and libraries...). Each side applies the list on its own:
+
+* the master (:mod:`hotsync_events.sync.lists`) never sends a refused area: an include line inside one is
+  reported and left out, a refused area inside an include is excluded from it;
+* the slave's rsync daemon reads :func:`accept_filter`, rendered from the same list and the last manifest
+  it accepted, before every session: whatever a client sends, a refused area is never written nor deleted,
+  and a path outside the manifest neither;
+* the slave checks each shipped manifest (:func:`manifest_problems`) and refuses the whole peer copy when it
+  names a refused area, so an honest master learns it at once instead of losing files silently.
+
+The peer copy (the master's config databases, lists and manifest) never travels through the data module:
+it has a module of its own, checked and installed by the slave (:mod:`hotsync_events.sync.peercopy`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+__all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "refusal_of",
+           "sender_rules"]
+
+
+@dataclass(frozen=True)
+class Area:
+    """A host path a push never writes: a directory (ending in ``/``: itself and everything below) or a
+    file; *why* says it in a sysadmin's words."""
+
+    path: str
+    why: str
+
+    @property
+    def is_dir(self) -> bool:
+        return self.path.endswith("/")
+
+    def covers(self, path: str) -> bool:
+        """Whether host *path* (normalised, absolute, no trailing slash) is this area or inside it."""
+        if self.is_dir:
+            return path == self.path.rstrip("/") or path.startswith(self.path)
+        return path == self.path
+
+    def inside(self, path: str) -> bool:
+        """Whether this area lies strictly inside the directory *path*."""
+        return self.path.startswith(path.rstrip("/") + "/") and self.path.rstrip("/") != path.rstrip("/")
+
+
+_STATE = "this host's own HotSync state"
+_ROOT = "it runs code as root"
+_ACCOUNTS = "it decides who is root"
+
+#: never written by a push, whatever the client sends (the slave's rsync filter, the master's excludes)
+REFUSED: tuple[Area, ...] = (
+    # this host's HotSync state: its config db, sync state, certificates, events, templates, lists, logs
+    # (but for ALLOWED_STATE below)
+    *(Area(p, _STATE) for p in (
+        "/var/lib/hotsync/", "/var/lib/nethserver/db/", "/var/log/hotsync/", "/run/",
+        "/etc/hotsync/", "/etc/e-smith/", "/etc/rsyncd.conf", "/etc/rsyncd-pair.conf", "/etc/rsyncd.secrets", "/etc/stunnel/")),
+    # what runs code as root
+    *(Area(p, _ROOT) for p in (
+        "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/usr/bin/", "/usr/sbin/", "/usr/lib/",
+        "/usr/lib32/", "/usr/lib64/", "/usr/libexec/", "/usr/local/bin/", "/usr/local/sbin/", "/usr/local/lib/",
+        "/boot/", "/root/", "/proc/", "/sys/", "/dev/",
+        "/etc/cron.d/", "/etc/cron.hourly/", "/etc/cron.daily/", "/etc/cron.weekly/", "/etc/cron.monthly/",
+        "/etc/crontab", "/etc/anacrontab", "/var/spool/cron/", "/var/spool/anacron/",
+        "/etc/systemd/", "/etc/init.d/", "/etc/init/", "/etc/rc.local", "/etc/rc0.d/", "/etc/rc1.d/", "/etc/rc2.d/",
+        "/etc/rc3.d/", "/etc/rc4.d/", "/etc/rc5.d/", "/etc/rc6.d/", "/etc/rcS.d/", "/var/lib/systemd/",
+        "/etc/profile", "/etc/profile.d/", "/etc/bash.bashrc", "/etc/bashrc", "/etc/environment",
+        "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/", "/etc/modprobe.d/", "/etc/modules-load.d/",
+        "/etc/udev/", "/etc/sysctl.conf", "/etc/sysctl.d/", "/etc/logrotate.conf", "/etc/logrotate.d/",
+        "/etc/apt/", "/etc/dpkg/", "/etc/yum/", "/etc/yum.repos.d/", "/var/lib/dpkg/", "/var/lib/rpm/",
+        "/etc/network/", "/etc/NetworkManager/", "/etc/xdg/", "/etc/letsencrypt/renewal/",
+        "/etc/letsencrypt/renewal-hooks/")),
+    *(Area(p, _ACCOUNTS) for p in (
+        "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/",
+        "/etc/pam.d/", "/etc/security/", "/etc/polkit-1/", "/etc/ssh/")),
+)
+
+#: HotSync areas a push does write: the plugins' dumps, and the old files a first push after a role change
+#: keeps aside (``--backup-dir``); listed before the refused areas in the slave's filter
+ALLOWED_STATE = ("/var/lib/hotsync/dumps/", "/var/lib/hotsync/kept/")
+
+
+def _norm(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+def refusal_of(path: str) -> Area | None:
+    """The refused area host *path* is in, or None when a push may write it."""
+    p = _norm(path)
+    if any(p == a.rstrip("/") or p.startswith(a) for a in ALLOWED_STATE):
+        return None
+    return next((a for a in REFUSED if a.covers(p)), None)
+
+
+def inner_refused(path: str) -> list[Area]:
+    """The refused areas strictly inside the directory *path* (excluded from what is shipped of it)."""
+    p = _norm(path)
+    return [a for a in REFUSED if a.inside(p)]
+
+
+def manifest_problems(paths: Iterable[str]) -> list[str]:
+    """What is wrong with a shipped manifest (each path absolute, one line, no ``..``, not refused)."""
+    problems = []
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "\n\r\0"):
+            problems.append(f"{path!r} is not an absolute path on one line")
+            continue
+        if ".." in path.split("/"):
+            problems.append(f"{path!r} climbs with '..'")
+            continue
+        area = refusal_of(path)
+        if area is not None:
+            problems.append(f"{path} is inside {area.path}, which a push never writes ({area.why})")
+    return problems
+
+
+def sender_rules() -> list[str]:
+    """The master's filter rules (``+``/``-`` lines, first match wins) that keep every refused area out of a
+    push, but for the HotSync areas a push does write (the dumps)."""
+    rules = [f"+ {a}***" for a in ALLOWED_STATE]
+    for area in REFUSED:
+        holds_allowed = area.is_dir and any(a.startswith(area.path) for a in ALLOWED_STATE)
+        rules.append(f"- {area.path}*" if holds_allowed else f"- {area.path}")   # its entries, not itself
+    return rules
+
+
+def _pattern(path: str) -> str:
+    """An anchored rsync pattern for *path*, wildcards escaped (rsync reads ``*?[`` in a pattern)."""
+    out = []
+    for c in path:
+        if c in "*?[\\":
+            out.append("\\")
+        out.append(c)
+    return "".join(out)
+
+
+def accept_filter(manifest: Iterable[str]) -> str:
+    """The slave's daemon filter (``exclude from`` of its data module; first match wins).
+
+    In order: the HotSync areas a push writes (dumps, kept files); the directories above the manifest's
+    paths, as directory entries only (a push reaches its paths through them, nothing else in them); for each
+    path of the *manifest*, the refused areas inside it (a directory with everything below it), then the
+    path and everything below it; then nothing else. A refused area outside every manifest path needs no
+    rule of its own: the last rule refuses it, and a manifest never names a path inside one
+    (:func:`manifest_problems`, checked again here). Few rules, checked for every name a push sends: the
+    filter costs little.
+    """
+    tops: list[str] = []
+    parents: set[str] = {"/var/", "/var/lib/", "/var/lib/hotsync/"}
+    for path in sorted({_norm(p) for p in manifest if isinstance(p, str) and p.startswith("/")}):
+        if path == "/" or refusal_of(path) is not None:
+            continue
+        tops.append(path)
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts)):
+            parents.add("/" + "/".join(parts[:i]) + "/")
+    lines = ["# rendered by hotsync: what a push may write on this slave (see docs/security.md)",
+             "# written by pushes for HotSync itself: the plugins' dumps, the files a first push after a re-pair "
+             "keeps aside"]
+    lines += [f"+ {_pattern(a)}***" for a in ALLOWED_STATE]
+    lines.append("# the directories above the shipped paths: the directory entries only, not what they hold")
+    lines += [f"+ {_pattern(p)}" for p in sorted(parents)]
+    lines.append("# the master's shipped paths (its last manifest), without the refused areas inside them")
+    for path in tops:
+        lines += [f"- {_pattern(a.path)}{'***' if a.is_dir else ''}" for a in inner_refused(path)]
+        lines.append(f"+ {_pattern(path)}")           # the path itself, a file or a directory
+        lines.append(f"+ {_pattern(path)}/***")       # and, a directory, everything below it
+    lines.append("# nothing else: this host's own state, what runs code as root, what the master did not ship")
+    lines.append("- *")
+    return "\n".join(lines) + "\n"

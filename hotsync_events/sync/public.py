@@ -1,0 +1,110 @@
+"""What any local user may read of this host's sync state (``/var/lib/hotsync/status.public.json``, 0644).
+
+The status file, the logs and the config database are root's (security.md: they name files, they hold the
+password). A user without administrative access (Cockpit's read-only view, a monitoring agent that does
+not run as root) still needs to know whether the pair is healthy. So each time the status file changes,
+this snapshot of what ``hotsync status`` shows is written beside it, keeping only what names no file and
+no secret: the role and state, the peer's address, the fingerprints (public by nature), when runs started
+and ended with their result and counts, whether a master was fenced or a slave promoted and when, the
+real-time notifier's state. No message, no detail, no path, no mail address.
+
+``hotsync status`` run by a user who cannot read root's state reads this snapshot instead, recomputes the
+copy's age and the health for the moment it is read, and says ``"limited": true``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from hotsync_events.fsutil import atomic_write
+from hotsync_events.paths import Root
+
+__all__ = ["PUBLIC_FILE", "project", "write_public", "read_public", "limited_info"]
+
+#: host path of the snapshot: beside the private state dir (``sync/``, 0700 on a slave), never shipped
+PUBLIC_FILE = "/var/lib/hotsync/status.public.json"
+_RUN = ("start", "end", "result", "files", "bytes", "deleted", "changes", "exit_status", "exit_code", "kind")
+_PLAIN = ("role", "status", "peer", "epoch", "fingerprint", "peer_fingerprint", "master_fingerprint", "pairing",
+          "interval_minutes", "realtime_wanted", "next_run")
+
+
+def _pick(d, keys) -> dict | None:
+    return {k: d[k] for k in keys if k in d} if isinstance(d, dict) else None
+
+
+def project(info: dict) -> dict:
+    """The public part of a :func:`hotsync_events.sync.report.collect` dict."""
+    out: dict = {k: info.get(k) for k in _PLAIN}
+    for k in ("last_run", "last_success", "last_full"):
+        out[k] = _pick(info.get(k), _RUN)
+    out["running"] = _pick(info.get("running"), ("start",))
+    out["last_error"] = _pick(info.get("last_error"), ("time",))
+    out["fenced"] = _pick(info.get("fenced"), ("time", "epoch", "by", "promoted"))
+    out["promote"] = _pick(info.get("promote"), ("time", "epoch", "data_age", "last_complete_sync", "forced",
+                                                 "duration"))
+    out["fence"] = _pick(info.get("fence"), ("epoch", "time"))
+    out["awaiting_person"] = bool(info.get("awaiting_person"))
+    out["unclean"] = len(info.get("unclean") or [])
+    out["peer_refused"] = bool(info.get("peer_refused"))
+    rt = info.get("realtime")
+    out["realtime"] = None if not isinstance(rt, dict) else {
+        "pid": rt.get("pid"), "alive": rt.get("alive"), "queued_paths": rt.get("queued_paths"),
+        "last_push": _pick(rt.get("last_push"), ("at", "ok", "seconds")),
+        "last_ok": _pick(rt.get("last_ok"), ("at",))}
+    out["written"] = time.time()
+    return out
+
+
+def _path(root: Root):
+    return root.join(PUBLIC_FILE)
+
+
+def write_public(root: Root) -> None:
+    """Rewrite the snapshot from what ``hotsync status`` would show now. Never fails its caller: a snapshot
+    that cannot be written is an older one (or none), which ``hotsync status`` says by its time."""
+    try:
+        from hotsync_events.sync.report import collect
+
+        atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
+    except Exception:  # noqa: BLE001 - the push or the session that changed the status must not fail for this
+        pass
+
+
+def read_public(root: Root) -> dict | None:
+    try:
+        data = json.loads(_path(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True              # root's process, alive: a user may not signal it, only learn it exists
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def limited_info(root: Root, now: float | None = None) -> dict | None:
+    """``hotsync status --json`` for a user who cannot read root's state: the snapshot, its copy age and
+    health recomputed now (the reasons carry no message). None: there is no snapshot yet."""
+    from hotsync_events.sync.health import assess, copy_age
+
+    snap = read_public(root)
+    if snap is None:
+        return None
+    now = time.time() if now is None else now
+    info = dict(snap, root=str(root.path), root_exists=True, time=now, limited=True)
+    info["awaiting_person"] = ("a first push waits for a person (details: hotsync status as root)"
+                               if snap.get("awaiting_person") else None)
+    info["unclean"] = [{}] * int(snap.get("unclean") or 0)
+    rt = info.get("realtime")
+    if rt and rt.get("pid") is not None:
+        info["realtime"] = dict(rt, alive=bool(rt.get("alive")) and _alive(rt["pid"]))
+    info["copy_age"] = copy_age(info, now)
+    info["health"] = assess(info, now)
+    return info

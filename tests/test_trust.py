@@ -1,0 +1,588 @@
+"""The ways in around a push, each tried the way it was found, and shown to fail (docs/security.md).
+
+Two real roots on loopback, paired as the docs say (mutual TLS), real rsync, stunnel and openssl. Each
+attack runs as found -- a plain rsync client holding the password and the master's own TLS client, a local
+user's plaintext and forged PROXY header, a TLS man in the middle at first contact, a file name that looks
+like the fence marker, a push without an epoch, a slow push in flight during a promote, ``nobody`` reading a
+dump or holding a lock -- and each test asserts that it failed and that slave, master and data are intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sync_pair import PASSWORD, Pair, cli, free_port, tree
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runuser, ownership, nobody)"),
+              pytest.mark.skipif(not (shutil.which("rsync") and shutil.which("stunnel4") and shutil.which("openssl")),
+                                 reason="needs rsync, stunnel4 and openssl")]
+
+CANARY = Path("/tmp/hotsync-trust-canary")
+
+
+@pytest.fixture
+def pair(tmp_path, smtp):
+    os.chmod(tmp_path, 0o755)
+    p = Pair(tmp_path, smtp_port=smtp.port)
+    try:
+        p.pair()
+        (p.master / "srv/data").mkdir(parents=True)
+        (p.master / "srv/data/ok").write_text("ok\n")
+        p.include("/srv/data")
+        assert p.sync().returncode == 0
+        p.settled()
+        yield p
+    finally:
+        p.close()
+        CANARY.unlink(missing_ok=True)
+
+
+def as_nobody(*argv: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "nobody", "--", *argv], capture_output=True, text=True, timeout=30,
+                          input=input)
+
+
+def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str | None = "sync",
+                    epoch: int = 0) -> subprocess.CompletedProcess:
+    """A plain rsync client holding the password and the master's own TLS client (certificate and key):
+    what a thief of both, or a tool of the sysadmin's own, would run."""
+    env = {**os.environ, "RSYNC_PASSWORD": PASSWORD,
+           "RSYNC_CONNECT_PROG": f"exec {shutil.which('stunnel4')} {pair.master}/etc/stunnel/hotsync-client.conf"}
+    extra = []
+    if early is not None:
+        f = pair.master / f"attack.early.{secrets.token_hex(4)}"
+        f.write_text(f"hotsync-epoch {epoch} kind={early} nonce={secrets.token_hex(16)}\n")
+        extra.append(f"--early-input={f}")
+    argv = ["rsync", "-a", "--relative", "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/"]
+    deadline = time.monotonic() + 20
+    while True:        # the slave serves one session at a time: the previous one may still run its hook
+        cp = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        if cp.returncode != 5 or "max connections" not in cp.stderr or time.monotonic() > deadline:
+            return cp
+        time.sleep(0.1)
+
+
+def slave_state(pair: Pair) -> dict:
+    """What a push must never change: the slave's own state, hashed."""
+    out = {}
+    for rel in ("etc/rsyncd.secrets", "etc/rsyncd.conf", "etc/stunnel/hotsync.conf", "var/lib/hotsync/db/configuration",
+                "var/lib/hotsync/sync/epoch.json", "var/lib/hotsync/peer/configuration",
+                "var/lib/hotsync/peer/manifest.json"):
+        p = pair.slave / rel
+        out[rel] = p.read_bytes() if p.exists() else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------- finding 1
+def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
+    """A plain rsync client with the password and the master's TLS client writes nothing the slave refuses:
+    its cron, epoch, secrets, templates-custom, events, its peer copy; nor anything outside the manifest."""
+    M = pair.master
+    evil = {"etc/cron.d/evil": f"* * * * * root touch {CANARY}\n",
+            "var/lib/hotsync/sync/epoch.json": '{"epoch": 999999}\n',
+            "etc/rsyncd.secrets": "hotsyncuser:stolen\n",
+            "etc/hotsync/templates-custom/etc/rsyncd.conf/99evil": f'<% open("{CANARY}", "w") %>\n',
+            "etc/hotsync/events/nethserver-hotsync-save/S99evil": f"#!/bin/sh\ntouch {CANARY}\n",
+            "var/lib/hotsync/peer/configuration": "hotsync=configuration|role|slave\n",
+            "usr/local/bin/evil": "#!/bin/sh\n",
+            "srv/outside/x": "not in the manifest\n"}
+    for rel, text in evil.items():
+        (M / rel).parent.mkdir(parents=True, exist_ok=True)
+        (M / rel).write_text(text)
+    os.chmod(M / "etc/hotsync/events/nethserver-hotsync-save/S99evil", 0o755)
+    before = slave_state(pair)
+    cp = rsync_as_master(pair, *[f"{M}/./{rel}" for rel in evil])
+    assert not any((pair.slave / rel).exists() and rel not in ("etc/rsyncd.secrets", "var/lib/hotsync/sync/epoch.json",
+                                                              "var/lib/hotsync/peer/configuration")
+                   for rel in evil), cp.stdout + cp.stderr
+    assert slave_state(pair) == before
+    # nor through the peer channel: a manifest naming a refused area is refused whole, the good copy stays
+    staged = M / "attack-peer"
+    staged.mkdir()
+    (staged / "manifest.json").write_text(json.dumps({"format": 1, "includes": ["/etc/cron.d", "/srv/data"]}))
+    (staged / "configuration").write_text("hotsync=configuration|role|master\n")
+    cp = rsync_as_master(pair, f"{staged}/./", module="hotsync-peer", early="peer")
+    assert cp.returncode == 0, cp.stderr      # the copy landed in the staging directory, where nothing reads it
+    pair.settled()
+    assert slave_state(pair) == before
+    st = pair.status(pair.slave)
+    assert st["peer_refused"] and "/etc/cron.d" in " ".join(st["peer_refused"]["problems"])
+    # the next data push says why, so the master learns it; its own next peer copy mends it
+    (M / "srv/data/after").write_text("after\n")
+    cp = pair.sync()
+    assert cp.returncode == 1 and "peer copy was refused" in cp.stdout + cp.stderr, cp.stdout + cp.stderr
+    # the save event and the templates run: nothing planted runs
+    assert pair.save(pair.slave).returncode == 0
+    assert not CANARY.exists()
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.status import update_status
+
+    update_status(Root(M), lambda d: d.pop("peer_sent", None))       # the master sends its copy again
+    assert pair.sync().returncode == 0
+    assert (pair.slave / "srv/data/after").exists() and not pair.status(pair.slave).get("peer_refused")
+
+
+def test_the_master_never_sends_a_refused_area_and_says_which_line(pair):
+    """The master's own lists naming the slave's refused areas: left out, reported by file and line, the rest
+    pushed, and the run counted as failed until the line is fixed."""
+    M = pair.master
+    (M / "etc/cron.d").mkdir(parents=True, exist_ok=True)       # the master's own cron file is there already
+    (M / "etc/cron.d/job").write_text("* * * * * root true\n")
+    (M / "etc/hotsync/include.d/bad.include").write_text("/etc/cron.d\n/srv/other\n")
+    (M / "srv/other").mkdir()
+    (M / "srv/other/f").write_text("f\n")
+    cp = pair.sync()
+    out = cp.stdout + cp.stderr
+    assert cp.returncode == 1 and "bad.include:1" in out and "/etc/cron.d" in out, out
+    assert (pair.slave / "srv/other/f").exists() and not (pair.slave / "etc/cron.d/job").exists()
+    paths = cli("hotsync", "paths", root=M)
+    assert "bad.include:1" in paths.stdout + paths.stderr
+    (M / "etc/hotsync/include.d/bad.include").write_text("/srv/other\n")
+    assert pair.sync().returncode == 0
+
+
+def test_promote_checks_the_peer_copy_against_the_schema(pair):
+    """A master's configuration copy that this host's schema refuses is not applied without --force."""
+    from hotsync_events.configdb import open_db
+    from hotsync_events.paths import Root
+
+    open_db("configuration", Root(pair.master), validate=False).setprop("hotsync", {"interval": "not a number"})
+    (pair.master / "srv/data/b").write_text("b\n")
+    assert pair.sync().returncode == 0
+    pair.settled()
+    cp = cli("hotsync-promote", "--dry-run", root=pair.slave)
+    assert "does not pass this host's schema" in cp.stdout + cp.stderr and "interval" in cp.stdout + cp.stderr
+
+
+# ------------------------------------------------------------------------------------------- finding 2
+def test_no_plaintext_listener_for_local_users(pair):
+    """The slave listens on its TLS port only: no rsync daemon to greet a local user, with or without a
+    forged PROXY header; and the TLS port speaks TLS only."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if str(pair.slave).encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    pids.add(entry)
+            except OSError:
+                pass
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
+    ports = {line.split()[3].rsplit(":", 1)[1] for line in ss if any(f"pid={p}," in line for p in pids)}
+    assert ports == {str(pair.port)}, ss
+    probe = ("import socket,sys\n"
+             f"s=socket.create_connection(('127.0.0.1',{pair.port}),2); s.settimeout(2)\n"
+             "s.sendall(b'PROXY TCP4 127.0.0.1 127.0.0.1 40000 873\\r\\n@RSYNCD: 32.0 sha512\\n')\n"
+             "try:\n  print(s.recv(64))\nexcept OSError as e:\n  print('closed', e)\n")
+    cp = as_nobody(sys.executable, "-c", probe)
+    assert b"@RSYNCD" not in cp.stdout.encode(), cp.stdout
+
+
+def test_strangers_cannot_hold_the_masters_slots(pair):
+    """Half-open TCP connections and TLS clients with unknown certificates, all kept open: the master's push
+    still goes through (they never reach rsync, so they hold none of its connection slots)."""
+    held = []
+    try:
+        for _ in range(4):
+            held.append(socket.create_connection(("127.0.0.1", pair.port), timeout=5))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        for _ in range(2):
+            raw = socket.create_connection(("127.0.0.1", pair.port), timeout=5)
+            held.append(raw)
+            try:
+                held.append(ctx.wrap_socket(raw))         # no client certificate: refused at the handshake
+            except (ssl.SSLError, OSError):
+                pass
+        (pair.master / "srv/data/while-held").write_text("x\n")
+        cp = pair.sync()
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert (pair.slave / "srv/data/while-held").exists()
+    finally:
+        for s in held:
+            s.close()
+
+
+# ------------------------------------------------------------------------------------------- finding 3
+class TLSManInTheMiddle:
+    """A TLS proxy with a certificate of its own, between the master and the slave, recording every byte
+    the master sends it in clear."""
+
+    def __init__(self, workdir: Path, upstream_port: int) -> None:
+        self.port = free_port()
+        self.upstream = upstream_port
+        self.seen = bytearray()
+        cert, key = workdir / "mitm.crt", workdir / "mitm.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=mitm"],
+                       check=True, capture_output=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.cert = cert.read_text()
+        self.up_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.up_ctx.check_hostname, self.up_ctx.verify_mode = False, ssl.CERT_NONE
+        self.up_ctx.load_cert_chain(cert, key)
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn) -> None:
+        socks = [conn]
+        try:
+            down = self.ctx.wrap_socket(conn, server_side=True)
+            socks.append(down)
+            raw_up = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            socks.append(raw_up)
+            up = self.up_ctx.wrap_socket(raw_up)
+            socks.append(up)
+            down.settimeout(5)
+            up.settimeout(5)
+
+            def pump(a, b, record: bool) -> None:
+                try:
+                    while data := a.recv(65536):
+                        if record:
+                            self.seen += data
+                        b.sendall(data)
+                except OSError:
+                    pass
+
+            back = threading.Thread(target=pump, args=(up, down, False), daemon=True)
+            back.start()
+            pump(down, up, True)
+            back.join(10)
+        except OSError:
+            pass
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_man_in_the_middle_at_first_contact_learns_nothing(tmp_path):
+    """Before any pin, a TLS man in the middle answers for the slave: nothing pins its certificate
+    unattended (the schedule, a dry run, a script without the fingerprint), a person's fingerprint does
+    not match it, the slave refuses it as a master, and it never sees a byte of data or of the login."""
+    os.chmod(tmp_path, 0o755)
+    p = Pair(tmp_path)
+    S, M = p.slave, p.master
+    try:
+        p.config(S, "setprop", "rsyncd", "password", PASSWORD)
+        p.config(S, "setprop", "hotsync", "role", "slave", "MasterHost", "127.0.0.1", "port", str(p.port))
+        p.save(S)
+        mitm = TLSManInTheMiddle(tmp_path, p.port)
+        p.config(M, "setprop", "rsyncd", "password", PASSWORD)
+        p.config(M, "setprop", "hotsync", "role", "master", "SlaveHost", "127.0.0.1", "port", str(mitm.port),
+                 "realtime", "disabled", "timeout", "10")
+        p.save(M)
+        p.config(S, "setprop", "hotsync", "MasterFingerprint", p.fingerprint(M))
+        p.save(S)
+        (M / "srv/data").mkdir(parents=True)
+        (M / "srv/data/secret").write_text("TOP-SECRET-PAYROLL\n")
+        p.include("/srv/data")
+        from hotsync_events.sync.tls import fingerprint, pin_path
+        from hotsync_events.paths import Root
+
+        for args in (("--scheduled",), ("--dry-run",), ()):       # cron, a dry run, a script: no terminal
+            cp = p.sync(*args)
+            assert cp.returncode != 0 or "--scheduled" in args, cp.stdout
+            assert not pin_path(Root(M)).exists(), args
+        cp = p.sync()
+        assert "accept-fingerprint" in cp.stdout + cp.stderr and fingerprint(mitm.cert) in cp.stdout + cp.stderr
+        # the person compares with the slave's own fingerprint: the man in the middle presents another
+        cp = p.sync("--accept-fingerprint", p.fingerprint(S))
+        assert cp.returncode != 0 and "nothing was pinned" in cp.stdout + cp.stderr
+        assert not pin_path(Root(M)).exists()
+        # even a careless person who pins the proxy's certificate: the slave refuses the proxy as a master, and
+        # the proxy never learns the data (the master sends the certificate it may present, nothing else)
+        cp = p.sync("--accept-fingerprint", fingerprint(mitm.cert))
+        assert cp.returncode != 0
+        mitm.close()
+        assert b"TOP-SECRET-PAYROLL" not in mitm.seen
+        assert not (S / "srv/data").exists()
+    finally:
+        p.close()
+
+
+# ------------------------------------------------------------------------------------------- finding 4
+def test_a_file_name_cannot_fence_the_master(pair):
+    """A directory named like the fence marker, deep enough for rsync to print its name in an error: the
+    master is not fenced, its epoch unchanged, its pushes go on."""
+    top = pair.master / "srv/data/FENCED epoch=999999 since=1 host=evil"
+    path = str(top)
+    os.makedirs(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _ in range(22):                            # deeper than PATH_MAX, made one level at a time
+            os.mkdir("x" * 200, dir_fd=fd)
+            nfd = os.open("x" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as fh:
+            fh.write("deep\n")
+    finally:
+        os.close(fd)
+    cp = pair.sync()
+    assert "FENCED epoch=999999" in cp.stdout + cp.stderr or cp.returncode != 0   # the name did travel in an error
+    assert cli("config", "getprop", "hotsync", "status", root=pair.master).stdout.strip() != "fenced"
+    assert cli("hotsync", "epoch", root=pair.master).stdout.strip() == "0"
+    shutil.rmtree(top)
+    (pair.master / "srv/data/after").write_text("after\n")
+    assert pair.sync("--allow-deletions").returncode == 0
+    assert (pair.slave / "srv/data/after").exists()
+
+
+def test_only_an_authenticated_fence_is_believed():
+    from hotsync_events.sync.fence import refusal, verified_marker
+
+    rec = {"epoch": 5, "time": 1700000000, "host": "slave"}
+    line = refusal(rec, nonce="ab" * 16, secret="Pair-secret-1")
+    assert verified_marker(line, nonce="ab" * 16, secret="Pair-secret-1")["epoch"] == 5
+    assert verified_marker(line, nonce="cd" * 16, secret="Pair-secret-1") is None        # replayed
+    assert verified_marker(line, nonce="ab" * 16, secret="another-secret") is None       # forged
+    assert verified_marker("FENCED epoch=999999 since=1 host=evil", nonce="ab" * 16, secret="Pair-secret-1") is None
+    forged = line.replace("epoch=5", "epoch=6")
+    assert verified_marker(forged, nonce="ab" * 16, secret="Pair-secret-1") is None
+
+
+def test_a_wrong_epoch_is_corrected_by_a_person(pair):
+    from hotsync_events.sync.fence import write_epoch
+    from hotsync_events.paths import Root
+
+    write_epoch(Root(pair.slave), 7, "a mistake")
+    (pair.master / "srv/data/c").write_text("c\n")
+    cp = pair.sync()
+    assert cp.returncode == 1 and "STALE master" in cp.stdout + cp.stderr
+    cp = cli("hotsync", "epoch", "set", "0", "--why", "restored from an old backup", root=pair.slave)
+    assert cp.returncode == 0 and "7 -> 0" in cp.stdout
+    assert pair.status(pair.slave)["epoch"] == 0
+    assert json.loads((pair.slave / "var/lib/hotsync/sync/status.json").read_text())["epoch_set"]["from"] == 7
+    assert pair.sync().returncode == 0
+
+
+# ------------------------------------------------------------------------------------------- finding 5
+def test_a_push_without_an_epoch_is_refused(pair):
+    """A push that sends no pair epoch (a stale master's plain rsync) lands nothing, whatever it holds."""
+    (pair.master / "srv/data/stale").write_text("stale\n")
+    before = tree(pair.slave / "srv")
+    cp = rsync_as_master(pair, f"{pair.master}/./srv/data", early=None)
+    assert cp.returncode != 0 and "no pair epoch" in cp.stderr, cp.stderr
+    assert tree(pair.slave / "srv") == before
+    # and the slave does not learn its own epoch from what a push carries
+    cp = rsync_as_master(pair, f"{pair.master}/./srv/data", epoch=50)
+    assert cli("hotsync", "epoch", root=pair.slave).stdout.strip() == "0"
+
+
+# ------------------------------------------------------------------------------------------- finding 6
+def session_processes(root: Path) -> list[int]:
+    from hotsync_events.paths import Root
+    from hotsync_events.promote.run import _session_processes
+
+    return set(_session_processes(Root(root)))
+
+
+@pytest.mark.skipif(not shutil.which("mariadbd") and not Path("/usr/sbin/mariadbd").exists(),
+                    reason="needs mariadb-server")
+def test_promote_cuts_off_the_push_in_flight():
+    """A slow push in flight when the promote runs (with --force), and a real MariaDB restore after the
+    fence: from the end of the fence step on, no byte of the old master's push lands and none of its
+    processes is left, while the promote's later phases (the restore) take their time."""
+    from dbservers import database_pair
+
+    def no_realtime(p) -> None:
+        p.config(p.master, "setprop", "hotsync", "realtime", "disabled")
+
+    with database_pair(Pair, "hstrust-", setup=no_realtime) as (pair, m_my, _s_my, _m_pg, _s_pg):
+        m_my.sql("CREATE DATABASE ledger; CREATE TABLE ledger.t (id INT PRIMARY KEY); INSERT INTO ledger.t "
+                 "SELECT seq FROM ledger.seq_1_to_5000")
+        data = pair.master / "srv/data"
+        data.mkdir(parents=True)
+        pair.include("/srv/data")
+        (data / "small").write_text("s\n")
+        assert pair.sync().returncode == 0                     # the dump of ledger is on the slave
+        pair.settled()
+        for i in range(4):
+            (data / f"big{i}").write_bytes(os.urandom(2_000_000))
+        pair.config(pair.master, "setprop", "hotsync", "bwlimit", "500")     # ~16 s of transfer
+        push = subprocess.Popen([str(Path(sys.executable).parent / "hotsync"), "sync"],
+                                env={**os.environ, "HOTSYNC_ROOT": str(pair.master)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not any(p.name.startswith(".big") or ".hotsync-partial" in str(p)
+                          for p in (pair.slave / "srv").rglob("*")):
+                assert time.monotonic() < deadline and push.poll() is None, "the push never started"
+                time.sleep(0.05)
+            in_flight = session_processes(pair.slave)
+            assert in_flight
+            promote = subprocess.Popen([str(Path(sys.executable).parent / "hotsync-promote"), "--yes", "--force"],
+                                       env={**os.environ, "HOTSYNC_ROOT": str(pair.slave)}, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+            snapshot, out = None, []
+            for line in promote.stdout:
+                out.append(line)
+                if snapshot is None and line.startswith("fence: pair epoch"):
+                    # the fence step is over: from now on nothing of the old master's push may change
+                    snapshot = _sizes(pair.slave / "srv")
+                    # the push's processes are gone (the old master's next tries are refused by the fence)
+                    assert not set(in_flight) & set(session_processes(pair.slave))
+            promote.stdout.close()
+            promote.wait(timeout=300)
+            assert snapshot is not None, "".join(out)
+            assert any("database mysql" in line and "SUCCESS" in line for line in out), "".join(out)
+            assert _sizes(pair.slave / "srv") == snapshot, "".join(out)
+            assert not set(in_flight) & set(session_processes(pair.slave))
+            assert promote.returncode in (0, 3), "".join(out)
+        finally:
+            push.kill()
+            push.communicate()
+        assert _s_my.sql("SELECT COUNT(*) FROM ledger.t") == [["5000"]]
+
+
+def _sizes(top: Path) -> dict:
+    return {str(p): p.lstat().st_size for p in top.rglob("*")} if top.exists() else {}
+
+
+# ------------------------------------------------------------------------------------------- finding 7
+def test_dumps_are_private_while_they_are_written(pair):
+    """A plugin's dump written slowly with a world-readable mode: nobody can read it while it is written or
+    after, on the master nor on the slave."""
+    from hotsync_events import hookimpl
+    from hotsync_events.paths import Root
+    from hotsync_events.manager import get_plugin_manager
+    from hotsync_events.sync.push import run_sync
+    from hotsync_events.types import Dump
+
+    probes = []
+
+    def slow(ctx):
+        fd = os.open(ctx.target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)   # careless: world readable
+        os.fchmod(fd, 0o644)
+        with open(fd, "w") as fh:
+            fh.write("user,password-hash\n")
+            fh.flush()
+            probes.append(as_nobody("cat", str(ctx.target)))                         # mid-write
+            fh.write("admin,$6$secret\n")
+
+    class Careless:
+        @hookimpl
+        def hotsync_dumps(self, db):
+            yield Dump("careless", "/var/lib/hotsync/dumps/careless/app.sql", slow)
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.add_plugin(Careless(), "careless")
+    assert run_sync(Root(pair.master), pm=pm, log=lambda m: None) == 0
+    pair.settled()
+    assert probes and probes[0].returncode != 0 and "secret" not in probes[0].stdout
+    for root in (pair.master, pair.slave):
+        dump = root / "var/lib/hotsync/dumps/careless/app.sql"
+        assert dump.read_text().endswith("admin,$6$secret\n")
+        assert stat.S_IMODE(dump.stat().st_mode) == 0o600 and stat.S_IMODE(dump.parent.stat().st_mode) == 0o700
+        assert as_nobody("cat", str(dump)).returncode != 0
+
+
+# ------------------------------------------------------------------------------------------- finding 8
+def test_local_users_cannot_hold_the_locks(pair, smtp):
+    """No lock of the product opens for nobody (flock needs only an open file); a lock left 0644 by an older
+    version is made 0600 at its next use; a scheduled run kept out by a held lock for two intervals is
+    recorded as a failure and mailed."""
+    locks = [p for r in (pair.master, pair.slave) for d in ("run", "var/lib/hotsync") for p in (r / d).rglob("*.lock")]
+    assert any(p.name == "sync.lock" for p in locks) and any(p.name == "events.lock" for p in locks)
+    for lock in locks:
+        assert as_nobody("sh", "-c", f"exec 3<'{lock}'").returncode != 0, lock
+    sync_lock = pair.master / "run/hotsync/sync.lock"
+    os.chmod(sync_lock, 0o644)
+    assert pair.sync().returncode == 0
+    assert stat.S_IMODE(sync_lock.stat().st_mode) == 0o600
+    # a lock held (a stuck run) for longer than two intervals: the schedule says so, once, by mail
+    from hotsync_events.paths import Root
+    from hotsync_events.sync.lock import SyncLock
+    from hotsync_events.sync.status import update_status
+
+    pair.config(pair.master, "setprop", "hotsync", "interval", "1")
+    update_status(Root(pair.master), lambda d: d["last_run"].update(start=d["last_run"]["start"] - 600))
+    lock = SyncLock(Root(pair.master))
+    assert lock.acquire()
+    try:
+        old = time.time() - 300
+        os.utime(sync_lock, (old, old))
+        mails = len(smtp.messages)
+        cp = pair.sync("--scheduled")
+        out = cp.stdout + cp.stderr
+        assert cp.returncode == 1 and "could not run" in out and str(os.getpid()) in out, out
+        assert len(smtp.messages) == mails + 1 and "FAILED" in smtp.messages[-1]["Subject"]
+    finally:
+        lock.release()
+
+
+# ------------------------------------------------------------------------------------------- finding 9
+def test_a_torn_full_push_is_torn_whatever_follows(pair):
+    """An interrupted full push, then a good short one: the promote still finds the copy torn, until a full
+    push completes."""
+    data = pair.master / "srv/data"
+    for i in range(3):
+        (data / f"big{i}").write_bytes(os.urandom(2_000_000))
+    pair.config(pair.master, "setprop", "hotsync", "bwlimit", "1000")
+    push = subprocess.Popen([str(Path(sys.executable).parent / "hotsync"), "sync"],
+                            env={**os.environ, "HOTSYNC_ROOT": str(pair.master)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not any(p.name.startswith(".big") or ".hotsync-partial" in str(p) for p in (pair.slave / "srv").rglob("*")):
+        assert time.monotonic() < deadline and push.poll() is None
+        time.sleep(0.05)
+    push.kill()
+    push.wait()
+    pair.settled()
+    pair.config(pair.master, "setprop", "hotsync", "bwlimit", "0")
+    # a short real-time push that completes
+    (data / "small").write_text("small\n")
+    cp = rsync_as_master(pair, f"{pair.master}/./srv/data/small", early="realtime")
+    assert cp.returncode == 0, cp.stderr
+    pair.settled()
+    out = cli("hotsync-promote", "--dry-run", root=pair.slave)
+    assert "torn state" in out.stdout + out.stderr, out.stdout
+    assert pair.sync().returncode == 0
+    pair.settled()
+    out = cli("hotsync-promote", "--dry-run", root=pair.slave)
+    assert "torn state" not in out.stdout + out.stderr, out.stdout
+
+
+# ------------------------------------------------------------------------------------------- finding 10
+def test_the_password_from_standard_input_and_private_logs(pair):
+    cp = cli("config", "setprop", "rsyncd", "password", "-", root=pair.master, input="From-stdin-1\n")
+    assert cp.returncode == 0, cp.stderr
+    assert cli("config", "--show-secrets", "show", "rsyncd", root=pair.master).stdout.count("From-stdin-1") == 1
+    cp = cli("config", "setprop", "rsyncd", "password", "-", root=pair.slave, input="From-stdin-1\n")
+    assert pair.save(pair.slave).returncode == 0
+    pair.wait_listening()
+    (pair.master / "srv/data/d").write_text("d\n")
+    assert pair.sync().returncode == 0
+    for root in (pair.master, pair.slave):
+        for log in (root / "var/log/hotsync").glob("*.log"):
+            assert stat.S_IMODE(log.stat().st_mode) & 0o027 == 0, log
+            assert as_nobody("cat", str(log)).returncode != 0, log

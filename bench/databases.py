@@ -312,7 +312,7 @@ def kill_rounds(pair, *, synchronous: bool, kills: int, seed: int) -> dict:
     """*kills* times: steady load, kill -9 of the master at a random moment, promote, count, re-pair."""
     import random
 
-    from hotsync_plugins._replica import dated_folder
+    from hotsync_events.dbkit.replica import dated_folder
     from replservers import BankLoad, bank_total, ledger
 
     rng = random.Random(seed)

@@ -32,11 +32,11 @@ from pathlib import Path
 
 from dbservers import PG_BIN, MariaDBServer, PostgresServer, _wait, kill_pid
 from hotsync_events.paths import Root
-from hotsync_plugins._mariadb import MariaDB
-from hotsync_plugins._pgsql import Postgres
-from hotsync_plugins._replica import Link, make_certificate
-from hotsync_plugins._replica_mariadb import MariaDBReplication
-from hotsync_plugins._replica_pgsql import PostgresReplication
+from hotsync_events.dbkit.mariadb import MariaDB
+from hotsync_events.dbkit.pgsql import Postgres
+from hotsync_events.dbkit.replica import Link, make_certificate
+from hotsync_events.dbkit.replica_mariadb import MariaDBReplication
+from hotsync_events.dbkit.replica_pgsql import PostgresReplication
 
 CLIENT_ADDRESS = "127.0.0.1"
 REPL_PASSWORD = "Repl-pw 1:'x\\"
@@ -426,8 +426,14 @@ class BankLoad:
 class ReplPair:
     """Two nodes of one engine and who is the master now (:meth:`swap` after a promote)."""
 
-    def __init__(self, master, replica) -> None:
+    def __init__(self, master, replica, **engine_kw) -> None:
         self.master, self.replica = master, replica
+        self.engine_kw = engine_kw
+        self.fresh = True                 # no test prepared it yet (the master never replicated)
+        self.takeover = None              # set by a test that promoted after a kill, until a re-pair
+
+    def engine(self, node):
+        return node.engine(**self.engine_kw)
 
     def link(self, local, **kw) -> Link:
         return link_for(local, self.master, self.replica, **kw)
@@ -446,7 +452,8 @@ class ReplPair:
         m, r = self.master, self.replica
         if isinstance(m, MariaDBNode):
             def done():
-                return m.sql("SELECT @@gtid_binlog_pos")[0][0] == r.sql("SELECT @@gtid_slave_pos")[0][0]
+                mine, theirs = m.sql("SELECT @@gtid_binlog_pos"), r.sql("SELECT @@gtid_slave_pos")
+                return (mine[0][0] if mine and mine[0] else "") == (theirs[0][0] if theirs and theirs[0] else "")
         else:
             def done():
                 cur = m.sql("SELECT pg_current_wal_lsn()")[0][0]
@@ -457,6 +464,56 @@ class ReplPair:
                 return True
             time.sleep(0.1)
         return False
+
+    # -------------------------------------------------------------- known states (tests in any order)
+    def up(self) -> None:
+        for node in (self.master, self.replica):
+            if not node._ping():
+                node.start()
+
+    def prepared(self) -> "ReplPair":
+        """Both servers up, asynchronous, the master prepared (restarted once if it needs it)."""
+        self.fresh = False
+        self.up()
+        me = self.engine(self.master)
+        me.set_synchronous(self.mlink(), False)
+        if isinstance(self.replica, MariaDBNode):
+            self.engine(self.replica).set_synchronous(self.rlink(), False)
+        if not me.prepare_master(self.mlink()).ready:
+            self.master.restart()
+            assert me.prepare_master(self.mlink()).ready
+        return self
+
+    def streaming(self, seed_file: Path | None = None) -> "ReplPair":
+        """The state most tests start from: the master prepared, the replica seeded from it, streaming,
+        asynchronous, converged -- from whatever a previous test left (a killed master, a promoted replica,
+        a synchronous pair, or nothing prepared yet)."""
+        self.fresh = False
+        self.up()
+        me, re_ = self.engine(self.master), self.engine(self.replica)
+        try:
+            st, ms = re_.status(self.rlink()), me.master_status(self.mlink())
+            if self.takeover is None and st.state == "streaming" and not st.synchronous and \
+                    ms.synchronous == "off" and self.converged(5):
+                return self
+        except Exception:             # noqa: BLE001 -- any doubt: re-seed
+            pass
+        self.prepared()
+        source = me.take_seed(seed_file) if seed_file is not None else None
+        re_.seed(self.rlink(), source)
+        assert self.converged()
+        self.takeover = None
+        return self
+
+    def promoted(self, seed_file: Path | None = None) -> "ReplPair":
+        """A pair whose master was killed and its replica promoted (:attr:`takeover` set, swapped)."""
+        if self.takeover is not None:
+            return self
+        self.streaming(seed_file)
+        self.master.kill9()
+        self.takeover = self.engine(self.replica).promote(timeout=30).position
+        self.swap()
+        return self
 
     def close(self) -> None:
         for node in (self.master, self.replica):

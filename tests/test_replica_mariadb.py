@@ -1,10 +1,11 @@
 """MariaDB streaming replication over TLS on real private servers (see tests/replservers.py).
 
-One pair for the module, its tests run in order (each leaves the pair as the next one expects):
-prepare the master (a restart for the binary log, then live), seed the replica from a mariadb-backup
-stream while the bank load runs, refuse a wrong password and wrong certificates, kill -9 the master
-under load and promote, re-pair the old master after it took writes past the promote, then the same
-kill in semi-synchronous mode, which must lose no acknowledged transaction.
+One pair for the module: prepare the master (a restart for the binary log, then live), seed the replica
+from a mariadb-backup stream while the bank load runs, refuse a wrong password and wrong certificates,
+kill -9 the master under load and promote, re-pair the old master after it took writes past the promote,
+then the same kill in semi-synchronous mode, which must lose no acknowledged transaction. Each test
+starts from the state it names (``pair.streaming()``, ``pair.promoted()``, ``fresh``), built from
+whatever the previous test left: any order, any subset (``-k``), works.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dbservers import new_root
-from hotsync_plugins._replica import ReplicationEngine, dated_folder
+from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
 from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, MariaDBNode, ReplPair, bank_total,
                          create_bank, ledger, rogue_cert, wrong_password_file)
 
@@ -40,6 +41,22 @@ def pair():
         p.close()
 
 
+@pytest.fixture
+def fresh(pair):
+    """A pair whose master never replicated: the module's own if no test used it yet, else a new master."""
+    if pair.fresh:
+        pair.fresh = False
+        yield pair
+        return
+    a = MariaDBNode(new_root("hsrm-c-"), "127.0.0.2").start().configure()
+    create_bank(a)
+    try:
+        yield ReplPair(a, pair.replica)
+    finally:
+        a.stop()
+        shutil.rmtree(a.root.path, ignore_errors=True)
+
+
 def seed_path(node) -> Path:
     return node.root.join("/var/lib/hotsync/dumps/mysql-seed.xbstream")
 
@@ -53,7 +70,8 @@ def has(node, n: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- tests
-def test_prepare_master_needs_one_restart_for_the_binlog_then_runs_live(pair):
+def test_prepare_master_needs_one_restart_for_the_binlog_then_runs_live(fresh):
+    pair = fresh
     m = pair.master
     eng = m.engine()
     assert isinstance(eng, ReplicationEngine)
@@ -79,6 +97,7 @@ def test_prepare_master_needs_one_restart_for_the_binlog_then_runs_live(pair):
 
 
 def test_seed_from_mariadb_backup_while_the_load_runs(pair):
+    pair.prepared()
     m, r = pair.master, pair.replica
     me, re_ = m.engine(), r.engine()
     with BankLoad(m, clients=2) as load:
@@ -102,6 +121,7 @@ def test_seed_from_mariadb_backup_while_the_load_runs(pair):
 @pytest.mark.parametrize("case", ["wrong password", "master cert not the pinned one", "replica cert not pinned",
                                   "other address"])
 def test_wrong_password_or_certificate_is_refused_and_nothing_is_written(pair, case):
+    pair.streaming(seed_path(pair.master))
     m, r = pair.master, pair.replica
     me, re_ = m.engine(), r.engine()
     n = {"wrong password": 11, "master cert not the pinned one": 12, "replica cert not pinned": 13,
@@ -134,6 +154,7 @@ def test_wrong_password_or_certificate_is_refused_and_nothing_is_written(pair, c
 
 
 def test_kill9_under_load_then_promote(pair):
+    pair.streaming(seed_path(pair.master))
     m, r = pair.master, pair.replica
     re_ = r.engine()
     with BankLoad(m, clients=3) as load:
@@ -160,11 +181,13 @@ def test_kill9_under_load_then_promote(pair):
 
 
 def test_repair_saves_what_the_old_master_wrote_after_the_promote(pair):
-    new, old = pair.master, pair.replica          # swapped by the previous test
+    pair.promoted(seed_path(pair.master))
+    new, old = pair.master, pair.replica          # swapped at the promote
     takeover = pair.takeover
     old.start()                                   # the old master comes back and takes writes (split brain)
     old.sql("INSERT INTO ledger VALUES (31, NOW(6)), (32, NOW(6)); UPDATE accounts SET bal = bal + 777 "
             "WHERE id = 1; UPDATE accounts SET bal = bal - 777 WHERE id = 2", "bank")
+    marker(new, 22)                               # and so does the new master
     ne, oe = new.engine(), old.engine()
     prep = ne.prepare_master(pair.mlink())
     assert prep.ready, prep
@@ -187,10 +210,12 @@ def test_repair_saves_what_the_old_master_wrote_after_the_promote(pair):
     marker(new, 33)
     assert pair.converged()
     assert ledger(old) == ledger(new) and bank_total(old) == bank_total(new) == TOTAL
-    assert not has(old, 31) and has(old, 21) and has(old, 33)
+    assert not has(old, 31) and has(old, 22) and has(old, 33)
+    pair.takeover = None
 
 
 def test_semisync_kill9_loses_no_acknowledged_transaction(pair):
+    pair.streaming(seed_path(pair.master))
     m, r = pair.master, pair.replica
     me, re_ = m.engine(), r.engine()
     re_.set_synchronous(pair.rlink(synchronous=True), True)
@@ -207,24 +232,14 @@ def test_semisync_kill9_loses_no_acknowledged_transaction(pair):
     lost = res.lost(present)
     print(f"semi-sync kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, RPO {res.rpo(present, killed):.3f} s, "
           f"promoted at {promoted.position}")
+    pair.swap()          # (no takeover kept: the old master restarts synchronous; the next test re-seeds it)
     assert lost == []
     assert bank_total(r) == TOTAL
 
 
 def test_repair_without_divergence_follows_at_once(pair):
     """A master stopped after its replica had everything (a planned switch-over) re-pairs without a seed."""
-    # the previous test's master was killed and its replica promoted: re-pair it first, from a seed
-    new, old = pair.replica, pair.master          # the semi-sync test promoted the replica
-    pair.swap()
-    old.start()
-    ne, oe = new.engine(), old.engine()
-    ne.set_synchronous(pair.mlink(), False)
-    assert ne.prepare_master(pair.mlink()).ready
-    folder = dated_folder(old.root.join("/var/lib/hotsync/diverged"), "mariadb")
-    takeover = ne.promote(dry_run=True).position              # a master: its own position
-    first = oe.repair(pair.rlink(), folder, takeover, seed=ne.take_seed(seed_path(new)))
-    assert first.state == "replica"
-    assert pair.converged()
+    pair.streaming(seed_path(pair.master))
     # now a clean switch-over: nothing in flight, the master stops, the replica takes over
     m, r = pair.master, pair.replica
     m.kill9()

@@ -1,4 +1,4 @@
-"""MariaDB GTID replication over TLS for one master and one replica (see :mod:`._replica`).
+"""MariaDB GTID replication over TLS for one master and one replica (see :mod:`hotsync_events.dbkit.replica`).
 
 Master (:meth:`MariaDBReplication.prepare_master`, live): ``server_id``, ``binlog_format=ROW``,
 ``gtid_strict_mode``, binlog expiry and (synchronous mode) semi-sync ``AFTER_SYNC`` are set with
@@ -20,7 +20,7 @@ MASTER_SSL_CA=<master's certificate, pinned>, MASTER_SSL_CERT/KEY=<own>, MASTER_
 With ``MASTER_SSL_CA`` set, the 10.11 replica verifies the master's certificate against it (the pin:
 another self-signed certificate is refused even with the name check off); ``MASTER_SSL_VERIFY_SERVER_CERT=1``
 adds the host-name check, so each host's certificate carries its replication address as subjectAltName
-(:func:`._replica.make_certificate`): the pinned certificate presented for another address is refused
+(:func:`hotsync_events.dbkit.replica.make_certificate`): the pinned certificate presented for another address is refused
 too. (Checked: rogue CA with VERIFY=0 refused; no CA with VERIFY=0 accepts anything; the pinned
 certificate for 127.0.0.9 dialled at 127.0.0.2 accepted with VERIFY=0, refused with VERIFY=1.) The
 replica runs ``read_only=ON``.
@@ -37,161 +37,31 @@ command line; MariaDB itself keeps it in ``master.info`` in the data directory.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator, Optional
 
+from hotsync_events.dbkit import replica_mariadb_failover as _failover
+from hotsync_events.dbkit.kit import DatabaseError, Staged, find_program, work_dir
+from hotsync_events.dbkit.mariadb import MariaDB
+from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
+                                          ReplicationError, ServerControl, auth_changed, fingerprint, install_tls,
+                                          owner_of, private_dir, read_password, recover_swap, run, subject_of,
+                                          swap_dirs, wait_for, write_private)
+from hotsync_events.dbkit.replica_mariadb_tools import (MariaDBControl, backup_gtid, check_versions, explain_io_error,
+                                                        gtid_distance, native_hash, parse_gtids, quote, run_stdin_file,
+                                                        unescape)
 from hotsync_events.paths import Root
-
-from ._dbtools import DatabaseError, Staged, find_program, systemd_running, work_dir
-from ._mariadb import MariaDB
-from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, auth_changed, find_saved, fingerprint, install_tls, owner_of, pid_alive,
-                       private_dir, publish,
-                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of, swap_dirs,
-                       wait_for, write_private)
 
 __all__ = ["MariaDBReplication", "MariaDBControl", "gtid_distance", "parse_gtids"]
 
 BINLOG_BASENAME = "hotsync-bin"
 RELAY_BASENAME = "hotsync-relay-bin"
-
-
-def quote(value: str) -> str:
-    """A MariaDB string literal (backslashes doubled: the default sql_mode reads them as escapes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def native_hash(password: str) -> str:
-    """``*<hex>``: the mysql_native_password hash, as ``IDENTIFIED BY PASSWORD`` takes it."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode("utf-8")).digest()).hexdigest().upper()
-
-
-def parse_gtids(text: str | None) -> dict[int, tuple[int, int]]:
-    """``'0-1-105,1-2-7'`` -> ``{domain: (server_id, seq_no)}``."""
-    out: dict[int, tuple[int, int]] = {}
-    for part in (text or "").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part or part == "NULL":
-            continue
-        d, s, n = part.split("-")
-        out[int(d)] = (int(s), int(n))
-    return out
-
-
-def format_gtids(gtids: dict[int, tuple[int, int]]) -> str:
-    return ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(gtids.items()))
-
-
-def gtid_distance(ahead: str | None, behind: str | None) -> int:
-    """Transactions in *ahead* that *behind* does not have (per domain, by sequence number)."""
-    a, b = parse_gtids(ahead), parse_gtids(behind)
-    return sum(max(0, n - b.get(d, (0, 0))[1]) for d, (_, n) in a.items())
-
-
-def _unescape(value: str) -> str:
-    """A value of ``mariadb --batch`` output (it escapes tab, newline, backslash and NUL)."""
-    if "\\" not in value:
-        return value
-    return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n", "0": "\0", "\\": "\\"}.get(m.group(1), m.group(1)),
-                  value)
-
-
-def explain_io_error(errno: int, message: str) -> tuple[str, bool]:
-    """(a sentence for the sysadmin, whether the replica must be re-seeded) for an I/O thread error."""
-    msg = message.strip()
-    if errno == 1045:
-        return (f"the master refused the replication login (wrong password, or this host's address or "
-                f"certificate is not the one the master allows): {msg}", False)
-    if errno == 2026:
-        return (f"TLS handshake failed: the master's certificate is not the pinned one (or the master "
-                f"refused this host's certificate): {msg}", False)
-    if errno == 2013 and any(w in msg for w in ("authentication", "authorization", "reading initial")):
-        return ("the master cut the connection during TLS/authentication (it does not trust this host's "
-                f"certificate): {msg}", False)
-    if errno in (2003, 2002, 2005):
-        return f"cannot reach the master: {msg}", False
-    if errno == 1236:
-        return (f"the master cannot send what this replica needs (its binary logs were purged, or the "
-                f"replica diverged): re-seed it: {msg}", True)
-    return msg, False
-
-
-class MariaDBControl:
-    """Stop and start a MariaDB server: systemd on the real root, else ``mariadbd --defaults-file`` as the
-    data directory's owner (the options file is the one the host's server reads, with our drop-in
-    included), and ``SHUTDOWN`` to stop."""
-
-    def __init__(self, repl: "MariaDBReplication") -> None:
-        self.repl = repl
-
-    def stop(self, *, log=print) -> None:
-        srv = self.repl.server
-        if systemd_running(srv.root):
-            run(["systemctl", "stop", srv.unit], server=srv.label, what=f"stop {srv.unit}", timeout=300)
-            return
-        try:
-            with srv._client() as cli:
-                pid_file = self.repl._vars(cli, "pid_file")["pid_file"]
-                try:
-                    pid = int(Path(pid_file).read_text().split()[0])
-                except (OSError, ValueError, IndexError):
-                    pid = None
-                srv.query(cli, "SHUTDOWN", what="shut the server down")
-        except DatabaseError as exc:
-            if "not running" in str(exc):
-                return
-            raise
-        log(f"{srv.label}: shutting the server down")
-
-        def gone() -> bool:
-            if pid is not None:
-                return not pid_alive(pid)
-            try:
-                srv.ping()
-                return False
-            except DatabaseError:
-                return True
-        if not wait_for(gone, seconds=self.repl.stop_timeout, step=0.1):
-            raise ReplicationError(f"{srv.label}: the server is still running {self.repl.stop_timeout:.0f} s "
-                                   "after SHUTDOWN")
-
-    def start(self, *, log=print) -> None:
-        srv = self.repl.server
-        if systemd_running(srv.root):
-            run(["systemctl", "start", srv.unit], server=srv.label, what=f"start {srv.unit}", timeout=300)
-        else:
-            datadir = srv.root.join(srv.datadir)
-            argv = [find_program("mariadbd", "mysqld", dirs=("/usr/sbin",)),
-                    f"--defaults-file={srv.root.join(self.repl.defaults_file)}"]
-            if os.geteuid() == 0 and datadir.is_dir():
-                argv.append(f"--user={owner_of(datadir).pw_name}")
-            log(f"{srv.label}: starting the server ({Path(argv[0]).name} --defaults-file={self.repl.defaults_file})")
-            spawn_daemon(argv)
-        last: list[str] = []
-
-        def up() -> bool:
-            try:
-                srv.ping()
-                return True
-            except DatabaseError as exc:
-                last[:] = [str(exc)]
-                return False
-        if not wait_for(up, seconds=self.repl.start_timeout, step=0.2):
-            hint = last[0] if last else ""
-            if "access denied" in hint:
-                hint += (" -- after a seed the server holds the master's accounts: this host's password "
-                         "file must hold the master's password for that account (or use unix_socket)")
-            raise ReplicationError(f"{srv.label}: the server does not answer {self.repl.start_timeout:.0f} s "
-                                   f"after its start: {hint}")
 
 
 @dataclass(frozen=True)
@@ -258,7 +128,7 @@ class MariaDBReplication:
         head = lines[0].split("\t")
         out = []
         for ln in lines[1:]:
-            vals = [None if v == "NULL" else _unescape(v) for v in ln.split("\t")]
+            vals = [None if v == "NULL" else unescape(v) for v in ln.split("\t")]
             out.append(dict(zip(head, vals)))
         return out
 
@@ -484,14 +354,14 @@ class MariaDBReplication:
         new.mkdir(mode=0o750)
         try:
             with open(source, "rb") as src:
-                _run_stdin_file([find_program("mbstream"), "-x", "-C", str(new)], src, server=self.label,
+                run_stdin_file([find_program("mbstream"), "-x", "-C", str(new)], src, server=self.label,
                                 what=f"extract the seed {source}")
             cp = run([find_program("mariadb-backup", "mariabackup"), "--prepare", f"--target-dir={new}"],
                      server=self.label, what="prepare the seed (mariadb-backup --prepare)", timeout=6 * 3600)
             if "completed OK!" not in cp.stderr.decode("utf-8", "replace"):
                 raise ReplicationError(f"{self.label}: mariadb-backup --prepare did not report 'completed OK!'")
-            gtid = _backup_gtid(new, self.label)
-            _check_versions(new, self.label)
+            gtid = backup_gtid(new, self.label)
+            check_versions(new, self.label)
             if os.geteuid() == 0:
                 for p in [new, *new.rglob("*")]:
                     os.lchown(p, owner.pw_uid, owner.pw_gid)
@@ -624,262 +494,17 @@ class MariaDBReplication:
                                            "Master_SSL_Allowed", "Master_SSL_Verify_Server_Cert", "Last_IO_Errno",
                                            "Last_SQL_Errno")})
 
-    # ---------------------------------------------------------------------------------- promote
+    # ---------------------------------------------------------------------------------- promote, re-pair
     def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
                 log=print) -> Promoted:
-        t0 = time.monotonic()
-        st = self.status()
-        if st.role != "replica":
-            return Promoted(server=self.label, dry_run=dry_run, position=Position(self.engine, st.applied or ""),
-                            notes=["not a replica: nothing to promote (already a master)"])
-        would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
-                      if st.connected else
-                      "whatever the master committed after its last event reached this replica"
-                      + (" (none that it acknowledged to a client: the replica was semi-synchronous, unless the "
-                         "master had fallen back to asynchronous)" if st.synchronous else ""))
-        if dry_run:
-            return Promoted(server=self.label, dry_run=True,
-                            position=Position(self.engine, st.received or st.applied or ""),
-                            caught_up=not st.lag_transactions and not st.lag_bytes, lag_seconds=st.lag_seconds,
-                            not_applied=f"{st.lag_transactions or 0} transaction(s), {st.lag_bytes or 0} bytes of "
-                                        "relay log received but not applied yet (a promote applies them first)",
-                            would_lose=would_lose, notes=[f"replica state: {st.state}"]
-                            + ([f"last error: {st.last_error}"] if st.last_error else []))
-        notes: list[str] = []
-        with self._cli() as cli:
-            self._sql(cli, "STOP SLAVE IO_THREAD", what="stop receiving from the master")
-            idle = 0
-            caught_up = False
-            partial = False
-            deadline = time.monotonic() + timeout
-            for _ in range(int(timeout / 0.1) + 2):
-                ss = self._slave_status(cli) or {}
-                if ss.get("Slave_SQL_Running") != "Yes":
-                    err = ss.get("Last_SQL_Error")
-                    if err and not force:
-                        raise ReplicationError(f"{self.label}: the replica's SQL thread stopped with an error, "
-                                               f"it cannot apply what it received: {err}")
-                    break
-                if (ss.get("Master_Log_File"), ss.get("Read_Master_Log_Pos")) == \
-                        (ss.get("Relay_Master_Log_File"), ss.get("Exec_Master_Log_Pos")):
-                    caught_up = True
-                    break
-                if "read all relay log" in (ss.get("Slave_SQL_Running_State") or ""):
-                    idle += 1
-                    if idle >= 5:       # applied all complete transactions; the tail is an incomplete one
-                        partial = caught_up = True
-                        break
-                else:
-                    idle = 0
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.1)
-            if not caught_up and not force:
-                st = self.status()
-                raise ReplicationError(f"{self.label}: not caught up after {timeout:.0f} s: "
-                                       f"{st.lag_transactions} transaction(s) received but not applied; "
-                                       "run again with a longer timeout (or force)")
-            self._sql(cli, "STOP SLAVE", what="stop replication")
-            gtid = self._vars(cli, "gtid_slave_pos")["gtid_slave_pos"] or ""
-            self._sql(cli, "RESET SLAVE ALL", what="forget the master")
-            self._sql(cli, "SET GLOBAL read_only = OFF, rpl_semi_sync_slave_enabled = OFF, "
-                           "rpl_semi_sync_master_enabled = OFF", what="open the server for writes")
-        if partial:
-            notes.append("the last transaction being received was incomplete when the master stopped: dropped")
-        self._rewrite_role("master", synchronous=False, log=log)
-        waited = time.monotonic() - t0
-        log(f"{self.label}: promoted at GTID {gtid} after {waited:.2f} s")
-        return Promoted(server=self.label, dry_run=False, position=Position(self.engine, gtid), waited=waited,
-                        caught_up=caught_up, lag_seconds=st.lag_seconds, would_lose=would_lose, notes=notes)
+        """Apply everything received (bounded by *timeout*), stop replicating, open for writes."""
+        return _failover.promote(self, timeout=timeout, dry_run=dry_run, force=force, log=log)
 
-    # ---------------------------------------------------------------------------------- re-pair
     def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
                log=print) -> Repaired:
-        """On the old master: save what it committed after *takeover* (the new master's promote position)
-        into *save_dir* (a dated folder; ``-N`` appended if it exists), then follow the new master: at once
-        when nothing diverged, else from the *seed* (a :meth:`take_seed` of the new master) if given;
-        without a seed the result says ``needs-seed`` and the server stays read-only, unreplicated."""
-        owner = owner_of(self.root.join(self.server.datadir))
-        with self._maybe_cli() as cli:
-            if cli is not None:
-                self._configure(cli, link, role="replica", log=log)
-                self._sql(cli, "SET GLOBAL read_only = ON", what="make the old master read-only")
-            else:
-                self._configure_offline(link, role="replica", owner=owner, log=log)
-        try:
-            self.server.ping()
-        except DatabaseError:
-            self._control().start(log=log)          # starts read-only (the drop-in says so)
-        with self._cli() as cli:
-            ss = self._slave_status(cli)
-            if ss is not None and ss.get("Master_Host") == link.master_host:
-                st = self.status(link)
-                return Repaired(server=self.label, diverged=False, transactions=0, saved_to=None, method="follow",
-                                state="replica", report={"note": "already a replica of the new master",
-                                                         "status": st.state})
-            v = self._vars(cli, "gtid_binlog_pos", "log_bin_basename", "log_bin")
-            mine = parse_gtids(v["gtid_binlog_pos"])
-            theirs = parse_gtids(takeover.value)
-            diverged = {d: g for d, g in mine.items() if d not in theirs or g[1] > theirs[d][1]}
-            report: dict = {"engine": self.engine, "server": self.label, "takeover": takeover.value,
-                            "old_master_position": v["gtid_binlog_pos"]}
-            saved = None
-            count = 0
-            if diverged:
-                count, saved, report = self._save_divergence(cli, save_dir, theirs, mine, v, report, log=log)
-            else:
-                self._sql(cli, "STOP SLAVE", what="stop replication")
-                self._sql(cli, "RESET SLAVE ALL", what="forget old replication settings")
-                self._sql(cli, f"SET GLOBAL gtid_slave_pos = {quote(v['gtid_binlog_pos'] or '')}",
-                          what="start from this server's own position")
-        if not diverged:
-            st = self.configure_replica(link, log=log)
-            log(f"{self.label}: nothing committed after the takeover at {takeover.value}: following the new master")
-            return Repaired(server=self.label, diverged=False, transactions=0, saved_to=None, method="follow",
-                            state="replica", report={**report, "status": st.state})
-        if seed is None:
-            log(f"{self.label}: {count} transaction(s) after the takeover saved in {saved}; needs a seed from "
-                "the new master (take_seed there, ship it, seed here)")
-            return Repaired(server=self.label, diverged=True, transactions=count, saved_to=str(saved),
-                            method="needs-seed", state="needs-seed", report=report)
-        self.seed(link, seed, log=log)
-        return Repaired(server=self.label, diverged=True, transactions=count, saved_to=str(saved), method="seed",
-                        state="replica", report=report)
+        """On the old master: save what it committed after *takeover*, then follow the new master."""
+        return _failover.repair(self, link, save_dir, takeover, seed=seed, log=log)
 
-    def _save_divergence(self, cli, save_dir: Path, theirs, mine, v, report: dict, *, log=print):
-        earlier = find_saved(Path(save_dir), takeover=report["takeover"],
-                             old_master_position=report["old_master_position"])
-        if earlier is not None:
-            log(f"{self.label}: what diverged was already saved in {earlier[0]}")
-            return earlier[1].get("transactions", 0), earlier[0], earlier[1]
-        binlog = find_program("mariadb-binlog", "mysqlbinlog")
-        logs = [r[0] for r in self._sql(cli, "SHOW BINARY LOGS", what="list binary logs")]
-        if not logs:
-            raise ReplicationError(f"{self.label}: the binary log is off or empty: cannot tell what diverged")
-        start = format_gtids({d: g for d, g in theirs.items() if d in mine})
-        base = [binlog, *cli, "--read-from-remote-server", "--to-last-log"]
-        if start:
-            base.append(f"--start-position={start}")
-        with saved_folder(Path(save_dir)) as tmp:
-            with open(tmp / "diverged.sql", "wb") as out:
-                run([*base, logs[0]], server=self.label, what="read the diverged binlog events", stdout=out)
-            with open(tmp / "diverged-rows.txt", "wb") as out:
-                run([*base, "--base64-output=DECODE-ROWS", "--verbose", logs[0]], server=self.label,
-                    what="decode the diverged binlog events", stdout=out)
-            txns = _parse_listing(tmp / "diverged-rows.txt")
-            # the raw binlog files that hold them: newest back to the first one that starts at or before the takeover
-            bindir = Path(v["log_bin_basename"]).parent
-            (tmp / "binlog").mkdir()
-            copied = []
-            for name in reversed(logs):
-                src = bindir / name
-                shutil.copy2(src, tmp / "binlog" / name)
-                copied.append(name)
-                rows = self._sql(cli, f"SELECT BINLOG_GTID_POS({quote(name)}, 4)",
-                                 what="read a binlog's start position")
-                at_start = parse_gtids(rows[0][0] if rows and rows[0] else "")
-                if all(at_start.get(d, (0, 0))[1] <= theirs.get(d, (0, 0))[1] for d in mine):
-                    break
-            files = {f"binlog/{n}": sha256_file(tmp / "binlog" / n) for n in copied}
-            files.update({n: sha256_file(tmp / n) for n in ("diverged.sql", "diverged-rows.txt")})
-            tables: dict[str, int] = {}
-            for t in txns:
-                for name in t["tables"]:
-                    tables[name] = tables.get(name, 0) + 1
-            report.update({
-                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "transactions": len(txns),
-                "first": txns[0]["time"] if txns else None, "last": txns[-1]["time"] if txns else None,
-                "gtids": [t["gtid"] for t in txns[:1000]], "tables": tables, "files": files,
-                "how_to_reapply": "review diverged-rows.txt; to replay on the new master: "
-                                  "mariadb-binlog --skip-gtid-strict-mode binlog/<files> --start-position="
-                                  f"{start or '<takeover>'} | mariadb (GTIDs of the old master: check for conflicts)"})
-            write_private(tmp / "report.json", json.dumps(report, indent=1, sort_keys=True), mode=0o600)
-            final = publish(tmp, Path(save_dir))
-        log(f"{self.label}: saved {len(txns)} transaction(s) committed after the takeover at {format_gtids(theirs)} "
-            f"into {final}")
-        return len(txns), final, report
-
-    # ---------------------------------------------------------------------------------- synchronous
     def set_synchronous(self, link: Link, on: bool, *, log=print) -> None:
-        """Semi-synchronous replication (``AFTER_SYNC``: a commit returns once the replica has the event)
-        on this host's side: the master's switch, or the replica's (its I/O thread reconnects)."""
-        with self._cli() as cli:
-            ss = self._slave_status(cli)
-            flag = "ON" if on else "OFF"
-            if ss is not None:
-                self._sql(cli, f"SET GLOBAL rpl_semi_sync_slave_enabled = {flag}", what="set semi-sync (replica)")
-                if ss.get("Slave_IO_Running") in ("Yes", "Connecting"):
-                    self._sql(cli, "STOP SLAVE IO_THREAD", what="reconnect the replica")
-                    self._sql(cli, "START SLAVE IO_THREAD", what="reconnect the replica")
-                role = "replica"
-            else:
-                self._sql(cli, "SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC', "
-                               f"rpl_semi_sync_master_timeout = {self.semi_sync_timeout_ms}, "
-                               "rpl_semi_sync_master_wait_no_slave = OFF, "
-                               f"rpl_semi_sync_master_enabled = {flag}", what="set semi-sync (master)")
-                role = "master"
-        self._rewrite_role(role, synchronous=on, log=log)
-        log(f"{self.label}: semi-synchronous replication {flag.lower()} ({role} side)")
-
-
-# ------------------------------------------------------------------------------------------ helpers
-def _run_stdin_file(argv: list[str], src, *, server: str, what: str, timeout: float = 6 * 3600) -> None:
-    from ._dbtools import run_tool
-
-    run_tool(argv, server=server, what=what, stdin=src, stdout=subprocess.DEVNULL, timeout=timeout)
-
-
-def _backup_gtid(backup: Path, server: str) -> str:
-    try:
-        fields = (backup / "xtrabackup_binlog_info").read_text().split()
-    except OSError:
-        raise ReplicationError(f"{server}: the seed records no binlog position (was the master's binary log "
-                               "on?)") from None
-    if len(fields) == 2:
-        return ""          # a binary log without any transaction yet: the replica takes it from its start
-    if len(fields) < 3 or not parse_gtids(fields[2]):
-        raise ReplicationError(f"{server}: the seed records no GTID position ({' '.join(fields)!r})")
-    return format_gtids(parse_gtids(fields[2]))
-
-
-def _check_versions(backup: Path, server: str) -> None:
-    """The seed's server version must be this mariadbd's major.minor (a physical copy)."""
-    try:
-        info = (backup / "xtrabackup_info").read_text()
-    except OSError:
-        return
-    m = re.search(r"^server_version = (\d+\.\d+)", info, re.M)
-    cp = subprocess.run([find_program("mariadbd", "mysqld", dirs=("/usr/sbin",)), "--version"], capture_output=True,
-                        text=True, timeout=30)
-    mine = re.search(r"Ver (\d+\.\d+)", cp.stdout)
-    if m and mine and m.group(1) != mine.group(1):
-        raise ReplicationError(f"{server}: the seed comes from MariaDB {m.group(1)}, this server is "
-                               f"{mine.group(1)}: a physical seed needs the same major version on both hosts")
-
-
-_GTID_LINE = re.compile(r"^#(\d{6}\s+\d{1,2}:\d{2}:\d{2}) server id (\d+) .*\tGTID (\d+-\d+-\d+)")
-_ROW_LINE = re.compile(r"^### (?:INSERT INTO|UPDATE|DELETE FROM) (`(?:[^`]|``)*`\.`(?:[^`]|``)*`)")
-
-
-def _parse_listing(path: Path) -> list[dict]:
-    """Transactions in a decoded ``mariadb-binlog --verbose`` listing: GTID, time, tables touched (rows or DDL)."""
-    txns: list[dict] = []
-    cur: dict | None = None
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            m = _GTID_LINE.match(line)
-            if m:
-                raw = m.group(1).split()
-                stamp = f"20{raw[0][:2]}-{raw[0][2:4]}-{raw[0][4:6]} {raw[1]}"
-                cur = {"gtid": m.group(3), "time": stamp, "server_id": int(m.group(2)), "tables": []}
-                kind = line.rstrip().rsplit(" ", 1)[-1]
-                cur["kind"] = kind if kind in ("trans", "ddl") else "trans"
-                txns.append(cur)
-                continue
-            if cur is None:
-                continue
-            r = _ROW_LINE.match(line)
-            if r and r.group(1) not in cur["tables"]:
-                cur["tables"].append(r.group(1))
-    return txns
+        """Semi-synchronous replication (``AFTER_SYNC``) on this host's side."""
+        _failover.set_synchronous(self, link, on, log=log)

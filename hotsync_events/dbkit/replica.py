@@ -2,9 +2,9 @@
 
 The core knows no database engine. Each engine module implements :class:`ReplicationEngine`:
 
-* :mod:`hotsync_plugins._replica_mariadb` -- MariaDB GTID replication (binlog, ``CHANGE MASTER``), seeded
+* :mod:`hotsync_events.dbkit.replica_mariadb` -- MariaDB GTID replication (binlog, ``CHANGE MASTER``), seeded
   from a ``mariadb-backup`` stream, optional semi-synchronous mode;
-* :mod:`hotsync_plugins._replica_pgsql` -- PostgreSQL physical streaming replication through a
+* :mod:`hotsync_events.dbkit.replica_pgsql` -- PostgreSQL physical streaming replication through a
   replication slot, seeded with ``pg_basebackup``, re-paired with ``pg_rewind``, optional synchronous mode.
 
 Who calls what (one host is the master, the other its replica; every call runs on the host it names):
@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import atomic_write, fsync_dir
 
-from ._dbtools import DatabaseError, describe_exit, stderr_tail
+from hotsync_events.dbkit.kit import DatabaseError, describe_exit, stderr_tail
 
 __all__ = ["Link", "MasterStatus", "Position", "Prepared", "Promoted", "Repaired", "ReplicaStatus",
            "ReplicationEngine", "ReplicationError", "ServerControl", "make_certificate", "subject_of",

@@ -1,4 +1,4 @@
-"""PostgreSQL physical streaming replication over TLS for one master and one replica (see :mod:`._replica`).
+"""PostgreSQL physical streaming replication over TLS for one master and one replica (see :mod:`hotsync_events.dbkit.replica`).
 
 Settings live in one include file this module owns, ``<state_dir>/replication.conf``, outside the data
 directory (``pg_basebackup`` and ``pg_rewind`` copy a data directory between hosts: host-specific
@@ -34,155 +34,30 @@ while the dump restores on any server and can be compared with the new master ta
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import ipaddress
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator, Optional
 
+from hotsync_events.dbkit import replica_pgsql_failover as _failover
+from hotsync_events.dbkit.kit import DatabaseError
+from hotsync_events.dbkit.pgsql import Postgres, conninfo as db_conninfo, ident
+from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
+                                          ReplicationError, ServerControl, auth_changed, clean_env, install_tls,
+                                          owner_of, private_dir, read_password, run, subject_of, wait_for,
+                                          write_private)
+from hotsync_events.dbkit.replica_pgsql_tools import (HBA_BEGIN, HBA_END, INCLUDE, OWN_CONFIG, REWIND_FUNCTIONS,
+                                                      PostgresControl, conninfo, explain, format_lsn, guc, lsn,
+                                                      scram_verifier, sql_literal)
 from hotsync_events.paths import Root
 
-from ._dbtools import DatabaseError, systemd_running
-from ._pgsql import Postgres, conninfo as db_conninfo, ident
-from ._replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus, ReplicationError,
-                       ServerControl, as_user, auth_changed, clean_env, install_tls, owner_of, private_dir, publish,
-                       read_password, recover_swap, run, saved_folder, sha256_file, spawn_daemon, subject_of,
-                       swap_dirs, wait_for,
-                       write_private)
-
 __all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
-
-INCLUDE = "replication.conf"
-HBA_BEGIN = "# BEGIN hotsync replication (managed by hotsync; replaced as a whole, do not edit)"
-HBA_END = "# END hotsync replication"
-OWN_CONFIG = ("postgresql.conf", "pg_hba.conf", "pg_ident.conf")
-REWIND_FUNCTIONS = ("pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
-                    "pg_catalog.pg_read_binary_file(text)",
-                    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)")
-
-
-def lsn(text: str | None) -> int | None:
-    """``'0/3000060'`` -> an integer (None for NULL/empty)."""
-    if not text or "/" not in text:
-        return None
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
-
-
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def guc(value: str) -> str:
-    """A postgresql.conf string value."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def sql_literal(value: str) -> str:
-    """A standard SQL string literal (standard_conforming_strings: backslashes are plain)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def conninfo(**params: str) -> str:
-    """A libpq key='value' connection string (backslash and quote escaped)."""
-    return " ".join(f"{k}='" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for k, v in params.items())
-
-
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for *password* (ASCII: SASLprep leaves it unchanged)."""
-    if not password.isascii():
-        raise ValueError("the replication password must be ASCII (PostgreSQL normalises others with SASLprep)")
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server_key)}"
-
-
-def explain(message: str) -> tuple[str, bool]:
-    """(a sentence for the sysadmin, whether a re-seed is needed) for a libpq / walreceiver error."""
-    m = " ".join(message.split())
-    if "has already been removed" in m:
-        return (f"the master no longer has the WAL this replica needs (slot invalidated or missing): re-seed it: "
-                f"{m}", True)
-    if "password authentication failed" in m:
-        return (f"the master refused the replication login (wrong password, or this host's certificate CN is "
-                f"not the role, or its address is not the one allowed): {m}", False)
-    if "no pg_hba.conf entry" in m or "pg_hba.conf rejects" in m:
-        return f"the master does not allow this host's address or account (pg_hba): {m}", False
-    if "certificate verify failed" in m:
-        return f"TLS: the master's certificate is not the pinned one: {m}", False
-    if "unknown ca" in m or "certificate unknown" in m or "bad certificate" in m or "alert" in m:
-        return f"TLS: the master does not trust this host's certificate (it pins another one): {m}", False
-    if "does not exist" in m and "slot" in m:
-        return f"the master has no replication slot for this replica (prepare the master, or re-seed): {m}", False
-    if "Connection refused" in m or "timeout expired" in m or "could not connect" in m:
-        return f"cannot reach the master: {m}", False
-    return m, False
-
-
-class PostgresControl:
-    """Stop and start a cluster: systemd on the real root, else ``postgres -D`` as the data directory's
-    owner (stdout/stderr to ``<root>/var/log/hotsync/postgresql.log``) and ``pg_ctl stop -m fast``."""
-
-    def __init__(self, repl: "PostgresReplication") -> None:
-        self.repl = repl
-
-    def start(self, *, log=print, extra: tuple[str, ...] = (), server: Postgres | None = None) -> None:
-        r = self.repl
-        srv = server or r.server
-        if systemd_running(srv.root) and not extra:
-            run(["systemctl", "start", srv.unit], server=srv.label, what=f"start {srv.unit}", timeout=300)
-        else:
-            datadir = r._datadir()
-            if (datadir / "postmaster.pid").exists():
-                raise ReplicationError(f"{srv.label}: {datadir}/postmaster.pid exists: the server is running "
-                                       "(or died without cleaning up)")
-            logf = srv.root.join("/var/log/hotsync/postgresql.log")
-            logf.parent.mkdir(parents=True, exist_ok=True)
-            argv = as_user(r._owner()) + [srv.tool("postgres"), "-D", str(r._config_base()), *extra]
-            log(f"{srv.label}: starting the server (postgres -D {r._config_base()}"
-                + (" " + " ".join(extra) if extra else "") + ")")
-            spawn_daemon(argv, log_file=logf)
-        last: list[str] = []
-
-        def up() -> bool:
-            try:
-                srv.ping()
-                return True
-            except DatabaseError as exc:
-                last[:] = [str(exc)]
-                return False
-        if not wait_for(up, seconds=r.start_timeout, step=0.2):
-            raise ReplicationError(f"{srv.label}: the server does not answer {r.start_timeout:.0f} s after its "
-                                   f"start: {last[0] if last else ''} (see its log)")
-
-    def stop(self, *, log=print) -> None:
-        r = self.repl
-        srv = r.server
-        if systemd_running(srv.root):
-            run(["systemctl", "stop", srv.unit], server=srv.label, what=f"stop {srv.unit}", timeout=300)
-            return
-        datadir = r._datadir()
-        if not (datadir / "postmaster.pid").exists():
-            return
-        log(f"{srv.label}: stopping the server (fast)")
-        cp = subprocess.run(as_user(r._owner()) + [srv.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w",
-                                                  "-t", str(int(r.stop_timeout))],
-                            capture_output=True, text=True, env=clean_env(), timeout=r.stop_timeout + 30)
-        if cp.returncode != 0 and (datadir / "postmaster.pid").exists():
-            raise ReplicationError(f"{srv.label}: cannot stop the server: {cp.stderr.strip()}")
 
 
 @dataclass(frozen=True)
@@ -585,74 +460,6 @@ class PostgresReplication:
         with self._sess() as sess:
             return self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
 
-    def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
-        """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
-        datadir = self.root.join(self.server.datadir)
-        aside = datadir.with_name(datadir.name + ".pre-seed")
-        recover_swap(datadir, aside, server=self.label, log=log)
-        datadir = self._datadir()
-        self._tls(link)
-        self._passfile(link)
-        cur = self._current_settings()
-        ctl = self._control()
-        ctl.stop(log=log)
-        kept = self._keep_own_config(datadir)
-        owner = owner_of(datadir)
-        new = datadir.with_name(datadir.name + ".seed-new")
-        shutil.rmtree(new, ignore_errors=True)
-        new.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            os.chown(new, owner.pw_uid, owner.pw_gid)
-        try:
-            self._replication_command(link, f"DROP_REPLICATION_SLOT {ident(link.name)} WAIT",
-                                      what=f"drop the old slot {link.name}", ok_missing=True)
-            argv = as_user(owner) + [self.server.tool("pg_basebackup"), "-d", self._channel(link), "-D", str(new),
-                                     "-S", link.name, "-C", "-X", "stream", "-c", "fast", "-w"]
-            log(f"{self.label}: pg_basebackup from {link.master_host}:{link.port} (slot {link.name})")
-            try:
-                run(argv, server=self.label, what=f"copy the master {link.master_host}:{link.port} (pg_basebackup)",
-                    env=clean_env(), timeout=self.seed_timeout)
-            except ReplicationError as exc:
-                raise ReplicationError(explain(str(exc))[0]) from None
-            self._restore_own_config(new, kept)
-            self._standby_signal(new)
-            base = None if self.config_dir else new
-            if base is not None:
-                self._write_hba(link.master_host, link, base=base)
-            swap_dirs(datadir, new, aside)
-            self._write_include(role="replica", link=link, current=cur)
-            if self.config_dir:
-                self._write_hba(link.master_host, link)
-            try:
-                ctl.start(log=log)
-            except Exception:
-                log(f"{self.label}: the seeded cluster does not start: putting the previous data directory back")
-                try:
-                    ctl.stop(log=log)
-                except Exception:
-                    pass
-                failed = datadir.with_name(datadir.name + ".seed-failed")
-                shutil.rmtree(failed, ignore_errors=True)
-                os.rename(datadir, failed)
-                os.rename(aside, datadir)
-                raise
-        except Exception:
-            if not (datadir / "PG_VERSION").is_file() and aside.is_dir():
-                os.rename(aside, datadir)
-            if not self._is_running():
-                try:
-                    ctl.start(log=log)
-                except Exception as exc:
-                    log(f"{self.label}: could not restart the previous cluster: {exc}")
-            raise
-        finally:
-            shutil.rmtree(new, ignore_errors=True)
-        shutil.rmtree(aside, ignore_errors=True)
-        st = self._wait_streaming(link, seconds=30)
-        pos = self._replay_position()
-        log(f"{self.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")
-        return pos
-
     def _replay_position(self) -> Position:
         with self._sess() as sess:
             r = self._one(sess, "SELECT pg_last_wal_replay_lsn()::text, "
@@ -734,304 +541,20 @@ class PostgresReplication:
                     st.state = "needs-seed"
         return st
 
-    # ---------------------------------------------------------------------------------- promote
+    # ---------------------------------------------------------------------------------- seed, promote, re-pair
+    def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
+        """Replace this cluster with a ``pg_basebackup`` of the master, then follow it."""
+        return _failover.seed(self, link, source, log=log)
+
     def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False, log=print) -> Promoted:
-        t0 = time.monotonic()
-        q = ("SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
-             "(SELECT status FROM pg_stat_wal_receiver), (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), "
-             "(SELECT extract(epoch from now() - last_msg_receipt_time) FROM pg_stat_wal_receiver), "
-             "extract(epoch from now() - pg_last_xact_replay_timestamp()), pg_is_wal_replay_paused()")
-        with self._sess() as sess:
-            inrec = self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t"
-            r = self._one(sess, q, what="read the replica status") if inrec else ["f"]
-            if r[0] != "t":
-                cur = self._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
-                return Promoted(server=self.label, dry_run=dry_run, position=Position(self.engine, cur or ""),
-                                notes=["not a replica: nothing to promote (already a master)"])
-            _, received, replayed, wr, latest_end, contact, age, paused = r
-            streaming = wr == "streaming"
-            unreceived = lsn(latest_end) - lsn(received) if latest_end and received else 0
-            would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
-                          if streaming else
-                          "whatever the master wrote after its last WAL reached this replica"
-                          + (f" ({float(contact):.1f} s ago)" if contact else "")
-                          + (f"; it had reported WAL up to {latest_end}, {unreceived} bytes more than received"
-                             if unreceived > 0 else ""))
-            behind = (lsn(received) - lsn(replayed)) if received and replayed else 0
-            if dry_run:
-                return Promoted(server=self.label, dry_run=True, position=Position(self.engine, replayed or ""),
-                                caught_up=behind <= 0, lag_seconds=float(age) if age and behind > 0 else 0.0,
-                                not_applied=f"{max(0, behind)} bytes of WAL received but not replayed yet "
-                                            "(a promote replays them first)",
-                                would_lose=would_lose, notes=[f"WAL receiver: {wr or 'not running'}"])
-            if paused == "t":
-                self._q(sess, "SELECT pg_wal_replay_resume()", what="resume the replay")
-            stable = {"n": 0, "last": None}
+        """Replay everything received (bounded by *timeout*), ``pg_promote``, checkpoint."""
+        return _failover.promote(self, timeout=timeout, dry_run=dry_run, force=force, log=log)
 
-            def caught_up():
-                rr = self._one(sess, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text",
-                               what="read the replay position")
-                if rr[0]:
-                    return lsn(rr[1] or "0/0") >= lsn(rr[0])
-                stable["n"] = stable["n"] + 1 if rr[1] == stable["last"] else 0
-                stable["last"] = rr[1]
-                return stable["n"] >= 3
-            done = bool(wait_for(caught_up, seconds=timeout, step=0.1))
-            if not done and not force:
-                raise ReplicationError(f"{self.label}: not caught up after {timeout:.0f} s (received {received}, "
-                                       f"replayed {replayed}); run again with a longer timeout (or force)")
-            takeover = self._one(sess, "SELECT pg_last_wal_replay_lsn()::text", what="read the replay position")[0]
-            left = max(5, int(timeout - (time.monotonic() - t0)))
-            ok = self._one(sess, f"SELECT pg_promote(true, {left})", what="promote (pg_promote)")[0]
-            if ok != "t":
-                raise ReplicationError(f"{self.label}: pg_promote did not finish within {left} s")
-            # pg_control records the new timeline only at the first checkpoint after the promote; pg_rewind
-            # (the re-pair of the old master) reads it from there and would see "same timeline, no rewind"
-            self._q(sess, "CHECKPOINT", what="checkpoint after the promote")
-            tli = self._one(sess, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
-                            what="read the timeline")[0]
-        self._write_master_include_after_promote()
-        with self._sess() as sess:
-            self._reload(sess)
-        waited = time.monotonic() - t0
-        pos = Position(self.engine, takeover or "", int(tli, 16))
-        log(f"{self.label}: promoted at {takeover}, now on timeline {int(tli, 16)} after {waited:.2f} s")
-        return Promoted(server=self.label, dry_run=False, position=pos, waited=waited, caught_up=done,
-                        lag_seconds=0.0 if done else None, would_lose=would_lose,
-                        notes=[] if done else ["promoted before the replay caught up (force)"])
-
-    def _write_master_include_after_promote(self) -> None:
-        """The include for the master role without a replica yet: the standby settings and the
-        synchronous standby dropped (no replica to wait for until the re-pair)."""
-        path = self.root.join(self.state_dir) / INCLUDE
-        if not path.is_file():
-            return
-        lines = [ln for ln in path.read_text().splitlines()
-                 if not re.match(r"(primary_conninfo|primary_slot_name|synchronous_standby_names)\s*=", ln)]
-        lines[0] = lines[0].replace("role replica", "role master (promoted, no replica yet)")
-        lines.append("synchronous_standby_names = ''")
-        write_private(path, "\n".join(lines) + "\n", owner=self._owner())
-        self._write_state(role="master", synchronous=False)
-
-    # ---------------------------------------------------------------------------------- re-pair
     def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
                log=print) -> Repaired:
-        """On the old master: save what it committed after the switch to the new master's timeline, then
-        ``pg_rewind`` from the new master (a full seed when that fails) and follow it."""
-        datadir = self._datadir()
-        owner = owner_of(datadir)
-        self._tls(link)
-        self._passfile(link)
-        ctl = self._control()
-        if self._is_running():
-            with self._sess() as sess:
-                inrec = self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t"
-            if inrec:
-                st = self.status(link)
-                if st.connected and (st.master or "").startswith(link.master_host + ":"):
-                    return Repaired(server=self.label, diverged=False, transactions=0, saved_to=None, method="follow",
-                                    state="replica", report={"note": "already a replica of the new master"})
-            ctl.stop(log=log)
-        # where the new master's timeline left ours
-        ident_out = self._replication_command(link, "IDENTIFY_SYSTEM", what="identify the new master")
-        new_tli = int(ident_out.split("\t")[1])
-        history = self._replication_command(link, f"TIMELINE_HISTORY {new_tli}", what="read its timeline history") \
-            if new_tli > 1 else ""
-        old_tli, seg_size = self._control_data(datadir)
-        switch = None
-        for ln in history.splitlines():
-            m = re.match(r"\s*(?:\S+\.history\t)?(\d+)\s+([0-9A-Fa-f]+/[0-9A-Fa-f]+)", ln)
-            if m and int(m.group(1)) == old_tli:
-                switch = m.group(2)
-        report: dict = {"engine": self.engine, "server": self.label, "takeover": str(takeover),
-                        "old_timeline": old_tli, "new_timeline": new_tli, "switch_point": switch}
-        commits, listing, known = self._diverged_commits(datadir, old_tli, switch, seg_size)
-        diverged = not known or bool(commits)        # unknown: save everything rather than guess
-        if not known:
-            report["note"] = ("the old master's WAL after the switch point cannot be read (or its timeline is not "
-                              "an ancestor of the new master's): saved whole")
-        saved = None
-        if diverged:
-            saved = self._save_divergence(datadir, Path(save_dir), old_tli, switch, seg_size, commits, listing,
-                                          report, log=log)
-        else:
-            log(f"{self.label}: nothing committed after the switch point {switch} on timeline {old_tli}")
-        # rewind (the cluster is stopped cleanly or crashed: pg_rewind finishes the crash recovery itself)
-        kept = self._keep_own_config(datadir)
-        cur = {}
-        method = "rewind"
-        argv = as_user(owner) + [self.server.tool("pg_rewind"), f"--target-pgdata={datadir}",
-                                 f"--source-server={self._channel(link, dbname='postgres')}"]
-        if self.config_dir:
-            argv.append(f"--config-file={self._config_base() / 'postgresql.conf'}")
-        # the new master's pg_control must show its new timeline (a checkpoint after the promote)
-        subprocess.run([self.server.tool("psql"), "-X", "-q", "-w", "-d", self._channel(link, dbname="postgres"),
-                        "-c", "CHECKPOINT"], capture_output=True, env=clean_env(), timeout=300)
-        try:
-            cp = run(argv, server=self.label, what=f"rewind from the new master {link.master_host}:{link.port}",
-                     env=clean_env(), timeout=self.seed_timeout)
-            if diverged and b"no rewind required" in cp.stdout + cp.stderr:
-                raise ReplicationError("pg_rewind saw nothing to rewind although this server diverged")
-        except ReplicationError as exc:
-            log(f"{self.label}: pg_rewind failed ({exc}); re-seeding from the new master instead")
-            method = "seed"
-        if method == "seed":
-            self._restore_own_config(datadir, kept)
-            self.seed(link, log=log)
-        else:
-            self._restore_own_config(datadir, kept)
-            self._standby_signal(datadir)
-            slots = datadir / "pg_replslot"
-            for s in (slots.iterdir() if slots.is_dir() else []):
-                shutil.rmtree(s, ignore_errors=True)       # the old master's slot for its former replica
-            self._write_include(role="replica", link=link, current=cur)
-            self._write_hba(link.master_host, link)
-            ctl.start(log=log)
-        st = self._wait_streaming(link, seconds=30)
-        report["status"] = st.state
-        if saved is not None:
-            write_private(saved / "report.json", json.dumps(report, indent=1, sort_keys=True))
-        log(f"{self.label}: re-paired ({method}) as a replica of {link.master_host}:{link.port}: {st.state}")
-        return Repaired(server=self.label, diverged=diverged, transactions=len(commits),
-                        saved_to=str(saved) if saved else None, method=method,
-                        state="replica" if st.connected else st.state, report=report)
+        """On the old master: save what it committed after the switch, ``pg_rewind``, follow the new master."""
+        return _failover.repair(self, link, save_dir, takeover, seed=seed, log=log)
 
-    def _control_data(self, datadir: Path) -> tuple[int, int]:
-        cp = run(as_user(owner_of(datadir)) + [self.server.tool("pg_controldata"), "-D", str(datadir)],
-                 server=self.label, what="read pg_control", env=clean_env(LC_ALL="C"), timeout=60)
-        text = cp.stdout.decode()
-        tli = int(re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", text).group(1))
-        seg = int(re.search(r"Bytes per WAL segment:\s+(\d+)", text).group(1))
-        mrl = re.search(r"Minimum recovery ending loc's timeline:\s+(\d+)", text)
-        if mrl and int(mrl.group(1)) > tli:
-            tli = int(mrl.group(1))
-        return tli, seg
-
-    @staticmethod
-    def _segment_name(tli: int, at: str, seg_size: int) -> str:
-        per_id = 0x100000000 // seg_size
-        segno = lsn(at) // seg_size
-        return f"{tli:08X}{segno // per_id:08X}{segno % per_id:08X}"
-
-    def _waldump(self, datadir: Path, tli: int, start: str, seg_size: int) -> tuple[str, bool]:
-        """``pg_waldump`` of the old timeline from *start* to the end of its WAL: (listing, complete).
-
-        Reading stops at the end of the WAL with an "invalid record" style error, which is the normal end.
-        Not complete: the segment holding *start* is gone (recycled), so what followed is unknown."""
-        # the start segment is named: without it pg_waldump takes the segment size from whatever file it
-        # finds first, and a pre-allocated, still zeroed segment makes it fail
-        first = self._segment_name(tli, start, seg_size)
-        if not (datadir / "pg_wal" / first).is_file():
-            return "", False
-        argv = as_user(owner_of(datadir)) + [self.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
-                                             f"--timeline={tli}", f"--start={start}", first]
-        cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
-        if cp.returncode == 0:
-            return cp.stdout, True
-        err = cp.stderr
-        if not cp.stdout and "could not find a valid record after" in err:
-            return "", True                     # the WAL ends at the switch point: nothing after it
-        if not cp.stdout and ("could not find file" in err or "could not open file" in err):
-            return "", False
-        if re.search(r"invalid record length|could not find file|end of WAL|invalid magic number|"
-                     r"record with incorrect prev-link|contrecord is requested|invalid resource manager", err):
-            return cp.stdout, True
-        raise ReplicationError(f"{self.label}: cannot read the WAL after {start}: {err.strip()[-300:]}")
-
-    def _diverged_commits(self, datadir: Path, tli: int, switch: str | None,
-                          seg_size: int) -> tuple[list[dict], str, bool]:
-        """The transactions the old master committed after *switch* on its timeline; (commits, the WAL
-        listing, whether that is known for sure)."""
-        if switch is None:
-            return [], "", False
-        listing, complete = self._waldump(datadir, tli, switch, seg_size)
-        commits = []
-        for ln in listing.splitlines():
-            m = re.search(r"rmgr: Transaction .*tx:\s+(\d+), lsn: (\S+), .*desc: COMMIT(?:_PREPARED)? (\S+ \S+)", ln)
-            if m:
-                commits.append({"xid": int(m.group(1)), "lsn": m.group(2).rstrip(","), "time": m.group(3)})
-        return commits, listing, complete
-
-    def _save_divergence(self, datadir: Path, save_dir: Path, tli: int, switch: str | None, seg_size: int,
-                         commits: list[dict], listing: str, report: dict, *, log=print) -> Path:
-        owner = owner_of(datadir)
-        sock_host = self.state_dir.rstrip("/") + "/sock"
-        sock = private_dir(self.root.join(sock_host), owner)
-        private = replace(self.server, socket_dir=sock_host)
-        for signal_file in ("standby.signal", "recovery.signal"):      # saved as the primary it was
-            (datadir / signal_file).unlink(missing_ok=True)
-        ctl = PostgresControl(self)
-        ctl.start(log=log, server=private, extra=("-c", "listen_addresses=", "-c", f"unix_socket_directories={sock}",
-                                                  "-c", "default_transaction_read_only=on", "-c", "primary_conninfo=",
-                                                  "-c", "synchronous_standby_names=", "-c", "archive_mode=off"))
-        try:
-            with saved_folder(save_dir) as tmp:
-                private.dump(tmp / "old-master.tar", None, log=log)
-                tables = self._relations(private, listing)
-                (tmp / "wal").mkdir()
-                if switch is not None:
-                    first = self._segment_name(tli, switch, seg_size)
-                    for p in sorted((datadir / "pg_wal").iterdir()):
-                        if re.fullmatch(r"[0-9A-F]{24}", p.name) and p.name[:8] == f"{tli:08X}" and p.name >= first:
-                            shutil.copy2(p, tmp / "wal" / p.name)
-                write_private(tmp / "diverged-wal.txt", listing or "(no switch point: the whole cluster is saved)\n")
-                report.update({
-                    "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "transactions": len(commits),
-                    "first": commits[0]["time"] if commits else None, "last": commits[-1]["time"] if commits else None,
-                    "commits": commits[:1000], "tables": tables,
-                    "files": {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
-                    "how_to_use": "old-master.tar is the old master as it was before the rewind (roles and every "
-                                  "database, the hotsync dump format: restore with hotsync restore-databases or "
-                                  "pg_restore the db-NNN.pgdump members); diverged-wal.txt lists the WAL records "
-                                  "after the switch point, wal/ holds those segments"})
-                write_private(tmp / "report.json", json.dumps(report, indent=1, sort_keys=True))
-                final = publish(tmp, save_dir)
-        finally:
-            run(as_user(owner) + [self.server.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w", "-t",
-                                  str(int(self.stop_timeout))], server=self.label, what="stop the private instance",
-                env=clean_env(), timeout=self.stop_timeout + 30)
-        log(f"{self.label}: saved the old master ({len(commits)} transaction(s) after the switch point {switch}) "
-            f"into {final}")
-        return final
-
-    def _relations(self, private: Postgres, listing: str) -> dict[str, int]:
-        """Tables the diverged WAL records touched (``rel <tablespace>/<db>/<filenode>``), by name."""
-        refs: dict[tuple[int, int], int] = {}
-        for m in re.finditer(r"rel (\d+)/(\d+)/(\d+)", listing):
-            key = (int(m.group(2)), int(m.group(3)))
-            refs[key] = refs.get(key, 0) + 1
-        out: dict[str, int] = {}
-        if not refs:
-            return out
-        with private._session() as sess:
-            dbs = {int(r[0]): r[1] for r in private.query(
-                sess, "SELECT oid, datname FROM pg_database WHERE datallowconn", what="list databases")}
-            for dboid in sorted({d for d, _ in refs}):
-                if dboid not in dbs:
-                    continue
-                nodes = sorted(f for d, f in refs if d == dboid)
-                rows = private.query(sess, "SELECT pg_relation_filenode(c.oid), c.oid::regclass::text FROM pg_class c "
-                                           "WHERE c.relkind IN ('r', 'p', 'm') AND pg_relation_filenode(c.oid) = ANY("
-                                           f"ARRAY[{','.join(map(str, nodes))}]::oid[])", db=dbs[dboid],
-                                     what=f"name the tables of {dbs[dboid]}")
-                for node, name in rows:
-                    out[f"{dbs[dboid]}.{name}"] = refs[(dboid, int(node))]
-        return out
-
-    # ---------------------------------------------------------------------------------- synchronous
     def set_synchronous(self, link: Link, on: bool, *, log=print) -> None:
-        """``synchronous_standby_names`` on the master (a commit waits until the replica flushed it; with the
-        replica down, commits WAIT: PostgreSQL has no fall-back timeout). Nothing to set on a replica."""
-        with self._sess() as sess:
-            if self._one(sess, "SELECT pg_is_in_recovery()", what="check the role")[0] == "t":
-                self._write_state(synchronous=on)
-                log(f"{self.label}: replica side: nothing to set (application_name={link.name})")
-                return
-            if on and not self._standby_streaming(sess, link):
-                raise ReplicationError(f"{self.label}: the replica ({link.name}) does not stream: synchronous mode "
-                                       "now would hold every commit until it does")
-            cur = self._settings(sess, ("listen_addresses", "wal_level", "max_wal_senders", "max_replication_slots"))
-            self._write_include(role="master", link=link, current=cur, synchronous=on)
-            self._reload(sess, expect={"synchronous_standby_names": ident(link.name) if on else ""})
-        log(f"{self.label}: synchronous replication {'on' if on else 'off'} (synchronous_standby_names)")
+        """``synchronous_standby_names`` on the master (only while the replica streams)."""
+        _failover.set_synchronous(self, link, on, log=log)

@@ -10,7 +10,8 @@ age counts every successful push, the scheduled syncs' and the real-time notifie
   the last full one).
 * **warning**: the copy is older than one interval (and a few minutes); the last run failed or was held
   back by a guard; a first push waits for a person; hotsync is disabled; the real-time notifier should
-  run and does not; a slave refused the master's peer copy.
+  run and does not; a slave refused the master's peer copy; a database replica is not connected or lags
+  more than a minute (critical when it reports an error or must be re-seeded).
 * **unknown**: the root does not exist, or hotsync is not configured on it (no role).
 """
 from __future__ import annotations
@@ -80,6 +81,10 @@ def assess(info: dict, now: float | None = None) -> dict:
             add("critical", "the copy is torn: a push did not complete since the last full one")
         if role == "slave" and info.get("peer_refused"):
             add("warning", "the master's last peer copy was refused (see hotsync status)")
+        from hotsync_events.sync.replicas import health_reasons
+
+        for level, why in health_reasons(info.get("replicas") or []):
+            add(level, why)
     if not reasons:
         reasons.append("OK: " + (f"the slave's copy is {int(age)} s old" if age is not None else "nothing to say"))
     queued = int((info.get("realtime") or {}).get("queued_paths") or 0)

@@ -38,6 +38,10 @@ test: deps venv
 	@# (PYTEST_ARGS' paths name our tests, not the example's: only its options are passed on)
 	cd examples/hotsync-example-plugin && $(abspath $(PY)) -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
 	  cd ../.. && $(PY) -m pip uninstall -y -q hotsync-example-plugin; exit $$rc
+	@# the second example (docs/plugins.md, Public API): Acme CRM, with an SQLite dump and a promote step
+	$(PY) -m pip install -q --no-deps --no-build-isolation ./examples/acme-crm
+	cd examples/acme-crm && $(abspath $(PY)) -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
+	  cd ../.. && $(PY) -m pip uninstall -y -q hotsync-acme-crm; exit $$rc
 
 demo: deps venv
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh

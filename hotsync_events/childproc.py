@@ -8,7 +8,7 @@ in the parent, on the first call: between fork and exec the child only makes the
 from __future__ import annotations
 
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["die_with_parent"]
 

@@ -20,7 +20,7 @@ class RootError(ValueError):
     """A path that would leave the root."""
 
 
-def root_from(arg: str | os.PathLike | None = None) -> "Root":
+def root_from(arg: str | os.PathLike | None = None) -> Root:
     """The root named by *arg*, else ``$HOTSYNC_ROOT``, else ``/``."""
     return Root(arg or os.environ.get("HOTSYNC_ROOT") or "/")
 

@@ -81,7 +81,7 @@ def _limited(root, args, exc) -> int:
     print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
     print(f"peer:              {info.get('peer') or 'not configured'}")
     last = info.get("last_run")
-    print(f"last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
+    print("last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
                                    if last else "never"))
     ok = info.get("last_success")
     print(f"last success:      {iso(ok.get('end')) if ok else 'never'}")

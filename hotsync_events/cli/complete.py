@@ -150,7 +150,7 @@ class _Ctx:
             out.append(self.db.get(key))
         if self.summary.get(key, {}).get("type"):
             out.append(self.summary[key]["type"])
-        return out + ["configuration", "service"]
+        return [*out, "configuration", "service"]
 
 
 def _db_names(root: Root) -> list:

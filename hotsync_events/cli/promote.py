@@ -65,7 +65,7 @@ def render(a: dict, out) -> None:
         w(f"  last received run:          {done}, {_iso(last.get('start'))} -> {_iso(last.get('end'))}")
     else:
         w("  last received run:          none")
-    live = [r for r in a["receiving"]]
+    live = list(a["receiving"])
     w("  push in progress:           " + ("; ".join(f"from {r.get('from')} since {_iso(r.get('start'))}"
                                                   + ("" if r["alive"] else " (cut off)") for r in live) or "none"))
     w(f"  master's last contact:      {age_words(a['contact_age']) + ' ago' if a['contact_age'] is not None else 'never'}"

@@ -17,14 +17,14 @@ import re
 from collections import namedtuple
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
-if TYPE_CHECKING:
-    from typing import Callable, Iterator, Mapping
-
 from hotsync_events.configdb.format import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
                        is_legacy, parse_text, render_text)
 from hotsync_events.fsutil import atomic_write, open_lock, remove_dead_temps
 from hotsync_events.paths import Root, root_from
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 __all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "is_db_name", "open_db"]
 
@@ -85,7 +85,7 @@ class ConfigDB:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def reload(self) -> "ConfigDB":
+    def reload(self) -> ConfigDB:
         """Drop what was read; the next read sees the file as it is now."""
         self._text = self._raw = None
         self._cache.clear()
@@ -154,7 +154,7 @@ class ConfigDB:
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["Transaction"]:
+    def transaction(self) -> Iterator[Transaction]:
         """Lock, re-read, let the caller change records, then validate and commit them at once.
 
         An exception inside the block changes nothing.

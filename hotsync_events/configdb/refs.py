@@ -181,7 +181,7 @@ def core_readers(key: str, prop: str | None = None) -> list:
     for path in sorted(base.rglob("*.py")):
         if "__pycache__" in path.parts:
             continue
-        module = ".".join(("hotsync_events",) + path.relative_to(base).with_suffix("").parts)
+        module = ".".join(("hotsync_events", *path.relative_to(base).with_suffix("").parts))
         module = module.removesuffix(".__init__")
         if module.startswith(CORE_SKIP):
             continue

@@ -31,6 +31,7 @@ from pathlib import Path
 from configobj import ConfigObj
 
 from hotsync_events.configdb.db import DBError, Record
+from hotsync_events.paths import Root, data_dir
 
 
 def _import_validate():
@@ -62,11 +63,10 @@ def _import_validate():
 
 
 _v = _import_validate()
-from hotsync_events.paths import Root, data_dir
 
 TYPE_CHECKING = False  # typing (and dataclasses) cost `config setprop` milliseconds at every start
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 __all__ = ["InvalidValue", "KeySpec", "PropSpec", "Schema", "SchemaError", "apply_defaults", "load",
            "secret_test", "spec_files", "validator_for"]
@@ -397,7 +397,7 @@ def _comment(lines) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- use
-def validator_for(root: Root) -> Callable[[str, str, "Record | None", Record], None]:
+def validator_for(root: Root) -> Callable[[str, str, Record | None, Record], None]:
     """A ConfigDB validator: checks each prop a write changes against the schema of its database."""
 
     def validate(db: str, key: str, old: Record | None, new: Record) -> None:

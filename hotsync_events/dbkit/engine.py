@@ -6,8 +6,9 @@ shipped and restored the same way (``engine_dump("mydb", path, MyEngine(root, ..
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from hotsync_events.paths import Root
 

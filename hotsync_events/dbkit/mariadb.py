@@ -21,10 +21,10 @@ import pwd
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
@@ -58,7 +58,7 @@ class MariaDB:
     def label(self) -> str:
         return f"MariaDB at {self.socket}"
 
-    def with_root(self, root: Root) -> "MariaDB":
+    def with_root(self, root: Root) -> MariaDB:
         return self if root == self.root else replace(self, root=root)
 
     # ---------------------------------------------------------------------------------- connection

@@ -22,10 +22,10 @@ import pwd
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
@@ -75,7 +75,7 @@ class Postgres:
     def label(self) -> str:
         return f"PostgreSQL at {self.socket_dir}/.s.PGSQL.{self.port}"
 
-    def with_root(self, root: Root) -> "Postgres":
+    def with_root(self, root: Root) -> Postgres:
         return self if root == self.root else replace(self, root=root)
 
     def tool(self, name: str) -> str:

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from hotsync_events.paths import Root, root_from
 from hotsync_events.events.plan import EventError, Plan, Step, _hook_errors, _Record, plan_event
@@ -189,7 +190,7 @@ def event_lock(root: Root, event: str, notify: Callable[[str], None] | None = No
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise EventError(f"gave up after {wait:.0f} s waiting for {holder or 'another event'}")
+                        raise EventError(f"gave up after {wait:.0f} s waiting for {holder or 'another event'}") from None
         os.ftruncate(fd, 0)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         os.pwrite(fd, f"signal-event {event} (pid {os.getpid()}, since {stamp})\n".encode(), 0)

@@ -78,7 +78,7 @@ class _Captured:
     def __init__(self, scratch: Scratch) -> None:
         self.scratch = scratch
 
-    def __enter__(self) -> "_Captured":
+    def __enter__(self) -> _Captured:
         for s in (sys.stdout, sys.stderr):
             try:
                 s.flush()
@@ -224,7 +224,7 @@ class EventLog:
         if self._fh is None:
             from hotsync_events.fsutil import open_private_log
 
-            self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")
+            self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open, close()d
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         text = f"{stamp}Z [{os.getpid()}] {line}\n"
         if output:

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import keyword
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hotsync_events import __version__
 from hotsync_events.paths import Root, data_dir

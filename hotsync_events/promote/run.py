@@ -37,7 +37,7 @@ import os
 import signal
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from hotsync_events.configdb import open_db
 from hotsync_events.configdb.format import Record
@@ -249,7 +249,7 @@ class Promote:
                 continue
             errors: list[str] = []
             failed = restore_all(self.root, [(plugin, dump, shipped)], db=db, log=self.log,
-                                 err=lambda m: errors.append(m))
+                                 err=errors.append)
             status = "failed: " + "; ".join(errors) if failed else ("success" if shipped else "not shipped")
             self.log(f"database {dump.name} (plugin {plugin}): "
                      + ("FAILED: " + "; ".join(errors) if failed else "SUCCESS" if shipped else "skipped (not shipped)"))

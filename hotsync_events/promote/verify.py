@@ -174,7 +174,7 @@ def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
 
 def plan_lines(a: dict) -> list[str]:
     """Each step the promote will take, in words (what ``--dry-run`` and the question show)."""
-    done = set(((a.get("journal") or {}).get("done") or {}))
+    done = set((a.get("journal") or {}).get("done") or {})
     master = a["master"] or "the old master"
     dbs = a["dumps"]
     lines = [

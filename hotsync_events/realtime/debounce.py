@@ -22,8 +22,8 @@ The rules (issue 11):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hotsync_events.realtime.settings import DEFAULTS
 

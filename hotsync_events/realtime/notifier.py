@@ -24,8 +24,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
@@ -164,10 +165,8 @@ class ExcludeMatcher:
             return False
         if self._plain is not None and self._plain.fullmatch(host_path):
             return True
-        if self._dir is not None:
-            if self._dir_below.fullmatch(host_path) or (is_dir and self._dir.fullmatch(host_path)):
-                return True
-        return False
+        return self._dir is not None and bool(self._dir_below.fullmatch(host_path)
+                                              or (is_dir and self._dir.fullmatch(host_path)))
 
 
 # ------------------------------------------------------------------------------------------ notifier
@@ -179,7 +178,7 @@ class _WatchRoot:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, notifier: "Notifier") -> None:
+    def __init__(self, notifier: Notifier) -> None:
         self.n = notifier
 
     def dispatch(self, event: FileSystemEvent) -> None:   # bypass watchdog's per-type dispatch
@@ -235,7 +234,7 @@ class Notifier:
         added = 0
         for wr in self._roots:
             if wr.watch is not None:
-                emitter = self._observer._emitter_for_watch.get(wr.watch)  # noqa: SLF001
+                emitter = self._observer._emitter_for_watch.get(wr.watch)
                 if emitter is not None and emitter.is_alive() and os.path.lexists(wr.real):
                     continue
                 self._unschedule(wr)
@@ -266,7 +265,7 @@ class Notifier:
         return total
 
     # --------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "Notifier":
+    def start(self) -> Notifier:
         if self._observer is not None:
             return self
         self._observer = _Observer(self._overflowed)
@@ -294,7 +293,7 @@ class Notifier:
                 self._observer = None
         self._write_status(final=True)
 
-    def __enter__(self) -> "Notifier":
+    def __enter__(self) -> Notifier:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -313,7 +312,7 @@ class Notifier:
     def inject_overflow(self) -> None:
         """Feed the inotify fd a kernel IN_Q_OVERFLOW event, as the kernel does when its queue is full
         (tests and diagnostics: the real path runs, watchdog rebuilds its watches, we fall back)."""
-        self._observer._inotify_fd.handle_event(  # noqa: SLF001
+        self._observer._inotify_fd.handle_event(
             InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
 
     # ---------------------------------------------------------------------------------- events
@@ -335,10 +334,7 @@ class Notifier:
         return host
 
     def _in_roots(self, host: str) -> bool:
-        for wr in self._roots:
-            if host == wr.host or host.startswith(wr.host.rstrip("/") + "/"):
-                return True
-        return False
+        return any(host == wr.host or host.startswith(wr.host.rstrip("/") + "/") for wr in self._roots)
 
     def _wanted(self, path: str | bytes, is_dir: bool) -> str | None:
         host = self._host(path)

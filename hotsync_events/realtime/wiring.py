@@ -522,7 +522,7 @@ class Background:
             self._wake.wait(self.STAMP_EVERY)     # the lists, the settings or the pin may change at any time
             self._wake.clear()
 
-    def start(self) -> "Background":
+    def start(self) -> Background:
         if not logging.getLogger().handlers:   # a daemon without logging set up: say what happens
             logging.basicConfig(level=logging.INFO, format="%(asctime)s hotsync notifier: %(message)s")
             logging.getLogger("watchdog").setLevel(logging.WARNING)

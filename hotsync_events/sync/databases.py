@@ -7,8 +7,8 @@ module runs them in ``(priority, name)`` order. The sync calls :func:`take_dumps
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root

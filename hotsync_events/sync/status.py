@@ -12,8 +12,8 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from hotsync_events.fsutil import atomic_write, open_lock
 from hotsync_events.paths import Root

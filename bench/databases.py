@@ -304,7 +304,7 @@ def pct(values: list[float], q: float) -> float:
     v = sorted(values)
     if not v:
         return float("nan")
-    k = max(0, min(len(v) - 1, int(round(q * (len(v) - 1)))))
+    k = max(0, min(len(v) - 1, round(q * (len(v) - 1))))
     return v[k]
 
 

@@ -73,7 +73,7 @@ class TLSFiles:
     def host(self, path: Path) -> str:
         return "/" + str(path.relative_to(self.root.path))
 
-    def pin(self, peer: "TLSFiles") -> str:
+    def pin(self, peer: TLSFiles) -> str:
         """Copy the peer's certificate here (what pairing exchanges); its host path."""
         dst = self.dir / "peer.crt"
         dst.write_bytes(peer.cert.read_bytes())
@@ -117,7 +117,7 @@ class MariaDBNode(MariaDBServer):
         self.cnf.parent.mkdir(parents=True, exist_ok=True)
         self.cnf.write_text("\n".join(lines) + f"\n!includedir {dropdir}\n")
 
-    def start(self) -> "MariaDBNode":
+    def start(self) -> MariaDBNode:
         if self.proc is not None:
             self.proc.poll()          # a server the engine stopped: reap it before we forget it
         if not self.datadir.is_dir():
@@ -130,7 +130,7 @@ class MariaDBNode(MariaDBServer):
         _wait(lambda: self.socket.exists() and self._ping(), 60, "mariadbd")
         return self
 
-    def restart(self) -> "MariaDBNode":
+    def restart(self) -> MariaDBNode:
         self.stop()
         return self.start()
 
@@ -210,7 +210,7 @@ class PostgresNode(PostgresServer):
     def env_port(self) -> str:
         return str(self.port)
 
-    def start(self) -> "PostgresNode":
+    def start(self) -> PostgresNode:
         if self.proc is not None:
             self.proc.poll()
         if not (self.datadir / "PG_VERSION").exists():
@@ -223,7 +223,7 @@ class PostgresNode(PostgresServer):
         _wait(lambda: self._ping(), 60, "postgres")
         return self
 
-    def restart(self) -> "PostgresNode":
+    def restart(self) -> PostgresNode:
         self.stop()
         return self.start()
 
@@ -232,7 +232,7 @@ class PostgresNode(PostgresServer):
         env.update(PGHOST=str(self.sockdir), PGPORT=str(self.port), PGUSER="postgres", PGPASSWORD=self.password)
         return env
 
-    def configure(self) -> "PostgresNode":
+    def configure(self) -> PostgresNode:
         super().configure()
         from dbservers import set_props
         set_props(self.root, "postgresql", {"TCPPort": str(self.port)})
@@ -344,7 +344,7 @@ class BankLoad:
 
     def _argv_env(self):
         if isinstance(self.node, MariaDBNode):
-            return self.node.client_argv() + ["bank"], None
+            return [*self.node.client_argv(), "bank"], None
         return self.node.client_argv(), self.node.env()
 
     def _client(self, k: int) -> None:
@@ -391,7 +391,7 @@ class BankLoad:
                 proc.wait(timeout=10)
             proc.stdout.close()
 
-    def __enter__(self) -> "BankLoad":
+    def __enter__(self) -> BankLoad:
         for k in range(1, self.clients + 1):
             t = threading.Thread(target=self._client, args=(k,), daemon=True)
             t.start()
@@ -471,7 +471,7 @@ class ReplPair:
             if not node._ping():
                 node.start()
 
-    def prepared(self) -> "ReplPair":
+    def prepared(self) -> ReplPair:
         """Both servers up, asynchronous, the master prepared (restarted once if it needs it)."""
         self.fresh = False
         self.up()
@@ -484,7 +484,7 @@ class ReplPair:
             assert me.prepare_master(self.mlink()).ready
         return self
 
-    def streaming(self, seed_file: Path | None = None) -> "ReplPair":
+    def streaming(self, seed_file: Path | None = None) -> ReplPair:
         """The state most tests start from: the master prepared, the replica seeded from it, streaming,
         asynchronous, converged -- from whatever a previous test left (a killed master, a promoted replica,
         a synchronous pair, or nothing prepared yet)."""
@@ -496,7 +496,7 @@ class ReplPair:
             if self.takeover is None and st.state == "streaming" and not st.synchronous and \
                     ms.synchronous == "off" and self.converged(5):
                 return self
-        except Exception:             # noqa: BLE001 -- any doubt: re-seed
+        except Exception:
             pass
         self.prepared()
         source = me.take_seed(seed_file) if seed_file is not None else None
@@ -505,7 +505,7 @@ class ReplPair:
         self.takeover = None
         return self
 
-    def promoted(self, seed_file: Path | None = None) -> "ReplPair":
+    def promoted(self, seed_file: Path | None = None) -> ReplPair:
         """A pair whose master was killed and its replica promoted (:attr:`takeover` set, swapped)."""
         if self.takeover is not None:
             return self

@@ -174,7 +174,7 @@ def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(ro
     with db.transaction() as txn:
         txn.setprop("postgresql", {"DatabaseMode": "replica", "SlotKeepMB": "256"})
         txn.delprop("mysqld", "ReplicationAddress")
-    reps = dict((r.name, r) for _, r in collect_replicas(pm, db, root))
+    reps = {r.name: r for _, r in collect_replicas(pm, db, root)}
     assert collect_dumps(pm, db, root) == [] and reps["mysql"].link is None        # no address: not configured
     assert reps["postgresql"].engine.slot_keep_mb == 256 and reps["postgresql"].link is None
 

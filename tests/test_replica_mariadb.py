@@ -22,8 +22,8 @@ from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
 from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, MariaDBNode, ReplPair, bank_total,
                          create_bank, ledger, rogue_cert, wrong_password_file)
 
-pytestmark = pytest.mark.skipif(shutil.which("mariadb-backup") is None or shutil.which("mariadbd") is None
-                                and not Path("/usr/sbin/mariadbd").exists(),
+pytestmark = pytest.mark.skipif(shutil.which("mariadb-backup") is None or (shutil.which("mariadbd") is None
+                                and not Path("/usr/sbin/mariadbd").exists()),
                                 reason="needs mariadb-server and mariadb-backup")
 
 TOTAL = ACCOUNTS * START_BALANCE

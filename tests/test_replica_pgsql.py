@@ -1,7 +1,7 @@
 """PostgreSQL streaming replication over TLS on real private clusters (see tests/replservers.py).
 
-One pair for the module (1 MB WAL segments, so a slot can be outrun in seconds): prepare the master (one restart for wal_log_hints, then live), seed the replica with pg_basebackup
-while the bank load runs, outrun a dead replica's slot (the master's pg_wal stays bounded, the status
+One pair for the module (1 MB WAL segments, so a slot can be outrun in seconds): prepare the master (one
+restart for wal_log_hints, then live), seed the replica with pg_basebackup while the bank load runs, outrun a dead replica's slot (the master's pg_wal stays bounded, the status
 says re-seed, the re-seed works), refuse a wrong password, certificates and address, kill -9 the master
 under load and promote, re-pair the old master with pg_rewind after it took writes past the promote,
 then the same kill in synchronous mode, which must lose no acknowledged transaction. Each test starts

@@ -50,7 +50,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import atomic_write, fsync_dir
@@ -106,7 +107,7 @@ class Link:
             raise ValueError(f"port {self.port!r} out of range")
 
     def reversed(self, *, port: int, cert: str | None = None, key: str | None = None,
-                 peer_cert: str | None = None) -> "Link":
+                 peer_cert: str | None = None) -> Link:
         """The channel after a promote: the replica's host is the master now (its server's *port*)."""
         return Link(master_host=self.replica_host, replica_host=self.master_host, port=port,
                     password_file=self.password_file, cert=cert or self.cert, key=key or self.key,
@@ -245,21 +246,21 @@ class ReplicationEngine(Protocol):
 
     def prepare_master(self, link: Link, *, log: Callable[[str], None] = print) -> Prepared: ...
 
-    def take_seed(self, target: Path, *, log: Callable[[str], None] = print) -> Optional[Path]: ...
+    def take_seed(self, target: Path, *, log: Callable[[str], None] = print) -> Path | None: ...
 
-    def seed(self, link: Link, source: Optional[Path] = None, *,
+    def seed(self, link: Link, source: Path | None = None, *,
              log: Callable[[str], None] = print) -> Position: ...
 
     def configure_replica(self, link: Link, *, log: Callable[[str], None] = print) -> ReplicaStatus: ...
 
-    def status(self, link: Optional[Link] = None) -> ReplicaStatus: ...
+    def status(self, link: Link | None = None) -> ReplicaStatus: ...
 
     def master_status(self, link: Link) -> MasterStatus: ...
 
     def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
                 log: Callable[[str], None] = print) -> Promoted: ...
 
-    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
                log: Callable[[str], None] = print) -> Repaired: ...
 
     def set_synchronous(self, link: Link, on: bool, *, log: Callable[[str], None] = print) -> None: ...
@@ -305,12 +306,12 @@ def spawn_daemon(argv: Sequence[str], *, log_file: Path | None = None, env: dict
     """Start a server process in its own session (it outlives us); we keep its Popen so it is reaped
     (no zombie, no warning) when it ends while we run."""
     _DAEMONS[:] = [p for p in _DAEMONS if p.poll() is None]
-    out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL
+    out = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115 -- closed below, after the fork
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                 close_fds=True, env=env if env is not None else clean_env())
     finally:
-        if log_file is not None:
+        if not isinstance(out, int):
             out.close()
     _DAEMONS.append(proc)
     return proc
@@ -485,7 +486,7 @@ def make_certificate(cert: Path, key: Path, *, common_name: str, addresses: Sequ
 # ------------------------------------------------------------------------------------------ saving
 def dated_folder(base: Path, engine: str, when: float | None = None) -> Path:
     """``<base>/<UTC date-time>-<engine>``: where a re-pair saves what the old master diverged by."""
-    stamp = _dt.datetime.fromtimestamp(when if when is not None else time.time(), _dt.timezone.utc)
+    stamp = _dt.datetime.fromtimestamp(when if when is not None else time.time(), _dt.UTC)
     return base / f"{stamp.strftime('%Y-%m-%dT%H%M%SZ')}-{engine}"
 
 

@@ -44,7 +44,8 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Optional
+from typing import ClassVar
+from collections.abc import Iterator
 
 from hotsync_events.dbkit import replica_mariadb_failover as _failover
 from hotsync_events.dbkit.kit import DatabaseError, Staged, find_program, work_dir
@@ -84,7 +85,7 @@ class MariaDBReplication:
     connect_retry: int = 2
     start_timeout: float = 120.0
     stop_timeout: float = 120.0
-    control: Optional[ServerControl] = None
+    control: ServerControl | None = None
 
     engine: ClassVar[str] = "mariadb"
 
@@ -229,7 +230,7 @@ class MariaDBReplication:
         v = self._vars(cli, "log_bin", "log_bin_basename", "have_ssl", "ssl_cert", "ssl_ca", "skip_networking",
                        "bind_address", "port", "datadir", "log_slave_updates", "version")
         own, peer = (link.master_host, link.replica_host) if role == "master" else (link.replica_host, link.master_host)
-        owner = owner_of(Path(v["datadir"]))
+        owner = owner_of(Path(v["datadir"] or self.root.join(self.server.datadir)))
         state = private_dir(self._state_path(), owner)
         tls = install_tls(link, self.root, state, owner, server=self.label)
         keep_log_bin = v["log_bin"] == "1" and not str(v["log_bin_basename"] or "").endswith("/" + BINLOG_BASENAME)
@@ -340,7 +341,7 @@ class MariaDBReplication:
                             detail={"replicas": dumps, "semi_sync": semi})
 
     # ---------------------------------------------------------------------------------- replica
-    def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
+    def seed(self, link: Link, source: Path | None = None, *, log=print) -> Position:
         if source is None or not Path(source).is_file():
             raise ReplicationError(f"{self.label}: MariaDB is seeded from a mariadb-backup stream taken on the "
                                    "master (take_seed) and shipped here; "
@@ -451,7 +452,7 @@ class MariaDBReplication:
             + (f" ({st.last_error})" if st.last_error else ""))
         return st
 
-    def status(self, link: Optional[Link] = None) -> ReplicaStatus:
+    def status(self, link: Link | None = None) -> ReplicaStatus:
         with self._cli() as cli:
             ss = self._slave_status(cli)
             v = self._vars(cli, "gtid_slave_pos", "gtid_binlog_pos", "read_only", "rpl_semi_sync_slave_enabled")
@@ -462,7 +463,7 @@ class MariaDBReplication:
         io, sql = ss.get("Slave_IO_Running"), ss.get("Slave_SQL_Running")
         errors, needs_seed = [], False
         if int(ss.get("Last_IO_Errno") or 0):
-            text, needs_seed = explain_io_error(int(ss["Last_IO_Errno"]), ss.get("Last_IO_Error") or "")
+            text, needs_seed = explain_io_error(int(ss.get("Last_IO_Errno") or 0), ss.get("Last_IO_Error") or "")
             errors.append("I/O: " + text)
         if int(ss.get("Last_SQL_Errno") or 0):
             errors.append(f"SQL: {ss.get('Last_SQL_Error')}")
@@ -500,7 +501,7 @@ class MariaDBReplication:
         """Apply everything received (bounded by *timeout*), stop replicating, open for writes."""
         return _failover.promote(self, timeout=timeout, dry_run=dry_run, force=force, log=log)
 
-    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
                log=print) -> Repaired:
         """On the old master: save what it committed after *takeover*, then follow the new master."""
         return _failover.repair(self, link, save_dir, takeover, seed=seed, log=log)

@@ -7,7 +7,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.kit import DatabaseError, find_program
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, find_saved, owner_of,
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_mariadb import MariaDBReplication
 
 
-def promote(repl: "MariaDBReplication", *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
+def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
             log=print) -> Promoted:
     t0 = time.monotonic()
     st = repl.status()
@@ -86,7 +86,7 @@ def promote(repl: "MariaDBReplication", *, timeout: float = 60.0, dry_run: bool 
                     caught_up=caught_up, lag_seconds=st.lag_seconds, would_lose=would_lose, notes=notes)
 
 
-def repair(repl: "MariaDBReplication", link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+def repair(repl: MariaDBReplication, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
            log=print) -> Repaired:
     """On the old master: save what it committed after *takeover* (the new master's promote position)
     into *save_dir* (a dated folder; ``-N`` appended if it exists), then follow the new master: at once
@@ -140,7 +140,7 @@ def repair(repl: "MariaDBReplication", link: Link, save_dir: Path, takeover: Pos
                     state="replica", report=report)
 
 
-def _save_divergence(repl: "MariaDBReplication", cli, save_dir: Path, theirs, mine, v, report: dict, *, log=print):
+def _save_divergence(repl: MariaDBReplication, cli, save_dir: Path, theirs, mine, v, report: dict, *, log=print):
     earlier = find_saved(Path(save_dir), takeover=report["takeover"],
                          old_master_position=report["old_master_position"])
     if earlier is not None:
@@ -195,7 +195,7 @@ def _save_divergence(repl: "MariaDBReplication", cli, save_dir: Path, theirs, mi
     return len(txns), final, report
 
 
-def set_synchronous(repl: "MariaDBReplication", link: Link, on: bool, *, log=print) -> None:
+def set_synchronous(repl: MariaDBReplication, link: Link, on: bool, *, log=print) -> None:
     """Semi-synchronous replication (``AFTER_SYNC``: a commit returns once the replica has the event)
     on this host's side: the master's switch, or the replica's (its I/O thread reconnects)."""
     with repl._cli() as cli:
@@ -225,7 +225,7 @@ def parse_listing(path: Path) -> list[dict]:
     """Transactions in a decoded ``mariadb-binlog --verbose`` listing: GTID, time, tables touched (rows or DDL)."""
     txns: list[dict] = []
     cur: dict | None = None
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             m = _GTID_LINE.match(line)
             if m:

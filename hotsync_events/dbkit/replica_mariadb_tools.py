@@ -81,7 +81,7 @@ class MariaDBControl:
     data directory's owner (the options file is the one the host's server reads, with our drop-in
     included), and ``SHUTDOWN`` to stop."""
 
-    def __init__(self, repl: "MariaDBReplication") -> None:
+    def __init__(self, repl: MariaDBReplication) -> None:
         self.repl = repl
 
     def stop(self, *, log=print) -> None:
@@ -93,7 +93,7 @@ class MariaDBControl:
             with srv._client() as cli:
                 pid_file = self.repl._vars(cli, "pid_file")["pid_file"]
                 try:
-                    pid = int(Path(pid_file).read_text().split()[0])
+                    pid = int(Path(pid_file or "").read_text().split()[0])
                 except (OSError, ValueError, IndexError):
                     pid = None
                 srv.query(cli, "SHUTDOWN", what="shut the server down")

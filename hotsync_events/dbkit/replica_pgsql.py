@@ -1,4 +1,5 @@
-"""PostgreSQL physical streaming replication over TLS for one master and one replica (see :mod:`hotsync_events.dbkit.replica`).
+"""PostgreSQL physical streaming replication over TLS for one master and one replica
+(see :mod:`hotsync_events.dbkit.replica`).
 
 Settings live in one include file this module owns, ``<state_dir>/replication.conf``, outside the data
 directory (``pg_basebackup`` and ``pg_rewind`` copy a data directory between hosts: host-specific
@@ -43,7 +44,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Optional
+from typing import ClassVar
+from collections.abc import Iterator
 
 from hotsync_events.dbkit import replica_pgsql_failover as _failover
 from hotsync_events.dbkit.kit import DatabaseError
@@ -53,7 +55,7 @@ from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared
                                           owner_of, private_dir, read_password, run, subject_of, wait_for,
                                           write_private)
 from hotsync_events.dbkit.replica_pgsql_tools import (HBA_BEGIN, HBA_END, INCLUDE, OWN_CONFIG, REWIND_FUNCTIONS,
-                                                      PostgresControl, conninfo, explain, format_lsn, guc, lsn,
+                                                      PostgresControl, conninfo, explain, format_lsn, guc, lsn, lsn_at,
                                                       scram_verifier, sql_literal)
 from hotsync_events.paths import Root
 
@@ -77,7 +79,7 @@ class PostgresReplication:
     start_timeout: float = 120.0
     stop_timeout: float = 120.0
     seed_timeout: float = 6 * 3600
-    control: Optional[ServerControl] = None
+    control: ServerControl | None = None
 
     engine: ClassVar[str] = "postgresql"
 
@@ -436,7 +438,7 @@ class PostgresReplication:
             slot_d = {"active": slot[0] == "t", "wal_status": slot[1],
                       "safe_wal_size": int(slot[2]) if slot[2] else None, "restart_lsn": slot[3]}
         ref = rep[3] if rep and rep[3] else (slot_d or {}).get("restart_lsn")
-        lag_b = max(0, lsn(cur) - lsn(ref)) if cur and ref else None
+        lag_b = max(0, lsn_at(cur) - lsn_at(str(ref))) if cur and ref else None
         return MasterStatus(server=self.label, role="master", replica_connected=connected,
                             replica_state=rep[0] if rep else None, synchronous=sync, position=cur,
                             lag_bytes=lag_b,
@@ -496,7 +498,7 @@ class PostgresReplication:
             + (f" ({st.last_error})" if st.last_error else ""))
         return st
 
-    def status(self, link: Optional[Link] = None) -> ReplicaStatus:
+    def status(self, link: Link | None = None) -> ReplicaStatus:
         with self._sess() as sess:
             r = self._one(sess, "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, "
                                 "pg_last_wal_replay_lsn()::text, "
@@ -510,7 +512,7 @@ class PostgresReplication:
                 cur = self._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
                 return ReplicaStatus(server=self.label, role="master", state="master", applied=cur)
         _, received, replayed, age, wr_status, latest_end, contact, sender = r
-        if received and replayed and lsn(received) < lsn(replayed):
+        if received and replayed and lsn_at(received) < lsn_at(replayed):
             received = replayed          # the receiver restarted at a segment start behind the replay
         connected = wr_status == "streaming"
         st = ReplicaStatus(server=self.label, role="replica", state="streaming" if connected else "connecting",
@@ -529,7 +531,7 @@ class PostgresReplication:
                 st.state = "error"
             else:
                 if probe.get("master_lsn") and rep:
-                    st.lag_bytes = max(0, lsn(probe["master_lsn"]) - rep)
+                    st.lag_bytes = max(0, lsn_at(probe["master_lsn"]) - (rep or 0))
                 if probe["slot"] == "lost":
                     st.needs_seed = True
                     st.last_error = ("the master invalidated this replica's slot (wal_status lost: it was away longer "
@@ -542,7 +544,7 @@ class PostgresReplication:
         return st
 
     # ---------------------------------------------------------------------------------- seed, promote, re-pair
-    def seed(self, link: Link, source: Optional[Path] = None, *, log=print) -> Position:
+    def seed(self, link: Link, source: Path | None = None, *, log=print) -> Position:
         """Replace this cluster with a ``pg_basebackup`` of the master, then follow it."""
         return _failover.seed(self, link, source, log=log)
 
@@ -550,7 +552,7 @@ class PostgresReplication:
         """Replay everything received (bounded by *timeout*), ``pg_promote``, checkpoint."""
         return _failover.promote(self, timeout=timeout, dry_run=dry_run, force=force, log=log)
 
-    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+    def repair(self, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
                log=print) -> Repaired:
         """On the old master: save what it committed after the switch, ``pg_rewind``, follow the new master."""
         return _failover.repair(self, link, save_dir, takeover, seed=seed, log=log)

@@ -11,19 +11,19 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.pgsql import Postgres, ident
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, as_user, clean_env,
                                           owner_of, private_dir, publish, recover_swap, run, saved_folder, sha256_file,
                                           swap_dirs, wait_for, write_private)
-from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn
+from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn, lsn_at
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_pgsql import PostgresReplication
 
 
-def seed(repl: "PostgresReplication", link: Link, source: Optional[Path] = None, *, log=print) -> Position:
+def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, log=print) -> Position:
     """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
     datadir = repl.root.join(repl.server.datadir)
     aside = datadir.with_name(datadir.name + ".pre-seed")
@@ -44,8 +44,8 @@ def seed(repl: "PostgresReplication", link: Link, source: Optional[Path] = None,
     try:
         repl._replication_command(link, f"DROP_REPLICATION_SLOT {ident(link.name)} WAIT",
                                   what=f"drop the old slot {link.name}", ok_missing=True)
-        argv = as_user(owner) + [repl.server.tool("pg_basebackup"), "-d", repl._channel(link), "-D", str(new),
-                                 "-S", link.name, "-C", "-X", "stream", "-c", "fast", "-w"]
+        argv = [*as_user(owner), repl.server.tool("pg_basebackup"), "-d", repl._channel(link), "-D", str(new),
+                "-S", link.name, "-C", "-X", "stream", "-c", "fast", "-w"]
         log(f"{repl.label}: pg_basebackup from {link.master_host}:{link.port} (slot {link.name})")
         try:
             run(argv, server=repl.label, what=f"copy the master {link.master_host}:{link.port} (pg_basebackup)",
@@ -92,7 +92,8 @@ def seed(repl: "PostgresReplication", link: Link, source: Optional[Path] = None,
     return pos
 
 
-def promote(repl: "PostgresReplication", *, timeout: float = 60.0, dry_run: bool = False, force: bool = False, log=print) -> Promoted:
+def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
+            log=print) -> Promoted:
     t0 = time.monotonic()
     q = ("SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
          "(SELECT status FROM pg_stat_wal_receiver), (SELECT latest_end_lsn::text FROM pg_stat_wal_receiver), "
@@ -107,14 +108,14 @@ def promote(repl: "PostgresReplication", *, timeout: float = 60.0, dry_run: bool
                             notes=["not a replica: nothing to promote (already a master)"])
         _, received, replayed, wr, latest_end, contact, age, paused = r
         streaming = wr == "streaming"
-        unreceived = lsn(latest_end) - lsn(received) if latest_end and received else 0
+        unreceived = lsn_at(latest_end) - lsn_at(received) if latest_end and received else 0
         would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                       if streaming else
                       "whatever the master wrote after its last WAL reached this replica"
                       + (f" ({float(contact):.1f} s ago)" if contact else "")
                       + (f"; it had reported WAL up to {latest_end}, {unreceived} bytes more than received"
                          if unreceived > 0 else ""))
-        behind = (lsn(received) - lsn(replayed)) if received and replayed else 0
+        behind = (lsn_at(received) - lsn_at(replayed)) if received and replayed else 0
         if dry_run:
             return Promoted(server=repl.label, dry_run=True, position=Position(repl.engine, replayed or ""),
                             caught_up=behind <= 0, lag_seconds=float(age) if age and behind > 0 else 0.0,
@@ -159,8 +160,8 @@ def promote(repl: "PostgresReplication", *, timeout: float = 60.0, dry_run: bool
     with repl._sess() as sess:
         repl._reload(sess)
     waited = time.monotonic() - t0
-    pos = Position(repl.engine, takeover or "", int(tli, 16))
-    log(f"{repl.label}: promoted at {takeover}, now on timeline {int(tli, 16)} after {waited:.2f} s")
+    pos = Position(repl.engine, takeover or "", int(tli or '1', 16))
+    log(f"{repl.label}: promoted at {takeover}, now on timeline {int(tli or '1', 16)} after {waited:.2f} s")
     return Promoted(server=repl.label, dry_run=False, position=pos, waited=waited, caught_up=done,
                     lag_seconds=0.0 if done else None, would_lose=would_lose,
                     notes=([] if done else ["promoted before the replay caught up (force)"])
@@ -168,7 +169,7 @@ def promote(repl: "PostgresReplication", *, timeout: float = 60.0, dry_run: bool
                        if done and stable["partial"] else []))
 
 
-def _write_master_include_after_promote(repl: "PostgresReplication") -> None:
+def _write_master_include_after_promote(repl: PostgresReplication) -> None:
     """The include for the master role without a replica yet: the standby settings and the
     synchronous standby dropped (no replica to wait for until the re-pair)."""
     path = repl.root.join(repl.state_dir) / INCLUDE
@@ -182,7 +183,7 @@ def _write_master_include_after_promote(repl: "PostgresReplication") -> None:
     repl._write_state(role="master", synchronous=False)
 
 
-def repair(repl: "PostgresReplication", link: Link, save_dir: Path, takeover: Position, *, seed: Optional[Path] = None,
+def repair(repl: PostgresReplication, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
            log=print) -> Repaired:
     """On the old master: save what it committed after the switch to the new master's timeline, then
     ``pg_rewind`` from the new master (a full seed when that fails) and follow it."""
@@ -226,10 +227,10 @@ def repair(repl: "PostgresReplication", link: Link, save_dir: Path, takeover: Po
         log(f"{repl.label}: nothing committed after the switch point {switch} on timeline {old_tli}")
     # rewind (the cluster is stopped cleanly or crashed: pg_rewind finishes the crash recovery itself)
     kept = repl._keep_own_config(datadir)
-    cur = {}
+    cur: dict = {}
     method = "rewind"
-    argv = as_user(owner) + [repl.server.tool("pg_rewind"), f"--target-pgdata={datadir}",
-                             f"--source-server={repl._channel(link, dbname='postgres')}"]
+    argv = [*as_user(owner), repl.server.tool("pg_rewind"), f"--target-pgdata={datadir}",
+            f"--source-server={repl._channel(link, dbname='postgres')}"]
     if repl.config_dir:
         argv.append(f"--config-file={repl._config_base() / 'postgresql.conf'}")
     # the new master's pg_control must show its new timeline (a checkpoint after the promote)
@@ -265,12 +266,15 @@ def repair(repl: "PostgresReplication", link: Link, save_dir: Path, takeover: Po
                     state="replica" if st.connected else st.state, report=report)
 
 
-def _control_data(repl: "PostgresReplication", datadir: Path) -> tuple[int, int]:
-    cp = run(as_user(owner_of(datadir)) + [repl.server.tool("pg_controldata"), "-D", str(datadir)],
+def _control_data(repl: PostgresReplication, datadir: Path) -> tuple[int, int]:
+    cp = run([*as_user(owner_of(datadir)), repl.server.tool("pg_controldata"), "-D", str(datadir)],
              server=repl.label, what="read pg_control", env=clean_env(LC_ALL="C"), timeout=60)
     text = cp.stdout.decode()
-    tli = int(re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", text).group(1))
-    seg = int(re.search(r"Bytes per WAL segment:\s+(\d+)", text).group(1))
+    found = [re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", text),
+             re.search(r"Bytes per WAL segment:\s+(\d+)", text)]
+    if found[0] is None or found[1] is None:
+        raise ReplicationError(f"{repl.label}: pg_controldata shows no timeline or WAL segment size")
+    tli, seg = int(found[0].group(1)), int(found[1].group(1))
     mrl = re.search(r"Minimum recovery ending loc's timeline:\s+(\d+)", text)
     if mrl and int(mrl.group(1)) > tli:
         tli = int(mrl.group(1))
@@ -279,11 +283,11 @@ def _control_data(repl: "PostgresReplication", datadir: Path) -> tuple[int, int]
 
 def _segment_name(tli: int, at: str, seg_size: int) -> str:
     per_id = 0x100000000 // seg_size
-    segno = lsn(at) // seg_size
+    segno = lsn_at(at) // seg_size
     return f"{tli:08X}{segno // per_id:08X}{segno % per_id:08X}"
 
 
-def _waldump(repl: "PostgresReplication", datadir: Path, tli: int, start: str, seg_size: int) -> tuple[str, bool]:
+def _waldump(repl: PostgresReplication, datadir: Path, tli: int, start: str, seg_size: int) -> tuple[str, bool]:
     """``pg_waldump`` of the old timeline from *start* to the end of its WAL: (listing, complete).
 
     Reading stops at the end of the WAL with an "invalid record" style error, which is the normal end.
@@ -293,8 +297,8 @@ def _waldump(repl: "PostgresReplication", datadir: Path, tli: int, start: str, s
     first = _segment_name(tli, start, seg_size)
     if not (datadir / "pg_wal" / first).is_file():
         return "", False
-    argv = as_user(owner_of(datadir)) + [repl.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
-                                         f"--timeline={tli}", f"--start={start}", first]
+    argv = [*as_user(owner_of(datadir)), repl.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
+            f"--timeline={tli}", f"--start={start}", first]
     cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
     if cp.returncode == 0:
         return cp.stdout, True
@@ -309,7 +313,7 @@ def _waldump(repl: "PostgresReplication", datadir: Path, tli: int, start: str, s
     raise ReplicationError(f"{repl.label}: cannot read the WAL after {start}: {err.strip()[-300:]}")
 
 
-def _diverged_commits(repl: "PostgresReplication", datadir: Path, tli: int, switch: str | None,
+def _diverged_commits(repl: PostgresReplication, datadir: Path, tli: int, switch: str | None,
                       seg_size: int) -> tuple[list[dict], str, bool]:
     """The transactions the old master committed after *switch* on its timeline; (commits, the WAL
     listing, whether that is known for sure)."""
@@ -324,8 +328,8 @@ def _diverged_commits(repl: "PostgresReplication", datadir: Path, tli: int, swit
     return commits, listing, complete
 
 
-def _save_divergence(repl: "PostgresReplication", datadir: Path, save_dir: Path, tli: int, switch: str | None, seg_size: int,
-                     commits: list[dict], listing: str, report: dict, *, log=print) -> Path:
+def _save_divergence(repl: PostgresReplication, datadir: Path, save_dir: Path, tli: int, switch: str | None,
+                     seg_size: int, commits: list[dict], listing: str, report: dict, *, log=print) -> Path:
     owner = owner_of(datadir)
     sock_host = repl.state_dir.rstrip("/") + "/sock"
     sock = private_dir(repl.root.join(sock_host), owner)
@@ -360,15 +364,15 @@ def _save_divergence(repl: "PostgresReplication", datadir: Path, save_dir: Path,
             write_private(tmp / "report.json", json.dumps(report, indent=1, sort_keys=True))
             final = publish(tmp, save_dir)
     finally:
-        run(as_user(owner) + [repl.server.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w", "-t",
-                              str(int(repl.stop_timeout))], server=repl.label, what="stop the private instance",
+        run([*as_user(owner), repl.server.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w", "-t",
+             str(int(repl.stop_timeout))], server=repl.label, what="stop the private instance",
             env=clean_env(), timeout=repl.stop_timeout + 30)
     log(f"{repl.label}: saved the old master ({len(commits)} transaction(s) after the switch point {switch}) "
         f"into {final}")
     return final
 
 
-def _relations(repl: "PostgresReplication", private: Postgres, listing: str) -> dict[str, int]:
+def _relations(repl: PostgresReplication, private: Postgres, listing: str) -> dict[str, int]:
     """Tables the diverged WAL records touched (``rel <tablespace>/<db>/<filenode>``), by name."""
     refs: dict[tuple[int, int], int] = {}
     for m in re.finditer(r"rel (\d+)/(\d+)/(\d+)", listing):
@@ -393,7 +397,7 @@ def _relations(repl: "PostgresReplication", private: Postgres, listing: str) -> 
     return out
 
 
-def set_synchronous(repl: "PostgresReplication", link: Link, on: bool, *, log=print) -> None:
+def set_synchronous(repl: PostgresReplication, link: Link, on: bool, *, log=print) -> None:
     """``synchronous_standby_names`` on the master (a commit waits until the replica flushed it; with the
     replica down, commits WAIT: PostgreSQL has no fall-back timeout). Nothing to set on a replica."""
     with repl._sess() as sess:

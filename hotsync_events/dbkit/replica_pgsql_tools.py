@@ -33,6 +33,11 @@ def lsn(text: str | None) -> int | None:
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
+def lsn_at(text: str | None) -> int:
+    """:func:`lsn` where a position is known to be there (0 when it is not)."""
+    return lsn(text) or 0
+
+
 def format_lsn(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
@@ -91,7 +96,7 @@ class PostgresControl:
     """Stop and start a cluster: systemd on the real root, else ``postgres -D`` as the data directory's
     owner (stdout/stderr to ``<root>/var/log/hotsync/postgresql.log``) and ``pg_ctl stop -m fast``."""
 
-    def __init__(self, repl: "PostgresReplication") -> None:
+    def __init__(self, repl: PostgresReplication) -> None:
         self.repl = repl
 
     def start(self, *, log=print, extra: tuple[str, ...] = (), server: Postgres | None = None) -> None:
@@ -106,7 +111,7 @@ class PostgresControl:
                                        "(or died without cleaning up)")
             logf = srv.root.join("/var/log/hotsync/postgresql.log")
             logf.parent.mkdir(parents=True, exist_ok=True)
-            argv = as_user(r._owner()) + [srv.tool("postgres"), "-D", str(r._config_base()), *extra]
+            argv = [*as_user(r._owner()), srv.tool("postgres"), "-D", str(r._config_base()), *extra]
             log(f"{srv.label}: starting the server (postgres -D {r._config_base()}"
                 + (" " + " ".join(extra) if extra else "") + ")")
             spawn_daemon(argv, log_file=logf)
@@ -133,8 +138,8 @@ class PostgresControl:
         if not (datadir / "postmaster.pid").exists():
             return
         log(f"{srv.label}: stopping the server (fast)")
-        cp = subprocess.run(as_user(r._owner()) + [srv.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w",
-                                                  "-t", str(int(r.stop_timeout))],
+        cp = subprocess.run([*as_user(r._owner()), srv.tool("pg_ctl"), "stop", "-D", str(datadir), "-m", "fast", "-w",
+                             "-t", str(int(r.stop_timeout))],
                             capture_output=True, text=True, env=clean_env(), timeout=r.stop_timeout + 30)
         if cp.returncode != 0 and (datadir / "postmaster.pid").exists():
             raise ReplicationError(f"{srv.label}: cannot stop the server: {cp.stderr.strip()}")

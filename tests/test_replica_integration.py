@@ -104,6 +104,12 @@ def test_replica_status_text_and_json_show_state_lag_and_last_error(root, fake, 
     engine.error, engine.lag = None, 600.0
     info = json.loads(_status(root, capsys, as_json=True))
     assert any("lags 600 s" in r for r in info["health"]["reasons"])
+    from hotsync_events.cli.cmd_status import run
+
+    assert run(argparse.Namespace(root=str(root.path), json=False, check=False, prometheus=True)) == 0
+    prom = capsys.readouterr().out
+    assert 'hotsync_replica_lag_seconds{name="fakedb",engine="fakedb"} 600.0' in prom
+    assert 'hotsync_replica_connected{name="fakedb",engine="fakedb"} 1' in prom
 
 
 def test_master_side_status_and_no_replica_wanted_loads_no_plugin(root, fake, capsys, monkeypatch):
@@ -151,6 +157,22 @@ def test_promote_dry_run_shows_the_replicas_lag_and_what_would_be_lost(root, fak
     assert engine.promotes[0]["dry_run"] and journal == {}
     assert lines == ["database replica fakedb: would take over at 0-1-42; lag 2.5 s; not applied yet: "
                      "3 transaction(s); would lose: nothing known"]
+
+
+def test_cli_dry_run_asks_each_replica_and_says_why_it_cannot(root, run):
+    """``hotsync-promote --dry-run`` asks the built-in mysql plugin's replica (its server is down here: the
+    dry run says so, changes nothing and still exits 0)."""
+    from test_promote_unit import _slave
+
+    _slave(root, received_ago=3600)
+    root.join("/var/lib/mysql").mkdir(parents=True)
+    open_db("configuration", root).set("mysqld", "service",
+                                       {"DatabaseMode": "replica", "Socket": "/run/none/mysqld.sock"})
+    cp = run("hotsync-promote", "--dry-run", "--json", "--root", str(root))
+    assert cp.returncode == 0, cp.stderr
+    [line] = json.loads(cp.stdout)["replicas"]
+    assert line.startswith("database replica mysql (plugin mysql): FAILED: MariaDB at /run/none/mysqld.sock")
+    assert line in cp.stderr and read_journal(root) is None
 
 
 def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(root):

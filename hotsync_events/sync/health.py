@@ -128,4 +128,14 @@ def prometheus(info: dict, h: dict) -> str:
         "# TYPE hotsync_failures gauge",
         f"hotsync_failures {int(info.get('failures') or 0)}",
     ]
+    replicas = info.get("replicas") or []
+    if replicas:
+        lines += ["# HELP hotsync_replica_connected Whether each database replica streams (1) or not (0).",
+                  "# TYPE hotsync_replica_connected gauge"]
+        lines += [f'hotsync_replica_connected{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+                  f"{1 if r.get('connected') else 0}" for r in replicas]
+        lines += ["# HELP hotsync_replica_lag_seconds How far each database replica is behind its master.",
+                  "# TYPE hotsync_replica_lag_seconds gauge"]
+        lines += [f'hotsync_replica_lag_seconds{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+                  f"{r['lag_seconds'] if r.get('lag_seconds') is not None else 'NaN'}" for r in replicas]
     return "\n".join(lines) + "\n"

@@ -221,6 +221,9 @@ class Replica:
     position goes into the promote's journal). ``link`` is the channel as this host sees it
     (:class:`hotsync_events.dbkit.replica.Link`); None while the pair is not configured (the status then
     asks the local server only). ``promote_timeout``: seconds the promote waits for the replay to catch up.
+    ``master_link``: on a slave, the channel once it is the master (the old master its replica); after the
+    promote the core runs ``engine.prepare_master(master_link)`` so the old master can be re-paired as its
+    replica (None: nothing prepared).
     """
 
     name: str
@@ -228,6 +231,7 @@ class Replica:
     link: Any = None
     promote_timeout: float = 60.0
     priority: int = 50
+    master_link: Any = None
 
     def __post_init__(self) -> None:
         check_name("replica", self.name)

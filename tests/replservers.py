@@ -496,7 +496,7 @@ class ReplPair:
             if self.takeover is None and st.state == "streaming" and not st.synchronous and \
                     ms.synchronous == "off" and self.converged(5):
                 return self
-        except Exception:
+        except Exception:  # any doubt: re-seed
             pass
         self.prepared()
         source = me.take_seed(seed_file) if seed_file is not None else None

@@ -15,7 +15,7 @@ import pytest
 
 from hotsync_events import hookimpl
 from hotsync_events.configdb import open_db
-from hotsync_events.dbkit.replica import MasterStatus, Position, Promoted, ReplicaStatus
+from hotsync_events.dbkit.replica import Link, MasterStatus, Position, Prepared, Promoted, ReplicaStatus
 from hotsync_events.manager import get_plugin_manager, install_schemas
 from hotsync_events.paths import Root
 from hotsync_events.promote.journal import read_journal
@@ -31,6 +31,7 @@ class FakeEngine:
     def __init__(self, *, lag: float = 2.5, error: str | None = None, needs_seed: bool = False) -> None:
         self.lag, self.error, self.needs_seed = lag, error, needs_seed
         self.promotes: list[dict] = []
+        self.prepared: list = []
 
     def status(self, link=None) -> ReplicaStatus:
         return ReplicaStatus(server=self.label, role="replica", state="needs-seed" if self.needs_seed else
@@ -49,13 +50,19 @@ class FakeEngine:
                         notes=[] if dry_run else ["caught up"])
 
 
+    def prepare_master(self, link, *, log=print) -> Prepared:
+        self.prepared.append(link)
+        return Prepared(server=self.label, ready=True)
+
+
 class FakePlugin:
-    def __init__(self, engine: FakeEngine, link=None) -> None:
-        self.engine, self.link = engine, link
+    def __init__(self, engine: FakeEngine, link=None, master_link=None) -> None:
+        self.engine, self.link, self.master_link = engine, link, master_link
 
     @hookimpl
     def hotsync_replicas(self, db, root):
-        yield Replica(name="fakedb", engine=self.engine, link=self.link, promote_timeout=7.0)
+        yield Replica(name="fakedb", engine=self.engine, link=self.link, promote_timeout=7.0,
+                      master_link=self.master_link)
 
 
 def _configure(root: Root, role: str, **hotsync: str) -> None:
@@ -113,8 +120,6 @@ def test_replica_status_text_and_json_show_state_lag_and_last_error(root, fake, 
 
 
 def test_master_side_status_and_no_replica_wanted_loads_no_plugin(root, fake, capsys, monkeypatch):
-    from hotsync_events.dbkit.replica import Link
-
     engine, pm = fake
     pm.unregister(name="fakedb")
     link = Link(master_host="192.0.2.1", replica_host="192.0.2.2", port=3306, password_file="/p", cert="/c",
@@ -144,6 +149,19 @@ def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, 
     assert any("promoted at 0-1-42" in m for m in logs)
     Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=logs.append).do_databases()
     assert len(engine.promotes) == 1          # a resumed promote does not promote twice
+    assert engine.prepared == [] and "prepared" not in entry       # no channel configured: nothing prepared
+
+
+def test_the_promoted_replica_is_prepared_as_the_master_of_the_old_master(root, fake):
+    engine, pm = fake
+    pm.unregister(name="fakedb")
+    new = Link(master_host="192.0.2.2", replica_host="192.0.2.1", port=3306, password_file="/p", cert="/c",
+               key="/k", peer_cert="/pc")
+    pm.register(FakePlugin(engine, master_link=new), name="fakedb")
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
+    assert engine.prepared == [new]
+    assert read_journal(root)["replicas"]["fakedb"]["prepared"] == {"ready": True, "restart_needed": []}
 
 
 def test_promote_dry_run_shows_the_replicas_lag_and_what_would_be_lost(root, fake):
@@ -193,6 +211,7 @@ def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(ro
     assert plugin == "mysql" and rep.name == "mysql" and rep.engine.engine == "mariadb"
     assert (rep.link.master_host, rep.link.replica_host, rep.link.port) == ("192.0.2.1", "192.0.2.2", 3306)
     assert rep.link.peer_cert == "/var/lib/hotsync/replication/mariadb/peer.crt" and not rep.link.synchronous
+    assert (rep.master_link.master_host, rep.master_link.replica_host) == ("192.0.2.2", "192.0.2.1")
     with db.transaction() as txn:
         txn.setprop("postgresql", {"DatabaseMode": "replica", "SlotKeepMB": "256"})
         txn.delprop("mysqld", "ReplicationAddress")

@@ -92,7 +92,7 @@ def _replicas_dry_run(root, pm, result: dict, log) -> None:
     lines: list[str] = []
     try:
         promote_replicas(root, db, pm, {}, dry_run=True, log=lines.append, err=lines.append)
-    except Exception as exc:
+    except Exception as exc:  # a dry run reports
         lines.append(f"database replicas: cannot tell: {exc}")
     for line in lines:
         log(line)

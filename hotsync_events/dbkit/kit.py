@@ -329,7 +329,7 @@ def database_mode(db, key: str) -> str:
     return db.getprop(key, "DatabaseMode") or "dump"
 
 
-def replica_link(db, key: str, engine: str, port: int):
+def replica_link(db, key: str, engine: str, port: int, *, role: str | None = None):
     """The replication channel of server *key* as this host sees it, from the configuration database, or None
     while the pair is not configured (no role, no peer address or no ``<key> ReplicationAddress``).
 
@@ -337,14 +337,16 @@ def replica_link(db, key: str, engine: str, port: int):
     and the replica's the slave's (``hotsync SlaveHost`` on the master). The channel's files live in
     ``REPLICATION_DIR/<engine>/``: ``host.crt``/``host.key`` (this host's), ``peer.crt`` (the peer's, pinned),
     ``password`` unless ``<key> ReplicationPasswordFile`` names another; ``<key> ReplicationSync on`` is the
-    synchronous mode.
+    synchronous mode. *role*: the channel as it will be once this host has that role (a slave's after its
+    promote: ``role="master"``, the old master its replica).
     """
     from hotsync_events.dbkit.replica import Link
 
-    role = db.getprop("hotsync", "role") or ""
+    now = db.getprop("hotsync", "role") or ""
     own = db.getprop(key, "ReplicationAddress") or ""
-    peer = db.getprop("hotsync", "MasterHost" if role == "slave" else "SlaveHost") or ""
-    if role not in ("master", "slave") or not own or not peer:
+    peer = db.getprop("hotsync", "MasterHost" if now == "slave" else "SlaveHost") or ""
+    role = role or now
+    if now not in ("master", "slave") or role not in ("master", "slave") or not own or not peer:
         return None
     master, replica = (peer, own) if role == "slave" else (own, peer)
     d = f"{REPLICATION_DIR}/{engine}"
@@ -404,8 +406,11 @@ class HostServer:
         if self.replication is not None and self.present(db, root) and self.replica_mode(db):
             engine = self.replication(self.server(db, root), db, root)
             port = self.replication_port(db) if self.replication_port is not None else 0
+            slave = db.getprop("hotsync", "role") == "slave"
             yield Replica(name=self.dump_name, engine=engine,
-                          link=replica_link(db, self.key, engine.engine, port) if port else None)
+                          link=replica_link(db, self.key, engine.engine, port) if port else None,
+                          master_link=replica_link(db, self.key, engine.engine, port, role="master")
+                          if port and slave else None)
 
     @hookimpl
     def hotsync_sync_paths(self, db):

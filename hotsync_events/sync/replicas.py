@@ -25,7 +25,7 @@ def replicas_wanted(db) -> bool:
     the plugins to ask them (a pair of dumps only pays nothing)."""
     try:
         return any((db.getprop(key, MODE_PROP) or "") == "replica" for key in db.keys())
-    except Exception:
+    except Exception:  # an unreadable database: the status says so elsewhere
         return False
 
 
@@ -59,7 +59,7 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
                              last_error=None)
             else:
                 entry.update(rep.engine.status(rep.link).to_json(), side="replica")
-        except Exception as exc:
+        except Exception as exc:  # the status reports, it never fails on an engine
             entry.update(side="master" if role == "master" else "replica", state="error", connected=False,
                          last_error=f"{type(exc).__name__}: {exc}")
         for k in ("lag_seconds", "lag_bytes", "lag_transactions"):
@@ -114,19 +114,35 @@ def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[t
     return out
 
 
+def _prepare(rep: Replica, *, log: Callable[[str], None], err: Callable[[str], None]) -> dict:
+    """The promoted server made a master its old master can follow (account, pins, settings); a failure is
+    reported, never the promote's (the re-pair needs it, the takeover does not)."""
+    try:
+        prep = rep.engine.prepare_master(rep.master_link, log=log)
+    except Exception as exc:                 # reported and journaled
+        err(f"database replica {rep.name}: promoted, but not prepared as the master of "
+            f"{rep.master_link.replica_host}: {exc}")
+        return {"ready": False, "error": str(exc)}
+    if prep.restart_needed:
+        log(f"database replica {rep.name}: prepared as the master of {rep.master_link.replica_host}; "
+            f"a restart of the server is needed for {', '.join(prep.restart_needed)}")
+    return {"ready": bool(prep.ready), "restart_needed": list(prep.restart_needed)}
+
+
 def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, dry_run: bool = False,
                      log: Callable[[str], None] = print, err: Callable[[str], None] = print,
                      save: Callable[[], None] = lambda: None) -> list[str]:
     """Promote each declared replica not promoted yet (per *journal*, ``{name: entry}``), recording its
-    takeover position (``position``: engine, value, timeline), whether it caught up and its notes; with
-    *dry_run* only report the lag and what would be lost. Returns the names that failed."""
+    takeover position (``position``: engine, value, timeline), whether it caught up and its notes, then
+    prepare it as the master of its old master (``master_link``: ``prepared``); with *dry_run* only report
+    the lag and what would be lost. Returns the names that failed."""
     failed = []
     for plugin, rep in collect_replicas(pm, db, root):
         if not dry_run and (journal.get(rep.name) or {}).get("status") == "success":
             continue
         try:
             res = rep.engine.promote(timeout=rep.promote_timeout, dry_run=dry_run, force=force, log=log)
-        except Exception as exc:
+        except Exception as exc:  # reported and journaled; the promote goes on
             err(f"database replica {rep.name} (plugin {plugin}): FAILED: {exc}")
             if not dry_run:
                 journal[rep.name] = {"status": f"failed: {exc}", "engine": _engine_name(rep)}
@@ -140,11 +156,14 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
                 f"{res.lag_seconds if res.lag_seconds is not None else '?'} s; not applied yet: "
                 f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}")
             continue
-        journal[rep.name] = {"status": "success", "engine": _engine_name(rep), "position": pos,
-                             "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
-                             "would_lose": res.would_lose}
+        entry = journal[rep.name] = {"status": "success", "engine": _engine_name(rep), "position": pos,
+                                     "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
+                                     "would_lose": res.would_lose}
         save()
         log(f"database replica {rep.name} (plugin {plugin}): promoted at {pos.get('value')}"
             + (f" (timeline {pos['timeline']})" if pos.get("timeline") is not None else "")
             + "".join(f"; {n}" for n in res.notes))
+        if rep.master_link is not None:
+            entry["prepared"] = _prepare(rep, log=log, err=err)
+            save()
     return failed

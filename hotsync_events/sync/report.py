@@ -131,7 +131,7 @@ def collect(root: Root) -> dict:
     if replicas_wanted(db):       # database servers run as streaming replicas: their state, lag, last error
         try:
             info["replicas"] = replica_status(root, db, cfg.role)
-        except Exception as exc:
+        except Exception as exc:  # e.g. two plugins declaring one replica name
             info["replicas"] = [{"name": "*", "plugin": "", "engine": "", "side": "?", "state": "error",
                                  "connected": False, "lag_seconds": None, "lag_bytes": None,
                                  "lag_transactions": None, "last_error": str(exc)}]

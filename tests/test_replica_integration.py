@@ -32,6 +32,7 @@ class FakeEngine:
         self.lag, self.error, self.needs_seed = lag, error, needs_seed
         self.promotes: list[dict] = []
         self.prepared: list = []
+        self.replica_connected = True
 
     def status(self, link=None) -> ReplicaStatus:
         return ReplicaStatus(server=self.label, role="replica", state="needs-seed" if self.needs_seed else
@@ -40,8 +41,9 @@ class FakeEngine:
                              needs_seed=self.needs_seed)
 
     def master_status(self, link) -> MasterStatus:
-        return MasterStatus(server=self.label, role="master", replica_connected=True, replica_state="streaming",
-                            position="0-1-42", lag_bytes=0, lag_seconds=0.0)
+        return MasterStatus(server=self.label, role="master", replica_connected=self.replica_connected,
+                            replica_state="streaming" if self.replica_connected else None, position="0-1-42",
+                            lag_bytes=0, lag_seconds=0.0)
 
     def promote(self, *, timeout=60.0, dry_run=False, force=False, log=print) -> Promoted:
         self.promotes.append({"timeout": timeout, "dry_run": dry_run, "force": force})
@@ -134,6 +136,33 @@ def test_master_side_status_and_no_replica_wanted_loads_no_plugin(root, fake, ca
         txn.setprop("fakedb", {"DatabaseMode": "dump"})
     monkeypatch.setattr("hotsync_events.manager.plugin_manager", lambda r: pytest.fail("plugins loaded"))
     assert "replicas" not in json.loads(_status(root, capsys, as_json=True))
+
+
+LINK = Link(master_host="192.0.2.1", replica_host="192.0.2.2", port=3306, password_file="/p", cert="/c", key="/k",
+            peer_cert="/pc")
+
+
+def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake, smtp):
+    from hotsync_events.sync.replicas import alert_replicas
+    from hotsync_events.sync.settings import Settings
+
+    engine, pm = fake
+    pm.unregister(name="fakedb")
+    pm.register(FakePlugin(engine, LINK), name="fakedb")
+    _configure(root, "master", SlaveHost="192.0.2.2", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
+    db = open_db("configuration", root)
+    cfg = Settings.from_db(db)
+    assert alert_replicas(root, db, cfg, pm=pm, log=lambda m: None) == {"sent": False} and smtp.messages == []
+    engine.replica_connected = False
+    state = alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)
+    assert state["sent"] and "database replica fakedb is not connected" in state["reasons"][0]
+    alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)         # still broken: no second mail
+    [mail] = smtp.messages
+    assert "BROKEN" in mail["Subject"] and "not connected" in mail.get_payload()
+    engine.replica_connected = True
+    assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"]
+    assert len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
+    assert "lag" in smtp.messages[1].get_payload()
 
 
 def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, fake):

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from hotsync_events.paths import Root
 from hotsync_events.types import Replica
 
-__all__ = ["MODE_PROP", "collect_replicas", "health_reasons", "promote_replicas", "replica_lines", "replica_status",
-           "replicas_wanted"]
+__all__ = ["MODE_PROP", "alert_replicas", "collect_replicas", "health_reasons", "promote_replicas", "replica_lines",
+           "replica_status", "replicas_wanted"]
 
 #: the prop of a database server's key that switches it from dumps to a streaming replica
 MODE_PROP = "DatabaseMode"
@@ -107,7 +107,7 @@ def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[t
             out.append(("critical", f"{name} must be re-seeded: {r.get('last_error') or 'its master lost its place'}"))
         elif r.get("state") == "error" or (r.get("last_error") and not r.get("connected")):
             out.append(("critical", f"{name}: {r.get('last_error')}"))
-        elif not r.get("connected") and r.get("role") != "master":
+        elif not r.get("connected") and (r.get("side") == "master" or r.get("role") != "master"):
             out.append(("warning", f"{name} is not connected ({r.get('state')})"))
         elif (r.get("lag_seconds") or 0) > lag_warning:
             out.append(("warning", f"{name} lags {float(r['lag_seconds']):.0f} s behind"))
@@ -167,3 +167,42 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
             entry["prepared"] = _prepare(rep, log=log, err=err)
             save()
     return failed
+
+
+def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print) -> dict | None:
+    """After each sync on the master: one mail to ``MailTo`` when a replica breaks (an error, a re-seed
+    needed, or not connected), one when they all work again; not one per run (the state is the status
+    file's ``replica_alert``). None when no server runs as a replica."""
+    import os
+    import time
+
+    from hotsync_events.sync.mail import MailError, send_mail
+    from hotsync_events.sync.status import read_status, update_status
+
+    if not replicas_wanted(db):
+        return None
+    reps = replica_status(root, db, cfg.role, pm=pm)
+    broken = [why for level, why in health_reasons(reps, lag_warning=float("inf")) if level in ("warning", "critical")]
+    state = read_status(root).get("replica_alert") or {"sent": False}
+    if bool(broken) == bool(state.get("sent")):
+        return state
+    host = os.uname().nodename
+    if broken:
+        subject = f"HotSync: database replication from {host} is BROKEN"
+        body = ("Database replication between this master ({}) and its slave {} does not work:\n\n{}\n\n"
+                "Until it is fixed a promote loses what the slave's databases did not receive.\n"
+                "You get one mail now and one when it works again. Check with: hotsync status\n"
+                ).format(host, cfg.slave_host, "\n".join(broken))
+    else:
+        subject = f"HotSync: database replication from {host} works again"
+        body = f"Every database replica of this master ({host}) streams again:\n\n" + "\n".join(replica_lines(reps)) + "\n"
+    try:
+        send_mail(cfg.smarthost, cfg.mail_to, subject, body)
+        sent, error = bool(broken), None
+        log(f"hotsync sync: mailed {cfg.mail_to} (database replication {'broken' if broken else 'works again'})")
+    except MailError as exc:
+        sent, error = not broken, str(exc)
+        log(f"hotsync sync: could not mail {cfg.mail_to} about the database replication: {exc}")
+    new = {"sent": sent, "time": time.time(), "to": cfg.mail_to, "error": error, "reasons": broken}
+    update_status(root, lambda d: d.update(replica_alert=new))
+    return new

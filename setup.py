@@ -52,7 +52,7 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "aiosmtpd>=1.4", "wheel>=0.38",
                  "selenium>=4.10"],   # the Cockpit page's tests drive Debian's chromium
         # the suite plus style and types (make test installs it and runs both)
-        "dev": ["hotsync-events[test]", "ruff>=0.6", "mypy>=1.10"],
+        "dev": ["hotsync-events[test]", "ruff>=0.17", "mypy>=2.4"],   # the versions pyproject.toml was checked with
     },
     entry_points={
         "console_scripts": [

@@ -56,7 +56,7 @@ class Root:
 
         A path that climbs out with ``..`` is refused with RootError.
         """
-        parts = []
+        parts: list[str] = []
         for part in PurePosixPath("/", os.fspath(path)).parts[1:]:
             if part == "..":
                 if not parts:

@@ -139,7 +139,7 @@ def run(args) -> int:
     print(f"slave's copy age:  {_age(info.get('copy_age'))}")
     if info["role"] == "master":
         nxt = info.get("next_run")
-        print(f"next run:          {iso(nxt) + (' (due)' if nxt and nxt <= now else '') if nxt else 'not scheduled'}")
+        print(f"next run:          {str(iso(nxt)) + (' (due)' if nxt <= now else '') if nxt else 'not scheduled'}")
     print(f"certificate:       {info.get('fingerprint') or 'none yet (signal-event nethserver-hotsync-save)'}"
           "   (this host's; its peer pins it)")
     if info["role"] == "master":

@@ -11,6 +11,10 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hotsync_events.promote.verify import Assessment
 
 DESCRIPTION = "Promote this HotSync slave to master: verify its copy, fence the old master, restore, take over."
 EPILOG = """\
@@ -50,7 +54,7 @@ def _iso(ts) -> str:
     return iso(ts) or "never"
 
 
-def render(a: dict, out) -> None:
+def render(a: Assessment, out) -> None:
     from hotsync_events.sync.fence import age_words
     from hotsync_events.promote import plan_lines
 

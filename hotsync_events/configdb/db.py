@@ -24,7 +24,7 @@ from hotsync_events.paths import Root, root_from
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
 __all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "is_db_name", "open_db"]
 
@@ -57,10 +57,14 @@ class Change(namedtuple("Change", "db key prop old new")):
 
 
 #: validator(db_name, key, old_record_or_None, new_record) raises on a refused value
-Validator = "Callable[[str, str, Record | None, Record], None]"
 #: journal(db_name, changes, source) is called under the lock, before the new file replaces the old;
 #: source says what made the changes when it was not the command itself ("" or e.g. "schema defaults")
-Journal = "Callable[[str, list, str], None]"
+if TYPE_CHECKING:   # the type checker's aliases; at run time the strings that document them
+    Validator = Callable[[str, str, Record | None, Record], None]
+    Journal = Callable[[str, list, str], None]
+else:
+    Validator = "Callable[[str, str, Record | None, Record], None]"
+    Journal = "Callable[[str, list, str], None]"
 
 
 class ConfigDB:

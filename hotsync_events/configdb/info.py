@@ -304,6 +304,7 @@ def search(db, summary: dict, *, key: str | None = None, prop: str | None = None
         if kre is not None and kre.search(k) is None:
             continue
         raw = index[k]
+        names: list[str] | dict[str, str]
         if legacy or "\\" in raw:
             props = decode_record(raw, legacy).props
             names = sorted(props)

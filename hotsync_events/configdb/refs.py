@@ -195,8 +195,9 @@ def core_readers(key: str, prop: str | None = None) -> list:
         found = []
         for node, qual in _functions(tree):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
                 node.body = body[1:] or [ast.Pass()]
             if mentions(ast.unparse(node), key, prop):
                 found.append(qual)

@@ -23,7 +23,9 @@ class Engine(Protocol):
     and the cause; none of them returns a failure.
     """
 
-    root: Root
+    @property
+    def root(self) -> Root:
+        """The host's root the server is reached under (read-only: :meth:`with_root` gives another's)."""
 
     @property
     def label(self) -> str:

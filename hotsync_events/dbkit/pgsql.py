@@ -186,8 +186,10 @@ class Postgres:
         table = None
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            stdout = proc.stdout
+            assert stdout is not None    # stdout=PIPE
             try:
-                for line in proc.stdout:
+                for line in stdout:
                     if table is None:
                         if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
                             table = _copy_table(line)
@@ -197,7 +199,7 @@ class Postgres:
                     else:
                         counts[table] += 1
             finally:
-                proc.stdout.close()
+                stdout.close()
                 code = proc.wait()
             if code != 0 or table is not None:
                 err.seek(0)

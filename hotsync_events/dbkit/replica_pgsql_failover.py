@@ -17,7 +17,7 @@ from hotsync_events.dbkit.pgsql import Postgres, ident
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, as_user, clean_env,
                                           owner_of, private_dir, publish, recover_swap, run, saved_folder, sha256_file,
                                           swap_dirs, wait_for, write_private)
-from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn, lsn_at
+from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn_at
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_pgsql import PostgresReplication
@@ -133,7 +133,7 @@ def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool =
             rr = repl._one(sess, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
                                  "(SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup')",
                            what="read the replay position")
-            if rr[0] and lsn(rr[1] or "0/0") >= lsn(rr[0]):
+            if rr[0] and lsn_at(rr[1]) >= lsn_at(rr[0]):
                 return True
             stable["n"] = stable["n"] + 1 if rr[1] == stable["last"] else 0
             stable["last"] = rr[1]

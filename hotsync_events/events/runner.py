@@ -125,12 +125,13 @@ def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scr
     try:
         import _signal as signal   # the C module: `signal` converts its constants to enums at import
     except ImportError:  # pragma: no cover
-        import signal  # type: ignore[no-redef]
+        import signal
 
     from hotsync_events.types import ActionContext, run_failure
 
     ctx = ActionContext(log=_log_to_stdout, **ctx_kwargs)
-    status, code, reason = "success", 0, ""
+    status, reason = "success", ""
+    code: int | None = 0
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise ActionTimeout()

@@ -417,6 +417,8 @@ def expand(target: str, *, root: Root, db: Any = None, pm: Any = None, template:
         frags = fragments_of(target, sources)
         text = render(target, frags, make_context(root, db, target, event, args))
         out = output if output is not None else root.join(target)
+        owner: str | None
+        group: str | None
         if template is not None:
             mode, owner, group = template.mode, template.owner, template.group
         else:

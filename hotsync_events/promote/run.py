@@ -45,6 +45,7 @@ from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 from hotsync_events.promote.config import PEER_DIR, restore_config
 from hotsync_events.promote.journal import _crash_point, _write_journal
+from hotsync_events.promote.verify import Assessment
 from hotsync_events.sync import fence
 
 __all__ = ["EXIT_CANNOT", "EXIT_CRITICAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_STEPS_FAILED", "MANUAL_STEPS", "PHASES",
@@ -130,7 +131,7 @@ class _CriticalStep(Exception):
 class Promote:
     """One run of the promote (fresh or resumed); :meth:`run` after :func:`assess` accepted it."""
 
-    def __init__(self, root: Root, a: dict, *, pm=None, force: bool = False, log: Callable[[str], None] = print,
+    def __init__(self, root: Root, a: Assessment, *, pm=None, force: bool = False, log: Callable[[str], None] = print,
                  err: Callable[[str], None] | None = None) -> None:
         self.root, self.a, self.pm, self.force = root, a, pm, force
         self.log = log

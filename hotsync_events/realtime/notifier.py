@@ -31,9 +31,9 @@ from typing import NamedTuple
 from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyFullEmitter
-from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 
 from hotsync_events.realtime.debounce import Trigger
 from hotsync_events.realtime.settings import DEFAULTS
@@ -138,7 +138,8 @@ class ExcludeMatcher:
     """
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        plain, dir_only_rx = [], []
+        plain: list[str] = []
+        dir_only_rx: list[str] = []
         for raw in patterns:
             pat = raw.strip()
             if not pat or pat.startswith(("#", ";", "+ ")):
@@ -165,8 +166,9 @@ class ExcludeMatcher:
             return False
         if self._plain is not None and self._plain.fullmatch(host_path):
             return True
-        return self._dir is not None and bool(self._dir_below.fullmatch(host_path)
-                                              or (is_dir and self._dir.fullmatch(host_path)))
+        if self._dir is None or self._dir_below is None:     # both or neither (no directory-only pattern)
+            return False
+        return bool(self._dir_below.fullmatch(host_path) or (is_dir and self._dir.fullmatch(host_path)))
 
 
 # ------------------------------------------------------------------------------------------ notifier
@@ -174,7 +176,7 @@ class ExcludeMatcher:
 class _WatchRoot:
     host: str          # as on the host: /srv/data
     real: str          # under the root: /tmp/r/srv/data
-    watch: object = None
+    watch: ObservedWatch | None = None
 
 
 class _Handler(FileSystemEventHandler):
@@ -231,17 +233,19 @@ class Notifier:
 
     def _schedule_missing(self) -> int:
         """Watch every planned root that exists and is not watched yet; the count of new watches."""
+        observer = self._observer
+        assert observer is not None     # start() made it (the callers hold _watch_lock)
         added = 0
         for wr in self._roots:
             if wr.watch is not None:
-                emitter = self._observer._emitter_for_watch.get(wr.watch)
+                emitter = observer._emitter_for_watch.get(wr.watch)
                 if emitter is not None and emitter.is_alive() and os.path.lexists(wr.real):
                     continue
                 self._unschedule(wr)
             if not os.path.lexists(wr.real) or os.path.islink(wr.real):
                 continue
             try:
-                wr.watch = self._observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
+                wr.watch = observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
                 added += 1
             except OSError as exc:
                 log.warning("cannot watch %s: %s", wr.host, exc)
@@ -249,6 +253,7 @@ class Notifier:
 
     def _unschedule(self, wr: _WatchRoot) -> None:
         if wr.watch is not None:
+            assert self._observer is not None   # a watch is only set while the observer runs
             try:
                 self._observer.unschedule(wr.watch)
             except (KeyError, RuntimeError):
@@ -312,8 +317,9 @@ class Notifier:
     def inject_overflow(self) -> None:
         """Feed the inotify fd a kernel IN_Q_OVERFLOW event, as the kernel does when its queue is full
         (tests and diagnostics: the real path runs, watchdog rebuilds its watches, we fall back)."""
+        assert self._observer is not None, "the notifier is not started"
         self._observer._inotify_fd.handle_event(
-            InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
+            InotifyEvent(WatchDescriptor(-1), InotifyConstants.IN_Q_OVERFLOW, 0, b""))
 
     # ---------------------------------------------------------------------------------- events
     def _overflowed(self) -> None:
@@ -358,7 +364,7 @@ class Notifier:
                 return
             paths = [p for p in (src, dest) if p is not None]
         else:
-            if is_dir and event.src_path.rstrip("/") in {wr.real for wr in self._roots} \
+            if is_dir and os.fsdecode(event.src_path).rstrip("/") in {wr.real for wr in self._roots} \
                     and isinstance(event, DirDeletedEvent):
                 self._full("a watched directory was deleted")   # its watch is gone: rebuild later
                 return
@@ -409,12 +415,12 @@ class Notifier:
                     self._write_status()
                 continue
             self._warm = False
-            if batch.full:
+            if batch.paths is None:
                 log.info("full sync: %s", batch.reason)
             else:
                 log.debug("pushing %d path(s)", len(batch.paths))
             try:
-                result = self.pusher(None if batch.full else list(batch.paths))
+                result = self.pusher(None if batch.paths is None else list(batch.paths))
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
                 log.exception("push failed")
                 result = PushResult(False, f"{type(exc).__name__}: {exc}")

@@ -114,7 +114,7 @@ def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print,
     return errors
 
 
-def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, object, bool]]:
+def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, Dump, bool]]:
     """``[(plugin, Dump, shipped)]`` this host would restore; *only* keeps the named dumps."""
     from hotsync_events.configdb import open_db
     from hotsync_events.manager import get_plugin_manager, install_schemas

@@ -217,8 +217,11 @@ def test_cli_dry_run_asks_each_replica_and_says_why_it_cannot(root, run):
                                        {"DatabaseMode": "replica", "Socket": "/run/none/mysqld.sock"})
     cp = run("hotsync-promote", "--dry-run", "--json", "--root", str(root))
     assert cp.returncode == 0, cp.stderr
-    [line] = json.loads(cp.stdout)["replicas"]
+    out = json.loads(cp.stdout)
+    [line] = out["replicas"]
     assert line.startswith("database replica mysql (plugin mysql): FAILED: MariaDB at /run/none/mysqld.sock")
+    assert out["assessment"]["replicas"] == [{"name": "mysql", "plugin": "mysql", "engine": "mariadb"}]
+    assert "databases: promote the mariadb replica mysql (mysql: replay what it received" in cp.stderr
     assert line in cp.stderr and read_journal(root) is None
 
 

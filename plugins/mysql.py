@@ -52,3 +52,4 @@ hotsync_dumps = PLUGIN.hotsync_dumps
 hotsync_replicas = PLUGIN.hotsync_replicas
 hotsync_sync_paths = PLUGIN.hotsync_sync_paths
 hotsync_detect = PLUGIN.hotsync_detect
+hotsync_health_checks = PLUGIN.hotsync_health_checks

@@ -54,6 +54,25 @@ def _promote_lines(info: dict, age) -> None:
               f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
 
 
+def _drill_line(info: dict) -> None:
+    """The last takeover drill (``hotsync drill``) and the schedule."""
+    from hotsync_events.sync.status import iso
+
+    d = info.get("drill")
+    sched = info.get("drill_schedule") or "off"
+    if not d:
+        print(f"takeover drill:    never (DrillSchedule {sched}; run hotsync drill)")
+        return
+    if d.get("error"):
+        print(f"takeover drill:    {d['error']}")
+        return
+    what = "PASSED" if d.get("result") == "passed" else "FAILED: " + "; ".join(d.get("causes") or [])[:300]
+    took = f", promote {d['promote_time']:.1f} s" if d.get("promote_time") is not None else ""
+    age = f", data {int(d['data_age'])} s old" if d.get("data_age") is not None else ""
+    print(f"takeover drill:    {iso(d.get('time'))}: {what} (drill {d.get('wall_time') or 0:.1f} s{took}{age}; "
+          f"DrillSchedule {sched})")
+
+
 def _limited(root, args, exc) -> int:
     """The status for a user who may not read root's state: the public snapshot, or why there is none."""
     import sys
@@ -158,6 +177,7 @@ def run(args) -> int:
         for k in info.get("kept") or []:
             print(f"kept aside:        {k['path']} ({k['files']} files, {iso(k['time'])}): what a first push after a "
                   "re-pair replaced or deleted here; keep what you need, then remove the folder")
+        _drill_line(info)
         if info.get("peer_refused"):
             print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
                   + "; ".join(info["peer_refused"].get("problems", [])[:3]))

@@ -85,6 +85,14 @@ def assess(info: dict, now: float | None = None) -> dict:
 
         for level, why in health_reasons(info.get("replicas") or []):
             add(level, why)
+        if role == "slave":
+            from hotsync_events.sync.drill_status import drill_reasons
+
+            last = info.get("drill")
+            for level, why in drill_reasons({"last": last} if last and not last.get("error") else
+                                            ({"error": last["error"]} if last else None),
+                                            info.get("drill_schedule") or "off", role, now):
+                add(level, why)
     if not reasons:
         reasons.append("OK: " + (f"the slave's copy is {int(age)} s old" if age is not None else "nothing to say"))
     queued = int((info.get("realtime") or {}).get("queued_paths") or 0)

@@ -77,7 +77,6 @@ def _limited(root, args, exc) -> int:
     """The status for a user who may not read root's state: the public snapshot, or why there is none."""
     import sys
 
-    from hotsync_events.sync.health import check_line, prometheus
     from hotsync_events.sync.public import limited_info
     from hotsync_events.sync.status import iso
 
@@ -87,15 +86,9 @@ def _limited(root, args, exc) -> int:
               "status yet (written at its next sync or received push); run as root", file=sys.stderr)
         return 3 if args.check else 4
     health = info["health"]
-    if args.check:
-        print(check_line(health, info["role"]))
-        return health["code"]
-    if args.prometheus:
-        print(prometheus(info, health), end="")
-        return 0
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
-        return 0
+    code = _machine_output(args, info)
+    if code is not None:
+        return code
     print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
     print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
     print(f"peer:              {info.get('peer') or 'not configured'}")
@@ -109,6 +102,23 @@ def _limited(root, args, exc) -> int:
     return 0
 
 
+def _machine_output(args, info: dict) -> int | None:
+    """``--check``, ``--prometheus`` or ``--json`` of *info*: the exit code, or None when text is wanted."""
+    from hotsync_events.sync.health import check_line, prometheus
+
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return int(health["code"])
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    return None
+
+
 def run(args) -> int:
     from hotsync_events.paths import root_from
     from hotsync_events.sync.report import collect
@@ -119,18 +129,11 @@ def run(args) -> int:
     except PermissionError as exc:      # not root: what any user may read (sync/public.py)
         return _limited(root, args, exc)
     from hotsync_events.sync.notifier_status import status_lines
-    from hotsync_events.sync.health import check_line, prometheus
 
     health = info["health"]
-    if args.check:
-        print(check_line(health, info["role"]))
-        return health["code"]
-    if args.prometheus:
-        print(prometheus(info, health), end="")
-        return 0
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
-        return 0
+    code = _machine_output(args, info)
+    if code is not None:
+        return code
     from hotsync_events.sync.status import iso
 
     now = time.time()

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from hotsync_events.configdb import ConfigDB
     from hotsync_events.paths import Root
-    from hotsync_events.types import (Action, Dump, HealthCheck, PromoteStep, SchemaFile, Service, SyncPath,
-                                      Template)
+    from hotsync_events.types import (Action, Dump, HealthCheck, PromoteStep, Replica, SchemaFile, Service,
+                                      SyncPath, Template)
 
 hookspec = pluggy.HookspecMarker(NAME)
 
@@ -128,6 +128,21 @@ def hotsync_dumps(db: ConfigDB, root: Root) -> Iterable[Dump] | None:
     returns None or raises; ``restore`` loads the dump (started server, row counts checked) or raises.
     A dump file should be self-contained (data, users, manifest) so a push ships it whole or not at
     all; the built-in plugins' helpers for MariaDB and PostgreSQL do that.
+
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about.
+    """
+
+
+@hookspec
+def hotsync_replicas(db: ConfigDB, root: Root) -> Iterable[Replica] | None:
+    """Return the database servers this plugin runs as streaming replicas (``DatabaseMode replica``).
+
+    A server declared here is not dumped (its plugin gives no :class:`~hotsync_events.types.Dump` for it):
+    on the slave it runs as a replica of the master's server. ``hotsync status`` shows each replica's
+    state, lag and last error (``engine.status`` on the slave, ``engine.master_status`` on the master);
+    ``hotsync-promote`` promotes it in its databases phase and records the takeover position (GTID or LSN)
+    in its journal. The kit's :class:`hotsync_events.dbkit.HostServer` declares the host's MariaDB and
+    PostgreSQL this way; see docs/replication.md.
 
     :param root: the :class:`~hotsync_events.paths.Root` the call is about.
     """

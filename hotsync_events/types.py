@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from hotsync_events.configdb import ConfigDB
     from hotsync_events.paths import Root
 
-__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "HealthCheck", "PromoteStep", "SchemaFile", "Service",
-           "SyncPath", "Template", "check_name", "run_failure"]
+__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "HealthCheck", "PromoteStep", "Replica", "SchemaFile",
+           "Service", "SyncPath", "Template", "check_name", "run_failure"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 SERVICE_VERBS = frozenset({"start", "stop", "restart", "reload", "enable", "disable"})
@@ -209,6 +209,32 @@ class Dump:
         check_name("dump", self.name)
         if not self.path.startswith("/") or "/../" in f"{self.path}/":
             raise ValueError(f"dump {self.name}: path {self.path!r} must be absolute, without '..'")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A database server this plugin runs as a streaming replica of the master's, instead of a dump.
+
+    ``engine`` implements :class:`hotsync_events.dbkit.replica.ReplicationEngine` (the kit's MariaDB and
+    PostgreSQL engines do); the core knows no engine and calls only ``status`` (slave) or
+    ``master_status`` (master) for ``hotsync status``, and ``promote`` at ``hotsync-promote`` (the takeover
+    position goes into the promote's journal). ``link`` is the channel as this host sees it
+    (:class:`hotsync_events.dbkit.replica.Link`); None while the pair is not configured (the status then
+    asks the local server only). ``promote_timeout``: seconds the promote waits for the replay to catch up.
+    ``master_link``: on a slave, the channel once it is the master (the old master its replica); after the
+    promote the core runs ``engine.prepare_master(master_link)`` so the old master can be re-paired as its
+    replica (None: nothing prepared).
+    """
+
+    name: str
+    engine: Any
+    link: Any = None
+    promote_timeout: float = 60.0
+    priority: int = 50
+    master_link: Any = None
+
+    def __post_init__(self) -> None:
+        check_name("replica", self.name)
 
 
 @dataclass(frozen=True)

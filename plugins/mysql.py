@@ -4,7 +4,8 @@ Detection (kept simple): the plugin contributes its dump when ``mysqld status`` 
 the server's data directory (``mysqld DataDir``, default ``/var/lib/mysql``) exists under the root, i.e.
 MariaDB is installed and initialised on this host. A server that is installed but not running then
 fails the sync loudly instead of silently shipping nothing. The raw data directory is always excluded
-from the push: only the consistent dump travels.
+from the push: only the consistent dump travels. With ``mysqld DatabaseMode replica`` the server is a
+streaming replica instead (no dump; docs/replication.md).
 """
 from __future__ import annotations
 
@@ -28,13 +29,27 @@ def server(db, root=None) -> MariaDB:
                    datadir=prop("DataDir", DEFAULTS.datadir), key=KEY)
 
 
+def replication(srv: MariaDB, db, root=None):
+    """``mysqld DatabaseMode replica``: the kit's MariaDB GTID replication of the host's server."""
+    from hotsync_events.dbkit import MariaDBReplication
+
+    return MariaDBReplication(srv)
+
+
+def replication_port(db) -> int:
+    value = db.getprop(KEY, "ReplicationPort") or "3306"
+    return int(value) if value.isdigit() else 3306
+
+
 PLUGIN = HostServer(key=KEY, spec=Path(__file__).with_name("mysql.spec"), dump_name="mysql",
-                    dump_path=DUMP_PATH, server=server, dump=mariadb_dump, default_datadir=DEFAULTS.datadir)
+                    dump_path=DUMP_PATH, server=server, dump=mariadb_dump, default_datadir=DEFAULTS.datadir,
+                    replication=replication, replication_port=replication_port)
 
 # the plugin's hooks (and its presence test), shared with the other host server's plugin
 present = PLUGIN.present
 hotsync_config_schema = PLUGIN.hotsync_config_schema
 hotsync_dumps = PLUGIN.hotsync_dumps
+hotsync_replicas = PLUGIN.hotsync_replicas
 hotsync_sync_paths = PLUGIN.hotsync_sync_paths
 hotsync_detect = PLUGIN.hotsync_detect
 hotsync_health_checks = PLUGIN.hotsync_health_checks

@@ -4,7 +4,8 @@ Detection (kept simple): the plugin contributes its dump when ``postgresql statu
 and the cluster's data directory (``postgresql DataDir``, default ``/var/lib/postgresql``) exists under
 the root. Applications on another PostgreSQL instance (Mattermost's own server, for one) declare it
 with :func:`hotsync_events.dbkit.postgres_dump`. The raw data directory is always excluded from the
-push: only the consistent dump travels.
+push: only the consistent dump travels. With ``postgresql DatabaseMode replica`` the cluster is a streaming
+replica instead (no dump; docs/replication.md).
 """
 from __future__ import annotations
 
@@ -31,13 +32,29 @@ def server(db, root=None) -> Postgres:
                     run_as=prop("RunAs", "postgres"), bindir=prop("BinDir", ""), key=KEY)
 
 
+def replication(srv: Postgres, db, root=None):
+    """``postgresql DatabaseMode replica``: the kit's streaming replication (slot, pg_basebackup, pg_rewind)."""
+    from hotsync_events.dbkit import PostgresReplication
+
+    keep = db.getprop(KEY, "SlotKeepMB") or "1024"
+    return PostgresReplication(srv, config_dir=db.getprop(KEY, "ConfigDir") or "",
+                               slot_keep_mb=int(keep) if keep.isdigit() else 1024)
+
+
+def replication_port(db) -> int:
+    value = db.getprop(KEY, "TCPPort") or str(DEFAULTS.port)
+    return int(value) if value.isdigit() else DEFAULTS.port
+
+
 PLUGIN = HostServer(key=KEY, spec=Path(__file__).with_name("postgresql.spec"), dump_name="postgresql",
-                    dump_path=DUMP_PATH, server=server, dump=postgres_dump, default_datadir=DEFAULTS.datadir)
+                    dump_path=DUMP_PATH, server=server, dump=postgres_dump, default_datadir=DEFAULTS.datadir,
+                    replication=replication, replication_port=replication_port)
 
 # the plugin's hooks (and its presence test), shared with the other host server's plugin
 present = PLUGIN.present
 hotsync_config_schema = PLUGIN.hotsync_config_schema
 hotsync_dumps = PLUGIN.hotsync_dumps
+hotsync_replicas = PLUGIN.hotsync_replicas
 hotsync_sync_paths = PLUGIN.hotsync_sync_paths
 hotsync_detect = PLUGIN.hotsync_detect
 hotsync_health_checks = PLUGIN.hotsync_health_checks

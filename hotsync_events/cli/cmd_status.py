@@ -184,6 +184,12 @@ def run(args) -> int:
         if info.get("peer_refused"):
             print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
                   + "; ".join(info["peer_refused"].get("problems", [])[:3]))
+    if info.get("replicas") is not None:
+        from hotsync_events.sync.replicas import replica_lines
+
+        for line in replica_lines(info["replicas"]) or ["databases:         DatabaseMode replica, but no plugin "
+                                                        "declares a replica on this host"]:
+            print(line)
     err = info.get("last_error")
     if err:
         print(f"last error:        {iso(err.get('time'))}: {err.get('message')}")

@@ -83,6 +83,26 @@ def render(a: Assessment, out) -> None:
         w(f"  warning: {warn}")
 
 
+def _replicas_dry_run(root, pm, result: dict, log) -> None:
+    """The database replicas' part of the dry run: where each would take over, its lag, what would be lost."""
+    if pm is None:
+        return
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.replicas import promote_replicas, replicas_wanted
+
+    db = open_db("configuration", root, validate=False, journal=False, create=False)
+    if not replicas_wanted(db):
+        return
+    lines: list[str] = []
+    try:
+        promote_replicas(root, db, pm, {}, dry_run=True, log=lines.append, err=lines.append)
+    except Exception as exc:  # a dry run reports
+        lines.append(f"database replicas: cannot tell: {exc}")
+    for line in lines:
+        log(line)
+    result["replicas"] = lines
+
+
 def main(argv: list[str] | None = None) -> int:
     from hotsync_events.paths import root_from
     from hotsync_events import promote as P
@@ -124,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in soft:
         log(f"hotsync-promote: WARNING (--force): {r['text']}")
     if args.dry_run:
+        _replicas_dry_run(root, pm, result, log)
         return finish(P.EXIT_OK, "dry run: nothing was changed")
     if not args.yes:
         if not sys.stdin.isatty():

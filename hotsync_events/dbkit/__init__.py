@@ -16,6 +16,11 @@ Public API for plugin authors (the built-in plugins use nothing else)::
 * :func:`mariadb_dump`, :func:`postgres_dump`, :func:`sqlite_dump` -- the Dump of one server or file.
 * :class:`HostServer` -- the hooks of a plugin for a host's main database server, in one declaration.
 * :class:`Staged`, :func:`work_dir`, :func:`run_tool`, :class:`DatabaseError` -- for an engine of your own.
+* :class:`MariaDBReplication`, :class:`PostgresReplication` -- streaming replication of a server
+  (:mod:`hotsync_events.dbkit.replica`: the ``ReplicationEngine`` protocol, ``Link``, results); a plugin
+  declares one with the hook ``hotsync_replicas`` (a :class:`~hotsync_events.types.Replica`), as
+  :class:`HostServer` does for ``DatabaseMode replica``; :func:`replica_link` builds its channel from the
+  configuration database. See docs/replication.md.
 
 Every dump file is self-contained (data, users or roles, and a manifest of tables and row counts), written
 through a temp file and renamed only once checked; a restore checks the row counts against the manifest.
@@ -26,19 +31,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hotsync_events.dbkit.engine import Engine
-from hotsync_events.dbkit.kit import (DUMP_DIR, DatabaseError, HostServer, Staged, databases_enabled, engine_dump,
-                                      mariadb_dump, postgres_dump, root_of, run_tool, work_dir)
+from hotsync_events.dbkit.kit import (DUMP_DIR, REPLICATION_DIR, DatabaseError, HostServer, Staged, database_mode,
+                                      databases_enabled, engine_dump, mariadb_dump, postgres_dump, replica_link, root_of,
+                                      run_tool, work_dir)
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.mariadb import MariaDB
     from hotsync_events.dbkit.pgsql import Postgres
+    from hotsync_events.dbkit.replica_mariadb import MariaDBReplication
+    from hotsync_events.dbkit.replica_pgsql import PostgresReplication
     from hotsync_events.dbkit.sqlite import SQLite, sqlite_dump
 
-__all__ = ["DUMP_DIR", "DatabaseError", "Engine", "HostServer", "MariaDB", "Postgres", "SQLite", "Staged",
-           "databases_enabled", "engine_dump", "mariadb_dump", "postgres_dump", "root_of", "run_tool",
-           "sqlite_dump", "work_dir"]
+__all__ = ["DUMP_DIR", "REPLICATION_DIR", "DatabaseError", "Engine", "HostServer", "MariaDB", "MariaDBReplication",
+           "Postgres", "PostgresReplication", "SQLite", "Staged", "database_mode", "databases_enabled", "engine_dump",
+           "mariadb_dump", "postgres_dump", "replica_link", "root_of", "run_tool", "sqlite_dump", "work_dir"]
 
-_LAZY = {"MariaDB": "mariadb", "Postgres": "pgsql", "SQLite": "sqlite", "sqlite_dump": "sqlite"}
+_LAZY = {"MariaDB": "mariadb", "Postgres": "pgsql", "SQLite": "sqlite", "sqlite_dump": "sqlite",
+         "MariaDBReplication": "replica_mariadb", "PostgresReplication": "replica_pgsql"}
 
 
 def __getattr__(attr: str) -> Any:   # PEP 562: an engine's module is imported when it is first asked for

@@ -37,18 +37,21 @@ from hotsync_events import hookimpl
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
-from hotsync_events.types import Dump, HealthCheck, SchemaFile, SyncPath
+from hotsync_events.types import Dump, HealthCheck, Replica, SchemaFile, SyncPath
 
 if TYPE_CHECKING:      # the engines import this module; they are loaded lazily below
     from hotsync_events.dbkit.engine import Engine
     from hotsync_events.dbkit.mariadb import MariaDB
     from hotsync_events.dbkit.pgsql import Postgres
 
-__all__ = ["DUMP_DIR", "DatabaseError", "HostServer", "Staged", "databases_enabled", "engine_dump", "mariadb_dump", "postgres_dump",
-           "root_of", "run_tool", "work_dir"]
+__all__ = ["DUMP_DIR", "REPLICATION_DIR", "DatabaseError", "HostServer", "Staged", "database_mode", "databases_enabled",
+           "engine_dump", "mariadb_dump", "postgres_dump", "replica_link", "root_of", "run_tool", "work_dir"]
 
 #: where the built-in plugins keep their dumps (a host path; the sync ships each dump file)
 DUMP_DIR = "/var/lib/hotsync/dumps"
+#: where each engine keeps this host's replication files (``<dir>/<engine>/``: TLS copies, passfile, state);
+#: never pushed (the whole HotSync state directory is refused by the push)
+REPLICATION_DIR = "/var/lib/hotsync/replication"
 MANIFEST_FORMAT = 1
 
 
@@ -320,6 +323,39 @@ def databases_enabled(db) -> bool:
     return (db.getprop("hotsync", "databases") or "enabled") != "disabled"
 
 
+def database_mode(db, key: str) -> str:
+    """``<key> DatabaseMode``: ``dump`` (the default: dumped at each sync, restored at the promote) or
+    ``replica`` (the slave's server streams from the master's; promoted at the promote)."""
+    return db.getprop(key, "DatabaseMode") or "dump"
+
+
+def replica_link(db, key: str, engine: str, port: int, *, role: str | None = None):
+    """The replication channel of server *key* as this host sees it, from the configuration database, or None
+    while the pair is not configured (no role, no peer address or no ``<key> ReplicationAddress``).
+
+    The master's address is the master's ``ReplicationAddress`` (as the slave knows it: ``hotsync MasterHost``)
+    and the replica's the slave's (``hotsync SlaveHost`` on the master). The channel's files live in
+    ``REPLICATION_DIR/<engine>/``: ``host.crt``/``host.key`` (this host's), ``peer.crt`` (the peer's, pinned),
+    ``password`` unless ``<key> ReplicationPasswordFile`` names another; ``<key> ReplicationSync on`` is the
+    synchronous mode. *role*: the channel as it will be once this host has that role (a slave's after its
+    promote: ``role="master"``, the old master its replica).
+    """
+    from hotsync_events.dbkit.replica import Link
+
+    now = db.getprop("hotsync", "role") or ""
+    own = db.getprop(key, "ReplicationAddress") or ""
+    peer = db.getprop("hotsync", "MasterHost" if now == "slave" else "SlaveHost") or ""
+    role = role or now
+    if now not in ("master", "slave") or role not in ("master", "slave") or not own or not peer:
+        return None
+    master, replica = (peer, own) if role == "slave" else (own, peer)
+    d = f"{REPLICATION_DIR}/{engine}"
+    return Link(master_host=master, replica_host=replica, port=port,
+                password_file=db.getprop(key, "ReplicationPasswordFile") or f"{d}/password",
+                cert=f"{d}/host.crt", key=f"{d}/host.key", peer_cert=f"{d}/peer.crt",
+                synchronous=(db.getprop(key, "ReplicationSync") or "off") == "on")
+
+
 # ------------------------------------------------------------------------------------------ host servers
 @dataclass(frozen=True)
 class HostServer:
@@ -339,6 +375,14 @@ class HostServer:
     server: Callable[..., Any]                 # server(db, root=None) -> MariaDB | Postgres
     dump: Callable[..., Dump]                  # mariadb_dump or postgres_dump
     default_datadir: str
+    #: replication(server, db, root) -> the kit's ReplicationEngine for *server* (None: dumps only)
+    replication: Callable[..., Any] | None = None
+    #: replication_port(db) -> the TCP port the replica dials on the master's server
+    replication_port: Callable[..., int] | None = None
+
+    def replica_mode(self, db) -> bool:
+        """``<key> DatabaseMode replica`` and the plugin knows how (:attr:`replication`)."""
+        return self.replication is not None and database_mode(db, self.key) == "replica"
 
     def present(self, db, root=None) -> bool:
         """Whether this host has the server to dump: not disabled, and its data directory exists."""
@@ -353,8 +397,20 @@ class HostServer:
 
     @hookimpl
     def hotsync_dumps(self, db, root):
-        if self.present(db, root) and databases_enabled(db):     # disabled: no dump taken, no dump path shipped
-            yield self.dump(self.dump_name, self.dump_path, self.server(db, root))
+        if self.present(db, root) and databases_enabled(db) and not self.replica_mode(db):
+            yield self.dump(self.dump_name, self.dump_path, self.server(db, root))   # disabled: none taken or shipped
+
+    @hookimpl
+    def hotsync_replicas(self, db, root):
+        """The server as a streaming replica (``DatabaseMode replica``) instead of a dump."""
+        if self.replication is not None and self.present(db, root) and self.replica_mode(db):
+            engine = self.replication(self.server(db, root), db, root)
+            port = self.replication_port(db) if self.replication_port is not None else 0
+            slave = db.getprop("hotsync", "role") == "slave"
+            yield Replica(name=self.dump_name, engine=engine,
+                          link=replica_link(db, self.key, engine.engine, port) if port else None,
+                          master_link=replica_link(db, self.key, engine.engine, port, role="master")
+                          if port and slave else None)
 
     @hookimpl
     def hotsync_sync_paths(self, db):

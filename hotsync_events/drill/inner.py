@@ -185,6 +185,10 @@ def drill(lower: str, merged: str, log) -> dict:
     for name, s in sorted((j.get("dbs") or {}).items()):
         if str(s).startswith("failed"):
             causes.append(f"database {name} did not restore: {str(s)[8:]}")
+    for name, s in sorted((j.get("replicas") or {}).items()):
+        if s.get("status") != "success":      # the live replica server is out of the drill's reach (fresh /run, own net)
+            notes.append(f"database replica {name}: its promote cannot be drilled (the live replica server is out "
+                         f"of the drill's reach): {str(s.get('status'))[:200]}")
     if j.get("services_ok") is False:
         causes.append("the save event (services) failed: "
                       + "; ".join(m for m in promote_log if "FAILED" in m and m.startswith("services"))[:500])

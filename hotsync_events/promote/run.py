@@ -17,7 +17,9 @@ The phases, in order (:data:`PHASES`):
                include/exclude lists (shipped beside it, under ``peer/lists/``) are installed into
                ``etc/hotsync/`` (:func:`hotsync_events.sync.peerlists.install_lists`): the new master
                pushes what the old one pushed; this host's own differing lists are kept aside.
-``databases``  each shipped dump is restored by its plugin (:func:`hotsync_events.sync.databases.restore_all`),
+``databases``  each database server run as a streaming replica (hook ``hotsync_replicas``) is promoted, its
+               takeover position (GTID or LSN) journaled (:func:`hotsync_events.sync.replicas.promote_replicas`);
+               each shipped dump is restored by its plugin (:func:`hotsync_events.sync.databases.restore_all`),
                unless ``hotsync databases`` is disabled.
 ``steps``      the plugins' promote steps, in (priority, name) order, each logged SUCCESS or FAILED; a
                failed step does not stop the others unless it is critical.
@@ -231,6 +233,7 @@ class Promote:
         from hotsync_events.manager import RegistrationError
 
         db = self._db()
+        self._promote_replicas(db)
         if not databases_enabled(db):
             self.log("databases: skipped (hotsync databases is disabled)")
             return
@@ -254,6 +257,20 @@ class Promote:
             self.j["dbs"][dump.name] = status
             self._save()
             _crash_point(f"database:{dump.name}")
+
+    def _promote_replicas(self, db) -> None:
+        """The database servers that run as streaming replicas (hook ``hotsync_replicas``): each replays what
+        it received and becomes a master; its takeover position (GTID or LSN) goes into the journal."""
+        from hotsync_events.manager import RegistrationError
+        from hotsync_events.sync.replicas import promote_replicas
+
+        journal = self.j.setdefault("replicas", {})
+        try:
+            promote_replicas(self.root, db, self._pm(), journal, force=self.force, log=self.log, err=self.err,
+                             save=self._save)
+        except RegistrationError as exc:
+            self.err(f"database replicas: FAILED: {exc}")
+            journal["*"] = {"status": f"failed: {exc}"}
 
     def do_steps(self) -> None:
         """Run the steps not yet done; _CriticalStep when a critical one failed (the promote stops there)."""

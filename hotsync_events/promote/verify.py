@@ -59,6 +59,7 @@ class Assessment(TypedDict):
     refusals: list[Refusal]
     warnings: list[str]
     dumps: list[Any]                       # what will be restored
+    replicas: list[Any]                    # the database servers run as streaming replicas: promoted
     steps: list[Any]                       # the plugins' promote steps, in order
     local_props: list[Any]                 # host-local values kept from this host
 
@@ -114,7 +115,8 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
         "peer_db": str(peer_path) if peer is not None else None,
         "peer_db_time": peer_path.stat().st_mtime if peer is not None else None,
         "epoch": fence.read_epoch(root), "resuming": resuming, "journal": journal if resuming else None,
-        "refusals": [], "warnings": [], "next_epoch": 0, "dumps": [], "steps": [], "local_props": [],
+        "refusals": [], "warnings": [], "next_epoch": 0, "dumps": [], "replicas": [], "steps": [],
+        "local_props": [],
     }
     if a["last_complete_sync"] is not None:
         a["data_age"] = now - a["last_complete_sync"]
@@ -179,7 +181,23 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
                              + "; ".join((st["peer_refused"].get("problems") or [])[:3])
                              + "): the promote applies the last good one, of " + _iso(a["peer_db_time"]))
     a["dumps"], a["steps"], a["local_props"] = _plan_parts(root, db, pm, a["warnings"])
+    a["replicas"] = _replicas(root, db, pm, a["warnings"])
     return a
+
+
+def _replicas(root: Root, db, pm, warnings: list) -> list[dict[str, str]]:
+    """The database replicas the promote will promote (hook ``hotsync_replicas``)."""
+    from hotsync_events.manager import RegistrationError
+    from hotsync_events.sync.replicas import collect_replicas, replicas_wanted
+
+    if pm is None or not replicas_wanted(db):
+        return []
+    try:
+        return [{"name": r.name, "plugin": p, "engine": str(getattr(r.engine, "engine", ""))}
+                for p, r in collect_replicas(pm, db, root)]
+    except RegistrationError as exc:
+        warnings.append(f"database replicas: {exc}")
+        return []
 
 
 def _has_kinds(st: dict) -> bool:
@@ -230,7 +248,9 @@ def plan_lines(a: Assessment) -> list[str]:
                    f"{', '.join(a['local_props']) or 'nothing'}, keys {', '.join(sorted(HOST_LOCAL_KEYS['configuration']))}"
                    f" and the {', '.join(sorted(HOST_LOCAL_DBS))} database; the master's include/exclude "
                    "lists (shipped with it) are installed in etc/hotsync, this host's differing ones kept aside"),
-        ("databases", "databases: restore " + (", ".join(
+        ("databases", "databases: " + "".join(
+            f"promote the {r['engine']} replica {r['name']} ({r['plugin']}: replay what it received, then take "
+            "writes; its GTID/LSN journaled); " for r in a.get("replicas") or []) + "restore " + (", ".join(
             f"{d['name']} ({d['plugin']}{'' if d['shipped'] else ', NOT shipped: skipped'})" for d in dbs)
             if dbs else "nothing (no dump shipped, or databases disabled)")),
         ("steps", "plugin promote steps: " + (", ".join(

@@ -10,7 +10,8 @@ age counts every successful push, the scheduled syncs' and the real-time notifie
   the last full one).
 * **warning**: the copy is older than one interval (and a few minutes); the last run failed or was held
   back by a guard; a first push waits for a person; hotsync is disabled; the real-time notifier should
-  run and does not; a slave refused the master's peer copy.
+  run and does not; a slave refused the master's peer copy; a database replica is not connected or lags
+  more than a minute (critical when it reports an error or must be re-seeded).
 * **unknown**: the root does not exist, or hotsync is not configured on it (no role).
 """
 from __future__ import annotations
@@ -80,6 +81,10 @@ def assess(info: dict, now: float | None = None) -> dict:
             add("critical", "the copy is torn: a push did not complete since the last full one")
         if role == "slave" and info.get("peer_refused"):
             add("warning", "the master's last peer copy was refused (see hotsync status)")
+        from hotsync_events.sync.replicas import health_reasons
+
+        for level, why in health_reasons(info.get("replicas") or []):
+            add(level, why)
         if role == "slave":
             from hotsync_events.sync.drill_status import drill_reasons
 
@@ -131,4 +136,14 @@ def prometheus(info: dict, h: dict) -> str:
         "# TYPE hotsync_failures gauge",
         f"hotsync_failures {int(info.get('failures') or 0)}",
     ]
+    replicas = info.get("replicas") or []
+    if replicas:
+        lines += ["# HELP hotsync_replica_connected Whether each database replica streams (1) or not (0).",
+                  "# TYPE hotsync_replica_connected gauge"]
+        lines += [f'hotsync_replica_connected{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+                  f"{1 if r.get('connected') else 0}" for r in replicas]
+        lines += ["# HELP hotsync_replica_lag_seconds How far each database replica is behind its master.",
+                  "# TYPE hotsync_replica_lag_seconds gauge"]
+        lines += [f'hotsync_replica_lag_seconds{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+                  f"{r['lag_seconds'] if r.get('lag_seconds') is not None else 'NaN'}" for r in replicas]
     return "\n".join(lines) + "\n"

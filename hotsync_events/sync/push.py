@@ -215,6 +215,13 @@ def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerpr
     end = time.time()
     report_outcome(outcome, log, verbose=verbose)
     record_outcome(root, cfg, outcome, start, end, ctx, dry_run=dry_run, log=log)
+    if not dry_run:
+        from hotsync_events.sync.replicas import alert_replicas
+
+        try:                            # the database replicas: a mail when they break, one on recovery
+            alert_replicas(root, db, cfg, pm=pm, log=log)
+        except Exception as exc:        # never the push's failure
+            log(f"hotsync sync: could not check the database replicas: {exc}")
     return outcome.code
 
 

@@ -126,6 +126,15 @@ def collect(root: Root) -> dict:
             except ValueError:
                 info["interval_minutes"] = 15
     info["copy_age"] = copy_age(info, now)
+    from hotsync_events.sync.replicas import replica_status, replicas_wanted
+
+    if replicas_wanted(db):       # database servers run as streaming replicas: their state, lag, last error
+        try:
+            info["replicas"] = replica_status(root, db, cfg.role)
+        except Exception as exc:  # e.g. two plugins declaring one replica name
+            info["replicas"] = [{"name": "*", "plugin": "", "engine": "", "side": "?", "state": "error",
+                                 "connected": False, "lag_seconds": None, "lag_bytes": None,
+                                 "lag_transactions": None, "last_error": str(exc)}]
     from hotsync_events.sync.drill_status import read_drill, schedule_of
 
     drill = read_drill(root)

@@ -1,0 +1,208 @@
+"""Streaming replicas of the plugins' database servers (hook ``hotsync_replicas``), for the status and the promote.
+
+The core knows no database engine: a plugin returns :class:`~hotsync_events.types.Replica` objects whose
+``engine`` implements the kit's replication protocol (:class:`hotsync_events.dbkit.replica.ReplicationEngine`)
+and this module calls only ``status``/``master_status`` (:func:`replica_status`, for ``hotsync status``) and
+``promote`` (:func:`promote_replicas`, for ``hotsync-promote``: the takeover position, a GTID or an LSN,
+goes into the promote's journal). See docs/replication.md.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hotsync_events.paths import Root
+from hotsync_events.types import Replica
+
+__all__ = ["MODE_PROP", "alert_replicas", "collect_replicas", "health_reasons", "promote_replicas", "replica_lines",
+           "replica_status", "replicas_wanted"]
+
+#: the prop of a database server's key that switches it from dumps to a streaming replica
+MODE_PROP = "DatabaseMode"
+
+
+def replicas_wanted(db) -> bool:
+    """Whether some key asks for a replica (``<key> DatabaseMode replica``): only then does the status load
+    the plugins to ask them (a pair of dumps only pays nothing)."""
+    try:
+        return any((db.getprop(key, MODE_PROP) or "") == "replica" for key in db.keys())
+    except Exception:  # an unreadable database: the status says so elsewhere
+        return False
+
+
+def collect_replicas(pm, db, root: Root | None = None) -> list[tuple[str, Replica]]:
+    """``[(plugin, Replica)]`` in (priority, name) order; one name from two plugins is a RegistrationError."""
+    return pm.registered("hotsync_replicas", Replica, root=root, db=db)
+
+
+def _engine_name(rep: Replica) -> str:
+    return str(getattr(rep.engine, "engine", "") or "")
+
+
+def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
+    """One JSON-ready dict per declared replica: the engine's status on a slave (``side`` replica: state,
+    connected, ``lag_seconds``/``lag_bytes``/``lag_transactions``, ``last_error``, ``needs_seed``), its
+    master status on a master (``side`` master: whether the replica streams, its lag as the master sees
+    it). An engine that fails is reported as ``state: error`` with its message, never raised."""
+    if pm is None:
+        from hotsync_events.manager import plugin_manager
+
+        pm = plugin_manager(root)
+    out = []
+    for plugin, rep in collect_replicas(pm, db, root):
+        entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
+        try:
+            if role == "master" and rep.link is not None:
+                ms = rep.engine.master_status(rep.link).to_json()
+                entry.update(ms, side="master", connected=ms.get("replica_connected", False),
+                             state=ms.get("replica_state") or ("needs-seed" if ms.get("needs_seed") else
+                                                               "not connected"),
+                             last_error=None)
+            else:
+                entry.update(rep.engine.status(rep.link).to_json(), side="replica")
+        except Exception as exc:  # the status reports, it never fails on an engine
+            entry.update(side="master" if role == "master" else "replica", state="error", connected=False,
+                         last_error=f"{type(exc).__name__}: {exc}")
+        for k in ("lag_seconds", "lag_bytes", "lag_transactions"):
+            entry.setdefault(k, None)
+        out.append(entry)
+    for plugin, hook, error in getattr(pm, "hook_errors", []):
+        if hook == "hotsync_replicas":
+            out.append({"name": f"({plugin})", "plugin": plugin, "engine": "", "side": "?", "state": "error",
+                        "connected": False, "lag_seconds": None, "lag_bytes": None, "lag_transactions": None,
+                        "last_error": error})
+    return out
+
+
+def _lag_words(r: dict) -> str:
+    parts = []
+    if r.get("lag_seconds") is not None:
+        parts.append(f"{float(r['lag_seconds']):.1f} s")
+    if r.get("lag_bytes") is not None:
+        parts.append(f"{int(r['lag_bytes'])} bytes")
+    if r.get("lag_transactions") is not None:
+        parts.append(f"{int(r['lag_transactions'])} transactions")
+    return ", ".join(parts) or "unknown"
+
+
+def replica_lines(replicas: list[dict]) -> list[str]:
+    """``hotsync status``'s lines: one per replica (state, connected, lag, last error)."""
+    lines = []
+    for r in replicas:
+        side = "replica of the master's" if r.get("side") == "replica" else "master of the slave's"
+        lines.append(f"database {r['name']}:".ljust(19) + f"{r.get('engine') or '?'} {side}: {r.get('state')}, "
+                     f"{'connected' if r.get('connected') else 'NOT connected'}, lag {_lag_words(r)}"
+                     + (", must be re-seeded" if r.get("needs_seed") else ""))
+        if r.get("last_error"):
+            lines.append(" " * 19 + f"last error: {r['last_error']}")
+    return lines
+
+
+def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[tuple[str, str]]:
+    """``[(level, why)]`` for the health: a replica with an error or needing a seed is critical, one not
+    connected or lagging more than *lag_warning* seconds a warning."""
+    out = []
+    for r in replicas:
+        name = f"database replica {r['name']}"
+        if r.get("needs_seed"):
+            out.append(("critical", f"{name} must be re-seeded: {r.get('last_error') or 'its master lost its place'}"))
+        elif r.get("state") == "error" or (r.get("last_error") and not r.get("connected")):
+            out.append(("critical", f"{name}: {r.get('last_error')}"))
+        elif not r.get("connected") and (r.get("side") == "master" or r.get("role") != "master"):
+            out.append(("warning", f"{name} is not connected ({r.get('state')})"))
+        elif (r.get("lag_seconds") or 0) > lag_warning:
+            out.append(("warning", f"{name} lags {float(r['lag_seconds']):.0f} s behind"))
+    return out
+
+
+def _prepare(rep: Replica, *, log: Callable[[str], None], err: Callable[[str], None]) -> dict:
+    """The promoted server made a master its old master can follow (account, pins, settings); a failure is
+    reported, never the promote's (the re-pair needs it, the takeover does not)."""
+    try:
+        prep = rep.engine.prepare_master(rep.master_link, log=log)
+    except Exception as exc:                 # reported and journaled
+        err(f"database replica {rep.name}: promoted, but not prepared as the master of "
+            f"{rep.master_link.replica_host}: {exc}")
+        return {"ready": False, "error": str(exc)}
+    if prep.restart_needed:
+        log(f"database replica {rep.name}: prepared as the master of {rep.master_link.replica_host}; "
+            f"a restart of the server is needed for {', '.join(prep.restart_needed)}")
+    return {"ready": bool(prep.ready), "restart_needed": list(prep.restart_needed)}
+
+
+def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, dry_run: bool = False,
+                     log: Callable[[str], None] = print, err: Callable[[str], None] = print,
+                     save: Callable[[], None] = lambda: None) -> list[str]:
+    """Promote each declared replica not promoted yet (per *journal*, ``{name: entry}``), recording its
+    takeover position (``position``: engine, value, timeline), whether it caught up and its notes, then
+    prepare it as the master of its old master (``master_link``: ``prepared``); with *dry_run* only report
+    the lag and what would be lost. Returns the names that failed."""
+    failed = []
+    for plugin, rep in collect_replicas(pm, db, root):
+        if not dry_run and (journal.get(rep.name) or {}).get("status") == "success":
+            continue
+        try:
+            res = rep.engine.promote(timeout=rep.promote_timeout, dry_run=dry_run, force=force, log=log)
+        except Exception as exc:  # reported and journaled; the promote goes on
+            err(f"database replica {rep.name} (plugin {plugin}): FAILED: {exc}")
+            if not dry_run:
+                journal[rep.name] = {"status": f"failed: {exc}", "engine": _engine_name(rep)}
+                save()
+            failed.append(rep.name)
+            continue
+        data = res.to_json()
+        pos = data.get("position") or {}
+        if dry_run:
+            log(f"database replica {rep.name}: would take over at {pos.get('value') or '?'}; lag "
+                f"{res.lag_seconds if res.lag_seconds is not None else '?'} s; not applied yet: "
+                f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}")
+            continue
+        entry = journal[rep.name] = {"status": "success", "engine": _engine_name(rep), "position": pos,
+                                     "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
+                                     "would_lose": res.would_lose}
+        save()
+        log(f"database replica {rep.name} (plugin {plugin}): promoted at {pos.get('value')}"
+            + (f" (timeline {pos['timeline']})" if pos.get("timeline") is not None else "")
+            + "".join(f"; {n}" for n in res.notes))
+        if rep.master_link is not None:
+            entry["prepared"] = _prepare(rep, log=log, err=err)
+            save()
+    return failed
+
+
+def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print) -> dict | None:
+    """After each sync on the master: one mail to ``MailTo`` when a replica breaks (an error, a re-seed
+    needed, or not connected), one when they all work again; not one per run (the state is the status
+    file's ``replica_alert``). None when no server runs as a replica."""
+    import os
+    import time
+
+    from hotsync_events.sync.mail import MailError, send_mail
+    from hotsync_events.sync.status import read_status, update_status
+
+    if not replicas_wanted(db):
+        return None
+    reps = replica_status(root, db, cfg.role, pm=pm)
+    broken = [why for level, why in health_reasons(reps, lag_warning=float("inf")) if level in ("warning", "critical")]
+    state = read_status(root).get("replica_alert") or {"sent": False}
+    if bool(broken) == bool(state.get("sent")):
+        return state
+    host = os.uname().nodename
+    if broken:
+        subject = f"HotSync: database replication from {host} is BROKEN"
+        body = ("Database replication between this master ({}) and its slave {} does not work:\n\n{}\n\n"
+                "Until it is fixed a promote loses what the slave's databases did not receive.\n"
+                "You get one mail now and one when it works again. Check with: hotsync status\n"
+                ).format(host, cfg.slave_host, "\n".join(broken))
+    else:
+        subject = f"HotSync: database replication from {host} works again"
+        body = f"Every database replica of this master ({host}) streams again:\n\n" + "\n".join(replica_lines(reps)) + "\n"
+    try:
+        send_mail(cfg.smarthost, cfg.mail_to, subject, body)
+        sent, error = bool(broken), None
+        log(f"hotsync sync: mailed {cfg.mail_to} (database replication {'broken' if broken else 'works again'})")
+    except MailError as exc:
+        sent, error = not broken, str(exc)
+        log(f"hotsync sync: could not mail {cfg.mail_to} about the database replication: {exc}")
+    new = {"sent": sent, "time": time.time(), "to": cfg.mail_to, "error": error, "reasons": broken}
+    update_status(root, lambda d: d.update(replica_alert=new))
+    return new

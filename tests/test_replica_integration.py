@@ -1,0 +1,301 @@
+"""The replica mode wired into the product: the setting, the plugins' declaration, ``hotsync status`` and the promote.
+
+The core knows no engine: a plugin declares a :class:`~hotsync_events.types.Replica` (hook
+``hotsync_replicas``) whose engine the status asks (state, connected, lag, last error) and the promote
+promotes (the takeover position into its journal). First with a fake engine (fast, every branch), then
+with the built-in ``mysql`` and ``postgresql`` plugins on real private servers (tests/replservers.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import pytest
+
+from hotsync_events import hookimpl
+from hotsync_events.configdb import open_db
+from hotsync_events.dbkit.replica import Link, MasterStatus, Position, Prepared, Promoted, ReplicaStatus
+from hotsync_events.manager import get_plugin_manager, install_schemas
+from hotsync_events.paths import Root
+from hotsync_events.promote.journal import read_journal
+from hotsync_events.promote.run import Promote
+from hotsync_events.sync.report import collect
+from hotsync_events.types import Replica
+
+
+class FakeEngine:
+    engine = "fakedb"
+    label = "FakeDB at /run/fake.sock"
+
+    def __init__(self, *, lag: float = 2.5, error: str | None = None, needs_seed: bool = False) -> None:
+        self.lag, self.error, self.needs_seed = lag, error, needs_seed
+        self.promotes: list[dict] = []
+        self.prepared: list = []
+        self.replica_connected = True
+
+    def status(self, link=None) -> ReplicaStatus:
+        return ReplicaStatus(server=self.label, role="replica", state="needs-seed" if self.needs_seed else
+                             "error" if self.error else "streaming", connected=not self.error,
+                             lag_seconds=self.lag, lag_bytes=4096, lag_transactions=3, last_error=self.error,
+                             needs_seed=self.needs_seed)
+
+    def master_status(self, link) -> MasterStatus:
+        return MasterStatus(server=self.label, role="master", replica_connected=self.replica_connected,
+                            replica_state="streaming" if self.replica_connected else None, position="0-1-42",
+                            lag_bytes=0, lag_seconds=0.0)
+
+    def promote(self, *, timeout=60.0, dry_run=False, force=False, log=print) -> Promoted:
+        self.promotes.append({"timeout": timeout, "dry_run": dry_run, "force": force})
+        return Promoted(server=self.label, dry_run=dry_run, position=Position("fakedb", "0-1-42"),
+                        lag_seconds=self.lag, not_applied="3 transaction(s)", would_lose="nothing known",
+                        notes=[] if dry_run else ["caught up"])
+
+
+    def prepare_master(self, link, *, log=print) -> Prepared:
+        self.prepared.append(link)
+        return Prepared(server=self.label, ready=True)
+
+
+class FakePlugin:
+    def __init__(self, engine: FakeEngine, link=None, master_link=None) -> None:
+        self.engine, self.link, self.master_link = engine, link, master_link
+
+    @hookimpl
+    def hotsync_replicas(self, db, root):
+        yield Replica(name="fakedb", engine=self.engine, link=self.link, promote_timeout=7.0,
+                      master_link=self.master_link)
+
+
+def _configure(root: Root, role: str, **hotsync: str) -> None:
+    install_schemas(get_plugin_manager(entrypoints=False), root)
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        txn.set("hotsync", "configuration", {"role": role, **hotsync})
+        txn.set("fakedb", "service", {"DatabaseMode": "replica"})
+
+
+@pytest.fixture
+def fake(root, monkeypatch):
+    engine = FakeEngine()
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(FakePlugin(engine), name="fakedb")
+    pm.root = root
+    monkeypatch.setattr("hotsync_events.manager.plugin_manager", lambda r: pm)
+    return engine, pm
+
+
+def _status(root: Root, capsys, *, as_json: bool = False) -> str:
+    from hotsync_events.cli.cmd_status import run
+
+    assert run(argparse.Namespace(root=str(root.path), json=as_json, check=False, prometheus=False)) == 0
+    return capsys.readouterr().out
+
+
+def test_replica_status_text_and_json_show_state_lag_and_last_error(root, fake, capsys):
+    engine, _ = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    text = _status(root, capsys)
+    assert "database fakedb:" in text and "fakedb replica of the master's: streaming, connected" in text
+    assert "lag 2.5 s, 4096 bytes, 3 transactions" in text
+    info = json.loads(_status(root, capsys, as_json=True))
+    [rep] = info["replicas"]
+    assert rep["name"] == "fakedb" and rep["side"] == "replica" and rep["connected"] is True
+    assert (rep["lag_seconds"], rep["lag_bytes"], rep["lag_transactions"], rep["last_error"]) == (2.5, 4096, 3, None)
+    # broken replication: the error is shown and the health goes critical
+    engine.error = "the master refused the replication login: Access denied"
+    text = _status(root, capsys)
+    assert "NOT connected" in text and "last error: the master refused the replication login" in text
+    info = json.loads(_status(root, capsys, as_json=True))
+    assert info["health"]["state"] == "critical"
+    assert any("database replica fakedb" in r for r in info["health"]["reasons"])
+    # lagging: a warning
+    engine.error, engine.lag = None, 600.0
+    info = json.loads(_status(root, capsys, as_json=True))
+    assert any("lags 600 s" in r for r in info["health"]["reasons"])
+    from hotsync_events.cli.cmd_status import run
+
+    assert run(argparse.Namespace(root=str(root.path), json=False, check=False, prometheus=True)) == 0
+    prom = capsys.readouterr().out
+    assert 'hotsync_replica_lag_seconds{name="fakedb",engine="fakedb"} 600.0' in prom
+    assert 'hotsync_replica_connected{name="fakedb",engine="fakedb"} 1' in prom
+
+
+def test_master_side_status_and_no_replica_wanted_loads_no_plugin(root, fake, capsys, monkeypatch):
+    engine, pm = fake
+    pm.unregister(name="fakedb")
+    link = Link(master_host="192.0.2.1", replica_host="192.0.2.2", port=3306, password_file="/p", cert="/c",
+                key="/k", peer_cert="/pc")
+    pm.register(FakePlugin(engine, link), name="fakedb")
+    _configure(root, "master", SlaveHost="192.0.2.2")
+    [rep] = json.loads(_status(root, capsys, as_json=True))["replicas"]
+    assert rep["side"] == "master" and rep["connected"] and rep["position"] == "0-1-42" and rep["lag_bytes"] == 0
+    assert "fakedb master of the slave's: streaming, connected, lag 0.0 s, 0 bytes" in _status(root, capsys)
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        txn.setprop("fakedb", {"DatabaseMode": "dump"})
+    monkeypatch.setattr("hotsync_events.manager.plugin_manager", lambda r: pytest.fail("plugins loaded"))
+    assert "replicas" not in json.loads(_status(root, capsys, as_json=True))
+
+
+LINK = Link(master_host="192.0.2.1", replica_host="192.0.2.2", port=3306, password_file="/p", cert="/c", key="/k",
+            peer_cert="/pc")
+
+
+def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake, smtp):
+    from hotsync_events.sync.replicas import alert_replicas
+    from hotsync_events.sync.settings import Settings
+
+    engine, pm = fake
+    pm.unregister(name="fakedb")
+    pm.register(FakePlugin(engine, LINK), name="fakedb")
+    _configure(root, "master", SlaveHost="192.0.2.2", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
+    db = open_db("configuration", root)
+    cfg = Settings.from_db(db)
+    assert alert_replicas(root, db, cfg, pm=pm, log=lambda m: None) == {"sent": False} and smtp.messages == []
+    engine.replica_connected = False
+    state = alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)
+    assert state["sent"] and "database replica fakedb is not connected" in state["reasons"][0]
+    alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)         # still broken: no second mail
+    [mail] = smtp.messages
+    assert "BROKEN" in mail["Subject"] and "not connected" in mail.get_payload()
+    engine.replica_connected = True
+    assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"]
+    assert len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
+    assert "lag" in smtp.messages[1].get_payload()
+
+
+def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, fake):
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    logs: list[str] = []
+    p = Promote(root, {}, pm=pm, log=logs.append)
+    p.do_databases()
+    assert engine.promotes == [{"timeout": 7.0, "dry_run": False, "force": False}]
+    entry = read_journal(root)["replicas"]["fakedb"]
+    assert entry["status"] == "success" and entry["position"] == {"engine": "fakedb", "value": "0-1-42",
+                                                                  "timeline": None}
+    assert any("promoted at 0-1-42" in m for m in logs)
+    Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=logs.append).do_databases()
+    assert len(engine.promotes) == 1          # a resumed promote does not promote twice
+    assert engine.prepared == [] and "prepared" not in entry       # no channel configured: nothing prepared
+
+
+def test_the_promoted_replica_is_prepared_as_the_master_of_the_old_master(root, fake):
+    engine, pm = fake
+    pm.unregister(name="fakedb")
+    new = Link(master_host="192.0.2.2", replica_host="192.0.2.1", port=3306, password_file="/p", cert="/c",
+               key="/k", peer_cert="/pc")
+    pm.register(FakePlugin(engine, master_link=new), name="fakedb")
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
+    assert engine.prepared == [new]
+    assert read_journal(root)["replicas"]["fakedb"]["prepared"] == {"ready": True, "restart_needed": []}
+
+
+def test_promote_dry_run_shows_the_replicas_lag_and_what_would_be_lost(root, fake):
+    from hotsync_events.sync.replicas import promote_replicas
+
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    lines: list[str] = []
+    journal: dict = {}
+    promote_replicas(root, open_db("configuration", root), pm, journal, dry_run=True, log=lines.append)
+    assert engine.promotes[0]["dry_run"] and journal == {}
+    assert lines == ["database replica fakedb: would take over at 0-1-42; lag 2.5 s; not applied yet: "
+                     "3 transaction(s); would lose: nothing known"]
+
+
+def test_cli_dry_run_asks_each_replica_and_says_why_it_cannot(root, run):
+    """``hotsync-promote --dry-run`` asks the built-in mysql plugin's replica (its server is down here: the
+    dry run says so, changes nothing and still exits 0)."""
+    from test_promote_unit import _slave
+
+    _slave(root, received_ago=3600)
+    root.join("/var/lib/mysql").mkdir(parents=True)
+    open_db("configuration", root).set("mysqld", "service",
+                                       {"DatabaseMode": "replica", "Socket": "/run/none/mysqld.sock"})
+    cp = run("hotsync-promote", "--dry-run", "--json", "--root", str(root))
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    [line] = out["replicas"]
+    assert line.startswith("database replica mysql (plugin mysql): FAILED: MariaDB at /run/none/mysqld.sock")
+    assert out["assessment"]["replicas"] == [{"name": "mysql", "plugin": "mysql", "engine": "mariadb"}]
+    assert "databases: promote the mariadb replica mysql (mysql: replay what it received" in cp.stderr
+    assert line in cp.stderr and read_journal(root) is None
+
+
+def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(root):
+    from hotsync_events.sync.databases import collect_dumps
+    from hotsync_events.sync.replicas import collect_replicas
+
+    pm = get_plugin_manager(entrypoints=False)
+    install_schemas(pm, root)
+    for d in ("/var/lib/mysql", "/var/lib/postgresql"):
+        root.join(d).mkdir(parents=True)
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        txn.set("hotsync", "configuration", {"role": "slave", "MasterHost": "192.0.2.1"})
+        txn.set("mysqld", "service", {"DatabaseMode": "replica", "ReplicationAddress": "192.0.2.2"})
+        txn.set("postgresql", "service", {"DatabaseMode": "dump"})
+    assert [d.name for _, d in collect_dumps(pm, db, root)] == ["postgresql"]
+    [(plugin, rep)] = collect_replicas(pm, db, root)
+    assert plugin == "mysql" and rep.name == "mysql" and rep.engine.engine == "mariadb"
+    assert (rep.link.master_host, rep.link.replica_host, rep.link.port) == ("192.0.2.1", "192.0.2.2", 3306)
+    assert rep.link.peer_cert == "/var/lib/hotsync/replication/mariadb/peer.crt" and not rep.link.synchronous
+    assert (rep.master_link.master_host, rep.master_link.replica_host) == ("192.0.2.2", "192.0.2.1")
+    with db.transaction() as txn:
+        txn.setprop("postgresql", {"DatabaseMode": "replica", "SlotKeepMB": "256"})
+        txn.delprop("mysqld", "ReplicationAddress")
+    reps = {r.name: r for _, r in collect_replicas(pm, db, root)}
+    assert collect_dumps(pm, db, root) == [] and reps["mysql"].link is None        # no address: not configured
+    assert reps["postgresql"].engine.slot_keep_mb == 256 and reps["postgresql"].link is None
+
+
+# ------------------------------------------------------------------------------------------ real servers
+@pytest.mark.parametrize("engine", ["mariadb", "postgresql"])
+def test_real_replica_status_and_promote_through_the_plugins(engine):
+    """The built-in plugin of each engine declares the slave's server as a replica: ``hotsync status`` shows
+    it streaming with its lag, the promote promotes it and journals the GTID or LSN it took over at."""
+    from dbservers import PG_BIN, new_root
+    from replservers import MariaDBNode, PostgresNode, ReplPair, create_bank, ledger
+
+    if engine == "mariadb" and (shutil.which("mariadb-backup") is None or shutil.which("mariadbd") is None):
+        pytest.skip("needs mariadb-server and mariadb-backup")
+    if engine == "postgresql" and not (PG_BIN / "pg_rewind").exists():
+        pytest.skip("needs postgresql")
+    node = MariaDBNode if engine == "mariadb" else PostgresNode
+    a = node(new_root("hsri-a-"), "127.0.0.2").start().configure()
+    b = node(new_root("hsri-b-"), "127.0.0.3").start().configure()
+    pair = ReplPair(a, b)
+    try:
+        create_bank(a)
+        pair.streaming(a.root.join("/var/lib/hotsync/dumps/seed") if engine == "mariadb" else None)
+        key = "mysqld" if engine == "mariadb" else "postgresql"
+        db = open_db("configuration", b.root)
+        with db.transaction() as txn:
+            txn.set("hotsync", "configuration", {"role": "slave", "MasterHost": a.address})
+            txn.setprop(key, {"DatabaseMode": "replica"})
+        if engine == "mariadb":
+            a.sql("INSERT INTO ledger VALUES (1, NOW(6))", "bank")
+        else:
+            a.sql("INSERT INTO ledger VALUES (1, now())")
+        assert pair.converged()
+        [rep] = collect(b.root)["replicas"]
+        assert rep["state"] == "streaming" and rep["connected"] and rep["last_error"] is None, rep
+        assert rep["lag_seconds"] is not None and "lag_bytes" in rep and "lag_transactions" in rep
+        a.kill9()
+        logs: list[str] = []
+        p = Promote(b.root, {}, log=logs.append)
+        p.do_databases()
+        entry = read_journal(b.root)["replicas"]["mysql" if engine == "mariadb" else "postgresql"]
+        assert entry["status"] == "success", (entry, logs)
+        if engine == "mariadb":
+            assert entry["position"]["value"] == b.sql("SELECT @@gtid_slave_pos")[0][0]
+            assert b.sql("SELECT @@read_only")[0][0] == "0"
+        else:
+            assert entry["position"]["timeline"] >= 2 and b.sql("SELECT pg_is_in_recovery()") == [["f"]]
+        assert not any("restore" in m and "SUCCESS" in m for m in logs)      # no dump restored over it
+        assert 1 in ledger(b)
+    finally:
+        pair.close()

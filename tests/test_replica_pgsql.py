@@ -1,0 +1,295 @@
+"""PostgreSQL streaming replication over TLS on real private clusters (see tests/replservers.py).
+
+One pair for the module (1 MB WAL segments, so a slot can be outrun in seconds): prepare the master (one
+restart for wal_log_hints, then live), seed the replica with pg_basebackup while the bank load runs, outrun a dead replica's slot (the master's pg_wal stays bounded, the status
+says re-seed, the re-seed works), refuse a wrong password, certificates and address, kill -9 the master
+under load and promote, re-pair the old master with pg_rewind after it took writes past the promote,
+then the same kill in synchronous mode, which must lose no acknowledged transaction. Each test starts
+from the state it names (``pair.streaming()``, ``pair.promoted()``, ``fresh``), built from whatever the
+previous test left: any order, any subset (``-k``), works.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dbservers import PG_BIN, new_root
+from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
+from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, PostgresNode, ReplPair, bank_total,
+                         create_bank, ledger, pg_wal_bytes, rogue_cert, wrong_password_file)
+
+pytestmark = pytest.mark.skipif(not (PG_BIN / "pg_rewind").exists(), reason="needs postgresql")
+
+TOTAL = ACCOUNTS * START_BALANCE
+KEEP_MB = 8                                 # max_slot_wal_keep_size of these tests
+MAX_WAL = "16MB"
+
+
+def node(prefix: str, address: str) -> PostgresNode:
+    return PostgresNode(new_root(prefix), address, wal_segsize=1,
+                        settings={"listen_addresses": f"'{address}'", "max_wal_size": f"'{MAX_WAL}'",
+                                  "min_wal_size": "'4MB'"})
+
+
+@pytest.fixture(scope="module")
+def pair():
+    a = node("hsrp-a-", "127.0.0.2").start().configure()
+    b = node("hsrp-b-", "127.0.0.3").start().configure()
+    create_bank(a)
+    p = ReplPair(a, b, slot_keep_mb=KEEP_MB)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def fresh(pair):
+    """A pair whose master never replicated: the module's own if no test used it yet, else a new master."""
+    if pair.fresh:
+        pair.fresh = False
+        yield pair
+        return
+    a = node("hsrp-c-", "127.0.0.2").start().configure()
+    create_bank(a)
+    try:
+        yield ReplPair(a, pair.replica, slot_keep_mb=KEEP_MB)
+    finally:
+        a.stop()
+        shutil.rmtree(a.root.path, ignore_errors=True)
+
+
+def eng(n: PostgresNode):
+    return n.engine(slot_keep_mb=KEEP_MB)
+
+
+def marker(n: PostgresNode, k: int) -> None:
+    n.sql(f"INSERT INTO ledger VALUES ({k}, now())")
+
+
+def has(n: PostgresNode, k: int) -> bool:
+    return n.sql(f"SELECT count(*) FROM ledger WHERE n = {k}") == [["1"]]
+
+
+# ------------------------------------------------------------------------------------------- tests
+def test_prepare_master_needs_one_restart_for_wal_log_hints_then_runs_live(fresh):
+    pair = fresh
+    m = pair.master
+    e = eng(m)
+    assert isinstance(e, ReplicationEngine)
+    first = e.prepare_master(pair.mlink())
+    assert not first.ready and first.restart_needed == ["wal_log_hints"], first
+    m.restart()
+    with BankLoad(m, clients=2) as load:
+        load.wait_acks(50)
+        again = e.prepare_master(pair.mlink())
+        n = load.count
+        load.wait_acks(n + 50)
+    assert again.ready and not again.restart_needed, again
+    assert not load.result.errors
+    include = Path(again.config_file)
+    assert not str(include).startswith(str(m.datadir)) and "max_slot_wal_keep_size = '8MB'" in include.read_text()
+    rules = m.sql("SELECT type, database, user_name, address, options FROM pg_hba_file_rules "
+                  "ORDER BY line_number LIMIT 4")
+    assert rules[0] == ["hostssl", "{replication}", "{hotsync_repl}", CLIENT_ADDRESS, "{clientcert=verify-full}"]
+    assert rules[2][0] == "local" and rules[3][0] == "host" and rules[3][3] == "all"     # the role from nowhere else
+    assert m.sql("SELECT rolreplication, rolsuper, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
+                 "WHERE rolname = 'hotsync_repl'") == [["t", "f", "t"]]
+    assert m.sql("SELECT slot_type, wal_status FROM pg_replication_slots WHERE slot_name = 'hotsync'") == \
+        [["physical", "reserved"]]
+    assert m.sql("SELECT current_setting('ssl'), current_setting('wal_log_hints')") == [["on", "on"]]
+
+
+def test_seed_with_pg_basebackup_while_the_load_runs(pair):
+    pair.prepared()
+    m, r = pair.master, pair.replica
+    with BankLoad(m, clients=2) as load:
+        load.wait_acks(300)
+        t = time.monotonic()
+        pos = eng(r).seed(pair.rlink())
+        took = time.monotonic() - t
+        load.wait_acks(load.count + 300)
+        st = eng(r).status(pair.rlink())
+    print(f"seed (pg_basebackup) {took:.2f} s at {pos}")
+    assert st.state == "streaming" and st.connected and st.last_error is None, st
+    assert pair.converged()
+    assert bank_total(r) == TOTAL and ledger(r) == ledger(m) and set(load.result.acks) <= ledger(r)
+    assert r.sql("SELECT pg_is_in_recovery(), current_setting('port'), current_setting('listen_addresses')") == \
+        [["t", str(r.port), r.address]]                  # its own postgresql.conf, not the master's copy
+    ms = eng(m).master_status(pair.mlink())
+    assert ms.replica_connected and ms.slot["active"] and ms.synchronous == "off", ms
+    assert m.sql("SELECT ssl, client_dn FROM pg_stat_ssl JOIN pg_stat_replication USING (pid)")[0][0] == "t"
+
+
+def test_dead_replica_cannot_fill_the_master_disk_and_is_reseeded(pair):
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    er, em = eng(r), eng(m)
+    er._control().stop()
+    generated, biggest = 0, 0
+    start = m.sql("SELECT pg_current_wal_lsn()")[0][0]
+    m.sql("CREATE TABLE junk (x text)")
+    for _ in range(100):                      # 60 MB of WAL: 7.5 times what the slot may hold back
+        m.sql("INSERT INTO junk SELECT repeat('x', 500) FROM generate_series(1, 4000); TRUNCATE junk; CHECKPOINT")
+        biggest = max(biggest, pg_wal_bytes(m))
+        generated = int(float(m.sql(f"SELECT pg_current_wal_lsn() - '{start}'::pg_lsn")[0][0]))
+        if generated > 60_000_000:
+            break
+    ms = em.master_status(pair.mlink())
+    print(f"dead replica: {generated / 1e6:.1f} MB of WAL written, the master's pg_wal peaked at "
+          f"{biggest / 1e6:.1f} MB; slot {ms.slot}")
+    assert ms.needs_seed and ms.slot["wal_status"] == "lost"
+    assert biggest < (16 + KEEP_MB + 8) * 1_000_000 and generated > 2 * biggest
+    marker(m, 5)
+    er._control().start()
+    st = er.status(pair.rlink())
+    print(f"replica after the slot was lost: {st.state}: {st.last_error}")
+    assert st.needs_seed and st.state == "needs-seed" and "re-seed" in st.last_error
+    er.seed(pair.rlink())
+    assert er.status(pair.rlink()).connected and pair.converged() and has(r, 5)
+    assert em.master_status(pair.mlink()).slot["wal_status"] == "reserved"
+
+
+@pytest.mark.parametrize("case", ["wrong password", "master cert not the pinned one", "replica cert not pinned",
+                                  "other address"])
+def test_wrong_password_or_certificate_is_refused_and_nothing_is_written(pair, case):
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    em, er = eng(m), eng(r)
+    k = {"wrong password": 11, "master cert not the pinned one": 12, "replica cert not pinned": 13,
+         "other address": 14}[case]
+    if case == "wrong password":
+        er.configure_replica(pair.rlink(password_file=wrong_password_file(r)))
+        expect = "refused the replication login"
+    elif case == "master cert not the pinned one":
+        er.configure_replica(pair.rlink(peer_cert=rogue_cert(r, m.address)))
+        expect = "not the pinned one"
+    elif case == "replica cert not pinned":
+        em.prepare_master(pair.mlink(peer_cert=rogue_cert(m, CLIENT_ADDRESS)))     # cuts the live session
+        expect = "does not trust this host's certificate"
+    else:
+        em.prepare_master(dataclasses.replace(pair.mlink(), replica_host="127.0.0.9"))
+        expect = "does not allow this host's address"
+    marker(m, k)
+    time.sleep(1.5)
+    st = er.status(pair.rlink())
+    print(f"{case}: {st.state}: {st.last_error}")
+    assert not st.connected and st.last_error and expect in st.last_error, st
+    assert not has(r, k), "the refused channel wrote on the replica"
+    em.prepare_master(pair.mlink())
+    good = er.configure_replica(pair.rlink())
+    assert good.connected, good
+    assert pair.converged() and has(r, k)
+
+
+def test_kill9_under_load_then_promote(pair):
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    timeline = int(m.sql("SELECT timeline_id FROM pg_control_checkpoint()")[0][0])
+    er = eng(r)
+    with BankLoad(m, clients=3) as load:
+        load.wait_acks(load.count + 1500)
+        killed = m.kill9()
+    res = load.result
+    dry = er.promote(dry_run=True)
+    assert dry.dry_run and dry.position.value
+    t = time.monotonic()
+    promoted = er.promote(timeout=30)
+    took = time.monotonic() - t
+    present = ledger(r)
+    lost = res.lost(present)
+    print(f"async kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, "
+          f"RPO {res.rpo(present, killed) * 1000:.1f} ms, promote {took:.2f} s at {promoted.position}")
+    assert bank_total(r) == TOTAL
+    assert len(load.mine(present) - set(res.acks)) <= load.clients
+    assert promoted.position.timeline > timeline and r.sql("SELECT pg_is_in_recovery()") == [["f"]]
+    marker(r, 21)
+    pair.takeover = promoted.position
+    pair.swap()
+
+
+def test_repair_with_pg_rewind_saves_what_the_old_master_wrote_after_the_promote(pair):
+    pair.promoted()
+    new, old = pair.master, pair.replica
+    old.start()                                     # back, and taking writes (split brain)
+    old.sql("INSERT INTO ledger VALUES (31, now()), (32, now()); UPDATE accounts SET bal = bal + 777 WHERE id = 1; "
+            "UPDATE accounts SET bal = bal - 777 WHERE id = 2")
+    marker(new, 22)                                 # and so does the new master
+    prep = eng(new).prepare_master(pair.mlink())
+    assert prep.ready, prep
+    # pre-allocated, still zeroed WAL segments (as PostgreSQL makes them) must not confuse pg_waldump,
+    # whichever file the directory lists first
+    wal = old.datadir / "pg_wal"
+    last = max(p.name for p in wal.iterdir() if len(p.name) == 24)
+    for k in range(3, 11):
+        spare = wal / f"{last[:16]}{int(last[16:], 16) + k:08X}"
+        spare.write_bytes(b"\0" * (1 << 20))
+        old._chown(spare)
+    folder = dated_folder(old.root.join("/var/lib/hotsync/diverged"), "postgresql")
+    t = time.monotonic()
+    done = eng(old).repair(pair.rlink(), folder, pair.takeover)
+    took = time.monotonic() - t
+    print(f"re-pair ({done.method}) in {took:.2f} s: {done.transactions} transaction(s) saved in {done.saved_to}")
+    assert done.diverged and done.transactions >= 1 and done.method == "rewind" and done.state == "replica", done
+    saved = Path(done.saved_to)
+    report = json.loads((saved / "report.json").read_text())
+    assert report["switch_point"] and "postgres.ledger" in report["tables"] and "postgres.accounts" in report["tables"]
+    with tarfile.open(saved / "old-master.tar") as tar:       # the old master whole, the split-brain rows in it
+        man = json.loads(tar.extractfile("manifest.json").read())
+        member = tar.extractfile(man["members"]["postgres"]).read()
+    rows = subprocess.run([str(PG_BIN / "pg_restore"), "--data-only", "-t", "ledger", "-f", "-"], input=member,
+                          capture_output=True, check=True).stdout.decode()
+    assert "\n31\t" in rows and "\n32\t" in rows
+    assert any(f.startswith("wal/") for f in report["files"])
+    marker(new, 33)
+    assert pair.converged()
+    assert ledger(old) == ledger(new) and bank_total(old) == bank_total(new) == TOTAL
+    assert not has(old, 31) and has(old, 22) and has(old, 33)
+    pair.takeover = None
+
+
+def test_synchronous_kill9_loses_no_acknowledged_transaction(pair):
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    eng(r).set_synchronous(pair.rlink(synchronous=True), True)
+    eng(m).set_synchronous(pair.mlink(synchronous=True), True)
+    with BankLoad(m, clients=3) as load:
+        load.wait_acks(load.count + 200)
+        ms = eng(m).master_status(pair.mlink())
+        assert ms.synchronous == "on", ms
+        load.wait_acks(load.count + 1000)
+        killed = m.kill9()
+    res = load.result
+    promoted = eng(r).promote(timeout=30)
+    pair.swap()          # (no takeover kept: the old master restarts synchronous; the next test re-seeds it)
+    present = ledger(r)
+    lost = res.lost(present)
+    print(f"synchronous kill -9: {len(res.acks)} acknowledged, {len(lost)} lost, RPO {res.rpo(present, killed):.3f} s, "
+          f"promoted at {promoted.position}")
+    assert lost == []
+    assert bank_total(r) == TOTAL
+    assert r.sql("SELECT current_setting('synchronous_standby_names')") in ([[""]], [])    # nothing to wait for now
+
+
+def test_repair_without_divergence_saves_nothing(pair):
+    """A master stopped after its replica had everything (a planned switch-over) re-pairs with nothing saved."""
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    m.stop()                                       # a clean shutdown: everything reached the replica
+    promoted = eng(r).promote(timeout=30)
+    pair.swap()
+    assert eng(pair.master).prepare_master(pair.mlink()).ready
+    t = time.monotonic()
+    again = eng(m).repair(pair.rlink(), dated_folder(m.root.join("/var/lib/hotsync/diverged"), "postgresql"),
+                          promoted.position)
+    print(f"re-pair without divergence: {again.method} in {time.monotonic() - t:.2f} s")
+    assert not again.diverged and again.saved_to is None and again.transactions == 0 and again.state == "replica", again
+    marker(pair.master, 41)
+    assert pair.converged() and has(pair.replica, 41)

@@ -31,6 +31,9 @@ $(VENV)/.installed: setup.py pyproject.toml
 venv: $(VENV)/.installed
 
 test: deps venv
+	@# style and types first (pyproject.toml configures both): seconds, before minutes of tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy hotsync_events
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@# the example third-party plugin: installed as a distribution of its own, its tests use our pytest11
 	@# fixtures; uninstalled afterwards so the dev venv's plugin list stays the built-ins

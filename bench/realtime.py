@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,7 +75,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 # ------------------------------------------------------------------------------------------ the tree
@@ -148,7 +147,7 @@ class System:
     name = ""
     pid: int | None = None
 
-    def __init__(self, bench: "Bench") -> None:
+    def __init__(self, bench: Bench) -> None:
         self.b = bench
 
     @property
@@ -172,7 +171,7 @@ class Hotsync(System):
 
     def start(self) -> None:
         env = {**os.environ, "HOTSYNC_ROOT": str(self.b.master_root)}
-        self.logf = open(self.b.work / "watch.log", "w")
+        self.logf = open(self.b.work / "watch.log", "w")  # noqa: SIM115 - the watcher's log, closed in stop()
         self.proc = subprocess.Popen([cmd("hotsync"), "watch"], env=env, stdout=self.logf, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         # ready when its start-up full sync is done
@@ -205,7 +204,7 @@ class Hotsync(System):
 
 
 class Lsyncd(System):
-    def __init__(self, bench: "Bench", delay: int | None) -> None:
+    def __init__(self, bench: Bench, delay: int | None) -> None:
         super().__init__(bench)
         self.delay = delay
         self.name = f"lsyncd-{15 if delay is None else delay}"

@@ -8,12 +8,16 @@ in the parent, on the first call: between fork and exec the child only makes the
 from __future__ import annotations
 
 import signal
-from typing import Callable
+from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = ["die_with_parent"]
 
 PR_SET_PDEATHSIG = 1
-_prctl = None
+_prctl: Callable[..., int] | Literal[False] | None = None   # libc's prctl once looked up; False: there is none
 
 
 def die_with_parent() -> Callable[[], None]:

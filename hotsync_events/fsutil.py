@@ -94,7 +94,7 @@ def remove_dead_temps(path: str | os.PathLike) -> list[str]:
     """
     path = Path(path)
     prefix = f".{path.name}.tmp-"
-    removed = []
+    removed: list[str] = []
     try:
         with os.scandir(path.parent) as entries:
             stale = [e.name for e in entries if e.name.startswith(prefix) and e.name[len(prefix):].isdigit()]

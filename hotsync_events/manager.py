@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from hotsync_events import NAME, __version__, hookspecs
+
+if TYPE_CHECKING:
+    from hotsync_events.paths import Root
 
 __all__ = ["BUILTIN_PLUGINS", "HotsyncPluginManager", "PluginClash", "PluginInfo", "RegistrationError",
            "get_plugin_manager", "hook_problem", "plugin_manager", "registration_order"]
@@ -82,7 +86,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.hook_errors: list[tuple[str, str, str]] = []   # (plugin, hook, error) from collect()
-        self.root = None      # the Root detection looks at when a hook call names none (else $HOTSYNC_ROOT)
+        self.root: Root | None = None      # the Root detection looks at when a hook call names none (else $HOTSYNC_ROOT)
         #: {} to reuse detect()'s answers while the root's configuration database is unchanged (signal-event
         #: sets it for one event: every collect() would ask every plugin again); None: always ask
         self.detect_memo: dict | None = None
@@ -175,7 +179,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
         recorded in :attr:`hook_errors`. The answer is also kept in each :class:`PluginInfo`.
         """
         root = _root_for(self, root, db)
-        key = None
+        key: tuple | None = None
         if self.detect_memo is not None:
             try:
                 st = os.stat(root.db_dir / "configuration")
@@ -204,7 +208,7 @@ class HotsyncPluginManager(pluggy.PluginManager):
             active[impl.plugin_name] = answer is None or bool(answer)
         for name, info in self.infos.items():
             info.active = active.get(name, False)
-        if key is not None:
+        if key is not None and self.detect_memo is not None:     # key: only with a memo
             self.detect_memo[key] = (dict(active), errors)
         return active
 

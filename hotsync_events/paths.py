@@ -20,7 +20,7 @@ class RootError(ValueError):
     """A path that would leave the root."""
 
 
-def root_from(arg: str | os.PathLike | None = None) -> "Root":
+def root_from(arg: str | os.PathLike | None = None) -> Root:
     """The root named by *arg*, else ``$HOTSYNC_ROOT``, else ``/``."""
     return Root(arg or os.environ.get("HOTSYNC_ROOT") or "/")
 
@@ -56,7 +56,7 @@ class Root:
 
         A path that climbs out with ``..`` is refused with RootError.
         """
-        parts = []
+        parts: list[str] = []
         for part in PurePosixPath("/", os.fspath(path)).parts[1:]:
             if part == "..":
                 if not parts:

@@ -2,5 +2,5 @@
 
 Kept so that plugins written against the old private path still load.
 """
-from hotsync_events.dbkit import *  # noqa: F401,F403
+from hotsync_events.dbkit import *  # noqa: F403
 from hotsync_events.dbkit import MariaDB, Postgres  # noqa: F401

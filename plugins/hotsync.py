@@ -226,7 +226,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def strongest_digest(rsync: str = "rsync") -> str:
     """The strongest daemon auth digest the installed rsync offers (its ``Daemon auth list``)."""
     try:

@@ -17,9 +17,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import import_module, metadata
 from pathlib import Path
-from typing import Callable
 
 #: command -> (one-line summary for NAME, how to get its parser or help text)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -119,10 +119,7 @@ def page_from_help(text: str) -> list[str]:
 def render(name: str, version: str, date: str) -> str:
     summary, source = COMMANDS[name]
     kind, _, spec = source.partition(":")
-    if kind == "argparse":
-        body = page_from_parser(name, summary, _load(spec)())
-    else:
-        body = page_from_help(help_text(spec))
+    body = page_from_parser(name, summary, _load(spec)()) if kind == "argparse" else page_from_help(help_text(spec))
     others = ", ".join(f"\\fB{esc(o)}\\fR({SECTION})" for o in COMMANDS if o != name)
     head = [f'.TH "{name.upper()}" "{SECTION}" "{date}" "hotsync-events {version}" "HotSync"',
             ".SH NAME", f"{esc(name)} \\- {esc(summary)}"]

@@ -50,8 +50,8 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import pytest
 
@@ -260,7 +260,7 @@ def _remove_cgroups(cgroups: Iterable[Path]) -> None:
     for top in cgroups:
         if not top.is_dir():
             continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top, top.parent]:
+        for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)), top, top.parent]:
             try:
                 d.rmdir()          # the group's own directory goes too once no other sandbox uses it
             except OSError:

@@ -21,9 +21,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -89,9 +89,9 @@ def _wait(check, seconds: float, what: str) -> None:
 
 def kill_pid(pid: int, seconds: float = 20, sig: int = signal.SIGTERM) -> None:
     """*sig* (SIGTERM), wait (bounded), then SIGKILL one process we started."""
-    for sig, wait in ((sig, seconds), (signal.SIGKILL, 5)):
+    for signum, wait in ((sig, seconds), (signal.SIGKILL, 5)):
         try:
-            os.kill(pid, sig)
+            os.kill(pid, signum)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait
@@ -129,7 +129,7 @@ class MariaDBServer:
                             capture_output=True, text=True, timeout=120, env=tmp_env(self.tmpdir))
         assert cp.returncode == 0, cp.stderr
 
-    def start(self) -> "MariaDBServer":
+    def start(self) -> MariaDBServer:
         if not self.datadir.is_dir():
             self.install()
         self.socket.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ class MariaDBServer:
                 return True
         return False
 
-    def configure(self) -> "MariaDBServer":
+    def configure(self) -> MariaDBServer:
         """Give root a password (stored in a 0600 file under the root) and point the config db at it."""
         subprocess.run(["mariadb", "--no-defaults", f"--socket={self.socket}", "-uroot", "-e",
                         "ALTER USER root@localhost IDENTIFIED BY '"
@@ -242,7 +242,7 @@ class PostgresServer:
         pw.unlink()
         assert cp.returncode == 0, cp.stderr
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if not (self.datadir / "PG_VERSION").exists():
             self.install()
         log = self.root.join("/var/log/postgresql-test.log")
@@ -265,7 +265,7 @@ class PostgresServer:
         return subprocess.run([str(PG_BIN / "psql"), "-X", "-d", "postgres", "-c", "SELECT 1"], env=self.env(),
                               capture_output=True, timeout=30).returncode == 0
 
-    def configure(self) -> "PostgresServer":
+    def configure(self) -> PostgresServer:
         pwfile = self.root.join("/etc/hotsync-test/pg.pw")
         pwfile.parent.mkdir(parents=True, exist_ok=True)
         pwfile.write_text(self.password + "\n")

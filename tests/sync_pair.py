@@ -73,7 +73,7 @@ class Pair:
             raise AssertionError(f"signal-event on {root} failed:\n{cp.stdout}{cp.stderr}")
         return cp
 
-    def pair(self) -> "Pair":
+    def pair(self) -> Pair:
         S, M = self.slave, self.master
         self.config(S, "setprop", "rsyncd", "password", PASSWORD, "TCPPort", str(self.rsyncd_port))
         self.config(S, "setprop", "hotsync", "role", "slave", "MasterHost", self.master_host, "port", str(self.port))
@@ -87,7 +87,7 @@ class Pair:
         self.save(M)
         return self.pin_both()
 
-    def pin_both(self) -> "Pair":
+    def pin_both(self) -> Pair:
         """Mutual TLS, as the docs say: the slave pins the master's certificate by its fingerprint, then the
         master pins the slave's at its first push (the fingerprints compared by a person)."""
         S, M = self.slave, self.master
@@ -189,4 +189,4 @@ def tree(base: Path) -> dict:
     for rel, v in sorted(out.items()):
         if v[6] is not None:
             groups.setdefault(v[6], rel)
-    return {rel: v[:6] + ((groups[v[6]] if v[6] is not None else None),) for rel, v in out.items()}
+    return {rel: (*v[:6], (groups[v[6]] if v[6] is not None else None)) for rel, v in out.items()}

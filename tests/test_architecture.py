@@ -35,8 +35,8 @@ def room(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "hotsync_events":
         return None
-    if len(parts) == 1 or parts[1] in FOUNDATION or not (PACKAGE / parts[1]).exists() and \
-            not (PACKAGE / f"{parts[1]}.py").exists():
+    if len(parts) == 1 or parts[1] in FOUNDATION or (not (PACKAGE / parts[1]).exists() and
+            not (PACKAGE / f"{parts[1]}.py").exists()):
         return "foundation"            # the package itself, and its top-level names (from hotsync_events import X)
     if parts[1] in PLUGIN_API:
         return "plugin API"

@@ -224,10 +224,10 @@ def page(ws, who: str, tab: str = "dashboard") -> str:
 def wait(driver, cond, timeout: float = 30, what: str = ""):
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: cond(d))
-    except Exception:
+    except Exception as exc:
         logs = [entry["message"] for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
         body = driver.execute_script("return document.body ? document.body.innerText : ''")[:3000]
-        raise AssertionError(f"timed out waiting for {what or cond}; browser console: {logs}; page:\n{body}")
+        raise AssertionError(f"timed out waiting for {what or cond}; browser console: {logs}; page:\n{body}") from exc
 
 
 def text(driver, css: str) -> str:

@@ -124,7 +124,7 @@ def test_reader_never_sees_a_partial_file(root, run):
     reads = 0
     deadline = time.monotonic() + 60
     while writer.poll() is None and time.monotonic() < deadline:
-        _check_state(root, set(range(0, 13)), keys=2000)
+        _check_state(root, set(range(13)), keys=2000)
         reads += 1
     _, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err

@@ -70,10 +70,9 @@ class DatabaseModel(RuleBasedStateMachine):
 
     @rule(key=KEYS, props=PROPMAP)
     def transaction_that_fails_changes_nothing(self, key, props):
-        with pytest.raises(RuntimeError):
-            with self.db.transaction() as txn:
-                txn.set(key, "t", props)
-                raise RuntimeError("abort")
+        with pytest.raises(RuntimeError), self.db.transaction() as txn:
+            txn.set(key, "t", props)
+            raise RuntimeError("abort")
 
     @rule(key=KEYS, other=KEYS, props=PROPMAP)
     def transaction_of_two_changes(self, key, other, props):
@@ -203,7 +202,7 @@ def test_refused_value_names_key_prop_value_and_what_is_allowed(root):
     for word in ("hotsync", "role", "mastr", "master", "slave"):
         assert word in msg
     assert db.getprop("hotsync", "role") == ""
-    with pytest.raises(schema.InvalidValue, match="interval.*whole number from 1 to 1440"):
+    with pytest.raises(schema.InvalidValue, match=r"interval.*whole number from 1 to 1440"):
         db.setprop("hotsync", {"interval": "0"})
 
 

@@ -181,7 +181,7 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
         staged = list(good.parent.glob(".*mysql.sql.*"))
         return pids if pids and staged and staged[0].stat().st_size > 0 else []
 
-    for attempt in range(5):
+    for _attempt in range(5):
         errors, sent = kill_dump_midway(master, _only_mysql(), writing)
         killed += sent
         assert errors and "killed by SIGKILL" in errors[0], errors
@@ -206,7 +206,7 @@ def test_wrong_credentials_name_the_server(master, slave, run):
         assert "PasswordFile" in cp.stderr
     open_db("configuration", master.root).setprop("mysqld", {"PasswordFile": "/etc/hotsync-test/missing.pw"})
     try:
-        with pytest.raises(Exception, match="password file /etc/hotsync-test/missing.pw .* does not exist"):
+        with pytest.raises(Exception, match=r"password file /etc/hotsync-test/missing.pw .* does not exist"):
             take(master)
     finally:
         open_db("configuration", master.root).setprop("mysqld", {"PasswordFile": "/etc/hotsync-test/mysql.pw"})

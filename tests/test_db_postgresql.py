@@ -179,7 +179,7 @@ def test_killed_dump_never_replaces_the_last_good_one(master):
             time.sleep(0.02)
         return pids
 
-    for attempt in range(5):
+    for _attempt in range(5):
         errors, sent = kill_dump_midway(master, pm_only_pg(), dumping)
         killed += sent
         assert errors and "killed by SIGKILL" in errors[0], errors

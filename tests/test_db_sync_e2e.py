@@ -60,7 +60,7 @@ def test_databases_travel_with_the_sync(dbpair):
 
 
 def test_databases_disabled_takes_no_dumps(dbpair):
-    pair, m_my, s_my, m_pg, s_pg = dbpair
+    pair, m_my, _s_my, _m_pg, _s_pg = dbpair
     dumps = pair.master / "var/lib/hotsync/dumps"
     before = {p.name: p.read_bytes() for p in dumps.iterdir() if p.is_file()}
     assert set(before) == {"mysql.sql", "postgresql.tar"}
@@ -77,7 +77,7 @@ def test_databases_disabled_takes_no_dumps(dbpair):
 
 
 def test_databases_disabled_ships_no_dump_paths(dbpair):
-    pair, m_my, s_my, m_pg, s_pg = dbpair
+    pair, _m_my, _s_my, _m_pg, _s_pg = dbpair
     shipped = pair.slave / "var/lib/hotsync/dumps/mysql.sql"
     shipped.unlink()
     pair.config(pair.master, "setprop", "hotsync", "databases", "disabled")
@@ -91,7 +91,7 @@ def test_databases_disabled_ships_no_dump_paths(dbpair):
 
 
 def test_failed_dump_fails_the_sync_and_keeps_the_last_good_one(dbpair):
-    pair, m_my, s_my, m_pg, s_pg = dbpair
+    pair, m_my, _s_my, _m_pg, _s_pg = dbpair
     cp = pair.sync()
     assert cp.returncode == 0, cp.stdout + cp.stderr
     shipped = pair.slave / "var/lib/hotsync/dumps/mysql.sql"

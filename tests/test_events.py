@@ -184,7 +184,7 @@ def test_two_actions_of_one_name_is_an_error_naming_both(root, pm):
 
     pm.add_plugin(P(), "plug")
     executable(root, EVENT, "S30dup", "exit 0\n")
-    with pytest.raises(EventError, match="two actions are named 'dup'.*plug.*S30dup"):
+    with pytest.raises(EventError, match=r"two actions are named 'dup'.*plug.*S30dup"):
         signal_event(EVENT, root=root, pm=pm)
 
 
@@ -313,8 +313,8 @@ def test_two_signal_events_at_once_run_one_after_the_other(root):
     while not list(root.path.glob("started-*")) and time.monotonic() < deadline:
         time.sleep(0.02)
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out1, err1 = first.communicate(timeout=60)
-    out2, err2 = second.communicate(timeout=60)
+    _out1, err1 = first.communicate(timeout=60)
+    _out2, err2 = second.communicate(timeout=60)
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     assert f"waiting for signal-event {EVENT} (pid {first.pid}" in err2
     lines = [line.split() for line in marks.read_text().splitlines()]

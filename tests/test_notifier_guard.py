@@ -133,7 +133,7 @@ def test_split_mass_deletion_is_held_until_allowed(tmp_path):
                 for name in names:
                     (top / name).unlink()
                 before = n.status()["pushes"] + n.status()["failures"]
-                _wait(lambda: _handled(n, before), 30, f"batch {b} to be handled")
+                _wait(lambda before=before: _handled(n, before), 30, f"batch {b} to be handled")
                 if not any((slave_top / x).exists() for x in names):
                     pushed += 1
                 time.sleep(0.1)

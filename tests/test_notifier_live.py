@@ -48,14 +48,14 @@ def wait_idle(n: Notifier, timeout: float = 20) -> None:
 
 def test_random_workload_ends_with_equal_trees(pair):
     master, slave, daemon = pair
-    n, pusher = started(master, daemon)
+    n, _pusher = started(master, daemon)
     try:
         wait_idle(n)
         top = master.join("/srv/data")
         ops = random_workload(top, seconds=8, seed=11, max_ops=2500)
         # excluded files never reach the slave and never trigger a push
         (top / "x.swp").write_text("editor swap")
-        ok, took = wait_equal(top, slave / "srv" / "data", timeout=15)
+        ok, _took = wait_equal(top, slave / "srv" / "data", timeout=15)
         if not ok:
             a, b = tree_digest(top), tree_digest(slave / "srv" / "data")
             diff = sorted(set(a.items()) ^ set(b.items()))[:10]
@@ -117,7 +117,7 @@ def test_injected_overflow_ends_in_a_full_sync_and_equal_trees(pair):
 def test_slave_down_under_steady_writes_converges_with_bounded_memory(pair):
     master, slave, daemon = pair
     mails = []
-    n, pusher = started(master, daemon, max_batch=500, mailer=lambda s, b: mails.append(s))
+    n, _pusher = started(master, daemon, max_batch=500, mailer=lambda s, b: mails.append(s))
     top = master.join("/srv/data")
     stop = threading.Event()
 

@@ -133,7 +133,7 @@ def test_plugin_schema_is_installed_under_the_root_and_validates(root, tmp_path)
     db = open_db("configuration", root)
     schema.apply_defaults(db, schema.load(root, "configuration"))
     assert db.getprop("myapp", "colour") == "red"
-    with pytest.raises(schema.InvalidValue, match="myapp colour='purple'.*one of red, green"):
+    with pytest.raises(schema.InvalidValue, match=r"myapp colour='purple'.*one of red, green"):
         db.setprop("myapp", {"colour": "purple"})
     # gone plugin, gone schema
     assert install_schemas(_empty_pm(), root) == []

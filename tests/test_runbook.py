@@ -110,7 +110,7 @@ def test_the_runbook_to_the_letter_with_realtime_on_loses_nothing(tmp_path, smtp
         assert tree(S / "srv/data") == tree(M / "srv/data")
         kept = list((M / "var/lib/hotsync/kept").glob("*/srv/data/late.txt"))
         assert len(kept) == 1 and kept[0].read_text() == "written after the promote\n"
-        assert list((M / "var/lib/hotsync/kept").glob("*/srv/data/f3"))[0].read_text() == "changed after the promote\n"
+        assert next((M / "var/lib/hotsync/kept").glob("*/srv/data/f3")).read_text() == "changed after the promote\n"
         out = cli("hotsync", "status", root=M).stdout
         assert "kept aside:" in out and "/var/lib/hotsync/kept/" in out
         # and from now on the new master's notifier pushes each change to the new slave

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_pair import PASSWORD, Pair, cli, tree
+from sync_pair import PASSWORD, Pair, cli
 
 pytestmark = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))),
                                 reason="needs rsync and stunnel4")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_pair import BIN, PASSWORD, Pair, cli, tree
+from sync_pair import BIN, PASSWORD, Pair, tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and iproute2"),
@@ -67,7 +67,7 @@ class NetnsPair(Pair):
             raise AssertionError(f"signal-event on {root} failed:\n{cp.stdout}{cp.stderr}")
         return cp
 
-    def pair(self) -> "NetnsPair":
+    def pair(self) -> NetnsPair:
         S, M = self.slave, self.master
         self.config(S, "setprop", "rsyncd", "password", PASSWORD)
         self.config(S, "setprop", "hotsync", "role", "slave", "MasterHost", self.addr_m, "port", str(self.port))

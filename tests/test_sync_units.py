@@ -8,7 +8,7 @@ import pytest
 
 from hotsync_events.configdb import open_db
 from hotsync_events.sync import guards, tls
-from hotsync_events.sync.lists import ListError, build_lists
+from hotsync_events.sync.lists import build_lists
 from hotsync_events.sync.policy import sender_rules
 from hotsync_events.sync.lock import SyncLock
 from hotsync_events.sync.rsync import push_args, stats_of
@@ -240,13 +240,13 @@ def test_named_changes_push_handles_every_odd_name(tmp_path):
     (src / "untouched1").write_text("same")          # same size, rewritten: within -c it would differ; not here
     os.utime(src / "untouched1", ns=(os.stat(dst / "untouched1").st_atime_ns, os.stat(dst / "untouched1").st_mtime_ns))
     base = ["rsync", "-a", "--delete", "--out-format=%i %n"]
-    dry = subprocess.run(base + ["-n", f"{src}/", f"{dst}/"], capture_output=True, check=True).stdout
+    dry = subprocess.run([*base, "-n", f"{src}/", f"{dst}/"], capture_output=True, check=True).stdout
     changed, deleted = changed_names(dry)
     assert sorted(deleted) == [b"gone/", b"gone/x", b"gone/y"]
     assert {c.rstrip(b"/") for c in changed} >= {n.encode() for n in names[:-3]}
     flt = tmp_path / "only"
     flt.write_bytes(only_these_filter(["- *.never"], changed + deleted))
-    out = subprocess.run(base + ["--from0", f"--exclude-from={flt}", "--stats", f"{src}/", f"{dst}/"],
+    out = subprocess.run([*base, "--from0", f"--exclude-from={flt}", "--stats", f"{src}/", f"{dst}/"],
                          capture_output=True, check=True, text=True).stdout
     assert subprocess.run(["diff", "-r", str(src), str(dst)], capture_output=True).returncode == 0
     import re as _re

@@ -27,10 +27,10 @@ def install_testplugin(workdir: Path) -> Path:
     base = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
             "--target", str(site)]
     env = {**os.environ, "PIP_NO_INPUT": "1"}
-    cp = subprocess.run(base + ["--no-build-isolation", "--no-index", str(src)], capture_output=True, text=True,
+    cp = subprocess.run([*base, "--no-build-isolation", "--no-index", str(src)], capture_output=True, text=True,
                         env=env, timeout=180)
     if cp.returncode != 0:  # no wheel package in this venv: let pip fetch the build tools
-        cp = subprocess.run(base + [str(src)], capture_output=True, text=True, env=env, timeout=300)
+        cp = subprocess.run([*base, str(src)], capture_output=True, text=True, env=env, timeout=300)
     if cp.returncode != 0:
         raise RuntimeError(f"pip could not install the test plugin:\n{cp.stdout}\n{cp.stderr}")
     _INSTALLED["site"] = site

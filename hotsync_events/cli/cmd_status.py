@@ -81,7 +81,7 @@ def _limited(root, args, exc) -> int:
     print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
     print(f"peer:              {info.get('peer') or 'not configured'}")
     last = info.get("last_run")
-    print(f"last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
+    print("last run:          " + (f"{iso(last.get('start'))} -> {iso(last.get('end'))}: {last.get('result')}"
                                    if last else "never"))
     ok = info.get("last_success")
     print(f"last success:      {iso(ok.get('end')) if ok else 'never'}")
@@ -139,7 +139,7 @@ def run(args) -> int:
     print(f"slave's copy age:  {_age(info.get('copy_age'))}")
     if info["role"] == "master":
         nxt = info.get("next_run")
-        print(f"next run:          {iso(nxt) + (' (due)' if nxt and nxt <= now else '') if nxt else 'not scheduled'}")
+        print(f"next run:          {str(iso(nxt)) + (' (due)' if nxt <= now else '') if nxt else 'not scheduled'}")
     print(f"certificate:       {info.get('fingerprint') or 'none yet (signal-event nethserver-hotsync-save)'}"
           "   (this host's; its peer pins it)")
     if info["role"] == "master":

@@ -15,6 +15,10 @@ import time
 
 from hotsync_events.paths import Root, data_dir, root_from
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: completion must start fast
+if TYPE_CHECKING:
+    from hotsync_events.configdb import ConfigDB
+
 __all__ = ["DIRS", "candidates", "script_path", "split_line"]
 
 DIRS = "__dirs__"
@@ -72,8 +76,7 @@ def candidates(cmd: str, line: str) -> list:
         out = []
     if out == [DIRS]:
         return out
-    seen = set()
-    return [w for w in out if w.startswith(cur) and not (w in seen or seen.add(w))]
+    return [w for w in dict.fromkeys(out) if w.startswith(cur)]     # each once, in order
 
 
 # ------------------------------------------------------------------------------------- config, db
@@ -93,8 +96,8 @@ class _Ctx:
     def __init__(self, root: Root, dbname: str) -> None:
         self.root = root
         self.dbname = dbname
-        self._db = None
-        self._summary = None
+        self._db: ConfigDB | None = None
+        self._summary: dict | None = None
 
     @property
     def db(self):
@@ -150,11 +153,11 @@ class _Ctx:
             out.append(self.db.get(key))
         if self.summary.get(key, {}).get("type"):
             out.append(self.summary[key]["type"])
-        return out + ["configuration", "service"]
+        return [*out, "configuration", "service"]
 
 
 def _db_names(root: Root) -> list:
-    names = set()
+    names: set[str] = set()
     try:
         names.update(p.stem for p in data_dir("db").glob("*.spec"))
     except FileNotFoundError:
@@ -288,7 +291,7 @@ def _list_events_argv() -> list | None:
 def event_names(root: Root) -> list:
     """Events of the events directories under *root*, plus those ``signal-event`` lists (cached a while
     in ``<root>/var/lib/hotsync/cache/events.list``: asking it loads every plugin)."""
-    names = set()
+    names: set[str] = set()
     edir = root.etc_dir / "events"
     if edir.is_dir():
         names.update(n for n in os.listdir(edir) if not n.startswith(".") and (edir / n).is_dir())
@@ -311,8 +314,8 @@ def _ask_signal_event(root: Root, argv: list) -> list:
     import subprocess
     import sys
 
-    exe = os.path.join(os.path.dirname(sys.executable), "signal-event")
-    exe = exe if os.path.exists(exe) else shutil.which("signal-event")
+    beside = os.path.join(os.path.dirname(sys.executable), "signal-event")
+    exe = beside if os.path.exists(beside) else shutil.which("signal-event")
     if not exe:
         return []
     try:

@@ -12,6 +12,10 @@ import sys
 from hotsync_events.configdb import ConfigDB, DBError, open_db
 from hotsync_events.paths import root_from
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
+if TYPE_CHECKING:
+    from hotsync_events.configdb.schema import Schema
+
 EXIT_OK, EXIT_MISSING, EXIT_USAGE, EXIT_INVALID, EXIT_ERROR = 0, 1, 2, 3, 4
 MASK = "********"
 
@@ -82,7 +86,7 @@ class Session:
         self.dbname = dbname
         self.root = root
         self.show_secrets = show_secrets
-        self._secret = None
+        self._secret: Schema | None = None
 
     def db(self, *, write: bool = False) -> ConfigDB:
         """The database; a read-only command creates nothing (a missing one reads as its defaults)."""

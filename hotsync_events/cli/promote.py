@@ -11,6 +11,10 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hotsync_events.promote.verify import Assessment
 
 DESCRIPTION = "Promote this HotSync slave to master: verify its copy, fence the old master, restore, take over."
 EPILOG = """\
@@ -50,7 +54,7 @@ def _iso(ts) -> str:
     return iso(ts) or "never"
 
 
-def render(a: dict, out) -> None:
+def render(a: Assessment, out) -> None:
     from hotsync_events.sync.fence import age_words
     from hotsync_events.promote import plan_lines
 
@@ -65,7 +69,7 @@ def render(a: dict, out) -> None:
         w(f"  last received run:          {done}, {_iso(last.get('start'))} -> {_iso(last.get('end'))}")
     else:
         w("  last received run:          none")
-    live = [r for r in a["receiving"]]
+    live = list(a["receiving"])
     w("  push in progress:           " + ("; ".join(f"from {r.get('from')} since {_iso(r.get('start'))}"
                                                   + ("" if r["alive"] else " (cut off)") for r in live) or "none"))
     w(f"  master's last contact:      {age_words(a['contact_age']) + ' ago' if a['contact_age'] is not None else 'never'}"

@@ -41,7 +41,7 @@ class Usage(Exception):
 
 
 def parse(argv: list[str]) -> dict:
-    opts = {"root": None, "list": False, "json": False, "timeout": None, "event": None, "args": []}
+    opts: dict = {"root": None, "list": False, "json": False, "timeout": None, "event": None, "args": []}
     i = 0
     while i < len(argv):
         a = argv[i]

@@ -17,14 +17,14 @@ import re
 from collections import namedtuple
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
-if TYPE_CHECKING:
-    from typing import Callable, Iterator, Mapping
-
 from hotsync_events.configdb.format import (UNKNOWN, KeyError_, Record, check_key, check_prop, decode_record, encode_record, find_raw,
                        is_legacy, parse_text, render_text)
 from hotsync_events.fsutil import atomic_write, open_lock, remove_dead_temps
 from hotsync_events.paths import Root, root_from
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `config getprop` must start fast
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
 
 __all__ = ["Change", "ConfigDB", "DBError", "InvalidName", "MissingKey", "is_db_name", "open_db"]
 
@@ -57,10 +57,14 @@ class Change(namedtuple("Change", "db key prop old new")):
 
 
 #: validator(db_name, key, old_record_or_None, new_record) raises on a refused value
-Validator = "Callable[[str, str, Record | None, Record], None]"
 #: journal(db_name, changes, source) is called under the lock, before the new file replaces the old;
 #: source says what made the changes when it was not the command itself ("" or e.g. "schema defaults")
-Journal = "Callable[[str, list, str], None]"
+if TYPE_CHECKING:   # the type checker's aliases; at run time the strings that document them
+    Validator = Callable[[str, str, Record | None, Record], None]
+    Journal = Callable[[str, list, str], None]
+else:
+    Validator = "Callable[[str, str, Record | None, Record], None]"
+    Journal = "Callable[[str, list, str], None]"
 
 
 class ConfigDB:
@@ -85,7 +89,7 @@ class ConfigDB:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def reload(self) -> "ConfigDB":
+    def reload(self) -> ConfigDB:
         """Drop what was read; the next read sees the file as it is now."""
         self._text = self._raw = None
         self._cache.clear()
@@ -154,7 +158,7 @@ class ConfigDB:
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def transaction(self) -> Iterator["Transaction"]:
+    def transaction(self) -> Iterator[Transaction]:
         """Lock, re-read, let the caller change records, then validate and commit them at once.
 
         An exception inside the block changes nothing.

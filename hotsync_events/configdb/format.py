@@ -51,7 +51,7 @@ class Record:
     def __repr__(self) -> str:
         return f"Record({self.type!r}, {self.props!r})"
 
-    def copy(self) -> "Record":
+    def copy(self) -> Record:
         return Record(self.type, self.props)
 
 

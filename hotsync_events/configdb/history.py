@@ -19,7 +19,7 @@ from hotsync_events.paths import Root
 
 TYPE_CHECKING = False  # importing typing costs every `config setprop` milliseconds
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 __all__ = ["MASK", "history_path", "journal_for"]
 
@@ -45,7 +45,7 @@ def journal_for(root: Root) -> Callable[[str, list, str], None]:
             secret = secret_test(root)
         now = time.time()
         who = _who()
-        argv = [os.path.basename(sys.argv[0])] + sys.argv[1:] if sys.argv and sys.argv[0] else []
+        argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else []
         hidden = {v for c in changes if c.prop is not None and secret(c.db, c.key, c.prop)
                   for v in (c.old, c.new) if v}
         # also the VALUE after a secret PROP of a KEY named before it: the changes of this write may not

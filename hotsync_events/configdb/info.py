@@ -76,7 +76,7 @@ def schema_summary(root: Root, db: str = "configuration") -> dict:
             return cached["keys"]
     except (OSError, ValueError, AttributeError):
         pass
-    keys = _summarise(root, db, dict((src, str(p)) for src, p in files))
+    keys = _summarise(root, db, {src: str(p) for src, p in files})
     if not root.state_dir.is_dir():     # a host not set up: a cache is no reason to create its tree
         return keys
     try:
@@ -304,6 +304,7 @@ def search(db, summary: dict, *, key: str | None = None, prop: str | None = None
         if kre is not None and kre.search(k) is None:
             continue
         raw = index[k]
+        names: list[str] | dict[str, str]
         if legacy or "\\" in raw:
             props = decode_record(raw, legacy).props
             names = sorted(props)

@@ -181,7 +181,7 @@ def core_readers(key: str, prop: str | None = None) -> list:
     for path in sorted(base.rglob("*.py")):
         if "__pycache__" in path.parts:
             continue
-        module = ".".join(("hotsync_events",) + path.relative_to(base).with_suffix("").parts)
+        module = ".".join(("hotsync_events", *path.relative_to(base).with_suffix("").parts))
         module = module.removesuffix(".__init__")
         if module.startswith(CORE_SKIP):
             continue
@@ -195,8 +195,9 @@ def core_readers(key: str, prop: str | None = None) -> list:
         found = []
         for node, qual in _functions(tree):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
                 node.body = body[1:] or [ast.Pass()]
             if mentions(ast.unparse(node), key, prop):
                 found.append(qual)

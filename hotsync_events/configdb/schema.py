@@ -31,6 +31,7 @@ from pathlib import Path
 from configobj import ConfigObj
 
 from hotsync_events.configdb.db import DBError, Record
+from hotsync_events.paths import Root, data_dir
 
 
 def _import_validate():
@@ -51,7 +52,7 @@ def _import_validate():
         return real.pprint(*args, **kwargs)
 
     stand_in = types.ModuleType("pprint")
-    stand_in.pprint = pprint
+    vars(stand_in)["pprint"] = pprint
     sys.modules["pprint"] = stand_in
     try:
         from configobj import validate
@@ -62,11 +63,12 @@ def _import_validate():
 
 
 _v = _import_validate()
-from hotsync_events.paths import Root, data_dir
 
 TYPE_CHECKING = False  # typing (and dataclasses) cost `config setprop` milliseconds at every start
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
+
+    from configobj.validate import Validator
 
 __all__ = ["InvalidValue", "KeySpec", "PropSpec", "Schema", "SchemaError", "apply_defaults", "load",
            "secret_test", "spec_files", "validator_for"]
@@ -181,7 +183,7 @@ _ALLOWED_WORDS = {
 }
 
 
-def _validator() -> _v.Validator:
+def _validator() -> Validator:
     def tolerant(fn):
         def check(value, *args, **kw):
             for meta in (*META_KEYWORDS, "replaced_by"):
@@ -253,7 +255,7 @@ class Schema:
     def __init__(self, db: str, keys: dict[str, KeySpec]) -> None:
         self.db = db
         self.keys = keys
-        self._validator: _v.Validator | None = None
+        self._validator: Validator | None = None
 
     def prop(self, key: str, prop: str) -> PropSpec | None:
         ks = self.keys.get(key)
@@ -346,7 +348,7 @@ def load(root: Root, db: str = "configuration") -> Schema:
     return schema
 
 
-def parse_spec(path: Path, source: str, parser: _v.Validator | None = None) -> list[KeySpec]:
+def parse_spec(path: Path, source: str, parser: Validator | None = None) -> list[KeySpec]:
     parser = parser or _v.Validator()
     try:
         spec = ConfigObj(str(path), list_values=False, _inspec=True, encoding="utf-8")
@@ -397,7 +399,7 @@ def _comment(lines) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- use
-def validator_for(root: Root) -> Callable[[str, str, "Record | None", Record], None]:
+def validator_for(root: Root) -> Callable[[str, str, Record | None, Record], None]:
     """A ConfigDB validator: checks each prop a write changes against the schema of its database."""
 
     def validate(db: str, key: str, old: Record | None, new: Record) -> None:

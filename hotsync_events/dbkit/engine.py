@@ -6,8 +6,9 @@ shipped and restored the same way (``engine_dump("mydb", path, MyEngine(root, ..
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from hotsync_events.paths import Root
 
@@ -22,7 +23,9 @@ class Engine(Protocol):
     and the cause; none of them returns a failure.
     """
 
-    root: Root
+    @property
+    def root(self) -> Root:
+        """The host's root the server is reached under (read-only: :meth:`with_root` gives another's)."""
 
     @property
     def label(self) -> str:

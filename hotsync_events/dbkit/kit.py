@@ -27,10 +27,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from hotsync_events import hookimpl
 from hotsync_events.childproc import die_with_parent
@@ -79,7 +80,7 @@ class Staged:
         self.path = self.target.with_name(f".{self.target.name}.tmp-{os.getpid()}")
         self.committed = False
 
-    def __enter__(self) -> "Staged":
+    def __enter__(self) -> Staged:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.target.parent.glob(f".{self.target.name}.tmp-*"):
             pid = stale.name.rpartition("-")[2]

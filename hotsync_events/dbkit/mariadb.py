@@ -21,10 +21,10 @@ import pwd
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
@@ -58,7 +58,7 @@ class MariaDB:
     def label(self) -> str:
         return f"MariaDB at {self.socket}"
 
-    def with_root(self, root: Root) -> "MariaDB":
+    def with_root(self, root: Root) -> MariaDB:
         return self if root == self.root else replace(self, root=root)
 
     # ---------------------------------------------------------------------------------- connection
@@ -167,6 +167,8 @@ class MariaDB:
         argv = [find_program("mariadb", "mysql"), *cli, "--binary-mode", "--max-allowed-packet=1G"]
         with tempfile.TemporaryFile() as err_file:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err_file)
+            stdin = proc.stdin
+            assert stdin is not None    # stdin=PIPE
             try:
                 with open(source, "rb") as src:
                     left = users_offset
@@ -174,13 +176,13 @@ class MariaDB:
                         chunk = src.read(min(left, 1 << 20))
                         if not chunk:
                             break
-                        proc.stdin.write(chunk)
+                        stdin.write(chunk)
                         left -= len(chunk)
                     for line in src:
                         if line.startswith(MANIFEST_PREFIX) or any(m in line for m in mine):
                             continue
-                        proc.stdin.write(line)
-                proc.stdin.close()
+                        stdin.write(line)
+                stdin.close()
             except BrokenPipeError:
                 pass
             finally:
@@ -279,8 +281,8 @@ def count_rows(path: Path, end: int) -> dict[str, dict[str, int]]:
     newline: the tool escapes it), the last ending in ``;``; older tools put the rows on the INSERT line.
     """
     counts: dict[str, dict[str, int]] = {}
-    db: str | None = None
-    table: str | None = None
+    db = ""         # set by the USE line that `--databases` writes before each database's tables
+    table = ""      # set by the INSERT (or CREATE TABLE) line before its rows
     in_rows = False
     with open(path, "rb") as fh:
         pos = 0

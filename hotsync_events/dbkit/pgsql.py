@@ -22,10 +22,10 @@ import pwd
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from hotsync_events.paths import Root
 
@@ -75,7 +75,7 @@ class Postgres:
     def label(self) -> str:
         return f"PostgreSQL at {self.socket_dir}/.s.PGSQL.{self.port}"
 
-    def with_root(self, root: Root) -> "Postgres":
+    def with_root(self, root: Root) -> Postgres:
         return self if root == self.root else replace(self, root=root)
 
     def tool(self, name: str) -> str:
@@ -186,8 +186,10 @@ class Postgres:
         table = None
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            stdout = proc.stdout
+            assert stdout is not None    # stdout=PIPE
             try:
-                for line in proc.stdout:
+                for line in stdout:
                     if table is None:
                         if line.startswith(b"COPY ") and line.endswith(b" FROM stdin;\n"):
                             table = _copy_table(line)
@@ -197,7 +199,7 @@ class Postgres:
                     else:
                         counts[table] += 1
             finally:
-                proc.stdout.close()
+                stdout.close()
                 code = proc.wait()
             if code != 0 or table is not None:
                 err.seek(0)

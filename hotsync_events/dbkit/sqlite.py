@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from hotsync_events.dbkit.kit import DUMP_DIR, DatabaseError, Staged, check_counts, engine_dump, manifest
 from hotsync_events.fsutil import fsync_dir

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Protocol
 
 from hotsync_events.paths import Root, root_from
 from hotsync_events.events.plan import EventError, Plan, Step, _hook_errors, _Record, plan_event
@@ -76,6 +77,15 @@ class EventResult(_Record):
 
 class Progress:
     """Receives the steps of an event as they run (the CLI prints them). Every method is optional."""
+
+    def begin(self, plan: Plan) -> None: ...
+    def start(self, index: int, step: Step, total: int) -> None: ...
+    def end(self, index: int, result: StepResult, total: int) -> None: ...
+    def finish(self, result: EventResult) -> None: ...
+
+
+class ProgressLike(Protocol):
+    """What a run calls: a :class:`Progress` (subclassed), or any object with its four methods."""
 
     def begin(self, plan: Plan) -> None: ...
     def start(self, index: int, step: Step, total: int) -> None: ...
@@ -189,7 +199,7 @@ def event_lock(root: Root, event: str, notify: Callable[[str], None] | None = No
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise EventError(f"gave up after {wait:.0f} s waiting for {holder or 'another event'}")
+                        raise EventError(f"gave up after {wait:.0f} s waiting for {holder or 'another event'}") from None
         os.ftruncate(fd, 0)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         os.pwrite(fd, f"signal-event {event} (pid {os.getpid()}, since {stamp})\n".encode(), 0)
@@ -210,7 +220,7 @@ def _holder_pid(holder: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- running
 def run_plan(plan: Plan, *, root: Root, db: Any, pm: Any, timeout: float | None = None,
-             progress: Progress | None = None) -> EventResult:
+             progress: ProgressLike | None = None) -> EventResult:
     """Run the steps of *plan* in order; a failed critical step skips the rest."""
     from hotsync_events.events.runner import EventLog, Scratch, run_callable, run_executable
 
@@ -331,7 +341,7 @@ def _run_services(plan: Plan, root: Root, db: Any, pm: Any, changed: list) -> tu
 
 
 def signal_event(event: str, args: tuple[str, ...] | list[str] = (), *, root: Root | str | None = None,
-                 pm: Any = None, timeout: float | None = None, progress: Progress | None = None,
+                 pm: Any = None, timeout: float | None = None, progress: ProgressLike | None = None,
                  notify: Callable[[str], None] | None = None) -> EventResult:
     """Signal *event*: lock the root, prepare the database, plan, run. The library form of ``signal-event``.
 

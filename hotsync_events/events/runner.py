@@ -78,7 +78,7 @@ class _Captured:
     def __init__(self, scratch: Scratch) -> None:
         self.scratch = scratch
 
-    def __enter__(self) -> "_Captured":
+    def __enter__(self) -> _Captured:
         for s in (sys.stdout, sys.stderr):
             try:
                 s.flush()
@@ -125,12 +125,13 @@ def run_callable(run: Any, ctx_kwargs: dict, timeout: float | None, scratch: Scr
     try:
         import _signal as signal   # the C module: `signal` converts its constants to enums at import
     except ImportError:  # pragma: no cover
-        import signal  # type: ignore[no-redef]
+        import signal
 
     from hotsync_events.types import ActionContext, run_failure
 
     ctx = ActionContext(log=_log_to_stdout, **ctx_kwargs)
-    status, code, reason = "success", 0, ""
+    status, reason = "success", ""
+    code: int | None = 0
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise ActionTimeout()
@@ -224,7 +225,7 @@ class EventLog:
         if self._fh is None:
             from hotsync_events.fsutil import open_private_log
 
-            self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")
+            self._fh = open(open_private_log(self.path), "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - kept open, close()d
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         text = f"{stamp}Z [{os.getpid()}] {line}\n"
         if output:

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import keyword
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from hotsync_events import __version__
 from hotsync_events.paths import Root, data_dir
@@ -416,6 +417,8 @@ def expand(target: str, *, root: Root, db: Any = None, pm: Any = None, template:
         frags = fragments_of(target, sources)
         text = render(target, frags, make_context(root, db, target, event, args))
         out = output if output is not None else root.join(target)
+        owner: str | None
+        group: str | None
         if template is not None:
             mode, owner, group = template.mode, template.owner, template.group
         else:

@@ -1,8 +1,8 @@
 """The ``config`` phase: the master's configuration databases become this host's, host-local values kept."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hotsync_events.configdb import ConfigDB, is_db_name, open_db
 from hotsync_events.configdb.format import Record

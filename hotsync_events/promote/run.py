@@ -35,7 +35,7 @@ import os
 import signal
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from hotsync_events.configdb import open_db
 from hotsync_events.configdb.format import Record
@@ -43,6 +43,7 @@ from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 from hotsync_events.promote.config import PEER_DIR, restore_config
 from hotsync_events.promote.journal import _crash_point, _write_journal
+from hotsync_events.promote.verify import Assessment
 from hotsync_events.sync import fence
 
 __all__ = ["EXIT_CANNOT", "EXIT_CRITICAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_STEPS_FAILED", "MANUAL_STEPS", "PHASES",
@@ -128,7 +129,7 @@ class _CriticalStep(Exception):
 class Promote:
     """One run of the promote (fresh or resumed); :meth:`run` after :func:`assess` accepted it."""
 
-    def __init__(self, root: Root, a: dict, *, pm=None, force: bool = False, log: Callable[[str], None] = print,
+    def __init__(self, root: Root, a: Assessment, *, pm=None, force: bool = False, log: Callable[[str], None] = print,
                  err: Callable[[str], None] | None = None) -> None:
         self.root, self.a, self.pm, self.force = root, a, pm, force
         self.log = log
@@ -246,7 +247,7 @@ class Promote:
                 continue
             errors: list[str] = []
             failed = restore_all(self.root, [(plugin, dump, shipped)], db=db, log=self.log,
-                                 err=lambda m: errors.append(m))
+                                 err=errors.append)
             status = "failed: " + "; ".join(errors) if failed else ("success" if shipped else "not shipped")
             self.log(f"database {dump.name} (plugin {plugin}): "
                      + ("FAILED: " + "; ".join(errors) if failed else "SUCCESS" if shipped else "skipped (not shipped)"))

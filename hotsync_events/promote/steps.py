@@ -9,8 +9,9 @@ naming both. Running: each step gets an :class:`~hotsync_events.types.ActionCont
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hotsync_events.manager import RegistrationError
 from hotsync_events.types import ActionContext, PromoteStep, run_failure

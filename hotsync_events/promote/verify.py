@@ -8,6 +8,7 @@ looks alive, a copy the schema refuses).
 from __future__ import annotations
 
 import time
+from typing import Any, Literal, TypedDict
 
 from hotsync_events.configdb import ConfigDB, open_db
 from hotsync_events.paths import Root
@@ -15,9 +16,51 @@ from hotsync_events.promote.config import HOST_LOCAL_DBS, HOST_LOCAL_KEYS, PEER_
 from hotsync_events.promote.journal import read_journal
 from hotsync_events.sync import fence
 
-__all__ = ["REALTIME_WINDOW", "assess", "plan_lines"]
+__all__ = ["REALTIME_WINDOW", "Assessment", "Refusal", "assess", "plan_lines"]
 
 REALTIME_WINDOW = 60.0
+
+#: why a promote is refused: the first four no ``--force`` can mend, the last three it can
+RefusalReason = Literal["already-promoted", "not-slave", "never-synced", "no-peer-db", "torn", "master-alive",
+                        "peer-schema"]
+
+
+class Refusal(TypedDict):
+    """One reason the promote would not run (``hotsync-promote --dry-run --json``'s ``refusals``)."""
+
+    why: RefusalReason
+    force: bool          # True: ``--force`` takes the risk; False: nothing can mend it
+    text: str            # the sentence shown to the sysadmin
+
+
+class Assessment(TypedDict):
+    """What :func:`assess` finds: the takeover page and ``hotsync-promote --dry-run --json`` show it as is."""
+
+    root: str
+    time: float
+    role: str                              # master, slave or ""
+    status: str                            # the pair's hotsync status (enabled/disabled)
+    master: str                            # MasterHost
+    last_complete_sync: float | None       # end of the last complete push this slave received
+    data_age: float | None                 # seconds since then
+    last_received: dict[str, Any] | None   # the last push's record
+    receiving: list[dict[str, Any]]        # pushes arriving now (pid, from, start, alive)
+    last_contact: float | None
+    contact_age: float | None
+    interval_minutes: int
+    realtime: bool
+    window: float                          # a master heard within this many seconds may be alive
+    peer_db: str | None                    # the master's configuration copy
+    peer_db_time: float | None
+    epoch: int                             # this host's pair epoch
+    next_epoch: int                        # the epoch the promote raises to
+    resuming: bool                         # a killed promote is taken up again
+    journal: dict[str, Any] | None
+    refusals: list[Refusal]
+    warnings: list[str]
+    dumps: list[Any]                       # what will be restored
+    steps: list[Any]                       # the plugins' promote steps, in order
+    local_props: list[Any]                 # host-local values kept from this host
 
 
 def _ts(v) -> float | None:
@@ -35,7 +78,7 @@ def _alive_rsync(pid: str) -> bool:
         return False
 
 
-def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
+def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
     """Everything the takeover page shows, and why the promote would be refused (no change made)."""
     from hotsync_events.sync.status import read_status
 
@@ -59,9 +102,9 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
     contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")),
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
-    contacts = [c for c in contacts if c is not None]
-    last_contact = max(contacts) if contacts else None
-    a: dict = {
+    known = [c for c in contacts if c is not None]
+    last_contact = max(known) if known else None
+    a: Assessment = {
         "root": str(root.path), "time": now, "role": "master" if h.get("role") == "server" else h.get("role", ""),
         "status": h.get("status", "enabled"), "master": h.get("MasterHost", ""),
         "last_complete_sync": _ts((ok or {}).get("end")), "data_age": None,
@@ -71,13 +114,13 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> dict:
         "peer_db": str(peer_path) if peer is not None else None,
         "peer_db_time": peer_path.stat().st_mtime if peer is not None else None,
         "epoch": fence.read_epoch(root), "resuming": resuming, "journal": journal if resuming else None,
-        "refusals": [], "warnings": [],
+        "refusals": [], "warnings": [], "next_epoch": 0, "dumps": [], "steps": [], "local_props": [],
     }
     if a["last_complete_sync"] is not None:
         a["data_age"] = now - a["last_complete_sync"]
     # above this host's epoch and the master's (as its last complete push said it): never learnt from a file
     master_epoch = int(st.get("master_epoch") or 0)
-    a["next_epoch"] = int(journal["epoch"]) if resuming and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
+    a["next_epoch"] = int(journal["epoch"]) if resuming and journal and journal.get("epoch") else max(a["epoch"], master_epoch) + 1
     # hard refusals: nothing --force can mend
     if not resuming:
         done = st.get("promote") or {}
@@ -172,9 +215,9 @@ def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
     return dumps, steps, sorted(f"{k} {p}" for k, p in props)
 
 
-def plan_lines(a: dict) -> list[str]:
+def plan_lines(a: Assessment) -> list[str]:
     """Each step the promote will take, in words (what ``--dry-run`` and the question show)."""
-    done = set(((a.get("journal") or {}).get("done") or {}))
+    done = set((a.get("journal") or {}).get("done") or {})
     master = a["master"] or "the old master"
     dbs = a["dumps"]
     lines = [

@@ -22,8 +22,8 @@ The rules (issue 11):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from hotsync_events.realtime.settings import DEFAULTS
 
@@ -131,25 +131,29 @@ class Trigger:
         (no change pending, or a batch is running: :meth:`finish` decides what follows)."""
         if self.running is not None or not self.pending:
             return None
+        first = self.first_change
+        assert first is not None     # pending: _mark() set it (finish() too, for a retry)
         now = self.clock()
-        start = self.first_change if self.during_push else self.first_change + self.settle
+        start = first if self.during_push else first + self.settle
         if self.retry_at is not None:
             start = max(start, self.retry_at)
         return max(0.0, start - now)
 
-    def take(self, *, now: bool = False) -> Batch | None:
+    def take(self, *, at_once: bool = False) -> Batch | None:
         """The batch to run now, or None if none is due. The caller runs it, then calls :meth:`finish`.
 
-        *now*: whatever is pending, without waiting for the settle window or a retry's backoff (the last
+        *at_once*: whatever is pending, without waiting for the settle window or a retry's backoff (the last
         push at a clean stop)."""
         wait = self.due_in()
-        if wait is None or (wait > 0 and not now):
+        if wait is None or (wait > 0 and not at_once):
             return None
         now = self.clock()
+        first = self.first_change
+        assert first is not None     # due_in() said a batch is due: changes are pending
         if self.full_reason is not None:
-            batch = Batch(None, self.full_reason, self.first_change, now)
+            batch = Batch(None, self.full_reason, first, now)
         else:
-            batch = Batch(tuple(sorted(self.dirty)), "changes", self.first_change, now)
+            batch = Batch(tuple(sorted(self.dirty)), "changes", first, now)
         self.dirty = set()
         self.full_reason = None
         self.first_change = None
@@ -164,7 +168,7 @@ class Trigger:
             raise RuntimeError("finish() without a running batch")
         now = self.clock()
         wall = time.time() if wall is None else wall
-        record = {"at": wall, "paths": None if batch.full else len(batch.paths), "reason": batch.reason,
+        record = {"at": wall, "paths": None if batch.paths is None else len(batch.paths), "reason": batch.reason,
                   "seconds": round(now - batch.started, 4), "latency": round(now - batch.first_change, 4),
                   "ok": ok}
         if ok:
@@ -205,7 +209,7 @@ class Trigger:
         """The state as plain data (for the status file)."""
         return {"queued_paths": len(self.dirty), "full_sync_pending": self.full_reason,
                 "running": None if self.running is None else
-                ("full" if self.running.full else len(self.running.paths)),
+                ("full" if self.running.paths is None else len(self.running.paths)),
                 "retry_in": None if self.retry_at is None else round(max(0.0, self.retry_at - self.clock()), 3),
                 "failing_for": None if self.failing_since is None else round(self.clock() - self.failing_since, 1),
                 "pushes": self.stats.pushes, "full_syncs": self.stats.full_syncs,

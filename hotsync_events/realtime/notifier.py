@@ -24,15 +24,16 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyFullEmitter
-from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 
 from hotsync_events.realtime.debounce import Trigger
 from hotsync_events.realtime.settings import DEFAULTS
@@ -139,7 +140,8 @@ class ExcludeMatcher:
     """
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        plain, dir_only_rx = [], []
+        plain: list[str] = []
+        dir_only_rx: list[str] = []
         for raw in patterns:
             pat = raw.strip()
             if not pat or pat.startswith(("#", ";", "+ ")):
@@ -166,10 +168,9 @@ class ExcludeMatcher:
             return False
         if self._plain is not None and self._plain.fullmatch(host_path):
             return True
-        if self._dir is not None:
-            if self._dir_below.fullmatch(host_path) or (is_dir and self._dir.fullmatch(host_path)):
-                return True
-        return False
+        if self._dir is None or self._dir_below is None:     # both or neither (no directory-only pattern)
+            return False
+        return bool(self._dir_below.fullmatch(host_path) or (is_dir and self._dir.fullmatch(host_path)))
 
 
 # ------------------------------------------------------------------------------------------ notifier
@@ -177,11 +178,11 @@ class ExcludeMatcher:
 class _WatchRoot:
     host: str          # as on the host: /srv/data
     real: str          # under the root: /tmp/r/srv/data
-    watch: object = None
+    watch: ObservedWatch | None = None
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, notifier: "Notifier") -> None:
+    def __init__(self, notifier: Notifier) -> None:
         self.n = notifier
 
     def dispatch(self, event: FileSystemEvent) -> None:   # bypass watchdog's per-type dispatch
@@ -236,17 +237,19 @@ class Notifier:
 
     def _schedule_missing(self) -> int:
         """Watch every planned root that exists and is not watched yet; the count of new watches."""
+        observer = self._observer
+        assert observer is not None     # start() made it (the callers hold _watch_lock)
         added = 0
         for wr in self._roots:
             if wr.watch is not None:
-                emitter = self._observer._emitter_for_watch.get(wr.watch)  # noqa: SLF001
+                emitter = observer._emitter_for_watch.get(wr.watch)
                 if emitter is not None and emitter.is_alive() and os.path.lexists(wr.real):
                     continue
                 self._unschedule(wr)
             if not os.path.lexists(wr.real) or os.path.islink(wr.real):
                 continue
             try:
-                wr.watch = self._observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
+                wr.watch = observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
                 added += 1
             except OSError as exc:
                 log.warning("cannot watch %s: %s", wr.host, exc)
@@ -254,6 +257,7 @@ class Notifier:
 
     def _unschedule(self, wr: _WatchRoot) -> None:
         if wr.watch is not None:
+            assert self._observer is not None   # a watch is only set while the observer runs
             try:
                 self._observer.unschedule(wr.watch)
             except (KeyError, RuntimeError):
@@ -270,7 +274,7 @@ class Notifier:
         return total
 
     # --------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "Notifier":
+    def start(self) -> Notifier:
         if self._observer is not None:
             return self
         self._observer = _Observer(self._overflowed)
@@ -312,18 +316,19 @@ class Notifier:
         ``last_stop`` in the status file and in the sync's status (it outlives /run: a shutdown)."""
         t0 = time.monotonic()
         with self._cond:
-            batch = self.trigger.take(now=True)
+            batch = self.trigger.take(at_once=True)
         record: dict = {"at": time.time(), "paths": 0, "ok": True, "seconds": 0.0, "timed_out": False,
                         "error": "", "limit": limit}
         if batch is not None:
-            record["paths"] = None if batch.full else len(batch.paths)
-            log.info("stopping: the last push (%s), within %.0f s", "a full sync" if batch.full
-                     else f"{len(batch.paths)} path(s)", limit)
+            paths = None if batch.paths is None else list(batch.paths)
+            record["paths"] = None if paths is None else len(paths)
+            log.info("stopping: the last push (%s), within %.0f s", "a full sync" if paths is None
+                     else f"{len(paths)} path(s)", limit)
             box: list = []
 
             def push() -> None:
                 try:
-                    box.append(self.pusher(None if batch.full else list(batch.paths)))
+                    box.append(self.pusher(paths))
                 except Exception as exc:   # reported like a failed push
                     box.append(PushResult(False, f"{type(exc).__name__}: {exc}"))
             t = threading.Thread(target=push, name="hotsync-last-push", daemon=True)
@@ -348,7 +353,7 @@ class Notifier:
         except OSError as exc:
             log.warning("cannot record the last push in the sync status: %s", exc)
 
-    def __enter__(self) -> "Notifier":
+    def __enter__(self) -> Notifier:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -367,8 +372,9 @@ class Notifier:
     def inject_overflow(self) -> None:
         """Feed the inotify fd a kernel IN_Q_OVERFLOW event, as the kernel does when its queue is full
         (tests and diagnostics: the real path runs, watchdog rebuilds its watches, we fall back)."""
-        self._observer._inotify_fd.handle_event(  # noqa: SLF001
-            InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
+        assert self._observer is not None, "the notifier is not started"
+        self._observer._inotify_fd.handle_event(
+            InotifyEvent(WatchDescriptor(-1), InotifyConstants.IN_Q_OVERFLOW, 0, b""))
 
     # ---------------------------------------------------------------------------------- events
     def _overflowed(self) -> None:
@@ -389,10 +395,7 @@ class Notifier:
         return host
 
     def _in_roots(self, host: str) -> bool:
-        for wr in self._roots:
-            if host == wr.host or host.startswith(wr.host.rstrip("/") + "/"):
-                return True
-        return False
+        return any(host == wr.host or host.startswith(wr.host.rstrip("/") + "/") for wr in self._roots)
 
     def _wanted(self, path: str | bytes, is_dir: bool) -> str | None:
         host = self._host(path)
@@ -416,7 +419,7 @@ class Notifier:
                 return
             paths = [p for p in (src, dest) if p is not None]
         else:
-            if is_dir and event.src_path.rstrip("/") in {wr.real for wr in self._roots} \
+            if is_dir and os.fsdecode(event.src_path).rstrip("/") in {wr.real for wr in self._roots} \
                     and isinstance(event, DirDeletedEvent):
                 self._full("a watched directory was deleted")   # its watch is gone: rebuild later
                 return
@@ -467,12 +470,12 @@ class Notifier:
                     self._write_status()
                 continue
             self._warm = False
-            if batch.full:
+            if batch.paths is None:
                 log.info("full sync: %s", batch.reason)
             else:
                 log.debug("pushing %d path(s)", len(batch.paths))
             try:
-                result = self.pusher(None if batch.full else list(batch.paths))
+                result = self.pusher(None if batch.paths is None else list(batch.paths))
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
                 log.exception("push failed")
                 result = PushResult(False, f"{type(exc).__name__}: {exc}")

@@ -60,7 +60,7 @@ class Scheduler:
                 realtime = Background(self.root, check_every=None).start()
             while not self.stopping:
                 due = self.next_due(started)
-                update_status(self.root, lambda d: d.update(next_run=due))
+                update_status(self.root, lambda d: d.update(next_run=due))  # noqa: B023 - called at once
                 while not self.stopping and time.time() < due:
                     time.sleep(min(1.0, max(due - time.time(), 0.01)))
                     if time.time() < due and int(time.time()) % 30 == 0:

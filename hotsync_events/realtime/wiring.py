@@ -34,6 +34,10 @@ from hotsync_events.paths import Root
 from hotsync_events.realtime.settings import RealtimeSettings
 from hotsync_events.sync.settings import Settings
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from hotsync_events.sync.lock import SyncLock
+
 __all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "signature", "start",
            "watch_lists"]
 
@@ -81,8 +85,8 @@ class SyncPusher:
         self.root = root
         self.pm = pm
         self.lock_wait = lock_wait
-        self._prepared = None          # (settings, env, files), remade when the settings change
-        self._warm = None              # (rsync process, lock, settings) started ahead of its list
+        self._prepared: tuple | None = None    # (settings, env, files), remade when the settings change
+        self._warm: tuple | None = None        # (rsync process, lock, settings, nonce) started ahead of its list
         self.db = open_db("configuration", root)
         self._db_checked = 0.0
 
@@ -407,6 +411,7 @@ def signature(root: Root, pm=None) -> tuple:
 
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
+    lists: tuple[list[str], list[str]] | str | None
     try:
         lists = watch_lists(root, db, pm) if pm is not None else None
     except Exception as exc:   # a bad list line: start() reports it
@@ -420,7 +425,7 @@ def cheap_stamp(root: Root) -> tuple:
     from hotsync_events.sync.lists import list_stamp
     from hotsync_events.sync.status import status_path
 
-    out = []
+    out: list[int | None] = []
     for p in (root.db_dir / "configuration", status_path(root)):
         try:
             out.append(p.stat().st_mtime_ns)
@@ -448,9 +453,9 @@ class Background:
         self.force = force
         self.notifier: Notifier | None = None
         self.why_not: str | None = None
-        self._sig = None
-        self._stamp = None
-        self._lock = None
+        self._sig: tuple | None = None
+        self._stamp: tuple | None = None
+        self._lock: SyncLock | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -523,7 +528,7 @@ class Background:
             self._wake.wait(self.STAMP_EVERY)     # the lists, the settings or the pin may change at any time
             self._wake.clear()
 
-    def start(self) -> "Background":
+    def start(self) -> Background:
         if not logging.getLogger().handlers:   # a daemon without logging set up: say what happens
             logging.basicConfig(level=logging.INFO, format="%(asctime)s hotsync notifier: %(message)s")
             logging.getLogger("watchdog").setLevel(logging.WARNING)

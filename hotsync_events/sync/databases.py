@@ -7,8 +7,8 @@ module runs them in ``(priority, name)`` order. The sync calls :func:`take_dumps
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root
@@ -114,7 +114,7 @@ def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print,
     return errors
 
 
-def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, object, bool]]:
+def plan(root: Root, *, only: list[str] | None = None, pm=None, db=None) -> list[tuple[str, Dump, bool]]:
     """``[(plugin, Dump, shipped)]`` this host would restore; *only* keeps the named dumps."""
     from hotsync_events.configdb import open_db
     from hotsync_events.manager import get_plugin_manager, install_schemas

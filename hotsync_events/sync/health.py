@@ -33,8 +33,8 @@ def copy_age(info: dict, now: float) -> float | None:
     """Seconds since the newest successful push (a sync run's or the notifier's), or None: never."""
     ends = [(info.get("last_success") or {}).get("end")]
     ends.append(((info.get("realtime") or {}).get("last_ok") or {}).get("at"))
-    ends = [float(e) for e in ends if e is not None]
-    return now - max(ends) if ends else None
+    known = [float(e) for e in ends if e is not None]
+    return now - max(known) if known else None
 
 
 def assess(info: dict, now: float | None = None) -> dict:

@@ -43,7 +43,7 @@ class Ledger:
     held: int = 0                   # the last batch refused for going past the limit (0: none)
 
     @classmethod
-    def current(cls, stored: dict | None, last_success: dict | None) -> "Ledger":
+    def current(cls, stored: dict | None, last_success: dict | None) -> Ledger:
         """The ledger that applies now: the stored one if it counts from the last success, else a new one."""
         last = last_success or {}
         since = _float(last.get("start"))

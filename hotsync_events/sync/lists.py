@@ -11,6 +11,7 @@ through its own channel (:mod:`hotsync_events.sync.peercopy`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def read_list_dir(directory: Path, suffix: str) -> list[tuple[str, str]]:
 def list_stamp(root: Root) -> tuple:
     """A cheap fingerprint of the sysadmin's lists (names, sizes and times of the files and their
     directories): the notifier rebuilds what it watches when it moves."""
-    out = []
+    out: list[tuple] = []
     for sub in ("include.d", "exclude.d"):
         d = root.etc_dir / sub
         try:
@@ -128,7 +129,7 @@ def _misnamed(directory: Path, suffix: str) -> list[str]:
             and not f.name.endswith((".pre-promote", "~")) and not f.name.startswith(".")]
 
 
-def build_lists(root: Root, db, pm=None, dump_paths: list[tuple[str, str]] = ()) -> Lists:
+def build_lists(root: Root, db, pm=None, dump_paths: Sequence[tuple[str, str]] = ()) -> Lists:
     """Merge the plugins' paths, the dumps and the sysadmin's lists.
 
     A bad line of a sysadmin's list does not stop the rest: it is left out and reported in

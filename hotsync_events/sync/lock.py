@@ -44,7 +44,7 @@ class SyncLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "SyncLock":
+    def __enter__(self) -> SyncLock:
         return self
 
     def __exit__(self, *exc) -> None:

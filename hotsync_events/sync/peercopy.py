@@ -19,13 +19,13 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hotsync_events.fsutil import atomic_write, fsync_dir
 from hotsync_events.paths import Root
 from hotsync_events.sync.lists import PEER_DIR
-from hotsync_events.sync.peerlists import KINDS, LISTS_SUBDIR, export_lists, list_files
+from hotsync_events.sync.peerlists import KINDS, LISTS_SUBDIR, export_lists
 from hotsync_events.sync.policy import accept_filter, manifest_problems
 from hotsync_events.sync.status import state_dir, update_status
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root

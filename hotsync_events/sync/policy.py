@@ -19,9 +19,8 @@ it has a module of its own, checked and installed by the slave (:mod:`hotsync_ev
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 __all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "refusal_of",
            "sender_rules"]

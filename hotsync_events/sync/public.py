@@ -67,7 +67,7 @@ def write_public(root: Root) -> None:
         from hotsync_events.sync.report import collect
 
         atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
-    except Exception:  # noqa: BLE001 - the push or the session that changed the status must not fail for this
+    except Exception:  # the push or the session that changed the status must not fail for this
         pass
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hotsync_events.childproc import die_with_parent
@@ -171,7 +172,7 @@ def _pattern(name: bytes) -> bytes:
     return b"/" + name
 
 
-def only_these_filter(protect: list[str], names: list[bytes], sources: list[bytes] = ()) -> bytes:
+def only_these_filter(protect: list[str], names: list[bytes], sources: Sequence[bytes] = ()) -> bytes:
     """A ``--from0`` filter file: the push's own rules (*protect*, ``+``/``-`` lines: the refused areas and
     the excludes), then exactly *names* with their parent directories (so rsync descends only where something
     changed, and deletes only what is named), then nothing else. *sources* (the transfer's own top paths, a

@@ -39,7 +39,7 @@ class Settings:
     rsyncd_port: int
 
     @classmethod
-    def from_db(cls, db) -> "Settings":
+    def from_db(cls, db) -> Settings:
         h, r = _props(db, "hotsync"), _props(db, "rsyncd")
         role = h.get("role", "")
         return cls(role="master" if role == "server" else role, status=h.get("status", "enabled") or "enabled",

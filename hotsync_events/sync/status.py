@@ -12,8 +12,8 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from hotsync_events.fsutil import atomic_write, open_lock
 from hotsync_events.paths import Root
@@ -54,7 +54,7 @@ def _locked(root: Root) -> Iterator[None]:
         os.close(fd)
 
 
-def update_status(root: Root, change: Callable[[dict], None]) -> dict:
+def update_status(root: Root, change: Callable[[dict], object]) -> dict:
     """Read, let *change* edit the dict in place, write it back atomically; returns the new status."""
     with _locked(root):
         data = read_status(root)

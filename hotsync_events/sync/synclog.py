@@ -1,6 +1,6 @@
 """The sync log read back: ``var/log/hotsync/sync.log`` (and its rotated ``sync.log.1``) as entries.
 
-The master appends one entry per run (:func:`hotsync_events.sync.push._append_log`): a header line
+The master appends one entry per run (:func:`hotsync_events.sync.record.append_log`): a header line
 
     2026-11-23 18:35:38+0000 success (1.6s, 22 files, 40960 bytes, 0 deleted): pushed 22 changes and 0 deletions
 

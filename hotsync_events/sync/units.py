@@ -28,7 +28,8 @@ def unit_states(root: Root, timeout: float = 10.0) -> list[dict] | None:
                             text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    units, cur = [], {}
+    units: list[dict] = []
+    cur: dict[str, str] = {}
     for line in (cp.stdout + "\n").splitlines():
         if not line.strip():
             if cur:

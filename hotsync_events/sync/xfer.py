@@ -39,7 +39,7 @@ def _addresses(host: str) -> set[str]:
     except ValueError:
         pass
     try:
-        return {str(ipaddress.ip_address(ai[4][0].split("%")[0])) for ai in socket.getaddrinfo(host, None)}
+        return {str(ipaddress.ip_address(str(ai[4][0]).split("%")[0])) for ai in socket.getaddrinfo(host, None)}
     except (OSError, ValueError):
         return set()
 

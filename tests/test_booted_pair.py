@@ -6,7 +6,8 @@ hotsync-sync.timer (the schedule), each started by ``signal-event nethserver-hot
 systemctl. The test pairs them as the manual says (both fingerprints accepted by a person), syncs, reboots
 the slave (it comes back serving) and the master (its notifier and timer come back), kills the notifier
 (systemd restarts it, ``hotsync status`` says so), stops the notifier cleanly (its last change arrives),
-pulls the master's plug and promotes the slave.
+pulls the master's plug, promotes the slave, boots the old master (it learns it was fenced) and re-pairs it
+as the new slave.
 
 Run alone with ``pytest -m booted tests/test_booted_pair.py`` (about 2 minutes once the .deb is cached).
 """
@@ -79,9 +80,9 @@ def _realtime(host: Host) -> dict:
         return {}
 
 
-def _arrived(slave: Host, name: str, text: str):
+def _arrived(host: Host, name: str, text: str):
     def check() -> bool:
-        p = slave.path(f"{DATA}/{name}")
+        p = host.path(f"{DATA}/{name}")
         try:
             return p.read_text() == text
         except OSError:
@@ -90,10 +91,13 @@ def _arrived(slave: Host, name: str, text: str):
 
 
 def _notifier_idle_since(master: Host, since: float):
-    """The notifier's status: (re)started after *since*, its start-up full sync done, nothing running."""
+    """The notifier's status: started after *since* (its ``started``), its start-up full sync done, nothing
+    running or queued."""
     def check() -> bool:
         st = _realtime(master)
-        return bool(st.get("running_now") and st.get("started", 0) > since and st.get("full_syncs")
+        main = master.run(["systemctl", "show", "-p", "MainPID", "--value", "hotsync-watch.service"]).stdout.strip()
+        return bool(st.get("running_now") and str(st.get("pid")) == main    # not a killed notifier's last words
+                    and st.get("started", 0) > since and st.get("full_syncs")
                     and st.get("running") is None and not st.get("queued_paths"))
     return check
 
@@ -182,9 +186,11 @@ def test_a_pair_of_booted_hosts_syncs_reboots_stops_cleanly_and_promotes(booted,
     assert "hotsync-watch.service: active (running), enabled, restarted 1 time(s)" in status, status
 
     # a clean stop pushes the change the notifier had not pushed yet (a 10 s settle holds it back)
-    since = time.time()
+    _wait("the restarted notifier idle", _notifier_idle_since(master, 0), timeout=60, hosts=(master,))
+    since = _realtime(master)["started"]      # the notifier that runs now; the new settle restarts it
     master.run(["config", "setprop", "hotsync", "RealtimeSettle", "10000"])
-    _wait("the notifier restarted with the new settle", _notifier_idle_since(master, since), timeout=60)
+    _wait("the notifier restarted with the new settle", _notifier_idle_since(master, since), timeout=60,
+          hosts=(master,))
     master.run(f"echo five > {DATA}/five")
     _wait("the notifier holding the change", lambda: _realtime(master).get("queued_paths") == 1, timeout=10,
           hosts=(master,))
@@ -201,4 +207,24 @@ def test_a_pair_of_booted_hosts_syncs_reboots_stops_cleanly_and_promotes(booted,
     assert slave.run(["config", "getprop", "hotsync", "role"]).stdout.strip() == "master"
     for name, text in (("one", "one\n"), ("five", "five\n")):
         assert _arrived(slave, name, text)(), name
+    assert _active(slave, "hotsync-stunnel.service") == "active"       # it tells the old master it was demoted
+
+    # the old master comes back: its notifier's first push is refused, it learns it was fenced
+    master.boot().wait_running()
+    link(master, slave, MASTER_ADDR, SLAVE_ADDR)
+    _wait("the old master fenced", lambda: json.loads(master.run(["hotsync", "status", "--json"]).stdout)["status"]
+          == "fenced", timeout=90, hosts=(master, slave))
+    # re-paired as the new slave (docs/promote.md, section 7); the first push in the new direction is a person's
+    slave.run(["config", "setprop", "hotsync", "SlaveHost", MASTER_ADDR, "MasterHost", ""])
+    slave.run(["signal-event", "nethserver-hotsync-save"], timeout=120)
+    master.run(["config", "setprop", "hotsync", "role", "slave", "MasterHost", SLAVE_ADDR])
+    master.run(["signal-event", "nethserver-hotsync-save"], timeout=120)
+    assert _active(master, "hotsync-stunnel.service") == "active"
+    for unit in ("hotsync-watch.service", "hotsync-sync.timer"):
+        assert _active(master, unit) != "active", unit
+        assert _active(slave, unit) == "active", unit
+    slave.run(f"echo six > {DATA}/six")
+    cp = slave.run(["hotsync", "sync", "--accept-fingerprint", _fingerprint(master)], check=False, timeout=180)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert _arrived(master, "six", "six\n")()
     assert time.monotonic() - t_start < 300, f"took {time.monotonic() - t_start:.0f} s"

@@ -4,11 +4,13 @@ What the save event does (as NethServer's ``nethserver-hotsync-conf`` + template
 
 * renders ``/etc/rsyncd.conf``, ``/etc/rsyncd.secrets`` (0600), ``/etc/stunnel/hotsync.conf`` (the slave's
   TLS server), ``/etc/stunnel/hotsync-client.conf`` (the master's TLS client, which rsync starts for each
-  push) and ``/etc/cron.d/hotsync`` (the master's schedule);
+  push), ``/etc/cron.d/hotsync`` and the interval drop-in of ``hotsync-sync.timer`` (the master's schedule);
 * on a slave, makes the TLS key and self-signed certificate at the first save (priority 4, before the
   templates), sets ``rsyncd``/``stunnel`` status, stops the services plugins mark as writers of synced
-  data, and (re)starts ``hotsync-rsyncd`` and ``hotsync-stunnel``; on a master, starts the scheduler
-  (``hotsync daemon``) where no cron reads the cron file (the process back-end);
+  data, and (re)starts ``hotsync-stunnel``; on a master, starts the notifier and the schedule. Under
+  systemd those are the package's units (``hotsync-stunnel.service``, ``hotsync-watch.service``,
+  ``hotsync-sync.timer``: debian/units, docs/packaging.md) where they are installed; elsewhere the process
+  back-end runs the same commands (on a master, the scheduler ``hotsync daemon``, which runs the notifier);
 * ``config setprop hotsync status disabled`` + the event stops everything on that side.
 
 Every config value that reaches a rendered file is checked again at render time for that file's format

@@ -73,9 +73,10 @@ def status_lines(root: Root) -> list[str]:
     st = read_status(root)
     if st is None:
         stop = _persisted_last_stop(root)
-        return ["realtime:          the notifier has not run on this host since it booted"
-                + (f"; its last stop push: {last_stop_text(stop)}" if stop else "")] if stop else \
-            ["realtime:          the notifier has not run on this host"]
+        if stop:
+            return ["realtime:          the notifier has not run on this host since it booted; its last stop push: "
+                    + last_stop_text(stop)]
+        return ["realtime:          the notifier has not run on this host"]
     state = f"running (pid {st.get('pid')})" if st["alive"] else "not running"
     lines = [f"realtime:          {state}, {st.get('watched_dirs', 0)} directories watched under "
              + (", ".join(st.get("watched_paths") or []) or "no path")]

@@ -28,13 +28,13 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from hotsync_events.fsutil import atomic_write
     from hotsync_events.paths import Root
-    from hotsync_events.types import (Action, ActionContext, Dump, DumpContext, PromoteStep, SchemaFile, Service,
-                                      SyncPath, Template, run_failure)
+    from hotsync_events.types import (Action, ActionContext, Dump, DumpContext, HealthCheck, PromoteStep, SchemaFile,
+                                      Service, SyncPath, Template, run_failure)
 
-__all__ = ["NAME", "Action", "ActionContext", "Dump", "DumpContext", "PromoteStep", "Root", "SchemaFile",
+__all__ = ["NAME", "Action", "ActionContext", "Dump", "DumpContext", "HealthCheck", "PromoteStep", "Root", "SchemaFile",
            "Service", "SyncPath", "Template", "__version__", "atomic_write", "hookimpl", "hookspec", "run_failure"]
 
-_LAZY = {"Action": "types", "ActionContext": "types", "Dump": "types", "DumpContext": "types",
+_LAZY = {"Action": "types", "ActionContext": "types", "Dump": "types", "DumpContext": "types", "HealthCheck": "types",
          "PromoteStep": "types", "SchemaFile": "types", "Service": "types", "SyncPath": "types",
          "Template": "types", "run_failure": "types", "Root": "paths", "atomic_write": "fsutil"}
 

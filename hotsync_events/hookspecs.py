@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from hotsync_events.configdb import ConfigDB
     from hotsync_events.paths import Root
-    from hotsync_events.types import Action, Dump, PromoteStep, SchemaFile, Service, SyncPath, Template
+    from hotsync_events.types import (Action, Dump, HealthCheck, PromoteStep, SchemaFile, Service, SyncPath,
+                                      Template)
 
 hookspec = pluggy.HookspecMarker(NAME)
 
@@ -145,4 +146,24 @@ def hotsync_promote_steps(db: ConfigDB, root: Root) -> Iterable[PromoteStep] | N
 
     :param db: the ``configuration`` database as it is after the promote applied the master's copy.
     :param root: the :class:`~hotsync_events.paths.Root` the call is about.
+    """
+
+
+# --- drill -----------------------------------------------------------------------------------------
+@hookspec
+def hotsync_health_checks(db: ConfigDB, root: Root) -> Iterable[HealthCheck] | None:
+    """Return the checks that tell whether this plugin's application works after a takeover.
+
+    Called by ``hotsync drill`` on the slave: inside a throw-away overlay of its copy (private mount, pid
+    and network namespaces, loopback only), after the promote ran there and started the services. Each
+    :class:`~hotsync_events.types.HealthCheck` is run in ``(priority, name)`` order in a child process with
+    its own ``timeout``; ``run(ctx)`` gets an :class:`~hotsync_events.types.ActionContext` (event
+    ``drill``) and passes as every ``run`` does (None, True or 0; a string is the reason it failed). A
+    check only looks (a port answers, a query returns rows, a file parses): it changes nothing. Two
+    plugins giving a check the same name is an error naming both. The core adds its own checks (named
+    ``core-...``): every shipped dump restored with its row counts, the configuration database valid, the
+    services up.
+
+    :param db: the ``configuration`` database as it is after the promote applied the master's copy.
+    :param root: the :class:`~hotsync_events.paths.Root` the call is about (the drill's overlay).
     """

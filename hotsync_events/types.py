@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from hotsync_events.configdb import ConfigDB
     from hotsync_events.paths import Root
 
-__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "PromoteStep", "SchemaFile", "Service", "SyncPath",
-           "Template", "check_name", "run_failure"]
+__all__ = ["Action", "ActionContext", "Dump", "DumpContext", "HealthCheck", "PromoteStep", "SchemaFile", "Service",
+           "SyncPath", "Template", "check_name", "run_failure"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 SERVICE_VERBS = frozenset({"start", "stop", "restart", "reload", "enable", "disable"})
@@ -235,3 +235,32 @@ class PromoteStep:
             raise ValueError(f"promote step {self.name}: priority {self.priority!r} is not a whole number from 0 to 99")
         if not callable(self.run):
             raise ValueError(f"promote step {self.name}: run is not callable")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One way to tell that this plugin's application works on a host that just took over.
+
+    ``hotsync drill`` runs every active plugin's checks (and the core's: each dump restored, the
+    configuration database valid, the services up) after a promote on a throw-away overlay of the slave's
+    copy, in ``(priority, name)`` order. ``run(ctx)`` gets an :class:`ActionContext` whose ``event`` is
+    ``drill``; it passes as every ``run`` does (:func:`run_failure`: None, True or 0, nothing raised) and
+    may return a string to fail with that reason. A check that has not returned after ``timeout`` seconds
+    fails (it runs in a child process, which is killed). A check answers a question (a port answers, a
+    query returns rows, a file parses, a command exits 0); it changes nothing.
+    """
+
+    name: str
+    run: Callable[[ActionContext], Any]
+    timeout: float = 30.0
+    priority: int = 50
+
+    def __post_init__(self) -> None:
+        check_name("health check", self.name)
+        if not isinstance(self.priority, int) or not 0 <= self.priority <= 99:
+            raise ValueError(f"health check {self.name}: priority {self.priority!r} is not a whole number from 0 to 99")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 < self.timeout <= 3600:
+            raise ValueError(f"health check {self.name}: timeout {self.timeout!r} is not a number of seconds "
+                             "above 0 and at most 3600")
+        if not callable(self.run):
+            raise ValueError(f"health check {self.name}: run is not callable")

@@ -388,6 +388,19 @@ def cron_values(db, root: str) -> dict:
     return {"when": when, "command": cron_command(argv), "interval": interval}
 
 
+def drill_values(db, root: str) -> dict | None:
+    """The slave's drill schedule for the cron file (``hotsync DrillSchedule`` daily or weekly), or None.
+
+    Cron runs ``hotsync drill --scheduled`` hourly; the drill itself decides whether one is due (the last
+    one older than the period), so a missed night is caught up in the next hour."""
+    h = _props(db, "hotsync")
+    schedule = h.get("DrillSchedule") or "off"
+    if role(db) != "slave" or not enabled(db) or schedule not in ("daily", "weekly"):
+        return None
+    argv = [sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", root, "-q", "drill", "--scheduled"]
+    return {"when": "41 * * * *", "command": cron_command(argv), "schedule": schedule}
+
+
 # ------------------------------------------------------------------------------------------- hooks
 @hookimpl
 def hotsync_templates(db):

@@ -17,7 +17,7 @@ import re
 
 from hotsync_events import hookimpl
 from hotsync_events import atomic_write
-from hotsync_events.types import PromoteStep, SyncPath
+from hotsync_events.types import HealthCheck, PromoteStep, SyncPath
 
 from ._common import databases_enabled, fix_owners, has_key, present
 from hotsync_events.dbkit import DUMP_DIR
@@ -62,6 +62,43 @@ def hotsync_promote_steps(db):
     yield PromoteStep("nextcloud-fix-owners", fix_owners([(DATA, "apache", "apache", True),
                                                           (CONFIG, "apache", "apache", False)]), priority=30)
     yield PromoteStep("nextcloud-maintenance-off", _maintenance_off, priority=60)
+
+
+@hookimpl
+def hotsync_health_checks():
+    yield HealthCheck("nextcloud-config", _config_parses, timeout=20)
+
+
+_CONFIG_ARRAY = re.compile(rb"\A\s*<\?php\b.*?\$CONFIG\s*=\s*(array\s*\(|\[)", re.S)
+
+
+def _config_parses(ctx):
+    """The drill's check: config.php is there, parses (``php -l`` where PHP is installed, else its shape:
+    ``<?php $CONFIG = array(...);``), and the copy is not left in maintenance mode."""
+    import shutil
+    import subprocess
+
+    path = ctx.root.join(CONFIG)
+    if not path.is_file():
+        return f"{CONFIG} is missing from the copy"
+    text = path.read_bytes()
+    php = shutil.which("php")
+    if php:
+        cp = subprocess.run([php, "-l", str(path)], capture_output=True, text=True, timeout=15)
+        if cp.returncode != 0:
+            return f"{CONFIG} does not parse: {(cp.stdout + cp.stderr).strip()[:300]}"
+    else:
+        m = _CONFIG_ARRAY.search(text)
+        closer = b")" if m and m.group(1).startswith(b"array") else b"]"
+        body = text.rstrip()
+        if body.endswith(b"?>"):
+            body = body[:-2].rstrip()
+        if not m or not body.endswith(closer + b";"):
+            return f"{CONFIG} does not look like a PHP config (<?php $CONFIG = array (...);)"
+    if _MAINTENANCE.search(text):
+        return f"{CONFIG} still says 'maintenance' => true"
+    ctx.log(f"{CONFIG} parses" + (" (php -l)" if php else " (shape; no php here)"))
+    return None
 
 
 _MAINTENANCE = re.compile(rb"""(['"]maintenance['"]\s*=>\s*)true""")

@@ -40,3 +40,4 @@ hotsync_config_schema = PLUGIN.hotsync_config_schema
 hotsync_dumps = PLUGIN.hotsync_dumps
 hotsync_sync_paths = PLUGIN.hotsync_sync_paths
 hotsync_detect = PLUGIN.hotsync_detect
+hotsync_health_checks = PLUGIN.hotsync_health_checks

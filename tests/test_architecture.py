@@ -19,7 +19,7 @@ PACKAGE = PROJECT / "hotsync_events"
 PLUGINS = PROJECT / "plugins"
 
 LEVELS = {"foundation": 0, "configdb": 1, "plugin API": 2, "events": 3, "sync": 3, "realtime": 4, "promote": 4,
-          "cockpit": 4, "testing": 5, "cli": 6}
+          "cockpit": 4, "testing": 5, "drill": 5, "cli": 6}
 FOUNDATION = {"paths", "fsutil", "childproc", "types"}
 PLUGIN_API = {"hookspecs", "manager", "entrypoints", "dbkit"}
 #: what a plugin may import: the package's top-level names and these modules (docs/plugins.md, "Public API")

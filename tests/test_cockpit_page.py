@@ -89,10 +89,11 @@ def pair():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _start_ws(root: Path, port: int, *, user: str | None = None, path: str | None = None) -> subprocess.Popen:
+def _start_ws(root: Path, port: int, *, address: str = "127.0.0.1", user: str | None = None,
+              path: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "HOTSYNC_ROOT": str(root), "XDG_DATA_DIRS": f"{root}/usr/share:/usr/share",
            "PATH": path or f"{BIN}:{os.environ.get('PATH', os.defpath)}"}
-    argv = [COCKPIT_WS, "--no-tls", "--local-session=cockpit-bridge", "--address", "127.0.0.1", "--port", str(port)]
+    argv = [COCKPIT_WS, "--no-tls", "--local-session=cockpit-bridge", "--address", address, "--port", str(port)]
     if user:                  # the bridge runs as the user cockpit-ws runs as: no sudo, no administrative access
         env.update(HOME="/tmp", USER=user, LOGNAME=user)
         argv = ["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups", *argv]
@@ -100,7 +101,7 @@ def _start_ws(root: Path, port: int, *, user: str | None = None, path: str | Non
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((address, port), timeout=1):
                 return proc
         except OSError:
             assert proc.poll() is None, f"cockpit-ws exited {proc.returncode}"
@@ -112,10 +113,12 @@ def _start_ws(root: Path, port: int, *, user: str | None = None, path: str | Non
 def ws(pair):
     procs, urls = [], {}
     try:
-        for name, root in (("master", pair.master), ("slave", pair.slave)):
+        # each host on an address of its own, as two hosts are: the browser keeps their cookies apart (a
+        # cookie names a host, not a port, and both cockpit-ws call their session cookie "cockpit")
+        for name, root, address in (("master", pair.master, "127.0.0.1"), ("slave", pair.slave, "127.0.0.2")):
             port = free_port()
-            procs.append(_start_ws(root, port))
-            urls[name] = f"http://127.0.0.1:{port}"
+            procs.append(_start_ws(root, port, address=address))
+            urls[name] = f"http://{address}:{port}"
         yield urls
     finally:
         for proc in procs:          # cockpit-ws and the bridges it started: their own process group
@@ -163,9 +166,9 @@ def ws_readonly(pair):
     """A cockpit-ws for the master's root run as nobody: Cockpit grants it no administrative access."""
     path = _commands_for("nobody", pair.master.parent / "bin-nobody")
     port = free_port()
-    proc = _start_ws(pair.master, port, user="nobody", path=path)
+    proc = _start_ws(pair.master, port, address="127.0.0.3", user="nobody", path=path)
     try:
-        yield {"master": f"http://127.0.0.1:{port}"}
+        yield {"master": f"http://127.0.0.3:{port}"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -234,7 +237,23 @@ def text(driver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def host_window(driver, base: str) -> None:
+    """Switch to the browser tab of the cockpit-ws at *base*, opening it the first time.
+
+    One tab per host stays open for the whole module, as a sysadmin keeps one per server: Debian's
+    cockpit-ws (287) ends a --local-session a while after its last browser connection closed and does not
+    start another ("Your session has expired"), so a page must not leave one host for the other."""
+    windows = driver.__dict__.setdefault("_hotsync_windows", {})
+    if base in windows:
+        driver.switch_to.window(windows[base])
+        return
+    if windows:
+        driver.switch_to.new_window("tab")
+    windows[base] = driver.current_window_handle
+
+
 def open_view(driver, ws, who: str, tab: str) -> None:
+    host_window(driver, ws[who])
     driver.get("about:blank")           # a fresh load, even when only the #tab would change
     driver.get(page(ws, who, tab))
     wait(driver, lambda d: d.find_element(By.ID, "d-role").get_attribute("textContent") not in ("", "…"),
@@ -303,9 +322,7 @@ def test_without_administrative_access_the_status_is_read_only(pair, ws_readonly
     """A user Cockpit grants no administrative access (the bridge runs as nobody: no sudo) sees the status,
     from what any user may read of it (hotsync status's public part), and no button, no form, no action."""
     st = status(pair.master)
-    browser.get("about:blank")
-    browser.get(page(ws_readonly, "master", "settings"))
-    browser.delete_all_cookies()          # the root sessions' cookies (127.0.0.1, other ports): not this user's
+    host_window(browser, ws_readonly["master"])
     browser.get("about:blank")
     browser.get(page(ws_readonly, "master", "settings"))
     wait(browser, lambda d: "readonly" in d.find_element(By.TAG_NAME, "body").get_attribute("class"),

@@ -54,11 +54,29 @@ def _promote_lines(info: dict, age) -> None:
               f"old master {info['fence'].get('old_master') or '?'} learns it at its next try")
 
 
+def _drill_line(info: dict) -> None:
+    """The last takeover drill (``hotsync drill``) and the schedule."""
+    from hotsync_events.sync.status import iso
+
+    d = info.get("drill")
+    sched = info.get("drill_schedule") or "off"
+    if not d:
+        print(f"takeover drill:    never (DrillSchedule {sched}; run hotsync drill)")
+        return
+    if d.get("error"):
+        print(f"takeover drill:    {d['error']}")
+        return
+    what = "PASSED" if d.get("result") == "passed" else "FAILED: " + "; ".join(d.get("causes") or [])[:300]
+    took = f", promote {d['promote_time']:.1f} s" if d.get("promote_time") is not None else ""
+    age = f", data {int(d['data_age'])} s old" if d.get("data_age") is not None else ""
+    print(f"takeover drill:    {iso(d.get('time'))}: {what} (drill {d.get('wall_time') or 0:.1f} s{took}{age}; "
+          f"DrillSchedule {sched})")
+
+
 def _limited(root, args, exc) -> int:
     """The status for a user who may not read root's state: the public snapshot, or why there is none."""
     import sys
 
-    from hotsync_events.sync.health import check_line, prometheus
     from hotsync_events.sync.public import limited_info
     from hotsync_events.sync.status import iso
 
@@ -68,15 +86,9 @@ def _limited(root, args, exc) -> int:
               "status yet (written at its next sync or received push); run as root", file=sys.stderr)
         return 3 if args.check else 4
     health = info["health"]
-    if args.check:
-        print(check_line(health, info["role"]))
-        return health["code"]
-    if args.prometheus:
-        print(prometheus(info, health), end="")
-        return 0
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
-        return 0
+    code = _machine_output(args, info)
+    if code is not None:
+        return code
     print(f"health:            {health['state'].upper()}: " + "; ".join(r.split(": ", 1)[1] for r in health["reasons"]))
     print(f"role:              {info.get('role') or 'not set'} ({info.get('status')})")
     print(f"peer:              {info.get('peer') or 'not configured'}")
@@ -90,6 +102,23 @@ def _limited(root, args, exc) -> int:
     return 0
 
 
+def _machine_output(args, info: dict) -> int | None:
+    """``--check``, ``--prometheus`` or ``--json`` of *info*: the exit code, or None when text is wanted."""
+    from hotsync_events.sync.health import check_line, prometheus
+
+    health = info["health"]
+    if args.check:
+        print(check_line(health, info["role"]))
+        return int(health["code"])
+    if args.prometheus:
+        print(prometheus(info, health), end="")
+        return 0
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    return None
+
+
 def run(args) -> int:
     from hotsync_events.paths import root_from
     from hotsync_events.sync.report import collect
@@ -100,18 +129,11 @@ def run(args) -> int:
     except PermissionError as exc:      # not root: what any user may read (sync/public.py)
         return _limited(root, args, exc)
     from hotsync_events.sync.notifier_status import status_lines
-    from hotsync_events.sync.health import check_line, prometheus
 
     health = info["health"]
-    if args.check:
-        print(check_line(health, info["role"]))
-        return health["code"]
-    if args.prometheus:
-        print(prometheus(info, health), end="")
-        return 0
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
-        return 0
+    code = _machine_output(args, info)
+    if code is not None:
+        return code
     from hotsync_events.sync.status import iso
 
     now = time.time()
@@ -158,6 +180,7 @@ def run(args) -> int:
         for k in info.get("kept") or []:
             print(f"kept aside:        {k['path']} ({k['files']} files, {iso(k['time'])}): what a first push after a "
                   "re-pair replaced or deleted here; keep what you need, then remove the folder")
+        _drill_line(info)
         if info.get("peer_refused"):
             print(f"peer copy REFUSED: {iso(info['peer_refused'].get('time'))}: "
                   + "; ".join(info["peer_refused"].get("problems", [])[:3]))

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "log": ".cmd_log",
     "dumps": ".cmd_dumps",
     "cockpit": ".cmd_cockpit",
+    "drill": ".cmd_drill",
 }
 
 EPILOG = """\

@@ -37,7 +37,7 @@ from hotsync_events import hookimpl
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
-from hotsync_events.types import Dump, SchemaFile, SyncPath
+from hotsync_events.types import Dump, HealthCheck, SchemaFile, SyncPath
 
 if TYPE_CHECKING:      # the engines import this module; they are loaded lazily below
     from hotsync_events.dbkit.engine import Engine
@@ -360,6 +360,18 @@ class HostServer:
     def hotsync_sync_paths(self, db):
         datadir = db.getprop(self.key, "DataDir") or self.default_datadir
         yield SyncPath(datadir.rstrip("/") + "/", exclude=True)
+
+    @hookimpl
+    def hotsync_health_checks(self, db, root):
+        """The drill's check: after the promote restored the dump, the server answers a query."""
+        if self.present(db, root) and databases_enabled(db):
+            srv = self.server(db, root)
+
+            def query(ctx):
+                here = srv.with_root(ctx.root)
+                here.ping()
+                ctx.log(f"{here.label} answers SELECT 1")
+            yield HealthCheck(f"{self.dump_name}-query", query, timeout=30, priority=40)
 
     @hookimpl
     def hotsync_detect(self, root, db):

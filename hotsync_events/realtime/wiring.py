@@ -38,7 +38,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from hotsync_events.sync.lock import SyncLock
 
-__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "signature", "start",
+__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "refusal", "signature", "start",
            "watch_lists"]
 
 log = logging.getLogger("hotsync.notifier")
@@ -371,21 +371,31 @@ def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
     return proc.returncode, out.decode("utf-8", "backslashreplace"), err.decode("utf-8", "backslashreplace")
 
 
+def refusal(root: Root, db=None, *, force: bool = False) -> str | None:
+    """Why this root runs no notifier, from its configuration alone (not a master, a first push waiting
+    for a person, real-time sync disabled), or None. Cheap: no plugin is asked, no lock is taken."""
+    from hotsync_events.sync.push import awaiting_person
+
+    if db is None:
+        db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    problem = Settings.from_db(db).master_problem() or awaiting_person(root)
+    if problem:
+        return problem
+    if not force and not RealtimeSettings.from_db(db).enabled:
+        return "real-time sync is disabled on this master (config setprop hotsync realtime enabled)"
+    return None
+
+
 def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | None = None,
           retry_max: float | None = None, force: bool = False) -> Notifier | str:
     """A started notifier for this master, or a str saying why there is none (not a master, realtime
     disabled, a bad list line)."""
     from hotsync_events.sync.lists import ListError
     db = open_db("configuration", root)
-    cfg = Settings.from_db(db)
     rt = RealtimeSettings.from_db(db)
-    from hotsync_events.sync.push import awaiting_person
-
-    problem = cfg.master_problem() or awaiting_person(root)
+    problem = refusal(root, db, force=force)
     if problem:
         return problem
-    if not rt.enabled and not force:
-        return "real-time sync is disabled on this master (config setprop hotsync realtime enabled)"
     if pm is None:
         from hotsync_events.manager import get_plugin_manager
 
@@ -499,6 +509,12 @@ class Background:
             self.notifier.stop(last_push=0)     # the new one starts with a full sync
             self.notifier = None
         self._sig = sig
+        why = refusal(self.root, force=self.force)
+        if why:                     # nothing to run: the lock stays free (a `hotsync watch` hears the reason)
+            if why != self.why_not:
+                log.info("no real-time sync: %s", why)
+            self.why_not = why
+            return
         if not self._hold():        # the lock is held only while a notifier of this supervisor runs
             self._sig = None        # try again at the next look
             return

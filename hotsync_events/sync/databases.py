@@ -61,7 +61,9 @@ def take_dump(root: Root, db, plugin: str, dump: Dump, *, log: Callable[[str], N
     tmp = final.with_name(f".{final.name}.hotsync-dump-{os.getpid()}")
     old = os.umask(0o077)
     try:
-        failure = run_failure(dump.run(DumpContext(root=root, db=db, target=tmp, log=log)))
+        # the plugin's lines name the dump's place, not the staging file it writes first
+        failure = run_failure(dump.run(DumpContext(root=root, db=db, target=tmp,
+                                                   log=lambda line: log(line.replace(str(tmp), str(final))))))
     except Exception as exc:
         _remove(tmp)
         raise DumpsError(f"dump {dump.name} (plugin {plugin}) failed: {exc}") from exc

@@ -83,6 +83,14 @@ def assess(info: dict, now: float | None = None) -> dict:
                 add("warning", f"the unit {u.get('Id')} failed ({u.get('Result')}): systemctl status {u.get('Id')}")
         if role == "slave" and info.get("peer_refused"):
             add("warning", "the master's last peer copy was refused (see hotsync status)")
+        if role == "slave":
+            from hotsync_events.sync.drill_status import drill_reasons
+
+            last = info.get("drill")
+            for level, why in drill_reasons({"last": last} if last and not last.get("error") else
+                                            ({"error": last["error"]} if last else None),
+                                            info.get("drill_schedule") or "off", role, now):
+                add(level, why)
     if not reasons:
         reasons.append("OK: " + (f"the slave's copy is {int(age)} s old" if age is not None else "nothing to say"))
     queued = int((info.get("realtime") or {}).get("queued_paths") or 0)

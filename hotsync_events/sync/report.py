@@ -129,6 +129,12 @@ def collect(root: Root) -> dict:
             except ValueError:
                 info["interval_minutes"] = 15
     info["copy_age"] = copy_age(info, now)
+    from hotsync_events.sync.drill_status import read_drill, schedule_of
+
+    drill = read_drill(root)
+    info["drill"] = (drill or {}).get("last") or (drill if (drill or {}).get("error") else None)
+    info["drill_schedule"] = schedule_of(db)
+    info["drill_mail"] = (drill or {}).get("mail")
     if st.get("status_error"):
         info["status_error"] = st["status_error"]
     info["health"] = assess(info, now)

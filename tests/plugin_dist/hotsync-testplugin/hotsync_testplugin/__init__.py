@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from hotsync_events import hookimpl
-from hotsync_events.types import Action, Service, Template
+from hotsync_events.types import Action, HealthCheck, Service, Template
 
 EVENT = "testplugin-probe"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -44,3 +44,17 @@ def hotsync_services(db):
     return [Service(name="testplugin-daemon", unit="testplugin.service",
                     command=(sys.executable, "-m", "hotsync_testplugin.daemon", "{root}"),
                     events={EVENT: "start"}, enabled=db.getprop("testplugin", "status", "enabled") == "enabled")]
+
+
+def _hang(ctx):
+    """A health check that never answers (the drill's timeout test)."""
+    import time
+
+    time.sleep(3600)
+
+
+@hookimpl
+def hotsync_health_checks(root):
+    """With ``/etc/testplugin-hang`` on the host, a check that hangs (``hotsync drill`` kills it at its timeout)."""
+    if root.join("/etc/testplugin-hang").exists():
+        yield HealthCheck("testplugin-hang", _hang, timeout=2)

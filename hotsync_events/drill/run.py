@@ -1,0 +1,230 @@
+"""``hotsync drill``: prove on a slave that it can take over, without touching the pair.
+
+:func:`run_drill` checks that the host is a slave and that the drill can run, then starts
+``python -m hotsync_events.drill.inner`` as PID 1 of new mount, pid and network namespaces::
+
+    ionice -c 3 unshare --mount --pid --fork --net --kill-child --mount-proc --propagation private python -m ...inner
+
+at the lowest CPU priority (nice 19) and in the idle I/O class: the pair's pushes go first.
+
+The inner lays an overlay over the slave's root (writes to a tmpfs), runs the promote and the health checks
+there and prints its report. Everything is bounded: the drill is killed after *timeout* seconds. Nothing
+survives it: ``unshare`` dies with this process (``PR_SET_PDEATHSIG``), the namespace's PID 1 with
+``unshare`` (``--kill-child``), every process of the namespace with its PID 1, and the mounts with the
+mount namespace; a ``kill -9`` of ``hotsync drill`` leaves no mount and no process. The slave's copy, its
+configuration and its daemons are only read: a push that arrives during the drill lands in the copy.
+
+The record (:mod:`hotsync_events.drill.record`) goes to ``var/lib/hotsync/sync/drill.json``, which
+``hotsync status`` shows, and a mail goes out when a drill fails and when one passes again.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from collections.abc import Callable
+
+from hotsync_events.childproc import die_with_parent
+from hotsync_events.fsutil import open_lock
+from hotsync_events.paths import Root
+
+__all__ = ["DRILL_DIR", "DrillError", "EXIT_CANNOT", "EXIT_FAILED", "EXIT_PASSED", "due", "run_drill"]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_CANNOT = 0, 1, 2
+#: where the drill's tmpfs is mounted (in its own mount namespace only): one empty directory per drill
+DRILL_DIR = "/var/lib/hotsync/drill"
+DEFAULT_TIMEOUT = 900.0
+
+
+class DrillError(Exception):
+    """The drill cannot run here (not a slave, not root, no unshare...): the message names the fix."""
+
+
+def _preflight(root: Root) -> None:
+    from hotsync_events.configdb import open_db
+
+    if not root.path.is_dir():
+        raise DrillError(f"the root {root.path} does not exist (--root or HOTSYNC_ROOT)")
+    if any(c in str(root.path) for c in ",:\\\n"):
+        raise DrillError(f"the root {root.path} holds a comma, colon, backslash or newline, which an overlay's "
+                         "lowerdir cannot name: move the root")
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False, create=False)
+    role = (db.props("hotsync") if "hotsync" in db else {}).get("role", "")
+    if role != "slave":
+        raise DrillError(f"a takeover drill runs on a SLAVE: this host's hotsync role is {role or 'not set'} "
+                         "(config setprop hotsync role slave MasterHost <master>)")
+    if os.geteuid() != 0:
+        raise DrillError("the drill mounts an overlay in private namespaces: run it as root")
+    for tool in ("unshare", "mount"):
+        if shutil.which(tool) is None:
+            raise DrillError(f"no {tool} command: install util-linux (apt-get install util-linux)")
+
+
+def due(root: Root, now: float | None = None) -> tuple[bool, str]:
+    """Whether ``DrillSchedule`` asks for a drill now (``hotsync drill --scheduled``), and why."""
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.drill_status import SCHEDULES, read_drill, schedule_of
+
+    now = time.time() if now is None else now
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False, create=False)
+    schedule = schedule_of(db)
+    period = SCHEDULES.get(schedule)
+    if not period:
+        return False, "DrillSchedule is off"
+    last = ((read_drill(root) or {}).get("last") or {}).get("time")
+    if last is not None and now - float(last) < period - 3600:
+        return False, f"the last drill ran {int((now - float(last)) // 3600)} h ago ({schedule} schedule)"
+    return True, f"{schedule} schedule"
+
+
+def _clean_stale(base: Path) -> None:
+    """Remove the empty directories of drills that were killed (their tmpfs vanished with them)."""
+    for d in base.iterdir() if base.is_dir() else ():
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+#: the drill is background work: the lowest CPU priority, and the idle I/O class where ionice exists, so
+#: that the pair's pushes (and the slave's own services) go first (bench/drill.py measures it)
+NICE = 19
+
+
+def _inner_argv(root: Root, scratch: Path, size: str, keep: bool) -> list[str]:
+    ionice = ["ionice", "-c", "3"] if shutil.which("ionice") else []
+    argv = [*ionice, "unshare", "--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc",
+            "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
+            "--lower", str(root.path), "--scratch", str(scratch), "--size", size]
+    return argv + (["--keep"] if keep else [])
+
+
+def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%", keep: bool = False,
+              log: Callable[[str], None] = print, mail: bool = True) -> dict:
+    """Run one drill; returns its record (``result`` passed or failed, ``causes``...), also written to the
+    slave's status. DrillError when it cannot run at all."""
+    from hotsync_events.drill.record import finish_record
+    from hotsync_events.sync.status import state_dir
+
+    _preflight(root)
+    if not size or any(c in size for c in ",\n") or not (size.rstrip("%kKmMgG").isdigit()):
+        raise DrillError(f"--size {size!r} is not a tmpfs size: say 2g, 512m or 50%")
+    lock_fd = open_lock(state_dir(root) / "drill.lock")
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise DrillError("another drill is running on this host: wait for it (hotsync status shows the last one)") \
+            from None
+    try:
+        base = root.join(DRILL_DIR)
+        base.mkdir(parents=True, exist_ok=True, mode=0o755)
+        _clean_stale(base)
+        scratch = base / uuid.uuid4().hex[:12]
+        scratch.mkdir(mode=0o755)       # the drilled host's servers run as their own users
+        before = _pre_state(root)
+        try:
+            report, extra = _run_inner(root, scratch, size, keep, timeout, log)
+        finally:
+            if not keep:
+                for d in (scratch, base):        # the base too when empty: the slave's state as it was
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
+        report.update(extra)
+        report["data_age_at_start"] = before.get("data_age")
+        return finish_record(root, report, mail=mail, log=log)
+    finally:
+        os.close(lock_fd)
+
+
+def _pre_state(root: Root) -> dict:
+    from hotsync_events.sync.status import read_status
+
+    ok = read_status(root).get("last_success") or {}
+    end = ok.get("end")
+    return {"data_age": None if end is None else round(time.time() - float(end), 1)}
+
+
+def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
+               log: Callable[[str], None]) -> tuple[dict, dict]:
+    t0 = time.time()
+    argv = _inner_argv(root, scratch, size, keep)
+    env = {k: v for k, v in os.environ.items() if k not in ("HOTSYNC_SERVICE_BACKEND",)}
+    die = die_with_parent()
+
+    def preexec() -> None:   # pragma: no cover - runs in the child, after setsid()
+        os.nice(NICE)
+        try:      # its own session is its own scheduler autogroup: give the group the same low weight
+            with open("/proc/self/autogroup", "w") as fh:
+                fh.write(str(NICE))
+        except OSError:
+            pass
+        if not keep:
+            die()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, preexec_fn=preexec, start_new_session=True, cwd="/")
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            lines.append(line)
+            del lines[:-400]
+            log(line)
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    out: list[bytes] = []
+
+    def read_report() -> None:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        out.append(first)
+    r = threading.Thread(target=read_report, daemon=True)
+    r.start()
+    r.join(timeout)
+    timed_out = r.is_alive()
+    extra: dict = {"started": t0, "wall_time": None, "timeout": timeout}
+    if timed_out:
+        proc.kill()      # unshare dies; --kill-child takes the namespace's PID 1, and every process with it
+        proc.wait()
+    elif not keep:
+        try:
+            proc.wait(timeout=max(5.0, timeout - (time.time() - t0)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    t.join(2 if not keep else 0.2)
+    extra["wall_time"] = round(time.time() - t0, 3)
+    try:
+        report = json.loads(out[0].decode()) if out and out[0].strip() else None
+    except ValueError:
+        report = None
+    if timed_out:
+        report = {"causes": [f"the drill did not finish within {timeout:g} s and was killed (its namespaces, "
+                             "mounts and processes with it)"], "notes": []}
+    elif report is None:
+        tail = "; ".join(ln for ln in lines[-5:] if ln.strip())
+        report = {"causes": [f"the drill's namespace ended without a report (exit {proc.returncode}): "
+                             f"{tail or 'no output'}"], "notes": []}
+    if keep and not timed_out:
+        extra["keep"] = {"unshare_pid": proc.pid, "pid": _ns_pid1(proc.pid)}
+    return report, extra
+
+
+def _ns_pid1(unshare_pid: int) -> int | None:
+    """The namespace's PID 1 as this namespace numbers it (the only child of ``unshare``)."""
+    try:
+        kids = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+        return int(kids[0]) if kids else None
+    except (OSError, ValueError):
+        return None

@@ -46,12 +46,9 @@ LOGS = ("/var/log/hotsync/rsyncd.log", "/var/log/hotsync/stunnel-client.log",
         "/var/log/hotsync/hotsync-stunnel-tls.log")
 PEER_INCOMING = "/var/lib/hotsync/peer-incoming"
 CRON = "/etc/cron.d/hotsync"
-#: the unit an earlier version rendered; the package's own is in /lib/systemd/system (removed at the save event)
-WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"
-#: the schedule's interval for the package's hotsync-sync.timer (a drop-in: OnCalendar as the cron line's)
-TIMER_DROPIN = "/etc/systemd/system/hotsync-sync.timer.d/interval.conf"
-#: where the package ships its units (debian/units); a unit is used only where it is installed
-UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")
+WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"     # an earlier version's (the package ships the unit)
+TIMER_DROPIN = "/etc/systemd/system/hotsync-sync.timer.d/interval.conf"   # `interval` for hotsync-sync.timer
+UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")   # a unit is used if installed
 RENDERED_MARK = "rendered by nethserver-hotsync-save"
 SERVICES = ("hotsync-stunnel",)
 SCHEDULER = "hotsync-scheduler"
@@ -476,15 +473,11 @@ def _manual_commands(ctx) -> int:
 
 
 def _old_units(ctx) -> int:
-    """The hotsync-watch unit an earlier version rendered into /etc/systemd/system would hide the package's:
-    removed where it carries the mark (systemd is told at the next systemctl call: NeedDaemonReload)."""
+    """The hotsync-watch unit an earlier version rendered would hide the package's: removed if it has the mark."""
     path = ctx.root.join(WATCH_UNIT)
-    try:
-        if RENDERED_MARK in path.read_text(encoding="utf-8", errors="replace"):
-            path.unlink()
-            ctx.log(f"hotsync: removed {WATCH_UNIT} (rendered by an earlier version; the package ships the unit)")
-    except FileNotFoundError:
-        pass
+    if path.is_file() and RENDERED_MARK in path.read_text(encoding="utf-8", errors="replace"):
+        path.unlink()       # systemd reloads it before the next start (NeedDaemonReload)
+        ctx.log(f"hotsync: removed {WATCH_UNIT} (rendered by an earlier version; the package ships the unit)")
     return 0
 
 

@@ -4,11 +4,13 @@ What the save event does (as NethServer's ``nethserver-hotsync-conf`` + template
 
 * renders ``/etc/rsyncd.conf``, ``/etc/rsyncd.secrets`` (0600), ``/etc/stunnel/hotsync.conf`` (the slave's
   TLS server), ``/etc/stunnel/hotsync-client.conf`` (the master's TLS client, which rsync starts for each
-  push) and ``/etc/cron.d/hotsync`` (the master's schedule);
+  push), ``/etc/cron.d/hotsync`` and the interval drop-in of ``hotsync-sync.timer`` (the master's schedule);
 * on a slave, makes the TLS key and self-signed certificate at the first save (priority 4, before the
   templates), sets ``rsyncd``/``stunnel`` status, stops the services plugins mark as writers of synced
-  data, and (re)starts ``hotsync-rsyncd`` and ``hotsync-stunnel``; on a master, starts the scheduler
-  (``hotsync daemon``) where no cron reads the cron file (the process back-end);
+  data, and (re)starts ``hotsync-stunnel``; on a master, starts the notifier and the schedule. Under
+  systemd those are the package's units (``hotsync-stunnel.service``, ``hotsync-watch.service``,
+  ``hotsync-sync.timer``: debian/units, docs/packaging.md) where they are installed; elsewhere the process
+  back-end runs the same commands (on a master, the scheduler ``hotsync daemon``, which runs the notifier);
 * ``config setprop hotsync status disabled`` + the event stops everything on that side.
 
 Every config value that reaches a rendered file is checked again at render time for that file's format
@@ -44,7 +46,10 @@ LOGS = ("/var/log/hotsync/rsyncd.log", "/var/log/hotsync/stunnel-client.log",
         "/var/log/hotsync/hotsync-stunnel-tls.log")
 PEER_INCOMING = "/var/lib/hotsync/peer-incoming"
 CRON = "/etc/cron.d/hotsync"
-WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"
+WATCH_UNIT = "/etc/systemd/system/hotsync-watch.service"     # an earlier version's (the package ships the unit)
+TIMER_DROPIN = "/etc/systemd/system/hotsync-sync.timer.d/interval.conf"   # `interval` for hotsync-sync.timer
+UNIT_DIRS = ("/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system")   # a unit is used if installed
+RENDERED_MARK = "rendered by nethserver-hotsync-save"
 SERVICES = ("hotsync-stunnel",)
 SCHEDULER = "hotsync-scheduler"
 USER = "hotsyncuser"
@@ -342,6 +347,32 @@ def stunnel_values(db, root: str) -> dict:
     return out
 
 
+def installed_unit(name: str) -> str | None:
+    """*name* if a unit file of that name is installed on this host (the package's), else None: then the
+    service runs with the process back-end (a checkout or a venv without the package)."""
+    return name if any(os.path.exists(f"{d}/{name}") for d in UNIT_DIRS) else None
+
+
+def timer_schedule(root: str) -> bool:
+    """Whether this root's schedule is the package's hotsync-sync.timer (systemd runs it, the unit is
+    installed), rather than /etc/cron.d/hotsync (and the `hotsync daemon` scheduler of the process back-end)."""
+    from hotsync_events.events.services import backend_name
+    from hotsync_events.paths import Root
+
+    return backend_name(Root(root)) == "systemd" and installed_unit("hotsync-sync.timer") is not None
+
+
+def timer_values(db) -> dict:
+    """hotsync-sync.timer's OnCalendar for `hotsync interval`: the same times as the cron line."""
+    interval = int_value(_props(db, "hotsync").get("interval", 15), 1, 1440, "hotsync interval")
+    if interval < 60:
+        when = f"*-*-* *:00/{interval}:00"
+    else:
+        hours = max(interval // 60, 1)
+        when = f"*-*-* 00/{hours}:05:00" if hours < 24 else "*-*-* 01:05:00"
+    return {"when": when, "interval": interval}
+
+
 def cron_values(db, root: str) -> dict:
     h = _props(db, "hotsync")
     interval = int_value(h.get("interval", 15), 1, 1440, "hotsync interval")
@@ -378,7 +409,7 @@ def hotsync_templates(db):
     yield Template(STUNNEL_CLIENT_CONF, events=events, mode=0o644)
     yield Template(STUNNEL_PAIR_CLIENT_CONF, events=events, mode=0o644)
     yield Template(CRON, events=events, mode=0o644)
-    yield Template(WATCH_UNIT, events=events, mode=0o644)
+    yield Template(TIMER_DROPIN, events=events, mode=0o644)   # the timer is restarted at each save event
 
 
 @hookimpl
@@ -389,22 +420,31 @@ def hotsync_services(db):
     # version ran a standalone rsync daemon as hotsync-rsyncd: declared stopped, so an upgrade stops it)
     yield Service("hotsync-rsyncd", unit=None, enabled=False, events={EVENT: "stop"},
                   command=(tool("rsync"), "--version"))
-    yield Service("hotsync-stunnel", unit="stunnel4.service", enabled=slave, events={EVENT: "restart"},
-                  command=(stunnel, "{root}" + STUNNEL_CONF))
+    # under systemd, the package's units (debian/units); without them, the process back-end runs the commands
+    yield Service("hotsync-stunnel", unit=installed_unit("hotsync-stunnel.service"), enabled=slave,
+                  events={EVENT: "restart"}, command=(stunnel, "{root}" + STUNNEL_CONF))
     from hotsync_events.events.services import backend_name
 
-    if backend_name(_root_of(db)) == "process":   # where systemd runs, cron reads /etc/cron.d/hotsync
+    root = _root_of(db)
+    if backend_name(root) == "process":
+        # the scheduler (`hotsync daemon`) runs the schedule and the notifier
         yield Service(SCHEDULER, unit=None, enabled=master_active(db), events={EVENT: "restart"},
                       command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "daemon"))
-    else:   # the process back-end's scheduler runs the notifier itself; under systemd it is a unit
-        yield Service("hotsync-watch", unit="hotsync-watch.service", enabled=realtime_active(db),
-                      events={EVENT: "restart"},
-                      command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "watch"))
+        return
+    yield Service("hotsync-watch", unit=installed_unit("hotsync-watch.service"), enabled=realtime_active(db),
+                  events={EVENT: "restart"},
+                  command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "watch"))
+    if timer_schedule(str(root.path)):     # else cron reads /etc/cron.d/hotsync
+        yield Service("hotsync-sync", unit="hotsync-sync.timer", enabled=master_active(db), events={EVENT: "restart"})
+    # Debian's rsync.service serves /etc/rsyncd.conf, which is HotSync's: a second way in, without TLS
+    if installed_unit("rsync.service"):
+        yield Service("debian-rsync", unit="rsync.service", enabled=False, events={EVENT: "stop"})
 
 
 @hookimpl
 def hotsync_actions(db):
     yield Action(EVENT, "hotsync-manual-commands", _manual_commands, priority=1)
+    yield Action(EVENT, "hotsync-old-units", _old_units, priority=1)
     yield Action(EVENT, "hotsync-repair", _repair, priority=2)
     yield Action(EVENT, "hotsync-check", _check, priority=3, critical=True)
     yield Action(EVENT, "hotsync-tls", _tls, priority=4, critical=True)
@@ -429,6 +469,15 @@ def _manual_commands(ctx) -> int:
         d.mkdir(parents=True, exist_ok=True)
         os.symlink(target, link)
         ctx.log(f"hotsync: /sbin/e-smith/{name} -> {target} (the manual's path)")
+    return 0
+
+
+def _old_units(ctx) -> int:
+    """The hotsync-watch unit an earlier version rendered would hide the package's: removed if it has the mark."""
+    path = ctx.root.join(WATCH_UNIT)
+    if path.is_file() and RENDERED_MARK in path.read_text(encoding="utf-8", errors="replace"):
+        path.unlink()       # systemd reloads it before the next start (NeedDaemonReload)
+        ctx.log(f"hotsync: removed {WATCH_UNIT} (rendered by an earlier version; the package ships the unit)")
     return 0
 
 

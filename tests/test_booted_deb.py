@@ -32,6 +32,7 @@ VENV = "/opt/venvs/hotsync-events"
 COMMANDS = ("config", "db", "hotsync", "signal-event", "expand-template", "hotsync-promote")
 ESMITH = ("config", "db", "signal-event", "expand-template")
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+UNITS = ("hotsync-stunnel.service", "hotsync-watch.service", "hotsync-sync.timer")
 
 
 #: what the .deb is made of (tests and docs are not): the cache key covers these
@@ -120,7 +121,10 @@ def test_install_configure_upgrade_remove(booted, deb):
     assert running_services(host) == before
     assert ours_running(host) == []
     assert not host.path("/etc/cron.d/hotsync").exists()
-    assert "hotsync" not in host.run(["systemctl", "list-unit-files", "--no-legend", "--no-pager"]).stdout
+    # the units are there, disabled: the save event enables what the host's role needs
+    for unit in UNITS:
+        assert host.run(["systemctl", "is-enabled", unit], check=False).stdout.strip() == "disabled", unit
+        assert host.run(["systemctl", "is-active", unit], check=False).stdout.strip() == "inactive", unit
 
     # configure as the manual says, through /sbin/e-smith
     host.run(["/sbin/e-smith/config", "setprop", "hotsync", "role", "master"])
@@ -128,14 +132,16 @@ def test_install_configure_upgrade_remove(booted, deb):
     plan = host.run(["/sbin/e-smith/signal-event", "--list", "nethserver-hotsync-save"]).stdout
     assert "hotsync-check" in plan and "hotsync-conf" in plan
     # a master with its slave on loopback (nothing listens there: pushes fail, which is fine here);
-    # the save event renders the notifier's unit and starts it under systemd
+    # the save event enables and starts the package's notifier unit and timer
     host.run("mkdir -p /srv/data /etc/hotsync/include.d && echo x > /srv/data/file && "
              "echo /srv/data/ > /etc/hotsync/include.d/deb-test.include")   # something for the notifier to watch
     host.run(["config", "setprop", "rsyncd", "password", "Deb-test-1"])
     host.run(["config", "setprop", "hotsync", "SlaveHost", "127.0.0.2"])
     host.run(["signal-event", "nethserver-hotsync-save"], timeout=120)
     assert host.run(["systemctl", "is-active", "hotsync-watch.service"], check=False).stdout.strip() == "active"
-    assert host.path("/etc/cron.d/hotsync").exists()
+    assert host.run(["systemctl", "is-active", "hotsync-sync.timer"], check=False).stdout.strip() == "active"
+    assert "hotsync-sync.timer" in host.path("/etc/cron.d/hotsync").read_text()     # the timer is the schedule
+    assert not host.path("/etc/systemd/system/hotsync-watch.service").exists()     # the package's unit
     pid = host.run(["systemctl", "show", "-p", "MainPID", "--value", "hotsync-watch.service"]).stdout.strip()
 
     # upgrade (the same package again: prerm upgrade, postinst configure OLD): the notifier runs on, restarted
@@ -148,8 +154,11 @@ def test_install_configure_upgrade_remove(booted, deb):
     host.run(["apt-get", "remove", "-y", "-q", "hotsync-events"], env=APT_ENV, timeout=300)
     assert host.run(["systemctl", "is-active", "hotsync-watch.service"], check=False).stdout.strip() != "active"
     assert ours_running(host) == []
+    assert host.run(["systemctl", "is-active", "hotsync-sync.timer"], check=False).stdout.strip() != "active"
     for gone in (VENV, "/usr/sbin/config", "/sbin/e-smith/config", "/etc/cron.d/hotsync",
-                 "/etc/systemd/system/hotsync-watch.service", "/usr/share/man/man8/hotsync.8.gz"):
+                 "/lib/systemd/system/hotsync-watch.service", "/etc/systemd/system/hotsync-sync.timer.d/interval.conf",
+                 "/etc/systemd/system/multi-user.target.wants/hotsync-watch.service",
+                 "/etc/systemd/system/timers.target.wants/hotsync-sync.timer", "/usr/share/man/man8/hotsync.8.gz"):
         assert not host.path(gone).exists(), gone
     db = host.path("/var/lib/hotsync/db/configuration")
     assert db.exists() and "|role|master|" in db.read_text()

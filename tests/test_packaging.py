@@ -5,6 +5,7 @@ Fast and offline: nothing is built or installed here (tests/test_booted_deb.py b
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -77,8 +78,10 @@ def test_every_command_is_linked_on_the_path_and_has_a_man_page():
     for name in console_scripts():
         assert links[f"usr/sbin/{name}"] == f"opt/venvs/hotsync-events/bin/{name}"
         assert name in manpages.COMMANDS
-    for name in ("config", "db", "signal-event", "expand-template"):   # the NethServer manual's paths
-        assert links[f"usr/sbin/e-smith/{name}"] == f"usr/sbin/{name}"
+    for name in ("config", "db", "signal-event", "expand-template"):   # the NethServer manual's paths: scripts
+        script = DEBIAN / "e-smith" / name
+        assert os.access(script, os.X_OK) and f'exec /usr/sbin/{name} "$@"' in script.read_text()
+        assert f"usr/sbin/e-smith/{name}" not in links
 
 
 def test_man_pages_render_from_the_commands(tmp_path):

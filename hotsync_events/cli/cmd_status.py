@@ -205,4 +205,8 @@ def run(args) -> int:
     if info["role"] == "master" or info.get("realtime"):
         for line in status_lines(root):
             print(line)
+    from hotsync_events.sync.units import unit_lines
+
+    for line in unit_lines(info.get("units")):
+        print(line)
     return 0

@@ -31,7 +31,7 @@ __all__ = ["ProcessBackend", "ServiceError", "ServiceManager", "ServiceState", "
            "collect_services", "service_control"]
 
 START_GRACE = 0.3      # seconds a started daemon must survive to count as started
-STOP_TIMEOUT = 10.0    # seconds between SIGTERM and SIGKILL
+STOP_TIMEOUT = 30.0    # seconds between SIGTERM and SIGKILL (the notifier's last push takes up to 20)
 SYSTEMCTL_TIMEOUT = 120.0
 
 
@@ -184,7 +184,12 @@ class ProcessBackend:
             return "already stopped"
         pid = state.pid
         assert pid is not None
-        _signal_group(pid, 15)   # SIGTERM (the signal module is slow to import)
+        # as systemd's KillMode=mixed: SIGTERM to the daemon alone (its children, e.g. the notifier's last
+        # push, finish under it), then SIGKILL to whatever is left of its process group
+        try:
+            os.kill(pid, 15)     # SIGTERM (the signal module is slow to import)
+        except ProcessLookupError:
+            pass
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             _reap(pid)
@@ -192,10 +197,12 @@ class ProcessBackend:
             if info is None or info[0] in ("Z", "X"):
                 break
             time.sleep(0.02)
-        else:
-            _signal_group(pid, 9)    # SIGKILL
-            time.sleep(0.05)
-            _reap(pid)
+        try:
+            os.killpg(pid, 9)    # SIGKILL: the daemon past its timeout, its children left behind
+        except OSError:
+            pass
+        time.sleep(0.05)
+        _reap(pid)
         self.pidfile(svc).unlink(missing_ok=True)
         return f"stopped (was pid {pid})"
 
@@ -215,16 +222,6 @@ class ProcessBackend:
 
     def disable(self, svc: Service) -> str:
         return "disabled"
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _tail(path: Path, lines: int = 10) -> str:
@@ -268,7 +265,15 @@ class SystemdBackend:
         return ServiceState(svc.name, rc == 0, pid, out or ("active" if rc == 0 else "inactive"))
 
     def _do(self, verb: str, svc: Service) -> str:
-        rc, out = self._ctl(verb, self._unit(svc))
+        unit = self._unit(svc)
+        if verb in ("start", "restart", "reload", "enable"):
+            # a unit file or drop-in rendered (or removed) since systemd loaded it: load it again first
+            _, need = self._ctl("show", "-p", "NeedDaemonReload", "--value", unit)
+            if need.strip() == "yes":
+                self._ctl("daemon-reload")
+        rc, out = self._ctl(verb, unit)
+        if rc == 0 and verb == "disable":
+            self._ctl("reset-failed", unit)     # a unit the configuration turned off no longer shows as failed
         if rc != 0:
             raise ServiceError(f"systemctl {verb} {svc.unit} failed ({rc}): {out}")
         return {"start": "started", "stop": "stopped", "restart": "restarted", "reload": "reloaded",

@@ -139,10 +139,13 @@ class Trigger:
             start = max(start, self.retry_at)
         return max(0.0, start - now)
 
-    def take(self) -> Batch | None:
-        """The batch to run now, or None if none is due. The caller runs it, then calls :meth:`finish`."""
+    def take(self, *, at_once: bool = False) -> Batch | None:
+        """The batch to run now, or None if none is due. The caller runs it, then calls :meth:`finish`.
+
+        *at_once*: whatever is pending, without waiting for the settle window or a retry's backoff (the last
+        push at a clean stop)."""
         wait = self.due_in()
-        if wait is None or wait > 0:
+        if wait is None or (wait > 0 and not at_once):
             return None
         now = self.clock()
         first = self.first_change

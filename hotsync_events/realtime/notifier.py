@@ -49,6 +49,8 @@ log = logging.getLogger("hotsync.notifier")
 #: what the kernel reports: no IN_MODIFY (one per write(2)), no IN_OPEN / IN_CLOSE_NOWRITE (reads)
 EVENT_MASK = Mask(InotifyConstants.IN_CLOSE_WRITE | InotifyConstants.IN_CREATE | InotifyConstants.IN_DELETE
                   | InotifyConstants.IN_DELETE_SELF | InotifyConstants.IN_MOVE | InotifyConstants.IN_ATTRIB)
+#: how long a clean stop waits for the events of the last changes before it takes the last push
+LAST_EVENTS = 0.3
 #: the handler's own filter (watchdog also derives DirModified events, which say nothing new)
 _WANTED = (FileClosedEvent, FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
            FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent)
@@ -198,8 +200,10 @@ class Notifier:
                  settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
                  retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max, mailer: Callable[[str, str], None] | None = None,
                  initial_full: bool = True, status_interval: float = 1.0, rescan_interval: float = 5.0,
-                 ignore: Iterable[str] = ()) -> None:
+                 ignore: Iterable[str] = (), stop_push: float = DEFAULTS.stop_push) -> None:
         self.root = root
+        self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
+        self.last_stop: dict | None = None
         self.pusher = pusher
         self.mailer = mailer
         self.initial_full = initial_full
@@ -284,19 +288,70 @@ class Notifier:
         self._worker.start()
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, last_push: float | None = None) -> None:
+        """End the notifier. A clean stop first pushes what changed since the last push (the last push),
+        bounded by *last_push* seconds (None: the notifier's ``stop_push``; 0: no last push), and records
+        it in the status (:meth:`_last_push`)."""
+        limit = self.stop_push if last_push is None else last_push
+        started = self._observer is not None and not self._stop.is_set()
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
-        self._call_pusher("cool")
+        if started and limit > 0 and (self._worker is None or not self._worker.is_alive()):
+            time.sleep(LAST_EVENTS)        # the events of changes made just before the stop reach the trigger
         with self._watch_lock:
             if self._observer is not None:
                 self._observer.stop()
                 self._observer.join(timeout=10)
                 self._observer = None
+        if started and limit > 0 and (self._worker is None or not self._worker.is_alive()):
+            self._last_push(limit)
+        self._call_pusher("cool")
         self._write_status(final=True)
+
+    def _last_push(self, limit: float) -> None:
+        """Push whatever is pending now (no settle, no backoff), within *limit* seconds; the outcome is
+        ``last_stop`` in the status file and in the sync's status (it outlives /run: a shutdown)."""
+        t0 = time.monotonic()
+        with self._cond:
+            batch = self.trigger.take(at_once=True)
+        record: dict = {"at": time.time(), "paths": 0, "ok": True, "seconds": 0.0, "timed_out": False,
+                        "error": "", "limit": limit}
+        if batch is not None:
+            paths = None if batch.paths is None else list(batch.paths)
+            record["paths"] = None if paths is None else len(paths)
+            log.info("stopping: the last push (%s), within %.0f s", "a full sync" if paths is None
+                     else f"{len(paths)} path(s)", limit)
+            box: list = []
+
+            def push() -> None:
+                try:
+                    box.append(self.pusher(paths))
+                except Exception as exc:   # reported like a failed push
+                    box.append(PushResult(False, f"{type(exc).__name__}: {exc}"))
+            t = threading.Thread(target=push, name="hotsync-last-push", daemon=True)
+            t.start()
+            t.join(limit)
+            if not box:    # still running: the process ends, its rsync dies with it (die_with_parent)
+                record.update(ok=False, timed_out=True, error=f"the last push did not end within {limit:g} s")
+            else:
+                record.update(ok=box[0].ok, error=box[0].error)
+                with self._cond:
+                    self.trigger.finish(box[0].ok, box[0].error)
+            record["seconds"] = round(time.monotonic() - t0, 3)
+            (log.info if record["ok"] else log.warning)("stopping: the last push %s after %.3f s%s",
+                                                         "succeeded" if record["ok"] else "FAILED",
+                                                         record["seconds"], f": {record['error']}" if record["error"]
+                                                         else "")
+        self.last_stop = record
+        try:
+            from hotsync_events.sync.status import update_status
+
+            update_status(self.root, lambda d: d.update(notifier_last_stop=record))
+        except OSError as exc:
+            log.warning("cannot record the last push in the sync status: %s", exc)
 
     def __enter__(self) -> Notifier:
         return self.start()
@@ -433,6 +488,9 @@ class Notifier:
                 self._mail(outcome.notice, result)
             if time.monotonic() - self._status_at >= self.status_interval:
                 self._write_status()
+        # a warm push's rsync dies with this thread (die_with_parent is per thread): end it cleanly here, the
+        # last push at a clean stop starts its own
+        self._call_pusher("cool")
 
     def _call_pusher(self, method: str) -> None:
         fn = getattr(self.pusher, method, None)
@@ -473,7 +531,7 @@ class Notifier:
                      "watched_dirs": self.watched_dirs(),
                      "watched_paths": [wr.host for wr in self._roots if wr.watch is not None],
                      "missing_paths": [wr.host for wr in self._roots if wr.watch is None],
-                     "running_now": not self._stop.is_set()})
+                     "running_now": not self._stop.is_set(), "last_stop": self.last_stop})
         return snap
 
     def _write_status(self, final: bool = False) -> None:

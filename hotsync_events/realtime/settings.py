@@ -33,6 +33,7 @@ class RealtimeSettings:
     max_batch: int = 10_000      # paths one incremental push takes (RealtimeMaxBatch, >= 10)
     retry_min: float = 0.5       # seconds before the first retry of a failed push
     retry_max: float = 30.0      # the longest wait between retries
+    stop_push: float = 20.0      # seconds the last push at a clean stop may take (below the unit's TimeoutStopSec)
 
     @classmethod
     def from_db(cls, db) -> RealtimeSettings:

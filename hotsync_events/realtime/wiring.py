@@ -410,7 +410,8 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     pusher = SyncPusher(root, pm)
     n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
                  max_batch=rt.max_batch if max_batch is None else max_batch,
-                 retry_min=rt.retry_min, retry_max=rt.retry_max if retry_max is None else retry_max)
+                 retry_min=rt.retry_min, retry_max=rt.retry_max if retry_max is None else retry_max,
+                 stop_push=rt.stop_push)
     return n.start()
 
 
@@ -505,7 +506,7 @@ class Background:
             return
         if self.notifier is not None:
             log.info("the paths or settings changed: restarting the notifier")
-            self.notifier.stop()
+            self.notifier.stop(last_push=0)     # the new one starts with a full sync
             self.notifier = None
         self._sig = sig
         why = refusal(self.root, force=self.force)

@@ -10,8 +10,9 @@ age counts every successful push, the scheduled syncs' and the real-time notifie
   the last full one).
 * **warning**: the copy is older than one interval (and a few minutes); the last run failed or was held
   back by a guard; a first push waits for a person; hotsync is disabled; the real-time notifier should
-  run and does not; a slave refused the master's peer copy; a database replica is not connected or lags
-  more than a minute (critical when it reports an error or must be re-seeded).
+  run and does not; a slave refused the master's peer copy; one of the package's systemd units failed; a
+  database replica is not connected or lags more than a minute (critical when it reports an error or must
+  be re-seeded).
 * **unknown**: the root does not exist, or hotsync is not configured on it (no role).
 """
 from __future__ import annotations
@@ -79,6 +80,9 @@ def assess(info: dict, now: float | None = None) -> dict:
             add("warning", "real-time sync is enabled but the notifier is not running")
         if role == "slave" and info.get("unclean"):
             add("critical", "the copy is torn: a push did not complete since the last full one")
+        for u in info.get("units") or ():
+            if u.get("ActiveState") == "failed":
+                add("warning", f"the unit {u.get('Id')} failed ({u.get('Result')}): systemctl status {u.get('Id')}")
         if role == "slave" and info.get("peer_refused"):
             add("warning", "the master's last peer copy was refused (see hotsync status)")
         from hotsync_events.sync.replicas import health_reasons

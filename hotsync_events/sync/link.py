@@ -161,6 +161,10 @@ def failure_outcome(root: Root, cfg: Settings, run, what: str, *, nonce: str = "
     elif "refused by the slave" in text:
         meaning = "the slave refused the push: " + next((e.split("refused by the slave: ", 1)[1]
                                                          for e in errors if "refused by the slave: " in e), text[:200])
+    elif any(e.startswith("@ERROR: ") for e in errors):
+        # the slave's rsync daemon spoke, so TLS let this host in: its own reason (e.g. no lock file) is the news
+        meaning = "the slave's rsync daemon ended the session: " + next(e[len("@ERROR: "):] for e in errors
+                                                                          if e.startswith("@ERROR: "))
     elif rc in (5, 10, 12, 35, 255) or "certificate verify failed" in text or "SSL_connect" in text:
         meaning = tls_diagnosis(root, cfg) or meaning
     if rc in (23, 24):

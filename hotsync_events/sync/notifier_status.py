@@ -50,10 +50,32 @@ def _when(record: dict) -> str:
             f"{record.get('latency', 0):.3f} s after the change")
 
 
+def _persisted_last_stop(root: Root) -> dict | None:
+    """The last push of the notifier's last clean stop, as the sync's status file keeps it (across reboots)."""
+    from hotsync_events.sync.status import read_status as sync_status
+
+    return sync_status(root).get("notifier_last_stop") or None
+
+
+def last_stop_text(rec: dict) -> str:
+    """One line for the last push the notifier made at a clean stop (SIGTERM, systemctl stop, a shutdown)."""
+    at = time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(rec.get("at", 0)))
+    if rec.get("paths") == 0:
+        return f"{at}: nothing was pending"
+    what = "full sync" if rec.get("paths") is None else f"{rec['paths']} path(s)"
+    if rec.get("ok"):
+        return f"{at}: {what}, ok, took {rec.get('seconds', 0):.3f} s"
+    return f"{at}: {what}, FAILED after {rec.get('seconds', 0):.3f} s: {rec.get('error', '')}"
+
+
 def status_lines(root: Root) -> list[str]:
     """``hotsync status``'s real-time part, in its label column."""
     st = read_status(root)
     if st is None:
+        stop = _persisted_last_stop(root)
+        if stop:
+            return ["realtime:          the notifier has not run on this host since it booted; its last stop push: "
+                    + last_stop_text(stop)]
         return ["realtime:          the notifier has not run on this host"]
     state = f"running (pid {st.get('pid')})" if st["alive"] else "not running"
     lines = [f"realtime:          {state}, {st.get('watched_dirs', 0)} directories watched under "
@@ -66,6 +88,9 @@ def status_lines(root: Root) -> list[str]:
     lines.append("  last full sync:  " + _when(st.get("last_full") or {}))
     lines.append(f"  overflows seen:  {st.get('overflows', 0)} (pushes {st.get('pushes', 0)}, "
                  f"failures {st.get('failures', 0)}, dirty-set collapses {st.get('collapses', 0)})")
+    stop = st.get("last_stop") or _persisted_last_stop(root)
+    if stop:
+        lines.append("  last stop push:  " + last_stop_text(stop))
     if st.get("failing_for") is not None:
         lines.append(f"  FAILING for {st['failing_for']} s, next retry in {st.get('retry_in')} s: "
                      f"{st.get('last_error', '')}")

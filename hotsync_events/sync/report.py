@@ -116,6 +116,9 @@ def collect(root: Root) -> dict:
     from hotsync_events.sync.health import assess, copy_age
 
     info["realtime"] = realtime_status(root)
+    from hotsync_events.sync.units import unit_states
+
+    info["units"] = unit_states(root)          # the package's systemd units (None: no systemd here)
     if cfg.role == "slave":       # the master's interval, as its peer copy says, is the slave's yardstick
         peer = root.join("/var/lib/hotsync/peer/configuration")
         if peer.is_file():

@@ -118,6 +118,8 @@ def test_install_configure_upgrade_remove(booted, deb):
     assert host.run(["man", "-w", "config"]).stdout.strip() == "/usr/share/man/man8/config.8.gz"
     assert "complete -F _hotsync_complete" in host.path("/usr/share/bash-completion/completions/config").read_text()
     assert "/var/log/hotsync/events.log" in host.path("/etc/logrotate.d/hotsync-events").read_text()
+    # the Cockpit page, installed by the package itself: the same files as this version's
+    assert "installed, current" in host.run(["hotsync", "cockpit", "status"]).stdout
     assert running_services(host) == before
     assert ours_running(host) == []
     assert not host.path("/etc/cron.d/hotsync").exists()

@@ -7,6 +7,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the interpreter from another folder (the examples' tests); quoted where used: a checkout path may hold a space
+PYABS := $(if $(filter /%,$(PY)),$(PY),$(CURDIR)/$(PY))
 # Debian packages the tests and the demo start privately (command:package; the Cockpit page's tests run a
 # private cockpit-ws and drive Debian's chromium through its chromedriver)
 DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
@@ -39,11 +41,11 @@ test: deps venv
 	@# fixtures; uninstalled afterwards so the dev venv's plugin list stays the built-ins
 	$(PY) -m pip install -q --no-deps --no-build-isolation ./examples/hotsync-example-plugin
 	@# (PYTEST_ARGS' paths name our tests, not the example's: only its options are passed on)
-	cd examples/hotsync-example-plugin && $(abspath $(PY)) -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
+	cd examples/hotsync-example-plugin && "$(PYABS)" -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
 	  cd ../.. && $(PY) -m pip uninstall -y -q hotsync-example-plugin; exit $$rc
 	@# the second example (docs/plugins.md, Public API): Acme CRM, with an SQLite dump and a promote step
 	$(PY) -m pip install -q --no-deps --no-build-isolation ./examples/acme-crm
-	cd examples/acme-crm && $(abspath $(PY)) -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
+	cd examples/acme-crm && "$(PYABS)" -m pytest $(filter-out tests tests/%,$(PYTEST_ARGS)); rc=$$?; \
 	  cd ../.. && $(PY) -m pip uninstall -y -q hotsync-acme-crm; exit $$rc
 
 demo: deps venv

@@ -113,6 +113,17 @@ def test_daemon_runs_the_notifier_while_realtime_is_enabled(tmp_path):
         assert target.read_text() == data
         out = cli("hotsync", "status", root=p.master).stdout
         assert "realtime:          running" in out, out
+        # switched off: the daemon's notifier stops and lets go of the root's notifier lock (a `hotsync
+        # watch --force` may then run), without a save event: the daemon follows the settings
+        from hotsync_events.paths import Root
+        from hotsync_events.sync.lock import SyncLock
+
+        assert cli("config", "setprop", "hotsync", "realtime", "disabled", root=p.master).returncode == 0
+        lock = SyncLock(Root(p.master), "notifier")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and lock.holder() is not None:
+            time.sleep(0.1)
+        assert lock.holder() is None, "the daemon kept the notifier lock with real-time sync off"
     finally:
         p.close()
     assert "realtime:          not running" in cli("hotsync", "status", root=p.master).stdout

@@ -510,7 +510,8 @@ class Background:
             self.notifier = None
         self._sig = sig
         why = refusal(self.root, force=self.force)
-        if why:                     # nothing to run: the lock stays free (a `hotsync watch` hears the reason)
+        if why:                     # nothing to run: the lock is let go (a `hotsync watch` hears the reason)
+            self._let_go()
             if why != self.why_not:
                 log.info("no real-time sync: %s", why)
             self.why_not = why

@@ -265,13 +265,12 @@ def rsyncd_values(db, root: str) -> dict:
     """Everything rsyncd.conf and rsyncd-pair.conf need, checked for their formats."""
     from hotsync_events.paths import Root
     from hotsync_events.sync.tls import incoming_dir
+    from hotsync_events.sync.xfer import hook_argv
 
     h = _props(db, "hotsync")
     master = host_value(h.get("MasterHost", ""), "MasterHost")
     base = root.rstrip("/")
     rootp = _no_space(base or "/", "root path")
-    hook = [sys.executable, "-m", "hotsync_events.sync.xfer"]
-    quoted_root = shlex.quote(root)
     xfer_dir = f"{base}/run/hotsync/xfer"
     common = {
         "use chroot": "yes",
@@ -304,14 +303,14 @@ def rsyncd_values(db, root: str) -> dict:
         "accept": conf_value(f"{base}{ACCEPT_FILTER}", "filter path"),
         "peer": _no_space(f"{base}{PEER_INCOMING}", "peer copy path"),
         "incoming": _no_space(str(incoming_dir(Root(root))), "pairing path"),
-        "pre": conf_value(" ".join(shlex.quote(a) for a in hook) + f" pre --root {quoted_root}", "pre-xfer command"),
-        # what the master sends first (its pair epoch, the session's kind and a nonce) kept for the pre-xfer
-        # check; a shell line, no python start-up
-        "early": conf_value(f"mkdir -p {shlex.quote(xfer_dir)} && head -c 512 > {shlex.quote(xfer_dir)}/early.$RSYNC_PID",
-                            "early exec command"),
+        "pre": conf_value(" ".join(shlex.quote(a) for a in hook_argv("pre", root)), "pre-xfer command"),
+        # what the master sends first (one line: its pair epoch, the session's kind and a nonce) kept for the
+        # pre-xfer check; shell builtins only (no process starts but mkdir, once), no python start-up
+        "early": conf_value(f"d={shlex.quote(xfer_dir)}; [ -d \"$d\" ] || mkdir -p \"$d\"; IFS= read -r l; "
+                            "echo \"$l\" > \"$d/early.$RSYNC_PID\"", "early exec command"),
         # a dry run changes nothing and its pre-xfer recorded nothing: its post-xfer ends without python
         "post": conf_value(f"f={shlex.quote(xfer_dir)}/dry.$RSYNC_PID; if [ -e \"$f\" ]; then exec rm -f \"$f\"; fi; "
-                           "exec " + " ".join(shlex.quote(a) for a in hook) + f" post --root {quoted_root}",
+                           "exec " + " ".join(shlex.quote(a) for a in hook_argv("post", root)),
                            "post-xfer command"),
     }
 
@@ -337,6 +336,11 @@ def stunnel_values(db, root: str) -> dict:
         out["trusted"] = stunnel_value(trusted_master_dir(R))
         out["nobody"] = stunnel_value(placeholder_path(R))
         out["rsync"] = stunnel_value(tool("rsync"))
+        # rsync is started through nodelay.py (TCP_NODELAY on its end of stunnel's loopback pair)
+        out["python"] = stunnel_value(sys.executable)
+        from hotsync_events.sync import nodelay
+
+        out["nodelay"] = _no_space(os.path.abspath(nodelay.__file__), "nodelay.py path")
         out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
         out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
         # the pairing service runs only until this slave trusts the certificate MasterFingerprint names

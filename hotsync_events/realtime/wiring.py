@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import subprocess
 import threading
 import time
@@ -45,10 +43,6 @@ log = logging.getLogger("hotsync.notifier")
 
 #: rsync exit codes that mean "the slave could not be reached"
 UNREACHABLE = {5, 10, 12, 30, 35, 255}
-#: the TLS leg as rsync's remote shell: rsync talks to stunnel through pipes. RSYNC_CONNECT_PROG gives it
-#: a loopback TCP pair without TCP_NODELAY instead, and Nagle against delayed ACKs costs 2 x 40 ms per
-#: push. Paths travel in the environment, never through the shell's parser.
-RSH = """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""
 #: how long back-to-back pushes retry while the slave's daemon still counts the last session
 BUSY_RETRY = 10.0
 
@@ -165,24 +159,19 @@ class SyncPusher:
         prepared = self._prepare(cfg)
         if isinstance(prepared, str):
             return prepared
-        return cfg, _rsh_env(prepared[1]), prepared[2]
+        return cfg, prepared[1], prepared[2]
 
     def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
         its early input carries (a refusal is read against it)."""
         from hotsync_events.sync.fence import read_epoch
-        from hotsync_events.sync.rsync import early_input, push_args
+        from hotsync_events.sync.rsync import early_input, over_stunnel, push_args
 
         early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root))
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
-        a = list_push_args(a)
-        i = a.index("--")
-        if "HOTSYNC_STUNNEL" in env:     # daemon protocol over the remote shell: host::module
-            a[-1] = re.sub(r"^rsync://([^/]+)/([^/]+)/?$", r"\1::\2/", a[-1])
-            a[i:i] = ["-e", RSH]
-        return a, nonce
+        return over_stunnel(list_push_args(a), env), nonce
 
     def warm(self) -> None:
         """Start the next incremental push now, before its path list is known.
@@ -328,20 +317,6 @@ def push_status(root: Root) -> dict:
     from hotsync_events.sync.status import read_status
 
     return read_status(root)
-
-
-def _rsh_env(env: dict) -> dict:
-    """The push environment with the stunnel client moved from RSYNC_CONNECT_PROG to HOTSYNC_STUNNEL*."""
-    prog = env.get("RSYNC_CONNECT_PROG", "")
-    try:
-        words = shlex.split(prog)
-    except ValueError:
-        return env
-    if len(words) != 3 or words[0] != "exec":
-        return env
-    out = {k: v for k, v in env.items() if k != "RSYNC_CONNECT_PROG"}
-    out["HOTSYNC_STUNNEL"], out["HOTSYNC_STUNNEL_CONF"] = words[1], words[2]
-    return out
 
 
 def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:

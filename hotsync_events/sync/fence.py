@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -115,7 +114,7 @@ def write_fence(root: Root, epoch: int, old_master: str) -> dict:
     if have and not have.get("unreadable") and int(have.get("epoch", 0)) == epoch:
         return have
     rec = {"epoch": int(epoch), "time": int(time.time()), "old_master": old_master,
-           "host": socket.gethostname() or "promoted-host"}
+           "host": os.uname().nodename or "promoted-host"}
     atomic_write(root.join(FENCE_FILE), json.dumps(rec, sort_keys=True) + "\n", mode=0o644)
     return rec
 
@@ -245,7 +244,7 @@ def _mail_fenced(root: Root, rec: dict, mail_to: str, smarthost: str, log) -> No
     from hotsync_events.sync.mail import MailError, send_mail
     from hotsync_events.sync.status import iso, update_status
 
-    host = socket.gethostname()
+    host = os.uname().nodename
     subject = f"HotSync: {host} was FENCED: {rec['by']} is the master now"
     body = (f"This host ({host}) tried to push to its slave {rec['by']} at {iso(rec['time'])} and was refused:\n"
             f"the slave was promoted to master (pair epoch {rec['epoch']}).\n\n"

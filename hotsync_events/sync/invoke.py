@@ -9,7 +9,7 @@ import time
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 from hotsync_events.sync import tls
-from hotsync_events.sync.rsync import connect_prog, run_rsync
+from hotsync_events.sync.rsync import over_stunnel, run_rsync, stunnel_env
 from hotsync_events.sync.settings import Settings
 
 __all__ = ["CLIENT_CONF", "prepare", "run_with_retry", "write_if_changed"]
@@ -22,6 +22,7 @@ def run_with_retry(args: list[str], env: dict, wait: float = 10.0, progress=None
     its post-xfer hook), try again for up to *wait* seconds."""
     deadline = time.monotonic() + wait
     delay = 0.02
+    args = over_stunnel(args, env)
     while True:
         run = run_rsync(args, env=env, progress=progress)
         if run.returncode != 5 or "max connections" not in run.stderr or time.monotonic() > deadline:
@@ -48,8 +49,7 @@ def prepare(root: Root, cfg: Settings, lists):
              "stunnel": stunnel}
     write_if_changed(files["password"], (cfg.password + "\n").encode(), 0o600)
     write_if_changed(files["exclude"], lists.exclude_file_text().encode("utf-8", "surrogateescape"), 0o600)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}
-    env["RSYNC_CONNECT_PROG"] = connect_prog(stunnel, str(client))
+    env = stunnel_env({k: v for k, v in os.environ.items() if not k.startswith("RSYNC_")}, stunnel, str(client))
     env["LC_ALL"] = "C.UTF-8"
     return env, files
 

@@ -9,7 +9,7 @@ from hotsync_events.paths import Root
 from hotsync_events.sync import tls
 from hotsync_events.sync.invoke import run_with_retry
 from hotsync_events.sync.outcome import Outcome
-from hotsync_events.sync.rsync import EXIT_MEANING, connect_prog, copy_args, early_input
+from hotsync_events.sync.rsync import EXIT_MEANING, copy_args, early_input, stunnel_env
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import read_status, update_status
 
@@ -56,7 +56,7 @@ class Link:
         pair_conf = self.root.join(PAIR_CLIENT_CONF)
         if not cert.is_file() or not pair_conf.is_file():
             return False
-        env = dict(self.env, RSYNC_CONNECT_PROG=connect_prog(self.files["stunnel"], str(pair_conf)))
+        env = stunnel_env(self.env, self.files["stunnel"], str(pair_conf))
         from hotsync_events.sync.fence import read_epoch
 
         early, self.nonce = early_input(self.root.run_dir, "pair", read_epoch(self.root))

@@ -218,15 +218,6 @@ def receive(root: Root, log: Callable[[str], None] = lambda m: None) -> bool:
     return True
 
 
-def refused_reason(status: dict) -> str | None:
-    """Why data pushes are refused because of the peer copy (the last one shipped was refused), or None."""
-    ref = status.get("peer_refused")
-    if not ref:
-        return None
-    return ("the master's last peer copy was refused by this slave: " + "; ".join(ref.get("problems", [])[:5])
-            + ". Fix it on the master (hotsync paths shows the lists), then push again")
-
-
 def schema_problems(root: Root) -> list[str]:
     """The installed peer copy's configuration database checked against this host's schema (the promote
     refuses to apply a copy with problems unless forced)."""

@@ -20,7 +20,7 @@ import time
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 
-__all__ = ["PUBLIC_FILE", "project", "write_public", "read_public", "limited_info"]
+__all__ = ["PUBLIC_FILE", "limited_info", "project", "read_public", "write_public", "write_public_later"]
 
 #: host path of the snapshot: beside the private state dir (``sync/``, 0700 on a slave), never shipped
 PUBLIC_FILE = "/var/lib/hotsync/status.public.json"
@@ -69,6 +69,49 @@ def write_public(root: Root) -> None:
         atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
     except Exception:  # the push or the session that changed the status must not fail for this
         pass
+
+
+def write_public_later(root: Root) -> None:
+    """:func:`write_public` in a detached child, for a caller whose exit something waits for (the slave's rsync
+    daemon hooks: a push waits for its pre-xfer hook, the next push for the last one's post-xfer). Gathering
+    what ``hotsync status`` shows costs more than the hook's own work.
+
+    The snapshot stays ordered: children take a writer lock in turn and each reads the status it projects
+    only once it holds it; a child that finds another already queued for the lock leaves (that one will read
+    a state at least as new), so a burst of sessions costs one or two snapshots, not one each."""
+    try:
+        pid = os.fork()
+    except OSError:
+        write_public(root)
+        return
+    if pid:
+        try:
+            os.waitpid(pid, 0)    # the intermediate child exits at once: no zombie is left to the caller
+        except OSError:
+            pass
+        return
+    try:
+        if os.fork():              # the intermediate exits; the grandchild belongs to no one who waits for it
+            os._exit(0)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):       # the daemon reads the hook's output until every holder closed it
+            os.dup2(null, fd)
+        import fcntl
+
+        lockdir = root.join("/run/hotsync")
+        lockdir.mkdir(parents=True, exist_ok=True)
+        queue = os.open(lockdir / "public.queue.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os._exit(0)            # one is queued already: it will read the status after this change
+        writer = os.open(lockdir / "public.write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        os.close(queue)            # the next change may queue a child of its own from here on
+        write_public(root)
+    finally:
+        os._exit(0)
 
 
 def read_public(root: Root) -> dict | None:

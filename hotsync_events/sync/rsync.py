@@ -1,22 +1,20 @@
 """The rsync command line of a push, how it runs, and how its output is read.
 
 Every value is an argument in a list (nothing goes through a shell); the password is read by rsync from
-a 0600 file, never from the command line. The TLS leg is stunnel in inetd mode started by rsync itself
-(``RSYNC_CONNECT_PROG``), verifying the slave against the pinned certificate on every connection.
+a 0600 file, never from the command line. The TLS leg is stunnel's client started by rsync itself as its
+remote shell (:data:`RSH`), verifying the slave against the pinned certificate on every connection.
 """
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from hotsync_events.childproc import die_with_parent
 
-__all__ = ["MODULE", "PARTIAL_DIR", "RsyncRun", "USER", "EXIT_MEANING", "copy_args", "early_input", "push_args",
-           "run_rsync", "stats_of"]
+__all__ = ['EXIT_MEANING', 'MODULE', 'PARTIAL_DIR', 'RSH', 'RsyncRun', 'USER', 'copy_args', 'early_input', 'over_stunnel', 'push_args', 'run_rsync', 'stats_of', 'stunnel_env']
 
 MODULE = "hotsync"
 USER = "hotsyncuser"
@@ -92,9 +90,32 @@ def copy_args(*, source: str, dest: str, module: str, password_file: str, timeou
             f"--early-input={early}", *CLIENT_MESSAGES, "--", source, f"rsync://{USER}@hotsync-slave/{module}/{dest}"]
 
 
-def connect_prog(stunnel: str, client_conf: str) -> str:
-    """``RSYNC_CONNECT_PROG``: stunnel in inetd mode with the client configuration (a shell line)."""
-    return f"exec {shlex.quote(stunnel)} {shlex.quote(client_conf)}"
+#: the TLS leg as rsync's remote shell: stunnel's client on rsync's stdin and stdout (pipes). rsync's
+#: RSYNC_CONNECT_PROG gave it a loopback TCP pair without TCP_NODELAY instead, where Nagle's algorithm against
+#: delayed acknowledgements cost 40 ms several times per session. The program and its configuration travel in
+#: the environment (HOTSYNC_STUNNEL, HOTSYNC_STUNNEL_CONF), never through a shell's parser; rsync appends the
+#: host and its server command line, which the shell ignores.
+RSH = """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""
+_URL = re.compile(r"^rsync://([^/]+)/([^/]+)(/.*)?$")
+
+
+def stunnel_env(env: dict, stunnel: str, client_conf: str) -> dict:
+    """*env* for sessions through stunnel with *client_conf* (see :func:`over_stunnel`)."""
+    out = {k: v for k, v in env.items() if k != "RSYNC_CONNECT_PROG"}
+    out["HOTSYNC_STUNNEL"], out["HOTSYNC_STUNNEL_CONF"] = stunnel, client_conf
+    return out
+
+
+def over_stunnel(args: list[str], env: dict) -> list[str]:
+    """A push's argument list (ending ``-- SOURCES... rsync://user@host/module/path``) as it runs: with
+    :func:`stunnel_env` in *env*, rsync's daemon protocol over stunnel as its remote shell
+    (``-e RSH user@host::module/path``); otherwise unchanged."""
+    if "HOTSYNC_STUNNEL" not in env or "--" not in args or not args or not _URL.match(args[-1]):
+        return args
+    m = _URL.match(args[-1])
+    assert m is not None
+    i = args.index("--")
+    return [*args[:i], "-e", RSH, *args[i:-1], f"{m.group(1)}::{m.group(2)}{m.group(3) or '/'}"]
 
 
 @dataclass

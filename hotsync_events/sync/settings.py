@@ -4,9 +4,12 @@ The notifier's own (``hotsync realtime``, ``RealtimeSettle``...) are :mod:`hotsy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = ["Settings"]
+
+#: the fields, in order (a plain class, not a dataclass: the slave's pre-xfer hook reads these for every
+#: push, and importing dataclasses costs that hook more than everything else it does)
+_FIELDS = ("role", "status", "slave_host", "master_host", "port", "bwlimit", "max_delete_percent", "timeout",
+           "interval", "mail_to", "smarthost", "databases", "password", "rsyncd_port")
 
 
 def _int(value, default: int) -> int:
@@ -21,8 +24,10 @@ def _props(db, key: str) -> dict:
     return db.props(key) if key in db else {}
 
 
-@dataclass(frozen=True)
 class Settings:
+    """The sync's settings (read-only once made)."""
+
+    __slots__ = _FIELDS
     role: str
     status: str
     slave_host: str
@@ -37,6 +42,27 @@ class Settings:
     databases: str
     password: str
     rsyncd_port: int
+
+    def __init__(self, **values) -> None:
+        missing = set(_FIELDS) - set(values)
+        extra = set(values) - set(_FIELDS)
+        if missing or extra:
+            raise TypeError(f"Settings: missing {sorted(missing)}, unknown {sorted(extra)}")
+        for name in _FIELDS:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name, value) -> None:
+        raise AttributeError(f"Settings are read-only ({name})")
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Settings and all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in _FIELDS))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS if f != "password")
+        return f"Settings({shown}, password=...)"
 
     @classmethod
     def from_db(cls, db) -> Settings:

@@ -14,9 +14,7 @@ database and the sync's own modules: they run for every session.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import sys
 import time
 
@@ -25,7 +23,7 @@ from hotsync_events.paths import Root
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import push_history, read_status, update_status
 
-__all__ = ["KINDS", "main", "post_xfer", "pre_xfer"]
+__all__ = ["KINDS", "hook_argv", "main", "post_xfer", "pre_xfer"]
 
 #: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
 #: of a list of paths, the peer copy, the delivery of the master's certificate
@@ -33,7 +31,27 @@ KINDS = ("sync", "dry", "realtime", "peer", "pair")
 MODULES = {"hotsync": ("sync", "dry", "realtime"), "hotsync-peer": ("peer",), "hotsync-pair": ("pair",)}
 
 
+def hook_argv(action: str, root: str) -> list[str]:
+    """The daemon's command line for this module's *action* (``pre`` or ``post``) on *root*.
+
+    The hook runs for every session, in the latency of every real-time push, so it starts Python as lean as it
+    can: isolated (``-I``: no environment, no user site, no current directory on the path) and without the
+    site module (``-S``: a virtualenv's ``.pth`` files cost more than the hook's own work), with only the
+    directory that holds this package on the path. Everything it imports is in the standard library or here.
+    """
+    if action not in ("pre", "post"):
+        raise ValueError(f"no {action!r} hook")
+    import hotsync_events
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(hotsync_events.__file__)))
+    code = f"import sys;sys.path.insert(0,{top!r});from hotsync_events.sync.xfer import main;sys.exit(main())"
+    return [sys.executable, "-I", "-S", "-c", code, action, "--root", root]
+
+
 def _addresses(host: str) -> set[str]:
+    import ipaddress
+    import socket
+
     try:
         return {str(ipaddress.ip_address(host))}
     except ValueError:
@@ -45,6 +63,8 @@ def _addresses(host: str) -> set[str]:
 
 
 def _norm(addr: str) -> str:
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(addr.split("%")[0])
         if ip.version == 6 and ip.ipv4_mapped:
@@ -81,6 +101,15 @@ def _kept_dir(where: str | None) -> bool:
     return ".." not in parts and len(parts) >= 5 and parts[:4] == KEPT.strip("/").split("/")
 
 
+def peer_refused_reason(status: dict) -> str | None:
+    """Why data pushes are refused because of the peer copy (the last one shipped was refused), or None."""
+    ref = status.get("peer_refused")
+    if not ref:
+        return None
+    return ("the master's last peer copy was refused by this slave: " + "; ".join(ref.get("problems", [])[:5])
+            + ". Fix it on the master (hotsync paths shows the lists), then push again")
+
+
 def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     """``(exit code, refusal line)`` of one session's pre-xfer hook."""
     from hotsync_events.sync.fence import early_input, fence_record, read_epoch, refusal
@@ -109,14 +138,14 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                    "(a slave was promoted since); the pushing host must be re-paired")
     elif problem is None and kind not in MODULES[module]:
         problem = f"a {kind or 'nameless'} session cannot use module {module}"
-    addr = _norm(env.get("RSYNC_HOST_ADDR", ""))
-    if problem is None and addr not in _addresses(cfg.master_host):
+    addr = env.get("RSYNC_HOST_ADDR", "")
+    if addr != cfg.master_host or not addr:      # the common case (MasterHost an address, as stunnel saw it) imports nothing
+        addr = _norm(addr)
+    if problem is None and (not addr or (addr != cfg.master_host and addr not in _addresses(cfg.master_host))):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
     st = read_status(root)
     if problem is None and module == "hotsync":
-        from hotsync_events.sync.peercopy import refused_reason
-
-        problem = refused_reason(st)
+        problem = peer_refused_reason(st)
     backups, backup_dir = _backup_of(env)
     if problem is None and backups and not _kept_dir(backup_dir):
         problem = f"a push may keep what it replaces only in a folder of its own under {KEPT}"
@@ -141,7 +170,7 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                 del d["receiving"][old]
 
     if problem or kind != "dry":
-        update_status(root, change)
+        update_status(root, change, public_later=True)
     else:
         marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +218,7 @@ def post_xfer(root: Root, env=os.environ) -> int:
             d["last_error"] = {"time": now, "message": f"a {kind} push from {rec.get('from')} ended with rsync "
                                f"exit status {status}"}
 
-    update_status(root, change)
+    update_status(root, change, public_later=True)
     if status != 0 or not taken:
         return 0
     if taken.get("module") == "hotsync-peer":

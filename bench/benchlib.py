@@ -1,0 +1,211 @@
+"""What bench/realtime.py and bench/sync.py share: the machine's load, CPU of a process tree, a CPU hog, a
+plain rsync daemon on loopback (the baselines' receiver), percentiles and a table printer.
+
+Nothing here talks to anything but 127.0.0.1; every loop is bounded in count or time.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+TICK = os.sysconf("SC_CLK_TCK")
+BIN = Path(sys.executable).parent
+
+
+def cmd(name: str) -> str:
+    p = BIN / name
+    return str(p) if p.exists() else (shutil.which(name) or name)
+
+
+def precompile() -> str:
+    """Byte-compile the checkout as an installed package is (``make bench`` does the same): with
+    PYTHONDONTWRITEBYTECODE set (as in some shells and CI), every CLI run and every slave hook would compile
+    its ~70 modules from source again, which the benches must not count."""
+    top = HERE.parent
+    dirs = [str(top / d) for d in ("hotsync_events", "plugins") if (top / d).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], capture_output=True, check=False)
+    return "byte-compiled" + (" (PYTHONDONTWRITEBYTECODE is set here)" if os.environ.get("PYTHONDONTWRITEBYTECODE")
+                              else "")
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine_line() -> str:
+    rsync = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return f"{os.cpu_count()} CPUs, load average {loadavg()}; {rsync}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+# ------------------------------------------------------------------------------------------ CPU of a tree
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(ppid, utime+stime+cutime+cstime in ticks)`` of a live process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    # fields after the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+    return int(rest[1]), sum(int(x) for x in rest[11:15])
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of *pid*, its reaped children (cutime/cstime), and its live descendants."""
+    if not pid:
+        return 0.0
+    parents: dict[int, int] = {}
+    own: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st is not None:
+                parents[int(d)], own[int(d)] = st
+    if pid not in own:
+        return 0.0
+    total, todo = 0, [pid]
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += own.get(p, 0)
+        todo.extend(c for c, pp in parents.items() if pp == p)
+    return total / TICK
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ load
+class CpuHogs:
+    """``per_core`` CPU-bound processes per core (busy loops at normal priority), each ending by itself
+    after *limit* seconds at the latest; :meth:`stop` ends them at once (by pid)."""
+
+    def __init__(self, per_core: int = 2, limit: float = 900.0) -> None:
+        self.n = per_core * (os.cpu_count() or 1)
+        self.limit = limit
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> CpuHogs:
+        code = f"import time\nt = time.monotonic() + {self.limit}\nwhile time.monotonic() < t:\n    pass\n"
+        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(self.n)]
+        time.sleep(0.5)             # let the scheduler see them
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+# ------------------------------------------------------------------------------------------ plain daemon
+class PlainDaemon:
+    """The baselines' receiver: a plain rsync daemon on 127.0.0.1 (no TLS, no hooks), logging byte counts."""
+
+    def __init__(self, work: Path, dest: Path, nodelay: bool = True) -> None:
+        self.port = free_port()
+        self.log = work / "plain-rsyncd.log"
+        self.conf = work / "plain-rsyncd.conf"
+        dest.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(f"pid file = {work}/plain-rsyncd.pid\nuse chroot = false\nnumeric ids = yes\n"
+                             + ("socket options = TCP_NODELAY\n" if nodelay else "")
+                             + f"log file = {self.log}\nmunge symlinks = no\nreverse lookup = no\n"
+                             f"[data]\npath = {dest}\nread only = false\n"
+                             + ("uid = 0\ngid = 0\n" if os.geteuid() == 0 else ""))
+        self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={self.conf}",
+                                      "--address=127.0.0.1", f"--port={self.port}"])
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("the plain rsync daemon does not listen")
+
+    def url(self, sub: str = "") -> str:
+        return f"rsync://127.0.0.1:{self.port}/data/{sub}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def log_offset(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def received_bytes(log: Path, offset: int) -> tuple[int, int]:
+    """``(bytes the daemon received, sessions)`` in the sessions logged after *offset* (an rsync daemon's
+    ``sent X bytes  received Y bytes`` lines)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return 0, 0
+    found = re.findall(r"received ([\d,]+) bytes", text)
+    return sum(int(x.replace(",", "")) for x in found), len(found)
+
+
+def wait_for(pred, timeout: float, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        out.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+    return "\n".join(out)

@@ -95,15 +95,19 @@ def main(argv=None) -> int:
         pwfile.write_text(PASSWORD + "\n")
         pwfile.chmod(0o600)
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
-        plain_env = {**os.environ, "RSYNC_CONNECT_PROG": f"exec {stunnel} {pair.master}/etc/stunnel/hotsync-client.conf"}
+        # the baselines take the TLS leg the way hotsync does (stunnel's client as rsync's remote shell, over
+        # pipes): RSYNC_CONNECT_PROG's loopback TCP pair would slow them with Nagle stalls hotsync does not have
+        plain_env = {**os.environ, "HOTSYNC_STUNNEL": str(stunnel),
+                     "HOTSYNC_STUNNEL_CONF": f"{pair.master}/etc/stunnel/hotsync-client.conf"}
+        rsh = ["-e", """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""]
         # the slave accepts no push without the pair's epoch: the baseline sends one too (a file rsync reads)
         early = base / "early"
         early.write_text("hotsync-epoch 0 kind=sync nonce=0123456789abcdef0123456789abcdef\n")
-        client = [f"--password-file={pwfile}", f"--early-input={early}", "--stderr=client"]
-        plain = ["rsync", "-a", *client, f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
+        client = [*rsh, f"--password-file={pwfile}", f"--early-input={early}", "--stderr=client"]
+        plain = ["rsync", "-a", *client, f"{src}/", "hotsyncuser@x::hotsync/srv/bench/"]
         # the same rsync options hotsync uses, without hotsync around them: what the options cost apart
         flags = ["rsync", "-aHAX", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
-                 "--modify-window=-1", *client, f"{src}/", "rsync://hotsyncuser@x/hotsync/srv/bench/"]
+                 "--modify-window=-1", *client, f"{src}/", "hotsyncuser@x::hotsync/srv/bench/"]
         # the floor, for information: plain rsync -a to a plain daemon on loopback, no TLS, no slave hooks
         bare = PlainDaemon(base, base / "bare")
         bare_argv = ["rsync", "-a", f"{src}/", bare.url("bench/")]

@@ -38,6 +38,7 @@ class Batch:
     reason: str
     first_change: float          # clock time of the oldest change it carries
     started: float
+    moves: tuple[tuple[str, str], ...] = ()    # directories renamed, to rename on the slave before the paths
 
     @property
     def full(self) -> bool:
@@ -82,6 +83,7 @@ class Trigger:
         self.retry_max = retry_max
         self.clock = clock
         self.dirty: set[str] = set()
+        self.moves: list[tuple[str, str]] = []    # directory renames to replay, in order (sync.moves)
         self.full_reason: str | None = None
         self.first_change: float | None = None   # oldest change not yet in a batch
         self.during_push = False                 # that change arrived while a batch ran
@@ -100,6 +102,27 @@ class Trigger:
             if len(self.dirty) > self.max_batch:
                 self.stats.collapses += 1
                 self._collapse(f"more than {self.max_batch} changed paths")
+
+    def move(self, src: str, dest: str, *, limit: int = 16) -> bool:
+        """Directory *src* was renamed to *dest*: the next batch renames it on the slave, and the changed paths
+        waiting under *src* are pushed under their new names. False (the caller asks for a full sync) when the
+        rename cannot be replayed: a batch is running (it may carry paths under *src*), a full sync is due
+        anyway, *limit* renames wait already, or *src* or a directory above it changed since the last push
+        (created since, perhaps: then the slave does not hold it)."""
+        if self.running is not None or self.full_reason is not None or len(self.moves) >= limit:
+            return False
+        parts = src.rstrip("/").split("/")
+        if any("/".join(parts[:i]) in self.dirty for i in range(2, len(parts) + 1)):
+            return False     # src (or a directory above it) is new since the last push: the slave may not have it
+        self._mark()
+        prefix = src.rstrip("/") + "/"
+        under = [p for p in self.dirty if p == src or p.startswith(prefix)]
+        for p in under:
+            self.dirty.discard(p)
+            self.dirty.add(dest + p[len(src):])
+        self.moves.append((src, dest))
+        self.dirty.add(dest)        # the directory itself: its attributes as the master has them
+        return True
 
     def need_full(self, reason: str) -> None:
         """Something the path list cannot express happened: the next batch is a full sync."""
@@ -120,6 +143,7 @@ class Trigger:
     def _collapse(self, reason: str) -> None:
         self.full_reason = reason
         self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
+        self.moves = []      # a full sync brings the slave's tree to the master's, renames included
 
     @property
     def pending(self) -> bool:
@@ -153,8 +177,9 @@ class Trigger:
         if self.full_reason is not None:
             batch = Batch(None, self.full_reason, first, now)
         else:
-            batch = Batch(tuple(sorted(self.dirty)), "changes", first, now)
+            batch = Batch(tuple(sorted(self.dirty)), "changes", first, now, tuple(self.moves))
         self.dirty = set()
+        self.moves = []
         self.full_reason = None
         self.first_change = None
         self.during_push = False

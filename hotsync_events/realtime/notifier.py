@@ -64,7 +64,9 @@ class PushResult(NamedTuple):
     unreachable: bool = False
 
 
-Pusher = Callable[["list[str] | None"], PushResult]
+#: ``pusher(paths)``: the paths, or None for a full sync. A pusher whose ``replays_moves`` attribute is true
+#: also takes ``moves=[(src, dest), ...]``: directories renamed, to rename on the slave before the paths.
+Pusher = Callable[..., PushResult]
 
 
 # ------------------------------------------------------------------------------------ watchdog glue
@@ -205,6 +207,7 @@ class Notifier:
         self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
         self.last_stop: dict | None = None
         self.pusher = pusher
+        self.replay_moves = bool(getattr(pusher, "replays_moves", False))
         self.mailer = mailer
         self.initial_full = initial_full
         self.status_interval = status_interval
@@ -328,7 +331,7 @@ class Notifier:
 
             def push() -> None:
                 try:
-                    box.append(self.pusher(paths))
+                    box.append(self._push(batch))
                 except Exception as exc:   # reported like a failed push
                     box.append(PushResult(False, f"{type(exc).__name__}: {exc}"))
             t = threading.Thread(target=push, name="hotsync-last-push", daemon=True)
@@ -415,6 +418,8 @@ class Notifier:
             src = self._wanted(event.src_path, is_dir) if event.src_path else None
             dest = self._wanted(event.dest_path, is_dir) if event.dest_path else None
             if is_dir and dest is not None:
+                if src is not None and self._move(src, dest):
+                    return       # replayed as a rename on the slave (sync.moves)
                 self._full("a directory was renamed" if event.src_path else "a directory was moved in")
                 return
             paths = [p for p in (src, dest) if p is not None]
@@ -435,6 +440,24 @@ class Notifier:
             if was_idle:
                 self._cond.notify_all()
 
+    def _push(self, batch) -> PushResult:
+        if batch.moves:
+            return self.pusher(list(batch.paths or ()), moves=list(batch.moves))
+        return self.pusher(None if batch.paths is None else list(batch.paths))
+
+    def _move(self, src: str, dest: str) -> bool:
+        """Queue the rename of directory *src* to *dest* for the slave; False when only a full sync will do."""
+        if not self.replay_moves:
+            return False
+        self._status_dirty = True
+        with self._cond:
+            was_idle = not self.trigger.pending
+            if not self.trigger.move(src, dest):
+                return False
+            if was_idle:
+                self._cond.notify_all()
+        return True
+
     def request_full(self, reason: str) -> None:
         """Make the next push a full sync."""
         self._full(reason)
@@ -453,7 +476,8 @@ class Notifier:
                 batch = self.trigger.take()
                 if batch is None:
                     wait = self.trigger.due_in()
-                    if wait is not None and wait > 0 and self.trigger.full_reason is None and not self._warm:
+                    if wait is not None and wait > 0 and self.trigger.full_reason is None and not self.trigger.moves \
+                            and not self._warm:
                         warm = self._warm = True     # start the push's connection during the settle window
                     else:
                         limit = self.status_interval if self._status_dirty else self.rescan_interval
@@ -475,7 +499,7 @@ class Notifier:
             else:
                 log.debug("pushing %d path(s)", len(batch.paths))
             try:
-                result = self.pusher(None if batch.paths is None else list(batch.paths))
+                result = self._push(batch)
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
                 log.exception("push failed")
                 result = PushResult(False, f"{type(exc).__name__}: {exc}")

@@ -30,7 +30,7 @@ class RealtimeSettings:
 
     enabled: bool = True
     settle: float = 0.05         # seconds (RealtimeSettle is in ms, 0..10000)
-    max_batch: int = 10_000      # paths one incremental push takes (RealtimeMaxBatch, >= 10)
+    max_batch: int = 100_000     # paths one incremental push takes (RealtimeMaxBatch, >= 10)
     retry_min: float = 0.5       # seconds before the first retry of a failed push
     retry_max: float = 30.0      # the longest wait between retries
     stop_push: float = 20.0      # seconds the last push at a clean stop may take (below the unit's TimeoutStopSec)

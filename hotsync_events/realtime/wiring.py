@@ -121,8 +121,11 @@ class SyncPusher:
         return lock
 
     # ------------------------------------------------------------------------------ the pusher
-    def __call__(self, paths: list[str] | None) -> PushResult:
-        return self.full() if paths is None else self.incremental(paths)
+    #: the notifier may hand over directory renames with the paths (``moves=``): the slave replays them
+    replays_moves = True
+
+    def __call__(self, paths: list[str] | None, moves: list[tuple[str, str]] | None = None) -> PushResult:
+        return self.full() if paths is None else self.incremental(paths, moves)
 
     def full(self) -> PushResult:
         from hotsync_events.sync import push
@@ -161,13 +164,14 @@ class SyncPusher:
             return prepared
         return cfg, prepared[1], prepared[2]
 
-    def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None) -> tuple[list[str], str]:
+    def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None,
+              moves: str | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
         its early input carries (a refusal is read against it)."""
         from hotsync_events.sync.fence import read_epoch
         from hotsync_events.sync.rsync import early_input, over_stunnel, push_args
 
-        early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root))
+        early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root), moves)
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
@@ -216,13 +220,22 @@ class SyncPusher:
         finally:
             lock.release()
 
-    def incremental(self, paths: list[str]) -> PushResult:
+    def incremental(self, paths: list[str], moves: list[tuple[str, str]] | None = None) -> PushResult:
         from hotsync_events.sync.rsync import stats_of
 
         started = time.time()
         data = "".join(p.lstrip("/") + "\0" for p in paths).encode("utf-8", "surrogateescape")
         missing = any(not os.path.lexists(self.root.join(p)) for p in paths)
-        if self._warm is not None and not missing:
+        renames = None
+        if moves:
+            from hotsync_events.sync.moves import encode
+
+            renames = encode(moves)
+            # too many to carry, or deletions beside them (the dry run that counts deletions for the guard
+            # would run before the renames): a full sync sees the renamed tree whole
+            if renames is None or missing:
+                return self.full()
+        if self._warm is not None and not missing and renames is None:
             proc, lock, cfg, nonce = self._warm
             self._warm = None
             t0 = time.monotonic()
@@ -273,7 +286,7 @@ class SyncPusher:
                         return PushResult(False, f"{why}; left to the full sync's guard "
                                           "(hotsync sync --allow-deletions applies them)")
                 max_delete = max(len(deleted), 1)
-            args, nonce = self._args(cfg, env, files, max_delete=max_delete)
+            args, nonce = self._args(cfg, env, files, max_delete=max_delete, moves=renames)
             rc, out, err = _rsync_retry(args, env, data)
             if rc in (0, 24):
                 pushed = len(stats_of(out)[1])

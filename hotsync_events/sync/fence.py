@@ -301,8 +301,8 @@ def _stop_schedule(root: Root, log) -> None:
 
 def early_input(root: Root, rsync_pid: str) -> dict:
     """What the pushing master sent first (``--early-input``, kept by the daemon's ``early exec``):
-    ``{"epoch": N, "kind": k, "nonce": x}``, each key present only when it was sent well-formed. The
-    file is removed."""
+    ``{"epoch": N, "kind": k, "nonce": x, "moves": [...]}``, each key present only when it was sent
+    well-formed (``moves`` is None when it was sent malformed). The file is removed."""
     if not rsync_pid.isdigit():
         return {}
     path = root.join(f"/run/hotsync/xfer/early.{rsync_pid}")
@@ -315,13 +315,18 @@ def early_input(root: Root, rsync_pid: str) -> dict:
     except OSError:
         pass
     out: dict = {}
-    m = re.search(r"^hotsync-epoch (\d{1,18})(?: kind=([a-z]+))?(?: nonce=([0-9a-f]{16,64}))?$", text.strip())
+    m = re.search(r"^hotsync-epoch (\d{1,18})(?: kind=([a-z]+))?(?: nonce=([0-9a-f]{16,64}))?"
+                  r"(?: moves=([A-Za-z0-9_=-]{1,4000}))?$", text.strip())
     if m:
         out["epoch"] = int(m.group(1))
         if m.group(2):
             out["kind"] = m.group(2)
         if m.group(3):
             out["nonce"] = m.group(3)
+        if m.group(4):      # directories renamed on the master, to replay here (sync.moves); None: malformed
+            from hotsync_events.sync.moves import decode
+
+            out["moves"] = decode(m.group(4))
     return out
 
 

@@ -41,7 +41,7 @@ EXIT_MEANING = {
 }
 
 
-def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str, str]:
+def early_input(run_dir: str | os.PathLike, kind: str, epoch: int, moves: str | None = None) -> tuple[str, str]:
     """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
     and pre-xfer hook: see :mod:`hotsync_events.sync.fence`); returns ``(file, nonce)``. The nonce is fresh for
     each session: a fence refusal is believed only when it names it."""
@@ -51,7 +51,8 @@ def early_input(run_dir: str | os.PathLike, kind: str, epoch: int) -> tuple[str,
 
     nonce = secrets.token_hex(16)
     path = os.path.join(os.fspath(run_dir), f"{EARLY_INPUT}.{kind}")
-    atomic_write(path, f"hotsync-epoch {int(epoch)} kind={kind} nonce={nonce}\n", mode=0o600)
+    extra = f" moves={moves}" if moves else ""     # sync.moves.encode(): directories to rename on the slave first
+    atomic_write(path, f"hotsync-epoch {int(epoch)} kind={kind} nonce={nonce}{extra}\n", mode=0o600)
     return path, nonce
 
 

@@ -152,6 +152,19 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     if problem is None and st.get("keep_aside") and kind in ("sync", "realtime") and not backups:
         problem = ("this slave was re-paired: its first push from the new master must keep aside what it replaces "
                    f"or deletes (in {KEPT}); a person's `hotsync sync` on the master does")
+    moved: list[tuple[str, str]] = []
+    if problem is None and "moves" in early:
+        # directories the master renamed: renamed here too before the list (under the new names) arrives
+        if early["moves"] is None:
+            problem = "the renames this push carries are malformed"
+        elif module != "hotsync" or kind != "realtime":
+            problem = f"a {kind or 'nameless'} session cannot carry renames"
+        elif st.get("keep_aside"):
+            problem = "this slave was re-paired: its first push from the new master is a full one, not a rename"
+        else:
+            from hotsync_events.sync.moves import apply_moves
+
+            problem, moved = apply_moves(root, early["moves"])
     pid = env.get("RSYNC_PID", str(os.getpid()))
     now = time.time()
 
@@ -168,8 +181,10 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                                                   "epoch": early.get("epoch"), "kept": backup_dir}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
+        if moved:
+            d["last_renames"] = {"time": now, "from": addr, "renamed": [list(m) for m in moved]}
 
-    if problem or kind != "dry":
+    if problem or kind != "dry" or moved:
         update_status(root, change, public_later=True)
     else:
         marker = root.join(f"/run/hotsync/xfer/dry.{pid}")

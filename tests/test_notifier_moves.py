@@ -20,7 +20,7 @@ from hotsync_events.paths import Root
 from hotsync_events.realtime.debounce import Trigger
 from hotsync_events.sync import moves
 from notifier_helpers import tree_digest, wait_equal
-from sync_pair import Pair, cli
+from sync_pair import Pair
 
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 NEED = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))),

@@ -8,8 +8,8 @@ Three cases, each measured for both in the same run, median of several rounds:
 * no-op sync   -- nothing changed;
 * one change   -- one file rewritten.
 
-The baseline is ``rsync -a MASTER/srv/bench/ rsync://.../hotsync/srv/bench/`` through the same TLS
-client, stunnel and daemon. ``hotsync sync`` is the whole command as a sysadmin runs it (Python start,
+The baseline is ``rsync -a MASTER/srv/bench/ hotsyncuser@x::hotsync/srv/bench/`` through the same TLS
+client (stunnel as rsync's remote shell, as hotsync runs it), stunnel and daemon. ``hotsync sync`` is the whole command as a sysadmin runs it (Python start,
 plugins, lists, the dry-run deletion guard, the push, status). Prints the ratios; target <= 1.3x. A third
 column runs rsync with hotsync's own options (ACLs, xattrs, hard links, --delay-updates...) without
 hotsync, to tell what the options cost from what the orchestration costs. A fourth, for information, runs

@@ -5,8 +5,9 @@ HELP = "push every change to the slave within a fraction of a second (inotify), 
 EPILOG = """\
 Watches every synced path (the plugins' and include.d lists, excludes honoured) and pushes just the
 changed paths, 50 ms (RealtimeSettle) after the first change; changes made during a push go in one
-follow-up push. Falls back to one full sync after a kernel queue overflow, a directory rename, more than
-RealtimeMaxBatch changed paths, or a failed push (retried with a growing delay, capped). Runs on an
+follow-up push. A renamed directory is renamed on the slave. Falls back to one full sync after a kernel
+queue overflow, a directory moved in (or a rename the slave cannot replay), more than RealtimeMaxBatch
+changed paths, or a failed push (retried with a growing delay, capped). Runs on an
 enabled master while `hotsync realtime` is enabled; `hotsync daemon` runs it too.
 
 Changes of the include/exclude lists and of the settings are picked up within 30 s (the notifier restarts

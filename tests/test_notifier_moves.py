@@ -20,7 +20,7 @@ from hotsync_events.paths import Root
 from hotsync_events.realtime.debounce import Trigger
 from hotsync_events.sync import moves
 from notifier_helpers import tree_digest, wait_equal
-from sync_pair import Pair
+from sync_pair import Pair, cli
 
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 NEED = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))),
@@ -99,6 +99,39 @@ def test_a_renamed_directory_is_renamed_on_the_slave_and_not_sent_again(pair):
 
 @pytest.mark.slow
 @NEED
+def test_a_rename_the_slave_cannot_replay_becomes_a_full_sync_not_a_failure(pair):
+    """The slave holds something else where the master renamed to (a person made it there): it refuses the
+    rename, renames nothing, and the master sends the renamed tree by a full sync, with no failure and no
+    alert."""
+    pair.include("/srv/data")
+    top = pair.master / "srv/data"
+    (top / "a").mkdir(parents=True)
+    (top / "a/f").write_text("f\n")
+    assert pair.sync().returncode == 0
+    # the fallback full sync deletes what the slave held at b (the stray file): not the guard's business here
+    assert cli("config", "setprop", "hotsync", "MaxDeletePercent", "100", root=pair.master).returncode == 0
+    proc = _watch(pair)
+    try:
+        (pair.slave / "srv/data/b").mkdir()      # after the notifier's first full sync, which would delete it
+        (pair.slave / "srv/data/b/stray").write_text("made on the slave\n")
+        (top / "a").rename(top / "b")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (pair.slave / "srv/data/b/f").exists():
+            time.sleep(0.1)
+        time.sleep(1.5)                      # the notifier's status file is written at most once a second
+        rt = json.loads((pair.master / "run/hotsync/realtime.json").read_text())
+    finally:
+        log = _stop(proc)
+    assert (pair.slave / "srv/data/b/f").read_text() == "f\n", log[-2000:]
+    assert not (pair.slave / "srv/data/a").exists(), log[-2000:]
+    assert rt["failures"] == 0 and not rt.get("last_error"), (rt, log[-2000:])
+    assert "did not replay" in log, log[-2000:]
+    refused = json.loads((pair.slave / "var/lib/hotsync/sync/status.json").read_text())["last_refused"]
+    assert "already exists" in refused["reason"], refused
+
+
+@pytest.mark.slow
+@NEED
 def test_the_slave_refuses_a_rename_into_an_area_a_push_never_writes(pair):
     """A master (or anyone with its certificate and the password) cannot use a rename to reach what a push
     may not write: the slave refuses it, renames nothing, and says why."""
@@ -135,7 +168,12 @@ def test_the_trigger_carries_renames_and_the_paths_under_their_new_names():
     assert t.move("/srv/a/old", "/srv/a/new")
     b = t.take()
     assert b is not None and b.moves == (("/srv/a/old", "/srv/a/new"),)
-    assert b.paths == ("/srv/a/new", "/srv/a/new/f1", "/srv/a/other")
+    # the changed file under its new name, the directory, and the directory above (the rename changed its times)
+    assert b.paths == ("/srv/a", "/srv/a/new", "/srv/a/new/f1", "/srv/a/other")
+    # two sibling renames in one batch: both replayed
+    t.finish(True)
+    assert t.move("/srv/a/x", "/srv/a/y") and t.move("/srv/a/z", "/srv/a/w")
+    assert t.take().moves == (("/srv/a/x", "/srv/a/y"), ("/srv/a/z", "/srv/a/w"))
 
 
 def test_a_rename_that_cannot_be_replayed_falls_back():
@@ -159,7 +197,9 @@ def test_renames_round_trip_and_bad_values_are_refused():
 
     not_json = base64.urlsafe_b64encode(b"not json").decode()
     not_pairs = base64.urlsafe_b64encode(b'[["/a"]]').decode()
-    for bad in ("", "!!!", not_json, not_pairs, "A" * (moves.MAX_ENCODED + 4)):
+    surrogate = base64.urlsafe_b64encode(b'[["/a\\ud800","/b"]]').decode()
+    dotted = base64.urlsafe_b64encode(b'[["/a/../etc","/b"]]').decode()
+    for bad in ("", "!!!", not_json, not_pairs, surrogate, dotted, "A" * (moves.MAX_ENCODED + 4)):
         assert moves.decode(bad) is None, bad
 
 
@@ -176,11 +216,25 @@ def test_the_slave_replays_only_what_a_push_could_write(tmp_path):
     for src, dest, why in (("/srv/data/d", "/srv/elsewhere", "outside what the master ships"),
                            ("/srv/data/d", "/srv/data/link/d", "symlink"),
                            ("/srv/data/d", "/srv/data/d/sub", "inside"),
-                           ("/srv/data/nope", "/srv/data/e", "not a directory"),
+                           ("/srv/data/nope", "/srv/data/e", "does not exist"),
+                           ("/srv/data/d/f", "/srv/data/e", "not a directory"),
                            ("/srv/data/d", "/srv/data/./e", "plain absolute path")):
         problem, done = moves.apply_moves(root, [(src, dest)])
         assert problem and why in problem and not done, (src, dest, problem)
     assert (tmp_path / "srv/data/d/f").read_text() == "f"
+    (tmp_path / "srv/data/empty").mkdir()          # rename(2) would replace an empty directory: not here
+    problem, done = moves.apply_moves(root, [("/srv/data/d", "/srv/data/empty")])
+    assert problem and "already exists" in problem and (tmp_path / "srv/data/d/f").exists()
+    (tmp_path / "srv/data/empty").rmdir()
     problem, done = moves.apply_moves(root, [("/srv/data/d", "/srv/data/e"), ("/srv/data/e", "/srv/data/g")])
     assert problem is None and done == [("/srv/data/d", "/srv/data/e"), ("/srv/data/e", "/srv/data/g")]
     assert (tmp_path / "srv/data/g/f").read_text() == "f" and not (tmp_path / "srv/data/d").exists()
+
+
+def test_a_rename_under_a_path_dependent_exclude_is_not_replayed():
+    from hotsync_events.realtime.notifier import ExcludeMatcher
+
+    m = ExcludeMatcher(["*.tmp", "cache/", "/srv/data/old/private"])
+    assert m.depends_on("/srv/data/old", "/srv/data/new")        # the exclude moves with the directory
+    assert not m.depends_on("/srv/data/x", "/srv/data/y")        # names that match at any depth move along
+    assert ExcludeMatcher(["logs/*.gz"]).depends_on("/a", "/b")   # a "/" pattern may match at any depth

@@ -84,6 +84,7 @@ class Trigger:
         self.clock = clock
         self.dirty: set[str] = set()
         self.moves: list[tuple[str, str]] = []    # directory renames to replay, in order (sync.moves)
+        self._move_parents: set[str] = set()      # dirty only because a rename changed their times
         self.full_reason: str | None = None
         self.first_change: float | None = None   # oldest change not yet in a batch
         self.during_push = False                 # that change arrived while a batch ran
@@ -111,9 +112,10 @@ class Trigger:
         (created since, perhaps: then the slave does not hold it)."""
         if self.running is not None or self.full_reason is not None or len(self.moves) >= limit:
             return False
-        parts = src.rstrip("/").split("/")
-        if any("/".join(parts[:i]) in self.dirty for i in range(2, len(parts) + 1)):
-            return False     # src (or a directory above it) is new since the last push: the slave may not have it
+        if self._touched(src) or self._touched(dest) or any(p.startswith(dest.rstrip("/") + "/") for p in self.dirty):
+            # src (or a directory above it) may be new since the last push, and not on the slave yet; dest, or
+            # a directory above it, changed too (a directory removed to make room, or made to receive it)
+            return False
         self._mark()
         prefix = src.rstrip("/") + "/"
         under = [p for p in self.dirty if p == src or p.startswith(prefix)]
@@ -121,8 +123,17 @@ class Trigger:
             self.dirty.discard(p)
             self.dirty.add(dest + p[len(src):])
         self.moves.append((src, dest))
-        self.dirty.add(dest)        # the directory itself: its attributes as the master has them
+        # the directory itself, and both directories above (the rename changed their times): as the master has them
+        parents = {p.rsplit("/", 1)[0] for p in (src, dest)} - {""}
+        self._move_parents |= parents - self.dirty
+        self.dirty.update({dest, *parents})
         return True
+
+    def _touched(self, path: str) -> bool:
+        """Whether *path* or a directory above it waits in the dirty set."""
+        parts = path.rstrip("/").split("/")
+        return any(p in self.dirty and p not in self._move_parents
+                   for p in ("/".join(parts[:i]) for i in range(2, len(parts) + 1)))
 
     def need_full(self, reason: str) -> None:
         """Something the path list cannot express happened: the next batch is a full sync."""
@@ -144,6 +155,7 @@ class Trigger:
         self.full_reason = reason
         self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
         self.moves = []      # a full sync brings the slave's tree to the master's, renames included
+        self._move_parents = set()
 
     @property
     def pending(self) -> bool:
@@ -180,6 +192,7 @@ class Trigger:
             batch = Batch(tuple(sorted(self.dirty)), "changes", first, now, tuple(self.moves))
         self.dirty = set()
         self.moves = []
+        self._move_parents = set()
         self.full_reason = None
         self.first_change = None
         self.during_push = False

@@ -144,6 +144,8 @@ class ExcludeMatcher:
     def __init__(self, patterns: Iterable[str]) -> None:
         plain: list[str] = []
         dir_only_rx: list[str] = []
+        self._anchored: list[str] = []    # the literal start of each anchored pattern (up to a wildcard)
+        self._floating = False            # a pattern with a "/" that may match at any depth
         for raw in patterns:
             pat = raw.strip()
             if not pat or pat.startswith(("#", ";", "+ ")):
@@ -154,8 +156,10 @@ class ExcludeMatcher:
             pat = pat.rstrip("/") or "/"
             if pat.startswith("/"):
                 rx = _glob_to_regex(pat)
+                self._anchored.append(re.split(r"[*?\[]", pat, maxsplit=1)[0])
             elif "/" in pat or "**" in pat:
                 rx = "(?:.*/)?" + _glob_to_regex(pat)
+                self._floating = True
             else:
                 rx = ".*/" + _glob_to_regex(pat)
             (dir_only_rx if dir_only else plain).append(rx)
@@ -164,6 +168,13 @@ class ExcludeMatcher:
         self._dir = re.compile("(?:" + "|".join(dir_only_rx) + ")") if dir_only_rx else None
         self._dir_below = re.compile("(?:" + "|".join(dir_only_rx) + ")/.*") if dir_only_rx else None
         self.empty = not plain and not dir_only_rx
+
+    def depends_on(self, *dirs: str) -> bool:
+        """Whether a pattern names a path inside one of *dirs* (or may, at any depth): renaming such a
+        directory changes what is excluded below it."""
+        if self._floating:
+            return True
+        return any(a.startswith(d.rstrip("/") + "/") for a in self._anchored for d in dirs)
 
     def excluded(self, host_path: str, is_dir: bool = False) -> bool:
         if self.empty:
@@ -207,7 +218,6 @@ class Notifier:
         self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
         self.last_stop: dict | None = None
         self.pusher = pusher
-        self.replay_moves = bool(getattr(pusher, "replays_moves", False))
         self.mailer = mailer
         self.initial_full = initial_full
         self.status_interval = status_interval
@@ -447,7 +457,7 @@ class Notifier:
 
     def _move(self, src: str, dest: str) -> bool:
         """Queue the rename of directory *src* to *dest* for the slave; False when only a full sync will do."""
-        if not self.replay_moves:
+        if not getattr(self.pusher, "replays_moves", False) or self.excludes.depends_on(src, dest):
             return False
         self._status_dirty = True
         with self._cond:

@@ -295,6 +295,13 @@ class SyncPusher:
             lock.release()
         if rc in (0, 24):
             return PushResult(True)
+        if renames is not None and ("was not replayed" in out + err or "carries no pair epoch" in out + err):
+            # the slave would not rename (it holds something else there), or cannot (an older version, which
+            # reads the renames as a malformed early input): a full sync brings it the renamed tree instead
+            if "carries no pair epoch" in out + err:
+                self.replays_moves = False
+            log.info("the slave did not replay %d rename(s): a full sync instead", len(moves or ()))
+            return self.full()
         return self._failed(cfg, rc, out, err, started, "a real-time push failed", nonce)
 
     def _count_deletions(self, n: int) -> None:

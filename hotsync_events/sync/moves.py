@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import os
 import stat
 
-from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root
 
 __all__ = ["MAX_ENCODED", "MAX_MOVES", "apply_moves", "decode", "encode"]
@@ -53,11 +53,17 @@ def decode(text: str) -> list[tuple[str, str]] | None:
     for pair in data:
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
             return None
+        if not all(_clean(p) for p in pair):
+            return None
         out.append((pair[0], pair[1]))
     return out
 
 
 def _clean(path: str) -> bool:
+    try:
+        path.encode("utf-8", "surrogateescape")       # a name the file system can hold
+    except UnicodeError:
+        return False
     return (path.startswith("/") and path != "/" and "\0" not in path and "\n" not in path
             and os.path.normpath(path) == path and ".." not in path.split("/"))
 
@@ -78,13 +84,73 @@ def _path_problem(path: str, tops: list[str]) -> str | None:
     return None
 
 
-def _no_symlink_on_the_way(root: Root, path: str) -> bool:
-    """Whether every directory from the root down to *path*'s parent is a real directory (no symlink)."""
-    base = os.path.realpath(str(root.path))
-    parent = os.path.dirname(path)
-    real = os.path.realpath(str(root.join(parent)))
-    want = os.path.normpath(base + parent) if base != "/" else parent
-    return real == want
+#: renameat2(2)'s flag: fail with EEXIST rather than replace what is there (an empty directory, say)
+RENAME_NOREPLACE = 1
+
+
+def _open_dir(root: Root, path: str) -> int:
+    """A descriptor of directory *path* under the root, opened one component at a time without following a
+    symlink (O_NOFOLLOW): what a local user swaps in meanwhile is not followed. Raises OSError."""
+    fd = os.open(str(root.path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
+    """``renameat2(src_dir, src, dst_dir, dst, RENAME_NOREPLACE)``; OSError as the kernel says."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.renameat2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _replay(root: Root, src: str, dest: str) -> str | None:
+    """Rename *src* to *dest* under the root (both checked against the manifest already); a problem or None."""
+    sdir, sname = os.path.split(src)
+    ddir, dname = os.path.split(dest)
+    try:
+        sfd = _open_dir(root, sdir)
+    except OSError as exc:
+        return f"the directory above {src} cannot be reached without a symlink ({exc.strerror})"
+    try:
+        try:
+            dfd = _open_dir(root, ddir)
+        except OSError as exc:
+            return f"the directory above {dest} does not exist on this slave or is behind a symlink ({exc.strerror})"
+        try:
+            try:
+                st = os.lstat(sname, dir_fd=sfd)
+            except OSError:
+                return f"{src} does not exist on this slave"
+            if not stat.S_ISDIR(st.st_mode):
+                return f"{src} is not a directory on this slave"
+            try:
+                _rename_noreplace(sfd, sname, dfd, dname)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    return f"{dest} already exists on this slave"
+                return f"renaming {src} to {dest} failed: {exc.strerror}"
+            for fd in {sfd, dfd}:        # the rename is on disk before the push goes on
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+            return None
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
 
 
 def apply_moves(root: Root, moves: list[tuple[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
@@ -101,26 +167,11 @@ def apply_moves(root: Root, moves: list[tuple[str, str]]) -> tuple[str | None, l
         problem = _path_problem(src, tops) or _path_problem(dest, tops)
         if problem is None and (dest == src or dest.startswith(src.rstrip("/") + "/")):
             problem = f"{dest} is inside {src}"
-        if problem is None and not (_no_symlink_on_the_way(root, src) and _no_symlink_on_the_way(root, dest)):
-            problem = f"a symlink lies on the way to {src} or {dest}"
         if problem is None:
             try:
-                st = os.lstat(root.join(src))
-            except OSError:
-                st = None
-            if st is None or not stat.S_ISDIR(st.st_mode):
-                problem = f"{src} is not a directory on this slave"
-            elif os.path.lexists(root.join(dest)):
-                problem = f"{dest} already exists on this slave"
-            elif not os.path.isdir(root.join(os.path.dirname(dest))):
-                problem = f"the directory above {dest} does not exist on this slave"
-        if problem is None:
-            try:
-                os.rename(root.join(src), root.join(dest))
-                for parent in {os.path.dirname(src), os.path.dirname(dest)}:     # the rename is on disk
-                    fsync_dir(root.join(parent))
-            except OSError as exc:
-                problem = f"renaming {src} to {dest} failed: {exc.strerror}"
+                problem = _replay(root, src, dest)
+            except (OSError, ValueError) as exc:
+                problem = f"renaming {src} to {dest} failed: {exc}"
         if problem is not None:
             return f"the rename of {src} to {dest} was not replayed: {problem}", done
         done.append((src, dest))

@@ -54,6 +54,12 @@ class Settings:
     def __setattr__(self, name, value) -> None:
         raise AttributeError(f"Settings are read-only ({name})")
 
+    def __delattr__(self, name) -> None:
+        raise AttributeError(f"Settings are read-only ({name})")
+
+    def __reduce__(self):            # copy and pickle: made again from the values
+        return _rebuild, ({f: getattr(self, f) for f in _FIELDS},)
+
     def __eq__(self, other) -> bool:
         return type(other) is Settings and all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
 
@@ -108,3 +114,7 @@ class Settings:
         if not self.password:
             return "no push password: config setprop rsyncd password <secret>"
         return None
+
+
+def _rebuild(values: dict) -> Settings:
+    return Settings(**values)

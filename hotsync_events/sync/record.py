@@ -7,7 +7,6 @@ import time
 
 from hotsync_events.fsutil import open_private_log
 from hotsync_events.paths import Root
-from hotsync_events.sync.mail import MailError, send_mail
 from hotsync_events.sync.outcome import Outcome
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import iso, push_history, update_status
@@ -105,6 +104,8 @@ def send_alert(root: Root, cfg: Settings, kind: str, o: Outcome, data: dict, log
         body = (f"The sync from this master ({host}) to the slave {cfg.slave_host}:{cfg.port} succeeded at "
                 f"{iso(time.time())}.\n\n{o.message}\n\nThe last failure was: "
                 f"{(data.get('last_error') or {}).get('message', 'unknown')}\n")
+    from hotsync_events.sync.mail import MailError, send_mail     # smtplib: only when a mail goes out
+
     try:
         send_mail(cfg.smarthost, cfg.mail_to, subject, body)
         sent, error = kind == "failed", None

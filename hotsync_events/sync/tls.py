@@ -17,12 +17,10 @@ prints its fingerprint. Each side pins the other's certificate, and a pin is onl
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
-import socket
-import ssl
-import subprocess
 from pathlib import Path
 
 from hotsync_events.fsutil import atomic_write
@@ -70,9 +68,20 @@ def incoming_dir(root: Root) -> Path:
     return tls_dir(root) / "incoming"
 
 
+_PEM_HEADER, _PEM_FOOTER = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+def _pem_to_der(pem: str) -> bytes:
+    """``ssl.PEM_cert_to_DER_cert`` without importing ssl (every sync and status reads a fingerprint)."""
+    text = pem.strip()
+    if not text.startswith(_PEM_HEADER) or not text.endswith(_PEM_FOOTER):
+        raise ValueError(f"Invalid PEM encoding; must start with {_PEM_HEADER} and end with {_PEM_FOOTER}")
+    return base64.decodebytes(text[len(_PEM_HEADER):-len(_PEM_FOOTER)].encode("ascii", "strict"))
+
+
 def fingerprint(pem: str) -> str:
     """``SHA256:AB:CD:...`` of a PEM certificate (the form ``openssl x509 -fingerprint`` prints)."""
-    der = ssl.PEM_cert_to_DER_cert(pem)
+    der = _pem_to_der(pem)
     digest = hashlib.sha256(der).hexdigest().upper()
     return "SHA256:" + ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
 
@@ -100,6 +109,9 @@ def ensure_host_cert(root: Root, *, days: int = 3650, log=print) -> tuple[Path, 
 
     A slave certificate of an earlier version (``slave.crt``/``slave.key``) is kept as this host's.
     """
+    import socket
+    import subprocess
+
     cert, key = cert_paths(root)
     d = cert.parent
     d.mkdir(parents=True, exist_ok=True)
@@ -146,6 +158,9 @@ def fetch_cert(host: str, port: int, timeout: float = 15) -> str:
     The slave asks every client for a certificate it knows, so the handshake itself may then fail: the
     certificate was read before that.
     """
+    import socket
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -194,6 +209,8 @@ def pin_slave(root: Root, pem: str) -> str:
 
 # ------------------------------------------------------------------------------------------- the slave's pin
 def _subject_hash(pem_path: Path) -> str:
+    import subprocess
+
     cp = subprocess.run([_openssl(), "x509", "-hash", "-noout", "-in", str(pem_path)], capture_output=True,
                         text=True, timeout=30)
     if cp.returncode != 0 or not cp.stdout.strip():
@@ -208,6 +225,8 @@ def placeholder_path(root: Root) -> Path:
 
 
 def ensure_placeholder(root: Root) -> Path:
+    import subprocess
+
     path = placeholder_path(root)
     if path.is_file():
         return path

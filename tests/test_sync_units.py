@@ -97,8 +97,8 @@ def test_lists_merge_include_d_and_refuse_bad_lines(root):
     db = open_db("configuration", root)
     lists = build_lists(root, db, None)
     assert lists.includes == ["/srv/one", "/srv/two"]
-    assert lists.exclude_file_text().splitlines() == [*sender_rules(), "- .hotsync-partial/", "- *.tmp",
-                                                      "- /srv/one/cache/"]
+    assert lists.exclude_file_text().splitlines() == [*sender_rules(lists.includes), "- .hotsync-partial/",
+                                                      "- *.tmp", "- /srv/one/cache/"]
     # every bad line of every list is reported at once, with its file and line; the good ones stay
     (inc / "b.include").write_text("relative/path\n/srv/../etc\n/\n/srv/three\n")
     (inc / "c.include").write_text("/etc/cron.d\n")
@@ -290,7 +290,9 @@ def test_the_masters_rules_ship_dumps_and_no_refused_area(tmp_path, root):
                 "srv/a/x", "srv/a/cron.d/y"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(rel)
-    rules = Lists().filter_rules()
+    # the push's paths: a dump and a data directory (the rules keep only the refused areas these reach; the
+    # sources below are wider on purpose: the state directory around the dump)
+    rules = Lists(includes=["/srv/a", "/var/lib/hotsync/dumps/m.sql"]).filter_rules()
     flt = tmp_path / "rules"
     flt.write_text("".join(f"{r}\n" for r in rules))
     subprocess.run(["rsync", "-a", "--relative", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
@@ -302,3 +304,14 @@ def test_the_masters_rules_ship_dumps_and_no_refused_area(tmp_path, root):
     subprocess.run(["rsync", "-a", "--relative", "--from0", f"--exclude-from={flt}", f"{src}/./var/lib/hotsync",
                     f"{dst}/"], check=True)
     assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == ["var/lib/hotsync/dumps/m.sql"]
+
+
+def test_the_sender_rules_name_only_the_refused_areas_a_push_could_reach():
+    everything = sender_rules()
+    assert sender_rules(["/srv/data", "/home"]) == [r for r in everything if r.startswith("+ ")]
+    etc = sender_rules(["/etc"])
+    assert any(r.startswith("- /etc/cron") for r in etc) and not any(r.startswith("- /usr/") for r in etc)
+    # an include inside a refused area (reported and left out elsewhere) still meets its rule
+    assert any(r.startswith("- /etc/cron.d") for r in sender_rules(["/etc/cron.d/job"]))
+    assert set(sender_rules(["/etc", "/usr", "/var", "/root", "/boot", "/bin", "/sbin", "/lib", "/lib64", "/run"])) \
+        <= set(everything)

@@ -64,7 +64,7 @@ class Lists:
         """The push's filter rules, first match wins: the refused areas (but the dumps), rsync's partial
         directories, then the lists' excludes (each ``- pattern``: the prefix keeps a pattern that starts
         with ``+ `` an exclude)."""
-        return [*sender_rules(), f"- {PARTIAL}", *(f"- {p}" for p in self.excludes)]
+        return [*sender_rules(self.includes), f"- {PARTIAL}", *(f"- {p}" for p in self.excludes)]
 
     def exclude_file_text(self) -> str:
         """The ``--exclude-from`` file: :meth:`filter_rules`, one a line."""

@@ -119,11 +119,18 @@ def manifest_problems(paths: Iterable[str]) -> list[str]:
     return problems
 
 
-def sender_rules() -> list[str]:
+def sender_rules(includes: Iterable[str] | None = None) -> list[str]:
     """The master's filter rules (``+``/``-`` lines, first match wins) that keep every refused area out of a
-    push, but for the HotSync areas a push does write (the dumps)."""
+    push, but for the HotSync areas a push does write (the dumps).
+
+    With *includes* (the push's paths), only the areas a push of them could reach: those inside an include
+    or holding one. rsync matches every rule against every name it sends (a 20,000-file push spent 40 ms on
+    the 90 rules), and a rule for an area outside every shipped path can match nothing."""
     rules = [f"+ {a}***" for a in ALLOWED_STATE]
+    paths = None if includes is None else [_norm(p) for p in includes]
     for area in REFUSED:
+        if paths is not None and not any(area.inside(p) or area.covers(p) for p in paths):
+            continue
         holds_allowed = area.is_dir and any(a.startswith(area.path) for a in ALLOWED_STATE)
         rules.append(f"- {area.path}*" if holds_allowed else f"- {area.path}")   # its entries, not itself
     return rules

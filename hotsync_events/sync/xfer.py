@@ -202,13 +202,11 @@ def post_xfer(root: Root, env=os.environ) -> int:
     except ValueError:
         status = -1
     now = time.time()
-    taken: dict = {}
 
     def change(d: dict) -> None:
         rec = (d.get("receiving") or {}).pop(pid, None)
         if rec is None:      # refused by pre-xfer: nothing was received
             return
-        taken.update(rec)
         kind = rec.get("kind") or "sync"
         if rec.get("module", "hotsync") != "hotsync" or kind == "dry":
             return           # a dry run changes nothing; the peer copy and the pairing have their own records
@@ -233,15 +231,18 @@ def post_xfer(root: Root, env=os.environ) -> int:
             d["last_error"] = {"time": now, "message": f"a {kind} push from {rec.get('from')} ended with rsync "
                                f"exit status {status}"}
 
-    update_status(root, change, public_later=True)
-    if status != 0 or not taken:
-        return 0
-    if taken.get("module") == "hotsync-peer":
-        from hotsync_events.sync.peercopy import receive
+    # what the session delivered is taken in (a peer copy checked and installed, a master certificate
+    # trusted) before the session stops counting as in progress: whoever waits for the slave to settle
+    # then sees its outcome
+    mine = (read_status(root).get("receiving") or {}).get(pid) if pid else None
+    if status == 0 and mine is not None:
+        if mine.get("module") == "hotsync-peer":
+            from hotsync_events.sync.peercopy import receive
 
-        receive(root)
-    elif taken.get("module") == "hotsync-pair":
-        _receive_master_cert(root)
+            receive(root)
+        elif mine.get("module") == "hotsync-pair":
+            _receive_master_cert(root)
+    update_status(root, change, public_later=True)
     return 0
 
 

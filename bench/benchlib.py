@@ -153,14 +153,10 @@ class PlainDaemon:
         self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={self.conf}",
                                       "--address=127.0.0.1", f"--port={self.port}"])
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("the plain rsync daemon does not listen")
+        from notifier_helpers import wait_port     # tests/ (on the path beside sync_pair)
+
+        if not wait_port(self.port):
+            raise RuntimeError("the plain rsync daemon does not listen")
 
     def url(self, sub: str = "") -> str:
         return f"rsync://127.0.0.1:{self.port}/data/{sub}"

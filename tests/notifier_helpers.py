@@ -25,6 +25,18 @@ def free_port() -> int:
     return port
 
 
+def wait_port(port: int, timeout: float = 10.0) -> bool:
+    """Whether something listens on 127.0.0.1:*port* within *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
 class RsyncDaemon:
     """``rsync --daemon`` on 127.0.0.1 with a temp config, module ``data`` writing into ``dest``."""
 
@@ -47,14 +59,8 @@ class RsyncDaemon:
         self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={self.conf}",
                                       "--address=127.0.0.1", f"--port={self.port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("rsync daemon did not start")
+        if not wait_port(self.port):
+            raise RuntimeError("rsync daemon did not start")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -336,11 +336,11 @@ def stunnel_values(db, root: str) -> dict:
         out["trusted"] = stunnel_value(trusted_master_dir(R))
         out["nobody"] = stunnel_value(placeholder_path(R))
         out["rsync"] = stunnel_value(tool("rsync"))
-        # rsync is started through nodelay.py (TCP_NODELAY on its end of stunnel's loopback pair)
-        out["python"] = stunnel_value(sys.executable)
-        from hotsync_events.sync import nodelay
+        # rsync is started through sync/nodelay.py's code (TCP_NODELAY on its end of stunnel's loopback pair)
+        from hotsync_events.sync.nodelay import exec_args
 
-        out["nodelay"] = _no_space(os.path.abspath(nodelay.__file__), "nodelay.py path")
+        out["python"] = stunnel_value(sys.executable)
+        out["nodelay"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path")))
         out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
         out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
         # the pairing service runs only until this slave trusts the certificate MasterFingerprint names

@@ -78,3 +78,27 @@ def test_the_public_snapshot_written_later_shows_the_newest_state(tmp_path):
     # the children are gone (none left waiting on the locks), and no temp file is left beside the snapshot
     time.sleep(0.5)
     assert not [p for p in (tmp_path / "var/lib/hotsync").iterdir() if ".tmp-" in p.name]
+
+
+def test_one_answer_to_whether_a_process_runs():
+    from hotsync_events.childproc import alive
+
+    assert alive(os.getpid()) and alive(str(os.getpid())) and alive(1)        # pid 1: another's, still alive
+    for junk in (None, "", "x", -1, 0, "12a"):
+        assert not alive(junk), junk
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive(child.pid):   # a zombie counts as gone, and is left to Popen
+        time.sleep(0.02)
+    assert not alive(child.pid)
+    assert child.wait(5) == 0                                   # its exit status was not taken
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    time.sleep(0.2)
+    assert not alive(pid, reap=True)                            # a child of ours nobody waits for: reaped
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        raise AssertionError("the zombie was not reaped")
+    except ChildProcessError:
+        pass

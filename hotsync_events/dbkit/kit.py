@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from hotsync_events import hookimpl
-from hotsync_events.childproc import die_with_parent
+from hotsync_events.childproc import alive, die_with_parent
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root, root_from
 from hotsync_events.types import Dump, HealthCheck, Replica, SchemaFile, SyncPath
@@ -87,7 +87,7 @@ class Staged:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.target.parent.glob(f".{self.target.name}.tmp-*"):
             pid = stale.name.rpartition("-")[2]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not alive(pid)):
                 _unlink(stale)
         return self
 
@@ -114,23 +114,13 @@ def work_dir(near: Path, prefix: str = ".hotsync-work") -> Iterator[Path]:
     near.mkdir(parents=True, exist_ok=True)
     for stale in near.glob(f"{prefix}-*-*"):
         pid = stale.name[len(prefix) + 1:].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
     path = Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-", dir=near))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _unlink(path: Path) -> None:

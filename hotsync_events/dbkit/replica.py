@@ -328,28 +328,6 @@ def owner_of(path: Path) -> pwd.struct_passwd:
     return pwd.getpwuid(path.stat().st_uid)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process *pid* still runs (a zombie child of ours is reaped and counts as gone)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            if fh.read().rpartition(b")")[2].split()[0] == b"Z":
-                return False
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def wait_for(check: Callable[[], Any], *, seconds: float, step: float = 0.2) -> Any:
     """Call *check* until it returns something true or *seconds* pass (bounded in time and count);
     its last result."""

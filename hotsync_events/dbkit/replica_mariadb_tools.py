@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.kit import DatabaseError, find_program, run_tool, systemd_running
-from hotsync_events.dbkit.replica import ReplicationError, owner_of, pid_alive, run, spawn_daemon, wait_for
+from hotsync_events.childproc import alive
+from hotsync_events.dbkit.replica import ReplicationError, owner_of, run, spawn_daemon, wait_for
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_mariadb import MariaDBReplication
@@ -105,7 +106,7 @@ class MariaDBControl:
 
         def gone() -> bool:
             if pid is not None:
-                return not pid_alive(pid)
+                return not alive(pid, reap=True)   # the daemon spawned here: reaped once gone
             try:
                 srv.ping()
                 return False

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from hotsync_events.childproc import alive
 from hotsync_events.fsutil import fsync_dir
 from hotsync_events.paths import Root
 from hotsync_events.types import Dump, DumpContext, run_failure
@@ -56,7 +57,7 @@ def take_dump(root: Root, db, plugin: str, dump: Dump, *, log: Callable[[str], N
     private_dir(final.parent)
     for stale in final.parent.glob(f".{final.name}.hotsync-dump-*"):   # left by a killed sync
         pid = stale.name.rpartition("-")[2]
-        if pid.isdigit() and (int(pid) == os.getpid() or not os.path.exists(f"/proc/{pid}")):
+        if pid.isdigit() and (int(pid) == os.getpid() or not alive(pid)):
             _remove(stale)
     tmp = final.with_name(f".{final.name}.hotsync-dump-{os.getpid()}")
     old = os.umask(0o077)

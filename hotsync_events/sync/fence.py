@@ -414,11 +414,3 @@ def age_words(seconds: float | None) -> str:
     if m:
         return f"{m}min {s % 60}s"
     return f"{s}s"
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False

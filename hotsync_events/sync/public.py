@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from hotsync_events.childproc import alive
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 
@@ -122,16 +123,6 @@ def read_public(root: Root) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except PermissionError:
-        return True              # root's process, alive: a user may not signal it, only learn it exists
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
-
-
 def limited_info(root: Root, now: float | None = None) -> dict | None:
     """``hotsync status --json`` for a user who cannot read root's state: the snapshot, its copy age and
     health recomputed now (the reasons carry no message). None: there is no snapshot yet."""
@@ -147,7 +138,7 @@ def limited_info(root: Root, now: float | None = None) -> dict | None:
     info["unclean"] = [{}] * int(snap.get("unclean") or 0)
     rt = info.get("realtime")
     if rt and rt.get("pid") is not None:
-        info["realtime"] = dict(rt, alive=bool(rt.get("alive")) and _alive(rt["pid"]))
+        info["realtime"] = dict(rt, alive=bool(rt.get("alive")) and alive(rt["pid"]))
     info["copy_age"] = copy_age(info, now)
     info["health"] = assess(info, now)
     return info

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 
+from hotsync_events.childproc import alive
 from hotsync_events.configdb import open_db
 from hotsync_events.paths import Root
 from hotsync_events.sync import tls
@@ -11,14 +12,6 @@ from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import read_status
 
 __all__ = ["collect"]
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 def kept_folders(root: Root, limit: int = 100_000) -> list[dict]:
@@ -48,7 +41,7 @@ def collect(root: Root) -> dict:
                                                                               else "disabled"),
                   "root": str(root.path), "root_exists": root.path.is_dir(), "time": now}
     running = st.get("running")
-    if running and not _alive(running.get("pid")):
+    if running and not alive(running.get("pid")):
         running = dict(running, stale=True)
         info["interrupted_run"] = running
         running = None

@@ -70,10 +70,13 @@ say "Some data on the master, and a list that says it must reach the slave"
 mkdir -p "$M/srv/shop/invoices" "$M/etc/hotsync/include.d"
 echo "/srv/shop" > "$M/etc/hotsync/include.d/shop.include"
 for i in 1 2 3; do echo "invoice $i" > "$M/srv/shop/invoices/2026-00$i.txt"; done
+mkdir -p "$M/srv/shop/invoices/2025"      # last year's, archived: most of the shop's files
+for i in $(seq -w 1 40); do echo "invoice 2025-$i" > "$M/srv/shop/invoices/2025/$i.txt"; done
 echo "open 9-18" > "$M/srv/shop/hours.txt"
 ln -s invoices/2026-001.txt "$M/srv/shop/first-invoice"
 note "master# cat /etc/hotsync/include.d/shop.include  ->  /srv/shop"
-(cd "$M/srv" && find shop | sort | sed 's/^/   master: \/srv\//')
+(cd "$M/srv" && find shop -not -path 'shop/invoices/2025/*' | sort | sed 's/^/   master: \/srv\//')
+note "   (and 40 archived invoices in /srv/shop/invoices/2025/)"
 
 say "Nextcloud on the master (a stand-in tree): its plugin says what travels and what stays home"
 NC=$M/var/lib/nethserver/nextcloud
@@ -146,7 +149,7 @@ trap cleanup EXIT
 [ -f "$S/srv/shop/offer.txt" ] || { note "The file did not reach the slave!"; exit 1; }
 
 say "A safety net: deleting most of the data on the master does not empty the slave"
-rm "$M"/srv/shop/invoices/*
+rm -r "$M"/srv/shop/invoices/*
 rm "$M/srv/shop/hours.txt"
 run master hotsync sync || note "(exit status $?: held back, the slave kept everything)"
 note "(no mail server runs on this machine, so the alert mail to MailTo could not go; it is in hotsync status)"

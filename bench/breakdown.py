@@ -57,7 +57,7 @@ class Strace:
 
     def __init__(self, pid: int, out: Path, trace: str = TRACE) -> None:
         self.out = out
-        self.proc = subprocess.Popen(["strace", "-f", "-ttt", "-qq", "-s", "200", "-e", trace, "-o", str(out),
+        self.proc = subprocess.Popen(["strace", "-f", "-ttt", "-qq", "-s", "600", "-e", trace, "-o", str(out),
                                       "-p", str(pid)], stderr=subprocess.DEVNULL)
         time.sleep(0.5)      # attached
 
@@ -86,7 +86,7 @@ class TracedSlave:
             time.sleep(0.05)
         env = {**os.environ, "HOTSYNC_ROOT": str(pair.slave), "HOTSYNC_SERVICE": "hotsync-stunnel"}
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
-        self.proc = subprocess.Popen(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "200", "-e", TRACE, "-o", str(out),
+        self.proc = subprocess.Popen(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "600", "-e", TRACE, "-o", str(out),
                                       stunnel, str(pair.slave / "etc/stunnel/hotsync.conf")], env=env,
                                      cwd=str(pair.slave), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
@@ -113,6 +113,8 @@ class TracedSlave:
         self.pair.save(self.pair.slave, check=False)     # the slave's own service again
 
 
+#: a hook's start: the shell that asks the hooks' server (sync/hookd.py), or the hook program (python ... pre)
+HOOK = r'execve\("[^"]*(python[^"]*", \[[^\]]*"{0}"|sh", \["sh", "-c", ".*?HOTSYNC_HOOKD.*?echo \\"{0} )'
 _LINE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(.*)$")
 
 
@@ -192,7 +194,7 @@ for i in range(n):
 def run_push_driver(pair: Pair, n: int, trace: Path | None = None) -> list[tuple[float, ...]]:
     rel = "/srv/bench/d000/f000"
     env = {**os.environ, "HOTSYNC_ROOT": str(pair.master)}
-    pre = ["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "200", "-e", TRACE, "-o", str(trace)] if trace else []
+    pre = ["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "600", "-e", TRACE, "-o", str(trace)] if trace else []
     cp = subprocess.run([*pre, sys.executable, "-c", PUSH_DRIVER, str(pair.master), rel, str(n), "0.05"], env=env,
                         capture_output=True, text=True, timeout=300)
     pushes = [tuple(float(x) for x in ln.split()[1:5]) for ln in cp.stdout.splitlines() if ln.startswith("PUSH")]
@@ -223,10 +225,10 @@ def one_file_push(pair: Pair, work: Path, n: int, slave_trace: TracedSlave) -> d
         acc = first(slave, r"accept4?\(", after=t0 - 0.001)
         s_rsync = first(slave, r'execve\("[^"]*rsync", \["rsync", "--server"', after=t0 - 0.001)
         early = first(slave, r'execve\("/bin/sh", \["sh", "-c", "(mkdir|d=)', after=t0 - 0.001)
-        pre = first(slave, r'execve\("[^"]*python[^"]*", \[[^\]]*"pre"', after=t0 - 0.001)
+        pre = first(slave, HOOK.format("pre"), after=t0 - 0.001)
         pre_end = exits_of([e for e in slave if e[0] >= pre[0]], pre[1]) if pre else None
         landed = first(slave, r'rename(at2?)?\(.*f000', after=t0 - 0.001)
-        post = first(slave, r'execve\("[^"]*python[^"]*", \[[^\]]*"post"', after=t0 - 0.001)
+        post = first(slave, HOOK.format("post"), after=t0 - 0.001)
         post_end = exits_of([e for e in slave if e[0] >= post[0]], post[1]) if post else None
         s_rsync_end = exits_of([e for e in slave if e[0] >= s_rsync[0]], s_rsync[1]) if s_rsync else None
         add("master: warm() to rsync exec", m_rsync and m_rsync[0] - t0)
@@ -235,13 +237,13 @@ def one_file_push(pair: Pair, work: Path, n: int, slave_trace: TracedSlave) -> d
         add("slave: accept to exec of rsync --server (TLS handshake, verify, fork)",
             acc and s_rsync and s_rsync[0] - acc[0])
         add("slave: rsync start to early exec (greeting, auth)", early and s_rsync and early[0] - s_rsync[0])
-        add("slave: early exec to pre-xfer python start", pre and early and pre[0] - early[0])
-        add("slave: pre-xfer hook (python)", pre and pre_end and pre_end - pre[0])
+        add("slave: early exec to pre-xfer hook start", pre and early and pre[0] - early[0])
+        add("slave: pre-xfer hook (its server answers, or python)", pre and pre_end and pre_end - pre[0])
         add("slave: pre-xfer end (after the change)", pre_end and pre_end - t0)
         add("slave: pre-xfer end to file renamed into place", landed and pre_end and landed[0] - pre_end)
         add("  (settle window, waited by the notifier)", t2 - t1)
-        add("slave: file in place to post-xfer python start", post and landed and post[0] - landed[0])
-        add("slave: post-xfer hook (python)", post and post_end and post_end - post[0])
+        add("slave: file in place to post-xfer hook start", post and landed and post[0] - landed[0])
+        add("slave: post-xfer hook (its server answers, or python)", post and post_end and post_end - post[0])
         add("slave: rsync --server exit after post-xfer", s_rsync_end and post_end and s_rsync_end - post_end)
         add("master: rsync exit after the file landed", rsync_exit and landed and rsync_exit - landed[0])
         add("TOTAL change (warm) to file in place on the slave", landed and landed[0] - t0)
@@ -269,7 +271,7 @@ def noop_sync(pair: Pair, work: Path, slave_trace: TracedSlave) -> dict:
     res: dict = {}
     out = work / "noop.master.trace"
     t_start = time.time()
-    subprocess.run(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "200", "-e", TRACE, "-o", str(out), *hs], env=env,
+    subprocess.run(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "600", "-e", TRACE, "-o", str(out), *hs], env=env,
                    capture_output=True, check=True)
     t_end = time.time()
     time.sleep(1.0)

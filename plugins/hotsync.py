@@ -265,6 +265,7 @@ def rsyncd_values(db, root: str) -> dict:
     """Everything rsyncd.conf and rsyncd-pair.conf need, checked for their formats."""
     from hotsync_events.paths import Root
     from hotsync_events.sync.tls import incoming_dir
+    from hotsync_events.sync.hookd import hook_command
     from hotsync_events.sync.xfer import hook_argv
 
     h = _props(db, "hotsync")
@@ -303,14 +304,15 @@ def rsyncd_values(db, root: str) -> dict:
         "accept": conf_value(f"{base}{ACCEPT_FILTER}", "filter path"),
         "peer": _no_space(f"{base}{PEER_INCOMING}", "peer copy path"),
         "incoming": _no_space(str(incoming_dir(Root(root))), "pairing path"),
-        "pre": conf_value(" ".join(shlex.quote(a) for a in hook_argv("pre", root)), "pre-xfer command"),
+        "pre": conf_value(hook_command("pre", root, " ".join(shlex.quote(a) for a in hook_argv("pre", root))),
+                          "pre-xfer command"),
         # what the master sends first (one line: its pair epoch, the session's kind and a nonce) kept for the
         # pre-xfer check; shell builtins only (no process starts but mkdir, once), no python start-up
         "early": conf_value(f"d={shlex.quote(xfer_dir)}; [ -d \"$d\" ] || mkdir -p \"$d\"; IFS= read -r l; "
                             "echo \"$l\" > \"$d/early.$RSYNC_PID\"", "early exec command"),
         # a dry run changes nothing and its pre-xfer recorded nothing: its post-xfer ends without python
         "post": conf_value(f"f={shlex.quote(xfer_dir)}/dry.$RSYNC_PID; if [ -e \"$f\" ]; then exec rm -f \"$f\"; fi; "
-                           "exec " + " ".join(shlex.quote(a) for a in hook_argv("post", root)),
+                           + hook_command("post", root, " ".join(shlex.quote(a) for a in hook_argv("post", root))),
                            "post-xfer command"),
     }
 
@@ -340,7 +342,10 @@ def stunnel_values(db, root: str) -> dict:
         from hotsync_events.sync.nodelay import exec_args
 
         out["python"] = stunnel_value(sys.executable)
-        out["nodelay"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path")))
+        from hotsync_events.sync.xfer import package_top
+
+        out["nodelay"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path"),
+                                            hookd=_no_space(package_top(), "hotsync_events' directory")))
         out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
         out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
         # the pairing service runs only until this slave trusts the certificate MasterFingerprint names

@@ -54,6 +54,7 @@ LAST_EVENTS = 0.3
 #: the handler's own filter (watchdog also derives DirModified events, which say nothing new)
 _WANTED = (FileClosedEvent, FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
            FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent)
+_WANTED_TYPES = frozenset(_WANTED)
 
 
 class PushResult(NamedTuple):
@@ -90,6 +91,12 @@ class _Emitter(InotifyFullEmitter):
 
     def get_event_mask_from_filter(self) -> Mask:
         return EVENT_MASK
+
+    def queue_event(self, event: FileSystemEvent) -> None:
+        # only what the handler takes goes through watchdog's queue and observer thread: it derives a
+        # DirModified event from every creation, deletion and move, half of what a burst of new files makes
+        if type(event) in _WANTED_TYPES:
+            super().queue_event(event)
 
 
 class _Observer(BaseObserver):

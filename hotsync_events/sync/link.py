@@ -29,11 +29,13 @@ class Link:
         self.root, self.cfg, self.env, self.files, self.log = root, cfg, env, files, log
         self.nonce = ""
         self.delivered = False
+        self.kinds: list[str] = []     # the sessions this run opened, in order (the status shows them)
 
     def session(self, kind: str, build, env: dict | None = None, progress=None):
         from hotsync_events.sync.fence import read_epoch
 
         early, self.nonce = early_input(self.root.run_dir, kind, read_epoch(self.root))
+        self.kinds.append(kind)
         run = run_with_retry(build(early), env or self.env, progress=progress)
         if run.returncode != 0 and not self.delivered and tls_refused(run) and not cert_changed(self.root, self.cfg):
             # the slave may not know this master's certificate yet: present it (pairing), then try again

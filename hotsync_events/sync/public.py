@@ -13,9 +13,11 @@ copy's age and the health for the moment it is read, and says ``"limited": true`
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 
 from hotsync_events.childproc import alive
 from hotsync_events.fsutil import atomic_write
@@ -61,15 +63,32 @@ def _path(root: Root):
     return root.join(PUBLIC_FILE)
 
 
-def write_public(root: Root) -> None:
+def write_public(root: Root, locked: Callable[[], object] | None = None) -> None:
     """Rewrite the snapshot from what ``hotsync status`` would show now. Never fails its caller: a snapshot
     that cannot be written is an older one (or none), which ``hotsync status`` says by its time."""
     try:
         from hotsync_events.sync.report import collect
 
-        atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
+        with _writer(root):       # in turn with the detached writers: the last to write read the newest state
+            if locked is not None:
+                locked()
+            atomic_write(_path(root), json.dumps(project(collect(root)), sort_keys=True) + "\n", mode=0o644)
     except Exception:  # the push or the session that changed the status must not fail for this
         pass
+
+
+@contextlib.contextmanager
+def _writer(root: Root) -> Iterator[None]:
+    import fcntl
+
+    lockdir = root.join("/run/hotsync")
+    lockdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lockdir / "public.write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_public_later(root: Root) -> None:
@@ -79,7 +98,15 @@ def write_public_later(root: Root) -> None:
 
     The snapshot stays ordered: children take a writer lock in turn and each reads the status it projects
     only once it holds it; a child that finds another already queued for the lock leaves (that one will read
-    a state at least as new), so a burst of sessions costs one or two snapshots, not one each."""
+    a state at least as new), so a burst of sessions costs one or two snapshots, not one each. A process with
+    threads (the notifier, which runs full syncs too) writes it itself: a fork would copy locks its other
+    threads may hold."""
+    import sys
+
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        write_public(root)
+        return
     try:
         pid = os.fork()
     except OSError:
@@ -107,10 +134,8 @@ def write_public_later(root: Root) -> None:
             fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os._exit(0)            # one is queued already: it will read the status after this change
-        writer = os.open(lockdir / "public.write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(writer, fcntl.LOCK_EX)
-        os.close(queue)            # the next change may queue a child of its own from here on
-        write_public(root)
+        # the next change may queue a child of its own once this one holds the writer lock
+        write_public(root, locked=lambda: os.close(queue))
     finally:
         os._exit(0)
 

@@ -42,6 +42,10 @@ REALTIME_WAIT = 30.0
 WAIT_MAX = 3600.0
 #: on the slave: where the first push after a role change keeps what it replaces or deletes
 KEPT = "/var/lib/hotsync/kept"
+#: rsync's exit status when --max-delete stopped a deletion, and its warning, which the slave's daemon sends
+#: to the master (--stderr=client); through stunnel the status often arrives as 0, the warning always
+DELETIONS_STOPPED = 25
+DELETIONS_STOPPED_SAYS = "Deletions stopped due to --max-delete limit"
 
 
 def run_sync(root: Root, *, dry_run: bool = False, full: bool = False, allow_deletions: bool = False,
@@ -199,7 +203,8 @@ def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerpr
     cfg = Settings.from_db(db)
     start = time.time()
     if not dry_run:
-        update_status(root, lambda d: d.update(role="master", running={"pid": os.getpid(), "start": start}))
+        update_status(root, lambda d: d.update(role="master", running={"pid": os.getpid(), "start": start}),
+                      public_later=True)
     ctx: dict = {"progress": progress}
     try:
         outcome = _push(root, db, cfg, dry_run=dry_run, full=full, allow_deletions=allow_deletions,
@@ -229,9 +234,9 @@ def _run_once(root: Root, db, *, dry_run, full, allow_deletions, accept_fingerpr
 def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, accept_fingerprint, log, pm,
           ctx: dict, ask=None) -> Outcome:
     if pm is None:
-        from hotsync_events.manager import get_plugin_manager
+        from hotsync_events.manager import plugin_manager
 
-        pm = get_plugin_manager()
+        pm = plugin_manager(root)      # the installed plugins through the root's entry-point cache
     # 1. dumps: the one dump path (databases.take_dumps), skipped by a dry run, which must change nothing
     from hotsync_events.manager import RegistrationError
     from hotsync_events.sync.databases import collect_dumps, take_dumps
@@ -277,6 +282,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     if isinstance(env, str):
         return Outcome("failed", env)
     link = Link(root, cfg, env, files, log)
+    ctx["sessions"] = link.kinds
     # 5. the peer copy (config databases, lists, manifest) through its own module, when it changed
     if not dry_run:
         failed = link.peer_copy(lists.includes, force=bool(accept_fingerprint))
@@ -288,26 +294,46 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                                       "(hotsync paths shows them)"), lists.problems)
     common = dict(sources=sources, exclude_file=files["exclude"], password_file=files["password"],
                   timeout=cfg.timeout, bwlimit=cfg.bwlimit, rsync=files["rsync"])
+    from hotsync_events.sync import inventory
+    from hotsync_events.sync.ledger import load as load_ledger   # what the notifier deleted since the last success
+
+    already = load_ledger(root, previous.get("last_success") or {}).deleted
+    gate = previous.get("first_push")
+    names = None if dry_run else inventory.walk(root, lists.includes)
+    recorded = None if dry_run else inventory.load(root)
+    # 6a. nothing the slave is known to hold has gone from here: one session, which deletes nothing whatever
+    #     the record says (--max-delete=0); rsync exits 25 when the slave holds what this host does not
+    one = None
+    if (names is not None and not (dry_run or full or allow_deletions or gate or already)
+            and inventory.gone(recorded, names) == 0):
+        one = link.session("sync", lambda early: push_args(**common, max_delete=0, early=early),
+                           progress=ctx.get("progress"))
+        if one.returncode == 0 and DELETIONS_STOPPED_SAYS not in one.stderr:
+            ctx["stats"] = one.stats
+            _remember(root, names, recorded)
+            return _pushed(one, lists.problems)
+        if one.returncode not in (0, DELETIONS_STOPPED):
+            return link.failure(one, "the push failed")
+        log(f"hotsync sync: the slave holds files this host does not have; {len(one.changes)} changes went "
+            "through, nothing was deleted: a dry run counts the deletions for the guard")
     # 6. dry run: count what would change and what would be deleted
     dry = link.session("dry", lambda early: push_args(**common, dry_run=True, checksum=full, early=early))
     if dry.returncode != 0:
         return link.failure(dry, "the dry run before the push failed")
     deleted = len(dry.deletions)
     ctx["stats"] = dry.stats
+    untouched = ("The slave was not touched." if one is None else
+                 f"Nothing was deleted on the slave (the push's {len(one.changes)} other changes went through).")
     if not previous.get("last_success"):   # the first sync to this slave (a new pair, or after a promote)
         log(f"hotsync sync: first sync to {cfg.slave_host}: the dry run counts {len(dry.changes)} changes and "
             f"{deleted} deletions on the slave")
     if not allow_deletions:
-        from hotsync_events.sync.ledger import load as load_ledger   # what the notifier deleted since the last success counts too
-
-        already = load_ledger(root, previous.get("last_success") or {}).deleted
         why = guards.deletion_problem(dry.stats, deleted, cfg.max_delete_percent, already=already)
         if why:
-            return Outcome("held", f"{why}. The slave was not touched. To apply these deletions once, run: "
+            return Outcome("held", f"{why}. {untouched} To apply these deletions once, run: "
                            "hotsync sync --allow-deletions", details=dry.deletions[:50], deleted=deleted,
                            files=dry.stats.get("Number of files", 0))
     left_out = [f"left out: {p}" for p in lists.problems]
-    gate = previous.get("first_push")
     if gate and not dry_run:
         # the first push after a role change: a person sees what it does, and the slave keeps what it replaces
         ctx["kept"] = f"{KEPT}/{time.strftime('%Y-%m-%d-%H%M%S')}"
@@ -324,6 +350,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                        details=left_out + dry.changes[:200] + [f"*deleting {d}" for d in dry.deletions[:200]],
                        files=dry.stats.get("Number of files", 0), deleted=deleted, changes=len(dry.changes))
     if not dry.changes and not deleted and not full:
+        _remember(root, names, recorded)
         return _with_problems(Outcome("success", "the slave is up to date (nothing changed)",
                                       files=dry.stats.get("Number of files", 0)), lists.problems)
     # 7. the push: of exactly what the dry run found when that is a short list (rsync then walks only the
@@ -345,11 +372,28 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                                                             early=early), progress=ctx.get("progress"))
     if real.returncode != 0:
         return link.failure(real, "the push failed")
-    return _with_problems(Outcome("success", f"pushed {len(real.changes)} changes and {len(real.deletions)} deletions",
-                                  details=real.changes + [f"*deleting {d}" for d in real.deletions],
-                                  files=dry.stats.get("Number of files", 0),   # the whole push, not the named list
-                                  bytes=real.stats.get("Total bytes sent", 0), deleted=len(real.deletions),
-                                  changes=len(real.changes), exit_code=0), lists.problems)
+    _remember(root, names, recorded)
+    return _pushed(real, lists.problems, files=dry.stats.get("Number of files", 0))  # the whole push, not the named list
+
+
+def _remember(root: Root, names: set[bytes] | None, recorded: set[bytes] | None) -> None:
+    """After a success: the slave holds what was here when the push started (a name made or removed while it
+    ran can make the record wrong, which costs the next run its dry run, nothing else)."""
+    from hotsync_events.sync import inventory
+
+    if names != recorded:
+        inventory.save(root, names)
+
+
+def _pushed(run, problems: list[str], files: int | None = None) -> Outcome:
+    """The outcome of a push session that exited 0."""
+    what = (f"pushed {len(run.changes)} changes and {len(run.deletions)} deletions" if run.changes or run.deletions
+            else "the slave is up to date (nothing changed)")
+    return _with_problems(Outcome("success", what,
+                                  details=run.changes + [f"*deleting {d}" for d in run.deletions],
+                                  files=run.stats.get("Number of files", 0) if files is None else files,
+                                  bytes=run.stats.get("Total bytes sent", 0), deleted=len(run.deletions),
+                                  changes=len(run.changes), exit_code=0), problems)
 
 
 def _with_problems(o: Outcome, problems: list[str]) -> Outcome:

@@ -48,7 +48,8 @@ def record_outcome(root: Root, cfg: Settings, o: Outcome, start: float, end: flo
     if not dry_run:
         append_log(root, o, start, end)
     run = {"start": start, "end": end, "result": o.result, "message": o.message, "files": o.files,
-           "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code}
+           "bytes": o.bytes, "deleted": o.deleted, "changes": o.changes, "exit_code": o.exit_code,
+           "sessions": list(ctx.get("sessions") or [])}
     if dry_run or o.result == "cancelled":     # a person said no: nothing happened, nothing to alert about
         update_status(root, lambda d: d.update(last_dry_run=run))
         return

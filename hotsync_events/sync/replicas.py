@@ -176,11 +176,11 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
     import os
     import time
 
-    from hotsync_events.sync.mail import MailError, send_mail
-    from hotsync_events.sync.status import read_status, update_status
-
     if not replicas_wanted(db):
         return None
+    from hotsync_events.sync.mail import MailError, send_mail      # smtplib and ssl: only where replicas run
+    from hotsync_events.sync.status import read_status, update_status
+
     reps = replica_status(root, db, cfg.role, pm=pm)
     broken = [why for level, why in health_reasons(reps, lag_warning=float("inf")) if level in ("warning", "critical")]
     state = read_status(root).get("replica_alert") or {"sent": False}

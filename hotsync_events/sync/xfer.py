@@ -23,7 +23,7 @@ from hotsync_events.paths import Root
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import push_history, read_status, update_status
 
-__all__ = ["KINDS", "hook_argv", "main", "post_xfer", "pre_xfer"]
+__all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer"]
 
 #: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
 #: of a list of paths, the peer copy, the delivery of the master's certificate
@@ -41,11 +41,15 @@ def hook_argv(action: str, root: str) -> list[str]:
     """
     if action not in ("pre", "post"):
         raise ValueError(f"no {action!r} hook")
+    code = f"import sys;sys.path.insert(0,{package_top()!r});from hotsync_events.sync.xfer import main;sys.exit(main())"
+    return [sys.executable, "-I", "-S", "-c", code, action, "--root", root]
+
+
+def package_top() -> str:
+    """The directory that holds this package (what a lean interpreter puts on its path)."""
     import hotsync_events
 
-    top = os.path.dirname(os.path.dirname(os.path.abspath(hotsync_events.__file__)))
-    code = f"import sys;sys.path.insert(0,{top!r});from hotsync_events.sync.xfer import main;sys.exit(main())"
-    return [sys.executable, "-I", "-S", "-c", code, action, "--root", root]
+    return os.path.dirname(os.path.dirname(os.path.abspath(hotsync_events.__file__)))
 
 
 def _addresses(host: str) -> set[str]:
@@ -229,7 +233,7 @@ def post_xfer(root: Root, env=os.environ) -> int:
             unclean.append(run)
             del unclean[:-20]
             d["last_error"] = {"time": now, "message": f"a {kind} push from {rec.get('from')} ended with rsync "
-                               f"exit status {status}"}
+                               f"exit status {status}" + (_HELD_BACK if status == 25 else "")}
 
     # what the session delivered is taken in (a peer copy checked and installed, a master certificate
     # trusted) before the session stops counting as in progress: whoever waits for the slave to settle
@@ -244,6 +248,11 @@ def post_xfer(root: Root, env=os.environ) -> int:
             _receive_master_cert(root)
     update_status(root, change, public_later=True)
     return 0
+
+
+#: exit status 25: the master's one-session push, which may delete nothing (--max-delete=0), met a file here the
+#: master does not have; the master counts the deletions in a dry run next (hotsync_events.sync.inventory)
+_HELD_BACK = " (it deleted nothing: this slave holds files the master does not, which its guard counts next)"
 
 
 def _receive_master_cert(root: Root) -> None:

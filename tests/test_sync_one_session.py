@@ -1,0 +1,140 @@
+"""A sync run that deletes nothing is one session; the guard still sees every deletion before it happens.
+
+The master records the names it shipped at each success (:mod:`hotsync_events.sync.inventory`). When none of
+them has gone, ``hotsync sync`` pushes in one session with ``--max-delete=0`` instead of a dry run and a push;
+rsync then deletes nothing, whatever the record says, and exits 25 when the slave holds a file the master
+does not, which sends the run through the dry run and the deletion guard at once. End to end on a real pair
+(rsync daemon behind stunnel), plus the record's own rules.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hotsync_events.paths import Root
+from hotsync_events.sync import inventory
+from sync_pair import Pair, tree
+
+needs_tools = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))
+                                      and shutil.which("openssl")), reason="needs rsync, stunnel4 and openssl")
+
+
+@pytest.fixture
+def pair(tmp_path):
+    p = Pair(tmp_path)
+    try:
+        yield p.pair()
+    finally:
+        p.close()
+
+
+def sessions(pair: Pair) -> list[str]:
+    """The data sessions of the master's last run (the peer copy left out)."""
+    return [k for k in pair.status(pair.master)["last_run"]["sessions"] if k != "peer"]
+
+
+def seed(pair: Pair, n: int = 30) -> Path:
+    data = pair.master / "srv/data"
+    (data / "sub").mkdir(parents=True)
+    for i in range(n):
+        (data / ("sub" if i % 2 else "") / f"f{i:03d}").write_text(f"{i}\n")
+    pair.include("/srv/data")
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    return data
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_run_that_deletes_nothing_is_one_session_a_deletion_goes_through_the_guard(pair):
+    data = seed(pair)
+    assert "dry" in sessions(pair)               # no record yet: the guarded path
+    (data / "f000").write_text("changed\n")
+    (data / "sub/new").write_text("new\n")
+    cp = pair.sync()
+    assert cp.returncode == 0 and "changes and 0 deletions" in cp.stdout, cp.stdout
+    assert sessions(pair) == ["sync"]
+    assert tree(data) == tree(pair.slave / "srv/data")
+    cp = pair.sync()                            # a no-op: one session, which says so
+    assert cp.returncode == 0 and "up to date" in cp.stdout and sessions(pair) == ["sync"], cp.stdout
+    (data / "f002").unlink()                    # a deletion made here: the record knows it, the dry run counts it
+    (data / "f004").write_text("changed\n")
+    cp = pair.sync()
+    assert cp.returncode == 0 and "1 deletions" in cp.stdout, cp.stdout
+    assert sessions(pair) == ["dry", "sync"]
+    assert tree(data) == tree(pair.slave / "srv/data")
+    # a mass deletion is held as before, and nothing of it reaches the slave
+    for p in sorted(data.glob("f0*"))[:10]:
+        p.unlink()
+    cp = pair.sync()
+    assert cp.returncode == 3 and "The slave was not touched" in cp.stdout, cp.stdout
+    assert sessions(pair) == ["dry"] and (pair.slave / "srv/data/f006").exists()
+
+
+@pytest.mark.slow
+@needs_tools
+def test_files_only_the_slave_holds_are_counted_by_the_guard_before_any_is_deleted(pair):
+    """The record says nothing went, yet the slave holds files the master never had (written there, left by
+    an interrupted push): the one session deletes none of them and the dry run's guard decides."""
+    data = seed(pair)
+    sdata = pair.slave / "srv/data"
+    (sdata / "planted-1").write_text("only on the slave\n")
+    (sdata / "sub/planted-2").write_text("only on the slave\n")
+    (data / "f001").write_text("changed\n")
+    cp = pair.sync()
+    assert cp.returncode == 0 and "the slave holds files this host does not have" in cp.stdout, cp.stdout
+    assert sessions(pair) == ["sync", "dry", "sync"]
+    assert tree(data) == tree(sdata)            # two of 32 (under MaxDeletePercent): deleted after the count
+    pair.settled()
+    # too many of them: held; the master's changes went through, nothing was deleted, the message says so
+    for i in range(20):
+        (sdata / f"planted-{i:02d}").write_text("only on the slave\n")
+    (data / "f003").write_text("changed again\n")
+    cp = pair.sync()
+    assert cp.returncode == 3 and "Nothing was deleted on the slave" in cp.stdout, cp.stdout
+    assert "MaxDeletePercent" in cp.stdout
+    assert (sdata / "f003").read_text() == "changed again\n"
+    assert len(list(sdata.glob("planted-*"))) == 20
+    pair.settled()
+    err = pair.status(pair.slave).get("last_error") or {}
+    assert "exit status 25" in err.get("message", "") and "deleted nothing" in err["message"], err
+    # a person lets them go; the next run is one session again
+    assert pair.sync("--allow-deletions").returncode == 0
+    assert tree(data) == tree(sdata)
+    (data / "f005").write_text("changed\n")
+    assert pair.sync().returncode == 0 and sessions(pair) == ["sync"]
+
+
+def test_the_record_walks_without_following_links_and_reads_back(tmp_path):
+    root = Root(tmp_path)
+    top = tmp_path / "srv/data"
+    (top / "a/b").mkdir(parents=True)
+    (top / "a/b/f").write_text("x")
+    (top / "name with\nnewline").write_text("x")
+    (top / "bad-\udcff".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")).write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    os.symlink(outside, top / "link")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/one.conf").write_text("x")
+    names = inventory.walk(root, ["/srv/data", "/etc/one.conf", "/not/there"])
+    assert names is not None
+    assert b"/srv/data/a/b/f" in names and b"/srv/data/link" in names and b"/etc/one.conf" in names
+    assert b"/srv/data/name with\nnewline" in names and b"/srv/data/bad-\xff" in names
+    assert not any(n.startswith(b"/srv/data/link/") for n in names) and b"/not/there" not in names
+    assert inventory.load(root) is None and inventory.gone(None, names) is None
+    inventory.save(root, names)
+    assert inventory.load(root) == names
+    assert oct(os.stat(root.join(inventory.INVENTORY_FILE)).st_mode & 0o777) == "0o600"
+    (top / "a/b/f").unlink()
+    assert inventory.gone(inventory.load(root), inventory.walk(root, ["/srv/data", "/etc/one.conf"])) == 1
+    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 1\nnot zlib")
+    assert inventory.load(root) is None          # unreadable: the guarded path, nothing else
+    root.join(inventory.INVENTORY_FILE).write_bytes(b"something else")
+    assert inventory.load(root) is None
+    inventory.save(root, None)
+    assert inventory.load(root) is None

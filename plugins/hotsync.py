@@ -346,6 +346,8 @@ def stunnel_values(db, root: str) -> dict:
 
         out["nodelay"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path"),
                                             hookd=_no_space(package_top(), "hotsync_events' directory")))
+        # the pairing service takes connections before any certificate is trusted: no server forked for them
+        out["nodelay_pair"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path")))
         out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
         out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
         # the pairing service runs only until this slave trusts the certificate MasterFingerprint names

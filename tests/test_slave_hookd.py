@@ -65,6 +65,7 @@ def test_the_server_refuses_what_it_cannot_read():
 def test_the_hook_line_needs_no_program_and_no_percent(tmp_path):
     line = hookd.hook_command("post", "/srv/a b", "exec false")
     assert "%" not in line and "'/srv/a b'" in line
+    assert hookd.hook_command("pre", "/srv/a\\tb", "prog") == "exec prog"    # echo would read \t: the program
     with pytest.raises(ValueError):
         hookd.hook_command("early", "/", "true")
 

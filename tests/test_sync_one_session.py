@@ -99,8 +99,9 @@ def test_files_only_the_slave_holds_are_counted_by_the_guard_before_any_is_delet
     assert (sdata / "f003").read_text() == "changed again\n"
     assert len(list(sdata.glob("planted-*"))) == 20
     pair.settled()
-    err = pair.status(pair.slave).get("last_error") or {}
-    assert "exit status 25" in err.get("message", "") and "deleted nothing" in err["message"], err
+    got = pair.status(pair.slave)      # every file arrived; the slave's own files wait for the guard: not torn
+    assert got["last_run"]["result"] == "deletions held" and got["last_run"]["exit_status"] == 25, got
+    assert not got.get("unclean") and "exit status 25" not in (got.get("last_error") or {}).get("message", "")
     # a person lets them go; the next run is one session again
     assert pair.sync("--allow-deletions").returncode == 0
     assert tree(data) == tree(sdata)
@@ -126,15 +127,41 @@ def test_the_record_walks_without_following_links_and_reads_back(tmp_path):
     assert b"/srv/data/a/b/f" in names and b"/srv/data/link" in names and b"/etc/one.conf" in names
     assert b"/srv/data/name with\nnewline" in names and b"/srv/data/bad-\xff" in names
     assert not any(n.startswith(b"/srv/data/link/") for n in names) and b"/not/there" not in names
-    assert inventory.load(root) is None and inventory.gone(None, names) is None
-    inventory.save(root, names)
-    assert inventory.load(root) == names
+    key = inventory.slave_key("10.0.0.2:273", "SHA256:ab", 3)
+    assert inventory.load(root, key) is None and inventory.gone(None, names) is None
+    inventory.save(root, names, key)
+    assert inventory.load(root, key) == names
     assert oct(os.stat(root.join(inventory.INVENTORY_FILE)).st_mode & 0o777) == "0o600"
+    # a record made for another slave, another pinned certificate or another epoch is no record
+    for other in (("10.0.0.3:273", "SHA256:ab", 3), ("10.0.0.2:273", "SHA256:cd", 3), ("10.0.0.2:273", "SHA256:ab", 4)):
+        assert inventory.load(root, inventory.slave_key(*other)) is None
     (top / "a/b/f").unlink()
-    assert inventory.gone(inventory.load(root), inventory.walk(root, ["/srv/data", "/etc/one.conf"])) == 1
-    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 1\nnot zlib")
-    assert inventory.load(root) is None          # unreadable: the guarded path, nothing else
+    assert inventory.gone(inventory.load(root, key), inventory.walk(root, ["/srv/data", "/etc/one.conf"])) == 1
+    # excluded directories are not on the slave: their churn says nothing about deletions
+    (top / "cache/x").mkdir(parents=True)
+    (top / "cache/x/y").write_text("x")
+    kept = inventory.walk(root, ["/srv/data"], ["cache/"])
+    assert kept is not None and not any(b"/cache" in n for n in kept) and b"/srv/data/a" in kept
+    assert inventory.walk(root, ["/srv/data"], limit=3) is None      # past the limit: no record
+    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 2 " + key.encode() + b"\nnot zlib")
+    assert inventory.load(root, key) is None          # unreadable: the guarded path, nothing else
     root.join(inventory.INVENTORY_FILE).write_bytes(b"something else")
-    assert inventory.load(root) is None
+    assert inventory.load(root, key) is None
     inventory.save(root, None)
-    assert inventory.load(root) is None
+    assert inventory.load(root, key) is None
+
+
+@pytest.mark.slow
+@needs_tools
+def test_a_directory_on_the_slave_where_the_master_has_a_file_goes_through_the_guard(pair):
+    """The one session cannot put the file in place (that needs a deletion: rsync fails the file, 23, and says
+    deletions stopped): the run goes on through the dry run and the guard, and the file lands."""
+    data = seed(pair)
+    (pair.slave / "srv/data/newfile/inner").mkdir(parents=True)
+    (pair.slave / "srv/data/newfile/inner/old").write_text("only on the slave\n")
+    (data / "newfile").write_text("the master's file\n")
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert sessions(pair) == ["sync", "dry", "sync"]
+    assert (pair.slave / "srv/data/newfile").read_text() == "the master's file\n"
+    assert tree(data) == tree(pair.slave / "srv/data")

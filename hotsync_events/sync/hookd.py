@@ -38,6 +38,8 @@ def hook_command(action: str, root: str, fallback: str) -> str:
 
     if action not in ("pre", "post"):
         raise ValueError(f"no {action!r} hook")
+    if "\\" in root:          # dash's echo would read it as an escape: the program only
+        return f"exec {fallback}"
     fd = HOOK_FD
     return (f'if [ "${{{ENV}-}}" = {fd} ] && {{ echo "{action} $$ "{shlex.quote(root)} >&{fd}; }} 2>/dev/null '
             f'&& read -r c m <&{fd}; then [ -z "$m" ] || echo "$m"; exit "$c"; fi; exec {fallback}')
@@ -91,6 +93,7 @@ def serve(sock: socket.socket) -> None:
         while b"\n" in buf:
             raw, buf = buf.split(b"\n", 1)
             code, message = answer(raw.decode("utf-8", "surrogateescape"))
+            code = 0 if code == 0 else 1      # dash's exit takes its code modulo 256
             # one line; dash's echo reads backslash escapes, so each backslash is doubled
             text = " ".join(message.split()).replace("\\", "\\\\")
             sock.sendall(f"{int(code)} {text}\n".encode("utf-8", "surrogateescape"))

@@ -46,6 +46,8 @@ if args and args[0].startswith("--hookd="):
             sys.path.insert(0, top)
             from hotsync_events.sync.hookd import serve
             serve(b)
+        except BaseException as exc:   # said where stunnel's output goes; the hooks run as programs meanwhile
+            os.write(2, ("hotsync hooks' server: %s: %s\\n" % (type(exc).__name__, exc)).encode())
         finally:
             os._exit(0)
     elif pid > 0:

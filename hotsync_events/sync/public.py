@@ -119,6 +119,13 @@ def write_public_later(root: Root) -> None:
             pass
         return
     try:
+        # nothing of the caller's is kept open: the sync's lock (whose flock a child would hold on), the hooks'
+        # channel, sockets. The copied objects that own them are never freed here (no cycle collection; the
+        # child ends with os._exit), so no stale close can hit a descriptor this child opens
+        import gc
+
+        gc.disable()
+        os.closerange(3, 1 << 16)
         if os.fork():              # the intermediate exits; the grandchild belongs to no one who waits for it
             os._exit(0)
         os.setsid()

@@ -42,9 +42,9 @@ REALTIME_WAIT = 30.0
 WAIT_MAX = 3600.0
 #: on the slave: where the first push after a role change keeps what it replaces or deletes
 KEPT = "/var/lib/hotsync/kept"
-#: rsync's exit status when --max-delete stopped a deletion, and its warning, which the slave's daemon sends
-#: to the master (--stderr=client); through stunnel the status often arrives as 0, the warning always
-DELETIONS_STOPPED = 25
+#: rsync's warning when --max-delete stopped a deletion, which the slave's daemon sends to the master
+#: (--stderr=client); its exit status (25, or 23 when a file could not replace a directory) often arrives as 0
+#: through stunnel, the warning always
 DELETIONS_STOPPED_SAYS = "Deletions stopped due to --max-delete limit"
 
 
@@ -299,21 +299,27 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
 
     already = load_ledger(root, previous.get("last_success") or {}).deleted
     gate = previous.get("first_push")
-    names = None if dry_run else inventory.walk(root, lists.includes)
-    recorded = None if dry_run else inventory.load(root)
+    from hotsync_events.sync.fence import read_epoch
+
+    key = inventory.slave_key(f"{cfg.slave_host}:{cfg.port}", tls.pinned_fingerprint(root), read_epoch(root))
+    names = None if dry_run else inventory.walk(root, lists.includes, lists.excludes)
+    recorded = None if dry_run else inventory.load(root, key)
     # 6a. nothing the slave is known to hold has gone from here: one session, which deletes nothing whatever
-    #     the record says (--max-delete=0); rsync exits 25 when the slave holds what this host does not
+    #     the record says (--max-delete=0); rsync says so when the slave holds what this host does not
     one = None
-    if (names is not None and not (dry_run or full or allow_deletions or gate or already)
+    if (names is not None and previous.get("last_success") and not (dry_run or full or allow_deletions or gate
+                                                                     or already)
             and inventory.gone(recorded, names) == 0):
         one = link.session("sync", lambda early: push_args(**common, max_delete=0, early=early),
                            progress=ctx.get("progress"))
-        if one.returncode == 0 and DELETIONS_STOPPED_SAYS not in one.stderr:
+        if DELETIONS_STOPPED_SAYS not in one.stderr:
+            if one.returncode != 0:
+                return link.failure(one, "the push failed")
             ctx["stats"] = one.stats
-            _remember(root, names, recorded)
+            _remember(root, names, recorded, key)
             return _pushed(one, lists.problems)
-        if one.returncode not in (0, DELETIONS_STOPPED):
-            return link.failure(one, "the push failed")
+        # whatever its exit status (a directory on the slave where this host has a file also fails, 23):
+        # the dry run and the guard decide about what the slave holds beyond this host's files
         log(f"hotsync sync: the slave holds files this host does not have; {len(one.changes)} changes went "
             "through, nothing was deleted: a dry run counts the deletions for the guard")
     # 6. dry run: count what would change and what would be deleted
@@ -350,7 +356,9 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                        details=left_out + dry.changes[:200] + [f"*deleting {d}" for d in dry.deletions[:200]],
                        files=dry.stats.get("Number of files", 0), deleted=deleted, changes=len(dry.changes))
     if not dry.changes and not deleted and not full:
-        _remember(root, names, recorded)
+        _remember(root, names, recorded, key)
+        if one is not None:
+            return _pushed(one, lists.problems, files=dry.stats.get("Number of files", 0))
         return _with_problems(Outcome("success", "the slave is up to date (nothing changed)",
                                       files=dry.stats.get("Number of files", 0)), lists.problems)
     # 7. the push: of exactly what the dry run found when that is a short list (rsync then walks only the
@@ -372,28 +380,30 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
                                                             early=early), progress=ctx.get("progress"))
     if real.returncode != 0:
         return link.failure(real, "the push failed")
-    _remember(root, names, recorded)
-    return _pushed(real, lists.problems, files=dry.stats.get("Number of files", 0))  # the whole push, not the named list
+    _remember(root, names, recorded, key)
+    # the whole push, not the named list; with what the one session sent before the dry run
+    return _pushed(real, lists.problems, files=dry.stats.get("Number of files", 0), before=one)
 
 
-def _remember(root: Root, names: set[bytes] | None, recorded: set[bytes] | None) -> None:
+def _remember(root: Root, names: set[bytes] | None, recorded: set[bytes] | None, key: str) -> None:
     """After a success: the slave holds what was here when the push started (a name made or removed while it
     ran can make the record wrong, which costs the next run its dry run, nothing else)."""
     from hotsync_events.sync import inventory
 
     if names != recorded:
-        inventory.save(root, names)
+        inventory.save(root, names, key)
 
 
-def _pushed(run, problems: list[str], files: int | None = None) -> Outcome:
-    """The outcome of a push session that exited 0."""
-    what = (f"pushed {len(run.changes)} changes and {len(run.deletions)} deletions" if run.changes or run.deletions
+def _pushed(run, problems: list[str], files: int | None = None, before=None) -> Outcome:
+    """The outcome of a push session that exited 0 (and of the one session *before* it, when there was one)."""
+    changes = [*(before.changes if before is not None else []), *run.changes]
+    sent = run.stats.get("Total bytes sent", 0) + (before.stats.get("Total bytes sent", 0) if before is not None else 0)
+    what = (f"pushed {len(changes)} changes and {len(run.deletions)} deletions" if changes or run.deletions
             else "the slave is up to date (nothing changed)")
-    return _with_problems(Outcome("success", what,
-                                  details=run.changes + [f"*deleting {d}" for d in run.deletions],
+    return _with_problems(Outcome("success", what, details=changes + [f"*deleting {d}" for d in run.deletions],
                                   files=run.stats.get("Number of files", 0) if files is None else files,
-                                  bytes=run.stats.get("Total bytes sent", 0), deleted=len(run.deletions),
-                                  changes=len(run.changes), exit_code=0), problems)
+                                  bytes=sent, deleted=len(run.deletions), changes=len(changes), exit_code=0),
+                          problems)
 
 
 def _with_problems(o: Outcome, problems: list[str]) -> Outcome:

@@ -80,7 +80,7 @@ def record_outcome(root: Root, cfg: Settings, o: Outcome, start: float, end: flo
             if not alert.get("sent"):
                 mail["kind"] = "failed"
 
-    data = update_status(root, change)
+    data = update_status(root, change, public_later=True)     # the snapshot for readers without root: after us
     if o.fenced is not None:   # demoted: one mail of its own, the schedule stops (hotsync_events.sync.fence)
         from hotsync_events.sync.fence import demote
 

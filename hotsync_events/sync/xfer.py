@@ -97,6 +97,17 @@ def _backup_of(env) -> tuple[bool, str | None]:
     return backups, where
 
 
+def _max_delete_of(env) -> int | None:
+    """The session's ``--max-delete`` as the daemon passes it on (the client sends 0 as -1), or None."""
+    for k, a in env.items():
+        if k.startswith("RSYNC_ARG") and a.startswith("--max-delete="):
+            try:
+                return int(a.split("=", 1)[1])
+            except ValueError:
+                return None
+    return None
+
+
 def _kept_dir(where: str | None) -> bool:
     """Whether a ``--backup-dir`` is a folder of its own under /var/lib/hotsync/kept/."""
     if not where:
@@ -182,7 +193,8 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
             pass
         else:
             d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
-                                                  "epoch": early.get("epoch"), "kept": backup_dir}
+                                                  "epoch": early.get("epoch"), "kept": backup_dir,
+                                                  "max_delete": _max_delete_of(env)}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
         if moved:
@@ -214,13 +226,18 @@ def post_xfer(root: Root, env=os.environ) -> int:
         kind = rec.get("kind") or "sync"
         if rec.get("module", "hotsync") != "hotsync" or kind == "dry":
             return           # a dry run changes nothing; the peer copy and the pairing have their own records
+        # exit 25 of a push that could delete nothing (the master's one session, --max-delete=0): every file
+        # arrived, and the files only this slave holds are still here, for the master's guard to count next
+        held = status == 25 and rec.get("max_delete") == -1
         run = {"start": rec.get("start"), "end": now, "exit_status": status, "from": rec.get("from"), "kind": kind,
-               "result": "success" if status == 0 else "failed"}
+               "result": "success" if status == 0 else "deletions held" if held else "failed"}
         d["last_received"] = run
         push_history(d, run)
         # the sessions that did not complete since the last complete full push: the promote's torn check
         unclean = d.setdefault("unclean", [])
-        if status == 0:
+        if held:
+            d["last_success"] = run      # the copy is as fresh as the push; not a full one (last_full stays)
+        elif status == 0:
             d["last_success"] = run
             if kind == "sync":
                 d["last_full"] = run
@@ -233,7 +250,7 @@ def post_xfer(root: Root, env=os.environ) -> int:
             unclean.append(run)
             del unclean[:-20]
             d["last_error"] = {"time": now, "message": f"a {kind} push from {rec.get('from')} ended with rsync "
-                               f"exit status {status}" + (_HELD_BACK if status == 25 else "")}
+                               f"exit status {status}" + (_LIMIT if status == 25 else "")}
 
     # what the session delivered is taken in (a peer copy checked and installed, a master certificate
     # trusted) before the session stops counting as in progress: whoever waits for the slave to settle
@@ -250,9 +267,8 @@ def post_xfer(root: Root, env=os.environ) -> int:
     return 0
 
 
-#: exit status 25: the master's one-session push, which may delete nothing (--max-delete=0), met a file here the
-#: master does not have; the master counts the deletions in a dry run next (hotsync_events.sync.inventory)
-_HELD_BACK = " (it deleted nothing: this slave holds files the master does not, which its guard counts next)"
+#: exit status 25 of a push that could delete some files: it stopped at its --max-delete limit
+_LIMIT = " (it stopped deleting at its --max-delete limit)"
 
 
 def _receive_master_cert(root: Root) -> None:

@@ -89,6 +89,19 @@ def run():
 
 
 @pytest.fixture
+def pair(tmp_path):
+    """A master and a slave root under *tmp_path*, paired as the manual says (sync_pair.Pair); a module that
+    needs another kind of pair (with mail, a netns) defines its own ``pair``."""
+    from sync_pair import Pair
+
+    p = Pair(tmp_path)
+    try:
+        yield p.pair()
+    finally:
+        p.close()
+
+
+@pytest.fixture
 def smtp():
     """A real SMTP receiver (aiosmtpd) on a free loopback port: a sync_pair.Inbox (``.port``, ``.messages``)."""
     from aiosmtpd.controller import Controller

@@ -26,7 +26,7 @@ PLUGIN_API = {"hookspecs", "manager", "entrypoints", "dbkit"}
 PUBLIC = ("hotsync_events", "hotsync_events.types", "hotsync_events.dbkit", "hotsync_events.testing")
 #: the product's own plugin (rsyncd, stunnel, the schedule, the save event): core code that registers as a
 #: plugin so that the event framework treats it like the others; it may use the core, never the CLI
-CORE_PLUGINS = {"hotsync"}
+CORE_PLUGINS = {"hotsync", "_hotsync_values"}    # the core plugin and its values module
 #: old private module names kept importable for third-party plugins written against them
 SHIMS = {"_dbtools"}
 

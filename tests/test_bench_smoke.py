@@ -65,6 +65,6 @@ def test_sync_bench_quick_prints_every_case(tmp_path):
 def test_profile_runs_on_a_small_tree():
     _need("rsync", "stunnel4", "strace")
     cp = _run("breakdown.py", "--files", "400", "--pushes", "2", "--rounds", "1", "--events", "200")
-    for want in ("one-file push", "pre-xfer hook (python)", "no-op hotsync sync", "status writes",
+    for want in ("one-file push", "pre-xfer hook (its server answers", "no-op hotsync sync", "status writes",
                  "per_event_us"):
         assert want in cp.stdout, (want, cp.stdout[-2000:])

@@ -27,15 +27,6 @@ NEED = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4
                           reason="needs rsync and stunnel4")
 
 
-@pytest.fixture
-def pair(tmp_path):
-    p = Pair(tmp_path)
-    try:
-        yield p.pair()
-    finally:
-        p.close()
-
-
 def _received(pair: Pair) -> int:
     """Bytes the slave's daemon took in, as its log says, summed over every session so far."""
     log = (pair.slave / "var/log/hotsync/rsyncd.log").read_text(errors="replace")

@@ -24,15 +24,6 @@ pytestmark = [pytest.mark.slow,
                                       and shutil.which("openssl")), reason="needs rsync, stunnel4 and openssl")]
 
 
-@pytest.fixture
-def pair(tmp_path):
-    p = Pair(tmp_path)
-    try:
-        yield p.pair()
-    finally:
-        p.close()
-
-
 def test_watch_pushes_a_random_workload_through_tls_and_reports_status(pair):
     pair.include("/srv/data")
     top = pair.master / "srv/data"

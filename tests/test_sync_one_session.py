@@ -22,15 +22,6 @@ needs_tools = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("s
                                       and shutil.which("openssl")), reason="needs rsync, stunnel4 and openssl")
 
 
-@pytest.fixture
-def pair(tmp_path):
-    p = Pair(tmp_path)
-    try:
-        yield p.pair()
-    finally:
-        p.close()
-
-
 def sessions(pair: Pair) -> list[str]:
     """The data sessions of the master's last run (the peer copy left out)."""
     return [k for k in pair.status(pair.master)["last_run"]["sessions"] if k != "peer"]

@@ -535,3 +535,35 @@ def wrong_password_file(node) -> str:
     p.write_text("not-the-password\n")
     os.chmod(p, 0o600)
     return "/etc/hotsync-test/repl/wrong-password"
+
+
+def module_pair(make, prefix: str, **engine_kw):
+    """The body of a module's ``pair`` fixture: a master (127.0.0.2, with the bank) and a replica (127.0.0.3),
+    servers made by ``make(prefix, address)`` and started, closed at the end."""
+    a = make(f"{prefix}-a-", "127.0.0.2").start().configure()
+    b = make(f"{prefix}-b-", "127.0.0.3").start().configure()
+    create_bank(a)
+    p = ReplPair(a, b, **engine_kw)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def fresh_pair(pair, make, prefix: str, **engine_kw):
+    """The body of a ``fresh`` fixture: a pair whose master never replicated (the module's own if no test used
+    it yet, else a new master beside the module's replica)."""
+    if pair.fresh:
+        pair.fresh = False
+        yield pair
+        return
+    import shutil
+
+    a = make(f"{prefix}-c-", "127.0.0.2").start().configure()
+    create_bank(a)
+    try:
+        yield ReplPair(a, pair.replica, **engine_kw)
+    finally:
+        a.stop()
+        shutil.rmtree(a.root.path, ignore_errors=True)
+

@@ -19,8 +19,8 @@ import pytest
 
 from dbservers import new_root
 from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
-from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, MariaDBNode, ReplPair, bank_total,
-                         create_bank, ledger, rogue_cert, wrong_password_file)
+from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, MariaDBNode, bank_total, fresh_pair,
+                         ledger, module_pair, rogue_cert, wrong_password_file)
 
 pytestmark = pytest.mark.skipif(shutil.which("mariadb-backup") is None or (shutil.which("mariadbd") is None
                                 and not Path("/usr/sbin/mariadbd").exists()),
@@ -29,32 +29,19 @@ pytestmark = pytest.mark.skipif(shutil.which("mariadb-backup") is None or (shuti
 TOTAL = ACCOUNTS * START_BALANCE
 
 
+def _node(prefix: str, address: str) -> MariaDBNode:
+    return MariaDBNode(new_root(prefix), address)
+
+
 @pytest.fixture(scope="module")
 def pair():
-    a = MariaDBNode(new_root("hsrm-a-"), "127.0.0.2").start().configure()
-    b = MariaDBNode(new_root("hsrm-b-"), "127.0.0.3").start().configure()
-    create_bank(a)
-    p = ReplPair(a, b)
-    try:
-        yield p
-    finally:
-        p.close()
+    yield from module_pair(_node, "hsrm")
 
 
 @pytest.fixture
 def fresh(pair):
     """A pair whose master never replicated: the module's own if no test used it yet, else a new master."""
-    if pair.fresh:
-        pair.fresh = False
-        yield pair
-        return
-    a = MariaDBNode(new_root("hsrm-c-"), "127.0.0.2").start().configure()
-    create_bank(a)
-    try:
-        yield ReplPair(a, pair.replica)
-    finally:
-        a.stop()
-        shutil.rmtree(a.root.path, ignore_errors=True)
+    yield from fresh_pair(pair, _node, "hsrm")
 
 
 def seed_path(node) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import tarfile
 import time
@@ -22,8 +21,8 @@ import pytest
 
 from dbservers import PG_BIN, new_root
 from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
-from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, PostgresNode, ReplPair, bank_total,
-                         create_bank, ledger, pg_wal_bytes, rogue_cert, wrong_password_file)
+from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, PostgresNode, bank_total, fresh_pair,
+                         ledger, module_pair, pg_wal_bytes, rogue_cert, wrong_password_file)
 
 pytestmark = pytest.mark.skipif(not (PG_BIN / "pg_rewind").exists(), reason="needs postgresql")
 
@@ -40,30 +39,13 @@ def node(prefix: str, address: str) -> PostgresNode:
 
 @pytest.fixture(scope="module")
 def pair():
-    a = node("hsrp-a-", "127.0.0.2").start().configure()
-    b = node("hsrp-b-", "127.0.0.3").start().configure()
-    create_bank(a)
-    p = ReplPair(a, b, slot_keep_mb=KEEP_MB)
-    try:
-        yield p
-    finally:
-        p.close()
+    yield from module_pair(node, "hsrp", slot_keep_mb=KEEP_MB)
 
 
 @pytest.fixture
 def fresh(pair):
     """A pair whose master never replicated: the module's own if no test used it yet, else a new master."""
-    if pair.fresh:
-        pair.fresh = False
-        yield pair
-        return
-    a = node("hsrp-c-", "127.0.0.2").start().configure()
-    create_bank(a)
-    try:
-        yield ReplPair(a, pair.replica, slot_keep_mb=KEEP_MB)
-    finally:
-        a.stop()
-        shutil.rmtree(a.root.path, ignore_errors=True)
+    yield from fresh_pair(pair, node, "hsrp", slot_keep_mb=KEEP_MB)
 
 
 def eng(n: PostgresNode):

@@ -54,6 +54,7 @@ from typing import Any, Protocol, runtime_checkable
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from hotsync_events.childproc import die_with_parent
+from hotsync_events.paths import Root
 from hotsync_events.fsutil import atomic_write, fsync_dir
 
 from hotsync_events.dbkit.kit import DatabaseError, describe_exit, stderr_tail
@@ -544,6 +545,57 @@ def swap_dirs(current: Path, new: Path, aside: Path) -> None:
         os.rename(current, aside)
     os.rename(new, current)
     fsync_dir(current.parent)
+
+
+def start_or_put_back(ctl: ServerControl, current: Path, aside: Path, *, server: str, log,
+                      restart: bool = True) -> None:
+    """Start the server on the data directory a seed just swapped in (:func:`swap_dirs`); when it does not
+    start, stop what is left of it, keep that directory as ``<name>.seed-failed``, put the previous one back
+    (started again when *restart*) and raise the start's error."""
+    try:
+        ctl.start(log=log)
+    except Exception:
+        log(f"{server}: the seeded server does not start: putting the previous data directory back")
+        try:
+            ctl.stop(log=log)
+        except Exception:
+            pass
+        failed = current.with_name(current.name + ".seed-failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        os.rename(current, failed)
+        os.rename(aside, current)
+        if restart:
+            ctl.start(log=log)
+        raise
+
+
+def answers_within(server: Any, seconds: float) -> str | None:
+    """Wait (bounded) until *server* answers a ping: None once it does, else the last error it gave."""
+    last: list[str] = []
+
+    def up() -> bool:
+        try:
+            server.ping()
+            return True
+        except DatabaseError as exc:
+            last[:] = [str(exc)]
+            return False
+
+    return None if wait_for(up, seconds=seconds, step=0.2) else (last[0] if last else "")
+
+
+class OnServer:
+    """What a replication engine (a frozen dataclass with a ``server`` field) shows of the server it manages."""
+
+    server: Any
+
+    @property
+    def label(self) -> str:
+        return self.server.label
+
+    @property
+    def root(self) -> Root:
+        return self.server.root
 
 
 def recover_swap(current: Path, aside: Path, *, server: str, log) -> None:

@@ -52,12 +52,11 @@ from hotsync_events.dbkit.kit import DatabaseError, Staged, find_program, work_d
 from hotsync_events.dbkit.mariadb import MariaDB
 from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
                                           ReplicationError, ServerControl, auth_changed, fingerprint, install_tls,
-                                          owner_of, private_dir, read_password, recover_swap, run, subject_of,
-                                          swap_dirs, wait_for, write_private)
+                                          OnServer, owner_of, private_dir, read_password, recover_swap, run,
+                                          start_or_put_back, subject_of, swap_dirs, wait_for, write_private)
 from hotsync_events.dbkit.replica_mariadb_tools import (MariaDBControl, backup_gtid, check_versions, explain_io_error,
                                                         gtid_distance, native_hash, parse_gtids, quote, run_stdin_file,
                                                         unescape)
-from hotsync_events.paths import Root
 
 __all__ = ["MariaDBReplication", "MariaDBControl", "gtid_distance", "parse_gtids"]
 
@@ -66,7 +65,7 @@ RELAY_BASENAME = "hotsync-relay-bin"
 
 
 @dataclass(frozen=True)
-class MariaDBReplication:
+class MariaDBReplication(OnServer):
     """The replication side of one MariaDB server (the host's ``mysqld``; host paths under its root).
 
     ``dropin``: the option file this module owns (the server must read it: Debian's ``my.cnf`` includes
@@ -88,14 +87,6 @@ class MariaDBReplication:
     control: ServerControl | None = None
 
     engine: ClassVar[str] = "mariadb"
-
-    @property
-    def label(self) -> str:
-        return self.server.label
-
-    @property
-    def root(self) -> Root:
-        return self.server.root
 
     def _control(self) -> ServerControl:
         return self.control if self.control is not None else MariaDBControl(self)
@@ -375,20 +366,7 @@ class MariaDBReplication:
             ctl = self._control()
             ctl.stop(log=log)
             swap_dirs(datadir, new, aside)
-            try:
-                ctl.start(log=log)
-            except Exception:
-                log(f"{self.label}: the seeded server does not start: putting the previous data directory back")
-                try:
-                    ctl.stop(log=log)
-                except Exception:
-                    pass
-                failed = datadir.with_name(datadir.name + ".seed-failed")
-                shutil.rmtree(failed, ignore_errors=True)
-                os.rename(datadir, failed)
-                os.rename(aside, datadir)
-                ctl.start(log=log)
-                raise
+            start_or_put_back(ctl, datadir, aside, server=self.label, log=log)
         finally:
             shutil.rmtree(new, ignore_errors=True)
         with self._cli() as cli:

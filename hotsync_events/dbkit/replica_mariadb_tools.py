@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.kit import DatabaseError, find_program, run_tool, systemd_running
 from hotsync_events.childproc import alive
-from hotsync_events.dbkit.replica import ReplicationError, owner_of, run, spawn_daemon, wait_for
+from hotsync_events.dbkit.replica import ReplicationError, answers_within, owner_of, run, spawn_daemon, wait_for
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_mariadb import MariaDBReplication
@@ -128,17 +128,8 @@ class MariaDBControl:
                 argv.append(f"--user={owner_of(datadir).pw_name}")
             log(f"{srv.label}: starting the server ({Path(argv[0]).name} --defaults-file={self.repl.defaults_file})")
             spawn_daemon(argv)
-        last: list[str] = []
-
-        def up() -> bool:
-            try:
-                srv.ping()
-                return True
-            except DatabaseError as exc:
-                last[:] = [str(exc)]
-                return False
-        if not wait_for(up, seconds=self.repl.start_timeout, step=0.2):
-            hint = last[0] if last else ""
+        hint = answers_within(srv, self.repl.start_timeout)
+        if hint is not None:
             if "access denied" in hint:
                 hint += (" -- after a seed the server holds the master's accounts: this host's password "
                          "file must hold the master's password for that account (or use unix_socket)")

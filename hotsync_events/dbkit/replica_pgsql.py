@@ -52,18 +52,17 @@ from hotsync_events.dbkit.kit import DatabaseError
 from hotsync_events.dbkit.pgsql import Postgres, conninfo as db_conninfo, ident
 from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
                                           ReplicationError, ServerControl, auth_changed, clean_env, install_tls,
-                                          owner_of, private_dir, read_password, run, subject_of, wait_for,
-                                          write_private)
+                                          OnServer, owner_of, private_dir, read_password, run, subject_of,
+                                          wait_for, write_private)
 from hotsync_events.dbkit.replica_pgsql_tools import (HBA_BEGIN, HBA_END, INCLUDE, OWN_CONFIG, REWIND_FUNCTIONS,
                                                       PostgresControl, conninfo, explain, format_lsn, guc, lsn, lsn_at,
                                                       scram_verifier, sql_literal)
-from hotsync_events.paths import Root
 
 __all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
 
 
 @dataclass(frozen=True)
-class PostgresReplication:
+class PostgresReplication(OnServer):
     """The replication side of one PostgreSQL cluster (host paths under the server's root).
 
     ``server.datadir`` must be the cluster's data directory. ``config_dir``: where ``postgres -D`` points
@@ -82,14 +81,6 @@ class PostgresReplication:
     control: ServerControl | None = None
 
     engine: ClassVar[str] = "postgresql"
-
-    @property
-    def label(self) -> str:
-        return self.server.label
-
-    @property
-    def root(self) -> Root:
-        return self.server.root
 
     def _control(self) -> ServerControl:
         return self.control if self.control is not None else PostgresControl(self)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hotsync_events.dbkit.pgsql import Postgres, ident
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, as_user, clean_env,
                                           owner_of, private_dir, publish, recover_swap, run, saved_folder, sha256_file,
-                                          swap_dirs, wait_for, write_private)
+                                          start_or_put_back, swap_dirs, wait_for, write_private)
 from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn_at
 
 if TYPE_CHECKING:
@@ -61,19 +61,7 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         repl._write_include(role="replica", link=link, current=cur)
         if repl.config_dir:
             repl._write_hba(link.master_host, link)
-        try:
-            ctl.start(log=log)
-        except Exception:
-            log(f"{repl.label}: the seeded cluster does not start: putting the previous data directory back")
-            try:
-                ctl.stop(log=log)
-            except Exception:
-                pass
-            failed = datadir.with_name(datadir.name + ".seed-failed")
-            shutil.rmtree(failed, ignore_errors=True)
-            os.rename(datadir, failed)
-            os.rename(aside, datadir)
-            raise
+        start_or_put_back(ctl, datadir, aside, server=repl.label, log=log, restart=False)
     except Exception:
         if not (datadir / "PG_VERSION").is_file() and aside.is_dir():
             os.rename(aside, datadir)

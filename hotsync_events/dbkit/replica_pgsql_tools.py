@@ -9,9 +9,9 @@ import os
 import subprocess
 from typing import TYPE_CHECKING
 
-from hotsync_events.dbkit.kit import DatabaseError, systemd_running
+from hotsync_events.dbkit.kit import systemd_running
 from hotsync_events.dbkit.pgsql import Postgres
-from hotsync_events.dbkit.replica import ReplicationError, as_user, clean_env, run, spawn_daemon, wait_for
+from hotsync_events.dbkit.replica import (ReplicationError, answers_within, as_user, clean_env, run, spawn_daemon)
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_pgsql import PostgresReplication
@@ -115,18 +115,10 @@ class PostgresControl:
             log(f"{srv.label}: starting the server (postgres -D {r._config_base()}"
                 + (" " + " ".join(extra) if extra else "") + ")")
             spawn_daemon(argv, log_file=logf)
-        last: list[str] = []
-
-        def up() -> bool:
-            try:
-                srv.ping()
-                return True
-            except DatabaseError as exc:
-                last[:] = [str(exc)]
-                return False
-        if not wait_for(up, seconds=r.start_timeout, step=0.2):
+        hint = answers_within(srv, r.start_timeout)
+        if hint is not None:
             raise ReplicationError(f"{srv.label}: the server does not answer {r.start_timeout:.0f} s after its "
-                                   f"start: {last[0] if last else ''} (see its log)")
+                                   f"start: {hint} (see its log)")
 
     def stop(self, *, log=print) -> None:
         r = self.repl

@@ -102,3 +102,20 @@ def test_one_answer_to_whether_a_process_runs():
         raise AssertionError("the zombie was not reaped")
     except ChildProcessError:
         pass
+
+
+def test_the_snapshot_child_keeps_none_of_the_callers_descriptors(tmp_path):
+    """A sync writes its status holding the sync lock (an flock): the detached snapshot writer must not keep
+    that lock (nor any other descriptor of its caller) once the caller lets it go."""
+    import fcntl
+
+    root = Root(str(tmp_path))
+    lock = tmp_path / "sync.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    update_status(root, lambda d: d.update(role="master"), public_later=True)
+    os.close(fd)                      # the caller is done with it; a child holding a copy would keep it locked
+    probe = ("import fcntl,os,sys;f=os.open(sys.argv[1],os.O_RDWR);"
+             "fcntl.flock(f,fcntl.LOCK_EX|fcntl.LOCK_NB);print('free')")
+    cp = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True, timeout=30)
+    assert cp.stdout.strip() == "free", cp.stderr

@@ -19,12 +19,17 @@ class RenderRefused(TemplateDataError, ValueError):
 
 
 def conf_value(value, what: str = "value") -> str:
-    """A value for rsyncd.conf/stunnel.conf: one line, no edge spaces, ``%`` doubled (rsyncd expands %VAR%)."""
+    """A value for rsyncd.conf: one line, no edge spaces, no ``%``. rsyncd expands ``%VAR%`` from its
+    environment, and the rsync of this kind of host keeps ``%%`` as two characters (a path holding ``%`` would
+    be another path), so a value with ``%`` is refused, naming it."""
     text = str(value)
     if _CONTROL.search(text) or text != text.strip():
         raise RenderRefused(f"{what} {text!r} cannot go into a configuration line (line break, control "
                             "character or edge space)")
-    return text.replace("%", "%%")
+    if "%" in text:
+        raise RenderRefused(f"{what} {text!r} cannot go into rsyncd.conf: it holds a '%' (rsync reads %NAME% "
+                            "as an environment variable and keeps %% as it is); use a path without '%'")
+    return text
 
 
 def stunnel_value(value, what: str = "value") -> str:

@@ -1,6 +1,7 @@
 """Unit tests of the sync library's pieces: output parsing, guards, lists, lock, escaping, TLS, mail, hooks."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -122,7 +123,8 @@ def test_render_escaping():
     from hotsync_plugins.hotsync import (RenderRefused, conf_value, cron_command, host_value, int_value,
                                          strongest_digest)
 
-    assert conf_value("/srv/100%") == "/srv/100%%"
+    with pytest.raises(RenderRefused, match="'%'"):
+        conf_value("/srv/100%")
     for bad in ("a\nb", " x", "x\r"):
         with pytest.raises(RenderRefused):
             conf_value(bad)
@@ -315,3 +317,22 @@ def test_the_sender_rules_name_only_the_refused_areas_a_push_could_reach():
     assert any(r.startswith("- /etc/cron.d") for r in sender_rules(["/etc/cron.d/job"]))
     assert set(sender_rules(["/etc", "/usr", "/var", "/root", "/boot", "/bin", "/sbin", "/lib", "/lib64", "/run"])) \
         <= set(everything)
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_why_rsyncd_values_hold_no_percent(tmp_path):
+    """The reason conf_value refuses '%': this rsync's daemon keeps '%%' in a module's path as two characters
+    (its manual says it means one), so escaping would put the files somewhere else."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/f").write_text("x\n")
+    for d in ("d%x", "d%%x"):
+        (tmp_path / d).mkdir()
+    conf = tmp_path / "rsyncd.conf"
+    me = "uid = root\ngid = root\n" if os.geteuid() == 0 else ""      # a daemon started as root drops to nobody
+    conf.write_text(f"use chroot = no\n{me}[m]\npath = {tmp_path}/d%%x\nread only = no\n")
+    cp = subprocess.run(["rsync", "-a", "-e", f"sh -c 'exec rsync --server --daemon --config={conf} .' x",
+                         str(tmp_path / "src/f"), "h::m/"], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    landed = [d for d in ("d%x", "d%%x") if (tmp_path / d / "f").exists()]
+    assert landed == ["d%%x"], landed       # if a newer rsync un-doubles, conf_value may escape again
+

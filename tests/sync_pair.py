@@ -135,6 +135,32 @@ class Pair:
                 raise AssertionError(f"the slave still records sessions in progress: {receiving}")
             time.sleep(0.02)
 
+    @staticmethod
+    def snapshots_written(root: Path, timeout: float = 20) -> None:
+        """Until no detached writer of *root*'s public status snapshot runs or waits (sync/public.py): its temp
+        file may appear and vanish under a copy of the tree meanwhile."""
+        import fcntl
+
+        locks = root / "run/hotsync"
+        deadline = time.monotonic() + timeout
+        while True:
+            fds = []
+            try:
+                for name in ("public.queue.lock", "public.write.lock"):     # the order the writers take them
+                    fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o600)
+                    fds.append(fd)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except FileNotFoundError:
+                return                      # no lock directory: no writer ever ran
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"a public status writer of {root} still runs") from None
+                time.sleep(0.02)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
     def status(self, root: Path) -> dict:
         import json
 

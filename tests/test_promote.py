@@ -298,6 +298,7 @@ def test_kill_9_at_every_phase_then_again_same_end_state(tmp_path):
             (p.slave / f"usr/share/clamav/{sig}.cvd").write_text(sig)
         (p.slave / "var/lib/clamav").mkdir(parents=True)
         template = tmp_path / "template"
+        p.snapshots_written(p.slave)       # a detached status writer's temp file must not vanish under the copy
         shutil.copytree(p.slave, template, symlinks=True)
     finally:
         p.close()

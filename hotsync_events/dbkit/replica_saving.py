@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hotsync_events.childproc import alive
 from hotsync_events.fsutil import fsync_dir
 
 __all__ = ["dated_folder", "find_saved", "publish", "saved_folder", "sha256_file"]
@@ -30,13 +31,8 @@ def saved_folder(target: Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         pid = stale.name.rpartition("-")[2]
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(stale, ignore_errors=True)
-            except PermissionError:
-                pass
+        if pid.isdigit() and not alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700)

@@ -342,8 +342,7 @@ class Notifier:
         return host
 
     def _on_event(self, event: FileSystemEvent) -> None:
-        if not isinstance(event, _WANTED):
-            return
+        # only the _WANTED kinds come here: the emitter drops the others before watchdog's queue
         is_dir = event.is_directory
         if getattr(event, "is_synthetic", False):
             # watchdog's walk of a directory renamed or moved in: that directory already asked for a full

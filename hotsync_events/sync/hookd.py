@@ -67,11 +67,9 @@ def answer(line: str) -> tuple[int, str]:
         return 1, "refused by the slave: its hook sent a malformed request"
     try:
         env = _environ(int(pid))
-        if action == "pre":
-            return xfer.pre_xfer(Root(root), env)
-        return xfer.post_xfer(Root(root), env), ""
-    except Exception as exc:   # as the hook program: a broken hook refuses rather than letting a push through
+    except OSError as exc:     # the hook is gone, or not ours to read: refused, never passed
         return 1, f"refused by the slave: its pre/post-xfer hook failed: {type(exc).__name__}: {exc}"
+    return xfer.run_hook(action, Root(root), env)
 
 
 def serve(sock: socket.socket) -> None:

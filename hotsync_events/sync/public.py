@@ -77,13 +77,18 @@ def write_public(root: Root, locked: Callable[[], object] | None = None) -> None
         pass
 
 
+def _lock_file(root: Root, name: str) -> int:
+    """An open descriptor of the snapshot writers' lock *name* (``public.queue.lock``, ``public.write.lock``)."""
+    lockdir = root.join("/run/hotsync")
+    lockdir.mkdir(parents=True, exist_ok=True)
+    return os.open(lockdir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 @contextlib.contextmanager
 def _writer(root: Root) -> Iterator[None]:
     import fcntl
 
-    lockdir = root.join("/run/hotsync")
-    lockdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lockdir / "public.write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _lock_file(root, "public.write.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -134,9 +139,7 @@ def write_public_later(root: Root) -> None:
             os.dup2(null, fd)
         import fcntl
 
-        lockdir = root.join("/run/hotsync")
-        lockdir.mkdir(parents=True, exist_ok=True)
-        queue = os.open(lockdir / "public.queue.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        queue = _lock_file(root, "public.queue.lock")
         try:
             fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

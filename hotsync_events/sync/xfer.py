@@ -23,7 +23,7 @@ from hotsync_events.paths import Root
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import push_history, read_status, update_status
 
-__all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer"]
+__all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer", "run_hook"]
 
 #: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
 #: of a list of paths, the peer copy, the delivery of the master's certificate
@@ -291,23 +291,27 @@ def _receive_master_cert(root: Root) -> None:
                                                         "trusted": trusted is not None, "error": error}))
 
 
+def run_hook(action: str, root: Root, env=os.environ) -> tuple[int, str]:
+    """``(exit code, message)`` of the *action* (``pre`` or ``post``) hook, as the program and the hooks'
+    server (:mod:`hotsync_events.sync.hookd`) answer it."""
+    try:
+        if action == "pre":
+            return pre_xfer(root, env)
+        return post_xfer(root, env), ""
+    except Exception as exc:  # a broken hook refuses rather than letting a push through unchecked
+        return 1, f"refused by the slave: its pre/post-xfer hook failed: {type(exc).__name__}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3 or argv[0] not in ("pre", "post") or argv[1] != "--root":
         print("usage: python -m hotsync_events.sync.xfer pre|post --root ROOT", file=sys.stderr)
         return 2
-    root = Root(argv[2])
     os.umask(0o077)
-    try:
-        if argv[0] == "pre":
-            code, message = pre_xfer(root)
-            if message:
-                print(message, flush=True)
-            return code
-        return post_xfer(root)
-    except Exception as exc:  # a broken hook refuses rather than letting a push through unchecked
-        print(f"refused by the slave: its pre/post-xfer hook failed: {type(exc).__name__}: {exc}", flush=True)
-        return 1
+    code, message = run_hook(argv[0], Root(argv[2]))
+    if message:
+        print(message, flush=True)
+    return code
 
 
 if __name__ == "__main__":

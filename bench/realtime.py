@@ -23,8 +23,12 @@ Phases (issue 20's targets):
   rename     a directory of --rename files renamed: time until the replica shows it and bytes the receiving
              daemon took in, over one plain `rsync -a --delete` of the tree after the same rename
 
+Priority: hotsync's notifier and the slave's listener run at the Nice= of the shipped units (a push is
+not starved by batch work on the same host); the bench gives every baseline's processes the same nice, so a
+ratio compares designs, not priorities. The writer and the CPU hogs run at 0, as the applications would.
+
 Options: --quick (a smoke run: tiny sizes, a few seconds of writes), --systems, --phases, --no-loaded,
---json FILE (the figures, for scripts). Only 127.0.0.1; every wait is bounded; everything lives under one
+--nice N (instead of the units'), --json FILE (the figures, for scripts). Only 127.0.0.1; every wait is bounded; everything lives under one
 temp directory, removed at the end, and every process started here is stopped by its pid.
 """
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -153,6 +158,7 @@ class Hotsync(System):
                                      stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         self.receiver = self.b.slave_stunnel()
+        self.b.renice(self.pid, self.receiver)      # as the shipped units run them (Nice=)
         ok = wait_for(lambda: self.proc.poll() is not None or (
             self._status().get("full_syncs", 0) >= 1 and not self._status().get("full_sync_pending")
             and self._status().get("running") is None), 300, 0.1)
@@ -201,6 +207,7 @@ sync {{ default.rsync, source = "{self.src}/", target = "{self.b.plain.url('lsyn
 """)
         self.proc = subprocess.Popen(["lsyncd", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
+        self.b.renice(self.pid)                     # the same priority as hotsync's (its rsyncs inherit it)
         self.receiver = self.b.plain.pid
         ok = wait_for(lambda: self.proc.poll() is not None or (
             self.log.exists() and "finished" in self.log.read_text(errors="replace")), 300, 0.1)
@@ -231,7 +238,7 @@ class PlainRsync(System):
     def after_write(self, path: Path) -> None:
         rel = path.relative_to(self.src)
         subprocess.run(["rsync", "-a", *self.b.peer_opts, str(path), self.b.plain.url(f"rsync/{rel.parent}/")],
-                       check=False, timeout=60)
+                       check=False, timeout=60, preexec_fn=self.b.renice_self)
 
     def push_all(self) -> float:
         t0 = time.monotonic()
@@ -264,6 +271,7 @@ class Bench:
             top.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["cp", "-a", str(proto), str(top)], check=True)
         self.plain = PlainDaemon(self.work, self.plain_dest, nodelay=True)
+        self.renice(self.plain.pid)                 # the baselines' receiver: the same priority as hotsync's
         self.pair.include("/srv/bench")
         # a rename of --rename files is a deletion of as many on the slave: with the default MaxDeletePercent
         # (20) the guard would hold it on a tree under 5x its size. The guard's dry run runs all the same.
@@ -273,6 +281,16 @@ class Bench:
             raise RuntimeError(f"the first hotsync sync failed: {cp.stdout[-600:]}{cp.stderr[-600:]}")
         print(f"setup: {self.args.files + self.args.rename} files x 4 copies, pair paired and synced in "
               f"{time.monotonic() - t0:.1f} s", flush=True)
+
+    def renice(self, *pids: int | None) -> None:
+        """Give *pids* (and the children they start from now on) the bench's CPU priority."""
+        for pid in pids:
+            if pid and self.args.nice:
+                os.setpriority(os.PRIO_PROCESS, pid, self.args.nice)
+
+    def renice_self(self) -> None:
+        if self.args.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, self.args.nice)
 
     def slave_stunnel(self) -> int | None:
         for pf in (self.pair.slave / "run/hotsync").glob("*stunnel*.pid"):
@@ -546,8 +564,14 @@ def parse(argv=None):
     p.add_argument("--rename", type=int, default=10000)
     p.add_argument("--peer-nodelay", action="store_true", help="give lsyncd and plain rsync TCP_NODELAY too")
     p.add_argument("--lsyncd-rename", action="store_true", help="also time lsyncd's rename (slow: ~50 s)")
+    p.add_argument("--nice", type=int, default=None,
+                   help="the CPU priority of hotsync's notifier and slave listener, and of every baseline's "
+                        "processes (lsyncd, its rsyncs, the plain daemon, the per-change rsync); default: the "
+                        "Nice= of the shipped units (debian/units/hotsync-watch.service)")
     p.add_argument("--json", metavar="FILE", help="write the figures there")
     a = p.parse_args(argv)
+    if a.nice is None:
+        a.nice = unit_nice()
     a.gap = (0.3, 1.5)
     a.wait_max = 300.0
     if a.quick:
@@ -556,6 +580,19 @@ def parse(argv=None):
     a.systems = [s for s in a.systems.split(",") if s]
     a.phases = [s for s in a.phases.split(",") if s]
     return a
+
+
+def unit_nice() -> int:
+    """The Nice= the shipped units give the notifier and the slave's listener (0 when they set none; the
+    two must agree, or the bench would not know which to use)."""
+    found = set()
+    for unit in ("hotsync-watch.service", "hotsync-stunnel.service"):
+        text = (HERE.parent / "debian/units" / unit).read_text()
+        m = re.search(r"^Nice=(-?\d+)$", text, re.M)
+        found.add(int(m.group(1)) if m else 0)
+    if len(found) != 1:
+        raise SystemExit(f"bench/realtime.py: the units disagree on Nice= ({sorted(found)}): pass --nice")
+    return found.pop()
 
 
 def main(argv=None) -> int:
@@ -567,7 +604,9 @@ def main(argv=None) -> int:
     lv = subprocess.run(["lsyncd", "-version"], capture_output=True, text=True).stdout.strip().replace("\n", " ") \
         if shutil.which("lsyncd") else "-"
     print(f"bench/realtime.py: tree {a.files} + {a.rename} files, {a.writes} writes, burst {a.burst}, "
-          f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}", flush=True)
+          f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}; nice {a.nice} for hotsync's "
+          "notifier and listener and for every baseline (the units' Nice=; the writer and the CPU hogs at 0)",
+          flush=True)
     work = Path(tempfile.mkdtemp(prefix="hotsync-bench-rt."))
     b = Bench(work, a)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -113,33 +114,98 @@ def test_the_record_walks_without_following_links_and_reads_back(tmp_path):
     os.symlink(outside, top / "link")
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/one.conf").write_text("x")
-    names = inventory.walk(root, ["/srv/data", "/etc/one.conf", "/not/there"])
-    assert names is not None
+    listing = inventory.walk(root, ["/srv/data", "/etc/one.conf", "/not/there"])
+    assert listing is not None and listing.gone is None
+    names = listing.names()
     assert b"/srv/data/a/b/f" in names and b"/srv/data/link" in names and b"/etc/one.conf" in names
     assert b"/srv/data/name with\nnewline" in names and b"/srv/data/bad-\xff" in names
     assert not any(n.startswith(b"/srv/data/link/") for n in names) and b"/not/there" not in names
     key = inventory.slave_key("10.0.0.2:273", "SHA256:ab", 3)
-    assert inventory.load(root, key) is None and inventory.gone(None, names) is None
-    inventory.save(root, names, key)
-    assert inventory.load(root, key) == names
+    assert inventory.load(root, key) is None and inventory.gone(None, listing) is None
+    inventory.save(root, listing, key)
+    assert inventory.load(root, key).names() == names
     assert oct(os.stat(root.join(inventory.INVENTORY_FILE)).st_mode & 0o777) == "0o600"
     # a record made for another slave, another pinned certificate or another epoch is no record
     for other in (("10.0.0.3:273", "SHA256:ab", 3), ("10.0.0.2:273", "SHA256:cd", 3), ("10.0.0.2:273", "SHA256:ab", 4)):
         assert inventory.load(root, inventory.slave_key(*other)) is None
     (top / "a/b/f").unlink()
-    assert inventory.gone(inventory.load(root, key), inventory.walk(root, ["/srv/data", "/etc/one.conf"])) == 1
+    now = inventory.walk(root, ["/srv/data", "/etc/one.conf"], previous=inventory.load(root, key))
+    assert now.gone == 1 and inventory.gone(inventory.load(root, key), now) == 1
     # excluded directories are not on the slave: their churn says nothing about deletions
     (top / "cache/x").mkdir(parents=True)
     (top / "cache/x/y").write_text("x")
     kept = inventory.walk(root, ["/srv/data"], ["cache/"])
-    assert kept is not None and not any(b"/cache" in n for n in kept) and b"/srv/data/a" in kept
+    assert kept is not None and not any(b"/cache" in n for n in kept.names()) and b"/srv/data/a" in kept.names()
     assert inventory.walk(root, ["/srv/data"], limit=3) is None      # past the limit: no record
-    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 2 " + key.encode() + b"\nnot zlib")
+    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 3 " + key.encode() + b"\nnot zlib")
     assert inventory.load(root, key) is None          # unreadable: the guarded path, nothing else
+    import marshal
+    import zlib
+    for body in (marshal.dumps([1, 2]), marshal.dumps(((), (), {b"/x": (1, 2, 3, "f", ())})), b"\xff\x00"):
+        root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 3 " + key.encode() + b"\n"
+                                                       + zlib.compress(body))
+        assert inventory.load(root, key) is None      # not a record this version wrote: none
     root.join(inventory.INVENTORY_FILE).write_bytes(b"something else")
     assert inventory.load(root, key) is None
     inventory.save(root, None)
     assert inventory.load(root, key) is None
+
+
+def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp_path, monkeypatch):
+    root = Root(tmp_path)
+    top = tmp_path / "srv/data"
+    for d in ("a", "b", "b/c"):
+        (top / d).mkdir(parents=True)
+        for i in range(3):
+            (top / d / f"f{i}").write_text("x")
+    inc = ["/srv/data", "/etc/gone.conf"]
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/gone.conf").write_text("x")
+    first = inventory.walk(root, inc)
+    # just listed: every change time is too fresh to trust, so the next walk lists every directory again
+    assert all(d[2] == 0 for d in first.dirs.values())
+    listed = []
+    real_scandir = os.scandir
+
+    def counting(path):
+        listed.append(os.fsdecode(path)[len(str(tmp_path)):])
+        return real_scandir(path)
+
+    monkeypatch.setattr(inventory.os, "scandir", counting)
+    later = time.time_ns() + 10_000_000_000
+    monkeypatch.setattr(inventory.time, "time_ns", lambda: later)
+    second = inventory.walk(root, inc, previous=first)
+    assert second.gone == 0 and second.changed          # the same names, now with trusted change times
+    assert sorted(listed) == ["/srv/data", "/srv/data/a", "/srv/data/b", "/srv/data/b/c"]
+    listed.clear()
+    third = inventory.walk(root, inc, previous=second)
+    assert third.gone == 0 and not third.changed and listed == []     # nothing moved: nothing listed
+    # a file removed deep down: only its directory is listed again, and the walk counts it gone
+    (top / "b/c/f1").unlink()
+    (top / "a/new").write_text("x")                      # a new name is not a deletion
+    fourth = inventory.walk(root, inc, previous=third)
+    assert sorted(listed) == ["/srv/data/a", "/srv/data/b/c"] and fourth.gone == 1 and fourth.changed
+    assert fourth.gone == inventory.gone(third, fourth)
+    # a directory moved away: all its names are gone; an include path gone: it is counted too
+    listed.clear()
+    os.rename(top / "b", tmp_path / "b-away")
+    (tmp_path / "etc/gone.conf").unlink()
+    fifth = inventory.walk(root, inc, previous=fourth)
+    assert fifth.gone == inventory.gone(fourth, fifth) == 1 + 3 + 1 + 2 + 1 and listed == ["/srv/data"]
+    # a directory replaced by another of the same name (another inode): listed again, even with the same
+    # change time in the record
+    os.rename(tmp_path / "b-away", top / "b")
+    sixth = inventory.walk(root, inc, previous=fifth)
+    assert sixth.gone == 0
+    listed.clear()
+    (top / "a").rename(tmp_path / "a-old")
+    (top / "a").mkdir()
+    (top / "a/f0").write_text("x")
+    seventh = inventory.walk(root, inc, previous=sixth)
+    assert "/srv/data/a" in listed and seventh.gone == inventory.gone(sixth, seventh) == 3
+    # another exclude list: the names are compared, not the directories
+    eighth = inventory.walk(root, inc, ["c/"], previous=seventh)
+    assert eighth.gone == inventory.gone(seventh, eighth) == 1 + 2
 
 
 @pytest.mark.slow

@@ -10,68 +10,140 @@ the slave holds something the master does not (a file written on the slave, a pu
 which sends the run down the guarded path at once (:mod:`hotsync_events.sync.push`).
 
 The record is a hint, never trusted for safety: a stale or missing one costs a dry run, nothing else.
-It is the set of the paths (bytes, relative to the root) under the include paths, without following a
-symbolic link and without the excluded directories, written atomically, zlib-compressed, in the master's
-state directory (never shipped), under a key naming the slave (address, pinned certificate, pair epoch):
-a record made for another slave is no record. Walking 20,000 files takes about 10 ms; rsync's own walk of
-them with ``-AX`` takes 400. Past :data:`MAX_NAMES` names no record is kept.
+It holds, for each directory under the include paths (without following a symbolic link, without the
+excluded directories), its device, inode and change time and the names in it. A name cannot be added to,
+removed from or renamed in a directory without the directory's change time moving (``utime`` cannot set
+it back), so the next run lists only the directories whose change time moved and ``lstat``\\ s the others:
+on 20,000 files in 100 directories that is 100 ``lstat`` calls instead of 20,000 names. A change time
+less than :data:`SETTLE_NS` old when it was read is not trusted (the clock behind it ticks coarsely: a
+second change within the same tick would leave it equal) and that directory is listed again next time.
+The record is written atomically, zlib-compressed, in the master's state directory (never shipped), under
+a key naming the slave (address, pinned certificate, pair epoch): a record made for another slave is no
+record. Past :data:`MAX_NAMES` names no record is kept.
 """
 from __future__ import annotations
 
+import marshal
 import os
+import time
 import zlib
 from collections.abc import Iterable
 
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 
-__all__ = ["INVENTORY_FILE", "MAX_NAMES", "gone", "load", "save", "slave_key", "walk"]
+__all__ = ["INVENTORY_FILE", "MAX_NAMES", "SETTLE_NS", "Listing", "gone", "load", "save", "slave_key", "walk"]
 
 INVENTORY_FILE = "/var/lib/hotsync/sync/inventory"
-_MAGIC = b"hotsync-inventory 2 "
+_MAGIC = b"hotsync-inventory 3 "
 #: more names than this and the record is not kept (its memory would grow with the tree): the guarded path
 MAX_NAMES = 2_000_000
+#: a directory's change time younger than this when read is not trusted by the next run (it lists it again)
+SETTLE_NS = 2_000_000_000
+
+# one directory: (st_dev, st_ino, trusted st_ctime_ns or 0, its files and links, its subdirectories)
+_Dir = tuple[int, int, int, tuple[bytes, ...], tuple[bytes, ...]]
 
 
-def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (),
-         limit: int = MAX_NAMES) -> set[bytes] | None:
-    """The names under *includes* on this host now (the include paths themselves too), without what
-    *excludes* (rsync patterns) leaves out, or None when a directory cannot be read or there are more than
-    *limit* names (then nothing is said: the run takes the guarded path)."""
+class Listing:
+    """The names under the include paths: the include paths found (*tops*, relative to the root with a
+    leading slash) and each directory's state and names (*dirs*); *gone* is how many names of the listing
+    it was walked against are no longer here (None without one), *changed* whether it differs from it."""
+
+    __slots__ = ("excludes", "tops", "dirs", "gone", "changed")
+
+    def __init__(self, excludes: tuple[str, ...], tops: tuple[bytes, ...], dirs: dict[bytes, _Dir],
+                 gone: int | None = None, changed: bool = True) -> None:
+        self.excludes, self.tops, self.dirs, self.gone, self.changed = excludes, tops, dirs, gone, changed
+
+    def names(self) -> set[bytes]:
+        """Every name in the listing (the include paths themselves too)."""
+        out = set(self.tops)
+        for d, (_dev, _ino, _ct, files, subs) in self.dirs.items():
+            out.update(d + b"/" + n for n in files)
+            out.update(d + b"/" + n for n in subs)
+        return out
+
+
+def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limit: int = MAX_NAMES,
+         previous: Listing | None = None) -> Listing | None:
+    """The names under *includes* on this host now, without what *excludes* (rsync patterns) leaves out, or
+    None when a directory cannot be read or there are more than *limit* names (then nothing is said: the
+    run takes the guarded path). With *previous* (the record), a directory whose device, inode and trusted
+    change time are the same is not listed again, and the result says how many of its names have gone."""
     from hotsync_events.sync.excludes import ExcludeMatcher
 
+    excludes = tuple(excludes)
     skip = ExcludeMatcher(excludes)
     base = os.fsencode(str(root.path).rstrip("/"))
     cut = len(base)
-    names: set[bytes] = set()
+    settled = time.time_ns() - SETTLE_NS
+    old = previous.dirs if previous is not None and previous.excludes == excludes else {}
+    tops: list[bytes] = []
+    dirs: dict[bytes, _Dir] = {}
+    count = 0
+    lost = 0
+    changed = previous is None or previous.excludes != excludes
     try:
         for inc in includes:
             top = base + b"/" + os.fsencode(inc).strip(b"/")
             if not os.path.lexists(top):
                 continue
-            names.add(top[cut:])
+            tops.append(top[cut:])
             if not os.path.isdir(top) or os.path.islink(top):
                 continue
             todo = [top]
             while todo:
-                with os.scandir(todo.pop()) as entries:
-                    for e in entries:
-                        if e.is_dir(follow_symlinks=False):
-                            # an excluded directory is not on the slave, nor anything below it (its files are
-                            # not matched one by one: that would cost more than the walk)
-                            if not skip.empty and skip.excluded(os.fsdecode(e.path[cut:]), True):
-                                continue
-                            todo.append(e.path)
-                        names.add(e.path[cut:])
-                if len(names) > limit:
+                path = todo.pop()
+                rel = path[cut:]
+                st = os.lstat(path)         # before the listing: a change while it runs moves the time after
+                was = old.get(rel)
+                if (was is not None and was[2] and was[2] == st.st_ctime_ns and was[1] == st.st_ino
+                        and was[0] == st.st_dev):
+                    entry = was
+                else:
+                    files: list[bytes] = []
+                    subs: list[bytes] = []
+                    with os.scandir(path) as entries:
+                        for e in entries:
+                            if e.is_dir(follow_symlinks=False):
+                                # an excluded directory is not on the slave, nor anything below it (its files
+                                # are not matched one by one: that would cost more than the walk)
+                                if not skip.empty and skip.excluded(os.fsdecode(e.path[cut:]), True):
+                                    continue
+                                subs.append(e.name)
+                            else:
+                                files.append(e.name)
+                    ctime = st.st_ctime_ns if st.st_ctime_ns < settled else 0
+                    entry = (st.st_dev, st.st_ino, ctime, tuple(sorted(files)), tuple(sorted(subs)))
+                    if was is None or was != entry:
+                        changed = True
+                        if was is not None:
+                            lost += len(set(was[3]).union(was[4]).difference(entry[3], entry[4]))
+                dirs[rel] = entry
+                count += 1 + len(entry[3]) + len(entry[4])
+                if count > limit:
                     return None
+                todo.extend(path + b"/" + s for s in entry[4])
     except OSError:
         return None
-    return names
+    if previous is None:
+        return Listing(excludes, tuple(tops), dirs, None, True)
+    # what the previous listing held that was not reached now: gone (a directory removed or moved away,
+    # an include path gone or no longer listed), each of its names counted
+    for rel, was in previous.dirs.items():
+        if rel not in dirs:
+            lost += len(was[3]) + len(was[4])
+    lost += len(set(previous.tops).difference(tops))
+    changed = changed or len(dirs) != len(previous.dirs) or tuple(tops) != previous.tops
+    if previous.excludes != excludes:          # another filter: the names, not the directories, compared
+        listing = Listing(excludes, tuple(tops), dirs)
+        return Listing(excludes, tuple(tops), dirs, len(previous.names() - listing.names()), True)
+    return Listing(excludes, tuple(tops), dirs, lost, changed)
 
 
-def load(root: Root, key: str) -> set[bytes] | None:
-    """The names recorded at the last success for the slave *key* names (:func:`slave_key`), or None (no
+def load(root: Root, key: str) -> Listing | None:
+    """The listing recorded at the last success for the slave *key* names (:func:`slave_key`), or None (no
     record, one made for another slave or epoch, or one this version cannot read)."""
     try:
         data = root.join(INVENTORY_FILE).read_bytes()
@@ -81,23 +153,35 @@ def load(root: Root, key: str) -> set[bytes] | None:
     if not data.startswith(head):
         return None
     try:
-        body = zlib.decompress(data[len(head):])
-    except zlib.error:
+        excludes, tops, dirs = marshal.loads(zlib.decompress(data[len(head):]))
+        if not (isinstance(excludes, tuple) and isinstance(tops, tuple) and isinstance(dirs, dict)):
+            return None
+        for rel, state in dirs.items():
+            if not (isinstance(rel, bytes) and isinstance(state, tuple) and len(state) == 5
+                    and all(type(x) is int for x in state[:3])
+                    and all(type(n) is bytes for part in state[3:] if type(part) is tuple for n in part)
+                    and all(type(part) is tuple for part in state[3:])):
+                return None
+        if not all(type(t) is bytes for t in tops) or not all(type(e) is str for e in excludes):
+            return None
+        return Listing(excludes, tops, dirs, None, False)
+    except (zlib.error, ValueError, EOFError, TypeError):
         return None
-    return set(body.split(b"\0")) if body else set()
 
 
-def save(root: Root, names: set[bytes] | None, key: str = "") -> None:
-    """Record *names* for the slave *key* names (None removes the record: the next run takes the guarded path)."""
+def save(root: Root, listing: Listing | None, key: str = "") -> None:
+    """Record *listing* for the slave *key* names (None removes the record: the next run takes the guarded
+    path)."""
     path = root.join(INVENTORY_FILE)
-    if names is None:
+    if listing is None:
         try:
             path.unlink()
         except FileNotFoundError:
             pass
         return
     head = _MAGIC + key.encode("utf-8", "surrogateescape") + b"\n"
-    atomic_write(path, head + zlib.compress(b"\0".join(sorted(names)), 1), mode=0o600)
+    body = marshal.dumps((listing.excludes, listing.tops, listing.dirs))
+    atomic_write(path, head + zlib.compress(body, 1), mode=0o600)
 
 
 def slave_key(slave: str, fingerprint: str | None, epoch: int) -> str:
@@ -106,9 +190,9 @@ def slave_key(slave: str, fingerprint: str | None, epoch: int) -> str:
     return " ".join(str(x).replace("\n", " ") for x in (slave, fingerprint or "-", int(epoch)))
 
 
-def gone(recorded: set[bytes] | None, now: set[bytes] | None) -> int | None:
-    """How many recorded names are no longer here (a push would delete them on the slave), or None when
+def gone(recorded: Listing | None, now: Listing | None) -> int | None:
+    """How many names of *recorded* are not in *now* (a push would delete them on the slave), or None when
     either side is unknown."""
     if recorded is None or now is None:
         return None
-    return len(recorded - now)
+    return len(recorded.names() - now.names())

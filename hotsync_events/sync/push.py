@@ -13,6 +13,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hotsync_events.configdb import open_db
 from hotsync_events.paths import Root
@@ -26,6 +27,9 @@ from hotsync_events.sync.record import append_log, record_outcome, report_outcom
 from hotsync_events.sync.rsync import changed_names, only_these_filter, push_args
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import update_status
+
+if TYPE_CHECKING:
+    from hotsync_events.sync.inventory import Listing
 
 __all__ = ["Outcome", "awaiting_person", "run_sync", "EXIT_OK", "EXIT_FAILED", "EXIT_CANNOT", "EXIT_HELD", "EXIT_BUSY"]
 
@@ -302,14 +306,14 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     from hotsync_events.sync.fence import read_epoch
 
     key = inventory.slave_key(f"{cfg.slave_host}:{cfg.port}", tls.pinned_fingerprint(root), read_epoch(root))
-    names = None if dry_run else inventory.walk(root, lists.includes, lists.excludes)
     recorded = None if dry_run else inventory.load(root, key)
+    names = None if dry_run else inventory.walk(root, lists.includes, lists.excludes, previous=recorded)
     # 6a. nothing the slave is known to hold has gone from here: one session, which deletes nothing whatever
     #     the record says (--max-delete=0); rsync says so when the slave holds what this host does not
     one = None
     if (names is not None and previous.get("last_success") and not (dry_run or full or allow_deletions or gate
                                                                      or already)
-            and inventory.gone(recorded, names) == 0):
+            and names.gone == 0):
         one = link.session("sync", lambda early: push_args(**common, max_delete=0, early=early),
                            progress=ctx.get("progress"))
         if DELETIONS_STOPPED_SAYS not in one.stderr:
@@ -385,12 +389,14 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     return _pushed(real, lists.problems, files=dry.stats.get("Number of files", 0), before=one)
 
 
-def _remember(root: Root, names: set[bytes] | None, recorded: set[bytes] | None, key: str) -> None:
+def _remember(root: Root, names: Listing | None, recorded: Listing | None, key: str) -> None:
     """After a success: the slave holds what was here when the push started (a name made or removed while it
     ran can make the record wrong, which costs the next run its dry run, nothing else)."""
     from hotsync_events.sync import inventory
 
-    if names != recorded:
+    if names is None and recorded is not None:
+        inventory.save(root, None, key)
+    elif names is not None and names.changed:
         inventory.save(root, names, key)
 
 

@@ -27,14 +27,13 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import cmd, loadavg, machine_line, precompile  # noqa: E402
+from benchlib import cmd, loadavg, machine_line, precompile, work_dir  # noqa: E402
 from sync_pair import Pair  # noqa: E402
 
 TRACE = "trace=process,connect,accept,accept4,rename,renameat,renameat2"
@@ -413,7 +412,7 @@ def main(argv=None) -> int:
     if shutil.which("strace") is None:
         print("bench/breakdown.py: needs strace", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="hotsync-breakdown."))
+    work = work_dir("hotsync-breakdown.")
     print(f"bench/breakdown.py: {a.files} files; {machine_line()}; {precompile()}", flush=True)
     (work / "pair").mkdir()
     pair = Pair(work / "pair")

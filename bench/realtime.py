@@ -42,7 +42,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchlib import (CpuHogs, PlainDaemon, cmd, loadavg, log_offset, machine_line, pct, precompile,  # noqa: E402
-                      received_bytes, rss_kb, table, tree_cpu, wait_for)
+                      received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
 from sync_pair import Pair  # noqa: E402  (benchlib put tests/ on the path)
 
 PER_DIR = 200
@@ -607,7 +606,7 @@ def main(argv=None) -> int:
           f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}; nice {a.nice} for hotsync's "
           "notifier and listener and for every baseline (the units' Nice=; the writer and the CPU hogs at 0)",
           flush=True)
-    work = Path(tempfile.mkdtemp(prefix="hotsync-bench-rt."))
+    work = work_dir("hotsync-bench-rt.")
     b = Bench(work, a)
     try:
         b.setup()

@@ -27,7 +27,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 sys.path.insert(0, str(HERE))
 
-from benchlib import PlainDaemon, loadavg, machine_line, precompile  # noqa: E402
+from benchlib import PlainDaemon, loadavg, machine_line, precompile, work_dir  # noqa: E402
 from sync_pair import PASSWORD, Pair, cli  # noqa: E402
 
 DIRS, PER_DIR, SIZE = 100, 200, 1024
@@ -76,7 +75,7 @@ def main(argv=None) -> int:
     if not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))):
         print("bench/sync.py: needs rsync and stunnel4")
         return 1
-    base = Path(tempfile.mkdtemp(prefix="hotsync-bench-"))
+    base = work_dir("hotsync-bench-")
     pair = Pair(base)
     bare = None
     print(f"bench/sync.py: {DIRS * PER_DIR} files of {SIZE} B; {machine_line()}; {precompile()}", flush=True)

@@ -28,3 +28,17 @@ def test_the_debouncer_and_the_settings_agree_when_nothing_is_configured(tmp_pat
     raw = open_db("configuration", tmp_path, validate=False)
     raw.setprop("hotsync", {"RealtimeSettle": "99999", "RealtimeMaxBatch": "5"})   # written past the schema
     assert (RealtimeSettings.from_db(raw).settle, RealtimeSettings.from_db(raw).max_batch) == (10.0, 10)
+
+
+def test_list_pushes_leave_delay_updates_to_the_full_sync():
+    """The notifier's pushes land file by file (each still renamed into place whole); the full sync keeps
+    --delay-updates, so a whole-tree push lands as a whole."""
+    from hotsync_events.realtime.wiring import LIST_OPTIONS, list_push_args
+    from hotsync_events.sync.rsync import push_args
+
+    full = push_args(sources=["/r/./srv"], exclude_file="/r/ex", password_file="/r/pw", timeout=20)
+    listed = list_push_args(full)
+    assert "--delay-updates" in full and "--delay-updates" not in listed
+    assert listed[listed.index("--"):] == full[full.index("--"):]
+    assert [o for o in listed if o in LIST_OPTIONS] == list(LIST_OPTIONS)
+    assert {o for o in full if o != "--delay-updates"} <= set(listed)

@@ -53,9 +53,9 @@ LIST_OPTIONS = ("--files-from=-", "--from0", "--delete-missing-args", "--force")
 
 def list_push_args(args: list[str]) -> list[str]:
     """A push's argument list (:func:`~hotsync_events.sync.rsync.push_args`) as an incremental push: the
-    same options, plus :data:`LIST_OPTIONS` before the ``--`` that ends them."""
+    same options without ``--delay-updates``, plus :data:`LIST_OPTIONS` before the ``--`` that ends them."""
     i = args.index("--")
-    return [*args[:i], *LIST_OPTIONS, *args[i:]]
+    return [*(a for a in args[:i] if a != "--delay-updates"), *LIST_OPTIONS, *args[i:]]
 
 
 def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:

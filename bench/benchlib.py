@@ -45,7 +45,9 @@ def work_dir(prefix: str) -> Path:
     import tempfile
 
     base = os.environ.get("HOTSYNC_BENCH_DIR") or "/var/tmp"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base if os.path.isdir(base) else None))
+    if not os.path.isdir(base):
+        raise SystemExit(f"{base} is not a directory: set HOTSYNC_BENCH_DIR to where the bench may work")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def loadavg() -> str:
@@ -135,7 +137,9 @@ class CpuHogs:
 
     def __enter__(self) -> CpuHogs:
         code = f"import time\nt = time.monotonic() + {self.limit}\nwhile time.monotonic() < t:\n    pass\n"
-        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(self.n)]
+        # each in a session of its own, as a service or a batch job would be: with the kernel's autogroups (on
+        # where no cpu cgroup separates services) a session is a scheduling group
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], start_new_session=True) for _ in range(self.n)]
         time.sleep(0.5)             # let the scheduler see them
         return self
 
@@ -162,7 +166,7 @@ class PlainDaemon:
                              f"[data]\npath = {dest}\nread only = false\n"
                              + ("uid = 0\ngid = 0\n" if os.geteuid() == 0 else ""))
         self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={self.conf}",
-                                      "--address=127.0.0.1", f"--port={self.port}"])
+                                      "--address=127.0.0.1", f"--port={self.port}"], start_new_session=True)
         self.pid = self.proc.pid
         from notifier_helpers import wait_port     # tests/ (on the path beside sync_pair)
 

@@ -23,12 +23,14 @@ Phases (issue 20's targets):
   rename     a directory of --rename files renamed: time until the replica shows it and bytes the receiving
              daemon took in, over one plain `rsync -a --delete` of the tree after the same rename
 
-Priority: hotsync's notifier and the slave's listener run at the Nice= of the shipped units (a push is
-not starved by batch work on the same host); the bench gives every baseline's processes the same nice, so a
-ratio compares designs, not priorities. The writer and the CPU hogs run at 0, as the applications would.
+Scheduling: every daemon runs in a session of its own, as a service would (hotsync's notifier and the
+slave's listener, lsyncd, the plain rsync daemon), and so does each CPU hog. With the kernel's autogroups
+(on where no cpu cgroup separates services, as on a default Debian host) a session is a scheduling group:
+under load each group gets its share, so a push's latency follows the CPU it costs. The header says
+whether autogroups are on.
 
 Options: --quick (a smoke run: tiny sizes, a few seconds of writes), --systems, --phases, --no-loaded,
---nice N (instead of the units'), --json FILE (the figures, for scripts). Only 127.0.0.1; every wait is bounded; everything lives under one
+--json FILE (the figures, for scripts). Only 127.0.0.1; every wait is bounded; everything lives under one
 temp directory, removed at the end, and every process started here is stopped by its pid.
 """
 from __future__ import annotations
@@ -37,7 +39,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -154,10 +155,9 @@ class Hotsync(System):
         env = {**os.environ, "HOTSYNC_ROOT": str(self.b.pair.master)}
         self.logf = open(self.b.work / "watch.log", "a")  # noqa: SIM115 - the watcher's log, closed in stop()
         self.proc = subprocess.Popen([cmd("hotsync"), "watch", "--force"], env=env, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
         self.receiver = self.b.slave_stunnel()
-        self.b.renice(self.pid, self.receiver)      # as the shipped units run them (Nice=)
         ok = wait_for(lambda: self.proc.poll() is not None or (
             self._status().get("full_syncs", 0) >= 1 and not self._status().get("full_sync_pending")
             and self._status().get("running") is None), 300, 0.1)
@@ -204,9 +204,9 @@ class Lsyncd(System):
 sync {{ default.rsync, source = "{self.src}/", target = "{self.b.plain.url('lsyncd/')}", delay = 0,
   rsync = {{ archive = true{extra} }} }}
 """)
-        self.proc = subprocess.Popen(["lsyncd", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["lsyncd", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         self.pid = self.proc.pid
-        self.b.renice(self.pid)                     # the same priority as hotsync's (its rsyncs inherit it)
         self.receiver = self.b.plain.pid
         ok = wait_for(lambda: self.proc.poll() is not None or (
             self.log.exists() and "finished" in self.log.read_text(errors="replace")), 300, 0.1)
@@ -237,7 +237,7 @@ class PlainRsync(System):
     def after_write(self, path: Path) -> None:
         rel = path.relative_to(self.src)
         subprocess.run(["rsync", "-a", *self.b.peer_opts, str(path), self.b.plain.url(f"rsync/{rel.parent}/")],
-                       check=False, timeout=60, preexec_fn=self.b.renice_self)
+                       check=False, timeout=60)
 
     def push_all(self) -> float:
         t0 = time.monotonic()
@@ -270,7 +270,6 @@ class Bench:
             top.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["cp", "-a", str(proto), str(top)], check=True)
         self.plain = PlainDaemon(self.work, self.plain_dest, nodelay=True)
-        self.renice(self.plain.pid)                 # the baselines' receiver: the same priority as hotsync's
         self.pair.include("/srv/bench")
         # a rename of --rename files is a deletion of as many on the slave: with the default MaxDeletePercent
         # (20) the guard would hold it on a tree under 5x its size. The guard's dry run runs all the same.
@@ -280,16 +279,6 @@ class Bench:
             raise RuntimeError(f"the first hotsync sync failed: {cp.stdout[-600:]}{cp.stderr[-600:]}")
         print(f"setup: {self.args.files + self.args.rename} files x 4 copies, pair paired and synced in "
               f"{time.monotonic() - t0:.1f} s", flush=True)
-
-    def renice(self, *pids: int | None) -> None:
-        """Give *pids* (and the children they start from now on) the bench's CPU priority."""
-        for pid in pids:
-            if pid and self.args.nice:
-                os.setpriority(os.PRIO_PROCESS, pid, self.args.nice)
-
-    def renice_self(self) -> None:
-        if self.args.nice:
-            os.setpriority(os.PRIO_PROCESS, 0, self.args.nice)
 
     def slave_stunnel(self) -> int | None:
         for pf in (self.pair.slave / "run/hotsync").glob("*stunnel*.pid"):
@@ -563,14 +552,8 @@ def parse(argv=None):
     p.add_argument("--rename", type=int, default=10000)
     p.add_argument("--peer-nodelay", action="store_true", help="give lsyncd and plain rsync TCP_NODELAY too")
     p.add_argument("--lsyncd-rename", action="store_true", help="also time lsyncd's rename (slow: ~50 s)")
-    p.add_argument("--nice", type=int, default=None,
-                   help="the CPU priority of hotsync's notifier and slave listener, and of every baseline's "
-                        "processes (lsyncd, its rsyncs, the plain daemon, the per-change rsync); default: the "
-                        "Nice= of the shipped units (debian/units/hotsync-watch.service)")
     p.add_argument("--json", metavar="FILE", help="write the figures there")
     a = p.parse_args(argv)
-    if a.nice is None:
-        a.nice = unit_nice()
     a.gap = (0.3, 1.5)
     a.wait_max = 300.0
     if a.quick:
@@ -581,17 +564,12 @@ def parse(argv=None):
     return a
 
 
-def unit_nice() -> int:
-    """The Nice= the shipped units give the notifier and the slave's listener (0 when they set none; the
-    two must agree, or the bench would not know which to use)."""
-    found = set()
-    for unit in ("hotsync-watch.service", "hotsync-stunnel.service"):
-        text = (HERE.parent / "debian/units" / unit).read_text()
-        m = re.search(r"^Nice=(-?\d+)$", text, re.M)
-        found.add(int(m.group(1)) if m else 0)
-    if len(found) != 1:
-        raise SystemExit(f"bench/realtime.py: the units disagree on Nice= ({sorted(found)}): pass --nice")
-    return found.pop()
+def autogroups() -> str:
+    """Whether the kernel groups each session for the scheduler (``kernel.sched_autogroup_enabled``)."""
+    try:
+        return "on" if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1" else "off"
+    except OSError:
+        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -603,9 +581,8 @@ def main(argv=None) -> int:
     lv = subprocess.run(["lsyncd", "-version"], capture_output=True, text=True).stdout.strip().replace("\n", " ") \
         if shutil.which("lsyncd") else "-"
     print(f"bench/realtime.py: tree {a.files} + {a.rename} files, {a.writes} writes, burst {a.burst}, "
-          f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}; nice {a.nice} for hotsync's "
-          "notifier and listener and for every baseline (the units' Nice=; the writer and the CPU hogs at 0)",
-          flush=True)
+          f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}; autogroups "
+          f"{autogroups()}", flush=True)
     work = work_dir("hotsync-bench-rt.")
     b = Bench(work, a)
     try:

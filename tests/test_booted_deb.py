@@ -145,8 +145,6 @@ def test_install_configure_upgrade_remove(booted, deb):
     assert "hotsync-sync.timer" in host.path("/etc/cron.d/hotsync").read_text()     # the timer is the schedule
     assert not host.path("/etc/systemd/system/hotsync-watch.service").exists()     # the package's unit
     pid = host.run(["systemctl", "show", "-p", "MainPID", "--value", "hotsync-watch.service"]).stdout.strip()
-    # the notifier runs a little ahead of ordinary processes (the unit's Nice=): a loaded host does not starve it
-    assert host.run(["ps", "-o", "ni=", "-p", pid]).stdout.strip() == "-5"
 
     # upgrade (the same package again: prerm upgrade, postinst configure OLD): the notifier runs on, restarted
     host.run(["apt-get", "install", "-y", "-q", "--reinstall", "--no-install-recommends", str(deb)], env=APT_ENV,

@@ -137,18 +137,36 @@ def test_the_record_walks_without_following_links_and_reads_back(tmp_path):
     kept = inventory.walk(root, ["/srv/data"], ["cache/"])
     assert kept is not None and not any(b"/cache" in n for n in kept.names()) and b"/srv/data/a" in kept.names()
     assert inventory.walk(root, ["/srv/data"], limit=3) is None      # past the limit: no record
-    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 3 " + key.encode() + b"\nnot zlib")
+    root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 4 " + key.encode() + b"\nnot zlib")
     assert inventory.load(root, key) is None          # unreadable: the guarded path, nothing else
     import marshal
     import zlib
-    for body in (marshal.dumps([1, 2]), marshal.dumps(((), (), {b"/x": (1, 2, 3, "f", ())})), b"\xff\x00"):
-        root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 3 " + key.encode() + b"\n"
+    good = (1, 2, 3, (b"f",), (b"sub",))
+    for body in (marshal.dumps([1, 2]), marshal.dumps(((), (), {b"/x": (1, 2, 3, "f", ())}, 1.0)), b"\xff\x00",
+                 marshal.dumps(((), (), {b"/x": good}, 1))):
+        root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 4 " + key.encode() + b"\n"
                                                        + zlib.compress(body))
         assert inventory.load(root, key) is None      # not a record this version wrote: none
+    # a subdirectory name the walk would open must be one plain component: a damaged record is no record
+    for bad in (b"..", b".", b"", b"a/b", b"a\0b"):
+        body = marshal.dumps(((), (), {b"/x": (1, 2, 3, (), (bad,))}, 1.0))
+        root.join(inventory.INVENTORY_FILE).write_bytes(b"hotsync-inventory 4 " + key.encode() + b"\n"
+                                                       + zlib.compress(body))
+        assert inventory.load(root, key) is None, bad
     root.join(inventory.INVENTORY_FILE).write_bytes(b"something else")
     assert inventory.load(root, key) is None
     inventory.save(root, None)
     assert inventory.load(root, key) is None
+
+
+class _Clock:
+    """A stand-in for the inventory module's ``time``: the walk's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.ns = time.time_ns()
+
+    def time_ns(self) -> int:
+        return self.ns
 
 
 def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp_path, monkeypatch):
@@ -161,6 +179,9 @@ def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp
     inc = ["/srv/data", "/etc/gone.conf"]
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/gone.conf").write_text("x")
+    clock = _Clock()
+    monkeypatch.setattr(inventory, "time", clock)
+    clock.ns = time.time_ns()              # the files were made just now
     first = inventory.walk(root, inc)
     # just listed: every change time is too fresh to trust, so the next walk lists every directory again
     assert all(d[2] == 0 for d in first.dirs.values())
@@ -172,8 +193,7 @@ def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp
         return real_scandir(path)
 
     monkeypatch.setattr(inventory.os, "scandir", counting)
-    later = time.time_ns() + 10_000_000_000
-    monkeypatch.setattr(inventory.time, "time_ns", lambda: later)
+    clock.ns += 10_000_000_000             # ten seconds on: the change times are settled
     second = inventory.walk(root, inc, previous=first)
     assert second.gone == 0 and second.changed          # the same names, now with trusted change times
     assert sorted(listed) == ["/srv/data", "/srv/data/a", "/srv/data/b", "/srv/data/b/c"]
@@ -183,6 +203,7 @@ def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp
     # a file removed deep down: only its directory is listed again, and the walk counts it gone
     (top / "b/c/f1").unlink()
     (top / "a/new").write_text("x")                      # a new name is not a deletion
+    clock.ns = time.time_ns() + 10_000_000_000
     fourth = inventory.walk(root, inc, previous=third)
     assert sorted(listed) == ["/srv/data/a", "/srv/data/b/c"] and fourth.gone == 1 and fourth.changed
     assert fourth.gone == inventory.gone(third, fourth)
@@ -190,22 +211,56 @@ def test_the_record_lists_again_only_the_directories_whose_change_time_moved(tmp
     listed.clear()
     os.rename(top / "b", tmp_path / "b-away")
     (tmp_path / "etc/gone.conf").unlink()
+    clock.ns = time.time_ns() + 10_000_000_000
     fifth = inventory.walk(root, inc, previous=fourth)
     assert fifth.gone == inventory.gone(fourth, fifth) == 1 + 3 + 1 + 2 + 1 and listed == ["/srv/data"]
-    # a directory replaced by another of the same name (another inode): listed again, even with the same
-    # change time in the record
     os.rename(tmp_path / "b-away", top / "b")
+    clock.ns = time.time_ns() + 10_000_000_000
     sixth = inventory.walk(root, inc, previous=fifth)
     assert sixth.gone == 0
+    seventh = inventory.walk(root, inc, previous=sixth)
+    # a directory with the recorded change time but another inode, or another device (something mounted
+    # on it), is listed again: a change time alone does not say it is the same directory
+    real_lstat = os.lstat
+    for field in ("st_ino", "st_dev"):
+        def other(path, field=field):
+            st = real_lstat(path)
+            if os.fsdecode(path).endswith("/srv/data/a"):
+                values = {f: getattr(st, f) for f in ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid",
+                                                      "st_size", "st_atime", "st_mtime", "st_ctime")}
+                values[field] += 1000
+                return _Stat(values, st.st_ctime_ns)
+            return st
+        monkeypatch.setattr(inventory.os, "lstat", other)
+        listed.clear()
+        assert inventory.walk(root, inc, previous=seventh).gone == 0 and listed == ["/srv/data/a"], field
+    monkeypatch.setattr(inventory.os, "lstat", real_lstat)
+    # the record ages: once its last full listing is a day old, and on --full, every directory is listed
+    listed.clear()
+    assert inventory.walk(root, inc, previous=seventh, relist=True).gone == 0 and len(listed) == 4
+    listed.clear()
+    clock.ns += inventory.RELIST_AFTER * 1_000_000_000
+    aged = inventory.walk(root, inc, previous=seventh)
+    assert aged.gone == 0 and len(listed) == 4 and aged.changed and aged.listed_at > seventh.listed_at
+    # a directory replaced by another of the same name: listed again, its lost names counted
     listed.clear()
     (top / "a").rename(tmp_path / "a-old")
     (top / "a").mkdir()
     (top / "a/f0").write_text("x")
-    seventh = inventory.walk(root, inc, previous=sixth)
-    assert "/srv/data/a" in listed and seventh.gone == inventory.gone(sixth, seventh) == 3
+    clock.ns = time.time_ns() + 10_000_000_000
+    eighth = inventory.walk(root, inc, previous=aged)
+    assert "/srv/data/a" in listed and eighth.gone == inventory.gone(aged, eighth) == 3
     # another exclude list: the names are compared, not the directories
-    eighth = inventory.walk(root, inc, ["c/"], previous=seventh)
-    assert eighth.gone == inventory.gone(seventh, eighth) == 1 + 2
+    ninth = inventory.walk(root, inc, ["c/"], previous=eighth)
+    assert ninth.gone == inventory.gone(eighth, ninth) == 1 + 2
+
+
+class _Stat:
+    """An ``os.stat_result`` with some fields changed (``st_ctime_ns`` kept)."""
+
+    def __init__(self, values: dict, ctime_ns: int) -> None:
+        self.__dict__.update(values)
+        self.st_ctime_ns = ctime_ns
 
 
 @pytest.mark.slow

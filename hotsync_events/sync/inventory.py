@@ -17,6 +17,9 @@ it back), so the next run lists only the directories whose change time moved and
 on 20,000 files in 100 directories that is 100 ``lstat`` calls instead of 20,000 names. A change time
 less than :data:`SETTLE_NS` old when it was read is not trusted (the clock behind it ticks coarsely: a
 second change within the same tick would leave it equal) and that directory is listed again next time.
+A clock stepped back or a network file system whose server's clock lags could still leave a change time
+equal; so every directory is listed again once the last full listing is :data:`RELIST_AFTER` old, and on
+``hotsync sync --full``.
 The record is written atomically, zlib-compressed, in the master's state directory (never shipped), under
 a key naming the slave (address, pinned certificate, pair epoch): a record made for another slave is no
 record. Past :data:`MAX_NAMES` names no record is kept.
@@ -32,14 +35,17 @@ from collections.abc import Iterable
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 
-__all__ = ["INVENTORY_FILE", "MAX_NAMES", "SETTLE_NS", "Listing", "gone", "load", "save", "slave_key", "walk"]
+__all__ = ["INVENTORY_FILE", "MAX_NAMES", "RELIST_AFTER", "SETTLE_NS", "Listing", "gone", "load", "save", "slave_key",
+           "walk"]
 
 INVENTORY_FILE = "/var/lib/hotsync/sync/inventory"
-_MAGIC = b"hotsync-inventory 3 "
+_MAGIC = b"hotsync-inventory 4 "
 #: more names than this and the record is not kept (its memory would grow with the tree): the guarded path
 MAX_NAMES = 2_000_000
 #: a directory's change time younger than this when read is not trusted by the next run (it lists it again)
 SETTLE_NS = 2_000_000_000
+#: seconds after which a record's directories are all listed again, whatever their change times say
+RELIST_AFTER = 86400
 
 # one directory: (st_dev, st_ino, trusted st_ctime_ns or 0, its files and links, its subdirectories)
 _Dir = tuple[int, int, int, tuple[bytes, ...], tuple[bytes, ...]]
@@ -50,11 +56,13 @@ class Listing:
     leading slash) and each directory's state and names (*dirs*); *gone* is how many names of the listing
     it was walked against are no longer here (None without one), *changed* whether it differs from it."""
 
-    __slots__ = ("excludes", "tops", "dirs", "gone", "changed")
+    __slots__ = ("excludes", "tops", "dirs", "gone", "changed", "listed_at")
 
     def __init__(self, excludes: tuple[str, ...], tops: tuple[bytes, ...], dirs: dict[bytes, _Dir],
-                 gone: int | None = None, changed: bool = True) -> None:
+                 gone: int | None = None, changed: bool = True, listed_at: float = 0.0) -> None:
         self.excludes, self.tops, self.dirs, self.gone, self.changed = excludes, tops, dirs, gone, changed
+        #: when every directory was last listed (not taken from a record)
+        self.listed_at = listed_at
 
     def names(self) -> set[bytes]:
         """Every name in the listing (the include paths themselves too)."""
@@ -66,24 +74,28 @@ class Listing:
 
 
 def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limit: int = MAX_NAMES,
-         previous: Listing | None = None) -> Listing | None:
+         previous: Listing | None = None, relist: bool = False) -> Listing | None:
     """The names under *includes* on this host now, without what *excludes* (rsync patterns) leaves out, or
     None when a directory cannot be read or there are more than *limit* names (then nothing is said: the
-    run takes the guarded path). With *previous* (the record), a directory whose device, inode and trusted
-    change time are the same is not listed again, and the result says how many of its names have gone."""
+    run takes the guarded path). With *previous* (the record), the result says how many of its names have
+    gone, and a directory whose device, inode and trusted change time are the same is not listed again,
+    unless *relist*, or the record's last full listing is :data:`RELIST_AFTER` old (then every one is)."""
     from hotsync_events.sync.excludes import ExcludeMatcher
 
     excludes = tuple(excludes)
     skip = ExcludeMatcher(excludes)
     base = os.fsencode(str(root.path).rstrip("/"))
     cut = len(base)
-    settled = time.time_ns() - SETTLE_NS
-    old = previous.dirs if previous is not None and previous.excludes == excludes else {}
+    now_ns = time.time_ns()
+    settled = now_ns - SETTLE_NS
+    reuse = (previous is not None and previous.excludes == excludes and not relist
+             and 0 <= now_ns / 1e9 - previous.listed_at < RELIST_AFTER)
+    old = previous.dirs if previous is not None and reuse else {}
     tops: list[bytes] = []
     dirs: dict[bytes, _Dir] = {}
     count = 0
     lost = 0
-    changed = previous is None or previous.excludes != excludes
+    changed = previous is None or not reuse
     try:
         for inc in includes:
             top = base + b"/" + os.fsencode(inc).strip(b"/")
@@ -125,10 +137,11 @@ def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limi
                 if count > limit:
                     return None
                 todo.extend(path + b"/" + s for s in entry[4])
-    except OSError:
+    except (OSError, ValueError):      # ValueError: a name with a NUL (from a damaged record)
         return None
+    listed_at = previous.listed_at if reuse and previous is not None else now_ns / 1e9
     if previous is None:
-        return Listing(excludes, tuple(tops), dirs, None, True)
+        return Listing(excludes, tuple(tops), dirs, None, True, listed_at)
     # what the previous listing held that was not reached now: gone (a directory removed or moved away,
     # an include path gone or no longer listed), each of its names counted
     for rel, was in previous.dirs.items():
@@ -136,10 +149,10 @@ def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limi
             lost += len(was[3]) + len(was[4])
     lost += len(set(previous.tops).difference(tops))
     changed = changed or len(dirs) != len(previous.dirs) or tuple(tops) != previous.tops
-    if previous.excludes != excludes:          # another filter: the names, not the directories, compared
+    if not reuse:            # listed afresh (another filter, or due): the names, not the directories, compared
         listing = Listing(excludes, tuple(tops), dirs)
-        return Listing(excludes, tuple(tops), dirs, len(previous.names() - listing.names()), True)
-    return Listing(excludes, tuple(tops), dirs, lost, changed)
+        return Listing(excludes, tuple(tops), dirs, len(previous.names() - listing.names()), True, listed_at)
+    return Listing(excludes, tuple(tops), dirs, lost, changed, listed_at)
 
 
 def load(root: Root, key: str) -> Listing | None:
@@ -153,18 +166,21 @@ def load(root: Root, key: str) -> Listing | None:
     if not data.startswith(head):
         return None
     try:
-        excludes, tops, dirs = marshal.loads(zlib.decompress(data[len(head):]))
-        if not (isinstance(excludes, tuple) and isinstance(tops, tuple) and isinstance(dirs, dict)):
+        excludes, tops, dirs, listed_at = marshal.loads(zlib.decompress(data[len(head):]))
+        if not (isinstance(excludes, tuple) and isinstance(tops, tuple) and isinstance(dirs, dict)
+                and type(listed_at) is float):
             return None
         for rel, state in dirs.items():
             if not (isinstance(rel, bytes) and isinstance(state, tuple) and len(state) == 5
                     and all(type(x) is int for x in state[:3])
-                    and all(type(n) is bytes for part in state[3:] if type(part) is tuple for n in part)
-                    and all(type(part) is tuple for part in state[3:])):
+                    and all(type(part) is tuple for part in state[3:])
+                    and all(type(n) is bytes for part in state[3:] for n in part)
+                    # a subdirectory's name becomes a path the walk opens: one plain component only
+                    and all(n and n not in (b".", b"..") and b"/" not in n and b"\0" not in n for n in state[4])):
                 return None
         if not all(type(t) is bytes for t in tops) or not all(type(e) is str for e in excludes):
             return None
-        return Listing(excludes, tops, dirs, None, False)
+        return Listing(excludes, tops, dirs, None, False, listed_at)
     except (zlib.error, ValueError, EOFError, TypeError):
         return None
 
@@ -180,7 +196,7 @@ def save(root: Root, listing: Listing | None, key: str = "") -> None:
             pass
         return
     head = _MAGIC + key.encode("utf-8", "surrogateescape") + b"\n"
-    body = marshal.dumps((listing.excludes, listing.tops, listing.dirs))
+    body = marshal.dumps((listing.excludes, listing.tops, listing.dirs, float(listing.listed_at)))
     atomic_write(path, head + zlib.compress(body, 1), mode=0o600)
 
 

@@ -307,7 +307,7 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
 
     key = inventory.slave_key(f"{cfg.slave_host}:{cfg.port}", tls.pinned_fingerprint(root), read_epoch(root))
     recorded = None if dry_run else inventory.load(root, key)
-    names = None if dry_run else inventory.walk(root, lists.includes, lists.excludes, previous=recorded)
+    names = None if dry_run else inventory.walk(root, lists.includes, lists.excludes, previous=recorded, relist=full)
     # 6a. nothing the slave is known to hold has gone from here: one session, which deletes nothing whatever
     #     the record says (--max-delete=0); rsync says so when the slave holds what this host does not
     one = None

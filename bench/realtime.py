@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from benchlib import (CpuHogs, PlainDaemon, cmd, loadavg, log_offset, machine_line, pct, precompile,  # noqa: E402
-                      received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
+                      fs_line, received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
 from sync_pair import Pair  # noqa: E402  (benchlib put tests/ on the path)
 
 PER_DIR = 200
@@ -374,7 +374,9 @@ class Bench:
         w = write_burst(top, self.args.burst)
         done = burst_complete(s.dst / "burst", self.args.burst)
         if not wait_for(done, self.args.wait_max, 0.01):
-            raise RuntimeError(f"the replica did not hold the burst after {self.args.wait_max} s")
+            logs = [p for p in (getattr(s, "log", None), self.work / "watch.log", self.plain.log) if p]
+            tail = "".join(f"\n--- {p}:\n" + p.read_text(errors="replace")[-1500:] for p in logs if p.exists())
+            raise RuntimeError(f"{s.name}: the replica did not hold the burst after {self.args.wait_max} s{tail}")
         t_equal = time.monotonic()
         s.idle()
         w.update(first_to_equal=t_equal - w["t_first"], last_to_equal=t_equal - w["t_last"],
@@ -580,10 +582,10 @@ def main(argv=None) -> int:
             return 2
     lv = subprocess.run(["lsyncd", "-version"], capture_output=True, text=True).stdout.strip().replace("\n", " ") \
         if shutil.which("lsyncd") else "-"
+    work = work_dir("hotsync-bench-rt.")
     print(f"bench/realtime.py: tree {a.files} + {a.rename} files, {a.writes} writes, burst {a.burst}, "
           f"rename {a.rename}; {machine_line()}; lsyncd {lv}; {precompile()}; autogroups "
-          f"{autogroups()}", flush=True)
-    work = work_dir("hotsync-bench-rt.")
+          f"{autogroups()}; {fs_line(work)}", flush=True)
     b = Bench(work, a)
     try:
         b.setup()

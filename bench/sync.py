@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 sys.path.insert(0, str(HERE))
 
-from benchlib import PlainDaemon, loadavg, machine_line, precompile, work_dir  # noqa: E402
+from benchlib import PlainDaemon, fs_line, loadavg, machine_line, precompile, work_dir  # noqa: E402
 from sync_pair import PASSWORD, Pair, cli  # noqa: E402
 
 DIRS, PER_DIR, SIZE = 100, 200, 1024
@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     base = work_dir("hotsync-bench-")
     pair = Pair(base)
     bare = None
-    print(f"bench/sync.py: {DIRS * PER_DIR} files of {SIZE} B; {machine_line()}; {precompile()}", flush=True)
+    print(f"bench/sync.py: {DIRS * PER_DIR} files of {SIZE} B; {machine_line()}; {precompile()}; {fs_line(base)}",
+          flush=True)
     load_before = loadavg()
     try:
         pair.pair()

@@ -90,12 +90,12 @@ def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limi
     settled = now_ns - SETTLE_NS
     reuse = (previous is not None and previous.excludes == excludes and not relist
              and 0 <= now_ns / 1e9 - previous.listed_at < RELIST_AFTER)
-    old = previous.dirs if previous is not None and reuse else {}
+    old = previous.dirs if reuse and previous is not None else {}
     tops: list[bytes] = []
     dirs: dict[bytes, _Dir] = {}
     count = 0
     lost = 0
-    changed = previous is None or not reuse
+    changed = not reuse
     try:
         for inc in includes:
             top = base + b"/" + os.fsencode(inc).strip(b"/")
@@ -139,20 +139,21 @@ def walk(root: Root, includes: Iterable[str], excludes: Iterable[str] = (), limi
                 todo.extend(path + b"/" + s for s in entry[4])
     except (OSError, ValueError):      # ValueError: a name with a NUL (from a damaged record)
         return None
-    listed_at = previous.listed_at if reuse and previous is not None else now_ns / 1e9
+    listing = Listing(excludes, tuple(tops), dirs, None, True,
+                      previous.listed_at if reuse and previous is not None else now_ns / 1e9)
     if previous is None:
-        return Listing(excludes, tuple(tops), dirs, None, True, listed_at)
+        return listing
+    if not reuse:            # listed afresh (another filter, or due): the names, not the directories, compared
+        listing.gone = gone(previous, listing)
+        return listing
     # what the previous listing held that was not reached now: gone (a directory removed or moved away,
     # an include path gone or no longer listed), each of its names counted
     for rel, was in previous.dirs.items():
         if rel not in dirs:
             lost += len(was[3]) + len(was[4])
-    lost += len(set(previous.tops).difference(tops))
-    changed = changed or len(dirs) != len(previous.dirs) or tuple(tops) != previous.tops
-    if not reuse:            # listed afresh (another filter, or due): the names, not the directories, compared
-        listing = Listing(excludes, tuple(tops), dirs)
-        return Listing(excludes, tuple(tops), dirs, len(previous.names() - listing.names()), True, listed_at)
-    return Listing(excludes, tuple(tops), dirs, lost, changed, listed_at)
+    listing.gone = lost + len(set(previous.tops).difference(tops))
+    listing.changed = changed or len(dirs) != len(previous.dirs) or listing.tops != previous.tops
+    return listing
 
 
 def load(root: Root, key: str) -> Listing | None:

@@ -55,6 +55,9 @@ from pathlib import Path
 
 import pytest
 
+from hotsync_events.drill.boot import (BOUNDING, MACHINE_UNITS, boot_script, cgroup_pids, enabled_units,
+                                       enter_cgroups, own_cgroups, remove_cgroups)
+
 __all__ = ["BootError", "Host", "HostCommandError", "SANDBOX_DIR", "cannot_boot", "image_masks", "leftovers",
            "link", "sweep"]
 
@@ -65,15 +68,7 @@ CGROUP_GROUP = "hotsync-booted"
 CONTAINER = "hotsync-booted"                    # systemd's $container: it knows it is not on the machine
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: always masked: the recipe's list, and what would act on the machine's kernel rather than the host
-ALWAYS_MASKED = ("mariadb.service", "postgresql.service", "slapd.service", "console-getty.service",
-                 "getty@tty1.service", "systemd-modules-load.service", "systemd-timesyncd.service",
-                 "systemd-pstore.service")
-#: capabilities the host's processes do not get (as systemd-nspawn): they act on the machine's kernel, clock
-#: or console, which a pid, mount or network namespace does not separate
-DROPPED_CAPS = ("sys_module", "sys_time", "sys_rawio", "syslog", "wake_alarm", "block_suspend", "mac_admin",
-                "mac_override")
-BOUNDING = "--bounding-set=" + ",".join("-" + c for c in DROPPED_CAPS)
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+ALWAYS_MASKED = ("mariadb.service", "postgresql.service", "slapd.service", *MACHINE_UNITS)
 POLL = 0.25                 # seconds between two looks at a booting or stopping host
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -141,23 +136,9 @@ def cannot_boot() -> str | None:
 
 
 def image_masks(root: Path = Path("/")) -> list[str]:
-    """The units a boot of *root* must not start: what the image enables, and :data:`ALWAYS_MASKED`.
-
-    Enabled = named in ``etc/systemd/system/*.wants`` or ``*.requires`` (targets excepted: they start
-    only what is itself listed), or a SysV script with an ``S`` link and no native unit of its name.
-    """
-    names = set(ALWAYS_MASKED)
-    etc = root / "etc/systemd/system"
-    for wants in sorted(etc.glob("*.wants")) + sorted(etc.glob("*.requires")):
-        names.update(p.name for p in wants.iterdir() if not p.name.endswith(".target"))
-    native = {p.name for d in ("lib/systemd/system", "etc/systemd/system", "usr/lib/systemd/system")
-              for p in (root / d).glob("*.service")}
-    for rc in sorted(root.glob("etc/rc[2345S].d")):
-        for link_ in rc.glob("S[0-9][0-9]*"):
-            unit = re.sub(r"\.sh$", "", link_.name[3:]) + ".service"
-            if unit not in native:
-                names.add(unit)
-    return sorted(names)
+    """The units a boot of *root* must not start: what the image enables (``drill.boot.enabled_units``), and
+    :data:`ALWAYS_MASKED`."""
+    return sorted(set(ALWAYS_MASKED) | set(enabled_units(root)))
 
 
 # ------------------------------------------------------------------------------------------- state
@@ -203,76 +184,12 @@ def _processes_rooted_in(path: Path) -> list[int]:
     return pids
 
 
-def own_cgroups() -> list[Path]:
-    """This process's cgroup directory in each cgroup hierarchy mounted under /sys/fs/cgroup."""
-    mine: dict[str, str] = {}
-    with open("/proc/self/cgroup", encoding="utf-8") as fh:
-        for line in fh:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            mine[controllers or "(v2)"] = path
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        for line in fh:
-            left, _, right = line.partition(" - ")
-            fields, (fstype, _, superopts) = left.split(), right.split()[:3]
-            root, point = fields[3], fields[4]
-            if root != "/" or not point.startswith("/sys/fs/cgroup/"):
-                continue
-            if fstype == "cgroup2":
-                key = "(v2)"
-            elif fstype == "cgroup":
-                opts = set(superopts.split(","))
-                key = next((k for k in mine if k != "(v2)" and set(k.split(",")) <= opts), "")
-            else:
-                continue
-            if key in mine:
-                found.append(Path(point + mine[key].rstrip("/")))
-    return sorted(set(found))
-
-
-def _make_cgroup(path: Path) -> None:
-    """mkdir a cgroup and its missing parents; in cpuset, each gets its parent's cpus and mems (a new cpuset
-    cgroup has none, and takes no process), and ``clone_children`` so the host's own cgroups get them too."""
-    missing = [p for p in [path, *path.parents] if not p.exists()]
-    for d in reversed(missing):
-        d.mkdir()
-        if (d / "cpuset.cpus").exists():
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                (d / name).write_text((d.parent / name).read_text())
-            (d / "cgroup.clone_children").write_text("1")
-
-
-def _cgroup_pids(cgroups: Iterable[Path]) -> list[int]:
-    pids: set[int] = set()
-    for top in cgroups:
-        if not top.is_dir():
-            continue
-        for procs in [top / "cgroup.procs", *top.rglob("*/cgroup.procs")]:
-            try:
-                pids.update(int(p) for p in procs.read_text().split())
-            except (OSError, ValueError):
-                pass
-    return sorted(pids)
-
-
-def _remove_cgroups(cgroups: Iterable[Path]) -> None:
-    """rmdir a host's cgroup trees, deepest first (a cgroup directory holds no files of its own)."""
-    for top in cgroups:
-        if not top.is_dir():
-            continue
-        for d in [*sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)), top, top.parent]:
-            try:
-                d.rmdir()          # the group's own directory goes too once no other sandbox uses it
-            except OSError:
-                pass
-
-
 def leftovers(sandbox: Path, cgroups: Iterable[Path] = ()) -> list[str]:
     """What is left of a sandbox: mounts, processes, cgroups, files. Empty when it is all gone."""
     cgroups = list(cgroups)
     left = [f"mount {m}" for m in _mounts_under(sandbox)]
     left += [f"process {p} rooted in {sandbox}" for p in _processes_rooted_in(sandbox)]
-    left += [f"process {p} in its cgroups" for p in _cgroup_pids(cgroups)]
+    left += [f"process {p} in its cgroups" for p in cgroup_pids(cgroups)]
     left += [f"cgroup {d}" for d in cgroups if d.exists()]
     left += [f"file {p}" for p in (sandbox, sandbox.with_name(sandbox.name + ".json")) if p.exists()]
     return left
@@ -282,7 +199,7 @@ def _kill_and_unmount(sandbox: Path, cgroups: Iterable[Path], deadline: float) -
     """SIGKILL every process of the sandbox, then unmount it and remove its directories and cgroups."""
     cgroups = list(cgroups)
     for _ in range(100):
-        pids = set(_processes_rooted_in(sandbox)) | set(_cgroup_pids(cgroups))
+        pids = set(_processes_rooted_in(sandbox)) | set(cgroup_pids(cgroups))
         if not pids or time.monotonic() > deadline:
             break
         for pid in pids:
@@ -301,7 +218,7 @@ def _kill_and_unmount(sandbox: Path, cgroups: Iterable[Path], deadline: float) -
                 path.rmdir()
         except OSError:
             pass
-    _remove_cgroups(cgroups)
+    remove_cgroups(cgroups)
     sandbox.with_name(sandbox.name + ".json").unlink(missing_ok=True)
 
 
@@ -404,52 +321,10 @@ class Host:
 
     # ---------------------------------------------------------------- boot
     def _script(self, console: str) -> str:
-        """What runs in the new namespaces before systemd: the host's /proc, /sys, /dev, /run, /tmp, cgroups."""
-        M = shlex.quote(str(self.root))
-        lines = [
-            "set -eu",
-            "mount --make-rprivate /",
-            f"mount -t proc -o nosuid,nodev,noexec proc {M}/proc",
-            # sysctls not scoped to a namespace are the machine's: read-only; the network's are the host's own
-            f"mount --bind {M}/proc/sys {M}/proc/sys", f"mount -o remount,bind,ro {M}/proc/sys",
-            f"mount --bind {M}/proc/sys/net {M}/proc/sys/net", f"mount -o remount,bind,rw {M}/proc/sys/net",
-            f"if [ -e {M}/proc/sysrq-trigger ]; then mount --bind {M}/proc/sysrq-trigger {M}/proc/sysrq-trigger; "
-            f"mount -o remount,bind,ro {M}/proc/sysrq-trigger; fi",
-            f"mount --bind {shlex.quote(str(self.dir / 'boot_id'))} {M}/proc/sys/kernel/random/boot_id",
-            f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {M}/sys",
-            f"mount -t tmpfs -o nosuid,nodev,noexec,mode=0755 tmpfs {M}/sys/fs/cgroup",
-            f"mkdir {M}/sys/fs/cgroup/systemd {M}/sys/fs/cgroup/unified",
-            f"mount -t cgroup -o none,name=systemd,nosuid,nodev,noexec cgroup {M}/sys/fs/cgroup/systemd",
-            f"mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 {M}/sys/fs/cgroup/unified",
-            f"mount -t tmpfs -o nosuid,mode=0755,size=64m tmpfs {M}/dev",
-        ]
-        for dev in DEVICES:
-            lines += [f"touch {M}/dev/{dev}", f"mount --bind /dev/{dev} {M}/dev/{dev}"]
-        lines += [
-            f"mkdir -m 0755 {M}/dev/pts {M}/dev/shm {M}/dev/mqueue",
-            f"mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5,nosuid,noexec devpts {M}/dev/pts",
-            f"ln -s pts/ptmx {M}/dev/ptmx",
-            f"mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs {M}/dev/shm",
-            f"ln -s /proc/self/fd {M}/dev/fd", f"ln -s /proc/self/fd/0 {M}/dev/stdin",
-            f"ln -s /proc/self/fd/1 {M}/dev/stdout", f"ln -s /proc/self/fd/2 {M}/dev/stderr",
-            f"touch {M}/dev/console", f"mount --bind {shlex.quote(console)} {M}/dev/console",
-            f"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs {M}/run",
-            f"mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs {M}/tmp",
-            f"hostname {shlex.quote(self.name)}",
-            f"exec setpriv {BOUNDING} -- chroot {M} /usr/bin/env -i container={CONTAINER} {SYSTEMD} --system "
-            + " ".join(f"systemd.mask={shlex.quote(u)}" for u in self.masks)
-            # the pty by its machine path: a plain /dev/console here, before the chroot, is the machine's
-            + f" <{shlex.quote(console)} >{shlex.quote(console)} 2>&1",
-        ]
-        return "\n".join(lines) + "\n"
-
-    def _cgroup_enter(self) -> str:
-        """Shell lines that move the launcher into the host's cgroups (before it unshares the namespace)."""
-        out = []
-        for d in self.cgroups:
-            _make_cgroup(d)
-            out.append(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}")
-        return " && ".join(out)
+        """What runs in the new namespaces before systemd (``drill.boot.boot_script``): the host's /proc, /sys,
+        /dev, /run, /tmp and cgroups, then systemd with the masks."""
+        return boot_script(self.root, console=console, boot_id=self.dir / "boot_id", container=CONTAINER,
+                           hostname=self.name, systemd_args=[f"systemd.mask={u}" for u in self.masks])
 
     def boot(self) -> Host:
         """Start systemd as PID 1 of the host (returns at once; :meth:`wait_running` waits for the boot)."""
@@ -467,7 +342,7 @@ class Host:
         self._drain.start()
         with open(self.log, "ab") as fh:
             fh.write(f"==== boot {self.boots + 1} of {self.name} ({self.ident})\n".encode())
-        argv = ["sh", "-c", self._cgroup_enter() + "; exec unshare --pid --fork --kill-child --mount --uts "
+        argv = ["sh", "-c", enter_cgroups(self.cgroups) + "; exec unshare --pid --fork --kill-child --mount --uts "
                 "--ipc --net --cgroup sh -c \"$0\"", self._script(os.ttyname(slave))]
         logfd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
@@ -625,7 +500,7 @@ class Host:
     def reboot(self, timeout: float = BOOT_TIMEOUT) -> str:
         """Power off, boot the same overlay again (its upper layer, on the tmpfs, stays), wait until up."""
         self.poweroff()
-        _remove_cgroups(self.cgroups)
+        remove_cgroups(self.cgroups)
         return self.boot().wait_running(timeout)
 
     def destroy(self) -> None:

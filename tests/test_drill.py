@@ -207,6 +207,71 @@ def test_refusals_name_the_fix(tmp_path):
         assert cp.returncode == 2 and "as root" in cp.stderr
 
 
+def test_the_drill_boots_only_a_whole_system_and_says_why_not(tmp_path, monkeypatch):
+    """--boot needs root / (a two-roots slave is no whole system); auto boots a systemd host whose root is /;
+    --no-boot never boots; each answer says why (drill/boot.py)."""
+    from pathlib import Path as P
+
+    from hotsync_events.drill import boot, run
+    from hotsync_events.paths import Root
+
+    other = Root(tmp_path)
+    assert run.boot_mode(other, None) == (False, f"the root {tmp_path} is not a whole system: the services ran "
+                                                 "with the process back-end")
+    assert run.boot_mode(other, False)[0] is False and "--no-boot" in run.boot_mode(other, False)[1]
+    with pytest.raises(run.DrillError, match=r"needs a whole system as the root \(/\).*run without --boot"):
+        run.boot_mode(other, True)
+    whole = Root(P("/"))
+    monkeypatch.setenv("HOTSYNC_SERVICE_BACKEND", "process")        # PID 1 is not systemd
+    assert run.boot_mode(whole, None) == (False, "this host's PID 1 is not systemd: the services ran with the "
+                                                 "process back-end")
+    monkeypatch.setenv("HOTSYNC_SERVICE_BACKEND", "systemd")
+    monkeypatch.setattr(boot, "cannot_boot", lambda system="/": "the kernel has no overlayfs")
+    ok, why = run.boot_mode(whole, None)
+    assert not ok and "could not boot its own systemd (the kernel has no overlayfs)" in why
+    with pytest.raises(run.DrillError, match="--boot: the kernel has no overlayfs; or run with --no-boot"):
+        run.boot_mode(whole, True)
+    monkeypatch.setattr(boot, "cannot_boot", lambda system="/": None)
+    assert run.boot_mode(whole, None)[0] is True and run.boot_mode(whole, True)[0] is True
+
+
+def test_the_booted_hosts_argv_and_script(tmp_path):
+    """systemd boots into the drill's target (no service of the host by itself), without fstab, the machine's
+    units masked, chrooted on the overlay, with the capabilities that reach the machine dropped."""
+    from hotsync_events.drill import boot
+
+    script = boot.boot_script(tmp_path / "m", console="/dev/pts/9", boot_id=tmp_path / "id", layout="unified",
+                              systemd_args=[f"systemd.unit={boot.TARGET}", "fstab=no", "systemd.mask=a b.service"])
+    assert f"mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 {tmp_path}/m/sys/fs/cgroup" in script
+    last = script.strip().splitlines()[-1]
+    assert last.startswith(f"exec setpriv {boot.BOUNDING} -- chroot {tmp_path}/m /usr/bin/env -i "
+                           "container=hotsync-drill /lib/systemd/systemd --system systemd.unit=hotsync-drill.target "
+                           "fstab=no 'systemd.mask=a b.service'")
+    assert "-sys_module" in boot.BOUNDING and "-sys_time" in boot.BOUNDING
+    hybrid = boot.boot_script(tmp_path / "m", console="/dev/pts/9", boot_id=tmp_path / "id", layout="hybrid",
+                              systemd_args=[])
+    assert "name=systemd" in hybrid and "/sys/fs/cgroup/unified" in hybrid
+    assert "AllowIsolate=yes" in boot.TARGET_UNIT and "Requires=sysinit.target" in boot.TARGET_UNIT
+    from hotsync_events.drill.run import _inner_argv
+    from hotsync_events.paths import Root
+
+    booted = _inner_argv(Root(tmp_path), tmp_path / "s", "1g", False, boot=True)
+    assert "--pid" not in booted and "--net" not in booted and booted[-1] == "--boot"     # systemd is PID 1
+    assert {"--pid", "--net", "--kill-child"} <= set(_inner_argv(Root(tmp_path), tmp_path / "s", "1g", False))
+
+
+def test_enabled_units_are_what_the_image_starts_at_boot(tmp_path):
+    from hotsync_events.drill import boot
+
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    for name in ("web.service", "remote-fs.target", "cron.service"):
+        (wants / name).symlink_to("/dev/null")
+    (tmp_path / "etc/rc2.d").mkdir(parents=True)
+    (tmp_path / "etc/rc2.d/S01legacy").symlink_to("/dev/null")
+    assert boot.enabled_units(tmp_path) == ["cron.service", "legacy.service", "web.service"]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 need_pair = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))
                                     and shutil.which("openssl") and shutil.which("unshare")),

@@ -12,6 +12,11 @@ contacted) runs the real promote there, every phase, then the health checks: eac
 configuration database valid, the services up, and each plugin's own checks. Then everything is gone: no
 mount, no process, also after kill -9. Pushes from the master go on landing in the copy meanwhile.
 
+On a real host (root /, PID 1 systemd) the drilled host boots its own systemd on the overlay: the promote
+and its services go through systemd, then default.target starts as the reboot after a promote would, and a
+unit that fails there fails the drill. Elsewhere (--no-boot, a root that is one directory of a machine)
+the services run with the process back-end.
+
 The verdict, the causes of a failure, how long the promote took and the age of the data it used go to
 hotsync status (a warning when the last drill failed, or is older than DrillSchedule), and a mail goes
 to MailTo when a drill fails and when one passes again.
@@ -33,6 +38,11 @@ def add_arguments(parser) -> None:
                         help="the tmpfs that takes the drill's writes (default 50%% of RAM; e.g. 2g)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the drilled host up (its services running) for a person to look at")
+    boot = parser.add_mutually_exclusive_group()
+    boot.add_argument("--boot", dest="boot", action="store_true", default=None,
+                      help="boot the drilled host's own systemd (the default on a systemd host whose root is /)")
+    boot.add_argument("--no-boot", dest="boot", action="store_false", default=None,
+                      help="no systemd: the services run with the process back-end")
     parser.add_argument("--scheduled", action="store_true",
                         help="only when DrillSchedule asks for one now (what the cron entry runs)")
     parser.add_argument("--no-mail", action="store_true", help="send no failure or recovery mail")
@@ -61,7 +71,8 @@ def run(args) -> int:
     out = sys.stderr if args.json else sys.stdout
     log = (lambda m: None) if quiet else (lambda m: print(m, file=out, flush=True))
     try:
-        rec = run_drill(root, timeout=args.timeout, size=args.size, keep=args.keep, log=log, mail=not args.no_mail)
+        rec = run_drill(root, timeout=args.timeout, size=args.size, keep=args.keep, log=log, mail=not args.no_mail,
+                        boot=args.boot)
     except DrillError as exc:
         print(f"hotsync drill: {exc}", file=sys.stderr)
         return EXIT_CANNOT
@@ -98,7 +109,15 @@ def _summary(rec: dict, out) -> None:
             w(f"  * {c}")
     else:
         w(f"DRILL PASSED in {rec.get('wall_time') or 0:.1f} s: this slave can take over.")
+    boot, reboot = rec.get("boot") or {}, rec.get("reboot") or {}
+    if boot:
+        w(f"  booted its own systemd in {boot.get('seconds', 0):.1f} s; after the promote "
+          f"{reboot.get('target', 'default.target')} started {len(reboot.get('services_active') or [])} services "
+          f"in {reboot.get('seconds', 0):.1f} s")
     keep = rec.get("keep")
-    if keep:
+    if keep and keep.get("booted"):
+        w(f"The drilled host is up, booted: enter it with  nsenter -t {keep.get('pid')} -a -r -w sh  ; stop it with  "
+          f"nsenter -t {keep.get('pid')} -a -r systemctl poweroff  (or kill -9 {keep.get('pid')}, its PID 1)")
+    elif keep:
         w(f"The drilled host is up: enter it with  nsenter -t {keep.get('pid')} -m -p -n sh  ; "
           f"stop it with  kill {keep.get('pid')}  (its PID 1: every process and mount of it goes)")

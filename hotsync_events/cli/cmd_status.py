@@ -69,7 +69,8 @@ def _drill_line(info: dict) -> None:
     what = "PASSED" if d.get("result") == "passed" else "FAILED: " + "; ".join(d.get("causes") or [])[:300]
     took = f", promote {d['promote_time']:.1f} s" if d.get("promote_time") is not None else ""
     age = f", data {int(d['data_age'])} s old" if d.get("data_age") is not None else ""
-    print(f"takeover drill:    {iso(d.get('time'))}: {what} (drill {d.get('wall_time') or 0:.1f} s{took}{age}; "
+    kind = "booted drill" if d.get("mode") == "booted" else "drill"
+    print(f"takeover drill:    {iso(d.get('time'))}: {what} ({kind} {d.get('wall_time') or 0:.1f} s{took}{age}; "
           f"DrillSchedule {sched})")
 
 

@@ -96,7 +96,7 @@ def _services_up(ctx: ActionContext) -> Any:
     from hotsync_events.events.services import ServiceManager, collect_services
 
     services = collect_services(ctx.pm, ctx.db, ctx.root)
-    mgr = ServiceManager(ctx.root, services, backend="process")
+    mgr = ServiceManager(ctx.root, services)      # the host's back-end: systemd when the drill booted
     down: list[str] = []
     up: list[str] = []
     for plugin, svc in services:

@@ -40,6 +40,7 @@ def _record(root: Root, report: dict) -> dict:
         "last_complete_sync": a.get("last_complete_sync"),
         "checks": report.get("checks") or [], "schedule": schedule_of(db),
         "promote_log": (promote.get("log") or [])[-60:], "logs": report.get("logs") or {},
+        "mode": report.get("mode") or "process", "boot": report.get("boot"), "reboot": report.get("reboot"),
         **({"keep": report["keep"]} if report.get("keep") else {}),
     }
 

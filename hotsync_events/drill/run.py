@@ -98,22 +98,57 @@ def _clean_stale(base: Path) -> None:
 NICE = 19
 
 
-def _inner_argv(root: Root, scratch: Path, size: str, keep: bool) -> list[str]:
+def boot_mode(root: Root, want: bool | None) -> tuple[bool, str]:
+    """Whether the drill boots the drilled host's own systemd (:mod:`hotsync_events.drill.boot`), and why.
+
+    *want*: ``--boot`` (True), ``--no-boot`` (False) or neither (None: boot on a systemd host whose root is
+    ``/``, where the promote would go through systemd). DrillError when ``--boot`` cannot be honoured."""
+    from hotsync_events.drill.boot import cannot_boot
+    from hotsync_events.events.services import backend_name
+
+    if want is False:
+        return False, "--no-boot: the services ran with the process back-end"
+    whole = root.path == Path("/")
+    if want:
+        if not whole:
+            raise DrillError(f"--boot starts the drilled host's own systemd, which needs a whole system as the root "
+                             f"(/), not {root.path}: run without --boot (the services then run with the process "
+                             "back-end)")
+        why = cannot_boot("/")
+        if why:
+            raise DrillError(f"--boot: {why}; or run with --no-boot (the services then run with the process "
+                             "back-end)")
+        return True, "--boot"
+    if not whole:
+        return False, f"the root {root.path} is not a whole system: the services ran with the process back-end"
+    if backend_name(root) != "systemd":
+        return False, "this host's PID 1 is not systemd: the services ran with the process back-end"
+    why = cannot_boot("/")
+    if why:
+        return False, f"the drilled host could not boot its own systemd ({why}): the services ran with the " \
+                      "process back-end"
+    return True, "a systemd host: the drilled host booted its own systemd"
+
+
+def _inner_argv(root: Root, scratch: Path, size: str, keep: bool, boot: bool = False) -> list[str]:
     ionice = ["ionice", "-c", "3"] if shutil.which("ionice") else []
-    argv = [*ionice, "unshare", "--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc",
-            "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
+    # booted: systemd must be PID 1 of the pid namespace, so the inner only takes a mount namespace (for the
+    # overlay) and the booted host's launcher makes the others (drill.boot)
+    ns = ["--mount"] if boot else ["--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc"]
+    argv = [*ionice, "unshare", *ns, "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
             "--lower", str(root.path), "--scratch", str(scratch), "--size", size]
-    return argv + (["--keep"] if keep else [])
+    return argv + (["--keep"] if keep else []) + (["--boot"] if boot else [])
 
 
 def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%", keep: bool = False,
-              log: Callable[[str], None] = print, mail: bool = True) -> dict:
+              log: Callable[[str], None] = print, mail: bool = True, boot: bool | None = None) -> dict:
     """Run one drill; returns its record (``result`` passed or failed, ``causes``...), also written to the
-    slave's status. DrillError when it cannot run at all."""
+    slave's status. DrillError when it cannot run at all. *boot*: see :func:`boot_mode`."""
     from hotsync_events.drill.record import finish_record
     from hotsync_events.sync.status import state_dir
 
     _preflight(root)
+    booted, why = boot_mode(root, boot)
     if not size or any(c in size for c in ",\n") or not (size.rstrip("%kKmMgG").isdigit()):
         raise DrillError(f"--size {size!r} is not a tmpfs size: say 2g, 512m or 50%")
     lock_fd = open_lock(state_dir(root) / "drill.lock")
@@ -130,9 +165,17 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
         scratch = base / uuid.uuid4().hex[:12]
         scratch.mkdir(mode=0o755)       # the drilled host's servers run as their own users
         before = _pre_state(root)
+        if booted:
+            from hotsync_events.drill.boot import sweep_cgroups
+
+            sweep_cgroups()          # what a killed booted drill left: empty cgroup directories
         try:
-            report, extra = _run_inner(root, scratch, size, keep, timeout, log)
+            report, extra = _run_inner(root, scratch, size, keep, timeout, log, booted)
         finally:
+            if booted and not keep:
+                from hotsync_events.drill.boot import remove_host_cgroups
+
+                remove_host_cgroups(scratch.name)     # a drill killed at its timeout left its booted host's
             if not keep:
                 for d in (scratch, base):        # the base too when empty: the slave's state as it was
                     try:
@@ -140,6 +183,9 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
                     except OSError:
                         pass
         report.update(extra)
+        report["mode"] = "booted" if booted else "process"
+        if not booted and root.path == Path("/"):
+            report.setdefault("notes", []).append(why)
         report["data_age_at_start"] = before.get("data_age")
         return finish_record(root, report, mail=mail, log=log)
     finally:
@@ -155,9 +201,9 @@ def _pre_state(root: Root) -> dict:
 
 
 def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
-               log: Callable[[str], None]) -> tuple[dict, dict]:
+               log: Callable[[str], None], boot: bool = False) -> tuple[dict, dict]:
     t0 = time.time()
-    argv = _inner_argv(root, scratch, size, keep)
+    argv = _inner_argv(root, scratch, size, keep, boot)
     env = {k: v for k, v in os.environ.items() if k not in ("HOTSYNC_SERVICE_BACKEND",)}
     die = die_with_parent()
 
@@ -216,7 +262,7 @@ def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
         tail = "; ".join(ln for ln in lines[-5:] if ln.strip())
         report = {"causes": [f"the drill's namespace ended without a report (exit {proc.returncode}): "
                              f"{tail or 'no output'}"], "notes": []}
-    if keep and not timed_out:
+    if keep and not timed_out and not boot:        # booted: the report names the booted host's PID 1
         extra["keep"] = {"unshare_pid": proc.pid, "pid": _ns_pid1(proc.pid)}
     return report, extra
 

@@ -55,20 +55,20 @@ from pathlib import Path
 
 import pytest
 
-from hotsync_events.drill.boot import (BOUNDING, MACHINE_UNITS, boot_script, cgroup_pids, enabled_units,
-                                       enter_cgroups, own_cgroups, remove_cgroups)
+from hotsync_events.drill.boot import (BOUNDING, HOST_PATH, SYSTEMD, boot_script, cgroup_pids, enter_cgroups,
+                                       own_cgroups, remove_cgroups)
 
 __all__ = ["BootError", "Host", "HostCommandError", "SANDBOX_DIR", "cannot_boot", "image_masks", "leftovers",
            "link", "sweep"]
 
 SANDBOX_DIR = Path("/var/tmp/hotsync-booted")
-SYSTEMD = "/lib/systemd/systemd"
 CGROUP_HIERARCHIES = ("systemd", "unified")     # under /sys/fs/cgroup: the two systemd needs
 CGROUP_GROUP = "hotsync-booted"
 CONTAINER = "hotsync-booted"                    # systemd's $container: it knows it is not on the machine
-HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: always masked: the recipe's list, and what would act on the machine's kernel rather than the host
-ALWAYS_MASKED = ("mariadb.service", "postgresql.service", "slapd.service", *MACHINE_UNITS)
+ALWAYS_MASKED = ("mariadb.service", "postgresql.service", "slapd.service", "console-getty.service",
+                 "getty@tty1.service", "systemd-modules-load.service", "systemd-timesyncd.service",
+                 "systemd-pstore.service")
 POLL = 0.25                 # seconds between two looks at a booting or stopping host
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -136,9 +136,23 @@ def cannot_boot() -> str | None:
 
 
 def image_masks(root: Path = Path("/")) -> list[str]:
-    """The units a boot of *root* must not start: what the image enables (``drill.boot.enabled_units``), and
-    :data:`ALWAYS_MASKED`."""
-    return sorted(set(ALWAYS_MASKED) | set(enabled_units(root)))
+    """The units a boot of *root* must not start: what the image enables, and :data:`ALWAYS_MASKED`.
+
+    Enabled = named in ``etc/systemd/system/*.wants`` or ``*.requires`` (targets excepted: they start
+    only what is itself listed), or a SysV script with an ``S`` link and no native unit of its name.
+    """
+    names = set(ALWAYS_MASKED)
+    etc = root / "etc/systemd/system"
+    for wants in sorted(etc.glob("*.wants")) + sorted(etc.glob("*.requires")):
+        names.update(p.name for p in wants.iterdir() if not p.name.endswith(".target"))
+    native = {p.name for d in ("lib/systemd/system", "etc/systemd/system", "usr/lib/systemd/system")
+              for p in (root / d).glob("*.service")}
+    for rc in sorted(root.glob("etc/rc[2345S].d")):
+        for link_ in rc.glob("S[0-9][0-9]*"):
+            unit = re.sub(r"\.sh$", "", link_.name[3:]) + ".service"
+            if unit not in native:
+                names.add(unit)
+    return sorted(names)
 
 
 # ------------------------------------------------------------------------------------------- state

@@ -222,10 +222,13 @@ def test_the_drill_boots_only_a_whole_system_and_says_why_not(tmp_path, monkeypa
     with pytest.raises(run.DrillError, match=r"needs a whole system as the root \(/\).*run without --boot"):
         run.boot_mode(other, True)
     whole = Root(P("/"))
-    monkeypatch.setenv("HOTSYNC_SERVICE_BACKEND", "process")        # PID 1 is not systemd
+    monkeypatch.setenv("HOTSYNC_SERVICE_BACKEND", "process")
+    assert run.boot_mode(whole, None)[1].startswith("HOTSYNC_SERVICE_BACKEND=process forces the process back-end")
+    monkeypatch.delenv("HOTSYNC_SERVICE_BACKEND")
+    monkeypatch.setattr("hotsync_events.events.services.backend_name", lambda root: "process")
     assert run.boot_mode(whole, None) == (False, "this host's PID 1 is not systemd: the services ran with the "
                                                  "process back-end")
-    monkeypatch.setenv("HOTSYNC_SERVICE_BACKEND", "systemd")
+    monkeypatch.setattr("hotsync_events.events.services.backend_name", lambda root: "systemd")
     monkeypatch.setattr(boot, "cannot_boot", lambda system="/": "the kernel has no overlayfs")
     ok, why = run.boot_mode(whole, None)
     assert not ok and "could not boot its own systemd (the kernel has no overlayfs)" in why
@@ -233,6 +236,20 @@ def test_the_drill_boots_only_a_whole_system_and_says_why_not(tmp_path, monkeypa
         run.boot_mode(whole, True)
     monkeypatch.setattr(boot, "cannot_boot", lambda system="/": None)
     assert run.boot_mode(whole, None)[0] is True and run.boot_mode(whole, True)[0] is True
+
+
+def test_drill_skip_units_are_unit_names(tmp_path):
+    from hotsync_events.drill import run
+    from hotsync_events.paths import Root
+
+    root = _slave_root(tmp_path, "DrillSkipUnits", "kdump.service, app@x.service,web.socket")
+    assert run.skip_units(Root(root)) == ["kdump.service", "app@x.service", "web.socket"]
+    cli("config", "setprop", "hotsync", "DrillSkipUnits", "a.service,../../etc", root=root)
+    with pytest.raises(run.DrillError, match=r"'\.\./\.\./etc', which is not a unit name .*config setprop hotsync "
+                                             "DrillSkipUnits"):
+        run.skip_units(Root(root))
+    argv = run._inner_argv(Root(root), tmp_path / "s", "1g", False, boot=True, skip=["a.service"])
+    assert argv[-2:] == ["--skip", "a.service"]
 
 
 def test_the_booted_hosts_argv_and_script(tmp_path):
@@ -258,18 +275,6 @@ def test_the_booted_hosts_argv_and_script(tmp_path):
     booted = _inner_argv(Root(tmp_path), tmp_path / "s", "1g", False, boot=True)
     assert "--pid" not in booted and "--net" not in booted and booted[-1] == "--boot"     # systemd is PID 1
     assert {"--pid", "--net", "--kill-child"} <= set(_inner_argv(Root(tmp_path), tmp_path / "s", "1g", False))
-
-
-def test_enabled_units_are_what_the_image_starts_at_boot(tmp_path):
-    from hotsync_events.drill import boot
-
-    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True)
-    for name in ("web.service", "remote-fs.target", "cron.service"):
-        (wants / name).symlink_to("/dev/null")
-    (tmp_path / "etc/rc2.d").mkdir(parents=True)
-    (tmp_path / "etc/rc2.d/S01legacy").symlink_to("/dev/null")
-    assert boot.enabled_units(tmp_path) == ["cron.service", "legacy.service", "web.service"]
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -455,14 +460,14 @@ def test_a_broken_copy_fails_the_drill_naming_the_cause(pair, breakage, cause):
 @pytest.mark.root
 @need_pair
 @need_root
-def test_keep_leaves_the_drilled_host_up_until_its_pid_1_is_killed(pair):
+def test_keep_leaves_the_drilled_host_up_until_drill_stop(pair):
     import re
 
     S = pair.slave
     cp = drill(S, "--keep", "--no-mail")
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    m = re.search(r"nsenter -t (\d+) -m -p -n sh .*kill (\d+)", cp.stdout)
-    assert m and m.group(1) == m.group(2), cp.stdout
+    m = re.search(r"nsenter -t (\d+) -m -p -n sh .*stop it with  hotsync drill --stop", cp.stdout)
+    assert m, cp.stdout
     pid = int(m.group(1))
     try:
         inside = subprocess.run(["nsenter", "-t", str(pid), "-m", "-p", "-n", "cat", "/proc/net/dev"],
@@ -474,7 +479,8 @@ def test_keep_leaves_the_drilled_host_up_until_its_pid_1_is_killed(pair):
         assert json.loads(look.stdout)["role"] == "master"          # the drilled host took over
         assert json.loads((S / "var/lib/hotsync/sync/status.json").read_text())["role"] == "slave"
     finally:
-        os.kill(pid, signal.SIGTERM)
+        stop = drill(S, "--stop")
+    assert stop.returncode == 0 and f"(process, pid {pid})" in stop.stdout, stop.stdout + stop.stderr
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.05)

@@ -8,7 +8,8 @@ systemd can start (the process back-end has no command for it). The tests:
 * the drill boots, promotes through systemd, starts ``default.target`` as the reboot after a promote
   would, and passes: the unit runs in the drilled host; the copy, the slave's units and its listener are
   as they were; a push after the drill lands; nothing of the drill is left (mounts, processes, cgroups);
-* ``--no-boot`` runs the process back-end and says so;
+* ``--no-boot`` runs the process back-end and says so (on this host it cannot start MariaDB its own way:
+  docs/drill.md, "Limits");
 * an enabled unit that fails to start fails the drill, naming the unit and its journal;
 * ``kill -9`` of a booted drill leaves no process or mount; the next drill removes its cgroups and passes.
 
@@ -64,10 +65,11 @@ def _drill(host: Host, *args: str, env: str = "", timeout: float = 400):
 
 
 def _traces(host: Host) -> list[str]:
-    """What is left of drills in the slave: mounts, processes, cgroups (as the slave sees them)."""
+    """What is left of drills in the slave: mounts, processes, cgroups (as the slave sees them; a process's
+    root shows with the booted slave's own path on the machine in front)."""
     left = [ln for ln in host.run(["cat", "/proc/mounts"]).stdout.splitlines() if "/var/lib/hotsync/drill" in ln]
     left += host.run("for p in /proc/[0-9]*; do r=$(readlink $p/root 2>/dev/null) || continue; case $r in "
-                     "/var/lib/hotsync/drill*) echo process ${p#/proc/} rooted in $r;; esac; done",
+                     "*/var/lib/hotsync/drill/*) echo process ${p#/proc/} rooted in $r;; esac; done",
                      check=False).stdout.splitlines()
     left += host.run("find /sys/fs/cgroup -maxdepth 4 -name hotsync-drill", check=False).stdout.splitlines()
     return left
@@ -200,16 +202,12 @@ def test_a_unit_that_does_not_start_fails_the_drill_naming_it(slave):
     try:
         cp = _drill(slave)
         st = json.loads(slave.run(["hotsync", "status", "--json"]).stdout)
-        unbooted = _drill(slave, "--no-boot")
     finally:
         slave.run(["systemctl", "disable", unit.name])
         slave.path(str(unit)).unlink()
         slave.run(["systemctl", "daemon-reload"])
     assert cp.returncode == 1, cp.stdout[-3000:] + cp.stderr[-3000:]
     rec = json.loads(cp.stdout)
-    # without its own systemd the drill cannot see it: the reboot after a real promote would
-    blind = json.loads(unbooted.stdout)
-    assert blind["mode"] == "process" and not any("drilltest-broken" in c for c in blind["causes"]), blind["causes"]
     causes = [c for c in rec["causes"] if "drilltest-broken.service" in c]
     assert causes and "the licence file is missing" in causes[0], rec["causes"]
     assert rec["reboot"]["failed"] == ["drilltest-broken.service"]
@@ -217,13 +215,13 @@ def test_a_unit_that_does_not_start_fails_the_drill_naming_it(slave):
     assert _traces(slave) == []
 
 
-def test_keep_leaves_the_booted_host_up_and_says_how_to_enter_and_stop_it(slave):
+def test_keep_leaves_the_booted_host_up_until_drill_stop(slave):
     import re
 
     cp = slave.run("hotsync drill --keep --no-mail", check=False, timeout=300)
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
-    m = re.search(r"enter it with  nsenter -t (\d+) -a -r -w sh .*nsenter -t (\d+) -a -r systemctl poweroff", cp.stdout)
-    assert m and m.group(1) == m.group(2), cp.stdout[-2000:]
+    m = re.search(r"enter it with  nsenter -t (\d+) -a -r -w sh .*stop it with  hotsync drill --stop", cp.stdout)
+    assert m, cp.stdout[-2000:]
     pid = m.group(1)
     try:
         inside = slave.run(["nsenter", "-t", pid, "-a", "-r", "systemctl", "is-active", "drilltest-web.service"],
@@ -233,15 +231,12 @@ def test_keep_leaves_the_booted_host_up_and_says_how_to_enter_and_stop_it(slave)
         assert role.stdout.strip() == "master"                           # the drilled host took over
         assert slave.run(["config", "getprop", "hotsync", "role"]).stdout.strip() == "slave"
     finally:
-        slave.run(["nsenter", "-t", pid, "-a", "-r", "systemctl", "poweroff", "--no-block"], check=False)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and slave.run(["test", "-e", f"/proc/{pid}"], check=False).returncode == 0:
-        time.sleep(0.25)
-    assert [t for t in _traces(slave) if not t.startswith("/sys/fs/cgroup")] == []
-    time.sleep(5)       # the next drill sweeps the cgroup trees left empty for 5 s
-    cp = _drill(slave)
-    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
-    assert _traces(slave) == []
+        stop = slave.run(["hotsync", "drill", "--stop"], check=False, timeout=120)
+    assert stop.returncode == 0 and f"(booted, pid {pid})" in stop.stdout, stop.stdout + stop.stderr
+    assert slave.run(["test", "-e", f"/proc/{pid}"], check=False).returncode != 0
+    assert _traces(slave) == []                  # --stop removed its cgroups too
+    again = slave.run(["hotsync", "drill", "--stop"], check=False)
+    assert "no drilled host is kept up" in again.stdout
 
 
 def test_kill_9_of_a_booted_drill_leaves_no_process_or_mount(slave):

@@ -26,7 +26,8 @@ exit status: 0 passed; 1 failed (the causes are listed); 2 cannot run here (not 
 examples:
   hotsync drill                        one drill now
   hotsync drill --json                 the record as JSON
-  hotsync drill --keep                 leave the drilled host up to look at (it says how to enter and stop it)
+  hotsync drill --keep                 leave the drilled host up to look at (it says how to enter it)
+  hotsync drill --stop                 power off what --keep left up
   config setprop hotsync DrillSchedule weekly; signal-event nethserver-hotsync-save    drills on a schedule
 """
 
@@ -43,6 +44,8 @@ def add_arguments(parser) -> None:
                       help="boot the drilled host's own systemd (the default on a systemd host whose root is /)")
     boot.add_argument("--no-boot", dest="boot", action="store_false", default=None,
                       help="no systemd: the services run with the process back-end")
+    parser.add_argument("--stop", action="store_true",
+                        help="power off the drilled hosts --keep left up on this host, and remove what they left")
     parser.add_argument("--scheduled", action="store_true",
                         help="only when DrillSchedule asks for one now (what the cron entry runs)")
     parser.add_argument("--no-mail", action="store_true", help="send no failure or recovery mail")
@@ -58,6 +61,13 @@ def run(args) -> int:
     if not 0 < args.timeout <= 86400:
         print("hotsync drill: --timeout must be between 1 and 86400 seconds", file=sys.stderr)
         return EXIT_CANNOT
+    if args.stop:
+        from hotsync_events.drill import stop_kept
+
+        stopped = stop_kept(root, log=(lambda m: None) if quiet else print)
+        if not stopped and not quiet:
+            print("hotsync drill: no drilled host is kept up on this host")
+        return EXIT_PASSED
     if args.scheduled:
         try:
             go, why = due(root)
@@ -111,13 +121,14 @@ def _summary(rec: dict, out) -> None:
         w(f"DRILL PASSED in {rec.get('wall_time') or 0:.1f} s: this slave can take over.")
     boot, reboot = rec.get("boot") or {}, rec.get("reboot") or {}
     if boot:
-        w(f"  booted its own systemd in {boot.get('seconds', 0):.1f} s; after the promote "
-          f"{reboot.get('target', 'default.target')} started {len(reboot.get('services_active') or [])} services "
-          f"in {reboot.get('seconds', 0):.1f} s")
+        w(f"  booted its own systemd in {boot.get('seconds', 0):.1f} s" + (
+          f"; after the promote {reboot['target']} started {len(reboot.get('services_active') or [])} services "
+          f"in {reboot.get('seconds', 0):.1f} s" if reboot.get("target") else "; the promote did not get to its "
+          "default target"))
     keep = rec.get("keep")
     if keep and keep.get("booted"):
         w(f"The drilled host is up, booted: enter it with  nsenter -t {keep.get('pid')} -a -r -w sh  ; stop it with  "
-          f"nsenter -t {keep.get('pid')} -a -r systemctl poweroff  (or kill -9 {keep.get('pid')}, its PID 1)")
+          "hotsync drill --stop  (it powers off every kept drilled host of this root, and nothing else)")
     elif keep:
         w(f"The drilled host is up: enter it with  nsenter -t {keep.get('pid')} -m -p -n sh  ; "
-          f"stop it with  kill {keep.get('pid')}  (its PID 1: every process and mount of it goes)")
+          "stop it with  hotsync drill --stop  (every process and mount of it goes)")

@@ -34,22 +34,35 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["BOUNDING", "BootError", "BootedHost", "CGROUP_GROUP", "DROPPED_CAPS", "MACHINE_UNITS", "SYSTEMD",
-           "TARGET", "boot_script", "cannot_boot", "cgroup_layout", "cgroup_pids", "enabled_units", "enter_cgroups",
-           "host_cgroups", "make_cgroup", "own_cgroups", "remove_cgroups", "remove_host_cgroups", "sweep_cgroups"]
+__all__ = ["BOUNDING", "BootError", "BootedHost", "CGROUP_GROUP", "DROPPED_CAPS", "MACHINE_UNITS", "SYSTEMD", "UNIT_NAME",
+           "TARGET", "boot_script", "cannot_boot", "cgroup_layout", "cgroup_pids", "enter_cgroups",
+           "host_cgroups", "kill_host_cgroups", "make_cgroup", "own_cgroups", "remove_cgroups", "remove_host_cgroups", "sweep_cgroups"]
 
 SYSTEMD = "/lib/systemd/systemd"
 CONTAINER = "hotsync-drill"                     # systemd's $container: it knows it is not on the machine
 CGROUP_GROUP = "hotsync-drill"
 TARGET = "hotsync-drill.target"
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: units that act on the machine's kernel, clock or console rather than on the booted host: always masked
+#: units that act on the machine's kernel, clock, console, hardware or network rather than on the booted
+#: host (a namespace does not separate them, or they need devices and links a drill has not): always masked.
+#: What one of them would say in a drill is nothing about the takeover. ``hotsync DrillSkipUnits`` adds more.
 MACHINE_UNITS = ("console-getty.service", "getty@tty1.service", "systemd-modules-load.service",
-                 "systemd-timesyncd.service", "systemd-pstore.service")
-#: capabilities a booted host's processes do not get (as systemd-nspawn): they act on the machine's kernel,
-#: clock or console, which a pid, mount or network namespace does not separate
+                 "systemd-timesyncd.service", "systemd-pstore.service", "kdump.service", "kdump-tools.service",
+                 "irqbalance.service", "mcelog.service", "smartd.service", "smartmontools.service",
+                 "auditd.service", "lm-sensors.service", "chronyd.service", "chrony.service", "ntpd.service",
+                 "ntp.service", "ntpsec.service", "network.service", "networking.service",
+                 "NetworkManager.service", "NetworkManager-wait-online.service", "systemd-networkd.service",
+                 "systemd-networkd-wait-online.service", "wpa_supplicant.service", "ModemManager.service")
+#: capabilities a booted host's processes do not get (as systemd-nspawn, and more): they act on the machine's
+#: kernel, clock, console or devices, which a pid, mount or network namespace does not separate (``sys_boot``
+#: stays: in a pid namespace of its own, ``reboot()`` only ends that namespace; ``kexec`` is masked above)
 DROPPED_CAPS = ("sys_module", "sys_time", "sys_rawio", "syslog", "wake_alarm", "block_suspend", "mac_admin",
-                "mac_override")
+                "mac_override", "mknod")
+#: under the drilled host's /proc: read-only (bound on themselves), as systemd-nspawn and container runtimes
+PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "scsi", "acpi", "asound")
+#: the launcher's PATH: cron gives ``/usr/bin:/bin`` only, and chroot is in /usr/sbin
+HOST_ENV = {"PATH": HOST_PATH, "LANG": "C.UTF-8"}
+UNIT_NAME = re.compile(r"[A-Za-z0-9@._:\\-]+\.(service|socket|timer|path|mount|target|scope|slice|swap)")
 BOUNDING = "--bounding-set=" + ",".join("-" + c for c in DROPPED_CAPS)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 TARGET_UNIT = """\
@@ -96,25 +109,14 @@ def cannot_boot(system: str = "/") -> str | None:
         return "the kernel has no overlayfs"
     if not cgroup_layout():
         return "no cgroup layout systemd can boot in (cgroup v2 at /sys/fs/cgroup, or systemd's hybrid one)"
+    try:
+        cp = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup", "true"],
+                            capture_output=True, text=True, timeout=30, env=HOST_ENV, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot make new namespaces: {exc}"
+    if cp.returncode != 0:
+        return f"the kernel refuses new namespaces: {cp.stderr.strip()[:200]}"
     return None
-
-
-def enabled_units(root: Path = Path("/")) -> list[str]:
-    """What the image under *root* starts at boot: named in ``etc/systemd/system/*.wants`` or
-    ``*.requires`` (targets excepted: they start only what is itself listed), or a SysV script with an
-    ``S`` link and no native unit of its name."""
-    names: set[str] = set()
-    etc = root / "etc/systemd/system"
-    for wants in sorted(etc.glob("*.wants")) + sorted(etc.glob("*.requires")):
-        names.update(p.name for p in wants.iterdir() if not p.name.endswith(".target"))
-    native = {p.name for d in ("lib/systemd/system", "etc/systemd/system", "usr/lib/systemd/system")
-              for p in (root / d).glob("*.service")}
-    for rc in sorted(root.glob("etc/rc[2345S].d")):
-        for link_ in rc.glob("S[0-9][0-9]*"):
-            unit = re.sub(r"\.sh$", "", link_.name[3:]) + ".service"
-            if unit not in native:
-                names.add(unit)
-    return sorted(names)
 
 
 # ------------------------------------------------------------------------------------------- cgroups
@@ -151,7 +153,7 @@ def make_cgroup(path: Path) -> None:
     missing = [p for p in [path, *path.parents] if not p.exists()]
     for d in reversed(missing):
         d.mkdir()
-        if (d / "cpuset.cpus").exists():
+        if (d / "cpuset.cpus").exists() and (d / "cgroup.clone_children").exists():      # cgroup v1's cpuset
             for name in ("cpuset.cpus", "cpuset.mems"):
                 (d / name).write_text((d.parent / name).read_text())
             (d / "cgroup.clone_children").write_text("1")
@@ -234,11 +236,11 @@ def boot_script(merged: Path, *, console: str, boot_id: Path, systemd_args: Sequ
         "set -eu",
         "mount --make-rprivate /",
         f"mount -t proc -o nosuid,nodev,noexec proc {M}/proc",
-        # sysctls not scoped to a namespace are the machine's: read-only; the network's are the host's own
-        f"mount --bind {M}/proc/sys {M}/proc/sys", f"mount -o remount,bind,ro {M}/proc/sys",
+        # what is not scoped to a namespace is the machine's (sysctls, interrupts, buses): read-only; the
+        # network's sysctls are the host's own
+        *(f"if [ -e {M}/proc/{p} ]; then mount --bind {M}/proc/{p} {M}/proc/{p}; "
+          f"mount -o remount,bind,ro {M}/proc/{p}; fi" for p in PROC_READONLY),
         f"mount --bind {M}/proc/sys/net {M}/proc/sys/net", f"mount -o remount,bind,rw {M}/proc/sys/net",
-        f"if [ -e {M}/proc/sysrq-trigger ]; then mount --bind {M}/proc/sysrq-trigger {M}/proc/sysrq-trigger; "
-        f"mount -o remount,bind,ro {M}/proc/sysrq-trigger; fi",
         f"mount --bind {shlex.quote(str(boot_id))} {M}/proc/sys/kernel/random/boot_id",
         f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {M}/sys",
     ]
@@ -260,8 +262,8 @@ def boot_script(merged: Path, *, console: str, boot_id: Path, systemd_args: Sequ
         f"ln -s /proc/self/fd {M}/dev/fd", f"ln -s /proc/self/fd/0 {M}/dev/stdin",
         f"ln -s /proc/self/fd/1 {M}/dev/stdout", f"ln -s /proc/self/fd/2 {M}/dev/stderr",
         f"touch {M}/dev/console", f"mount --bind {shlex.quote(console)} {M}/dev/console",
-        f"mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs {M}/run",
-        f"mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs {M}/tmp",
+        f"mount -t tmpfs -o nosuid,nodev,mode=0755,size=20% tmpfs {M}/run",
+        f"mount -t tmpfs -o nosuid,nodev,mode=1777,size=25% tmpfs {M}/tmp",
     ]
     if hostname:
         lines.append(f"hostname {shlex.quote(hostname)}")
@@ -274,12 +276,33 @@ def boot_script(merged: Path, *, console: str, boot_id: Path, systemd_args: Sequ
 
 
 def enter_cgroups(cgroups: Iterable[Path]) -> str:
-    """Shell lines that move the calling shell into *cgroups* (made first)."""
+    """Shell lines that move the calling shell into *cgroups* (made first), joined with ``&&``: a move that
+    fails stops what follows."""
     out = []
     for d in cgroups:
         make_cgroup(d)
         out.append(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}")
     return " && ".join(out) or "true"
+
+
+def kill_host_cgroups(ident: str, wait: float = 10.0) -> list[Path]:
+    """SIGKILL every process of the booted host *ident* (its cgroups: the launcher, systemd and all it
+    started), then remove the cgroups. For a drill killed at its timeout, kept (``--keep``) or not."""
+    import signal
+
+    cgroups = host_cgroups(ident)
+    deadline = time.monotonic() + wait
+    for _ in range(int(wait / 0.05) + 1):
+        pids = cgroup_pids(cgroups)
+        if not pids or time.monotonic() > deadline:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    return remove_host_cgroups(ident, wait=max(0.5, deadline - time.monotonic()))
 
 
 class BootedHost:
@@ -313,6 +336,7 @@ class BootedHost:
         atomic_write(self.scratch / "boot_id", str(uuid.uuid4()) + "\n", mode=0o444)
 
     def boot(self) -> None:
+        """Start systemd as PID 1 of the host (returns once it runs; :meth:`wait_running` waits for the boot)."""
         from hotsync_events.childproc import die_with_parent
 
         self.prepare()
@@ -330,12 +354,20 @@ class BootedHost:
         args = [f"systemd.unit={TARGET}", "fstab=no", *(f"systemd.mask={u}" for u in self.masks)]
         script = boot_script(self.merged, console=os.ttyname(slave), boot_id=self.scratch / "boot_id",
                              systemd_args=args)
-        argv = ["sh", "-c", enter_cgroups(self.cgroups) + "; exec unshare --pid --fork --kill-child --mount --uts "
-                "--ipc --net --cgroup sh -c \"$0\"", script]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+        # the OOM killer takes the drill first, never the slave's own services; a cgroup move that fails
+        # stops the launch (the drilled systemd would build its tree in the caller's cgroup)
+        argv = ["sh", "-c", "echo 1000 > /proc/self/oom_score_adj && " + enter_cgroups(self.cgroups)
+                + " && exec unshare --pid --fork --kill-child --mount --uts --ipc --net --cgroup sh -c \"$0\"", script]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=HOST_ENV,
                                       start_new_session=True, close_fds=True,
                                       preexec_fn=None if self.detach else die_with_parent())
-        self.pid = self._find_pid1()
+        try:
+            self.pid = self._find_pid1()
+        except BootError:
+            kill_host_cgroups(self.ident)         # a launcher that never got to systemd: nothing of it stays
+            if self._proc.poll() is None:
+                self._proc.kill()
+            raise
 
     def _find_pid1(self, timeout: float = 15.0) -> int:
         """The pid of unshare's child once it is systemd (``exec``'d from the set-up shell)."""
@@ -358,6 +390,7 @@ class BootedHost:
         raise BootError(f"systemd did not start within {timeout:.0f} s" + self.console_tail())
 
     def _drain(self, master: int) -> None:
+        """Keep the last lines of the host's console (its pty) until the host is gone."""
         import select
 
         partial = b""
@@ -374,6 +407,7 @@ class BootedHost:
             del self.console[:-300]
 
     def console_tail(self, n: int = 25) -> str:
+        """The last *n* lines of the console, for an error message ("" when there are none)."""
         lines = [ln for ln in self.console if ln.strip()][-n:]
         return ("\n--- the drilled host's console:\n" + "\n".join(lines)) if lines else ""
 
@@ -449,5 +483,5 @@ class BootedHost:
                     pass
             self._pty = None
         self.pid = None
-        remove_host_cgroups(self.ident, wait=2.0)
+        kill_host_cgroups(self.ident, wait=2.0)
 

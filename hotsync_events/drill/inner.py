@@ -1,5 +1,8 @@
-"""The drill inside its namespaces: ``python -m hotsync_events.drill.inner`` as PID 1 of private mount, pid
-and network namespaces (started by :mod:`hotsync_events.drill.run` through ``unshare``).
+"""The drill inside its namespaces: ``python -m hotsync_events.drill.inner``, started by
+:mod:`hotsync_events.drill.run` through ``unshare``. In process mode it is PID 1 of private mount, pid and
+network namespaces and runs every step below itself. Booted (``--boot``), it has a mount namespace of its
+own: it lays the overlay (1), then :mod:`hotsync_events.drill.booted` boots the drilled host's systemd on
+it, runs this module again inside that host (``--inside``: 3 and 4, on ``/``) and powers it off after 5.
 
 1. a tmpfs on the scratch directory; on it the upper and work directories of an overlay whose lower
    directory is the slave's root: the copy is only read, every write lands in the tmpfs;
@@ -24,6 +27,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 __all__ = ["main"]
 
@@ -122,11 +126,13 @@ def _stack_submounts(lower: str, scratch: str, merged: str) -> None:
                f"lowerdir={point},upperdir={layer}/upper,workdir={layer}/work", target)
 
 
-def drill(lower: str, merged: str, log, *, booted: bool = False) -> dict:
+def drill(lower: str, merged: str, log: Callable[[str], None], *, booted: bool = False,
+          failed_at_boot: list[str] | None = None) -> dict:
     """Promote the overlay, run the checks; the report (no exception escapes for a failed step).
 
-    *booted*: this runs inside the drilled host's own systemd (:mod:`hotsync_events.drill.boot`), *merged*
-    is ``/``: the services go through systemd, and after the promote ``default.target`` starts."""
+    *booted*: this runs inside the drilled host's own systemd (:mod:`hotsync_events.drill.booted`), *merged*
+    is ``/``: the services go through systemd, and after the promote the default target starts
+    (*failed_at_boot*: the units that had failed before the promote)."""
     from hotsync_events.paths import Root
     from hotsync_events.promote import EXIT_CRITICAL, assess
     from hotsync_events.promote.run import Promote
@@ -197,7 +203,9 @@ def drill(lower: str, merged: str, log, *, booted: bool = False) -> dict:
         causes.append("the save event (services) failed: "
                       + "; ".join(m for m in promote_log if "FAILED" in m and m.startswith("services"))[:500])
     if booted:
-        rep["reboot"] = start_default_target(causes, notes, log)
+        from hotsync_events.drill.booted import start_default_target
+
+        rep["reboot"] = start_default_target(causes, notes, log, before=failed_at_boot or [])
     _pause("checks")
     rep["checks"] = checks(root, pm, j, a.get("dumps") or [], log)
     for c in rep["checks"]:
@@ -207,51 +215,7 @@ def drill(lower: str, merged: str, log, *, booted: bool = False) -> dict:
     return rep
 
 
-def _systemctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-
-
-def _failed_units() -> list[str]:
-    cp = _systemctl("list-units", "--failed", "--plain", "--no-legend", "--no-pager")
-    return sorted(line.split()[0] for line in cp.stdout.splitlines() if line.strip())
-
-
-def start_default_target(causes: list[str], notes: list[str], log, timeout: float = 600) -> dict:
-    """Booted drill, after the promote: start ``default.target``, as the reboot a real promote ends with
-    starts every enabled unit; each unit that fails is a cause, named with the end of its journal. Units
-    that had failed before (in the drill's minimal boot) are noted, not counted: the drill cannot tell them
-    from a quirk of its own container."""
-    before = set(_failed_units())
-    for unit in sorted(before):
-        notes.append(f"unit {unit} had failed before the promote, in the drilled host's minimal boot")
-    target = _systemctl("get-default").stdout.strip() or "default.target"
-    t0 = time.monotonic()
-    log(f"drill: starting {target}, as the reboot after a promote would (every enabled unit)")
-    try:
-        cp = _systemctl("start", target, timeout=timeout)
-        said = (cp.stderr or cp.stdout).strip()
-    except subprocess.TimeoutExpired:
-        said = f"systemctl start {target} did not return within {timeout:.0f} s"
-        causes.append(f"the drilled host did not reach {target} within {timeout:.0f} s")
-    deadline = time.monotonic() + 60           # what the target's jobs queued behind them (bounded)
-    while time.monotonic() < deadline and _systemctl("list-jobs", "--no-legend", "--no-pager").stdout.strip():
-        time.sleep(0.25)
-    failed = [u for u in _failed_units() if u not in before]
-    for unit in failed:
-        tail = subprocess.run(["journalctl", "--no-pager", "-o", "cat", "-n", "8", "-u", unit], capture_output=True,
-                              text=True, timeout=30, stdin=subprocess.DEVNULL).stdout.strip().splitlines()
-        causes.append(f"unit {unit} failed when the drilled host started {target} (as the reboot after a promote "
-                      "would): " + " | ".join(tail[-8:])[:600])
-    active = _systemctl("list-units", "--state=active", "--plain", "--no-legend", "--no-pager", "--type=service")
-    running = sorted(line.split()[0] for line in active.stdout.splitlines() if line.strip())
-    log(f"drill: {target} reached in {time.monotonic() - t0:.1f} s: {len(running)} services active, "
-        f"{len(failed)} failed" + (f" ({', '.join(failed)})" if failed else ""))
-    return {"target": target, "seconds": round(time.monotonic() - t0, 2), "failed": failed,
-            "failed_before": sorted(before), "services_active": running, "systemctl": said[-300:]}
-
-
-def checks(root, pm, journal: dict, planned: list[dict], log) -> list[dict]:
+def checks(root, pm, journal: dict, planned: list[dict], log: Callable[[str], None]) -> list[dict]:
     from hotsync_events.configdb import open_db
     from hotsync_events.drill.checks import DRILL_EVENT, collect_checks, run_checks
     from hotsync_events.events.services import service_control
@@ -287,51 +251,6 @@ def _log_tails(merged: str, lines: int = 15) -> dict[str, str]:
     return out
 
 
-#: what the booted host's drill process gets from the caller's environment (tests: the plugins' path, pauses)
-INSIDE_ENV = ("PYTHONPATH", PAUSE_ENV, "HOTSYNC_MAIL_TIMEOUT")
-
-
-def booted(merged: str, scratch: str, keep: bool, log) -> dict:
-    """Boot the overlay (:class:`~hotsync_events.drill.boot.BootedHost`), run the drill inside it
-    (``inner --inside``, which prints its report), then power it off (or leave it up with *keep*)."""
-    from pathlib import Path
-
-    from hotsync_events.drill.boot import BootedHost, BootError
-
-    host = BootedHost(Path(merged), Path(scratch), os.path.basename(scratch.rstrip("/")), detach=keep)
-    rep: dict = {"causes": [], "notes": []}
-    try:
-        host.boot()
-        state, secs = host.wait_running()
-        log(f"drill: the drilled host booted its own systemd (pid {host.pid}) in {secs:.1f} s: {state}")
-        rep["boot"] = {"state": state, "seconds": secs, "pid": host.pid}
-        env = {k: v for k, v in os.environ.items() if k in INSIDE_ENV}
-        cp = host.run([sys.executable, "-m", "hotsync_events.drill.inner", "--inside"], env=env,
-                      timeout=86400, stderr=None)        # its log goes on to ours; hotsync drill's --timeout bounds it
-        lines = [ln for ln in cp.stdout.splitlines() if ln.strip()]
-        try:
-            inside = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            inside = {"causes": [f"the drill inside the booted host ended without a report (exit {cp.returncode})"
-                                 + host.console_tail(10)], "notes": []}
-        for k, v in inside.items():
-            rep[k] = rep[k] + v if k in ("causes", "notes") else v
-    except BootError as exc:
-        rep["causes"].append(f"the drilled host did not boot: {exc}")
-    finally:
-        if keep and host.pid is not None:
-            rep["keep"] = {"pid": host.pid, "booted": True}
-        elif host.pid is not None:
-            host.stop()
-    return rep
-
-
-def inside(log) -> dict:
-    """``inner --inside``: the drill in the booted host, whose ``/`` is the overlay."""
-    os.environ.pop("HOTSYNC_SERVICE_BACKEND", None)
-    return drill("/", "/", log, booted=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hotsync-drill-inner")
     p.add_argument("--lower")
@@ -339,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="50%")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--boot", action="store_true", help="boot systemd on the overlay, run the drill inside it")
+    p.add_argument("--skip", action="append", default=[], metavar="UNIT",
+                   help="(with --boot) a unit the drilled host must not start (hotsync DrillSkipUnits)")
     p.add_argument("--inside", action="store_true", help="(in the booted host) the drill itself")
     args = p.parse_args(argv)
     if not args.inside and not (args.lower and args.scratch):
@@ -349,17 +270,27 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
     rep: dict = {"causes": [], "notes": []}
+    host = None             # booted: the drilled host, powered off after the report is out
     try:
         if args.inside:
+            from hotsync_events.drill.booted import inside
+
             rep.update(inside(log))
         else:
             if not args.boot:
                 _lo_up()
             merged = setup(args.lower, args.scratch, args.size)
             rep["merged"] = merged
-            log(f"drill: overlay of {args.lower} mounted on {merged} (writes go to a tmpfs); network: loopback only")
+            log(f"drill: overlay of {args.lower} mounted on {merged} (writes go to a tmpfs)"
+                + ("" if args.boot else "; network: loopback only"))
             _pause("mounted")
-            rep.update(booted(merged, args.scratch, args.keep, log) if args.boot else drill(args.lower, merged, log))
+            if args.boot:
+                from hotsync_events.drill.booted import booted
+
+                part, host = booted(merged, args.scratch, args.keep, log, skip=args.skip)
+                rep.update(part)
+            else:
+                rep.update(drill(args.lower, merged, log))
     except Exception as exc:
         rep["causes"].append(f"the drill could not run: {type(exc).__name__}: {exc}")
     if rep["causes"] and (rep.get("merged") or args.inside) and "logs" not in rep:
@@ -369,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     rep["pid"] = os.getpid()
     with os.fdopen(report_fd, "w") as fh:
         fh.write(json.dumps(rep, default=str) + "\n")
+    if host is not None and not args.keep:
+        host.stop()          # after the report: a slow power-off never turns a finished drill into a killed one
     if args.keep and not args.boot:
         log("drill: --keep: the drilled host stays up until its namespace's PID 1 is killed")
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -5,13 +5,17 @@
 
     ionice -c 3 unshare --mount --pid --fork --net --kill-child --mount-proc --propagation private python -m ...inner
 
-at the lowest CPU priority (nice 19) and in the idle I/O class: the pair's pushes go first.
+at the lowest CPU priority (nice 19) and in the idle I/O class: the pair's pushes go first. A booted drill
+(:func:`boot_mode`: a real host, root ``/`` and PID 1 systemd) starts the inner with ``unshare --mount``
+only: :mod:`hotsync_events.drill.boot` makes the other namespaces for the drilled host's own systemd.
 
 The inner lays an overlay over the slave's root (writes to a tmpfs), runs the promote and the health checks
 there and prints its report. Everything is bounded: the drill is killed after *timeout* seconds. Nothing
 survives it: ``unshare`` dies with this process (``PR_SET_PDEATHSIG``), the namespace's PID 1 with
 ``unshare`` (``--kill-child``), every process of the namespace with its PID 1, and the mounts with the
-mount namespace; a ``kill -9`` of ``hotsync drill`` leaves no mount and no process. The slave's copy, its
+mount namespace; a ``kill -9`` of ``hotsync drill`` leaves no mount and no process (booted: the launcher
+dies with the inner the same way and takes the drilled host's PID 1; the empty cgroup directories left
+are removed by the next drill). The slave's copy, its
 configuration and its daemons are only read: a push that arrives during the drill lands in the copy.
 
 The record (:mod:`hotsync_events.drill.record`) goes to ``var/lib/hotsync/sync/drill.json``, which
@@ -22,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +40,8 @@ from hotsync_events.childproc import die_with_parent
 from hotsync_events.fsutil import open_lock
 from hotsync_events.paths import Root
 
-__all__ = ["DRILL_DIR", "DrillError", "EXIT_CANNOT", "EXIT_FAILED", "EXIT_PASSED", "due", "run_drill"]
+__all__ = ["DRILL_DIR", "DrillError", "EXIT_CANNOT", "EXIT_FAILED", "EXIT_PASSED", "boot_mode", "due", "kept", "run_drill",
+           "skip_units", "stop_kept"]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_CANNOT = 0, 1, 2
 #: where the drill's tmpfs is mounted (in its own mount namespace only): one empty directory per drill
@@ -121,6 +127,8 @@ def boot_mode(root: Root, want: bool | None) -> tuple[bool, str]:
         return True, "--boot"
     if not whole:
         return False, f"the root {root.path} is not a whole system: the services ran with the process back-end"
+    if os.environ.get("HOTSYNC_SERVICE_BACKEND") == "process":
+        return False, "HOTSYNC_SERVICE_BACKEND=process forces the process back-end: the services ran with it"
     if backend_name(root) != "systemd":
         return False, "this host's PID 1 is not systemd: the services ran with the process back-end"
     why = cannot_boot("/")
@@ -130,14 +138,32 @@ def boot_mode(root: Root, want: bool | None) -> tuple[bool, str]:
     return True, "a systemd host: the drilled host booted its own systemd"
 
 
-def _inner_argv(root: Root, scratch: Path, size: str, keep: bool, boot: bool = False) -> list[str]:
+def skip_units(root: Root) -> list[str]:
+    """``hotsync DrillSkipUnits``: units the drilled host must not start (they run on the slave, but need
+    what a drill has not: its disks, its network, its hardware). DrillError naming the fix for a bad name."""
+    from hotsync_events.configdb import open_db
+    from hotsync_events.drill.boot import UNIT_NAME
+
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False, create=False)
+    raw = (db.props("hotsync") if "hotsync" in db else {}).get("DrillSkipUnits") or ""
+    units = [u.strip() for u in raw.replace(",", " ").split() if u.strip()]
+    for u in units:
+        if not UNIT_NAME.fullmatch(u):
+            raise DrillError(f"hotsync DrillSkipUnits holds {u!r}, which is not a unit name (e.g. kdump.service): "
+                             "config setprop hotsync DrillSkipUnits 'a.service,b.service'")
+    return units
+
+
+def _inner_argv(root: Root, scratch: Path, size: str, keep: bool, boot: bool = False,
+                skip: list[str] | None = None) -> list[str]:
     ionice = ["ionice", "-c", "3"] if shutil.which("ionice") else []
     # booted: systemd must be PID 1 of the pid namespace, so the inner only takes a mount namespace (for the
     # overlay) and the booted host's launcher makes the others (drill.boot)
     ns = ["--mount"] if boot else ["--mount", "--pid", "--fork", "--net", "--kill-child", "--mount-proc"]
     argv = [*ionice, "unshare", *ns, "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
             "--lower", str(root.path), "--scratch", str(scratch), "--size", size]
-    return argv + (["--keep"] if keep else []) + (["--boot"] if boot else [])
+    return (argv + (["--keep"] if keep else []) + (["--boot"] if boot else [])
+            + [a for u in (skip or []) for a in ("--skip", u)])
 
 
 def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%", keep: bool = False,
@@ -149,6 +175,7 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
 
     _preflight(root)
     booted, why = boot_mode(root, boot)
+    skip = skip_units(root) if booted else []
     if not size or any(c in size for c in ",\n") or not (size.rstrip("%kKmMgG").isdigit()):
         raise DrillError(f"--size {size!r} is not a tmpfs size: say 2g, 512m or 50%")
     lock_fd = open_lock(state_dir(root) / "drill.lock")
@@ -165,17 +192,17 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
         scratch = base / uuid.uuid4().hex[:12]
         scratch.mkdir(mode=0o755)       # the drilled host's servers run as their own users
         before = _pre_state(root)
-        if booted:
-            from hotsync_events.drill.boot import sweep_cgroups
+        from hotsync_events.drill.boot import kill_host_cgroups, sweep_cgroups
 
-            sweep_cgroups()          # what a killed booted drill left: empty cgroup directories
         try:
-            report, extra = _run_inner(root, scratch, size, keep, timeout, log, booted)
+            sweep_cgroups()          # what a killed booted drill left: empty cgroup directories
+        except OSError:
+            pass
+        try:
+            report, extra = _run_inner(root, scratch, size, keep, timeout, log, booted, skip)
         finally:
             if booted and not keep:
-                from hotsync_events.drill.boot import remove_host_cgroups
-
-                remove_host_cgroups(scratch.name)     # a drill killed at its timeout left its booted host's
+                kill_host_cgroups(scratch.name)   # what the inner did not power off (an error): nothing stays
             if not keep:
                 for d in (scratch, base):        # the base too when empty: the slave's state as it was
                     try:
@@ -201,9 +228,9 @@ def _pre_state(root: Root) -> dict:
 
 
 def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
-               log: Callable[[str], None], boot: bool = False) -> tuple[dict, dict]:
+               log: Callable[[str], None], boot: bool = False, skip: list[str] | None = None) -> tuple[dict, dict]:
     t0 = time.time()
-    argv = _inner_argv(root, scratch, size, keep, boot)
+    argv = _inner_argv(root, scratch, size, keep, boot, skip)
     env = {k: v for k, v in os.environ.items() if k not in ("HOTSYNC_SERVICE_BACKEND",)}
     die = die_with_parent()
 
@@ -243,6 +270,10 @@ def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
     if timed_out:
         proc.kill()      # unshare dies; --kill-child takes the namespace's PID 1, and every process with it
         proc.wait()
+        if boot:         # a kept booted host does not die with the inner: its cgroups name every process
+            from hotsync_events.drill.boot import kill_host_cgroups
+
+            kill_host_cgroups(scratch.name)
     elif not keep:
         try:
             proc.wait(timeout=max(5.0, timeout - (time.time() - t0)))
@@ -274,3 +305,63 @@ def _ns_pid1(unshare_pid: int) -> int | None:
         return int(kids[0]) if kids else None
     except (OSError, ValueError):
         return None
+
+
+def kept(root: Root) -> list[tuple[int, str, str]]:
+    """The drilled hosts ``--keep`` left up on this root: ``(pid, mode, id)``, each checked by what it is (a
+    process whose root or scratch directory is a drill directory of *root*), never by a pid alone."""
+    from hotsync_events.drill.boot import CONTAINER, SYSTEMD
+
+    base = str(root.join(DRILL_DIR)).rstrip("/") + "/"
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv[0] == SYSTEMD.encode():
+                # its root is <base><id>/merged (with the path of our own root in front when we are chrooted)
+                m = re.search(r"/([0-9a-f]{12})/merged$", os.readlink(f"/proc/{pid}/root"))
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                if (m and os.readlink(f"/proc/{pid}/root").endswith(f"{base}{m.group(1)}/merged")
+                        and Path(base, m.group(1)).is_dir() and f"container={CONTAINER}".encode() in env):
+                    found.append((pid, "booted", m.group(1)))
+            elif (b"hotsync_events.drill.inner" in argv and b"--keep" in argv and b"--boot" not in argv
+                  and not argv[0].endswith(b"unshare")):      # the namespace's PID 1, not its unshare
+                scratch = argv[argv.index(b"--scratch") + 1].decode() if b"--scratch" in argv else ""
+                if scratch.startswith(base):
+                    found.append((pid, "process", scratch[len(base):].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(found)
+
+
+def stop_kept(root: Root, log: Callable[[str], None] = print, timeout: float = 30.0) -> list[str]:
+    """``hotsync drill --stop``: power off each drilled host ``--keep`` left up on this root (SIGKILL past
+    *timeout*), remove what it left; returns the ids stopped."""
+    import signal
+
+    from hotsync_events.drill.boot import HOST_ENV, kill_host_cgroups
+
+    stopped = []
+    for pid, mode, ident in kept(root):
+        if mode == "booted":
+            subprocess.run(["nsenter", "-t", str(pid), "-a", "-r", "systemctl", "poweroff", "--no-block"],
+                           capture_output=True, timeout=30, env=HOST_ENV, stdin=subprocess.DEVNULL)
+        else:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        if mode == "booted":
+            kill_host_cgroups(ident)
+        elif Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        log(f"hotsync drill: stopped the kept drilled host {ident} ({mode}, pid {pid})")
+        stopped.append(ident)
+    _clean_stale(root.join(DRILL_DIR))
+    return stopped

@@ -55,14 +55,17 @@ from pathlib import Path
 
 import pytest
 
-from hotsync_events.drill.boot import (BOUNDING, HOST_PATH, SYSTEMD, boot_script, cgroup_pids, enter_cgroups,
-                                       own_cgroups, remove_cgroups)
+from hotsync_events.drill.boot import (DROPPED_CAPS, HOST_PATH, SYSTEMD, boot_script, cgroup_pids, enter_argv,
+                                       enter_cgroups, kill_until_gone, own_cgroups, remove_cgroups)
+from hotsync_events.drill.boot import cannot_boot as drill_cannot_boot
+
+#: what a test host's processes do not get: the drill's list but mknod (a real slave replicates device nodes)
+HOST_CAPS = tuple(c for c in DROPPED_CAPS if c != "mknod")
 
 __all__ = ["BootError", "Host", "HostCommandError", "SANDBOX_DIR", "cannot_boot", "image_masks", "leftovers",
            "link", "sweep"]
 
 SANDBOX_DIR = Path("/var/tmp/hotsync-booted")
-CGROUP_HIERARCHIES = ("systemd", "unified")     # under /sys/fs/cgroup: the two systemd needs
 CGROUP_GROUP = "hotsync-booted"
 CONTAINER = "hotsync-booted"                    # systemd's $container: it knows it is not on the machine
 #: always masked: the recipe's list, and what would act on the machine's kernel rather than the host
@@ -111,28 +114,13 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 # ------------------------------------------------------------------------------------------- can we?
 def cannot_boot() -> str | None:
-    """Why this machine cannot boot a host (None when it can): the reason a test skips with."""
-    if os.geteuid() != 0:
-        return "booted hosts need root (namespaces, mounts, cgroups)"
-    for tool in ("/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/setpriv", "/usr/bin/ip"):
-        if not os.access(tool, os.X_OK):
-            return f"booted hosts need {tool} (util-linux, iproute2)"
-    if not os.access(SYSTEMD, os.X_OK):
-        return f"booted hosts need Debian's systemd at {SYSTEMD}"
-    try:
-        filesystems = Path("/proc/filesystems").read_text()
-    except OSError as exc:
-        return f"cannot read /proc/filesystems: {exc}"
-    if not re.search(r"\boverlay\b", filesystems):
-        return "the kernel has no overlayfs"
-    for hierarchy in CGROUP_HIERARCHIES:
-        if not Path("/sys/fs/cgroup", hierarchy, "cgroup.procs").exists():
-            return f"no cgroup hierarchy at /sys/fs/cgroup/{hierarchy} (systemd's hybrid layout)"
-    cp = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--uts", "--ipc", "--net", "--cgroup", "true"],
-                        capture_output=True, text=True, timeout=30)
-    if cp.returncode != 0:
-        return f"the kernel refuses new namespaces: {cp.stderr.strip()}"
-    return None
+    """Why this machine cannot boot a host (None when it can): the reason a test skips with. The drill's
+    own answer (``drill.boot.cannot_boot``: root, the tools, systemd, overlayfs, a cgroup layout, the
+    namespaces), and ip(8) for the veth links."""
+    if not os.access("/usr/bin/ip", os.X_OK) and not os.access("/sbin/ip", os.X_OK):
+        return "booted hosts need ip (iproute2)"
+    why = drill_cannot_boot()
+    return f"booted hosts: {why}" if why else None
 
 
 def image_masks(root: Path = Path("/")) -> list[str]:
@@ -212,16 +200,7 @@ def leftovers(sandbox: Path, cgroups: Iterable[Path] = ()) -> list[str]:
 def _kill_and_unmount(sandbox: Path, cgroups: Iterable[Path], deadline: float) -> None:
     """SIGKILL every process of the sandbox, then unmount it and remove its directories and cgroups."""
     cgroups = list(cgroups)
-    for _ in range(100):
-        pids = set(_processes_rooted_in(sandbox)) | set(cgroup_pids(cgroups))
-        if not pids or time.monotonic() > deadline:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
+    kill_until_gone(lambda: set(_processes_rooted_in(sandbox)) | set(cgroup_pids(cgroups)), deadline)
     for point in _mounts_under(sandbox):
         cp = _sh("umount", point, check=False)
         if cp.returncode != 0:
@@ -338,7 +317,8 @@ class Host:
         """What runs in the new namespaces before systemd (``drill.boot.boot_script``): the host's /proc, /sys,
         /dev, /run, /tmp and cgroups, then systemd with the masks."""
         return boot_script(self.root, console=console, boot_id=self.dir / "boot_id", container=CONTAINER,
-                           hostname=self.name, systemd_args=[f"systemd.mask={u}" for u in self.masks])
+                           hostname=self.name, systemd_args=[f"systemd.mask={u}" for u in self.masks],
+                           caps=HOST_CAPS)
 
     def boot(self) -> Host:
         """Start systemd as PID 1 of the host (returns at once; :meth:`wait_running` waits for the boot)."""
@@ -456,9 +436,7 @@ class Host:
 
     def _enter(self) -> list[str]:
         """The argv prefix that runs a command in the host: into its root cgroups, then its namespaces."""
-        moves = "; ".join(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.cgroups)
-        return ["sh", "-c", f"{moves}; exec setpriv {BOUNDING} -- nsenter -t {self.pid} -a -r -w -- \"$@\"",
-                "nsenter"]
+        return enter_argv(self.pid, self.cgroups, HOST_CAPS)
 
     # ---------------------------------------------------------------- stop
     def _wait_gone(self, timeout: float) -> bool:

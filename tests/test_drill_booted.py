@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from booted import Host, link
-from test_booted_deb import APT_ENV, deb  # noqa: F401  (the module-scoped fixture: the cached .deb)
+from test_booted_deb import deb  # noqa: F401  (the module-scoped fixture: the cached .deb)
+from test_booted_pair import _install
 
 pytestmark = [pytest.mark.booted, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -73,14 +74,6 @@ def _traces(host: Host) -> list[str]:
                      check=False).stdout.splitlines()
     left += host.run("find /sys/fs/cgroup -maxdepth 4 -name hotsync-drill", check=False).stdout.splitlines()
     return left
-
-
-def _install(host: Host, deb_path, errors: list) -> None:
-    try:
-        host.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", str(deb_path)], env=APT_ENV,
-                 timeout=300)
-    except Exception as exc:    # reported by the caller, with the other host's
-        errors.append(f"{host.name}: {exc}")
 
 
 def booted_pair(sandbox: Path, deb_path: Path, *, files: int = 30) -> tuple[Host, Host]:
@@ -230,8 +223,13 @@ def test_keep_leaves_the_booted_host_up_until_drill_stop(slave):
         role = slave.run(["nsenter", "-t", pid, "-a", "-r", "config", "getprop", "hotsync", "role"])
         assert role.stdout.strip() == "master"                           # the drilled host took over
         assert slave.run(["config", "getprop", "hotsync", "role"]).stdout.strip() == "slave"
+        # another drill meanwhile leaves the kept one alone (its directory, hence its file systems)
+        again = _drill(slave)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert slave.run(["nsenter", "-t", pid, "-a", "-r", "systemctl", "is-system-running"],
+                         check=False).stdout.strip() in ("running", "degraded")
     finally:
-        stop = slave.run(["hotsync", "drill", "--stop"], check=False, timeout=120)
+        stop = slave.run(["hotsync", "drill", "--stop"], check=False, timeout=200)
     assert stop.returncode == 0 and f"(booted, pid {pid})" in stop.stdout, stop.stdout + stop.stderr
     assert slave.run(["test", "-e", f"/proc/{pid}"], check=False).returncode != 0
     assert _traces(slave) == []                  # --stop removed its cgroups too

@@ -37,17 +37,18 @@ def add_arguments(parser) -> None:
                         help="kill the drill after this long (default 900)")
     parser.add_argument("--size", default="50%", metavar="SIZE",
                         help="the tmpfs that takes the drill's writes (default 50%% of RAM; e.g. 2g)")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the drilled host up (its services running) for a person to look at")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--keep", action="store_true",
+                      help="leave the drilled host up (its services running) for a person to look at")
     boot = parser.add_mutually_exclusive_group()
     boot.add_argument("--boot", dest="boot", action="store_true", default=None,
                       help="boot the drilled host's own systemd (the default on a systemd host whose root is /)")
     boot.add_argument("--no-boot", dest="boot", action="store_false", default=None,
                       help="no systemd: the services run with the process back-end")
-    parser.add_argument("--stop", action="store_true",
-                        help="power off the drilled hosts --keep left up on this host, and remove what they left")
-    parser.add_argument("--scheduled", action="store_true",
-                        help="only when DrillSchedule asks for one now (what the cron entry runs)")
+    what.add_argument("--stop", action="store_true",
+                      help="power off the drilled hosts --keep left up on this host, and remove what they left")
+    what.add_argument("--scheduled", action="store_true",
+                      help="only when DrillSchedule asks for one now (what the cron entry runs)")
     parser.add_argument("--no-mail", action="store_true", help="send no failure or recovery mail")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
 
@@ -64,10 +65,14 @@ def run(args) -> int:
     if args.stop:
         from hotsync_events.drill import stop_kept
 
-        stopped = stop_kept(root, log=(lambda m: None) if quiet else print)
-        if not stopped and not quiet:
+        try:
+            stopped, left = stop_kept(root, log=(lambda m: None) if quiet else print)
+        except DrillError as exc:
+            print(f"hotsync drill: {exc}", file=sys.stderr)
+            return EXIT_CANNOT
+        if not stopped and not left and not quiet:
             print("hotsync drill: no drilled host is kept up on this host")
-        return EXIT_PASSED
+        return EXIT_FAILED if left else EXIT_PASSED
     if args.scheduled:
         try:
             go, why = due(root)

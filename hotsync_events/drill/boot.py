@@ -31,12 +31,12 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["BOUNDING", "BootError", "BootedHost", "CGROUP_GROUP", "DROPPED_CAPS", "MACHINE_UNITS", "SYSTEMD", "UNIT_NAME",
-           "TARGET", "boot_script", "cannot_boot", "cgroup_layout", "cgroup_pids", "enter_cgroups",
-           "host_cgroups", "kill_host_cgroups", "make_cgroup", "own_cgroups", "remove_cgroups", "remove_host_cgroups", "sweep_cgroups"]
+           "TARGET", "boot_script", "cannot_boot", "bounding", "cgroup_layout", "cgroup_pids", "enter_argv", "enter_cgroups",
+           "host_cgroups", "kill_host_cgroups", "kill_until_gone", "make_cgroup", "own_cgroups", "remove_cgroups", "remove_host_cgroups", "sweep_cgroups"]
 
 SYSTEMD = "/lib/systemd/systemd"
 CONTAINER = "hotsync-drill"                     # systemd's $container: it knows it is not on the machine
@@ -53,17 +53,23 @@ MACHINE_UNITS = ("console-getty.service", "getty@tty1.service", "systemd-modules
                  "ntp.service", "ntpsec.service", "network.service", "networking.service",
                  "NetworkManager.service", "NetworkManager-wait-online.service", "systemd-networkd.service",
                  "systemd-networkd-wait-online.service", "wpa_supplicant.service", "ModemManager.service")
-#: capabilities a booted host's processes do not get (as systemd-nspawn, and more): they act on the machine's
-#: kernel, clock, console or devices, which a pid, mount or network namespace does not separate (``sys_boot``
-#: stays: in a pid namespace of its own, ``reboot()`` only ends that namespace; ``kexec`` is masked above)
+#: capabilities a drilled host's processes do not get: those systemd-nspawn drops (the machine's kernel,
+#: clock, console), and ``mknod`` (its /dev has no device of the machine's, and must get none); ``sys_boot``
+#: stays: in a pid namespace of its own, ``reboot()`` only ends that namespace (``kexec`` is masked above)
 DROPPED_CAPS = ("sys_module", "sys_time", "sys_rawio", "syslog", "wake_alarm", "block_suspend", "mac_admin",
                 "mac_override", "mknod")
 #: under the drilled host's /proc: read-only (bound on themselves), as systemd-nspawn and container runtimes
 PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "scsi", "acpi", "asound")
 #: the launcher's PATH: cron gives ``/usr/bin:/bin`` only, and chroot is in /usr/sbin
 HOST_ENV = {"PATH": HOST_PATH, "LANG": "C.UTF-8"}
-UNIT_NAME = re.compile(r"[A-Za-z0-9@._:\\-]+\.(service|socket|timer|path|mount|target|scope|slice|swap)")
+UNIT_NAME = re.compile(r"[A-Za-z0-9@_:][A-Za-z0-9@._:\\-]*\."
+                       r"(service|socket|timer|path|mount|automount|device|target|scope|slice|swap)")
 BOUNDING = "--bounding-set=" + ",".join("-" + c for c in DROPPED_CAPS)
+
+
+def bounding(caps: Sequence[str] = DROPPED_CAPS) -> str:
+    """setpriv's option that drops *caps* from the bounding set."""
+    return "--bounding-set=" + ",".join("-" + c for c in caps)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 TARGET_UNIT = """\
 [Unit]
@@ -120,10 +126,11 @@ def cannot_boot(system: str = "/") -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- cgroups
-def own_cgroups() -> list[Path]:
-    """This process's cgroup directory in each cgroup hierarchy mounted at or under /sys/fs/cgroup."""
+def own_cgroups(pid: int | str = "self") -> list[Path]:
+    """The cgroup directory of process *pid* (this one by default) in each cgroup hierarchy mounted at or
+    under /sys/fs/cgroup."""
     mine: dict[str, str] = {}
-    with open("/proc/self/cgroup", encoding="utf-8") as fh:
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as fh:
         for line in fh:
             _, controllers, path = line.rstrip("\n").split(":", 2)
             mine[controllers or "(v2)"] = path
@@ -206,15 +213,20 @@ def sweep_cgroups(group: str = CGROUP_GROUP, min_age: float = 5.0) -> list[Path]
     return gone
 
 
-def host_cgroups(ident: str) -> list[Path]:
-    """The cgroups of the booted host *ident*: ``hotsync-drill/<ident>`` below this process's own."""
-    return [c / CGROUP_GROUP / ident for c in own_cgroups()]
+def host_cgroups(ident: str, pid: int | None = None) -> list[Path]:
+    """The cgroups of the booted host *ident*: ``hotsync-drill/<ident>`` below this process's own; with
+    *pid* (a process of that host), found from where that process is, whoever made the host."""
+    if pid is None:
+        return [c / CGROUP_GROUP / ident for c in own_cgroups()]
+    mark = f"/{CGROUP_GROUP}/{ident}"
+    return sorted({Path(str(c)[:str(c).index(mark) + len(mark)]) for c in own_cgroups(pid) if mark in str(c)})
 
 
-def remove_host_cgroups(ident: str, wait: float = 5.0) -> list[Path]:
-    """Remove the booted host *ident*'s cgroups once their processes are gone (the kernel frees a cgroup a
-    moment after its last process is reaped: retried for *wait* seconds). Returns what is left."""
-    cgroups = host_cgroups(ident)
+def remove_host_cgroups(ident: str, wait: float = 5.0, cgroups: list[Path] | None = None) -> list[Path]:
+    """Remove the booted host *ident*'s cgroups (or *cgroups*) once their processes are gone (the kernel
+    frees a cgroup a moment after its last process is reaped: retried for *wait* seconds). Returns what
+    is left."""
+    cgroups = host_cgroups(ident) if cgroups is None else cgroups
     deadline = time.monotonic() + wait
     for _ in range(int(wait / 0.05) + 1):
         remove_cgroups(cgroups)
@@ -227,9 +239,10 @@ def remove_host_cgroups(ident: str, wait: float = 5.0) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------- the boot
 def boot_script(merged: Path, *, console: str, boot_id: Path, systemd_args: Sequence[str],
-                container: str = CONTAINER, hostname: str | None = None, layout: str | None = None) -> str:
+                container: str = CONTAINER, hostname: str | None = None, layout: str | None = None,
+                caps: Sequence[str] = DROPPED_CAPS) -> str:
     """The shell that runs in the new namespaces before systemd: the host's /proc, /sys, /dev, /run, /tmp
-    and cgroups, then ``exec`` of systemd chrooted into *merged* (with *systemd_args*)."""
+    and cgroups, then ``exec`` of systemd chrooted into *merged* (with *systemd_args*, without *caps*)."""
     M = shlex.quote(str(merged))
     layout = layout or cgroup_layout()
     lines = [
@@ -268,7 +281,7 @@ def boot_script(merged: Path, *, console: str, boot_id: Path, systemd_args: Sequ
     if hostname:
         lines.append(f"hostname {shlex.quote(hostname)}")
     lines.append(
-        f"exec setpriv {BOUNDING} -- chroot {M} /usr/bin/env -i container={shlex.quote(container)} {SYSTEMD} "
+        f"exec setpriv {bounding(caps)} -- chroot {M} /usr/bin/env -i container={shlex.quote(container)} {SYSTEMD} "
         "--system " + " ".join(shlex.quote(a) for a in systemd_args)
         # the pty by its machine path: a plain /dev/console here, before the chroot, is the machine's
         + f" <{shlex.quote(console)} >{shlex.quote(console)} 2>&1")
@@ -285,24 +298,37 @@ def enter_cgroups(cgroups: Iterable[Path]) -> str:
     return " && ".join(out) or "true"
 
 
-def kill_host_cgroups(ident: str, wait: float = 10.0) -> list[Path]:
-    """SIGKILL every process of the booted host *ident* (its cgroups: the launcher, systemd and all it
-    started), then remove the cgroups. For a drill killed at its timeout, kept (``--keep``) or not."""
+def kill_until_gone(pids: Callable[[], Iterable[int]], deadline: float) -> None:
+    """SIGKILL what *pids* () names, again and again, until it names nothing or *deadline* (monotonic)."""
     import signal
 
-    cgroups = host_cgroups(ident)
-    deadline = time.monotonic() + wait
-    for _ in range(int(wait / 0.05) + 1):
-        pids = cgroup_pids(cgroups)
-        if not pids or time.monotonic() > deadline:
-            break
-        for pid in pids:
+    for _ in range(1000):
+        left = set(pids())
+        if not left or time.monotonic() > deadline:
+            return
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.05)
-    return remove_host_cgroups(ident, wait=max(0.5, deadline - time.monotonic()))
+
+
+def enter_argv(pid: int | None, cgroups: Iterable[Path], caps: Sequence[str] = DROPPED_CAPS) -> list[str]:
+    """The argv prefix that runs a command in the booted host whose PID 1 is *pid*: into its *cgroups*, then
+    all its namespaces, its root and working directory, without *caps*."""
+    moves = "; ".join(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in cgroups)
+    return ["sh", "-c", f"{moves}; exec setpriv {bounding(caps)} -- nsenter -t {pid} -a -r -w -- \"$@\"",
+            "nsenter"]
+
+
+def kill_host_cgroups(ident: str, wait: float = 10.0, cgroups: list[Path] | None = None) -> list[Path]:
+    """SIGKILL every process of the booted host *ident* (its cgroups, or *cgroups*: the launcher, systemd
+    and all it started), then remove the cgroups. For a drill killed at its timeout, kept or not."""
+    cgroups = host_cgroups(ident) if cgroups is None else cgroups
+    deadline = time.monotonic() + wait
+    kill_until_gone(lambda: cgroup_pids(cgroups), deadline)
+    return remove_host_cgroups(ident, wait=max(0.5, deadline - time.monotonic()), cgroups=cgroups)
 
 
 class BootedHost:
@@ -412,10 +438,8 @@ class BootedHost:
         return ("\n--- the drilled host's console:\n" + "\n".join(lines)) if lines else ""
 
     def enter(self) -> list[str]:
-        """The argv prefix that runs a command in the host: into its cgroups, then all its namespaces."""
-        moves = "; ".join(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.cgroups)
-        return ["sh", "-c", f"{moves}; exec setpriv {BOUNDING} -- nsenter -t {self.pid} -a -r -w -- \"$@\"",
-                "nsenter"]
+        """The argv prefix that runs a command in the host (:func:`enter_argv`)."""
+        return enter_argv(self.pid, self.cgroups)
 
     def run(self, argv: Sequence[str], *, timeout: float = 60.0, env: dict[str, str] | None = None,
             stderr: int | None = subprocess.PIPE) -> subprocess.CompletedProcess:

@@ -24,6 +24,9 @@ __all__ = ["INSIDE_ENV", "booted", "failed_units", "inside", "start_default_targ
 INSIDE_ENV = ("PYTHONPATH", "HOTSYNC_DRILL_PAUSE_AT", "HOTSYNC_MAIL_TIMEOUT")
 #: after the default target's jobs: how long a unit that dies at once has to show it
 SETTLE = 1.0
+#: how long a unit systemd is restarting may take to come up (Restart= waiting for a database...) before it
+#: counts as one that keeps failing
+RESTART_WAIT = 30.0
 JOBS_WAIT = 60.0
 
 
@@ -37,27 +40,34 @@ def booted(merged: str, scratch: str, keep: bool, log: Callable[[str], None],
                       masks=[*MACHINE_UNITS, *skip])
     rep: dict = {"causes": [], "notes": []}
     try:
-        host.boot()
-        state, secs = host.wait_running()
-        log(f"drill: the drilled host booted its own systemd (pid {host.pid}) in {secs:.1f} s: {state}; "
-            "network: loopback only")
-        rep["boot"] = {"state": state, "seconds": secs, "pid": host.pid, "skipped": list(skip)}
-        env = {k: v for k, v in os.environ.items() if k in INSIDE_ENV}
-        cp = host.run([sys.executable, "-m", "hotsync_events.drill.inner", "--inside"], env=env,
-                      timeout=86400, stderr=None)     # its log goes on to ours; hotsync drill's --timeout bounds it
-        lines = [ln for ln in cp.stdout.splitlines() if ln.strip()]
-        try:
-            got = json.loads(lines[-1])
-        except (IndexError, ValueError):
-            got = {"causes": [f"the drill inside the booted host ended without a report (exit {cp.returncode})"
-                              + host.console_tail(10)], "notes": []}
-        for k, v in got.items():
-            rep[k] = rep[k] + v if k in ("causes", "notes") else v
+        _boot_and_drill(host, rep, log, skip)
     except BootError as exc:
         rep["causes"].append(f"the drilled host did not boot: {exc}")
+    except Exception as exc:       # whatever it was, a kept host is still named (and --stop finds it)
+        rep["causes"].append(f"the booted drill could not go on: {type(exc).__name__}: {exc}")
     if keep and host.pid is not None:
         rep["keep"] = {"pid": host.pid, "booted": True}
     return rep, (host if host.pid is not None else None)
+
+
+def _boot_and_drill(host: Any, rep: dict, log: Callable[[str], None], skip: Sequence[str]) -> None:
+    """Boot *host*, wait for it, run the drill inside it; its report merged into *rep*."""
+    host.boot()
+    state, secs = host.wait_running()
+    log(f"drill: the drilled host booted its own systemd (pid {host.pid}) in {secs:.1f} s: {state}; "
+        "network: loopback only")
+    rep["boot"] = {"state": state, "seconds": secs, "pid": host.pid, "skipped": list(skip)}
+    env = {k: v for k, v in os.environ.items() if k in INSIDE_ENV}
+    cp = host.run([sys.executable, "-m", "hotsync_events.drill.inner", "--inside"], env=env,
+                  timeout=86400, stderr=None)     # its log goes on to ours; hotsync drill's --timeout bounds it
+    lines = [ln for ln in cp.stdout.splitlines() if ln.strip()]
+    try:
+        got = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        got = {"causes": [f"the drill inside the booted host ended without a report (exit {cp.returncode})"
+                          + host.console_tail(10)], "notes": []}
+    for k, v in got.items():
+        rep[k] = rep[k] + v if k in ("causes", "notes") else v
 
 
 def inside(log: Callable[[str], None]) -> dict:
@@ -106,6 +116,9 @@ def start_default_target(causes: list[str], notes: list[str], log: Callable[[str
     while time.monotonic() < deadline and _systemctl("list-jobs", "--no-legend", "--no-pager").stdout.strip():
         time.sleep(0.25)
     time.sleep(SETTLE)
+    deadline = time.monotonic() + RESTART_WAIT     # a unit systemd restarts: up in the end, or a cause
+    while time.monotonic() < deadline and failed_units("auto-restart,activating"):
+        time.sleep(0.5)
     bad = [u for u in failed_units("failed,auto-restart") if u not in before]
     for unit in bad:
         causes.append(f"unit {unit} failed when the drilled host started {target} (as the reboot after a promote "

@@ -90,9 +90,12 @@ def due(root: Root, now: float | None = None) -> tuple[bool, str]:
     return True, f"{schedule} schedule"
 
 
-def _clean_stale(base: Path) -> None:
-    """Remove the empty directories of drills that were killed (their tmpfs vanished with them)."""
+def _clean_stale(base: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Remove the empty directories of drills that were killed (their tmpfs vanished with them); never one
+    of a drilled host ``--keep`` left up (*keep*: their ids): removing it would unmount its file systems."""
     for d in base.iterdir() if base.is_dir() else ():
+        if d.name in keep:
+            continue
         try:
             d.rmdir()
         except OSError:
@@ -163,7 +166,7 @@ def _inner_argv(root: Root, scratch: Path, size: str, keep: bool, boot: bool = F
     argv = [*ionice, "unshare", *ns, "--propagation", "private", sys.executable, "-m", "hotsync_events.drill.inner",
             "--lower", str(root.path), "--scratch", str(scratch), "--size", size]
     return (argv + (["--keep"] if keep else []) + (["--boot"] if boot else [])
-            + [a for u in (skip or []) for a in ("--skip", u)])
+            + [f"--skip={u}" for u in (skip or [])])
 
 
 def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%", keep: bool = False,
@@ -188,7 +191,7 @@ def run_drill(root: Root, *, timeout: float = DEFAULT_TIMEOUT, size: str = "50%"
     try:
         base = root.join(DRILL_DIR)
         base.mkdir(parents=True, exist_ok=True, mode=0o755)
-        _clean_stale(base)
+        _clean_stale(base, frozenset(ident for _, _, ident in kept(root)))
         scratch = base / uuid.uuid4().hex[:12]
         scratch.mkdir(mode=0o755)       # the drilled host's servers run as their own users
         before = _pre_state(root)
@@ -337,31 +340,57 @@ def kept(root: Root) -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def stop_kept(root: Root, log: Callable[[str], None] = print, timeout: float = 30.0) -> list[str]:
-    """``hotsync drill --stop``: power off each drilled host ``--keep`` left up on this root (SIGKILL past
-    *timeout*), remove what it left; returns the ids stopped."""
+def stop_kept(root: Root, log: Callable[[str], None] = print, timeout: float = 120.0) -> tuple[list[str], list[str]]:
+    """``hotsync drill --stop``: power off each drilled host ``--keep`` left up on this root (SIGKILL to its
+    PID 1 past *timeout*: the kernel ends its whole pid namespace), remove what it left. Refused while a
+    drill runs (it holds the drill lock): its host is not a kept one. Returns (ids stopped, ids left up)."""
     import signal
 
-    from hotsync_events.drill.boot import HOST_ENV, kill_host_cgroups
+    from hotsync_events.drill.boot import HOST_ENV, host_cgroups, kill_host_cgroups
+    from hotsync_events.sync.status import state_dir
 
-    stopped = []
-    for pid, mode, ident in kept(root):
-        if mode == "booted":
-            subprocess.run(["nsenter", "-t", str(pid), "-a", "-r", "systemctl", "poweroff", "--no-block"],
-                           capture_output=True, timeout=30, env=HOST_ENV, stdin=subprocess.DEVNULL)
-        else:
+    if os.geteuid() != 0:
+        raise DrillError("a kept drilled host is root's: run hotsync drill --stop as root")
+    lock_fd = open_lock(state_dir(root) / "drill.lock")
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise DrillError("a drill is running on this host (it is not a kept one): wait for it, then run "
+                         "hotsync drill --stop again") from None
+    stopped: list[str] = []
+    left: list[str] = []
+    try:
+        for pid, mode, ident in kept(root):
+            cgroups = host_cgroups(ident, pid) if mode == "booted" else []
             try:
-                os.kill(pid, signal.SIGTERM)
+                if mode == "booted":
+                    subprocess.run(["nsenter", "-t", str(pid), "-a", "-r", "systemctl", "poweroff", "--no-block"],
+                                   capture_output=True, timeout=30, env=HOST_ENV, stdin=subprocess.DEVNULL)
+                else:
+                    os.kill(pid, signal.SIGTERM)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log(f"hotsync drill: {ident}: could not ask it to stop ({exc}): killing it")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.1)
+            try:
+                os.kill(pid, signal.SIGKILL)           # past the timeout: the pull of the plug
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        if mode == "booted":
-            kill_host_cgroups(ident)
-        elif Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
-        log(f"hotsync drill: stopped the kept drilled host {ident} ({mode}, pid {pid})")
-        stopped.append(ident)
-    _clean_stale(root.join(DRILL_DIR))
-    return stopped
+            if mode == "booted":
+                kill_host_cgroups(ident, cgroups=cgroups)
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                log(f"hotsync drill: the kept drilled host {ident} ({mode}, pid {pid}) is still up")
+                left.append(ident)
+            else:
+                log(f"hotsync drill: stopped the kept drilled host {ident} ({mode}, pid {pid})")
+                stopped.append(ident)
+        _clean_stale(root.join(DRILL_DIR), frozenset(left))
+    finally:
+        os.close(lock_fd)
+    return stopped, left

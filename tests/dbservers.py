@@ -116,7 +116,7 @@ class MariaDBServer:
         self.password = password
         self.datadir = root.join("/var/lib/mysql")
         self.socket = root.join("/run/mysqld/mysqld.sock")
-        self.pidfile = root.join("/run/mysqld/mysqld.pid")
+        self.pidfile = root.join("/run/mysqld/mysqld.pid")   # also where a restore's process back-end puts it
         self.tmpdir = private_tmpdir(root, "mysqld")
         self.proc: subprocess.Popen | None = None
 
@@ -189,11 +189,6 @@ class MariaDBServer:
         pids = [self.proc.pid] if self.proc else []
         try:
             pids.append(int(self.pidfile.read_text().strip()))
-        except (OSError, ValueError):
-            pass
-        alt = self.root.join("/run/hotsync/mysqld.pid")   # started by restore-databases (process back-end)
-        try:
-            pids.append(int(alt.read_text().strip()))
         except (OSError, ValueError):
             pass
         return sorted(set(pids))

@@ -8,8 +8,8 @@ systemd can start (the process back-end has no command for it). The tests:
 * the drill boots, promotes through systemd, starts ``default.target`` as the reboot after a promote
   would, and passes: the unit runs in the drilled host; the copy, the slave's units and its listener are
   as they were; a push after the drill lands; nothing of the drill is left (mounts, processes, cgroups);
-* ``--no-boot`` runs the process back-end and says so (on this host it cannot start MariaDB its own way:
-  docs/drill.md, "Limits");
+* ``--no-boot`` runs the process back-end and says so, and restores MariaDB into a server it starts
+  itself, as the mysql user;
 * an enabled unit that fails to start fails the drill, naming the unit and its journal;
 * ``kill -9`` of a booted drill leaves no process or mount; the next drill removes its cgroups and passes.
 
@@ -180,10 +180,13 @@ def test_a_booted_drill_starts_systemd_units_and_leaves_the_host_as_it_was(slave
 
 
 def test_no_boot_runs_the_process_back_end_and_says_so(slave):
+    """--no-boot: the process back-end on the overlay; MariaDB (the image's, its data directory the mysql
+    user's) is started as that user with its log and pid file where it may write them."""
     cp = _drill(slave, "--no-boot")
     rec = json.loads(cp.stdout)
     assert rec["mode"] == "process" and rec.get("boot") is None, rec
     assert any("--no-boot" in n for n in rec["notes"]), rec["notes"]
+    assert cp.returncode == 0 and rec["databases"] == {"mysql": "success"}, rec["causes"]
     assert _traces(slave) == []
 
 

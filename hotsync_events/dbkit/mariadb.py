@@ -228,18 +228,19 @@ class MariaDB:
         sock.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(sock.parent, owner.pw_uid, owner.pw_gid)
-        run_dir = self.root.join("/run/hotsync")
         log_dir = self.root.join("/var/log/hotsync")
-        run_dir.mkdir(parents=True, exist_ok=True)
         log_dir.mkdir(parents=True, exist_ok=True)
+        # the pid file beside the socket (a directory the server's user owns), the log on the server's
+        # stderr opened here: the server runs as the data directory's owner, who may write in neither
+        # /run/hotsync nor /var/log/hotsync (a real host's MariaDB runs as mysql)
         argv = [find_program("mariadbd", "mysqld", dirs=("/usr/sbin",)), "--no-defaults", f"--datadir={datadir}",
-                f"--socket={sock}", f"--pid-file={run_dir / 'mysqld.pid'}", "--skip-networking",
-                f"--log-error={log_dir / 'mysqld.log'}"]
+                f"--socket={sock}", f"--pid-file={sock.parent / 'mysqld.pid'}", "--skip-networking"]
         if os.geteuid() == 0:
             argv.append(f"--user={owner.pw_name}")
         log(f"{self.label}: starting the server (process back-end), log in {log_dir / 'mysqld.log'}")
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True)
+        with open(log_dir / "mysqld.log", "ab") as logf:
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+                             close_fds=True)
 
 
 def _option_value(value: str, server: str) -> str:

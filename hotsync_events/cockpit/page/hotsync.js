@@ -15,6 +15,7 @@
     const H = {
         admin: false, status: null, fetchedAt: 0, tab: "dashboard", busy: false, settings: null, info: {},
         log: [], history: [], plan: null, hostname: "", refreshing: false, lastRunSeen: null,
+        formSeq: 0, edited: false,        // the settings form: the newest load, typed into since it
     };
     const PHASES = ["verify", "fence", "config", "databases", "steps", "role", "services"];
     const PHASE_WORDS = {
@@ -376,16 +377,22 @@
     const FIELDS = ["role", "SlaveHost", "MasterHost", "MasterFingerprint", "databases", "realtime", "interval",
                     "MaxDeletePercent", "MailTo"];
 
-    async function loadSettings() {
+    /* The form from `config printjson hotsync`. Only the newest load applies; a load the page started by
+       itself (opening the tab) never overwrites what the user typed since (H.edited); Reset and a save do. */
+    async function loadSettings(overwrite) {
+        const seq = ++H.formSeq;
         const r = await run(["config", "printjson", "hotsync"]);
+        if (seq !== H.formSeq) return;
         const d = r.ok ? parseJSON(r.out) : null;
         if (!d) { setText("save-result", `config printjson: ${problemWords(r)}`); return; }
         H.settings = d.props || {};
+        if (H.edited && overwrite !== true) return;
         for (const p of FIELDS) {
             const input = $(`f-${p}`);
             if (input) input.value = H.settings[p] == null ? "" : H.settings[p];
         }
         $("f-password").value = $("f-password2").value = "";
+        H.edited = false;
         clearErrors();
         roleFields();
         if (!Object.keys(H.info).length) {              // the schema's own words under each field
@@ -457,7 +464,7 @@
             setText("save-result", "saved; applying…");
             const ok = await saveEvent($("event-steps"), $("event-result"), $("event-progress"));
             setText("save-result", ok ? "saved and applied" : "saved; the save event failed (see below)");
-            await loadSettings();
+            await loadSettings(true);
             refresh();
         } finally {
             H.busy = false;
@@ -785,7 +792,8 @@
     function start() {
         for (const b of document.querySelectorAll(".tab")) b.addEventListener("click", () => showTab(b.dataset.tab));
         $("settings-form").addEventListener("submit", saveSettings);
-        $("settings-reset").addEventListener("click", loadSettings);
+        $("settings-reset").addEventListener("click", () => loadSettings(true));
+        for (const kind of ["input", "change"]) $("settings-form").addEventListener(kind, () => { H.edited = true; });
         $("f-role").addEventListener("change", roleFields);
         $("held-confirm").addEventListener("input", checkHeldConfirm);
         $("held-release").addEventListener("click", releaseHeld);

@@ -264,10 +264,10 @@ def test_the_booted_hosts_argv_and_script(tmp_path):
                               systemd_args=[f"systemd.unit={boot.TARGET}", "fstab=no", "systemd.mask=a b.service"])
     assert f"mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 {tmp_path}/m/sys/fs/cgroup" in script
     last = script.strip().splitlines()[-1]
-    assert last.startswith(f"exec setpriv {boot.BOUNDING} -- chroot {tmp_path}/m /usr/bin/env -i "
+    assert last.startswith(f"exec setpriv {boot.bounding()} -- chroot {tmp_path}/m /usr/bin/env -i "
                            "container=hotsync-drill /lib/systemd/systemd --system systemd.unit=hotsync-drill.target "
                            "fstab=no 'systemd.mask=a b.service'")
-    assert "-sys_module" in boot.BOUNDING and "-sys_time" in boot.BOUNDING
+    assert "-sys_module" in boot.bounding() and "-mknod" in boot.bounding() and "-mknod" not in boot.bounding(["x"])
     hybrid = boot.boot_script(tmp_path / "m", console="/dev/pts/9", boot_id=tmp_path / "id", layout="hybrid",
                               systemd_args=[])
     assert "name=systemd" in hybrid and "/sys/fs/cgroup/unified" in hybrid

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["BOUNDING", "BootError", "BootedHost", "CGROUP_GROUP", "DROPPED_CAPS", "MACHINE_UNITS", "SYSTEMD", "UNIT_NAME",
+__all__ = ["BootError", "BootedHost", "CGROUP_GROUP", "DROPPED_CAPS", "MACHINE_UNITS", "SYSTEMD", "UNIT_NAME",
            "TARGET", "boot_script", "cannot_boot", "bounding", "cgroup_layout", "cgroup_pids", "enter_argv", "enter_cgroups",
            "host_cgroups", "kill_host_cgroups", "kill_until_gone", "make_cgroup", "own_cgroups", "remove_cgroups", "remove_host_cgroups", "sweep_cgroups"]
 
@@ -64,12 +64,6 @@ PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "scsi", "acpi", "as
 HOST_ENV = {"PATH": HOST_PATH, "LANG": "C.UTF-8"}
 UNIT_NAME = re.compile(r"[A-Za-z0-9@_:][A-Za-z0-9@._:\\-]*\."
                        r"(service|socket|timer|path|mount|automount|device|target|scope|slice|swap)")
-BOUNDING = "--bounding-set=" + ",".join("-" + c for c in DROPPED_CAPS)
-
-
-def bounding(caps: Sequence[str] = DROPPED_CAPS) -> str:
-    """setpriv's option that drops *caps* from the bounding set."""
-    return "--bounding-set=" + ",".join("-" + c for c in caps)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 TARGET_UNIT = """\
 [Unit]
@@ -79,6 +73,11 @@ Requires=sysinit.target
 After=sysinit.target
 AllowIsolate=yes
 """
+
+
+def bounding(caps: Sequence[str] = DROPPED_CAPS) -> str:
+    """setpriv's option that drops *caps* (default :data:`DROPPED_CAPS`) from the bounding set."""
+    return "--bounding-set=" + ",".join("-" + c for c in caps)
 
 
 class BootError(RuntimeError):
@@ -380,8 +379,9 @@ class BootedHost:
         args = [f"systemd.unit={TARGET}", "fstab=no", *(f"systemd.mask={u}" for u in self.masks)]
         script = boot_script(self.merged, console=os.ttyname(slave), boot_id=self.scratch / "boot_id",
                              systemd_args=args)
-        # the OOM killer takes the drill first, never the slave's own services; a cgroup move that fails
-        # stops the launch (the drilled systemd would build its tree in the caller's cgroup)
+        # oom_score_adj 1000: when memory runs short the kernel picks the drill's processes first (units that
+        # set their own OOMScoreAdjust keep theirs); a cgroup move that fails stops the launch (the drilled
+        # systemd would build its tree in the caller's cgroup)
         argv = ["sh", "-c", "echo 1000 > /proc/self/oom_score_adj && " + enter_cgroups(self.cgroups)
                 + " && exec unshare --pid --fork --kill-child --mount --uts --ipc --net --cgroup sh -c \"$0\"", script]
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=HOST_ENV,
@@ -390,7 +390,7 @@ class BootedHost:
         try:
             self.pid = self._find_pid1()
         except BootError:
-            kill_host_cgroups(self.ident)         # a launcher that never got to systemd: nothing of it stays
+            kill_host_cgroups(self.ident, cgroups=self.cgroups)    # a launcher that never got to systemd
             if self._proc.poll() is None:
                 self._proc.kill()
             raise
@@ -478,7 +478,8 @@ class BootedHost:
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.kill()          # which cleans up after it
+                return
         self._after()
 
     def kill(self) -> None:
@@ -507,5 +508,5 @@ class BootedHost:
                     pass
             self._pty = None
         self.pid = None
-        kill_host_cgroups(self.ident, wait=2.0)
+        kill_host_cgroups(self.ident, wait=2.0, cgroups=self.cgroups)
 

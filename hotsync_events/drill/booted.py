@@ -16,7 +16,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hotsync_events.drill.boot import BootedHost
 
 __all__ = ["INSIDE_ENV", "booted", "failed_units", "inside", "start_default_target"]
 
@@ -31,7 +34,7 @@ JOBS_WAIT = 60.0
 
 
 def booted(merged: str, scratch: str, keep: bool, log: Callable[[str], None],
-           skip: Sequence[str] = ()) -> tuple[dict, Any]:
+           skip: Sequence[str] = ()) -> tuple[dict, BootedHost | None]:
     """Boot the overlay *merged*, run the drill inside it; (its report, the host). *skip*: units masked on
     the drilled host's command line besides the machine's (``hotsync DrillSkipUnits``)."""
     from hotsync_events.drill.boot import MACHINE_UNITS, BootedHost, BootError
@@ -50,7 +53,7 @@ def booted(merged: str, scratch: str, keep: bool, log: Callable[[str], None],
     return rep, (host if host.pid is not None else None)
 
 
-def _boot_and_drill(host: Any, rep: dict, log: Callable[[str], None], skip: Sequence[str]) -> None:
+def _boot_and_drill(host: BootedHost, rep: dict, log: Callable[[str], None], skip: Sequence[str]) -> None:
     """Boot *host*, wait for it, run the drill inside it; its report merged into *rep*."""
     host.boot()
     state, secs = host.wait_running()

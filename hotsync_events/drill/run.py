@@ -325,9 +325,10 @@ def kept(root: Root) -> list[tuple[int, str, str]]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             if argv[0] == SYSTEMD.encode():
                 # its root is <base><id>/merged (with the path of our own root in front when we are chrooted)
-                m = re.search(r"/([0-9a-f]{12})/merged$", os.readlink(f"/proc/{pid}/root"))
+                where = os.readlink(f"/proc/{pid}/root")
+                m = re.search(r"/([0-9a-f]{12})/merged$", where)
                 env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                if (m and os.readlink(f"/proc/{pid}/root").endswith(f"{base}{m.group(1)}/merged")
+                if (m and where.endswith(f"{base}{m.group(1)}/merged")
                         and Path(base, m.group(1)).is_dir() and f"container={CONTAINER}".encode() in env):
                     found.append((pid, "booted", m.group(1)))
             elif (b"hotsync_events.drill.inner" in argv and b"--keep" in argv and b"--boot" not in argv

@@ -217,6 +217,9 @@ def stunnel_values(db, root: str) -> dict:
         from hotsync_events.sync.nodelay import exec_args
 
         out["python"] = stunnel_value(sys.executable)
+        # the interpreter's own path as its argv[0] (execArgs splits on spaces: else its bare name), so what
+        # it starts (the database replicas' setup after a push) runs the same interpreter, virtualenv and all
+        out["argv0"] = out["python"] if not any(c.isspace() for c in out["python"]) else "python"
         from hotsync_events.sync.xfer import package_top
 
         out["nodelay"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path"),

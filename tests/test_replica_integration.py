@@ -242,7 +242,7 @@ def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(ro
     [(plugin, rep)] = collect_replicas(pm, db, root)
     assert plugin == "mysql" and rep.name == "mysql" and rep.engine.engine == "mariadb"
     assert (rep.link.master_host, rep.link.replica_host, rep.link.port) == ("192.0.2.1", "192.0.2.2", 3306)
-    assert rep.link.peer_cert == "/var/lib/hotsync/replication/mariadb/peer.crt" and not rep.link.synchronous
+    assert rep.link.peer_cert == "/var/lib/hotsync/replication/channel-mariadb/peer.crt" and not rep.link.synchronous
     assert (rep.master_link.master_host, rep.master_link.replica_host) == ("192.0.2.2", "192.0.2.1")
     with db.transaction() as txn:
         txn.setprop("postgresql", {"DatabaseMode": "replica", "SlotKeepMB": "256"})

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "dumps": ".cmd_dumps",
     "cockpit": ".cmd_cockpit",
     "drill": ".cmd_drill",
+    "replicas": ".cmd_replicas",
 }
 
 EPILOG = """\

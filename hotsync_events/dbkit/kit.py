@@ -325,7 +325,8 @@ def replica_link(db, key: str, engine: str, port: int, *, role: str | None = Non
 
     The master's address is the master's ``ReplicationAddress`` (as the slave knows it: ``hotsync MasterHost``)
     and the replica's the slave's (``hotsync SlaveHost`` on the master). The channel's files live in
-    ``REPLICATION_DIR/<engine>/``: ``host.crt``/``host.key`` (this host's), ``peer.crt`` (the peer's, pinned),
+    ``REPLICATION_DIR/channel-<engine>/`` (root's; the engine's own state directory, ``REPLICATION_DIR/<engine>``,
+    belongs to the server's user): ``host.crt``/``host.key`` (this host's), ``peer.crt`` (the peer's, pinned),
     ``password`` unless ``<key> ReplicationPasswordFile`` names another; ``<key> ReplicationSync on`` is the
     synchronous mode. *role*: the channel as it will be once this host has that role (a slave's after its
     promote: ``role="master"``, the old master its replica).
@@ -339,7 +340,7 @@ def replica_link(db, key: str, engine: str, port: int, *, role: str | None = Non
     if now not in ("master", "slave") or role not in ("master", "slave") or not own or not peer:
         return None
     master, replica = (peer, own) if role == "slave" else (own, peer)
-    d = f"{REPLICATION_DIR}/{engine}"
+    d = f"{REPLICATION_DIR}/channel-{engine}"
     return Link(master_host=master, replica_host=replica, port=port,
                 password_file=db.getprop(key, "ReplicationPasswordFile") or f"{d}/password",
                 cert=f"{d}/host.crt", key=f"{d}/host.key", peer_cert=f"{d}/peer.crt",

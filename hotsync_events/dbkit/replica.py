@@ -82,7 +82,9 @@ class Link:
     ``replica_host``: the one address the master accepts the replication account from. ``password_file``:
     a host path of a 0600 file holding the channel password (one line; both hosts hold the same).
     ``cert``/``key``: this host's certificate and key; ``peer_cert``: the peer's certificate, pinned (the
-    only CA trusted on the channel). ``name``: PostgreSQL slot and application_name.
+    only CA trusted on the channel). ``name``: PostgreSQL slot and application_name. ``peer_subject``: when
+    ``peer_cert`` is the certificate that *issued* the peer's (a pair's host identity, docs/replication.md
+    "Pairing"), the subject the peer's own certificate has; empty: ``peer_cert`` is the peer's own.
     """
 
     master_host: str
@@ -95,6 +97,7 @@ class Link:
     user: str = DEFAULT_USER
     name: str = DEFAULT_NAME
     synchronous: bool = False
+    peer_subject: str = ""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,31}", self.user):
@@ -113,7 +116,7 @@ class Link:
         return Link(master_host=self.replica_host, replica_host=self.master_host, port=port,
                     password_file=self.password_file, cert=cert or self.cert, key=key or self.key,
                     peer_cert=peer_cert or self.peer_cert, user=self.user, name=self.name,
-                    synchronous=self.synchronous)
+                    synchronous=self.synchronous, peer_subject=self.peer_subject)
 
 
 @dataclass(frozen=True)
@@ -434,13 +437,16 @@ def fingerprint(cert: Path) -> str:
 
 
 def make_certificate(cert: Path, key: Path, *, common_name: str, addresses: Sequence[str], days: int = 3650,
-                     owner: pwd.struct_passwd | None = None) -> str:
-    """A new EC key and self-signed certificate for one host's end of a replication channel.
+                     owner: pwd.struct_passwd | None = None, issuer: tuple[Path, Path] | None = None,
+                     unit: str | None = None) -> str:
+    """A new EC key and certificate for one host's end of a replication channel.
 
     CN = *common_name* (the replication account: PostgreSQL's ``clientcert=verify-full`` compares them);
     subjectAltName = *addresses* (IPs or DNS names: MariaDB's MASTER_SSL_VERIFY_SERVER_CERT and libpq's
-    ``verify-full`` check the name the replica dials); the OU is random, so two hosts' subjects differ
-    (MariaDB's ``REQUIRE SUBJECT`` pins the peer's). Written atomically; the key 0600. Its fingerprint.
+    ``verify-full`` check the name the replica dials). Self-signed, with a random OU so two hosts' subjects
+    differ (MariaDB's ``REQUIRE SUBJECT`` pins the peer's); or, with *issuer* ``(certificate, key)``, signed
+    by that certificate (the host's own identity, which the peer already pins) with OU *unit*. Written
+    atomically; the key 0600. Its fingerprint.
     """
     sans = []
     for a in addresses:
@@ -449,13 +455,16 @@ def make_certificate(cert: Path, key: Path, *, common_name: str, addresses: Sequ
             sans.append(f"IP:{a}")
         except ValueError:
             sans.append(f"DNS:{a}")
-    ou = f"{socket.gethostname()[:40] or 'host'}-{secrets.token_hex(4)}"
+    ou = unit or f"{socket.gethostname()[:40] or 'host'}-{secrets.token_hex(4)}"
+    if not re.fullmatch(r"[A-Za-z0-9 ._:-]{1,64}", ou):
+        raise ValueError(f"certificate unit {ou!r}: letters, digits, space and ._:- only")
+    signing = (["-CA", str(issuer[0]), "-CAkey", str(issuer[1]), "-addext", "basicConstraints=critical,CA:FALSE"]
+               if issuer else ["-addext", "basicConstraints=critical,CA:TRUE"])
     with tempfile.TemporaryDirectory(prefix=".hotsync-cert-", dir=cert.parent if cert.parent.is_dir() else None) as tmp:
         k, c = Path(tmp) / "k", Path(tmp) / "c"
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", str(k), "-out", str(c), "-days", str(days), "-subj",
-             f"/O=hotsync/OU={ou}/CN={common_name}", "-addext", "subjectAltName=" + ",".join(sans),
-             "-addext", "basicConstraints=critical,CA:TRUE"],
+             f"/O=hotsync/OU={ou}/CN={common_name}", "-addext", "subjectAltName=" + ",".join(sans), *signing],
             server="openssl", what="make the replication certificate", timeout=60)
         write_private(key, k.read_bytes(), owner=owner, mode=0o600)
         write_private(cert, c.read_bytes(), owner=owner, mode=0o644)

@@ -262,7 +262,9 @@ class MariaDBReplication(OnServer):
                                        "promote it before preparing it as a master")
             self._sql(cli, f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if link.synchronous else 'OFF'}",
                       what="set semi-synchronous replication")
-            subject, issuer = subject_of(tls["peer"]), subject_of(tls["peer"], issuer=True)
+            # the peer's certificate is pinned itself, or (a pair's host identity) by the one that issued it
+            subject = link.peer_subject or subject_of(tls["peer"])
+            issuer = subject_of(tls["peer"]) if link.peer_subject else subject_of(tls["peer"], issuer=True)
             account = f"{quote(link.user)}@{quote(link.replica_host)}"
             require = f"REQUIRE SUBJECT {quote(subject)} AND ISSUER {quote(issuer)}"
             ident = f"IDENTIFIED BY PASSWORD {quote(native_hash(pw))}"

@@ -254,6 +254,8 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
         errors = take_dumps(root, db, pm, log=log, dumps=dumps)
         if errors:
             return Outcome("failed", "; ".join(errors) + "; nothing was pushed, the last good dump is kept")
+    if not dry_run:
+        dump_paths += _replica_setup(root, db, cfg, pm, log)
     for plugin, hook, error in pm.hook_errors:
         if hook in ("hotsync_sync_paths", "hotsync_dumps"):
             return Outcome("failed", f"plugin {plugin} could not say what to ship ({hook}: {error}); "
@@ -387,6 +389,23 @@ def _push(root: Root, db, cfg: Settings, *, dry_run, full, allow_deletions, acce
     _remember(root, names, recorded, key)
     # the whole push, not the named list; with what the one session sent before the dry run
     return _pushed(real, lists.problems, files=dry.stats.get("Number of files", 0), before=one)
+
+
+def _replica_setup(root: Root, db, cfg: Settings, pm, log) -> list[tuple[str, str]]:
+    """The database replicas' part of a sync (once the slave is pinned): their master servers prepared, a
+    seed offered when due (:mod:`hotsync_events.sync.replsetup`); the paths their offers ship from. Never
+    the push's failure: the status and the health report it."""
+    from hotsync_events.sync.replicas import replicas_wanted
+
+    if not replicas_wanted(db) or tls.pinned_fingerprint(root) is None:
+        return []
+    from hotsync_events.sync.replsetup import setup_master, shipped_paths
+
+    try:
+        setup_master(root, db, cfg, pm, log=log)
+    except Exception as exc:         # never the push's failure
+        log(f"hotsync sync: could not set up the database replicas: {type(exc).__name__}: {exc}")
+    return shipped_paths(root)
 
 
 def _remember(root: Root, names: Listing | None, recorded: Listing | None, key: str) -> None:

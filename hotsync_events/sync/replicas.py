@@ -47,9 +47,14 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
         from hotsync_events.manager import plugin_manager
 
         pm = plugin_manager(root)
+    from hotsync_events.sync.status import read_status
+
+    setups = ((read_status(root).get("replication_setup") or {}).get("replicas") or {})
     out = []
     for plugin, rep in collect_replicas(pm, db, root):
         entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
+        setup = setups.get(rep.name) or {}
+        entry["setup"] = setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
         try:
             if role == "master" and rep.link is not None:
                 ms = rep.engine.master_status(rep.link).to_json()
@@ -94,6 +99,8 @@ def replica_lines(replicas: list[dict]) -> list[str]:
                      + (", must be re-seeded" if r.get("needs_seed") else ""))
         if r.get("last_error"):
             lines.append(" " * 19 + f"last error: {r['last_error']}")
+        if r.get("setup"):
+            lines.append(" " * 19 + f"setup: {r['setup']}")
     return lines
 
 
@@ -108,7 +115,7 @@ def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[t
         elif r.get("state") == "error" or (r.get("last_error") and not r.get("connected")):
             out.append(("critical", f"{name}: {r.get('last_error')}"))
         elif not r.get("connected") and (r.get("side") == "master" or r.get("role") != "master"):
-            out.append(("warning", f"{name} is not connected ({r.get('state')})"))
+            out.append(("warning", f"{name} is not connected ({r.get('setup') or r.get('state')})"))
         elif (r.get("lag_seconds") or 0) > lag_warning:
             out.append(("warning", f"{name} lags {float(r['lag_seconds']):.0f} s behind"))
     return out

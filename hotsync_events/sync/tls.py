@@ -28,7 +28,7 @@ from hotsync_events.paths import Root
 from hotsync_events.sync.status import state_dir
 
 __all__ = ["CertChanged", "TLSError", "accept_master_cert", "cert_paths", "ensure_host_cert", "fetch_cert",
-           "fingerprint", "host_fingerprint", "master_pin_fingerprint", "normalise_fingerprint", "pin_path",
+           "fingerprint", "host_fingerprint", "master_pin_file", "master_pin_fingerprint", "normalise_fingerprint", "pin_path",
            "pin_slave", "pinned_fingerprint", "trusted_master_dir"]
 
 MAX_CERT_BYTES = 16384
@@ -247,15 +247,22 @@ def ensure_placeholder(root: Root) -> Path:
     return path
 
 
-def master_pin_fingerprint(root: Root) -> str | None:
-    """The fingerprint of the master certificate this slave trusts, or None (not received yet)."""
+def master_pin_file(root: Root) -> Path | None:
+    """The master certificate this slave trusts (a file of its trusted directory), or None (not received yet)."""
     d = trusted_master_dir(root)
     for f in sorted(d.glob("*.0")) if d.is_dir() else ():
         try:
-            return fingerprint(f.read_text())
+            fingerprint(f.read_text())
+            return f
         except (OSError, ValueError):
             continue
     return None
+
+
+def master_pin_fingerprint(root: Root) -> str | None:
+    """The fingerprint of the master certificate this slave trusts, or None (not received yet)."""
+    f = master_pin_file(root)
+    return fingerprint(f.read_text()) if f is not None else None
 
 
 def set_master_pin(root: Root, expected: str | None) -> str | None:

@@ -264,6 +264,13 @@ def post_xfer(root: Root, env=os.environ) -> int:
         elif mine.get("module") == "hotsync-pair":
             _receive_master_cert(root)
     update_status(root, change, public_later=True)
+    if status == 0 and mine is not None and mine.get("module", "hotsync") == "hotsync" and mine.get("kind") == "sync":
+        from hotsync_events.sync.replsetup import after_push
+
+        try:                  # a full push may bring a seed offer: the database replicas' setup, in the background
+            after_push(root)
+        except Exception:     # never the push's outcome; the next one tries again
+            pass
     return 0
 
 

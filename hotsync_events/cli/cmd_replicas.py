@@ -1,0 +1,74 @@
+"""``hotsync replicas``: set up this host's database replicas now (see :mod:`hotsync_events.sync.replsetup`)."""
+from __future__ import annotations
+
+HELP = "set up the database replicas (DatabaseMode replica) now: the master prepares and offers a seed, the slave seeds"
+EPILOG = """\
+Each `hotsync sync` does the master's part and each full push starts the slave's, so this is only
+needed to see it happen, or to ask for a new seed. The channel is made from what the pair already
+trusts (the pinned host certificates, the push password): nothing to copy by hand
+(docs/replication.md, "Pairing and seeding").
+
+exit status: 0 set up (or nothing to do); 1 a replica could not be set up (the message says why);
+2 no replica is wanted here (no DatabaseMode replica) or another setup runs.
+
+examples:
+  hotsync replicas setup              this host's part for its role, now
+  hotsync replicas setup --seed       master: offer a new seed now; slave: seed again from the newest offer
+  hotsync replicas setup --json       the records (also in hotsync status --json, replication_setup)
+"""
+
+
+def add_arguments(parser) -> None:
+    import argparse
+
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    s = sub.add_parser("setup", help="this host's part for its role, now")
+    s.add_argument("--seed", action="store_true", help="master: offer a new seed; slave: seed from the newest offer")
+    s.add_argument("--json", action="store_true", help="print the records as JSON")
+    s.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args) -> int:
+    import json
+    import os
+    import sys
+    import time
+
+    from hotsync_events.paths import root_from
+    from hotsync_events.sync.replsetup import setup
+
+    root = root_from(getattr(args, "root", None))
+    if getattr(args, "action", None) != "setup":
+        print("hotsync replicas: say what to do: hotsync replicas setup (see hotsync replicas --help)",
+              file=sys.stderr)
+        return 2
+    quiet = getattr(args, "quiet", False)
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        lines.append(msg)
+        if not quiet and not args.background:
+            print(msg)
+
+    if args.background:
+        os.umask(0o022)     # started by the slave's hook server (umask 077): the servers' users reach their files
+    result = setup(root, force_seed=args.seed, wait=not args.background, log=log)
+    if args.background and lines:      # nobody watches: the lines go to the replicas' log
+        path = root.log_dir / "replicas.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+        with open(fd, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.writelines(f"{stamp} {m}\n" for m in lines)
+    if result is None:
+        if not args.background:
+            print("hotsync replicas: nothing to set up here: no database server has DatabaseMode replica (config "
+                  "info mysqld / postgresql), or another setup runs", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=1, sort_keys=True))
+    elif not quiet and not args.background:
+        for n, r in result.items():
+            what = r.get("error") or (f"waiting {r['waiting']}" if r.get("waiting") else r.get("state") or "prepared")
+            print(f"database replica {n} ({r.get('engine')}, {r.get('role')}): {what}")
+    return 1 if any(r.get("error") for r in result.values()) else 0

@@ -1,0 +1,216 @@
+"""Database replicas set up by the product, end to end: two roots paired with the manual's commands (real
+stunnel and rsync daemon, tests/sync_pair.py), a private MariaDB and PostgreSQL under each root, and
+``DatabaseMode replica`` set on both hosts. Nothing of the channel is made by hand: ``hotsync sync`` prepares
+the master's servers and ships their seed, the slave's post-xfer hook seeds its servers in the background,
+and both stream through TLS pinned to the pair's host certificates (docs/replication.md, "Pairing and
+seeding").
+
+The master's servers listen on 127.0.0.1 (the slave's ``MasterHost``), the slave's on 127.0.0.3, both on one
+port per engine, so the same settings serve both hosts as on two machines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dbservers import NEEDS_DATABASE_PAIR, PG_BIN
+from hotsync_events.paths import Root
+from sync_pair import Pair, cli
+
+pytestmark = [pytest.mark.slow, NEEDS_DATABASE_PAIR,
+              pytest.mark.skipif(shutil.which("mariadb-backup") is None or not (PG_BIN / "pg_basebackup").exists(),
+                                 reason="needs mariadb-backup and pg_basebackup")]
+
+SLAVE_DB_ADDRESS = "127.0.0.3"
+
+
+def _port_free_on_both() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket() as s:
+                s.bind((SLAVE_DB_ADDRESS, port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no port free on both loopback addresses")
+
+
+@pytest.fixture(scope="module")
+def rpair():
+    from dbservers import install_schemas
+    from hotsync_events.manager import get_plugin_manager
+    from replservers import MariaDBNode, PostgresNode
+
+    base = Path(tempfile.mkdtemp(prefix="hsrp-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    pair = Pair(base)
+    nodes = []
+    try:
+        for r in (pair.master, pair.slave):
+            os.chmod(r, 0o755)
+            install_schemas(get_plugin_manager(entrypoints=False), Root(r))
+        pair.pair()
+        my_port, pg_port = _port_free_on_both(), _port_free_on_both()
+        m_my, s_my = MariaDBNode(Root(pair.master), "127.0.0.1"), MariaDBNode(Root(pair.slave), SLAVE_DB_ADDRESS)
+        m_pg, s_pg = PostgresNode(Root(pair.master), "127.0.0.1"), PostgresNode(Root(pair.slave), SLAVE_DB_ADDRESS)
+        for node, port in ((m_my, my_port), (s_my, my_port), (m_pg, pg_port), (s_pg, pg_port)):
+            node.port = port
+            nodes.append(node)
+            node.start().configure()
+        for root, address in ((pair.master, "127.0.0.1"), (pair.slave, SLAVE_DB_ADDRESS)):
+            pair.config(root, "setprop", "mysqld", "DatabaseMode", "replica", "ReplicationAddress", address,
+                        "ReplicationPort", str(my_port))
+            pair.config(root, "setprop", "postgresql", "DatabaseMode", "replica", "ReplicationAddress", address)
+        yield pair, m_my, s_my, m_pg, s_pg
+    finally:
+        for node in nodes:
+            node.stop()
+        pair.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _setup_records(root: Path) -> dict:
+    path = root / "var/lib/hotsync/sync/status.json"
+    return ((json.loads(path.read_text()).get("replication_setup") or {}).get("replicas") or {})
+
+
+def _wait_streaming(pair, seconds: float = 120) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    reps: list[dict] = []
+    while time.monotonic() < deadline:
+        cp = cli("hotsync", "status", "--json", root=pair.slave)
+        reps = json.loads(cp.stdout).get("replicas") or []
+        if len(reps) == 2 and all(r["state"] == "streaming" and r["connected"] for r in reps):
+            return reps
+        time.sleep(1)
+    raise AssertionError(f"the slave's replicas do not stream: {reps}\nsetup: {_setup_records(pair.slave)}\n"
+                         + _log(pair.slave))
+
+
+def _log(root: Path) -> str:
+    p = root / "var/log/hotsync/replicas.log"
+    return p.read_text()[-3000:] if p.exists() else "(no replicas.log)"
+
+
+def test_sync_sets_up_the_replicas_and_the_slave_seeds_itself(rpair):
+    pair, m_my, s_my, m_pg, s_pg = rpair
+    m_my.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, v VARCHAR(20)); "
+             "INSERT INTO shop.items VALUES (1, 'a')")
+    m_pg.sql("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x')")
+    s_my.sql("CREATE DATABASE only_on_the_slave")
+
+    # 1. the first sync after the pin prepares the masters: both need one restart (binary log, TCP, TLS)
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    rec = _setup_records(pair.master)
+    assert set(rec) == {"mysql", "postgresql"}, rec
+    for name in rec:
+        assert "must be restarted" in rec[name]["error"] and "hotsync replicas setup" in rec[name]["error"], rec
+    cp = cli("hotsync", "status", root=pair.master)
+    assert "must be restarted" in cp.stdout, cp.stdout
+    assert not (pair.slave / "var/lib/hotsync/dumps/replica/mysql.seed").exists()
+
+    # 2. restarted by the admin: the next sync prepares them and ships the seed; the slave seeds in the background
+    m_my.restart()
+    m_pg.restart()
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "offered a seed" in cp.stdout + cp.stderr, cp.stdout + cp.stderr
+    assert (pair.slave / "var/lib/hotsync/dumps/replica/mysql.seed").is_file()
+    reps = _wait_streaming(pair)
+    assert {r["engine"] for r in reps} == {"mariadb", "postgresql"}
+
+    # the slave's servers are copies of the master's now, read-only, and follow it
+    assert s_my.sql("SELECT v FROM shop.items") == [["a"]]
+    assert "only_on_the_slave" not in {r[0] for r in s_my.sql("SHOW DATABASES")}
+    assert s_my.sql("SELECT @@read_only")[0][0] == "1"
+    assert s_pg.sql("SELECT pg_is_in_recovery()") == [["t"]]
+    m_my.sql("INSERT INTO shop.items VALUES (2, 'b')")
+    m_pg.sql("INSERT INTO notes VALUES (2, 'y')")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if s_my.sql("SELECT count(*) FROM shop.items") == [["2"]] and s_pg.sql("SELECT count(*) FROM notes") == [["2"]]:
+            break
+        time.sleep(0.2)
+    assert s_my.sql("SELECT v FROM shop.items ORDER BY id") == [["a"], ["b"]]
+    assert s_pg.sql("SELECT body FROM notes ORDER BY id") == [["x"], ["y"]]
+
+    # the master sees them stream; the status says so in words
+    cp = cli("hotsync", "status", "--json", root=pair.master)
+    mreps = json.loads(cp.stdout)["replicas"]
+    assert all(r["side"] == "master" and r["connected"] for r in mreps), mreps
+    cp = cli("hotsync", "status", root=pair.slave)
+    assert "mariadb replica of the master's: streaming, connected" in cp.stdout, cp.stdout
+
+    # 3. the next sync removes the seed that served, on both hosts
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert not (pair.master / "var/lib/hotsync/dumps/replica/mysql.seed").exists()
+    assert not (pair.slave / "var/lib/hotsync/dumps/replica/mysql.seed").exists()
+    assert _wait_streaming(pair, 30)
+
+
+def test_the_channel_is_made_from_the_pair_identities(rpair):
+    """The replication certificates are signed by each host's own TLS identity, each host pins the other's
+    host certificate, and the password is the pair's push password derived: nothing was copied by hand."""
+    from hotsync_events.sync import tls
+    from hotsync_events.sync.replchannel import channel_password
+
+    pair = rpair[0]
+    _wait_streaming(pair, 60)
+    for root, other in ((pair.master, pair.slave), (pair.slave, pair.master)):
+        for engine in ("mariadb", "postgresql"):
+            d = root / "var/lib/hotsync/replication" / f"channel-{engine}"
+            own_host, peer_host = tls.cert_paths(Root(root))[0], tls.cert_paths(Root(other))[0]
+            assert (d / "peer.crt").read_bytes() == peer_host.read_bytes()
+            cp = subprocess.run(["openssl", "verify", "-CAfile", str(own_host), str(d / "host.crt")],
+                                capture_output=True, text=True)
+            assert cp.returncode == 0, cp.stdout + cp.stderr
+            cp = subprocess.run(["openssl", "verify", "-CAfile", str(peer_host), str(d / "host.crt")],
+                                capture_output=True, text=True)
+            assert cp.returncode != 0                      # not the peer's: only this host signs its own
+            assert (d / "host.key").stat().st_mode & 0o077 == 0
+            assert (d / "password").stat().st_mode & 0o077 == 0
+            assert (d / "password").read_text().strip() == channel_password("Check-pass-1", engine)
+
+
+def test_a_certificate_with_the_slave_subject_but_not_its_signature_is_refused(rpair):
+    """The replica's subject is predictable (it names the slave's fingerprint): a certificate that copies it
+    but is not signed by the slave's host key cannot log in as the replication account, even with the
+    password and from the slave's address."""
+    from hotsync_events.dbkit.replica import make_certificate, subject_of
+    from hotsync_events.sync import tls
+
+    pair, m_my = rpair[0], rpair[1]
+    _wait_streaming(pair, 60)
+    d = pair.slave / "var/lib/hotsync/replication/channel-mariadb"
+    subject = subject_of(d / "host.crt")
+    unit = subject.split("OU=", 1)[1].split("/", 1)[0]
+    forged_dir = Path(tempfile.mkdtemp(prefix="hsrp-forged-"))
+    try:
+        crt, key = forged_dir / "f.crt", forged_dir / "f.key"
+        make_certificate(crt, key, common_name="hotsync_repl", addresses=["127.0.0.1"], unit=unit)
+        assert subject_of(crt) == subject
+        password = (d / "password").read_text().strip()
+        base = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(m_my.port), "-u", "hotsync_repl",
+                f"--password={password}", "--ssl-ca", str(tls.cert_paths(Root(pair.master))[0]),
+                "-e", "SELECT 1"]
+        forged = subprocess.run([*base, "--ssl-cert", str(crt), "--ssl-key", str(key)], capture_output=True,
+                                text=True, timeout=30)
+        assert forged.returncode != 0, forged.stdout
+        genuine = subprocess.run([*base, "--ssl-cert", str(d / "host.crt"), "--ssl-key", str(d / "host.key")],
+                                 capture_output=True, text=True, timeout=30)
+        assert genuine.returncode == 0, genuine.stderr
+    finally:
+        shutil.rmtree(forged_dir, ignore_errors=True)

@@ -55,6 +55,9 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
         entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
         setup = setups.get(rep.name) or {}
         entry["setup"] = setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
+        if setup.get("saved_to"):
+            entry["saved"] = {"path": setup["saved_to"], "transactions": setup.get("transactions"),
+                              "time": setup.get("repaired")}
         try:
             if role == "master" and rep.link is not None:
                 ms = rep.engine.master_status(rep.link).to_json()
@@ -101,6 +104,10 @@ def replica_lines(replicas: list[dict]) -> list[str]:
             lines.append(" " * 19 + f"last error: {r['last_error']}")
         if r.get("setup"):
             lines.append(" " * 19 + f"setup: {r['setup']}")
+        if r.get("saved"):
+            lines.append(" " * 19 + f"re-paired: what this server committed after the takeover "
+                         f"({r['saved'].get('transactions')} transactions) is saved in {r['saved']['path']}; "
+                         "look at it, then remove the folder")
     return lines
 
 

@@ -76,7 +76,8 @@ def read_offer(root: Root, name: str) -> dict | None:
         return None
     if data["file"] and not seed.is_file():
         return None                     # the offer arrived before its file: the next push brings it
-    return {"id": data["id"], "time": float(data["time"]), "file": data["file"], "engine": str(data.get("engine", ""))}
+    return {"id": data["id"], "time": float(data["time"]), "file": data["file"], "engine": str(data.get("engine", "")),
+            "takeover": _position(data.get("takeover"))}
 
 
 @contextmanager
@@ -109,6 +110,14 @@ def _previous(root: Root) -> dict:
     return ((read_status(root).get(STATUS_KEY) or {}).get("replicas") or {})
 
 
+def _own(rec: dict | None, role: str) -> dict:
+    """The record of the last run for this role (one of the other role, before a promote or a re-pair,
+    tells nothing about this one), without its last outcome."""
+    if not rec or rec.get("role") != role:
+        return {}
+    return {k: v for k, v in rec.items() if k not in ("error", "waiting")}
+
+
 def _engine(rep) -> str:
     return str(getattr(rep.engine, "engine", "") or "")
 
@@ -124,9 +133,8 @@ def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print,
     prev = _previous(root)
     results: dict[str, dict] = {}
     for plugin, rep in collect_replicas(pm, db, root):
-        rec = dict(prev.get(rep.name) or {})
+        rec = _own(prev.get(rep.name), "master")
         rec.update(role="master", plugin=plugin, engine=_engine(rep), time=time.time())
-        rec.pop("error", None)
         results[rep.name] = rec
         if rep.link is None:
             rec["error"] = _not_configured(plugin)
@@ -174,13 +182,42 @@ def _offer_seed(root: Root, rep, link, rec: dict, *, force: bool, log) -> None:
     else:
         os.chmod(seed, 0o600)
     ident = secrets.token_hex(8)
-    atomic_write(offer, json.dumps({"format": 1, "id": ident, "time": now, "engine": _engine(rep),
-                                    "file": path is not None}) + "\n", mode=0o600)
+    data = {"format": 1, "id": ident, "time": now, "engine": _engine(rep), "file": path is not None}
+    takeover = _takeover(root, rep.name)
+    if takeover is not None:            # this host was promoted: its old master saves what it wrote after this
+        data["takeover"] = takeover
+    atomic_write(offer, json.dumps(data) + "\n", mode=0o600)
     rec["seed"] = {"id": ident, "time": now, "for": rec.get("prepared"), "file": path is not None,
                    "why": "asked" if force else "new channel" if last.get("for") != rec.get("prepared") else
                    "must be re-seeded" if ms.needs_seed else "not connected"}
     log(f"database replica {rep.name}: offered a seed to the slave ({rec['seed']['why']}; "
         + (f"{SEED_DIR}/{seed.name}, shipped with the push)" if path is not None else "it pulls its copy itself)"))
+
+
+def _takeover(root: Root, name: str) -> dict | None:
+    """Where this host's server took over at its last promote (the promote's journal), or None."""
+    from hotsync_events.sync.status import state_dir
+
+    try:
+        entry = (json.loads((state_dir(root) / "promote.json").read_text()).get("replicas") or {}).get(name) or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    pos = entry.get("position") if entry.get("status") == "success" else None
+    return _position(pos)
+
+
+def _position(pos) -> dict | None:
+    """A takeover position as a promote journals it and an offer carries it, checked; None if it is not one."""
+    import re
+
+    if not isinstance(pos, dict) or not isinstance(pos.get("engine"), str) or not isinstance(pos.get("value"), str):
+        return None
+    if not re.fullmatch(r"[0-9A-Fa-f/,-]{1,4000}", pos["value"]) or not re.fullmatch(r"[a-z]{1,20}", pos["engine"]):
+        return None
+    timeline = pos.get("timeline")
+    if timeline is not None and (not isinstance(timeline, int) or isinstance(timeline, bool) or timeline < 1):
+        return None
+    return {"engine": pos["engine"], "value": pos["value"], "timeline": timeline}
 
 
 def shipped_paths(root: Root) -> list[tuple[str, str]]:
@@ -195,10 +232,8 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
     was_master = "previous_master" in read_status(root)
     results: dict[str, dict] = {}
     for plugin, rep in collect_replicas(pm, db, root):
-        rec = dict(prev.get(rep.name) or {})
+        rec = _own(prev.get(rep.name), "slave")
         rec.update(role="slave", plugin=plugin, engine=_engine(rep), time=time.time())
-        for k in ("error", "waiting"):
-            rec.pop(k, None)
         results[rep.name] = rec
         if rep.link is None:
             rec["error"] = _not_configured(plugin)
@@ -209,10 +244,9 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
             rec["state"] = st.state
             offer = read_offer(root, rep.name)
             fresh = offer is not None and (offer["id"] != rec.get("seed_used") or force_seed)
-            if st.state in ("not-configured", "master") and was_master and not rec.get("seeded"):
-                rec["error"] = (f"{st.server} was this host's own server while it was the master: it is not seeded "
-                                "over, what it wrote after the promote must be saved first (re-pair its databases "
-                                "by hand, docs/replication.md)")
+            if st.state in ("not-configured", "master") and was_master and not force_seed \
+                    and not (rec.get("seeded") or rec.get("repaired")):
+                _repair(root, rep, ch, rec, offer if fresh else None, log=log)
             elif st.needs_seed or st.state in ("not-configured", "master") or force_seed:
                 if offer is not None and fresh:
                     seed = offer_paths(root, rep.name)[0] if offer["file"] else None
@@ -239,6 +273,34 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
     _record(root, results, inputs=inputs_digest(root), ok=not any(r.get("error") for r in results.values()),
             last=time.time())
     return results
+
+
+def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
+    """The old master's server after a re-pair: never seeded over; what it committed after the new master
+    took over is saved beside the files the first push kept aside, then it follows the new master."""
+    from hotsync_events.dbkit.replica import Position, dated_folder
+
+    takeover = (offer or {}).get("takeover")
+    if offer is None or takeover is None or takeover["engine"] != _engine(rep):
+        rec["waiting"] = ("for the new master's offer with the position it took over at (its next sync): this "
+                          "server was the master's, what it wrote after the promote is saved before it follows (a "
+                          "pair promoted in dump mode has no such position: save what you need of this server, "
+                          "then hotsync replicas setup --seed replaces it with the new master's copy)")
+        return
+    kept = (read_status(root).get("kept_by_repair") or {}).get("path")
+    base = root.join(kept) if kept and root.join(kept).is_dir() else root.join("/var/lib/hotsync/kept")
+    seed = offer_paths(root, rep.name)[0] if offer["file"] else None
+    log(f"database replica {rep.name}: re-pairing the old master's server; takeover at {takeover['value']}")
+    res = rep.engine.repair(ch.link, dated_folder(base, _engine(rep)),
+                            Position(takeover["engine"], takeover["value"], takeover["timeline"]), seed=seed, log=log)
+    saved = "/" + str(Path(res.saved_to).relative_to(root.path)).lstrip("/") if res.saved_to else None
+    rec.update(repaired=time.time(), seed_used=offer["id"], configured=ch.digest, method=res.method,
+               transactions=res.transactions, saved_to=saved, state=res.state)
+    log(f"database replica {rep.name}: re-paired ({res.method}); "
+        + (f"{res.transactions} transactions it committed after the takeover are saved in {saved}" if saved
+           else "it had committed nothing after the takeover"))
+    if res.state == "needs-seed":
+        rec["waiting"] = "for a seed from the new master (it offers one when the replica stays away)"
 
 
 def setup(root: Root, *, force_seed: bool = False, wait: bool = True, log: Callable[[str], None] = print,

@@ -1,0 +1,322 @@
+"""The product's setup of the database replicas (hotsync_events/sync/replsetup.py, replchannel.py), every
+branch with a scripted engine: what the master prepares and offers, when the slave seeds, re-points or
+re-pairs, and the channel's files made from the pair's identities. The real servers go through the same
+code in tests/test_replica_pairing.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from hotsync_events import hookimpl
+from hotsync_events.configdb import open_db
+from hotsync_events.dbkit.replica import Link, MasterStatus, Position, Prepared, Repaired, ReplicaStatus
+from hotsync_events.manager import get_plugin_manager, install_schemas
+from hotsync_events.paths import Root
+from hotsync_events.sync import replsetup, tls
+from hotsync_events.sync.replchannel import PairingError, channel_password, ensure_channel, leaf_subject
+from hotsync_events.sync.status import read_status, update_status
+from hotsync_events.types import Replica
+
+D = "/var/lib/hotsync/replication/channel-fakedb"
+
+
+class Engine:
+    """A replication engine whose answers a test sets, recording every call."""
+
+    engine = "fakedb"
+    label = "FakeDB"
+
+    def __init__(self, *, ships: bool = True) -> None:
+        self.calls: list[tuple] = []
+        self.ready, self.connected, self.needs_seed = True, False, False
+        self.state = "not-configured"
+        self.ships = ships
+        self.repaired = Repaired(server="FakeDB", diverged=True, transactions=3, saved_to=None, method="seed",
+                                 state="replica")
+
+    def prepare_master(self, link, *, log=print):
+        self.calls.append(("prepare", link))
+        return Prepared(server="FakeDB", ready=self.ready, restart_needed=[] if self.ready else ["log_bin"])
+
+    def master_status(self, link):
+        return MasterStatus(server="FakeDB", role="master", replica_connected=self.connected,
+                            needs_seed=self.needs_seed)
+
+    def take_seed(self, target, *, log=print):
+        self.calls.append(("take_seed", target))
+        if not self.ships:
+            return None
+        target.write_bytes(b"seed")
+        return target
+
+    def status(self, link=None):
+        return ReplicaStatus(server="FakeDB", role="replica", state=self.state, needs_seed=self.needs_seed)
+
+    def seed(self, link, source=None, *, log=print):
+        self.calls.append(("seed", source))
+        self.state = "streaming"
+        return Position("fakedb", "0-1-9")
+
+    def configure_replica(self, link, *, log=print):
+        self.calls.append(("configure", link))
+
+    def repair(self, link, save_dir, takeover, *, seed=None, log=print):
+        self.calls.append(("repair", takeover, seed))
+        save_dir.mkdir(parents=True)
+        self.state = "streaming"
+        return Repaired(**{**self.repaired.__dict__, "saved_to": str(save_dir)})
+
+    def names(self) -> list[str]:
+        return [c[0] for c in self.calls]
+
+
+class Plugin:
+    def __init__(self, engine: Engine, link) -> None:
+        self.engine, self.link = engine, link
+
+    @hookimpl
+    def hotsync_replicas(self, db, root):
+        yield Replica(name="fakedb", engine=self.engine, link=self.link)
+
+
+def _host(root: Root, role: str, **props: str):
+    install_schemas(get_plugin_manager(entrypoints=False), root)
+    db = open_db("configuration", root)
+    with db.transaction() as txn:
+        txn.set("hotsync", "configuration", {"role": role, **props})
+        txn.set("rsyncd", "service", {"password": "Pair-pass-1"})
+        txn.set("fakedb", "service", {"DatabaseMode": "replica"})
+    tls.ensure_host_cert(root, log=lambda m: None)
+    return db
+
+
+def _link(master: str, replica: str) -> Link:
+    return Link(master_host=master, replica_host=replica, port=3306, password_file=f"{D}/password",
+                cert=f"{D}/host.crt", key=f"{D}/host.key", peer_cert=f"{D}/peer.crt")
+
+
+@pytest.fixture
+def pair(tmp_path):
+    m, s = Root(tmp_path / "m"), Root(tmp_path / "s")
+    for r in (m, s):
+        r.path.mkdir()
+    mdb = _host(m, "master", SlaveHost="192.0.2.2")
+    sdb = _host(s, "slave", MasterHost="192.0.2.1")
+    scert, mcert = tls.cert_paths(s)[0].read_text(), tls.cert_paths(m)[0].read_text()
+    tls.pin_slave(m, scert)
+    assert tls.accept_master_cert(s, mcert.encode(), tls.fingerprint(mcert))
+    return m, mdb, s, sdb
+
+
+def _run(root: Root, db, engine: Engine, link: Link, **kw) -> dict:
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(engine, link), name="fakedb")
+    out = replsetup.setup(root, db=db, pm=pm, log=lambda m: None, **kw)
+    assert out is not None
+    return out["fakedb"]
+
+
+def _ship(m: Root, s: Root) -> None:
+    """What the push carries of the offers."""
+    src, dst = m.join(replsetup.SEED_DIR), s.join(replsetup.SEED_DIR)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in dst.iterdir():
+        f.unlink()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+
+
+MLINK, SLINK = _link("192.0.2.1", "192.0.2.2"), _link("192.0.2.1", "192.0.2.2")
+
+
+# ------------------------------------------------------------------------------------------ the channel
+def test_the_channel_is_made_from_the_pair_identities_and_follows_them(pair):
+    m, _, s, _ = pair
+    ch = ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master", log=lambda x: None)
+    own, peer = tls.cert_paths(m)[0], tls.pin_path(m)
+    assert m.join(MLINK.peer_cert).read_bytes() == peer.read_bytes()
+    assert subprocess.run(["openssl", "verify", "-CAfile", str(own), str(m.join(MLINK.cert))],
+                          capture_output=True).returncode == 0
+    assert m.join(MLINK.password_file).read_text().strip() == channel_password("Pair-pass-1", "fakedb")
+    assert os.stat(m.join(MLINK.password_file)).st_mode & 0o077 == 0
+    assert os.stat(m.join(MLINK.key)).st_mode & 0o077 == 0
+    # the subject the master requires is the one the slave's own certificate will have
+    sch = ensure_channel(s, SLINK, "fakedb", "Pair-pass-1", "slave", log=lambda x: None)
+    from hotsync_events.dbkit.replica import subject_of
+
+    assert ch.link.peer_subject == subject_of(s.join(SLINK.cert))
+    assert sch.link.peer_subject == subject_of(m.join(MLINK.cert))
+    # nothing changed: nothing made, the same digest; a new push password or host identity: new ones
+    again = ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master", log=lambda x: None)
+    assert again.made == () and again.digest == ch.digest
+    assert ensure_channel(m, MLINK, "fakedb", "Pair-pass-2", "master", log=lambda x: None).digest != ch.digest
+    before = m.join(MLINK.cert).read_bytes()
+    for p in tls.cert_paths(m):
+        p.unlink()
+    tls.ensure_host_cert(m, log=lambda x: None)
+    renewed = ensure_channel(m, MLINK, "fakedb", "Pair-pass-2", "master", log=lambda x: None)
+    assert m.join(MLINK.cert).read_bytes() != before and any("certificate" in x for x in renewed.made)
+    assert channel_password("a", "mariadb") != channel_password("a", "postgresql") != channel_password("b", "postgresql")
+    assert leaf_subject("SHA256:AB:CD", "hotsync_repl") == "/O=hotsync/OU=replication abcd/CN=hotsync_repl"
+
+
+def test_no_channel_before_the_pair_trusts_each_other(pair):
+    m, _, s, _ = pair
+    tls.pin_path(m).unlink()
+    with pytest.raises(PairingError, match="hotsync sync"):
+        ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master")
+    for f in tls.trusted_master_dir(s).glob("*.0"):
+        f.unlink()
+    with pytest.raises(PairingError, match="MasterFingerprint"):
+        ensure_channel(s, SLINK, "fakedb", "Pair-pass-1", "slave")
+    tls.pin_slave(m, tls.cert_paths(s)[0].read_text())
+    with pytest.raises(PairingError, match="rsyncd password"):
+        ensure_channel(m, MLINK, "fakedb", "", "master")
+
+
+# ------------------------------------------------------------------------------------------ master
+def test_master_prepares_once_per_channel_and_offers_a_seed_until_the_replica_follows(pair):
+    m, mdb, _, _ = pair
+    e = Engine()
+    rec = _run(m, mdb, e, MLINK)
+    assert e.names() == ["prepare", "take_seed"] and not rec.get("error")
+    seed, offer = replsetup.offer_paths(m, "fakedb")
+    first = json.loads(offer.read_text())
+    assert first["file"] is True and seed.read_bytes() == b"seed" and rec["seed"]["why"] == "new channel"
+    assert "takeover" not in first
+    # the replica has not connected yet, but an hour has not passed: nothing again
+    e.calls.clear()
+    _run(m, mdb, e, MLINK)
+    assert e.names() == []
+    # it follows: the seed that served is removed (the push removes it on the slave too)
+    e.connected = True
+    update_status(m, lambda d: d["replication_setup"]["replicas"]["fakedb"]["seed"].update(time=1.0))
+    _run(m, mdb, e, MLINK)
+    assert not seed.exists() and offer.exists()
+    # a person asks for a new seed; later the replica is away for over an hour
+    e.calls.clear()
+    _run(m, mdb, e, MLINK, force_seed=True)
+    assert e.names() == ["take_seed"] and json.loads(offer.read_text())["id"] != first["id"]
+    e.connected, e.calls = False, []
+    update_status(m, lambda d: d["replication_setup"]["replicas"]["fakedb"].update(connected=1.0, seed={
+        **d["replication_setup"]["replicas"]["fakedb"]["seed"], "time": 1.0}))
+    assert _run(m, mdb, e, MLINK)["seed"]["why"] == "not connected"
+
+
+def test_a_master_that_needs_a_restart_says_which_and_is_prepared_again(pair):
+    m, mdb, _, _ = pair
+    e = Engine()
+    e.ready = False
+    rec = _run(m, mdb, e, MLINK)
+    assert "must be restarted" in rec["error"] and "log_bin" in rec["error"] and "take_seed" not in e.names()
+    e.ready, e.calls = True, []
+    rec = _run(m, mdb, e, MLINK)
+    assert e.names() == ["prepare", "take_seed"] and not rec.get("error")
+    cp_status = read_status(m)["replication_setup"]["replicas"]["fakedb"]
+    assert cp_status["prepared"] and cp_status["role"] == "master"
+
+
+def test_an_engine_whose_replica_pulls_gets_an_offer_without_a_file(pair):
+    m, mdb, s, sdb = pair
+    e = Engine(ships=False)
+    _run(m, mdb, e, MLINK)
+    assert json.loads(replsetup.offer_paths(m, "fakedb")[1].read_text())["file"] is False
+    assert not replsetup.offer_paths(m, "fakedb")[0].exists()
+    _ship(m, s)
+    r = Engine()
+    _run(s, sdb, r, SLINK)
+    assert r.calls == [("seed", None)]
+
+
+# ------------------------------------------------------------------------------------------ slave
+def test_slave_waits_for_an_offer_seeds_once_and_repoints_on_a_new_channel(pair):
+    m, mdb, s, sdb = pair
+    r = Engine()
+    rec = _run(s, sdb, r, SLINK)
+    assert "for the master's seed" in rec["waiting"] and r.calls == []
+    _run(m, mdb, Engine(), MLINK)
+    _ship(m, s)
+    rec = _run(s, sdb, r, SLINK)
+    assert r.calls == [("seed", replsetup.offer_paths(s, "fakedb")[0])] and rec["state"] == "streaming"
+    r.calls.clear()
+    _run(s, sdb, r, SLINK)
+    assert r.calls == []                                        # streaming, same channel: nothing
+    with open_db("configuration", s).transaction() as txn:
+        txn.setprop("rsyncd", {"password": "Pair-pass-2"})
+    _run(s, open_db("configuration", s), r, SLINK)
+    assert r.names() == ["configure"]
+    # needs a re-seed, but the offer was used already: waits for a new one
+    r.calls, r.needs_seed, r.state = [], True, "needs-seed"
+    rec = _run(s, open_db("configuration", s), r, SLINK)
+    assert r.calls == [] and "for the master's seed" in rec["waiting"]
+
+
+def test_the_old_master_is_never_seeded_over_it_is_repaired_from_the_takeover(pair):
+    m, mdb, s, sdb = pair
+    update_status(s, lambda d: d.update(previous_master={"role": "master"},
+                                        kept_by_repair={"path": "/var/lib/hotsync/kept/2026-12-05-060000"}))
+    s.join("/var/lib/hotsync/kept/2026-12-05-060000").mkdir(parents=True)
+    r = Engine()
+    r.state = "master"
+    _run(m, mdb, Engine(), MLINK)              # an offer without a takeover: this master was never promoted
+    _ship(m, s)
+    rec = _run(s, sdb, r, SLINK)
+    assert r.calls == [] and "the position it took over at" in rec["waiting"]
+    # the new master was promoted: its offer carries where it took over (from its promote's journal)
+    journal = m.join("/var/lib/hotsync/sync/promote.json")
+    journal.write_text(json.dumps({"replicas": {"fakedb": {"status": "success", "position": {
+        "engine": "fakedb", "value": "0-1-42", "timeline": None}}}}))
+    _run(m, mdb, Engine(), MLINK, force_seed=True)
+    assert json.loads(replsetup.offer_paths(m, "fakedb")[1].read_text())["takeover"]["value"] == "0-1-42"
+    _ship(m, s)
+    rec = _run(s, sdb, r, SLINK)
+    assert [c[0] for c in r.calls] == ["repair"] and r.calls[0][1] == Position("fakedb", "0-1-42")
+    assert rec["saved_to"].startswith("/var/lib/hotsync/kept/2026-12-05-060000/") and rec["transactions"] == 3
+    assert rec["repaired"] and not rec.get("waiting")
+    from hotsync_events.sync.replicas import replica_lines, replica_status
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(r, SLINK), name="fakedb")
+    text = "\n".join(replica_lines(replica_status(s, sdb, "slave", pm=pm)))
+    assert "re-paired" in text and "(3 transactions) is saved in /var/lib/hotsync/kept/2026-12-05-060000/" in text
+    # from now on it is a replica like any other
+    r.calls, r.needs_seed, r.state = [], True, "needs-seed"
+    _run(m, mdb, Engine(), MLINK, force_seed=True)
+    _ship(m, s)
+    _run(s, sdb, r, SLINK)
+    assert r.names() == ["seed"]
+
+
+def test_a_bad_offer_is_ignored(pair):
+    _, _, s, _ = pair
+    d = s.join(replsetup.SEED_DIR)
+    d.mkdir(parents=True)
+    for bad in ({"id": "../x", "time": 1, "file": False}, {"id": "ab", "time": "now", "file": False},
+                {"id": "ab", "time": 1, "file": True}, "[]", "x" * 5000):
+        (d / "fakedb.json").write_text(bad if isinstance(bad, str) else json.dumps(bad))
+        assert replsetup.read_offer(s, "fakedb") is None, bad
+    (d / "fakedb.json").write_text(json.dumps({"id": "ab", "time": 1, "file": False,
+                                              "takeover": {"engine": "fakedb", "value": "0-1-2; DROP"}}))
+    assert replsetup.read_offer(s, "fakedb")["takeover"] is None
+
+
+def test_after_a_push_the_slave_starts_its_setup_only_when_something_changed(pair):
+    _, _, s, _ = pair
+    started: list = []
+    assert replsetup.after_push(s, spawn=started.append) and "replicas" in started[0]
+    update_status(s, lambda d: d.update(replication_setup={"inputs": replsetup.inputs_digest(s), "ok": True,
+                                                           "last": 0}))
+    assert not replsetup.after_push(s, spawn=started.append)
+    update_status(s, lambda d: d["replication_setup"].update(ok=False))
+    assert replsetup.after_push(s, spawn=started.append)            # failed a minute ago or more: again
+    d = s.join(replsetup.SEED_DIR)
+    d.mkdir(parents=True)
+    (d / "fakedb.json").write_text("{}")
+    update_status(s, lambda d: d["replication_setup"].update(ok=True))
+    assert replsetup.after_push(s, spawn=started.append)            # a new offer arrived
+    with open_db("configuration", s).transaction() as txn:
+        txn.setprop("fakedb", {"DatabaseMode": "dump"})
+    assert not replsetup.after_push(s, spawn=lambda a: pytest.fail("no replica wanted"))

@@ -5,15 +5,14 @@ the master's servers and ships their seed, the slave's post-xfer hook seeds its 
 and both stream through TLS pinned to the pair's host certificates (docs/replication.md, "Pairing and
 seeding").
 
-The master's servers listen on 127.0.0.1 (the slave's ``MasterHost``), the slave's on 127.0.0.3, both on one
-port per engine, so the same settings serve both hosts as on two machines.
+The master's servers listen on 127.0.0.1 (the slave's ``MasterHost``), the slave's on 127.0.0.3, each on a
+port of its own (the master's seed offer tells the replica where its server listens).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,20 +31,6 @@ pytestmark = [pytest.mark.slow, NEEDS_DATABASE_PAIR,
 SLAVE_DB_ADDRESS = "127.0.0.3"
 
 
-def _port_free_on_both() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s:
-                s.bind((SLAVE_DB_ADDRESS, port))
-            return port
-        except OSError:
-            continue
-    raise AssertionError("no port free on both loopback addresses")
-
-
 @pytest.fixture(scope="module")
 def rpair():
     from dbservers import install_schemas
@@ -61,16 +46,21 @@ def rpair():
             os.chmod(r, 0o755)
             install_schemas(get_plugin_manager(entrypoints=False), Root(r))
         pair.pair()
-        my_port, pg_port = _port_free_on_both(), _port_free_on_both()
         m_my, s_my = MariaDBNode(Root(pair.master), "127.0.0.1"), MariaDBNode(Root(pair.slave), SLAVE_DB_ADDRESS)
         m_pg, s_pg = PostgresNode(Root(pair.master), "127.0.0.1"), PostgresNode(Root(pair.slave), SLAVE_DB_ADDRESS)
-        for node, port in ((m_my, my_port), (s_my, my_port), (m_pg, pg_port), (s_pg, pg_port)):
-            node.port = port
+        for node in (m_my, s_my, m_pg, s_pg):
             nodes.append(node)
             node.start().configure()
-        for root, address in ((pair.master, "127.0.0.1"), (pair.slave, SLAVE_DB_ADDRESS)):
+        for r in (pair.master, pair.slave):        # the servers are installed now: their plugins' schemas too
+            assert not install_schemas(get_plugin_manager(entrypoints=False), Root(r))
+        for r in (pair.master, pair.slave):
+            (r / "etc/hotsync/include.d").mkdir(parents=True, exist_ok=True)
+            (r / "etc/hotsync/include.d/test.include").write_text("/srv/data\n")
+        (pair.master / "srv/data").mkdir(parents=True)
+        (pair.master / "srv/data/report.txt").write_text("v1\n")
+        for root, address, my in ((pair.master, "127.0.0.1", m_my), (pair.slave, SLAVE_DB_ADDRESS, s_my)):
             pair.config(root, "setprop", "mysqld", "DatabaseMode", "replica", "ReplicationAddress", address,
-                        "ReplicationPort", str(my_port))
+                        "ReplicationPort", str(my.port))
             pair.config(root, "setprop", "postgresql", "DatabaseMode", "replica", "ReplicationAddress", address)
         yield pair, m_my, s_my, m_pg, s_pg
     finally:
@@ -85,17 +75,55 @@ def _setup_records(root: Path) -> dict:
     return ((json.loads(path.read_text()).get("replication_setup") or {}).get("replicas") or {})
 
 
-def _wait_streaming(pair, seconds: float = 120) -> list[dict]:
+def _wait_streaming(pair, seconds: float = 120, *, root: Path | None = None) -> list[dict]:
+    root = root or pair.slave
     deadline = time.monotonic() + seconds
     reps: list[dict] = []
     while time.monotonic() < deadline:
-        cp = cli("hotsync", "status", "--json", root=pair.slave)
+        cp = cli("hotsync", "status", "--json", root=root)
         reps = json.loads(cp.stdout).get("replicas") or []
         if len(reps) == 2 and all(r["state"] == "streaming" and r["connected"] for r in reps):
             return reps
         time.sleep(1)
-    raise AssertionError(f"the slave's replicas do not stream: {reps}\nsetup: {_setup_records(pair.slave)}\n"
-                         + _log(pair.slave))
+    raise AssertionError(f"the slave's replicas do not stream: {reps}\nsetup: {_setup_records(root)}\n"
+                         + _log(root))
+
+
+def _syncs_until_ready(pair, root: Path, nodes: dict) -> None:
+    """``hotsync sync`` on *root* (the master), restarting a server when the status names it (as the admin
+    does), until every replica is prepared (bounded: three syncs)."""
+    for _ in range(3):
+        cp = cli("hotsync", "sync", root=root)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        rec = _setup_records(root)
+        restart = [n for n, r in rec.items() if "must be restarted" in (r.get("error") or "")]
+        if not restart:
+            break
+        for n in restart:
+            node = nodes[n]
+            try:
+                node.restart()
+            except RuntimeError:
+                logs = [root / "var/log/mysqld-test.log", root / "var/log/hotsync/postgresql.log"]
+                raise AssertionError("\n".join(p.read_text()[-3000:] for p in logs if p.exists())) from None
+    assert not any(r.get("error") for r in _setup_records(root).values()), _setup_records(root)
+
+
+def _streaming(rpair) -> None:
+    pair, m_my, _, m_pg, _ = rpair
+    if _setup_records(pair.slave).get("mysql", {}).get("seeded") is None:
+        _syncs_until_ready(pair, pair.master, {"mysql": m_my, "postgresql": m_pg})
+    _wait_streaming(pair)
+
+
+def _until(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(what)
 
 
 def _log(root: Path) -> str:
@@ -168,7 +196,7 @@ def test_the_channel_is_made_from_the_pair_identities(rpair):
     from hotsync_events.sync.replchannel import channel_password
 
     pair = rpair[0]
-    _wait_streaming(pair, 60)
+    _streaming(rpair)
     for root, other in ((pair.master, pair.slave), (pair.slave, pair.master)):
         for engine in ("mariadb", "postgresql"):
             d = root / "var/lib/hotsync/replication" / f"channel-{engine}"
@@ -193,7 +221,7 @@ def test_a_certificate_with_the_slave_subject_but_not_its_signature_is_refused(r
     from hotsync_events.sync import tls
 
     pair, m_my = rpair[0], rpair[1]
-    _wait_streaming(pair, 60)
+    _streaming(rpair)
     d = pair.slave / "var/lib/hotsync/replication/channel-mariadb"
     subject = subject_of(d / "host.crt")
     unit = subject.split("OU=", 1)[1].split("/", 1)[0]
@@ -214,3 +242,64 @@ def test_a_certificate_with_the_slave_subject_but_not_its_signature_is_refused(r
         assert genuine.returncode == 0, genuine.stderr
     finally:
         shutil.rmtree(forged_dir, ignore_errors=True)
+
+
+def test_promote_then_repair_saves_what_the_old_master_wrote_and_it_follows_the_new_master(rpair):
+    """The runbook with replicas: the master is cut off, the slave promoted (its servers take over where they
+    were), the old master's applications write on, then the re-pair: the old master's servers save what they
+    committed after the takeover beside the files the first push kept aside, and follow the new master."""
+    from promote_pair import kill_root, promote, repair
+
+    pair, m_my, s_my, m_pg, s_pg = rpair
+    M, S = pair.master, pair.slave
+    _streaming(rpair)
+    m_my.sql("CREATE DATABASE IF NOT EXISTS shop; CREATE TABLE IF NOT EXISTS shop.items (id INT PRIMARY KEY, "
+             "v VARCHAR(20)); REPLACE INTO shop.items VALUES (1, 'a'), (2, 'b')")
+    m_pg.sql("CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text); "
+             "INSERT INTO notes VALUES (1, 'x'), (2, 'y') ON CONFLICT DO NOTHING")
+    m_my.sql("INSERT INTO shop.items VALUES (3, 'c')")
+    m_pg.sql("INSERT INTO notes VALUES (3, 'z')")
+    _until(lambda: s_my.sql("SELECT count(*) FROM shop.items") == [["3"]]
+           and s_pg.sql("SELECT count(*) FROM notes") == [["3"]], 30, "the replicas did not follow")
+
+    kill_root(M)            # the master is cut off: its HotSync is gone, its database servers run on
+    cp = promote(S, "--yes", "--force", "--json")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    journal = json.loads(cp.stdout)["journal"]
+    assert {n: e["status"] for n, e in journal["replicas"].items()} == {"mysql": "success", "postgresql": "success"}, \
+        cp.stderr + "\n".join(p.read_text()[-2500:] for p in (S / "var/log").rglob("*.log"))
+    assert s_my.sql("SELECT @@read_only")[0][0] == "0" and s_pg.sql("SELECT pg_is_in_recovery()") == [["f"]]
+    # the old master's applications write on: transactions the new master never sees
+    m_my.sql("INSERT INTO shop.items VALUES (99, 'late')")
+    m_pg.sql("INSERT INTO notes VALUES (99, 'late')")
+    s_my.sql("INSERT INTO shop.items VALUES (4, 'd')")
+    s_pg.sql("INSERT INTO notes VALUES (4, 'w')")
+
+    repair(pair)
+    cp = cli("hotsync", "sync", "--accept-fingerprint", pair.fingerprint(M), "--allow-deletions", root=S)
+    assert cp.returncode == 0, cp.stdout + cp.stderr                  # the person's first push
+    _syncs_until_ready(pair, S, {"mysql": s_my, "postgresql": s_pg})   # the replicas the other way round
+    offer = json.loads((S / "var/lib/hotsync/dumps/replica/mysql.json").read_text())
+    assert offer["takeover"]["value"] == journal["replicas"]["mysql"]["position"]["value"]
+
+    recs = _until(lambda: (lambda r: r if all(x.get("repaired") for x in r.values()) and len(r) == 2 else None)(
+        _setup_records(M)), 180, f"the old master was not re-paired: {_setup_records(M)}\n{_log(M)}")
+    _wait_streaming(pair, 60, root=M)
+    for name in ("mysql", "postgresql"):
+        saved = recs[name]["saved_to"]
+        assert saved and saved.startswith("/var/lib/hotsync/kept/"), recs[name]
+        assert recs[name]["transactions"] >= 1, recs[name]
+        report = json.loads((M / saved.lstrip("/") / "report.json").read_text())
+        assert report, saved
+    assert "late" in (M / recs["mysql"]["saved_to"].lstrip("/") / "diverged.sql").read_text()
+    assert (M / recs["postgresql"]["saved_to"].lstrip("/") / "old-master.tar").is_file()
+    cp = cli("hotsync", "status", root=M)
+    assert "re-paired: what this server committed after the takeover" in cp.stdout, cp.stdout
+
+    # the old master's servers are copies of the new master's now, and follow it
+    assert [r[0] for r in m_my.sql("SELECT v FROM shop.items ORDER BY id")] == ["a", "b", "c", "d"]
+    s_my.sql("INSERT INTO shop.items VALUES (5, 'e')")
+    s_pg.sql("INSERT INTO notes VALUES (5, 'v')")
+    _until(lambda: m_my.sql("SELECT count(*) FROM shop.items") == [["5"]]
+           and m_pg.sql("SELECT count(*) FROM notes WHERE id = 5") == [["1"]], 30, "the old master does not follow")
+    assert m_pg.sql("SELECT count(*) FROM notes WHERE id = 99") == [["0"]]

@@ -32,7 +32,8 @@ from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 from hotsync_events.sync import tls
 
-__all__ = ["Channel", "PairingError", "channel_password", "ensure_channel", "leaf_subject", "peer_host_cert"]
+__all__ = ["Channel", "PairingError", "channel_password", "ensure_channel", "leaf_subject", "peer_host_cert",
+           "with_peer_subject"]
 
 #: what this module records beside the certificate it made (to know when to make it again)
 RECORD = "channel.json"
@@ -78,6 +79,16 @@ def peer_host_cert(root: Root, role: str) -> Path | None:
         p = tls.pin_path(root)
         return p if p.is_file() else None
     return tls.master_pin_file(root)
+
+
+def with_peer_subject(root: Root, link):
+    """*link* completed with the subject the peer's replication certificate has, from the pin its channel
+    holds (for a link whose files :func:`ensure_channel` made earlier); *link* itself when there is none."""
+    try:
+        pem = root.join(link.peer_cert).read_text()
+        return replace(link, peer_subject=leaf_subject(tls.fingerprint(pem), link.user))
+    except (OSError, ValueError):
+        return link
 
 
 def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:

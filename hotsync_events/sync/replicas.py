@@ -128,11 +128,13 @@ def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[t
     return out
 
 
-def _prepare(rep: Replica, *, log: Callable[[str], None], err: Callable[[str], None]) -> dict:
+def _prepare(root: Root, rep: Replica, *, log: Callable[[str], None], err: Callable[[str], None]) -> dict:
     """The promoted server made a master its old master can follow (account, pins, settings); a failure is
     reported, never the promote's (the re-pair needs it, the takeover does not)."""
+    from hotsync_events.sync.replchannel import with_peer_subject
+
     try:
-        prep = rep.engine.prepare_master(rep.master_link, log=log)
+        prep = rep.engine.prepare_master(with_peer_subject(root, rep.master_link), log=log)
     except Exception as exc:                 # reported and journaled
         err(f"database replica {rep.name}: promoted, but not prepared as the master of "
             f"{rep.master_link.replica_host}: {exc}")
@@ -178,7 +180,7 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
             + (f" (timeline {pos['timeline']})" if pos.get("timeline") is not None else "")
             + "".join(f"; {n}" for n in res.notes))
         if rep.master_link is not None:
-            entry["prepared"] = _prepare(rep, log=log, err=err)
+            entry["prepared"] = _prepare(root, rep, log=log, err=err)
             save()
     return failed
 

@@ -34,6 +34,7 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from hotsync_events.fsutil import atomic_write
@@ -77,7 +78,18 @@ def read_offer(root: Root, name: str) -> dict | None:
     if data["file"] and not seed.is_file():
         return None                     # the offer arrived before its file: the next push brings it
     return {"id": data["id"], "time": float(data["time"]), "file": data["file"], "engine": str(data.get("engine", "")),
-            "takeover": _position(data.get("takeover"))}
+            "takeover": _position(data.get("takeover")), "master": _address(data.get("master"))}
+
+
+def _address(value) -> dict | None:
+    """``{"host", "port"}`` of the master's server as its offer gives it, checked; None if it is not one."""
+    import re
+
+    if not isinstance(value, dict) or not isinstance(value.get("host"), str) or not isinstance(value.get("port"), int):
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", value["host"]) or not 0 < value["port"] < 65536:
+        return None
+    return {"host": value["host"], "port": value["port"]}
 
 
 @contextmanager
@@ -182,7 +194,8 @@ def _offer_seed(root: Root, rep, link, rec: dict, *, force: bool, log) -> None:
     else:
         os.chmod(seed, 0o600)
     ident = secrets.token_hex(8)
-    data = {"format": 1, "id": ident, "time": now, "engine": _engine(rep), "file": path is not None}
+    data = {"format": 1, "id": ident, "time": now, "engine": _engine(rep), "file": path is not None,
+            "master": {"host": link.master_host, "port": int(link.port)}}   # where the replica dials this server
     takeover = _takeover(root, rep.name)
     if takeover is not None:            # this host was promoted: its old master saves what it wrote after this
         data["takeover"] = takeover
@@ -239,10 +252,13 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
             rec["error"] = _not_configured(plugin)
             continue
         try:
-            ch = ensure_channel(root, rep.link, _engine(rep), cfg.password, "slave", log=log)
+            offer = read_offer(root, rep.name)
+            link = rep.link
+            if offer is not None and offer["master"] is not None:   # the master says where its server listens
+                link = replace(link, master_host=offer["master"]["host"], port=offer["master"]["port"])
+            ch = ensure_channel(root, link, _engine(rep), cfg.password, "slave", log=log)
             st = rep.engine.status(ch.link)
             rec["state"] = st.state
-            offer = read_offer(root, rep.name)
             fresh = offer is not None and (offer["id"] != rec.get("seed_used") or force_seed)
             if st.state in ("not-configured", "master") and was_master and not force_seed \
                     and not (rec.get("seeded") or rec.get("repaired")):

@@ -313,7 +313,12 @@ def hotsync_services(db):
     yield Service("hotsync-stunnel", unit=installed_unit("hotsync-stunnel.service"), enabled=slave,
                   events={EVENT: "restart"}, command=(stunnel, "{root}" + STUNNEL_CONF))
     from hotsync_events.events.services import backend_name
+    from hotsync_events.sync.replguard import sync_wanted
 
+    # a synchronous database replica that is away must not hold the master's commits (sync/replguard.py)
+    yield Service("hotsync-replica-guard", unit=installed_unit("hotsync-replica-guard.service"),
+                  enabled=master_active(db) and sync_wanted(db), events={EVENT: "restart"},
+                  command=(sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", "{root}", "replicas", "guard"))
     root = _root_of(db)
     if backend_name(root) == "process":
         # the scheduler (`hotsync daemon`) runs the schedule and the notifier

@@ -275,3 +275,56 @@ def test_repair_without_divergence_saves_nothing(pair):
     assert not again.diverged and again.saved_to is None and again.transactions == 0 and again.state == "replica", again
     marker(pair.master, 41)
     assert pair.converged() and has(pair.replica, 41)
+
+
+def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_masters_commits(pair):
+    """PostgreSQL has no fall-back: with its synchronous replica down, every commit on the master waits. The
+    guard (hotsync_events/sync/replguard.py, the service hotsync-replica-guard) switches the master to
+    asynchronous after its grace, mails once, and switches back once the replica streams again."""
+    import threading
+
+    from hotsync_events import hookimpl
+    from hotsync_events.manager import get_plugin_manager
+    from hotsync_events.sync.replguard import Guard
+    from hotsync_events.types import Replica
+
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    link = pair.mlink(synchronous=True)
+    eng(m).set_synchronous(link, True)
+
+    class Plugin:
+        @hookimpl
+        def hotsync_replicas(self, db, root):
+            yield Replica(name="postgresql", engine=eng(m), link=link)
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(), name="pgtest")
+    mails: list[str] = []
+    guard = Guard(m.root, grace=1.0, stable=1.0, log=lambda x: None, mail=lambda s, b: mails.append(s))
+    try:
+        assert guard.look(None, pm)["postgresql"]["state"] == "on"
+        r.stop()                                        # the replica goes away
+        done = threading.Event()
+        started = time.monotonic()
+        threading.Thread(target=lambda: (marker(m, 9001), done.set()), daemon=True).start()
+        assert not done.wait(1.5), "a synchronous commit did not wait for the replica"   # it holds the commit
+        while not done.is_set() and time.monotonic() - started < 30:
+            guard.look(None, pm)
+            time.sleep(0.2)
+        assert done.is_set(), "the guard did not release the master's commits"
+        assert time.monotonic() - started < 10
+        assert eng(m).master_status(link).synchronous == "off"
+        assert len(mails) == 1 and "ASYNCHRONOUS" in mails[0]
+        r.start()                                       # back: synchronous again once it streams
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and eng(m).master_status(link).synchronous != "on":
+            guard.look(None, pm)
+            time.sleep(0.3)
+        assert eng(m).master_status(link).synchronous == "on"
+        assert len(mails) == 2 and "synchronous again" in mails[1]
+        assert pair.converged() and has(r, 9001)
+    finally:
+        if not r._ping():
+            r.start()
+        eng(m).set_synchronous(pair.mlink(), False)

@@ -320,3 +320,40 @@ def test_after_a_push_the_slave_starts_its_setup_only_when_something_changed(pai
     with open_db("configuration", s).transaction() as txn:
         txn.setprop("fakedb", {"DatabaseMode": "dump"})
     assert not replsetup.after_push(s, spawn=lambda a: pytest.fail("no replica wanted"))
+
+
+# ------------------------------------------------------------------------------------------ the guard
+def test_the_guard_switches_a_waiting_replica_off_after_its_grace_and_on_once_it_streams_long_enough():
+    from hotsync_events.sync.replguard import Watch, decide
+
+    w = Watch()
+    assert decide(w, 0, "on", True, grace=10, stable=30) is None
+    assert decide(w, 1, "waiting", False, grace=10, stable=30) is None          # the replica went away
+    assert decide(w, 10.9, "waiting", False, grace=10, stable=30) is None
+    assert decide(w, 11, "waiting", False, grace=10, stable=30) == "off"
+    assert decide(w, 12, "off", False, grace=10, stable=30) is None
+    assert decide(w, 20, "off", True, grace=10, stable=30) is None              # back...
+    assert decide(w, 30, "off", False, grace=10, stable=30) is None             # ...and gone again: from zero
+    assert decide(w, 31, "off", True, grace=10, stable=30) is None
+    assert decide(w, 60.9, "off", True, grace=10, stable=30) is None
+    assert decide(w, 61, "off", True, grace=10, stable=30) == "on"
+    w = Watch()                                  # waiting that ends by itself (MariaDB came back): no switch
+    assert decide(w, 0, "waiting", False, grace=10, stable=30) is None
+    assert decide(w, 5, "on", True, grace=10, stable=30) is None
+    assert decide(w, 12, "waiting", False, grace=10, stable=30) is None
+
+
+def test_the_guard_runs_where_a_server_wants_synchronous_replication(tmp_path):
+    import hotsync_plugins.hotsync as hs
+    from hotsync_events.sync.replguard import sync_wanted
+
+    db = open_db("configuration", Root(tmp_path))
+    db.set("hotsync", "configuration", {"role": "master", "SlaveHost": "192.0.2.2"})
+    db.set("rsyncd", "service", {"password": "Unit-test-1"})
+    db.set("mysqld", "service", {"DatabaseMode": "replica", "ReplicationSync": "off"})
+    guard = {s.name: s for s in hs.hotsync_services(db)}["hotsync-replica-guard"]
+    assert not sync_wanted(db) and not guard.enabled and guard.command[-2:] == ("replicas", "guard")
+    db.setprop("mysqld", {"ReplicationSync": "on"})
+    assert sync_wanted(db) and {s.name: s for s in hs.hotsync_services(db)}["hotsync-replica-guard"].enabled
+    db.setprop("hotsync", {"role": "slave"})
+    assert not {s.name: s for s in hs.hotsync_services(db)}["hotsync-replica-guard"].enabled

@@ -28,7 +28,8 @@ def unit(name: str) -> configparser.ConfigParser:
     return cp
 
 
-@pytest.mark.parametrize("name", ["hotsync-stunnel.service", "hotsync-watch.service", "hotsync-sync.service"])
+@pytest.mark.parametrize("name", ["hotsync-stunnel.service", "hotsync-watch.service", "hotsync-sync.service",
+                                  "hotsync-replica-guard.service"])
 def test_each_service_is_hardened_and_has_its_runtime_directory(name):
     s = unit(name)["Service"]
     for key in ("NoNewPrivileges", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules",

@@ -15,6 +15,8 @@ examples:
   hotsync replicas setup              this host's part for its role, now
   hotsync replicas setup --seed       master: offer a new seed now; slave: seed again from the newest offer
   hotsync replicas setup --json       the records (also in hotsync status --json, replication_setup)
+  hotsync replicas guard              (the service hotsync-replica-guard) keep a synchronous replica that is
+                                      away from holding the master's commits
 """
 
 
@@ -26,6 +28,8 @@ def add_arguments(parser) -> None:
     s.add_argument("--seed", action="store_true", help="master: offer a new seed; slave: seed from the newest offer")
     s.add_argument("--json", action="store_true", help="print the records as JSON")
     s.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    sub.add_parser("guard", help="master: switch a synchronous replica that acknowledges nothing to asynchronous "
+                                 "(the service hotsync-replica-guard runs it)")
 
 
 def run(args) -> int:
@@ -38,6 +42,14 @@ def run(args) -> int:
     from hotsync_events.sync.replsetup import setup
 
     root = root_from(getattr(args, "root", None))
+    if getattr(args, "action", None) == "guard":
+        import signal
+
+        from hotsync_events.sync.replguard import run_guard
+
+        stopping: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+        return run_guard(root, stop=lambda: bool(stopping), log=lambda m: print(m, flush=True))
     if getattr(args, "action", None) != "setup":
         print("hotsync replicas: say what to do: hotsync replicas setup (see hotsync replicas --help)",
               file=sys.stderr)

@@ -49,12 +49,16 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
         pm = plugin_manager(root)
     from hotsync_events.sync.status import read_status
 
-    setups = ((read_status(root).get("replication_setup") or {}).get("replicas") or {})
+    st = read_status(root)
+    setups = ((st.get("replication_setup") or {}).get("replicas") or {})
+    guarded = ((st.get("replica_sync") or {}).get("replicas") or {}) if role == "master" else {}
     out = []
     for plugin, rep in collect_replicas(pm, db, root):
         entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
         setup = setups.get(rep.name) or {}
         entry["setup"] = setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
+        if rep.name in guarded:          # the synchronous guard's last look (sync/replguard.py)
+            entry["sync_guard"] = guarded[rep.name]
         if setup.get("saved_to"):
             entry["saved"] = {"path": setup["saved_to"], "transactions": setup.get("transactions"),
                               "time": setup.get("repaired")}
@@ -104,6 +108,11 @@ def replica_lines(replicas: list[dict]) -> list[str]:
             lines.append(" " * 19 + f"last error: {r['last_error']}")
         if r.get("setup"):
             lines.append(" " * 19 + f"setup: {r['setup']}")
+        guard = r.get("sync_guard") or {}
+        if guard.get("state") in ("off", "waiting"):
+            lines.append(" " * 19 + "synchronous: " + ("switched to asynchronous by the guard (its replica "
+                         "acknowledged nothing); back once it streams" if guard["state"] == "off" else
+                         "WAITING for the replica to acknowledge (the guard switches it off after 10 s)"))
         if r.get("saved"):
             lines.append(" " * 19 + f"re-paired: what this server committed after the takeover "
                          f"({r['saved'].get('transactions')} transactions) is saved in {r['saved']['path']}; "

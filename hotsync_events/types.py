@@ -197,6 +197,8 @@ class Dump:
     ``run(ctx)`` writes ``ctx.target`` (through a temp file, checked, then renamed) or raises; a failed
     dump keeps the last good one and fails the sync. ``path`` is the host path of the dump file, which the
     sync ships; ``restore(ctx)`` loads it on the slave at promote (ctx.target is then the dump to load).
+    ``at_promote`` False: a logical backup only (of a server that runs as a streaming replica): shipped like
+    any dump, loaded by ``hotsync restore-databases`` when a person asks, never by the promote.
     """
 
     name: str
@@ -204,6 +206,7 @@ class Dump:
     run: Callable[[DumpContext], Any]
     restore: Callable[[DumpContext], Any] | None = None
     priority: int = 50
+    at_promote: bool = True
 
     def __post_init__(self) -> None:
         check_name("dump", self.name)

@@ -238,7 +238,8 @@ def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(ro
         txn.set("hotsync", "configuration", {"role": "slave", "MasterHost": "192.0.2.1"})
         txn.set("mysqld", "service", {"DatabaseMode": "replica", "ReplicationAddress": "192.0.2.2"})
         txn.set("postgresql", "service", {"DatabaseMode": "dump"})
-    assert [d.name for _, d in collect_dumps(pm, db, root)] == ["postgresql"]
+    # the replicated server's dump is a backup beside it (never restored by the promote); the other a dump
+    assert {d.name: d.at_promote for _, d in collect_dumps(pm, db, root)} == {"mysql": False, "postgresql": True}
     [(plugin, rep)] = collect_replicas(pm, db, root)
     assert plugin == "mysql" and rep.name == "mysql" and rep.engine.engine == "mariadb"
     assert (rep.link.master_host, rep.link.replica_host, rep.link.port) == ("192.0.2.1", "192.0.2.2", 3306)
@@ -247,8 +248,12 @@ def test_the_host_servers_declare_a_replica_instead_of_a_dump_in_replica_mode(ro
     with db.transaction() as txn:
         txn.setprop("postgresql", {"DatabaseMode": "replica", "SlotKeepMB": "256"})
         txn.delprop("mysqld", "ReplicationAddress")
+        txn.setprop("mysqld", {"ReplicaDumps": "off"})
     reps = {r.name: r for _, r in collect_replicas(pm, db, root)}
-    assert collect_dumps(pm, db, root) == [] and reps["mysql"].link is None        # no address: not configured
+    assert [d.name for _, d in collect_dumps(pm, db, root)] == ["postgresql"] and reps["mysql"].link is None
+    with db.transaction() as txn:
+        txn.setprop("postgresql", {"ReplicaDumps": "off"})
+    assert collect_dumps(pm, db, root) == []
     assert reps["postgresql"].engine.slot_keep_mb == 256 and reps["postgresql"].link is None
 
 

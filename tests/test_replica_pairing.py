@@ -181,6 +181,10 @@ def test_sync_sets_up_the_replicas_and_the_slave_seeds_itself(rpair):
     cp = cli("hotsync", "status", root=pair.slave)
     assert "mariadb replica of the master's: streaming, connected" in cp.stdout, cp.stdout
 
+    # beside the replicas, each sync ships a logical backup of each server (a DROP TABLE reaches the replica)
+    assert "shop" in (pair.slave / "var/lib/hotsync/dumps/mysql.sql").read_text()
+    assert (pair.slave / "var/lib/hotsync/dumps/postgresql.tar").is_file()
+
     # 3. the next sync removes the seed that served, on both hosts
     cp = pair.sync()
     assert cp.returncode == 0, cp.stdout + cp.stderr
@@ -266,6 +270,7 @@ def test_promote_then_repair_saves_what_the_old_master_wrote_and_it_follows_the_
     cp = promote(S, "--yes", "--force", "--json")
     assert cp.returncode == 0, cp.stdout + cp.stderr
     journal = json.loads(cp.stdout)["journal"]
+    assert journal["dbs"] == {"mysql": "kept", "postgresql": "kept"}, journal["dbs"]    # the backups: not loaded
     assert {n: e["status"] for n, e in journal["replicas"].items()} == {"mysql": "success", "postgresql": "success"}, \
         cp.stderr + "\n".join(p.read_text()[-2500:] for p in (S / "var/log").rglob("*.log"))
     assert s_my.sql("SELECT @@read_only")[0][0] == "0" and s_pg.sql("SELECT pg_is_in_recovery()") == [["f"]]

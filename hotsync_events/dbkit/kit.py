@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from hotsync_events import hookimpl
@@ -388,8 +388,15 @@ class HostServer:
 
     @hookimpl
     def hotsync_dumps(self, db, root):
-        if self.present(db, root) and databases_enabled(db) and not self.replica_mode(db):
-            yield self.dump(self.dump_name, self.dump_path, self.server(db, root))   # disabled: none taken or shipped
+        if not (self.present(db, root) and databases_enabled(db)):
+            return                                                  # disabled: none taken or shipped
+        dump = self.dump(self.dump_name, self.dump_path, self.server(db, root))
+        if not self.replica_mode(db):
+            yield dump
+        elif (db.getprop(self.key, "ReplicaDumps") or "on") == "on":
+            # beside the replica, a logical backup at each sync (a DROP TABLE reaches the replica at once, not
+            # the last dump); never restored by the promote, which promotes the replica
+            yield replace(dump, at_promote=False)
 
     @hookimpl
     def hotsync_replicas(self, db, root):

@@ -248,6 +248,12 @@ class Promote:
         for plugin, dump, shipped in planned:
             if dump.name in self.j["dbs"]:
                 continue
+            if not dump.at_promote:         # a backup beside a replica the promote just promoted
+                self.log(f"database {dump.name} (plugin {plugin}): kept, not restored (a backup beside the "
+                         "replica; hotsync restore-databases loads it)")
+                self.j["dbs"][dump.name] = "kept" if shipped else "not shipped"
+                self._save()
+                continue
             errors: list[str] = []
             failed = restore_all(self.root, [(plugin, dump, shipped)], db=db, log=self.log,
                                  err=errors.append)

@@ -220,8 +220,8 @@ def _plan_parts(root: Root, db, pm, warnings: list) -> tuple[list, list, list]:
     if pm is not None:
         try:
             if databases_enabled(db):
-                dumps = [{"name": d.name, "plugin": p, "path": d.path, "shipped": root.join(d.path).is_file()}
-                         for p, d in collect_dumps(pm, db)]
+                dumps = [{"name": d.name, "plugin": p, "path": d.path, "shipped": root.join(d.path).is_file(),
+                          "at_promote": d.at_promote} for p, d in collect_dumps(pm, db)]
         except (DumpsError, RegistrationError) as exc:
             warnings.append(f"databases: {exc}")
         try:
@@ -237,7 +237,8 @@ def plan_lines(a: Assessment) -> list[str]:
     """Each step the promote will take, in words (what ``--dry-run`` and the question show)."""
     done = set((a.get("journal") or {}).get("done") or {})
     master = a["master"] or "the old master"
-    dbs = a["dumps"]
+    dbs = [d for d in a["dumps"] if d.get("at_promote", True)]
+    backups = [d for d in a["dumps"] if not d.get("at_promote", True)]
     lines = [
         ("fence", f"fence: raise the pair's epoch {a['epoch']} -> {a['next_epoch']}; from then on this host's rsync "
                   f"daemon refuses every push before a byte is written, and {master} learns at its next try "
@@ -252,7 +253,8 @@ def plan_lines(a: Assessment) -> list[str]:
             f"promote the {r['engine']} replica {r['name']} ({r['plugin']}: replay what it received, then take "
             "writes; its GTID/LSN journaled); " for r in a.get("replicas") or []) + "restore " + (", ".join(
             f"{d['name']} ({d['plugin']}{'' if d['shipped'] else ', NOT shipped: skipped'})" for d in dbs)
-            if dbs else "nothing (no dump shipped, or databases disabled)")),
+            if dbs else "nothing (no dump shipped, or databases disabled)") + "".join(
+            f"; keep {d['name']} ({d['plugin']}: a backup beside the replica, not restored)" for d in backups)),
         ("steps", "plugin promote steps: " + (", ".join(
             f"{s['name']} ({s['plugin']}, priority {s['priority']}{', critical' if s['critical'] else ''})"
             for s in a["steps"]) if a["steps"] else "none (no active plugin gives one)")),

@@ -31,7 +31,14 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o64
         data = data.encode(encoding)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # a new file, never one that is there (a stray of a writer killed earlier, or a link someone who may
+    # write the directory planted): never followed, never truncated in place
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        _unlink_quietly(tmp)
+        fd = os.open(tmp, flags, 0o600)
     try:
         view = memoryview(data)
         while view:

@@ -235,6 +235,7 @@ class Replica:
     promote_timeout: float = 60.0
     priority: int = 50
     master_link: Any = None
+    key: str = ""               # the configuration key that describes the server (named in the messages)
 
     def __post_init__(self) -> None:
         check_name("replica", self.name)

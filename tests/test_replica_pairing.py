@@ -195,7 +195,7 @@ def test_sync_sets_up_the_replicas_and_the_slave_seeds_itself(rpair):
 
 def test_the_channel_is_made_from_the_pair_identities(rpair):
     """The replication certificates are signed by each host's own TLS identity, each host pins the other's
-    host certificate, and the password is the pair's push password derived: nothing was copied by hand."""
+    host certificate, and both derive the same password from the two host keys: nothing was copied by hand."""
     from hotsync_events.sync import tls
     from hotsync_events.sync.replchannel import channel_password
 
@@ -214,7 +214,9 @@ def test_the_channel_is_made_from_the_pair_identities(rpair):
             assert cp.returncode != 0                      # not the peer's: only this host signs its own
             assert (d / "host.key").stat().st_mode & 0o077 == 0
             assert (d / "password").stat().st_mode & 0o077 == 0
-            assert (d / "password").read_text().strip() == channel_password("Check-pass-1", engine)
+            own_key, peer_pem = tls.cert_paths(Root(root))[1], peer_host.read_bytes()
+            assert (d / "password").read_text().strip() == channel_password(own_key, peer_pem, engine)
+            assert (d / "password").read_bytes() == (other / d.relative_to(root) / "password").read_bytes()
 
 
 def test_a_certificate_with_the_slave_subject_but_not_its_signature_is_refused(rpair):

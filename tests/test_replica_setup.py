@@ -15,7 +15,7 @@ from hotsync_events.configdb import open_db
 from hotsync_events.dbkit.replica import Link, MasterStatus, Position, Prepared, Repaired, ReplicaStatus
 from hotsync_events.manager import get_plugin_manager, install_schemas
 from hotsync_events.paths import Root
-from hotsync_events.sync import replsetup, tls
+from hotsync_events.sync import reploffer, replsetup, tls
 from hotsync_events.sync.replchannel import PairingError, channel_password, ensure_channel, leaf_subject
 from hotsync_events.sync.status import read_status, update_status
 from hotsync_events.types import Replica
@@ -55,8 +55,9 @@ class Engine:
     def status(self, link=None):
         return ReplicaStatus(server="FakeDB", role="replica", state=self.state, needs_seed=self.needs_seed)
 
-    def seed(self, link, source=None, *, log=print):
+    def seed(self, link, source=None, *, log=print, keep_previous=None):
         self.calls.append(("seed", source))
+        self.kept = keep_previous
         self.state = "streaming"
         return Position("fakedb", "0-1-9")
 
@@ -120,7 +121,8 @@ def _run(root: Root, db, engine: Engine, link: Link, **kw) -> dict:
 
 
 def _ship(m: Root, s: Root) -> None:
-    """What the push carries of the offers."""
+    """What the push carries of the offers (the push succeeded)."""
+    update_status(m, lambda d: d.update(last_run={"result": "success"}))
     src, dst = m.join(replsetup.SEED_DIR), s.join(replsetup.SEED_DIR)
     dst.mkdir(parents=True, exist_ok=True)
     for f in dst.iterdir():
@@ -135,46 +137,55 @@ MLINK, SLINK = _link("192.0.2.1", "192.0.2.2"), _link("192.0.2.1", "192.0.2.2")
 # ------------------------------------------------------------------------------------------ the channel
 def test_the_channel_is_made_from_the_pair_identities_and_follows_them(pair):
     m, _, s, _ = pair
-    ch = ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master", log=lambda x: None)
+    ch = ensure_channel(m, MLINK, "fakedb", "master", log=lambda x: None)
     own, peer = tls.cert_paths(m)[0], tls.pin_path(m)
     assert m.join(MLINK.peer_cert).read_bytes() == peer.read_bytes()
     assert subprocess.run(["openssl", "verify", "-CAfile", str(own), str(m.join(MLINK.cert))],
                           capture_output=True).returncode == 0
-    assert m.join(MLINK.password_file).read_text().strip() == channel_password("Pair-pass-1", "fakedb")
     assert os.stat(m.join(MLINK.password_file)).st_mode & 0o077 == 0
     assert os.stat(m.join(MLINK.key)).st_mode & 0o077 == 0
-    # the subject the master requires is the one the slave's own certificate will have
-    sch = ensure_channel(s, SLINK, "fakedb", "Pair-pass-1", "slave", log=lambda x: None)
+    # the subject the master requires is the one the slave's own certificate will have; the password is the
+    # same on both hosts (ECDH of the two host keys), never shipped, one per engine
+    sch = ensure_channel(s, SLINK, "fakedb", "slave", log=lambda x: None)
     from hotsync_events.dbkit.replica import subject_of
 
     assert ch.link.peer_subject == subject_of(s.join(SLINK.cert))
     assert sch.link.peer_subject == subject_of(m.join(MLINK.cert))
-    # nothing changed: nothing made, the same digest; a new push password or host identity: new ones
-    again = ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master", log=lambda x: None)
+    pw = m.join(MLINK.password_file).read_text().strip()
+    assert pw == s.join(SLINK.password_file).read_text().strip() and len(pw) == 43
+    mkey, scert = tls.cert_paths(m)[1], tls.cert_paths(s)[0].read_bytes()
+    assert channel_password(mkey, scert, "fakedb") == pw != channel_password(mkey, scert, "mariadb")
+    # nothing changed: nothing made, the same digest; a new host identity: a new certificate and password
+    again = ensure_channel(m, MLINK, "fakedb", "master", log=lambda x: None)
     assert again.made == () and again.digest == ch.digest
-    assert ensure_channel(m, MLINK, "fakedb", "Pair-pass-2", "master", log=lambda x: None).digest != ch.digest
     before = m.join(MLINK.cert).read_bytes()
     for p in tls.cert_paths(m):
         p.unlink()
     tls.ensure_host_cert(m, log=lambda x: None)
-    renewed = ensure_channel(m, MLINK, "fakedb", "Pair-pass-2", "master", log=lambda x: None)
+    renewed = ensure_channel(m, MLINK, "fakedb", "master", log=lambda x: None)
     assert m.join(MLINK.cert).read_bytes() != before and any("certificate" in x for x in renewed.made)
-    assert channel_password("a", "mariadb") != channel_password("a", "postgresql") != channel_password("b", "postgresql")
-    assert leaf_subject("SHA256:AB:CD", "hotsync_repl") == "/O=hotsync/OU=replication abcd/CN=hotsync_repl"
+    assert renewed.digest != ch.digest
+    assert leaf_subject("SHA256:AB:CD", "hotsync_repl", "mariadb") == \
+        "/O=hotsync/OU=replication mariadb abcd/CN=hotsync_repl"
+    # the channel's directory must be root's own: a link planted there is refused, never followed
+    d = m.join(MLINK.cert).parent
+    import shutil
+
+    shutil.rmtree(d)
+    d.symlink_to(m.path)
+    with pytest.raises(PairingError, match="not a directory of this host's HotSync"):
+        ensure_channel(m, MLINK, "fakedb", "master")
 
 
 def test_no_channel_before_the_pair_trusts_each_other(pair):
     m, _, s, _ = pair
     tls.pin_path(m).unlink()
     with pytest.raises(PairingError, match="hotsync sync"):
-        ensure_channel(m, MLINK, "fakedb", "Pair-pass-1", "master")
+        ensure_channel(m, MLINK, "fakedb", "master")
     for f in tls.trusted_master_dir(s).glob("*.0"):
         f.unlink()
     with pytest.raises(PairingError, match="MasterFingerprint"):
-        ensure_channel(s, SLINK, "fakedb", "Pair-pass-1", "slave")
-    tls.pin_slave(m, tls.cert_paths(s)[0].read_text())
-    with pytest.raises(PairingError, match="rsyncd password"):
-        ensure_channel(m, MLINK, "fakedb", "", "master")
+        ensure_channel(s, SLINK, "fakedb", "slave")
 
 
 # ------------------------------------------------------------------------------------------ master
@@ -183,8 +194,9 @@ def test_master_prepares_once_per_channel_and_offers_a_seed_until_the_replica_fo
     e = Engine()
     rec = _run(m, mdb, e, MLINK)
     assert e.names() == ["prepare", "take_seed"] and not rec.get("error")
-    seed, offer = replsetup.offer_paths(m, "fakedb")
+    seed, offer = reploffer.offer_paths(m, "fakedb")
     first = json.loads(offer.read_text())
+    assert first["from"] == tls.host_fingerprint(m) and first["master"] == {"host": "192.0.2.1", "port": 3306}
     assert first["file"] is True and seed.read_bytes() == b"seed" and rec["seed"]["why"] == "new channel"
     assert "takeover" not in first
     # the replica has not connected yet, but an hour has not passed: nothing again
@@ -203,7 +215,12 @@ def test_master_prepares_once_per_channel_and_offers_a_seed_until_the_replica_fo
     e.connected, e.calls = False, []
     update_status(m, lambda d: d["replication_setup"]["replicas"]["fakedb"].update(connected=1.0, seed={
         **d["replication_setup"]["replicas"]["fakedb"]["seed"], "time": 1.0}))
+    update_status(m, lambda d: d.update(last_run={"result": "failed"}))
+    _run(m, mdb, e, MLINK)
+    assert e.calls == []                            # the slave was not reached: no seed that would not reach it
+    update_status(m, lambda d: d.update(last_run={"result": "success"}))
     assert _run(m, mdb, e, MLINK)["seed"]["why"] == "not connected"
+    assert not list(m.join(reploffer.STAGING_DIR).iterdir())       # taken aside, then moved into place
 
 
 def test_a_master_that_needs_a_restart_says_which_and_is_prepared_again(pair):
@@ -223,8 +240,8 @@ def test_an_engine_whose_replica_pulls_gets_an_offer_without_a_file(pair):
     m, mdb, s, sdb = pair
     e = Engine(ships=False)
     _run(m, mdb, e, MLINK)
-    assert json.loads(replsetup.offer_paths(m, "fakedb")[1].read_text())["file"] is False
-    assert not replsetup.offer_paths(m, "fakedb")[0].exists()
+    assert json.loads(reploffer.offer_paths(m, "fakedb")[1].read_text())["file"] is False
+    assert not reploffer.offer_paths(m, "fakedb")[0].exists()
     _ship(m, s)
     r = Engine()
     _run(s, sdb, r, SLINK)
@@ -240,14 +257,19 @@ def test_slave_waits_for_an_offer_seeds_once_and_repoints_on_a_new_channel(pair)
     _run(m, mdb, Engine(), MLINK)
     _ship(m, s)
     rec = _run(s, sdb, r, SLINK)
-    assert r.calls == [("seed", replsetup.offer_paths(s, "fakedb")[0])] and rec["state"] == "streaming"
+    assert r.calls == [("seed", reploffer.offer_paths(s, "fakedb")[0])] and rec["state"] == "streaming"
+    assert rec["kept_previous"].startswith("before-replica-") and r.kept == rec["kept_previous"]
     r.calls.clear()
     _run(s, sdb, r, SLINK)
     assert r.calls == []                                        # streaming, same channel: nothing
-    with open_db("configuration", s).transaction() as txn:
-        txn.setprop("rsyncd", {"password": "Pair-pass-2"})
-    _run(s, open_db("configuration", s), r, SLINK)
+    _run(s, sdb, r, _link("192.0.2.1", "192.0.2.9"))              # a new address: its certificate, re-pointed
     assert r.names() == ["configure"]
+    # the master removes the seed that served: its offer still says where it listens, nothing is re-pointed
+    reploffer.offer_paths(m, "fakedb")[0].unlink()
+    _ship(m, s)
+    r.calls.clear()
+    _run(s, sdb, r, _link("192.0.2.1", "192.0.2.9"))
+    assert r.calls == []
     # needs a re-seed, but the offer was used already: waits for a new one
     r.calls, r.needs_seed, r.state = [], True, "needs-seed"
     rec = _run(s, open_db("configuration", s), r, SLINK)
@@ -270,7 +292,7 @@ def test_the_old_master_is_never_seeded_over_it_is_repaired_from_the_takeover(pa
     journal.write_text(json.dumps({"replicas": {"fakedb": {"status": "success", "position": {
         "engine": "fakedb", "value": "0-1-42", "timeline": None}}}}))
     _run(m, mdb, Engine(), MLINK, force_seed=True)
-    assert json.loads(replsetup.offer_paths(m, "fakedb")[1].read_text())["takeover"]["value"] == "0-1-42"
+    assert json.loads(reploffer.offer_paths(m, "fakedb")[1].read_text())["takeover"]["value"] == "0-1-42"
     _ship(m, s)
     rec = _run(s, sdb, r, SLINK)
     assert [c[0] for c in r.calls] == ["repair"] and r.calls[0][1] == Position("fakedb", "0-1-42")
@@ -290,17 +312,45 @@ def test_the_old_master_is_never_seeded_over_it_is_repaired_from_the_takeover(pa
     assert r.names() == ["seed"]
 
 
-def test_a_bad_offer_is_ignored(pair):
-    _, _, s, _ = pair
-    d = s.join(replsetup.SEED_DIR)
+def test_an_offer_is_untrusted_input_accepted_only_from_the_pinned_master(pair):
+    m, _, s, _ = pair
+    fp = tls.host_fingerprint(m)
+    d = s.join(reploffer.SEED_DIR)
     d.mkdir(parents=True)
-    for bad in ({"id": "../x", "time": 1, "file": False}, {"id": "ab", "time": "now", "file": False},
-                {"id": "ab", "time": 1, "file": True}, "[]", "x" * 5000):
+    good = {"id": "ab12", "time": 1, "file": False, "from": fp}
+    (d / "fakedb.json").write_text(json.dumps(good))
+    assert reploffer.read_offer(s, "fakedb", master_fp=fp)["id"] == "ab12"
+    assert reploffer.read_offer(s, "fakedb", master_fp=tls.host_fingerprint(s)) is None     # another host's
+    for bad in ({**good, "id": "../x"}, {**good, "time": "now"}, {**good, "file": 1}, "[]", "x" * 5000):
         (d / "fakedb.json").write_text(bad if isinstance(bad, str) else json.dumps(bad))
-        assert replsetup.read_offer(s, "fakedb") is None, bad
-    (d / "fakedb.json").write_text(json.dumps({"id": "ab", "time": 1, "file": False,
-                                              "takeover": {"engine": "fakedb", "value": "0-1-2; DROP"}}))
-    assert replsetup.read_offer(s, "fakedb")["takeover"] is None
+        assert reploffer.read_offer(s, "fakedb", master_fp=fp) is None, bad
+    (d / "fakedb.json").write_text(json.dumps({**good, "takeover": {"engine": "fakedb", "value": "0-1-2; DROP"},
+                                               "master": {"host": "a b", "port": 3306}}))
+    offer = reploffer.read_offer(s, "fakedb", master_fp=fp)
+    assert offer["takeover"] is None and offer["master"] is None
+    # a link or a FIFO where the offer should be: not followed, not waited on
+    (d / "fakedb.json").unlink()
+    (d / "fakedb.json").symlink_to("/dev/zero")
+    assert reploffer.read_offer(s, "fakedb", master_fp=fp) is None
+    (d / "fakedb.json").unlink()
+    os.mkfifo(d / "fakedb.json")
+    assert reploffer.read_offer(s, "fakedb", master_fp=fp) is None
+    (d / "fakedb.json").unlink()
+    # a seed that is a link does not count as shipped
+    (d / "fakedb.json").write_text(json.dumps({**good, "file": True}))
+    (d / "fakedb.seed").symlink_to("/etc/passwd")
+    assert reploffer.read_offer(s, "fakedb", master_fp=fp)["seed_ready"] is False
+
+
+def test_a_fenced_host_sets_nothing_up(pair):
+    m = pair[0]
+    with open_db("configuration", m).transaction() as txn:
+        txn.setprop("hotsync", {"status": "fenced"})
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(Engine(), MLINK), name="fakedb")
+    said: list[str] = []
+    assert replsetup.setup(m, db=open_db("configuration", m), pm=pm, log=said.append) is None
+    assert "not an enabled master or slave" in said[0] and not m.join(reploffer.SEED_DIR).exists()
 
 
 def test_after_a_push_the_slave_starts_its_setup_only_when_something_changed(pair):
@@ -357,3 +407,46 @@ def test_the_guard_runs_where_a_server_wants_synchronous_replication(tmp_path):
     assert sync_wanted(db) and {s.name: s for s in hs.hotsync_services(db)}["hotsync-replica-guard"].enabled
     db.setprop("hotsync", {"role": "slave"})
     assert not {s.name: s for s in hs.hotsync_services(db)}["hotsync-replica-guard"].enabled
+
+
+def test_a_promote_waits_for_a_setup_in_progress_and_says_so_when_it_lasts(pair, monkeypatch):
+    """A seed in progress has the server stopped and its data directory being swapped: the promote takes the
+    replicas' setup lock first (bounded), and a setup that is still running fails the replica's promote with
+    what to do, never promoting it half-seeded."""
+    import threading
+
+    from hotsync_events.sync import replicas
+
+    _, _, s, sdb = pair
+    monkeypatch.setattr(replicas, "PROMOTE_WAIT", 0.3)
+
+    class Promotable(Engine):
+        def promote(self, *, timeout=60.0, dry_run=False, force=False, log=print):
+            from hotsync_events.dbkit.replica import Promoted
+
+            self.calls.append(("promote",))
+            return Promoted(server="FakeDB", dry_run=dry_run, position=Position("fakedb", "0-1-1"))
+
+    e = Promotable()
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(e, SLINK), name="fakedb")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with replsetup.setup_lock(s, wait=5) as got:
+            assert got
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    errors: list[str] = []
+    journal: dict = {}
+    assert replicas.promote_replicas(s, sdb, pm, journal, err=errors.append, log=lambda x: None) == ["fakedb"]
+    assert "setup still runs" in errors[0] and e.calls == [] and journal["fakedb"]["status"].startswith("failed")
+    release.set()
+    t.join()
+    journal.clear()
+    assert replicas.promote_replicas(s, sdb, pm, journal, err=errors.append, log=lambda x: None) == []
+    assert e.names() == ["promote"] and journal["fakedb"]["status"] == "success"

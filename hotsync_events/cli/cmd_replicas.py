@@ -5,7 +5,7 @@ HELP = "set up the database replicas (DatabaseMode replica) now: the master prep
 EPILOG = """\
 Each `hotsync sync` does the master's part and each full push starts the slave's, so this is only
 needed to see it happen, or to ask for a new seed. The channel is made from what the pair already
-trusts (the pinned host certificates, the push password): nothing to copy by hand
+trusts (the pinned host certificates and keys): nothing to copy by hand
 (docs/replication.md, "Pairing and seeding").
 
 exit status: 0 set up (or nothing to do); 1 a replica could not be set up (the message says why);

@@ -327,7 +327,7 @@ def replica_link(db, key: str, engine: str, port: int, *, role: str | None = Non
     and the replica's the slave's (``hotsync SlaveHost`` on the master). The channel's files live in
     ``REPLICATION_DIR/channel-<engine>/`` (root's; the engine's own state directory, ``REPLICATION_DIR/<engine>``,
     belongs to the server's user): ``host.crt``/``host.key`` (this host's), ``peer.crt`` (the peer's, pinned),
-    ``password`` unless ``<key> ReplicationPasswordFile`` names another; ``<key> ReplicationSync on`` is the
+    ``password`` (derived from the two host keys: docs/replication.md); ``<key> ReplicationSync on`` is the
     synchronous mode. *role*: the channel as it will be once this host has that role (a slave's after its
     promote: ``role="master"``, the old master its replica).
     """
@@ -342,7 +342,7 @@ def replica_link(db, key: str, engine: str, port: int, *, role: str | None = Non
     master, replica = (peer, own) if role == "slave" else (own, peer)
     d = f"{REPLICATION_DIR}/channel-{engine}"
     return Link(master_host=master, replica_host=replica, port=port,
-                password_file=db.getprop(key, "ReplicationPasswordFile") or f"{d}/password",
+                password_file=f"{d}/password",
                 cert=f"{d}/host.crt", key=f"{d}/host.key", peer_cert=f"{d}/peer.crt",
                 synchronous=(db.getprop(key, "ReplicationSync") or "off") == "on")
 
@@ -405,7 +405,7 @@ class HostServer:
             engine = self.replication(self.server(db, root), db, root)
             port = self.replication_port(db) if self.replication_port is not None else 0
             slave = db.getprop("hotsync", "role") == "slave"
-            yield Replica(name=self.dump_name, engine=engine,
+            yield Replica(name=self.dump_name, engine=engine, key=self.key,
                           link=replica_link(db, self.key, engine.engine, port) if port else None,
                           master_link=replica_link(db, self.key, engine.engine, port, role="master")
                           if port and slave else None)

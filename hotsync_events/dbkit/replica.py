@@ -252,8 +252,8 @@ class ReplicationEngine(Protocol):
 
     def take_seed(self, target: Path, *, log: Callable[[str], None] = print) -> Path | None: ...
 
-    def seed(self, link: Link, source: Path | None = None, *,
-             log: Callable[[str], None] = print) -> Position: ...
+    def seed(self, link: Link, source: Path | None = None, *, log: Callable[[str], None] = print,
+             keep_previous: str | None = None) -> Position: ...
 
     def configure_replica(self, link: Link, *, log: Callable[[str], None] = print) -> ReplicaStatus: ...
 
@@ -502,6 +502,26 @@ def start_or_put_back(ctl: ServerControl, current: Path, aside: Path, *, server:
         if restart:
             ctl.start(log=log)
         raise
+
+
+def retire_aside(aside: Path, datadir: Path, keep_previous: str | None, *, server: str, log) -> Path | None:
+    """After a seed: the previous data directory (*aside*) removed, or, with *keep_previous* (a suffix),
+    kept beside the new one as ``<datadir>.<suffix>`` for a person to look at (a server that was not a
+    replica before: what it held is nobody else's copy). The kept path, or None."""
+    if not aside.exists():
+        return None
+    if keep_previous is None:
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", keep_previous):
+        raise ValueError(f"keep_previous {keep_previous!r}: letters, digits and ._- only")
+    kept = datadir.with_name(f"{datadir.name}.{keep_previous}")
+    if kept.exists():
+        kept = datadir.with_name(f"{datadir.name}.{keep_previous}-{secrets.token_hex(3)}")
+    os.rename(aside, kept)
+    fsync_dir(kept.parent)
+    log(f"{server}: its previous data directory is kept as {kept} (look at it, then remove it)")
+    return kept
 
 
 def answers_within(server: Any, seconds: float) -> str | None:

@@ -51,9 +51,11 @@ from hotsync_events.dbkit import replica_mariadb_failover as _failover
 from hotsync_events.dbkit.kit import DatabaseError, Staged, find_program, work_dir
 from hotsync_events.dbkit.mariadb import MariaDB
 from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
-                                          ReplicationError, ServerControl, auth_changed, fingerprint, install_tls,
+                                          ReplicationError, ServerControl, as_user, auth_changed, fingerprint,
+                                          install_tls,
                                           OnServer, owner_of, private_dir, read_password, recover_swap, run,
-                                          start_or_put_back, subject_of, swap_dirs, wait_for, write_private)
+                                          retire_aside, start_or_put_back, subject_of, swap_dirs, wait_for,
+                                          write_private)
 from hotsync_events.dbkit.replica_mariadb_tools import (MariaDBControl, backup_gtid, check_versions, explain_io_error,
                                                         gtid_distance, native_hash, parse_gtids, quote, run_stdin_file,
                                                         unescape)
@@ -334,7 +336,7 @@ class MariaDBReplication(OnServer):
                             detail={"replicas": dumps, "semi_sync": semi})
 
     # ---------------------------------------------------------------------------------- replica
-    def seed(self, link: Link, source: Path | None = None, *, log=print) -> Position:
+    def seed(self, link: Link, source: Path | None = None, *, log=print, keep_previous: str | None = None) -> Position:
         if source is None or not Path(source).is_file():
             raise ReplicationError(f"{self.label}: MariaDB is seeded from a mariadb-backup stream taken on the "
                                    "master (take_seed) and shipped here; "
@@ -346,11 +348,15 @@ class MariaDBReplication(OnServer):
         new = datadir.with_name(datadir.name + ".seed-new")
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(mode=0o750)
+        if os.geteuid() == 0:
+            os.chown(new, owner.pw_uid, owner.pw_gid)
+        # the stream came from the master: extracted and prepared as the data directory's owner, not as root
+        su = as_user(owner)
         try:
             with open(source, "rb") as src:
-                run_stdin_file([find_program("mbstream"), "-x", "-C", str(new)], src, server=self.label,
+                run_stdin_file([*su, find_program("mbstream"), "-x", "-C", str(new)], src, server=self.label,
                                 what=f"extract the seed {source}")
-            cp = run([find_program("mariadb-backup", "mariabackup"), "--prepare", f"--target-dir={new}"],
+            cp = run([*su, find_program("mariadb-backup", "mariabackup"), "--prepare", f"--target-dir={new}"],
                      server=self.label, what="prepare the seed (mariadb-backup --prepare)", timeout=6 * 3600)
             if "completed OK!" not in cp.stderr.decode("utf-8", "replace"):
                 raise ReplicationError(f"{self.label}: mariadb-backup --prepare did not report 'completed OK!'")
@@ -376,7 +382,7 @@ class MariaDBReplication(OnServer):
             self._sql(cli, "RESET SLAVE ALL", what="forget the copied replication settings")
             self._sql(cli, "RESET MASTER", what="start a fresh binary log")
             self._sql(cli, f"SET GLOBAL gtid_slave_pos = {quote(gtid)}", what="set the seed's GTID position")
-        shutil.rmtree(aside, ignore_errors=True)
+        retire_aside(aside, datadir, keep_previous, server=self.label, log=log)
         log(f"{self.label}: seeded from {source} at GTID {gtid}")
         self.configure_replica(link, log=log)
         return Position(self.engine, gtid)

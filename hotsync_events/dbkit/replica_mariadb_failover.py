@@ -113,6 +113,13 @@ def repair(repl: MariaDBReplication, link: Link, save_dir: Path, takeover: Posit
         v = repl._vars(cli, "gtid_binlog_pos", "log_bin_basename", "log_bin")
         mine = parse_gtids(v["gtid_binlog_pos"])
         theirs = parse_gtids(takeover.value)
+        ahead = [d for d, g in theirs.items() if d in mine and g[1] > mine[d][1]]
+        if ahead:     # the new master took over at a point this server never reached: not its history
+            raise ReplicationError(
+                f"{repl.label}: the takeover position {takeover.value} is not in this server's history (its own "
+                f"is {v['gtid_binlog_pos'] or 'empty'}, domain(s) {', '.join(map(str, ahead))} behind it): nothing "
+                "decides what it wrote after the promote; save it by hand (mariadb-dump --all-databases), then "
+                "hotsync replicas setup --seed")
         diverged = {d: g for d, g in mine.items() if d not in theirs or g[1] > theirs[d][1]}
         report: dict = {"engine": repl.engine, "server": repl.label, "takeover": takeover.value,
                         "old_master_position": v["gtid_binlog_pos"]}

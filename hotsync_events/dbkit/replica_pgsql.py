@@ -535,9 +535,9 @@ class PostgresReplication(OnServer):
         return st
 
     # ---------------------------------------------------------------------------------- seed, promote, re-pair
-    def seed(self, link: Link, source: Path | None = None, *, log=print) -> Position:
+    def seed(self, link: Link, source: Path | None = None, *, log=print, keep_previous: str | None = None) -> Position:
         """Replace this cluster with a ``pg_basebackup`` of the master, then follow it."""
-        return _failover.seed(self, link, source, log=log)
+        return _failover.seed(self, link, source, log=log, keep_previous=keep_previous)
 
     def promote(self, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False, log=print) -> Promoted:
         """Replay everything received (bounded by *timeout*), ``pg_promote``, checkpoint."""

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 from hotsync_events.dbkit.pgsql import Postgres, ident
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, as_user, clean_env,
                                           owner_of, private_dir, publish, recover_swap, run, saved_folder, sha256_file,
-                                          start_or_put_back, swap_dirs, wait_for, write_private)
+                                          retire_aside, start_or_put_back, swap_dirs, wait_for, write_private)
 from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn_at
 
 if TYPE_CHECKING:
     from hotsync_events.dbkit.replica_pgsql import PostgresReplication
 
 
-def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, log=print) -> Position:
+def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, log=print,
+         keep_previous: str | None = None) -> Position:
     """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
     datadir = repl.root.join(repl.server.datadir)
     aside = datadir.with_name(datadir.name + ".pre-seed")
@@ -73,7 +74,7 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         raise
     finally:
         shutil.rmtree(new, ignore_errors=True)
-    shutil.rmtree(aside, ignore_errors=True)
+    retire_aside(aside, datadir, keep_previous, server=repl.label, log=log)
     st = repl._wait_streaming(link, seconds=30)
     pos = repl._replay_position()
     log(f"{repl.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")

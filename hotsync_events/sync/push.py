@@ -399,10 +399,13 @@ def _replica_setup(root: Root, db, cfg: Settings, pm, log) -> list[tuple[str, st
 
     if not replicas_wanted(db) or tls.pinned_fingerprint(root) is None:
         return []
-    from hotsync_events.sync.replsetup import setup_master, shipped_paths
+    from hotsync_events.sync.reploffer import shipped_paths
+    from hotsync_events.sync.replsetup import setup_lock, setup_master
 
     try:
-        setup_master(root, db, cfg, pm, log=log)
+        with setup_lock(root, wait=0) as got:     # `hotsync replicas setup` runs: it does this part now
+            if got:
+                setup_master(root, db, cfg, pm, log=log)
     except Exception as exc:         # never the push's failure
         log(f"hotsync sync: could not set up the database replicas: {type(exc).__name__}: {exc}")
     return shipped_paths(root)

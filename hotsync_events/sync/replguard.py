@@ -97,7 +97,7 @@ class Guard:
                 action = decide(w, now, ms.synchronous, ms.replica_connected, grace=self.grace, stable=self.stable)
                 entry = {"state": ms.synchronous, "connected": ms.replica_connected, "action": action}
                 if action is not None:
-                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link), action == "on", log=self.log)
+                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link, _engine(rep)), action == "on", log=self.log)
                     w.switched_off = now if action == "off" else None
                     w.waiting_since = None
                     entry["state"] = action
@@ -156,6 +156,10 @@ def run_guard(root: Root, *, stop: Callable[[], bool] = lambda: False, log: Call
             shown = seen
         time.sleep(max(0.0, check - (time.monotonic() - started)))
     return 0
+
+
+def _engine(rep) -> str:
+    return str(getattr(rep.engine, "engine", "") or "")
 
 
 def _recorder(record: dict) -> Callable[[dict], None]:

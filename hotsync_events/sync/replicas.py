@@ -8,6 +8,7 @@ goes into the promote's journal). See docs/replication.md.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from hotsync_events.paths import Root
@@ -51,12 +52,15 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
 
     st = read_status(root)
     setups = ((st.get("replication_setup") or {}).get("replicas") or {})
+    died = _setup_died(st.get("replication_setup") or {})
     guarded = ((st.get("replica_sync") or {}).get("replicas") or {}) if role == "master" else {}
     out = []
     for plugin, rep in collect_replicas(pm, db, root):
         entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
         setup = setups.get(rep.name) or {}
-        entry["setup"] = setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
+        entry["setup"] = died or setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
+        if setup.get("kept_previous"):
+            entry["kept_previous"] = setup["kept_previous"]
         if rep.name in guarded:          # the synchronous guard's last look (sync/replguard.py)
             entry["sync_guard"] = guarded[rep.name]
         if setup.get("saved_to"):
@@ -85,6 +89,21 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
     return out
 
 
+def _setup_died(rec: dict) -> str | None:
+    """Why the slave's last background setup tells nothing: it was started and ended without a record."""
+    started = rec.get("started") or {}
+    if not started or float(started.get("time") or 0) <= float(rec.get("last") or 0):
+        return None
+    try:
+        os.kill(int(started.get("pid") or 0), 0)
+        return None                     # still running (a seed takes a while)
+    except (ProcessLookupError, ValueError):
+        return (f"the last setup (pid {started.get('pid')}) ended without a word: see /var/log/hotsync/replicas.log, "
+                "then run hotsync replicas setup")
+    except PermissionError:
+        return None
+
+
 def _lag_words(r: dict) -> str:
     parts = []
     if r.get("lag_seconds") is not None:
@@ -108,6 +127,9 @@ def replica_lines(replicas: list[dict]) -> list[str]:
             lines.append(" " * 19 + f"last error: {r['last_error']}")
         if r.get("setup"):
             lines.append(" " * 19 + f"setup: {r['setup']}")
+        if r.get("kept_previous"):
+            lines.append(" " * 19 + f"seeded: what the server held before is kept beside its data directory "
+                         f"(*.{r['kept_previous']}): look at it, then remove it")
         guard = r.get("sync_guard") or {}
         if guard.get("state") in ("off", "waiting"):
             lines.append(" " * 19 + "synchronous: " + ("switched to asynchronous by the guard (its replica "
@@ -134,6 +156,8 @@ def health_reasons(replicas: list[dict], *, lag_warning: float = 60.0) -> list[t
             out.append(("warning", f"{name} is not connected ({r.get('setup') or r.get('state')})"))
         elif (r.get("lag_seconds") or 0) > lag_warning:
             out.append(("warning", f"{name} lags {float(r['lag_seconds']):.0f} s behind"))
+        elif r.get("setup") and not str(r["setup"]).startswith("waiting"):
+            out.append(("warning", f"{name}: {r['setup']}"))
     return out
 
 
@@ -143,7 +167,7 @@ def _prepare(root: Root, rep: Replica, *, log: Callable[[str], None], err: Calla
     from hotsync_events.sync.replchannel import with_peer_subject
 
     try:
-        prep = rep.engine.prepare_master(with_peer_subject(root, rep.master_link), log=log)
+        prep = rep.engine.prepare_master(with_peer_subject(root, rep.master_link, _engine_name(rep)), log=log)
     except Exception as exc:                 # reported and journaled
         err(f"database replica {rep.name}: promoted, but not prepared as the master of "
             f"{rep.master_link.replica_host}: {exc}")
@@ -160,7 +184,35 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
     """Promote each declared replica not promoted yet (per *journal*, ``{name: entry}``), recording its
     takeover position (``position``: engine, value, timeline), whether it caught up and its notes, then
     prepare it as the master of its old master (``master_link``: ``prepared``); with *dry_run* only report
-    the lag and what would be lost. Returns the names that failed."""
+    the lag and what would be lost. Returns the names that failed.
+
+    A real promote first takes the replicas' setup lock (waiting at most PROMOTE_WAIT seconds): a seed in
+    progress has the server stopped and its data directory being swapped; it must end first."""
+    if dry_run:
+        return _promote_each(root, db, pm, journal, force=force, dry_run=True, log=log, err=err, save=save)
+    from hotsync_events.sync.replsetup import setup_lock
+
+    with setup_lock(root, wait=PROMOTE_WAIT) as got:
+        if got:
+            return _promote_each(root, db, pm, journal, force=force, dry_run=False, log=log, err=err, save=save)
+    failed = []
+    for plugin, rep in collect_replicas(pm, db, root):
+        if (journal.get(rep.name) or {}).get("status") == "success":
+            continue
+        why = (f"a database replicas setup still runs on this host after {PROMOTE_WAIT:.0f} s (a seed: see "
+               "/var/log/hotsync/replicas.log): wait for it to end, then run hotsync-promote again")
+        err(f"database replica {rep.name} (plugin {plugin}): FAILED: {why}")
+        journal[rep.name] = {"status": f"failed: {why}", "engine": _engine_name(rep)}
+        failed.append(rep.name)
+    save()
+    return failed
+
+
+#: how long a promote waits for a replicas setup (a seed) in progress on this host
+PROMOTE_WAIT = 120.0
+
+
+def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bool, log, err, save) -> list[str]:
     failed = []
     for plugin, rep in collect_replicas(pm, db, root):
         if not dry_run and (journal.get(rep.name) or {}).get("status") == "success":

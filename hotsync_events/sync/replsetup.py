@@ -11,16 +11,21 @@ setup``): prepare the server for its replica whenever the channel changed (a ser
 restart is prepared again at each sync until it is ready, and the status says which restart); then *offer*
 a seed when the channel is new, when a person asks (``--seed``), or when the replica has not been connected
 for an hour (ten minutes when the server says it must be re-seeded): an offer is
-``var/lib/hotsync/dumps/replica/<name>.json`` (an id, the time) and, for an engine whose seed is a file (MariaDB's
-``mariadb-backup`` stream), ``<name>.seed`` beside it; both travel with the push. An engine whose replica pulls
+``var/lib/hotsync/dumps/replica/<name>.json`` (:mod:`hotsync_events.sync.reploffer`) and, for an engine whose
+seed is a file (MariaDB's ``mariadb-backup`` stream), ``<name>.seed`` beside it; both travel with the push.
+Only after a successful push is a seed offered again to a replica that stays away. An engine whose replica pulls
 its copy itself (PostgreSQL's ``pg_basebackup`` through the slot) gets the offer alone: it says the master is
 ready. The seed file is removed once the replica streams.
 
 **Slave** (:func:`setup_slave`, started in the background by the post-xfer hook after a push when its inputs
 changed, and by ``hotsync replicas setup``): make its end of the channel, then: a server that is not a replica
-yet or must be re-seeded is seeded from a new offer (never twice from one); one that follows is re-pointed
-when the channel changed. A server that was this host's own master server before a re-pair is never seeded
-over: what it wrote after the promote must be saved first (``hotsync replicas repair``, not wired yet).
+yet or must be re-seeded is seeded from a new offer of its master (never twice from one; a server that was
+not a replica keeps its previous data directory beside the new one); one that follows is re-pointed when the
+channel changed. A server that was this host's own master server before a re-pair is never seeded over: it
+is re-paired, what it wrote after the takeover saved first.
+
+One setup runs at a time (:func:`setup_lock`, which ``hotsync-promote`` takes too); a host that is not an
+enabled master or slave sets nothing up, and a slave stops between replicas when its role changed.
 
 Each run records its outcome per replica in the status file (``replication_setup``): ``hotsync status``
 shows it and its health counts an error.
@@ -28,80 +33,47 @@ shows it and its health counts an error.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
+from hotsync_events.sync import reploffer as offers
 from hotsync_events.sync.replchannel import PairingError, ensure_channel
 from hotsync_events.sync.replicas import collect_replicas, replicas_wanted
 from hotsync_events.sync.status import read_status, update_status
 
-__all__ = ["SEED_DIR", "after_push", "offer_paths", "read_offer", "setup", "setup_master", "setup_slave"]
+__all__ = ["after_push", "inputs_digest", "setup", "setup_lock", "setup_master", "setup_slave"]
 
-#: where the master's seed offers go (inside the dumps, which a push may write on the slave)
-SEED_DIR = "/var/lib/hotsync/dumps/replica"
+SEED_DIR = offers.SEED_DIR
 #: a replica not connected this long gets a new seed offer (a broken one that says so: SEED_RETRY_BROKEN)
 SEED_RETRY = 3600.0
 SEED_RETRY_BROKEN = 600.0
 #: a slave's setup that failed is tried again after a push at most this often
 RETRY_AFTER = 60.0
-#: the largest offer file read
-MAX_OFFER = 4096
 STATUS_KEY = "replication_setup"
 
 
-def offer_paths(root: Root, name: str) -> tuple[Path, Path]:
-    """``(seed file, offer)`` of replica *name* under *root*."""
-    d = root.join(SEED_DIR)
-    return d / f"{name}.seed", d / f"{name}.json"
-
-
-def read_offer(root: Root, name: str) -> dict | None:
-    """The master's current seed offer for *name* (checked: an id, a time, a seed file or none), or None."""
-    seed, path = offer_paths(root, name)
-    try:
-        if path.stat().st_size > MAX_OFFER:
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"].isalnum() \
-            or not isinstance(data.get("time"), (int, float)) or not isinstance(data.get("file"), bool):
-        return None
-    if data["file"] and not seed.is_file():
-        return None                     # the offer arrived before its file: the next push brings it
-    return {"id": data["id"], "time": float(data["time"]), "file": data["file"], "engine": str(data.get("engine", "")),
-            "takeover": _position(data.get("takeover")), "master": _address(data.get("master"))}
-
-
-def _address(value) -> dict | None:
-    """``{"host", "port"}`` of the master's server as its offer gives it, checked; None if it is not one."""
-    import re
-
-    if not isinstance(value, dict) or not isinstance(value.get("host"), str) or not isinstance(value.get("port"), int):
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", value["host"]) or not 0 < value["port"] < 65536:
-        return None
-    return {"host": value["host"], "port": value["port"]}
-
-
 @contextmanager
-def _lock(root: Root, *, wait: bool):
+def setup_lock(root: Root, *, wait: float) -> Iterator[bool]:
+    """The replicas' setup lock of *root*, waited for at most *wait* seconds: whether it was had."""
     root.run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root.run_dir / "replicas-setup.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(root.run_dir / "replicas-setup.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.2)
         yield True
     finally:
         os.close(fd)
@@ -134,9 +106,18 @@ def _engine(rep) -> str:
     return str(getattr(rep.engine, "engine", "") or "")
 
 
-def _not_configured(plugin: str) -> str:
-    return (f"no replication address: on each host, config setprop <the {plugin} plugin's key> ReplicationAddress "
-            "<that host's address> (config info shows the key)")
+def _not_configured(db, rep, role: str) -> str:
+    key = rep.key or f"<the {rep.name} server's key>"
+    peer = "SlaveHost" if role == "master" else "MasterHost"
+    if not (db.getprop("hotsync", peer) or ""):
+        return f"the pair names no peer: config setprop hotsync {peer} <its address>"
+    return f"no replication address: config setprop {key} ReplicationAddress <this host's address> (on each host)"
+
+
+def _host_fp(root: Root) -> str:
+    from hotsync_events.sync import tls
+
+    return tls.fingerprint(tls.cert_paths(root)[0].read_text())
 
 
 # ------------------------------------------------------------------------------------------------ master
@@ -144,15 +125,20 @@ def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print,
     """Prepare each replica's master server and offer a seed when due; ``{name: record}``."""
     prev = _previous(root)
     results: dict[str, dict] = {}
+    try:
+        own_fp = _host_fp(root)
+        offers.clear_foreign(root, own_fp, log)
+    except (OSError, ValueError):
+        own_fp = ""
     for plugin, rep in collect_replicas(pm, db, root):
         rec = _own(prev.get(rep.name), "master")
         rec.update(role="master", plugin=plugin, engine=_engine(rep), time=time.time())
         results[rep.name] = rec
         if rep.link is None:
-            rec["error"] = _not_configured(plugin)
+            rec["error"] = _not_configured(db, rep, "master")
             continue
         try:
-            ch = ensure_channel(root, rep.link, _engine(rep), cfg.password, "master", log=log)
+            ch = ensure_channel(root, rep.link, _engine(rep), "master", log=log)
             if rec.get("prepared") != ch.digest:
                 prep = rep.engine.prepare_master(ch.link, log=log)
                 rec.update(prepared=ch.digest if prep.ready else None, restart_needed=list(prep.restart_needed))
@@ -160,7 +146,7 @@ def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print,
                     rec["error"] = (f"{prep.server} must be restarted before its replica can follow it (for "
                                     f"{', '.join(prep.restart_needed)}): restart it, then run hotsync replicas setup")
                     continue
-            _offer_seed(root, rep, ch.link, rec, force=force_seed, log=log)
+            _offer_seed(root, rep, ch.link, rec, own_fp, force=force_seed, log=log)
         except PairingError as exc:
             rec["error"] = str(exc)
         except Exception as exc:       # the engine's error, named; never the push's
@@ -171,124 +157,121 @@ def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print,
     return results
 
 
-def _offer_seed(root: Root, rep, link, rec: dict, *, force: bool, log) -> None:
+def _offer_seed(root: Root, rep, link, rec: dict, own_fp: str, *, force: bool, log) -> None:
     ms = rep.engine.master_status(link)
-    seed, offer = offer_paths(root, rep.name)
+    seed = offers.offer_paths(root, rep.name)[0]
     last = rec.get("seed") or {}
     now = time.time()
     if ms.replica_connected and not ms.needs_seed and not force:
         rec["connected"] = now
-        if seed.exists() and last.get("time", now) < now - 1:
+        if os.path.lexists(seed) and last.get("time", now) < now - 1:
             seed.unlink()               # the replica follows: its copy served (the push removes it there too)
             log(f"database replica {rep.name}: the replica streams; removed its seed {SEED_DIR}/{seed.name}")
         return
-    since = max(float(last.get("time") or 0), float(rec.get("connected") or 0))
-    wait = SEED_RETRY_BROKEN if ms.needs_seed else SEED_RETRY
-    if not force and last.get("for") == rec.get("prepared") and now - since < wait:
-        return
-    seed.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(seed.parent, 0o700)
-    path = rep.engine.take_seed(seed, log=log)
+    new_channel = last.get("for") != rec.get("prepared")
+    if not force and not new_channel:
+        since = max(float(last.get("time") or 0), float(rec.get("connected") or 0))
+        if now - since < (SEED_RETRY_BROKEN if ms.needs_seed else SEED_RETRY):
+            return
+        if ((read_status(root).get("last_run") or {}).get("result")) != "success":
+            return                      # the slave was not reached: a new seed would not reach it either
+    d = offers.seed_dir(root, make=True)
+    assert d is not None
+    staging = root.join(offers.STAGING_DIR)
+    staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(staging, 0o700)
+    path = rep.engine.take_seed(staging / seed.name, log=log)
     if path is None:
-        seed.unlink(missing_ok=True)
+        if os.path.lexists(seed):
+            seed.unlink()
     else:
-        os.chmod(seed, 0o600)
+        os.chmod(path, 0o600)
+        os.replace(path, seed)          # complete, then in place: the push never ships a part
     ident = secrets.token_hex(8)
-    data = {"format": 1, "id": ident, "time": now, "engine": _engine(rep), "file": path is not None,
+    data = {"format": 1, "id": ident, "time": now, "from": own_fp, "engine": _engine(rep), "file": path is not None,
             "master": {"host": link.master_host, "port": int(link.port)}}   # where the replica dials this server
-    takeover = _takeover(root, rep.name)
+    takeover = offers.takeover_of(root, rep.name)
     if takeover is not None:            # this host was promoted: its old master saves what it wrote after this
         data["takeover"] = takeover
-    atomic_write(offer, json.dumps(data) + "\n", mode=0o600)
+    offers.write_offer(root, rep.name, data)
     rec["seed"] = {"id": ident, "time": now, "for": rec.get("prepared"), "file": path is not None,
-                   "why": "asked" if force else "new channel" if last.get("for") != rec.get("prepared") else
+                   "why": "asked" if force else "new channel" if new_channel else
                    "must be re-seeded" if ms.needs_seed else "not connected"}
     log(f"database replica {rep.name}: offered a seed to the slave ({rec['seed']['why']}; "
         + (f"{SEED_DIR}/{seed.name}, shipped with the push)" if path is not None else "it pulls its copy itself)"))
 
 
-def _takeover(root: Root, name: str) -> dict | None:
-    """Where this host's server took over at its last promote (the promote's journal), or None."""
-    from hotsync_events.sync.status import state_dir
-
-    try:
-        entry = (json.loads((state_dir(root) / "promote.json").read_text()).get("replicas") or {}).get(name) or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    pos = entry.get("position") if entry.get("status") == "success" else None
-    return _position(pos)
-
-
-def _position(pos) -> dict | None:
-    """A takeover position as a promote journals it and an offer carries it, checked; None if it is not one."""
-    import re
-
-    if not isinstance(pos, dict) or not isinstance(pos.get("engine"), str) or not isinstance(pos.get("value"), str):
-        return None
-    if not re.fullmatch(r"[0-9A-Fa-f/,-]{1,4000}", pos["value"]) or not re.fullmatch(r"[a-z]{1,20}", pos["engine"]):
-        return None
-    timeline = pos.get("timeline")
-    if timeline is not None and (not isinstance(timeline, int) or isinstance(timeline, bool) or timeline < 1):
-        return None
-    return {"engine": pos["engine"], "value": pos["value"], "timeline": timeline}
-
-
-def shipped_paths(root: Root) -> list[tuple[str, str]]:
-    """What the push ships of the seed offers (the directory, so a removed seed is removed there too)."""
-    return [(SEED_DIR, "database replica seeds")] if root.join(SEED_DIR).is_dir() else []
-
-
 # ------------------------------------------------------------------------------------------------ slave
+def _still_slave(root: Root) -> bool:
+    from hotsync_events.configdb import open_db
+
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    return (db.getprop("hotsync", "role") or "") == "slave" and (db.getprop("hotsync", "status") or "enabled") == "enabled"
+
+
 def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, force_seed: bool = False) -> dict:
-    """Seed or re-point each replica from the master's offer; ``{name: record}``."""
+    """Seed or re-point each replica from its master's offer; ``{name: record}``."""
+    from hotsync_events.sync import tls
+
+    inputs = inputs_digest(root)            # before the offers are read: one arriving meanwhile starts another run
     prev = _previous(root)
     was_master = "previous_master" in read_status(root)
+    master_fp = tls.master_pin_fingerprint(root)
     results: dict[str, dict] = {}
     for plugin, rep in collect_replicas(pm, db, root):
         rec = _own(prev.get(rep.name), "slave")
         rec.update(role="slave", plugin=plugin, engine=_engine(rep), time=time.time())
         results[rep.name] = rec
+        if not _still_slave(root):          # promoted (or fenced, disabled) meanwhile: touch nothing more
+            rec["error"] = "this host is no longer an enabled slave: nothing was set up"
+            break
         if rep.link is None:
-            rec["error"] = _not_configured(plugin)
+            rec["error"] = _not_configured(db, rep, "slave")
             continue
         try:
-            offer = read_offer(root, rep.name)
-            link = rep.link
-            if offer is not None and offer["master"] is not None:   # the master says where its server listens
-                link = replace(link, master_host=offer["master"]["host"], port=offer["master"]["port"])
-            ch = ensure_channel(root, link, _engine(rep), cfg.password, "slave", log=log)
-            st = rep.engine.status(ch.link)
-            rec["state"] = st.state
-            fresh = offer is not None and (offer["id"] != rec.get("seed_used") or force_seed)
-            if st.state in ("not-configured", "master") and was_master and not force_seed \
-                    and not (rec.get("seeded") or rec.get("repaired")):
-                _repair(root, rep, ch, rec, offer if fresh else None, log=log)
-            elif st.needs_seed or st.state in ("not-configured", "master") or force_seed:
-                if offer is not None and fresh:
-                    seed = offer_paths(root, rep.name)[0] if offer["file"] else None
-                    log(f"database replica {rep.name}: seeding {st.server} from the master"
-                        + (f" ({SEED_DIR}/{seed.name})" if seed else ""))
-                    pos = rep.engine.seed(ch.link, seed, log=log)
-                    rec.update(seeded=time.time(), seed_used=offer["id"], configured=ch.digest,
-                               position=getattr(pos, "value", None))
-                    rec["state"] = rep.engine.status(ch.link).state
-                    log(f"database replica {rep.name}: seeded at {rec['position']}; {rec['state']}")
-                else:
-                    rec["waiting"] = ("for the master's seed: it offers one at its next sync (or run hotsync "
-                                      "replicas setup --seed on the master)")
-            elif rec.get("configured") != ch.digest:
-                rep.engine.configure_replica(ch.link, log=log)
-                rec["configured"] = ch.digest
-                rec["state"] = rep.engine.status(ch.link).state
+            _setup_one(root, rep, rec, master_fp, was_master, force_seed, log)
         except PairingError as exc:
             rec["error"] = str(exc)
         except Exception as exc:
             rec["error"] = f"{type(exc).__name__}: {exc}"
         if rec.get("error"):
             log(f"database replica {rep.name}: {rec['error']}")
-    _record(root, results, inputs=inputs_digest(root), ok=not any(r.get("error") for r in results.values()),
-            last=time.time())
+    _record(root, results, inputs=inputs, ok=not any(r.get("error") for r in results.values()), last=time.time())
     return results
+
+
+def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bool, force_seed: bool, log) -> None:
+    offer = offers.read_offer(root, rep.name, master_fp=master_fp) if master_fp else None
+    link = rep.link
+    if offer is not None and offer["master"] is not None:       # the master says where its server listens
+        link = replace(link, master_host=offer["master"]["host"], port=offer["master"]["port"])
+    ch = ensure_channel(root, link, _engine(rep), "slave", log=log)
+    st = rep.engine.status(ch.link)
+    rec["state"] = st.state
+    usable = offer is not None and (offer["seed_ready"] or not offer["file"]) \
+        and (offer["id"] != rec.get("seed_used") or force_seed)
+    not_replica = st.state in ("not-configured", "master")
+    if not_replica and was_master and not force_seed and not (rec.get("seeded") or rec.get("repaired")):
+        _repair(root, rep, ch, rec, offer if usable else None, log=log)
+    elif st.needs_seed or not_replica or force_seed:
+        if not usable or offer is None:
+            rec["waiting"] = ("for the master's seed: it offers one at its next sync (or run hotsync replicas "
+                              "setup --seed on the master)")
+            return
+        seed = offers.offer_paths(root, rep.name)[0] if offer["file"] else None
+        log(f"database replica {rep.name}: seeding {st.server} from the master"
+            + (f" ({SEED_DIR}/{seed.name})" if seed else ""))
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        pos = rep.engine.seed(ch.link, seed, log=log, keep_previous=f"before-replica-{stamp}" if not_replica else None)
+        rec.update(seeded=time.time(), seed_used=offer["id"], configured=ch.digest, position=getattr(pos, "value", None))
+        if not_replica:
+            rec["kept_previous"] = f"before-replica-{stamp}"
+        rec["state"] = rep.engine.status(ch.link).state
+        log(f"database replica {rep.name}: seeded at {rec['position']}; {rec['state']}")
+    elif rec.get("configured") != ch.digest:
+        rep.engine.configure_replica(ch.link, log=log)
+        rec["configured"] = ch.digest
+        rec["state"] = rep.engine.status(ch.link).state
 
 
 def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
@@ -301,27 +284,37 @@ def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
         rec["waiting"] = ("for the new master's offer with the position it took over at (its next sync): this "
                           "server was the master's, what it wrote after the promote is saved before it follows (a "
                           "pair promoted in dump mode has no such position: save what you need of this server, "
-                          "then hotsync replicas setup --seed replaces it with the new master's copy)")
+                          "then hotsync replicas setup --seed replaces it with the new master's copy; its data "
+                          "directory is kept beside it)")
         return
     kept = (read_status(root).get("kept_by_repair") or {}).get("path")
     base = root.join(kept) if kept and root.join(kept).is_dir() else root.join("/var/lib/hotsync/kept")
-    seed = offer_paths(root, rep.name)[0] if offer["file"] else None
+    seed = offers.offer_paths(root, rep.name)[0] if offer["file"] else None
     log(f"database replica {rep.name}: re-pairing the old master's server; takeover at {takeover['value']}")
     res = rep.engine.repair(ch.link, dated_folder(base, _engine(rep)),
                             Position(takeover["engine"], takeover["value"], takeover["timeline"]), seed=seed, log=log)
-    saved = "/" + str(Path(res.saved_to).relative_to(root.path)).lstrip("/") if res.saved_to else None
     rec.update(repaired=time.time(), seed_used=offer["id"], configured=ch.digest, method=res.method,
-               transactions=res.transactions, saved_to=saved, state=res.state)
+               transactions=res.transactions, saved_to=_host_path(root, res.saved_to), state=res.state)
     log(f"database replica {rep.name}: re-paired ({res.method}); "
-        + (f"{res.transactions} transactions it committed after the takeover are saved in {saved}" if saved
-           else "it had committed nothing after the takeover"))
+        + (f"{res.transactions} transactions it committed after the takeover are saved in {rec['saved_to']}"
+           if rec["saved_to"] else "it had committed nothing after the takeover"))
     if res.state == "needs-seed":
         rec["waiting"] = "for a seed from the new master (it offers one when the replica stays away)"
 
 
+def _host_path(root: Root, path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return "/" + str(Path(path).relative_to(root.path)).lstrip("/")
+    except ValueError:
+        return str(path)
+
+
 def setup(root: Root, *, force_seed: bool = False, wait: bool = True, log: Callable[[str], None] = print,
           pm=None, db=None) -> dict | None:
-    """This host's part for its role; None when another setup runs (and *wait* is false) or none is wanted."""
+    """This host's part for its role; None when none is wanted, this host is neither an enabled master nor
+    an enabled slave, or another setup runs (and *wait* is false)."""
     from hotsync_events.configdb import open_db
     from hotsync_events.sync.settings import Settings
 
@@ -329,33 +322,35 @@ def setup(root: Root, *, force_seed: bool = False, wait: bool = True, log: Calla
     if not replicas_wanted(db):
         return None
     cfg = Settings.from_db(db)
+    if cfg.role not in ("master", "slave") or not cfg.enabled:
+        log(f"database replicas: this host is not an enabled master or slave (role {cfg.role or 'none'}, status "
+            f"{cfg.status}): nothing set up")
+        return None
     if pm is None:
         from hotsync_events.manager import plugin_manager
 
         pm = plugin_manager(root)
-    with _lock(root, wait=wait) as got:
+    with setup_lock(root, wait=3600.0 if wait else 0.0) as got:
         if not got:
             return None
         if cfg.role == "master":
             return setup_master(root, db, cfg, pm, log=log, force_seed=force_seed)
-        if cfg.role == "slave":
-            return setup_slave(root, db, cfg, pm, log=log, force_seed=force_seed)
-    return None
+        return setup_slave(root, db, cfg, pm, log=log, force_seed=force_seed)
 
 
 # ------------------------------------------------------------------------------------------------ the hook
 def inputs_digest(root: Root) -> str:
-    """What a slave's setup depends on that a push or a person changes (offers, the master pin, the config
-    database), as sizes and times: cheap enough for every push."""
+    """What a slave's setup depends on that a push or a person changes (offers and seeds, the master pin,
+    the configuration database), as sizes and times: cheap enough for every push."""
     from hotsync_events.sync import tls
 
     parts = []
-    d = root.join(SEED_DIR)
-    paths = sorted(d.glob("*.json")) if d.is_dir() else []
+    d = offers.seed_dir(root)
+    paths = sorted(p for p in d.iterdir() if not p.name.startswith(".")) if d is not None else []
     pin = tls.master_pin_file(root)
     for p in [*paths, *([pin] if pin else []), root.join("/var/lib/nethserver/db/configuration")]:
         try:
-            st = p.stat()
+            st = os.lstat(p)
             parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
         except OSError:
             parts.append(f"{p.name}:-")
@@ -386,10 +381,11 @@ def after_push(root: Root, *, spawn: Callable[[list[str]], None] | None = None) 
         return True
     log = root.log_dir / "replicas.log"          # what it could not say otherwise (a crash) goes there too
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
-                         close_fds=True, cwd="/")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+                                close_fds=True, cwd="/")
     finally:
         os.close(fd)
+    update_status(root, lambda d: d.setdefault(STATUS_KEY, {}).update(started={"pid": proc.pid, "time": time.time()}))
     return True

@@ -340,7 +340,7 @@ def server_fixtures(cls, prefix: str, master_password: str, slave_password: str)
 
 
 @contextmanager
-def database_pair(pair_cls, prefix: str, setup: Callable | None = None) -> Iterator[tuple]:
+def database_pair(pair_cls, prefix: str, setup: Callable | None = None, make: Callable | None = None) -> Iterator[tuple]:
     """``(pair, master MariaDB, slave MariaDB, master PostgreSQL, slave PostgreSQL)`` on a paired master and
     slave (*pair_cls*: sync_pair's or promote_pair's Pair); *setup(pair)* runs after the pairing, before the
     servers start. Every server is stopped and the pair closed and removed after."""
@@ -355,8 +355,11 @@ def database_pair(pair_cls, prefix: str, setup: Callable | None = None) -> Itera
         pair.pair()
         if setup is not None:
             setup(pair)
-        m_my, s_my = MariaDBServer(Root(pair.master), "Master-my-1"), MariaDBServer(Root(pair.slave), "Slave-my-1")
-        m_pg, s_pg = PostgresServer(Root(pair.master), "Master-pg-1"), PostgresServer(Root(pair.slave), "Slave-pg-1")
+        if make is not None:          # other servers (the replication tests' nodes)
+            m_my, s_my, m_pg, s_pg = make(pair)
+        else:
+            m_my, s_my = MariaDBServer(Root(pair.master), "Master-my-1"), MariaDBServer(Root(pair.slave), "Slave-my-1")
+            m_pg, s_pg = PostgresServer(Root(pair.master), "Master-pg-1"), PostgresServer(Root(pair.slave), "Slave-pg-1")
         for srv in (m_my, s_my, m_pg, s_pg):
             servers.append(srv)
             srv.start().configure()

@@ -11,7 +11,6 @@ port of its own (the master's seed offer tells the replica where its server list
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -31,43 +30,35 @@ pytestmark = [pytest.mark.slow, NEEDS_DATABASE_PAIR,
 SLAVE_DB_ADDRESS = "127.0.0.3"
 
 
-@pytest.fixture(scope="module")
-def rpair():
-    from dbservers import install_schemas
-    from hotsync_events.manager import get_plugin_manager
+def _nodes(pair) -> tuple:
     from replservers import MariaDBNode, PostgresNode
 
-    base = Path(tempfile.mkdtemp(prefix="hsrp-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    pair = Pair(base)
-    nodes = []
-    try:
-        for r in (pair.master, pair.slave):
-            os.chmod(r, 0o755)
-            install_schemas(get_plugin_manager(entrypoints=False), Root(r))
-        pair.pair()
-        m_my, s_my = MariaDBNode(Root(pair.master), "127.0.0.1"), MariaDBNode(Root(pair.slave), SLAVE_DB_ADDRESS)
-        m_pg, s_pg = PostgresNode(Root(pair.master), "127.0.0.1"), PostgresNode(Root(pair.slave), SLAVE_DB_ADDRESS)
-        for node in (m_my, s_my, m_pg, s_pg):
-            nodes.append(node)
-            node.start().configure()
+    return (MariaDBNode(Root(pair.master), "127.0.0.1"), MariaDBNode(Root(pair.slave), SLAVE_DB_ADDRESS),
+            PostgresNode(Root(pair.master), "127.0.0.1"), PostgresNode(Root(pair.slave), SLAVE_DB_ADDRESS))
+
+
+def _includes(pair) -> None:
+    for r in (pair.master, pair.slave):
+        (r / "etc/hotsync/include.d").mkdir(parents=True, exist_ok=True)
+        (r / "etc/hotsync/include.d/test.include").write_text("/srv/data\n")
+    (pair.master / "srv/data").mkdir(parents=True)
+    (pair.master / "srv/data/report.txt").write_text("v1\n")
+
+
+@pytest.fixture(scope="module")
+def rpair():
+    from dbservers import database_pair, install_schemas
+    from hotsync_events.manager import get_plugin_manager
+
+    with database_pair(Pair, "hsrp-", setup=_includes, make=_nodes) as servers:
+        pair, m_my, s_my, _, _ = servers
         for r in (pair.master, pair.slave):        # the servers are installed now: their plugins' schemas too
             assert not install_schemas(get_plugin_manager(entrypoints=False), Root(r))
-        for r in (pair.master, pair.slave):
-            (r / "etc/hotsync/include.d").mkdir(parents=True, exist_ok=True)
-            (r / "etc/hotsync/include.d/test.include").write_text("/srv/data\n")
-        (pair.master / "srv/data").mkdir(parents=True)
-        (pair.master / "srv/data/report.txt").write_text("v1\n")
         for root, address, my in ((pair.master, "127.0.0.1", m_my), (pair.slave, SLAVE_DB_ADDRESS, s_my)):
             pair.config(root, "setprop", "mysqld", "DatabaseMode", "replica", "ReplicationAddress", address,
                         "ReplicationPort", str(my.port))
             pair.config(root, "setprop", "postgresql", "DatabaseMode", "replica", "ReplicationAddress", address)
-        yield pair, m_my, s_my, m_pg, s_pg
-    finally:
-        for node in nodes:
-            node.stop()
-        pair.close()
-        shutil.rmtree(base, ignore_errors=True)
+        yield servers
 
 
 def _setup_records(root: Path) -> dict:
@@ -117,13 +108,11 @@ def _streaming(rpair) -> None:
 
 
 def _until(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(what)
+    from promote_pair import wait_for
+
+    value = wait_for(check, timeout=seconds, step=0.5)
+    assert value, what
+    return value
 
 
 def _log(root: Path) -> str:

@@ -112,10 +112,10 @@ def pair(tmp_path):
     return m, mdb, s, sdb
 
 
-def _run(root: Root, db, engine: Engine, link: Link, **kw) -> dict:
+def _run(root: Root, db, engine: Engine, link: Link, *, said: list | None = None, **kw) -> dict:
     pm = get_plugin_manager(entrypoints=False)
     pm.register(Plugin(engine, link), name="fakedb")
-    out = replsetup.setup(root, db=db, pm=pm, log=lambda m: None, **kw)
+    out = replsetup.setup(root, db=db, pm=pm, log=(said.append if said is not None else lambda m: None), **kw)
     assert out is not None
     return out["fakedb"]
 
@@ -227,8 +227,10 @@ def test_a_master_that_needs_a_restart_says_which_and_is_prepared_again(pair):
     m, mdb, _, _ = pair
     e = Engine()
     e.ready = False
-    rec = _run(m, mdb, e, MLINK)
+    said: list[str] = []
+    rec = _run(m, mdb, e, MLINK, said=said)
     assert "must be restarted" in rec["error"] and "log_bin" in rec["error"] and "take_seed" not in e.names()
+    assert any("must be restarted" in line for line in said), said          # the sync's output says it
     e.ready, e.calls = True, []
     rec = _run(m, mdb, e, MLINK)
     assert e.names() == ["prepare", "take_seed"] and not rec.get("error")

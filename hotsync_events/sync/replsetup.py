@@ -145,8 +145,8 @@ def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print,
                 if not prep.ready:
                     rec["error"] = (f"{prep.server} must be restarted before its replica can follow it (for "
                                     f"{', '.join(prep.restart_needed)}): restart it, then run hotsync replicas setup")
-                    continue
-            _offer_seed(root, rep, ch.link, rec, own_fp, force=force_seed, log=log)
+            if rec.get("prepared") == ch.digest:
+                _offer_seed(root, rep, ch.link, rec, own_fp, force=force_seed, log=log)
         except PairingError as exc:
             rec["error"] = str(exc)
         except Exception as exc:       # the engine's error, named; never the push's

@@ -452,3 +452,46 @@ def test_a_promote_waits_for_a_setup_in_progress_and_says_so_when_it_lasts(pair,
     journal.clear()
     assert replicas.promote_replicas(s, sdb, pm, journal, err=errors.append, log=lambda x: None) == []
     assert e.names() == ["promote"] and journal["fakedb"]["status"] == "success"
+
+
+# ------------------------------------------------------------------------------------------ the seed's swap
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_seed_swaps_the_data_directory_beside_it_or_inside_a_mount_point(tmp_path, inside):
+    """A data directory that is a mount point of its own cannot be renamed: the seed is staged inside it and
+    the entries are moved; cut short at any move, the next seed puts the previous data back."""
+    from hotsync_events.dbkit.replica_swap import SeedSwap
+
+    cur = tmp_path / "mysql"
+    cur.mkdir()
+    (cur / "old.frm").write_text("old")
+    (cur / "olddb").mkdir()
+    places = SeedSwap(cur, cur / ".hotsync-seed-new", cur / ".hotsync-pre-seed", True) if inside else SeedSwap.of(cur)
+    assert SeedSwap.of(cur).inside is False                       # tmp_path is no mount point
+    said: list[str] = []
+
+    def fresh_seed():
+        places.prepare_new(None, 0o750)
+        (places.new / "new.frm").write_text("new")
+
+    def names():
+        return sorted(p.name for p in cur.iterdir() if not p.name.startswith(".hotsync-"))
+
+    fresh_seed()
+    places.swap()
+    assert names() == ["new.frm"] and (places.aside / "old.frm").read_text() == "old"
+    places.put_back()                                             # the seed did not start
+    assert names() == ["old.frm", "olddb"] and not places.aside.exists()
+    fresh_seed()
+    places.swap()
+    kept = places.retire("before-replica-x", server="db", log=said.append)
+    assert kept == tmp_path / "mysql.before-replica-x" and (kept / "old.frm").read_text() == "old"
+    assert names() == ["new.frm"] and "kept as" in said[-1]
+    if inside:          # cut short half-way through the moves: the next seed's recover puts the old back
+        (cur / "new.frm").unlink()
+        (cur / "old.frm").write_text("old")
+        fresh_seed()
+        places.aside.mkdir()
+        os.rename(cur / "old.frm", places.aside / "old.frm")
+        os.rename(places.new / "new.frm", cur / "new.frm")
+        places.recover(server="db", log=said.append)
+        assert names() == ["old.frm"] and (places.new / "new.frm").exists() and not places.aside.exists()

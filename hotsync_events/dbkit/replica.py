@@ -40,7 +40,6 @@ import os
 import pwd
 import re
 import secrets
-import shutil
 import socket
 import ssl
 import subprocess
@@ -53,7 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from hotsync_events.childproc import die_with_parent
 from hotsync_events.paths import Root
-from hotsync_events.fsutil import atomic_write, fsync_dir
+from hotsync_events.fsutil import atomic_write
 # where a re-pair saves a divergence (its own module; the names stay importable from here)
 from hotsync_events.dbkit.replica_saving import dated_folder, find_saved, publish, saved_folder, sha256_file
 
@@ -471,59 +470,6 @@ def make_certificate(cert: Path, key: Path, *, common_name: str, addresses: Sequ
     return fingerprint(cert)
 
 
-# ------------------------------------------------------------------------------------------ seeding
-def swap_dirs(current: Path, new: Path, aside: Path) -> None:
-    """``current`` -> ``aside``, ``new`` -> ``current`` (two renames on one file system), parent fsynced."""
-    if aside.exists():
-        shutil.rmtree(aside)
-    if current.exists():
-        os.rename(current, aside)
-    os.rename(new, current)
-    fsync_dir(current.parent)
-
-
-def start_or_put_back(ctl: ServerControl, current: Path, aside: Path, *, server: str, log,
-                      restart: bool = True) -> None:
-    """Start the server on the data directory a seed just swapped in (:func:`swap_dirs`); when it does not
-    start, stop what is left of it, keep that directory as ``<name>.seed-failed``, put the previous one back
-    (started again when *restart*) and raise the start's error."""
-    try:
-        ctl.start(log=log)
-    except Exception:
-        log(f"{server}: the seeded server does not start: putting the previous data directory back")
-        try:
-            ctl.stop(log=log)
-        except Exception:
-            pass
-        failed = current.with_name(current.name + ".seed-failed")
-        shutil.rmtree(failed, ignore_errors=True)
-        os.rename(current, failed)
-        os.rename(aside, current)
-        if restart:
-            ctl.start(log=log)
-        raise
-
-
-def retire_aside(aside: Path, datadir: Path, keep_previous: str | None, *, server: str, log) -> Path | None:
-    """After a seed: the previous data directory (*aside*) removed, or, with *keep_previous* (a suffix),
-    kept beside the new one as ``<datadir>.<suffix>`` for a person to look at (a server that was not a
-    replica before: what it held is nobody else's copy). The kept path, or None."""
-    if not aside.exists():
-        return None
-    if keep_previous is None:
-        shutil.rmtree(aside, ignore_errors=True)
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", keep_previous):
-        raise ValueError(f"keep_previous {keep_previous!r}: letters, digits and ._- only")
-    kept = datadir.with_name(f"{datadir.name}.{keep_previous}")
-    if kept.exists():
-        kept = datadir.with_name(f"{datadir.name}.{keep_previous}-{secrets.token_hex(3)}")
-    os.rename(aside, kept)
-    fsync_dir(kept.parent)
-    log(f"{server}: its previous data directory is kept as {kept} (look at it, then remove it)")
-    return kept
-
-
 def answers_within(server: Any, seconds: float) -> str | None:
     """Wait (bounded) until *server* answers a ping: None once it does, else the last error it gave."""
     last: list[str] = []
@@ -551,14 +497,6 @@ class OnServer:
     @property
     def root(self) -> Root:
         return self.server.root
-
-
-def recover_swap(current: Path, aside: Path, *, server: str, log) -> None:
-    """A seed cut short between its two renames left no data directory, only the one set aside: put it back."""
-    if not current.exists() and aside.exists():
-        os.rename(aside, current)
-        fsync_dir(current.parent)
-        log(f"{server}: restored {current} from {aside.name} (an earlier seed was cut short)")
 
 
 def is_loopback(host: str) -> bool:

@@ -53,9 +53,9 @@ from hotsync_events.dbkit.mariadb import MariaDB
 from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
                                           ReplicationError, ServerControl, as_user, auth_changed, fingerprint,
                                           install_tls,
-                                          OnServer, owner_of, private_dir, read_password, recover_swap, run,
-                                          retire_aside, start_or_put_back, subject_of, swap_dirs, wait_for,
-                                          write_private)
+                                          OnServer, owner_of, private_dir, read_password, run, subject_of,
+                                          wait_for, write_private)
+from hotsync_events.dbkit.replica_swap import SeedSwap, start_or_put_back
 from hotsync_events.dbkit.replica_mariadb_tools import (MariaDBControl, backup_gtid, check_versions, explain_io_error,
                                                         gtid_distance, native_hash, parse_gtids, quote, run_stdin_file,
                                                         unescape)
@@ -342,14 +342,11 @@ class MariaDBReplication(OnServer):
                                    "master (take_seed) and shipped here; "
                                    + ("none given" if source is None else f"no file {source}"))
         datadir = self.root.join(self.server.datadir)
-        aside = datadir.with_name(datadir.name + ".pre-seed")
-        recover_swap(datadir, aside, server=self.label, log=log)
+        places = SeedSwap.of(datadir)
+        places.recover(server=self.label, log=log)
         owner = owner_of(datadir)
-        new = datadir.with_name(datadir.name + ".seed-new")
-        shutil.rmtree(new, ignore_errors=True)
-        new.mkdir(mode=0o750)
-        if os.geteuid() == 0:
-            os.chown(new, owner.pw_uid, owner.pw_gid)
+        new = places.new
+        places.prepare_new(owner, 0o750)
         # the stream came from the master: extracted and prepared as the data directory's owner, not as root
         su = as_user(owner)
         try:
@@ -373,8 +370,8 @@ class MariaDBReplication(OnServer):
                     self._configure_offline(link, role="replica", owner=owner, log=log)
             ctl = self._control()
             ctl.stop(log=log)
-            swap_dirs(datadir, new, aside)
-            start_or_put_back(ctl, datadir, aside, server=self.label, log=log)
+            places.swap()
+            start_or_put_back(ctl, places, server=self.label, log=log)
         finally:
             shutil.rmtree(new, ignore_errors=True)
         with self._cli() as cli:
@@ -382,7 +379,7 @@ class MariaDBReplication(OnServer):
             self._sql(cli, "RESET SLAVE ALL", what="forget the copied replication settings")
             self._sql(cli, "RESET MASTER", what="start a fresh binary log")
             self._sql(cli, f"SET GLOBAL gtid_slave_pos = {quote(gtid)}", what="set the seed's GTID position")
-        retire_aside(aside, datadir, keep_previous, server=self.label, log=log)
+        places.retire(keep_previous, server=self.label, log=log)
         log(f"{self.label}: seeded from {source} at GTID {gtid}")
         self.configure_replica(link, log=log)
         return Position(self.engine, gtid)

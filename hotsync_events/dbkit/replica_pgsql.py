@@ -50,6 +50,7 @@ from collections.abc import Iterator
 from hotsync_events.dbkit import replica_pgsql_failover as _failover
 from hotsync_events.dbkit.kit import DatabaseError
 from hotsync_events.dbkit.pgsql import Postgres, conninfo as db_conninfo, ident
+from hotsync_events.dbkit.replica_swap import SeedSwap
 from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared, Promoted, Repaired, ReplicaStatus,
                                           ReplicationError, ServerControl, auth_changed, clean_env, install_tls,
                                           OnServer, owner_of, private_dir, read_password, run, subject_of,
@@ -88,7 +89,7 @@ class PostgresReplication(OnServer):
     # ---------------------------------------------------------------------------------- paths
     def _datadir(self) -> Path:
         d = self.root.join(self.server.datadir)
-        if not (d / "PG_VERSION").is_file() and not d.with_name(d.name + ".pre-seed").is_dir():
+        if not (d / "PG_VERSION").is_file() and not SeedSwap.of(d).aside.is_dir():
             raise ReplicationError(f"{self.label}: {self.server.datadir} is not a cluster's data directory "
                                    "(no PG_VERSION)")
         return d

@@ -4,7 +4,6 @@ the switch, then pg_rewind) and the synchronous switch, for
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.pgsql import Postgres, ident
 from hotsync_events.dbkit.replica import (Link, Position, Promoted, Repaired, ReplicationError, as_user, clean_env,
-                                          owner_of, private_dir, publish, recover_swap, run, saved_folder, sha256_file,
-                                          retire_aside, start_or_put_back, swap_dirs, wait_for, write_private)
+                                          owner_of, private_dir, publish, run, saved_folder, sha256_file, wait_for,
+                                          write_private)
+from hotsync_events.dbkit.replica_swap import SeedSwap, start_or_put_back
 from hotsync_events.dbkit.replica_pgsql_tools import INCLUDE, PostgresControl, explain, lsn_at
 
 if TYPE_CHECKING:
@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, log=print,
          keep_previous: str | None = None) -> Position:
     """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
-    datadir = repl.root.join(repl.server.datadir)
-    aside = datadir.with_name(datadir.name + ".pre-seed")
-    recover_swap(datadir, aside, server=repl.label, log=log)
+    places = SeedSwap.of(repl.root.join(repl.server.datadir))
+    places.recover(server=repl.label, log=log)
     datadir = repl._datadir()
     repl._tls(link)
     repl._passfile(link)
@@ -37,11 +36,8 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
     ctl.stop(log=log)
     kept = repl._keep_own_config(datadir)
     owner = owner_of(datadir)
-    new = datadir.with_name(datadir.name + ".seed-new")
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(mode=0o700)
-    if os.geteuid() == 0:
-        os.chown(new, owner.pw_uid, owner.pw_gid)
+    new = places.new
+    places.prepare_new(owner, 0o700)
     try:
         repl._replication_command(link, f"DROP_REPLICATION_SLOT {ident(link.name)} WAIT",
                                   what=f"drop the old slot {link.name}", ok_missing=True)
@@ -58,14 +54,14 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         base = None if repl.config_dir else new
         if base is not None:
             repl._write_hba(link.master_host, link, base=base)
-        swap_dirs(datadir, new, aside)
+        places.swap()
         repl._write_include(role="replica", link=link, current=cur)
         if repl.config_dir:
             repl._write_hba(link.master_host, link)
-        start_or_put_back(ctl, datadir, aside, server=repl.label, log=log, restart=False)
+        start_or_put_back(ctl, places, server=repl.label, log=log, restart=False)
     except Exception:
-        if not (datadir / "PG_VERSION").is_file() and aside.is_dir():
-            os.rename(aside, datadir)
+        if not (datadir / "PG_VERSION").is_file() and places.aside.is_dir():
+            places.recover(server=repl.label, log=log)
         if not repl._is_running():
             try:
                 ctl.start(log=log)
@@ -74,7 +70,7 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         raise
     finally:
         shutil.rmtree(new, ignore_errors=True)
-    retire_aside(aside, datadir, keep_previous, server=repl.label, log=log)
+    places.retire(keep_previous, server=repl.label, log=log)
     st = repl._wait_streaming(link, seconds=30)
     pos = repl._replay_position()
     log(f"{repl.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")

@@ -43,7 +43,7 @@ class FakeEngine:
     def master_status(self, link) -> MasterStatus:
         return MasterStatus(server=self.label, role="master", replica_connected=self.replica_connected,
                             replica_state="streaming" if self.replica_connected else None, position="0-1-42",
-                            lag_bytes=0, lag_seconds=0.0)
+                            lag_bytes=0, lag_seconds=self.lag)
 
     def promote(self, *, timeout=60.0, dry_run=False, force=False, log=print) -> Promoted:
         self.promotes.append({"timeout": timeout, "dry_run": dry_run, "force": force})
@@ -130,7 +130,7 @@ def test_master_side_status_and_no_replica_wanted_loads_no_plugin(root, fake, ca
     _configure(root, "master", SlaveHost="192.0.2.2")
     [rep] = json.loads(_status(root, capsys, as_json=True))["replicas"]
     assert rep["side"] == "master" and rep["connected"] and rep["position"] == "0-1-42" and rep["lag_bytes"] == 0
-    assert "fakedb master of the slave's: streaming, connected, lag 0.0 s, 0 bytes" in _status(root, capsys)
+    assert "fakedb master of the slave's: streaming, connected, lag 2.5 s, 0 bytes" in _status(root, capsys)
     db = open_db("configuration", root)
     with db.transaction() as txn:
         txn.setprop("fakedb", {"DatabaseMode": "dump"})
@@ -163,6 +163,10 @@ def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake
     assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"]
     assert len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
     assert "lag" in smtp.messages[1].get_payload()
+    engine.lag = 400.0                              # connected, but far behind: mailed like a break
+    assert "lags 400 s behind" in alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["reasons"][0]
+    engine.lag = 1.0
+    assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"] and len(smtp.messages) == 4
 
 
 def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, fake):

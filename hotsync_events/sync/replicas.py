@@ -19,6 +19,8 @@ __all__ = ["MODE_PROP", "alert_replicas", "collect_replicas", "health_reasons", 
 
 #: the prop of a database server's key that switches it from dumps to a streaming replica
 MODE_PROP = "DatabaseMode"
+#: a replica this many seconds behind is mailed about like a broken one (the health warns from 60 s)
+LAG_ALERT = 300.0
 
 
 def replicas_wanted(db) -> bool:
@@ -248,7 +250,7 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
 
 def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print) -> dict | None:
     """After each sync on the master: one mail to ``MailTo`` when a replica breaks (an error, a re-seed
-    needed, or not connected), one when they all work again; not one per run (the state is the status
+    needed, not connected, or more than LAG_ALERT seconds behind), one when they all work again; not one per run (the state is the status
     file's ``replica_alert``). None when no server runs as a replica."""
     import os
     import time
@@ -259,7 +261,7 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
     from hotsync_events.sync.status import read_status, update_status
 
     reps = replica_status(root, db, cfg.role, pm=pm)
-    broken = [why for level, why in health_reasons(reps, lag_warning=float("inf")) if level in ("warning", "critical")]
+    broken = [why for level, why in health_reasons(reps, lag_warning=LAG_ALERT) if level in ("warning", "critical")]
     state = read_status(root).get("replica_alert") or {"sent": False}
     if bool(broken) == bool(state.get("sent")):
         return state

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 #: tests: ``HOTSYNC_CRASH_BEFORE_RENAME=<file name>`` kills a writer of that file after its temp file is
@@ -24,13 +25,14 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int = 0o64
     """Replace *path* with *data* so that a reader sees the old or the new file, never a part.
 
     The temp file gets its mode (and owner, when given) before the rename. A writer killed at any moment
-    leaves the old file, or the new one, and at most a stray ``.<name>.tmp-<pid>`` beside it.
+    leaves the old file, or the new one, and at most a stray ``.<name>.tmp-<pid>-<random>`` beside it.
     """
     path = Path(path)
     if isinstance(data, str):
         data = data.encode(encoding)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # one name per call: two threads of one process writing the same file never share a temp file
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     # a new file, never one that is there (a stray of a writer killed earlier, or a link someone who may
     # write the directory planted): never followed, never truncated in place
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

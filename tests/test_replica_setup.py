@@ -486,12 +486,26 @@ def test_a_seed_swaps_the_data_directory_beside_it_or_inside_a_mount_point(tmp_p
     kept = places.retire("before-replica-x", server="db", log=said.append)
     assert kept == tmp_path / "mysql.before-replica-x" and (kept / "old.frm").read_text() == "old"
     assert names() == ["new.frm"] and "kept as" in said[-1]
-    if inside:          # cut short half-way through the moves: the next seed's recover puts the old back
-        (cur / "new.frm").unlink()
-        (cur / "old.frm").write_text("old")
-        fresh_seed()
-        places.aside.mkdir()
-        os.rename(cur / "old.frm", places.aside / "old.frm")
-        os.rename(places.new / "new.frm", cur / "new.frm")
-        places.recover(server="db", log=said.append)
-        assert names() == ["old.frm"] and (places.new / "new.frm").exists() and not places.aside.exists()
+    if not inside:
+        return
+    # cut short while the previous data was moving aside (one entry copied there, its original still here):
+    # the next seed's recover puts it back, the original kept over the partial copy
+    (cur / "new.frm").unlink()
+    (cur / "old.frm").write_text("old")
+    (cur / "olddb").mkdir()
+    fresh_seed()
+    places.aside.mkdir()
+    (places._phase).write_text("old")
+    os.rename(cur / "olddb", places.aside / "olddb")
+    (places.aside / "old.frm").write_text("partial")
+    places.recover(server="db", log=said.append)
+    assert names() == ["old.frm", "olddb"] and (cur / "old.frm").read_text() == "old"
+    assert not places.aside.exists() and not places._phase.exists()
+    # cut short while the seed was moving in: its entries go back to the staging directory
+    places.aside.mkdir()
+    places._phase.write_text("new")
+    os.rename(cur / "old.frm", places.aside / "old.frm")
+    os.rename(cur / "olddb", places.aside / "olddb")
+    os.rename(places.new / "new.frm", cur / "new.frm")
+    places.recover(server="db", log=said.append)
+    assert names() == ["old.frm", "olddb"] and (places.new / "new.frm").exists() and not places.aside.exists()

@@ -1,16 +1,21 @@
 """Seeding a replica's data directory: the seed staged, the previous data kept aside, the swap, its undo.
 
-Beside the data directory (two renames on its parent's file system), or inside it when the data directory is
-a mount point of its own (a dedicated volume: a rename cannot leave it), with its entries moved. Every step can
-be cut short; the next seed's :meth:`SeedSwap.recover` puts the previous data back.
+Beside the data directory (two renames on its parent's file system), or inside it when the data directory
+cannot be renamed: a mount point of its own (a dedicated volume, a bind mount) or a directory of an overlay
+file system (a container's, whose lower layer refuses directory renames), with its entries moved, each by a
+rename or, where the file system refuses (EXDEV), copied with ``cp -a`` (owners, modes, times, extended
+attributes) and then removed. Every step can be cut short; the next seed's :meth:`SeedSwap.recover` puts the
+previous data back.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import re
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,7 @@ class SeedSwap:
 
     @classmethod
     def of(cls, datadir: Path) -> SeedSwap:
-        if os.path.ismount(datadir):
+        if not_renamable(datadir):
             return cls(datadir, datadir / ".hotsync-seed-new", datadir / ".hotsync-pre-seed", True)
         return cls(datadir, datadir.with_name(datadir.name + ".seed-new"),
                    datadir.with_name(datadir.name + ".pre-seed"), False)
@@ -42,11 +47,30 @@ class SeedSwap:
     def _entries(self, d: Path) -> list[Path]:
         return [e for e in d.iterdir() if not e.name.startswith(".hotsync-")]
 
-    def _move_all(self, src: Path, dst: Path) -> None:
+    def _move_all(self, src: Path, dst: Path, *, keep_dst: bool = False) -> None:
         for e in self._entries(src):
-            os.rename(e, dst / e.name)
+            if keep_dst and os.path.lexists(dst / e.name):   # a copy cut short: the original is the one there
+                _remove(e)
+                continue
+            move(e, dst / e.name)
         fsync_dir(dst)
         fsync_dir(src)
+
+    @property
+    def _phase(self) -> Path:
+        """Inside a mount point: which move is under way (``old``: the previous data into aside, ``new``:
+        the seed into place), so that a cut is undone the right way."""
+        return self.current / ".hotsync-swap-phase"
+
+    def _set_phase(self, phase: str | None) -> None:
+        if phase is None:
+            self._phase.unlink(missing_ok=True)
+        else:
+            with open(self._phase, "w", encoding="ascii") as fh:
+                fh.write(phase)
+                fh.flush()
+                os.fsync(fh.fileno())
+        fsync_dir(self.current)
 
     def recover(self, *, server: str, log) -> None:
         """A seed cut short between its moves left the data half swapped: put the previous data back."""
@@ -56,11 +80,18 @@ class SeedSwap:
                 fsync_dir(self.current.parent)
                 log(f"{server}: restored {self.current} from {self.aside.name} (an earlier seed was cut short)")
             return
-        if self.aside.is_dir() and self.new.is_dir():      # cut short while moving: the new entries go back
+        try:
+            phase = self._phase.read_text(encoding="ascii").strip()
+        except OSError:
+            return
+        if phase == "new":                  # the seed's entries moved in so far go back to it first
+            self.new.mkdir(mode=0o700, exist_ok=True)
             self._move_all(self.current, self.new)
-            self._move_all(self.aside, self.current)
+        if self.aside.is_dir():
+            self._move_all(self.aside, self.current, keep_dst=True)
             self.aside.rmdir()
-            log(f"{server}: restored {self.current} from {self.aside.name} (an earlier seed was cut short)")
+        self._set_phase(None)
+        log(f"{server}: restored {self.current} from {self.aside.name} (an earlier seed was cut short)")
 
     def prepare_new(self, owner: pwd.struct_passwd | None, mode: int) -> None:
         """An empty ``new``, owned by *owner*."""
@@ -80,13 +111,16 @@ class SeedSwap:
             fsync_dir(self.current.parent)
             return
         self.aside.mkdir(mode=0o700)
+        self._set_phase("old")
         self._move_all(self.current, self.aside)
+        self._set_phase("new")
         self._move_all(self.new, self.current)
         self.new.rmdir()
+        self._set_phase(None)
 
     def put_back(self) -> None:
-        """The seed did not start: it goes to ``<name>.seed-failed`` (inside: ``.hotsync-seed-failed``), the
-        previous data back in place."""
+        """The seed did not start: it goes to ``<name>.seed-failed`` (inside: back to the staging directory),
+        the previous data back in place."""
         if not self.inside:
             failed = self.current.with_name(self.current.name + ".seed-failed")
             shutil.rmtree(failed, ignore_errors=True)
@@ -94,12 +128,9 @@ class SeedSwap:
             os.rename(self.aside, self.current)
             fsync_dir(self.current.parent)
             return
-        failed = self.current / ".hotsync-seed-failed"
-        shutil.rmtree(failed, ignore_errors=True)
-        failed.mkdir(mode=0o700)
-        self._move_all(self.current, failed)
-        self._move_all(self.aside, self.current)
-        self.aside.rmdir()
+        # the seed's entries back into a new staging directory, then the same undo as after a cut
+        self._set_phase("new")
+        self.recover(server="", log=lambda m: None)
 
     def retire(self, keep_previous: str | None, *, server: str, log) -> Path | None:
         """After a seed: the previous data removed, or, with *keep_previous* (a suffix), kept beside the data
@@ -115,13 +146,55 @@ class SeedSwap:
         kept = self.current.with_name(f"{self.current.name}.{keep_previous}")
         if kept.exists():
             kept = self.current.with_name(f"{self.current.name}.{keep_previous}-{secrets.token_hex(3)}")
-        if self.inside:
-            shutil.move(str(self.aside), str(kept))      # off the data directory's volume: copied, then removed
-        else:
-            os.rename(self.aside, kept)
+        move(self.aside, kept)          # inside: off the data directory's volume, copied then removed
         fsync_dir(kept.parent)
         log(f"{server}: its previous data directory is kept as {kept} (look at it, then remove it)")
         return kept
+
+
+def not_renamable(datadir: Path) -> bool:
+    """Whether *datadir* cannot be renamed on its parent's file system: a mount point (also a bind mount
+    of a directory of the same file system, which ``os.path.ismount`` does not see), or on an overlay."""
+    if os.path.ismount(datadir):
+        return True
+    target = os.path.realpath(datadir)
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+                if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                    best, fstype = point, right.split()[0]
+    except OSError:
+        return False
+    return best == target or fstype == "overlay"
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename *src* to *dst*; where the file system refuses (another volume, an overlay's lower layer:
+    EXDEV), copy it whole with ``cp -a`` (owners and all), then remove the source."""
+    try:
+        os.rename(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    cp = subprocess.run(["cp", "-a", "--", str(src), str(dst)], capture_output=True, text=True, timeout=6 * 3600)
+    if cp.returncode != 0:
+        _remove(dst)
+        raise OSError(f"cannot copy {src} to {dst}: {cp.stderr.strip()}")
+    _remove(src)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def start_or_put_back(ctl: ServerControl, places: SeedSwap, *, server: str, log, restart: bool = True) -> None:

@@ -389,6 +389,12 @@ def test_the_guard_switches_a_waiting_replica_off_after_its_grace_and_on_once_it
     assert decide(w, 31, "off", True, grace=10, stable=30) is None
     assert decide(w, 60.9, "off", True, grace=10, stable=30) is None
     assert decide(w, 61, "off", True, grace=10, stable=30) == "on"
+    # it falls behind again soon after: off again, and it must now stream twice as long before "on"
+    assert decide(w, 70, "waiting", True, grace=10, stable=30) is None
+    assert decide(w, 80, "waiting", True, grace=10, stable=30) == "off" and w.flaps == 1
+    assert decide(w, 81, "off", True, grace=10, stable=30) is None              # streaming counts from now
+    assert decide(w, 111, "off", True, grace=10, stable=30) is None
+    assert decide(w, 141, "off", True, grace=10, stable=30) == "on"
     w = Watch()                                  # waiting that ends by itself (MariaDB came back): no switch
     assert decide(w, 0, "waiting", False, grace=10, stable=30) is None
     assert decide(w, 5, "on", True, grace=10, stable=30) is None
@@ -484,8 +490,15 @@ def test_a_seed_swaps_the_data_directory_beside_it_or_inside_a_mount_point(tmp_p
     fresh_seed()
     places.swap()
     kept = places.retire("before-replica-x", server="db", log=said.append)
-    assert kept == tmp_path / "mysql.before-replica-x" and (kept / "old.frm").read_text() == "old"
-    assert names() == ["new.frm"] and "kept as" in said[-1]
+    # beside the data directory; on its own volume, kept on it (never copied off: it could fill the root)
+    assert kept == (cur / ".hotsync-before-replica-x" if inside else tmp_path / "mysql.before-replica-x")
+    assert (kept / "old.frm").read_text() == "old"
+    places.prepare_new(None, 0o750)
+    places.aside.mkdir()                             # previous data an earlier seed never retired: refused
+    with pytest.raises(OSError, match="holds the data an earlier seed set aside"):
+        places.swap()
+    places.aside.rmdir()
+    assert names() == ["new.frm"] and "kept" in said[-1]
     if not inside:
         return
     # cut short while the previous data was moving aside (one entry copied there, its original still here):
@@ -509,3 +522,32 @@ def test_a_seed_swaps_the_data_directory_beside_it_or_inside_a_mount_point(tmp_p
     os.rename(places.new / "new.frm", cur / "new.frm")
     places.recover(server="db", log=said.append)
     assert names() == ["old.frm", "olddb"] and (places.new / "new.frm").exists() and not places.aside.exists()
+
+
+def test_a_failed_seed_is_not_retried_from_the_same_offer_and_a_changed_seed_file_is_not_used(pair):
+    m, mdb, s, sdb = pair
+    _run(m, mdb, Engine(), MLINK)
+    _ship(m, s)
+    seed = reploffer.offer_paths(s, "fakedb")[0]
+    seed.write_bytes(b"another push's seed")                   # not the file the offer describes
+    r = Engine()
+    rec = _run(s, sdb, r, SLINK)
+    assert r.calls == [] and "not the one it describes" in rec["waiting"]
+    _ship(m, s)
+
+    class Failing(Engine):
+        def seed(self, link, source=None, *, log=print, keep_previous=None):
+            self.calls.append(("seed", source))
+            raise OSError("disk full")
+
+    f = Failing()
+    rec = _run(s, sdb, f, SLINK)
+    assert "disk full" in rec["error"] and f.names() == ["seed"]
+    rec = _run(s, sdb, f, SLINK)                                  # the same offer: not again by itself
+    assert f.names() == ["seed"] and "seeding from the last one failed" in rec["waiting"]
+    _run(s, sdb, f, SLINK, force_seed=True)                       # a person asks: tried again
+    assert f.names() == ["seed", "seed"]
+    # an offer written by another host than the pinned master is named as such
+    offer = reploffer.offer_paths(s, "fakedb")[1]
+    offer.write_text(offer.read_text().replace(tls.host_fingerprint(m), tls.host_fingerprint(s)))
+    assert "not one (another host's" in _run(s, sdb, Engine(), SLINK)["waiting"]

@@ -39,5 +39,10 @@ def run(args) -> int:
         if not dumps:
             print("no database dumps on this host")
         return 0
+    backups = [d.name for _, d, _ in dumps if not d.at_promote and d.name not in (args.only or [])]
+    for name in backups:    # over a live replica it would diverge it: only when a person names it
+        print(f"{name}: a backup beside a database replica, skipped (name it to load it over that server: "
+              f"hotsync restore-databases --only {name}; promote or stop the replica first)")
+    dumps = [t for t in dumps if t[1].name not in backups]
     failed = restore_all(root, dumps, log=print, err=lambda m: print(m, file=sys.stderr))
     return 1 if failed else 0

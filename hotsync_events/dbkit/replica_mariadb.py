@@ -343,7 +343,9 @@ class MariaDBReplication(OnServer):
                                    + ("none given" if source is None else f"no file {source}"))
         datadir = self.root.join(self.server.datadir)
         places = SeedSwap.of(datadir)
-        places.recover(server=self.label, log=log)
+        if places.interrupted():            # a seed cut short mid-swap: the server must not run on half of it
+            self._control().stop(log=log)
+            places.recover(server=self.label, log=log)
         owner = owner_of(datadir)
         new = places.new
         places.prepare_new(owner, 0o750)
@@ -370,7 +372,12 @@ class MariaDBReplication(OnServer):
                     self._configure_offline(link, role="replica", owner=owner, log=log)
             ctl = self._control()
             ctl.stop(log=log)
-            places.swap()
+            try:
+                places.swap()
+            except Exception:
+                places.recover(server=self.label, log=log)      # the previous data back in place, started
+                ctl.start(log=log)
+                raise
             start_or_put_back(ctl, places, server=self.label, log=log)
         finally:
             shutil.rmtree(new, ignore_errors=True)

@@ -27,7 +27,9 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
          keep_previous: str | None = None) -> Position:
     """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
     places = SeedSwap.of(repl.root.join(repl.server.datadir))
-    places.recover(server=repl.label, log=log)
+    if places.interrupted():                # a seed cut short mid-swap: the server must not run on half of it
+        repl._control().stop(log=log)
+        places.recover(server=repl.label, log=log)
     datadir = repl._datadir()
     repl._tls(link)
     repl._passfile(link)

@@ -45,7 +45,15 @@ class SeedSwap:
                    datadir.with_name(datadir.name + ".pre-seed"), False)
 
     def _entries(self, d: Path) -> list[Path]:
-        return [e for e in d.iterdir() if not e.name.startswith(".hotsync-")]
+        """What moves: all but HotSync's own places and, at a volume's root, ``lost+found``."""
+        return [e for e in d.iterdir() if not e.name.startswith(".hotsync-")
+                and not (self.inside and d == self.current and e.name == "lost+found")]
+
+    def interrupted(self) -> bool:
+        """Whether an earlier seed was cut short in the middle of its swap (stop the server, then recover)."""
+        if not self.inside:
+            return not self.current.exists() and self.aside.exists()
+        return self._phase.exists()
 
     def _move_all(self, src: Path, dst: Path, *, keep_dst: bool = False) -> None:
         for e in self._entries(src):
@@ -101,9 +109,11 @@ class SeedSwap:
             os.chown(self.new, owner.pw_uid, owner.pw_gid)
 
     def swap(self) -> None:
-        """The previous data -> ``aside``, the seed -> ``current`` (the server is stopped)."""
+        """The previous data -> ``aside``, the seed -> ``current`` (the server is stopped). An ``aside`` that is
+        still there holds previous data an earlier seed set aside and never retired: refused, never removed."""
         if self.aside.exists():
-            shutil.rmtree(self.aside)
+            raise OSError(f"{self.aside} holds the data an earlier seed set aside: look at it, remove it, then run "
+                          "hotsync replicas setup --seed")
         if not self.inside:
             if self.current.exists():
                 os.rename(self.current, self.aside)
@@ -115,7 +125,7 @@ class SeedSwap:
         self._move_all(self.current, self.aside)
         self._set_phase("new")
         self._move_all(self.new, self.current)
-        self.new.rmdir()
+        shutil.rmtree(self.new)             # what did not move (a .hotsync-* name the master's copy had)
         self._set_phase(None)
 
     def put_back(self) -> None:
@@ -143,10 +153,17 @@ class SeedSwap:
             return None
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,80}", keep_previous):
             raise ValueError(f"keep_previous {keep_previous!r}: letters, digits and ._- only")
+        if self.inside:       # never copied off the volume (it could fill the root file system): kept on it
+            kept = self.current / f".hotsync-{keep_previous}"
+            os.rename(self.aside, kept)
+            fsync_dir(self.current)
+            log(f"{server}: its previous data is kept in {kept} (on the data directory's own volume; look at it, "
+                "then remove it)")
+            return kept
         kept = self.current.with_name(f"{self.current.name}.{keep_previous}")
         if kept.exists():
             kept = self.current.with_name(f"{self.current.name}.{keep_previous}-{secrets.token_hex(3)}")
-        move(self.aside, kept)          # inside: off the data directory's volume, copied then removed
+        os.rename(self.aside, kept)
         fsync_dir(kept.parent)
         log(f"{server}: its previous data directory is kept as {kept} (look at it, then remove it)")
         return kept

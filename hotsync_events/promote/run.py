@@ -248,12 +248,18 @@ class Promote:
         for plugin, dump, shipped in planned:
             if dump.name in self.j["dbs"]:
                 continue
-            if not dump.at_promote:         # a backup beside a replica the promote just promoted
+            took_over = (self.j.get("replicas") or {}).get(dump.name) or {}
+            if not dump.at_promote and took_over.get("status") == "success" and not any(
+                    "not a replica" in n for n in took_over.get("notes") or []):
+                # a backup beside the replica the promote just promoted: the replica is the fresher copy
                 self.log(f"database {dump.name} (plugin {plugin}): kept, not restored (a backup beside the "
-                         "replica; hotsync restore-databases loads it)")
+                         "replica; hotsync restore-databases --only " + dump.name + " loads it)")
                 self.j["dbs"][dump.name] = "kept" if shipped else "not shipped"
                 self._save()
                 continue
+            if not dump.at_promote:         # the server was no replica (never seeded) or did not take over
+                self.log(f"database {dump.name} (plugin {plugin}): its replica did not take over "
+                         f"({took_over.get('status') or 'not promoted'}): restoring the backup beside it")
             errors: list[str] = []
             failed = restore_all(self.root, [(plugin, dump, shipped)], db=db, log=self.log,
                                  err=errors.append)
@@ -353,7 +359,9 @@ class Promote:
         now = time.time()
         t = self.j["timings"]
         failed_steps = sorted(n for n, s in self.j["steps"].items() if s.get("status") == "failed")
-        failed_dbs = sorted(n for n, s in self.j["dbs"].items() if str(s).startswith("failed"))
+        failed_dbs = sorted({n for n, s in self.j["dbs"].items() if str(s).startswith("failed")}
+                            | {f"replica {n}" for n, s in (self.j.get("replicas") or {}).items()
+                               if str(s.get("status", "")).startswith("failed")})
         record = {"time": now, "started": self.j["started"], "epoch": self.j["epoch"],
                   "duration": round(now - self.j["started"], 3),
                   "data_age": self.j["verified"].get("data_age"),

@@ -113,7 +113,10 @@ def take_dumps(root: Root, db, pm, *, log: Callable[[str], None] = print,
         try:
             take_dump(root, db, plugin, dump, log=log)
         except DumpsError as exc:
-            errors.append(str(exc))
+            if dump.at_promote:
+                errors.append(str(exc))
+            else:     # a backup beside a replica: the push goes on (the replica is the copy that takes over)
+                log(f"hotsync sync: warning: the backup beside the replica failed, the last good one is kept: {exc}")
     return errors
 
 

@@ -53,6 +53,15 @@ class Watch:
     waiting_since: float | None = None
     streaming_since: float | None = None
     switched_off: float | None = None        # when the guard switched it off (None: it did not)
+    flaps: int = 0                           # switched off again soon after it was switched on
+    on_since: float | None = None
+    mailed: float = 0.0                      # when the guard last mailed a switch off
+    off_mailed: bool = False                 # an "off" was mailed: its recovery will be too
+
+
+#: a replica switched on again holds STABLE * 2**flaps seconds first (at most this many doublings), so a
+#: replica that keeps falling behind is not switched on and off every few seconds
+MAX_DOUBLINGS = 7
 
 
 def decide(w: Watch, now: float, synchronous: str, connected: bool, *, grace: float = GRACE,
@@ -64,9 +73,16 @@ def decide(w: Watch, now: float, synchronous: str, connected: bool, *, grace: fl
     else:
         w.waiting_since = None
     w.streaming_since = (w.streaming_since if w.streaming_since is not None else now) if connected else None
+    if synchronous == "on" and w.on_since is not None and now - w.on_since >= 3600:
+        w.flaps = 0                          # on for an hour: a later fall-back starts the backoff afresh
     if w.waiting_since is not None and now - w.waiting_since >= grace:
+        w.waiting_since = w.streaming_since = None    # it must stream a whole STABLE again before "on"
+        w.flaps += 1 if w.on_since is not None and now - w.on_since < 3600 else 0
+        w.switched_off, w.on_since = now, None
         return "off"
-    if synchronous == "off" and w.streaming_since is not None and now - w.streaming_since >= stable:
+    if synchronous == "off" and w.streaming_since is not None \
+            and now - w.streaming_since >= stable * 2 ** min(w.flaps, MAX_DOUBLINGS):
+        w.on_since, w.switched_off = now, None
         return "on"
     return None
 
@@ -97,11 +113,18 @@ class Guard:
                 action = decide(w, now, ms.synchronous, ms.replica_connected, grace=self.grace, stable=self.stable)
                 entry = {"state": ms.synchronous, "connected": ms.replica_connected, "action": action}
                 if action is not None:
-                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link, _engine(rep)), action == "on", log=self.log)
-                    w.switched_off = now if action == "off" else None
-                    w.waiting_since = None
+                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link, _engine(rep)), action == "on",
+                                               log=self.log)
                     entry["state"] = action
-                    self._tell(rep.name, action, ms)
+                    # one mail for a switch off an hour at most, and the recovery of one that was mailed
+                    if action == "off" and now - w.mailed >= 3600:
+                        w.mailed, w.off_mailed = now, True
+                        self._tell(rep.name, action, ms)
+                    elif action == "on" and w.off_mailed:
+                        w.off_mailed = False
+                        self._tell(rep.name, action, ms)
+                    else:
+                        self.log(f"database {rep.name}: synchronous replication switched {action}")
             except Exception as exc:          # an engine's error is reported, the guard goes on
                 entry = {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
             out[rep.name] = entry

@@ -23,8 +23,8 @@ from pathlib import Path
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 
-__all__ = ["MAX_OFFER", "SEED_DIR", "STAGING_DIR", "clear_foreign", "offer_paths", "read_offer", "seed_dir",
-           "shipped_paths", "takeover_of", "write_offer"]
+__all__ = ["MAX_OFFER", "SEED_DIR", "STAGING_DIR", "clear_foreign", "describe_seed", "offer_paths", "read_offer",
+           "seed_dir", "seed_matches", "shipped_paths", "takeover_of", "write_offer"]
 
 #: where the offers go (inside the dumps, which a push may write on the slave)
 SEED_DIR = "/var/lib/hotsync/dumps/replica"
@@ -102,9 +102,38 @@ def read_offer(root: Root, name: str, *, master_fp: str | None) -> dict | None:
         return None
     if master_fp is not None and data.get("from") != master_fp:
         return None                     # another host's (a master of an earlier epoch, or this host's own)
+    size, digest = data.get("size"), data.get("sha256")
     return {"id": data["id"], "time": float(data["time"]), "file": data["file"], "from": data.get("from"),
+            "size": size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+            "sha256": digest if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) else None,
             "engine": str(data.get("engine", ""))[:40], "seed_ready": data["file"] and _regular(seed),
             "takeover": position(data.get("takeover")), "master": address(data.get("master"))}
+
+
+def describe_seed(seed: Path) -> dict:
+    """``{"size", "sha256"}`` of a seed file, for its offer."""
+    return {"size": seed.stat().st_size, "sha256": _sha256(seed)}
+
+
+def seed_matches(seed: Path, offer: dict) -> bool:
+    """Whether *seed* (a regular file, not a link) is the one *offer* describes (its size and sha256)."""
+    try:
+        st = os.lstat(seed)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or offer.get("size") != st.st_size:
+        return False
+    return offer.get("sha256") == _sha256(seed)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_offer(root: Root, name: str, data: dict) -> None:

@@ -190,6 +190,8 @@ def _offer_seed(root: Root, rep, link, rec: dict, own_fp: str, *, force: bool, l
     ident = secrets.token_hex(8)
     data = {"format": 1, "id": ident, "time": now, "from": own_fp, "engine": _engine(rep), "file": path is not None,
             "master": {"host": link.master_host, "port": int(link.port)}}   # where the replica dials this server
+    if path is not None:                # which file this offer means: the slave checks it before it seeds
+        data.update(offers.describe_seed(seed))
     takeover = offers.takeover_of(root, rep.name)
     if takeover is not None:            # this host was promoted: its old master saves what it wrote after this
         data["takeover"] = takeover
@@ -248,20 +250,25 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
     ch = ensure_channel(root, link, _engine(rep), "slave", log=log)
     st = rep.engine.status(ch.link)
     rec["state"] = st.state
+    tried = {rec.get("seed_used"), rec.get("seed_tried")}       # an offer is tried once (a failed seed: not again)
     usable = offer is not None and (offer["seed_ready"] or not offer["file"]) \
-        and (offer["id"] != rec.get("seed_used") or force_seed)
+        and (offer["id"] not in tried or force_seed)
     not_replica = st.state in ("not-configured", "master")
     if not_replica and was_master and not force_seed and not (rec.get("seeded") or rec.get("repaired")):
         _repair(root, rep, ch, rec, offer if usable else None, log=log)
     elif st.needs_seed or not_replica or force_seed:
         if not usable or offer is None:
-            rec["waiting"] = ("for the master's seed: it offers one at its next sync (or run hotsync replicas "
-                              "setup --seed on the master)")
+            rec["waiting"] = _why_no_offer(root, rep.name, offer, master_fp, rec)
             return
         seed = offers.offer_paths(root, rep.name)[0] if offer["file"] else None
+        if seed is not None and not offers.seed_matches(seed, offer):
+            rec["waiting"] = ("for the seed of the master's current offer: the file here is not the one it describes "
+                              "(a push may be bringing it)")
+            return
         log(f"database replica {rep.name}: seeding {st.server} from the master"
             + (f" ({SEED_DIR}/{seed.name})" if seed else ""))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        rec["seed_tried"] = offer["id"]
         pos = rep.engine.seed(ch.link, seed, log=log, keep_previous=f"before-replica-{stamp}" if not_replica else None)
         rec.update(seeded=time.time(), seed_used=offer["id"], configured=ch.digest, position=getattr(pos, "value", None))
         if not_replica:
@@ -272,6 +279,19 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
         rep.engine.configure_replica(ch.link, log=log)
         rec["configured"] = ch.digest
         rec["state"] = rep.engine.status(ch.link).state
+
+
+def _why_no_offer(root: Root, name: str, offer: dict | None, master_fp: str | None, rec: dict) -> str:
+    """Why the slave has no seed to use, in words, with what to do."""
+    if offer is None and os.path.lexists(offers.offer_paths(root, name)[1]):
+        return (f"for a seed from the master this slave pins ({master_fp or 'none yet'}): the offer here is not "
+                "one (another host's, or not a valid offer); the master's next sync replaces it")
+    if offer is not None and offer["id"] == rec.get("seed_tried") and offer["id"] != rec.get("seed_used"):
+        return ("for a new seed: seeding from the last one failed (see the error before, and "
+                "/var/log/hotsync/replicas.log); hotsync replicas setup --seed here tries it again, or run "
+                "hotsync replicas setup --seed on the master for a new one")
+    return ("for the master's seed: it offers one at its next sync (or run hotsync replicas setup --seed on the "
+            "master)")
 
 
 def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
@@ -371,6 +391,10 @@ def after_push(root: Root, *, spawn: Callable[[list[str]], None] | None = None) 
     rec = read_status(root).get(STATUS_KEY) or {}
     if rec.get("inputs") == inputs_digest(root) and (rec.get("ok") or time.time() - float(rec.get("last") or 0) < RETRY_AFTER):
         return False
+    with setup_lock(root, wait=0) as free:
+        if not free:          # one runs (a seed takes a while); a push after it ends starts the next if needed
+            return False
+
     import subprocess
     import sys
 

@@ -97,7 +97,8 @@ def open_private_log(path: str | os.PathLike) -> int:
 
 
 def remove_dead_temps(path: str | os.PathLike) -> list[str]:
-    """Remove the temp files that writers of *path* killed mid-write left (``.<name>.tmp-<pid>`` of a dead pid).
+    """Remove the temp files that writers of *path* killed mid-write left (``.<name>.tmp-<pid>[-<token>]`` of a
+    dead pid).
 
     Call it holding the lock that serialises the writers of *path*. Returns the names removed.
     """
@@ -106,12 +107,13 @@ def remove_dead_temps(path: str | os.PathLike) -> list[str]:
     removed: list[str] = []
     try:
         with os.scandir(path.parent) as entries:
-            stale = [e.name for e in entries if e.name.startswith(prefix) and e.name[len(prefix):].isdigit()]
+            stale = [e.name for e in entries if e.name.startswith(prefix)
+                     and e.name[len(prefix):].split("-", 1)[0].isdigit()]
     except FileNotFoundError:
         return removed
     for name in stale:
         try:
-            os.kill(int(name[len(prefix):]), 0)
+            os.kill(int(name[len(prefix):].split("-", 1)[0]), 0)
             continue                      # that writer is alive
         except ProcessLookupError:
             pass

@@ -551,3 +551,16 @@ def test_a_failed_seed_is_not_retried_from_the_same_offer_and_a_changed_seed_fil
     offer = reploffer.offer_paths(s, "fakedb")[1]
     offer.write_text(offer.read_text().replace(tls.host_fingerprint(m), tls.host_fingerprint(s)))
     assert "not one (another host's" in _run(s, sdb, Engine(), SLINK)["waiting"]
+
+
+def test_the_slave_hooks_part_imports_with_the_standard_library_only():
+    """after_push runs in the slave's hook server (python -I -S: the standard library and this package only,
+    no virtualenv): what it imports must not need pluggy or the kit (the e2e test saw a seed never start)."""
+    import sys
+
+    from hotsync_events.sync.xfer import package_top
+
+    code = (f"import sys; sys.path.insert(0, {package_top()!r}); from hotsync_events.sync.replsetup import after_push; "
+            "print('pluggy' in sys.modules)")
+    cp = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0 and cp.stdout.strip() == "False", cp.stderr

@@ -54,14 +54,15 @@ def prepare(root: Root, cfg: Settings, lists):
     return env, files
 
 
-def write_if_changed(path: str, data: bytes, mode: int) -> None:
-    """atomic_write, skipped (no fsync) when the file already holds *data* with *mode*."""
+def write_if_changed(path: str | os.PathLike, data: bytes, mode: int) -> bool:
+    """atomic_write, skipped (no fsync) when the file already holds *data* with *mode*; whether it wrote."""
     try:
         st = os.stat(path)
         if st.st_mode & 0o777 == mode and st.st_uid == os.geteuid():
             with open(path, "rb") as fh:
                 if fh.read() == data:
-                    return
+                    return False
     except OSError:
         pass
     atomic_write(path, data, mode=mode)
+    return True

@@ -37,6 +37,7 @@ from pathlib import Path
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.paths import Root
 from hotsync_events.sync import tls
+from hotsync_events.sync.invoke import write_if_changed
 
 __all__ = ["Channel", "PairingError", "channel_password", "ensure_channel", "leaf_subject", "peer_host_cert",
            "with_peer_subject"]
@@ -112,16 +113,6 @@ def with_peer_subject(root: Root, link, engine: str):
         return link
 
 
-def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:
-    try:
-        if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
-            return False
-    except OSError:
-        pass
-    atomic_write(path, data, mode=mode)
-    return True
-
-
 def _own_dir(d: Path) -> None:
     """The channel's directory: root's (this process's user), 0700, a real directory; made when missing."""
     try:
@@ -176,12 +167,12 @@ def ensure_channel(root: Root, link, engine: str, role: str, *, log=print) -> Ch
                          unit=unit_of(own_fp, engine))
         have = None
         made.append(f"certificate {link.cert} (issued by this host's identity, for {own_address})")
-    if _write_if_changed(root.join(link.peer_cert), peer_pem, 0o644):
+    if write_if_changed(root.join(link.peer_cert), peer_pem, 0o644):
         made.append(f"pin {link.peer_cert} (the {'slave' if role == 'master' else 'master'}'s host certificate "
                     f"{peer_fp})")
     if (have or {}).get("peer") != peer_fp or not pw_path.is_file():
         password = channel_password(host_key, peer_pem, engine)
-        if _write_if_changed(pw_path, (password + "\n").encode(), 0o600):
+        if write_if_changed(pw_path, (password + "\n").encode(), 0o600):
             made.append(f"password {link.password_file} (derived from the two host keys)")
     password = pw_path.read_text().strip()
     if have is None or have.get("peer") != peer_fp:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotsync_events.paths import Root
-from hotsync_events.sync.replicas import MODE_PROP, collect_replicas
+from hotsync_events.sync.replicas import collect_replicas, engine_name, replicas_wanted
 
 __all__ = ["CHECK", "GRACE", "STABLE", "Guard", "decide", "run_guard", "sync_wanted"]
 
@@ -34,16 +34,11 @@ CHECK = 2.0
 GRACE = 10.0
 #: a replica that streams again this long is switched back to synchronous
 STABLE = 30.0
-SYNC_PROP = "ReplicationSync"
 
 
 def sync_wanted(db) -> bool:
     """Whether some server runs as a replica in synchronous mode (``DatabaseMode replica``, ``ReplicationSync on``)."""
-    try:
-        return any((db.getprop(k, MODE_PROP) or "") == "replica" and (db.getprop(k, SYNC_PROP) or "") == "on"
-                   for k in db.keys())
-    except Exception:
-        return False
+    return replicas_wanted(db, synchronous=True)
 
 
 @dataclass
@@ -113,7 +108,7 @@ class Guard:
                 action = decide(w, now, ms.synchronous, ms.replica_connected, grace=self.grace, stable=self.stable)
                 entry = {"state": ms.synchronous, "connected": ms.replica_connected, "action": action}
                 if action is not None:
-                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link, _engine(rep)), action == "on",
+                    rep.engine.set_synchronous(with_peer_subject(self.root, rep.link, engine_name(rep)), action == "on",
                                                log=self.log)
                     entry["state"] = action
                     # one mail for a switch off an hour at most, and the recovery of one that was mailed
@@ -179,10 +174,6 @@ def run_guard(root: Root, *, stop: Callable[[], bool] = lambda: False, log: Call
             shown = seen
         time.sleep(max(0.0, check - (time.monotonic() - started)))
     return 0
-
-
-def _engine(rep) -> str:
-    return str(getattr(rep.engine, "engine", "") or "")
 
 
 def _recorder(record: dict) -> Callable[[dict], None]:

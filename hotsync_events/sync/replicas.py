@@ -14,7 +14,7 @@ from collections.abc import Callable
 from hotsync_events.paths import Root
 from hotsync_events.types import Replica
 
-__all__ = ["MODE_PROP", "alert_replicas", "collect_replicas", "health_reasons", "promote_replicas", "replica_lines",
+__all__ = ["MODE_PROP", "alert_replicas", "collect_replicas", "engine_name", "health_reasons", "promote_replicas", "replica_lines",
            "replica_status", "replicas_wanted"]
 
 #: the prop of a database server's key that switches it from dumps to a streaming replica
@@ -23,11 +23,13 @@ MODE_PROP = "DatabaseMode"
 LAG_ALERT = 300.0
 
 
-def replicas_wanted(db) -> bool:
-    """Whether some key asks for a replica (``<key> DatabaseMode replica``): only then does the status load
-    the plugins to ask them (a pair of dumps only pays nothing)."""
+def replicas_wanted(db, *, synchronous: bool = False) -> bool:
+    """Whether some key asks for a replica (``<key> DatabaseMode replica``; with *synchronous*, also
+    ``ReplicationSync on``): only then does the status load the plugins to ask them (a pair of dumps only
+    pays nothing)."""
     try:
-        return any((db.getprop(key, MODE_PROP) or "") == "replica" for key in db.keys())
+        return any((db.getprop(key, MODE_PROP) or "") == "replica"
+                   and (not synchronous or (db.getprop(key, "ReplicationSync") or "") == "on") for key in db.keys())
     except Exception:  # an unreadable database: the status says so elsewhere
         return False
 
@@ -37,7 +39,8 @@ def collect_replicas(pm, db, root: Root | None = None) -> list[tuple[str, Replic
     return pm.registered("hotsync_replicas", Replica, root=root, db=db)
 
 
-def _engine_name(rep: Replica) -> str:
+def engine_name(rep: Replica) -> str:
+    """The engine a replica runs (``mariadb``, ``postgresql``), as its engine says."""
     return str(getattr(rep.engine, "engine", "") or "")
 
 
@@ -58,7 +61,7 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
     guarded = ((st.get("replica_sync") or {}).get("replicas") or {}) if role == "master" else {}
     out = []
     for plugin, rep in collect_replicas(pm, db, root):
-        entry: dict = {"name": rep.name, "plugin": plugin, "engine": _engine_name(rep)}
+        entry: dict = {"name": rep.name, "plugin": plugin, "engine": engine_name(rep)}
         setup = setups.get(rep.name) or {}
         entry["setup"] = died or setup.get("error") or (f"waiting {setup['waiting']}" if setup.get("waiting") else None)
         if setup.get("kept_previous"):
@@ -169,7 +172,7 @@ def _prepare(root: Root, rep: Replica, *, log: Callable[[str], None], err: Calla
     from hotsync_events.sync.replchannel import with_peer_subject
 
     try:
-        prep = rep.engine.prepare_master(with_peer_subject(root, rep.master_link, _engine_name(rep)), log=log)
+        prep = rep.engine.prepare_master(with_peer_subject(root, rep.master_link, engine_name(rep)), log=log)
     except Exception as exc:                 # reported and journaled
         err(f"database replica {rep.name}: promoted, but not prepared as the master of "
             f"{rep.master_link.replica_host}: {exc}")
@@ -204,7 +207,7 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
         why = (f"a database replicas setup still runs on this host after {PROMOTE_WAIT:.0f} s (a seed: see "
                "/var/log/hotsync/replicas.log): wait for it to end, then run hotsync-promote again")
         err(f"database replica {rep.name} (plugin {plugin}): FAILED: {why}")
-        journal[rep.name] = {"status": f"failed: {why}", "engine": _engine_name(rep)}
+        journal[rep.name] = {"status": f"failed: {why}", "engine": engine_name(rep)}
         failed.append(rep.name)
     save()
     return failed
@@ -224,7 +227,7 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         except Exception as exc:  # reported and journaled; the promote goes on
             err(f"database replica {rep.name} (plugin {plugin}): FAILED: {exc}")
             if not dry_run:
-                journal[rep.name] = {"status": f"failed: {exc}", "engine": _engine_name(rep)}
+                journal[rep.name] = {"status": f"failed: {exc}", "engine": engine_name(rep)}
                 save()
             failed.append(rep.name)
             continue
@@ -235,7 +238,7 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
                 f"{res.lag_seconds if res.lag_seconds is not None else '?'} s; not applied yet: "
                 f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}")
             continue
-        entry = journal[rep.name] = {"status": "success", "engine": _engine_name(rep), "position": pos,
+        entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
                                      "would_lose": res.would_lose}
         save()

@@ -112,7 +112,8 @@ def read_offer(root: Root, name: str, *, master_fp: str | None) -> dict | None:
 
 def describe_seed(seed: Path) -> dict:
     """``{"size", "sha256"}`` of a seed file, for its offer."""
-    return {"size": seed.stat().st_size, "sha256": _sha256(seed)}
+    from hotsync_events.dbkit.replica import sha256_file     # not at import: the slave's hook server has no pluggy
+    return {"size": seed.stat().st_size, "sha256": sha256_file(seed)}
 
 
 def seed_matches(seed: Path, offer: dict) -> bool:
@@ -123,17 +124,8 @@ def seed_matches(seed: Path, offer: dict) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode) or offer.get("size") != st.st_size:
         return False
-    return offer.get("sha256") == _sha256(seed)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from hotsync_events.dbkit.replica import sha256_file
+    return offer.get("sha256") == sha256_file(seed)
 
 
 def write_offer(root: Root, name: str, data: dict) -> None:

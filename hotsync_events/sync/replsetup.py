@@ -39,12 +39,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
-from hotsync_events.paths import Root
+from hotsync_events.paths import Root, RootError
 from hotsync_events.sync import reploffer as offers
-from hotsync_events.sync.replchannel import PairingError, ensure_channel
-from hotsync_events.sync.replicas import collect_replicas, replicas_wanted
+from hotsync_events.sync.replicas import collect_replicas, engine_name, replicas_wanted
 from hotsync_events.sync.status import read_status, update_status
 
 __all__ = ["after_push", "inputs_digest", "setup", "setup_lock", "setup_master", "setup_slave"]
@@ -102,10 +100,6 @@ def _own(rec: dict | None, role: str) -> dict:
     return {k: v for k, v in rec.items() if k not in ("error", "waiting")}
 
 
-def _engine(rep) -> str:
-    return str(getattr(rep.engine, "engine", "") or "")
-
-
 def _not_configured(db, rep, role: str) -> str:
     key = rep.key or f"<the {rep.name} server's key>"
     peer = "SlaveHost" if role == "master" else "MasterHost"
@@ -114,31 +108,26 @@ def _not_configured(db, rep, role: str) -> str:
     return f"no replication address: config setprop {key} ReplicationAddress <this host's address> (on each host)"
 
 
-def _host_fp(root: Root) -> str:
-    from hotsync_events.sync import tls
-
-    return tls.fingerprint(tls.cert_paths(root)[0].read_text())
-
-
 # ------------------------------------------------------------------------------------------------ master
 def setup_master(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, force_seed: bool = False) -> dict:
     """Prepare each replica's master server and offer a seed when due; ``{name: record}``."""
+    from hotsync_events.sync.replchannel import PairingError, ensure_channel
     prev = _previous(root)
     results: dict[str, dict] = {}
-    try:
-        own_fp = _host_fp(root)
+    from hotsync_events.sync import tls
+
+    own_fp = tls.host_fingerprint(root) or ""
+    if own_fp:
         offers.clear_foreign(root, own_fp, log)
-    except (OSError, ValueError):
-        own_fp = ""
     for plugin, rep in collect_replicas(pm, db, root):
         rec = _own(prev.get(rep.name), "master")
-        rec.update(role="master", plugin=plugin, engine=_engine(rep), time=time.time())
+        rec.update(role="master", plugin=plugin, engine=engine_name(rep), time=time.time())
         results[rep.name] = rec
         if rep.link is None:
             rec["error"] = _not_configured(db, rep, "master")
             continue
         try:
-            ch = ensure_channel(root, rep.link, _engine(rep), "master", log=log)
+            ch = ensure_channel(root, rep.link, engine_name(rep), "master", log=log)
             if rec.get("prepared") != ch.digest:
                 prep = rep.engine.prepare_master(ch.link, log=log)
                 rec.update(prepared=ch.digest if prep.ready else None, restart_needed=list(prep.restart_needed))
@@ -188,7 +177,7 @@ def _offer_seed(root: Root, rep, link, rec: dict, own_fp: str, *, force: bool, l
         os.chmod(path, 0o600)
         os.replace(path, seed)          # complete, then in place: the push never ships a part
     ident = secrets.token_hex(8)
-    data = {"format": 1, "id": ident, "time": now, "from": own_fp, "engine": _engine(rep), "file": path is not None,
+    data = {"format": 1, "id": ident, "time": now, "from": own_fp, "engine": engine_name(rep), "file": path is not None,
             "master": {"host": link.master_host, "port": int(link.port)}}   # where the replica dials this server
     if path is not None:                # which file this offer means: the slave checks it before it seeds
         data.update(offers.describe_seed(seed))
@@ -214,6 +203,7 @@ def _still_slave(root: Root) -> bool:
 def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, force_seed: bool = False) -> dict:
     """Seed or re-point each replica from its master's offer; ``{name: record}``."""
     from hotsync_events.sync import tls
+    from hotsync_events.sync.replchannel import PairingError
 
     inputs = inputs_digest(root)            # before the offers are read: one arriving meanwhile starts another run
     prev = _previous(root)
@@ -222,7 +212,7 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
     results: dict[str, dict] = {}
     for plugin, rep in collect_replicas(pm, db, root):
         rec = _own(prev.get(rep.name), "slave")
-        rec.update(role="slave", plugin=plugin, engine=_engine(rep), time=time.time())
+        rec.update(role="slave", plugin=plugin, engine=engine_name(rep), time=time.time())
         results[rep.name] = rec
         if not _still_slave(root):          # promoted (or fenced, disabled) meanwhile: touch nothing more
             rec["error"] = "this host is no longer an enabled slave: nothing was set up"
@@ -243,11 +233,13 @@ def setup_slave(root: Root, db, cfg, pm, *, log: Callable[[str], None] = print, 
 
 
 def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bool, force_seed: bool, log) -> None:
+    from hotsync_events.sync.replchannel import ensure_channel
+
     offer = offers.read_offer(root, rep.name, master_fp=master_fp) if master_fp else None
     link = rep.link
     if offer is not None and offer["master"] is not None:       # the master says where its server listens
         link = replace(link, master_host=offer["master"]["host"], port=offer["master"]["port"])
-    ch = ensure_channel(root, link, _engine(rep), "slave", log=log)
+    ch = ensure_channel(root, link, engine_name(rep), "slave", log=log)
     st = rep.engine.status(ch.link)
     rec["state"] = st.state
     tried = {rec.get("seed_used"), rec.get("seed_tried")}       # an offer is tried once (a failed seed: not again)
@@ -300,7 +292,7 @@ def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
     from hotsync_events.dbkit.replica import Position, dated_folder
 
     takeover = (offer or {}).get("takeover")
-    if offer is None or takeover is None or takeover["engine"] != _engine(rep):
+    if offer is None or takeover is None or takeover["engine"] != engine_name(rep):
         rec["waiting"] = ("for the new master's offer with the position it took over at (its next sync): this "
                           "server was the master's, what it wrote after the promote is saved before it follows (a "
                           "pair promoted in dump mode has no such position: save what you need of this server, "
@@ -311,24 +303,20 @@ def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:
     base = root.join(kept) if kept and root.join(kept).is_dir() else root.join("/var/lib/hotsync/kept")
     seed = offers.offer_paths(root, rep.name)[0] if offer["file"] else None
     log(f"database replica {rep.name}: re-pairing the old master's server; takeover at {takeover['value']}")
-    res = rep.engine.repair(ch.link, dated_folder(base, _engine(rep)),
+    res = rep.engine.repair(ch.link, dated_folder(base, engine_name(rep)),
                             Position(takeover["engine"], takeover["value"], takeover["timeline"]), seed=seed, log=log)
     rec.update(repaired=time.time(), seed_used=offer["id"], configured=ch.digest, method=res.method,
-               transactions=res.transactions, saved_to=_host_path(root, res.saved_to), state=res.state)
+               transactions=res.transactions, saved_to=None, state=res.state)
+    if res.saved_to:
+        try:
+            rec["saved_to"] = root.host_path(res.saved_to)
+        except RootError:           # the engine saved it elsewhere: its own words
+            rec["saved_to"] = str(res.saved_to)
     log(f"database replica {rep.name}: re-paired ({res.method}); "
         + (f"{res.transactions} transactions it committed after the takeover are saved in {rec['saved_to']}"
            if rec["saved_to"] else "it had committed nothing after the takeover"))
     if res.state == "needs-seed":
         rec["waiting"] = "for a seed from the new master (it offers one when the replica stays away)"
-
-
-def _host_path(root: Root, path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return "/" + str(Path(path).relative_to(root.path)).lstrip("/")
-    except ValueError:
-        return str(path)
 
 
 def setup(root: Root, *, force_seed: bool = False, wait: bool = True, log: Callable[[str], None] = print,

@@ -85,8 +85,12 @@ class TracedSlave:
             time.sleep(0.05)
         env = {**os.environ, "HOTSYNC_ROOT": str(pair.slave), "HOTSYNC_SERVICE": "hotsync-stunnel"}
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+        # the service as the save event runs it: the listener (sync/listener.py), stunnel beside it
+        service = [sys.executable, "-I", "-m", "hotsync_events.sync.listener", "--root", str(pair.slave), "--rsync",
+                   shutil.which("rsync") or "rsync", "--config", "/etc/rsyncd.conf", stunnel,
+                   str(pair.slave / "etc/stunnel/hotsync.conf")]
         self.proc = subprocess.Popen(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "600", "-e", TRACE, "-o", str(out),
-                                      stunnel, str(pair.slave / "etc/stunnel/hotsync.conf")], env=env,
+                                      *service], env=env,
                                      cwd=str(pair.slave), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         pair.wait_listening(10)
@@ -99,7 +103,7 @@ class TracedSlave:
             kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         except OSError:
             kids = []
-        for k in kids:                       # stunnel, traced by our strace
+        for k in kids:                       # the listener (and its stunnel), traced by our strace
             try:
                 os.kill(int(k), signal.SIGTERM)
             except OSError:
@@ -222,7 +226,7 @@ def one_file_push(pair: Pair, work: Path, n: int, slave_trace: TracedSlave) -> d
         rsync_exit = exits_of([e for e in master if e[0] >= (m_rsync[0] if m_rsync else t0)], m_rsync[1]) if m_rsync else None
         # slave side
         acc = first(slave, r"accept4?\(", after=t0 - 0.001)
-        s_rsync = first(slave, r'execve\("[^"]*rsync", \["rsync", "--server"', after=t0 - 0.001)
+        s_rsync = first(slave, r'execve\("[^"]*rsync", \["[^"]*rsync", "--server"', after=t0 - 0.001)
         early = first(slave, r'execve\("/bin/sh", \["sh", "-c", "(mkdir|d=)', after=t0 - 0.001)
         pre = first(slave, HOOK.format("pre"), after=t0 - 0.001)
         pre_end = exits_of([e for e in slave if e[0] >= pre[0]], pre[1]) if pre else None

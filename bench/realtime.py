@@ -257,6 +257,10 @@ class Bench:
         self.res: dict = {"config": {k: v for k, v in vars(args).items() if k != "json"}, "load": {}}
 
     def note_load(self, label: str) -> None:
+        # each phase starts on a settled machine: the setup's (or the previous phase's) dirty pages written
+        # back first, for every system alike (the first writes of a phase otherwise met the write-back)
+        os.sync()
+        time.sleep(1.0)
         self.res["load"][label] = loadavg()
 
     def setup(self) -> None:
@@ -437,7 +441,7 @@ class Bench:
                         else:
                             lat = self.latency(s, cond)
                         r[f"latency_{cond}"] = {"p50": pct(lat, 0.5), "p95": pct(lat, 0.95), "max": max(lat),
-                                                "n": len(lat)}
+                                                "n": len(lat), "all": [round(x, 4) for x in lat]}
                         print(f"   latency ({cond}): p50 {pct(lat, .5):.3f} s  p95 {pct(lat, .95):.3f} s  "
                               f"max {max(lat):.3f} s  ({len(lat)} writes)", flush=True)
                     if cond == "quiet" and "burst" in a.phases and not isinstance(s, PlainRsync):

@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Literal
 
-__all__ = ["alive", "die_with_parent"]
+__all__ = ["alive", "die_with_parent", "module_cwd"]
 
 PR_SET_PDEATHSIG = 1
 _prctl: Callable[..., int] | Literal[False] | None = None   # libc's prctl once looked up; False: there is none
@@ -74,3 +74,14 @@ def alive(pid: object, *, reap: bool = False) -> bool:
     except OSError:
         return False
     return True
+
+
+def module_cwd(root) -> str:
+    """The working directory for a ``python -m`` child of *root* (a :class:`~hotsync_events.paths.Root`).
+
+    ``-m`` puts the working directory first on the module path: a file a push wrote there (``/json.py`` on a
+    slave whose master shipped it) would run as root. This root's ``/run/hotsync`` is one a push never
+    writes (:data:`hotsync_events.sync.policy.REFUSED`), unlike ``/`` or the root itself."""
+    d = root.run_dir
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)

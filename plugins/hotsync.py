@@ -227,6 +227,12 @@ def stunnel_values(db, root: str) -> dict:
         # the pairing service takes connections before any certificate is trusted: no server forked for them
         out["nodelay_pair"] = " ".join(exec_args(_no_space(out["rsync"], "rsync path")))
         out["rsyncd_conf"] = _no_space(f"{base}{RSYNCD_CONF}", "rsyncd.conf path")
+        # the listener beside stunnel (sync/listener.py) starts rsync for each connection, warm; a root whose
+        # socket path is too long for a Unix socket keeps stunnel's exec of the launcher above
+        from hotsync_events.sync.listener import socket_path
+
+        sock = socket_path(R)
+        out["listener"] = stunnel_value(sock, "listener socket") if sock else None
         out["pair_conf"] = _no_space(f"{base}{RSYNCD_PAIR_CONF}", "rsyncd-pair.conf path")
         # the pairing service runs only until this slave trusts the certificate MasterFingerprint names
         want = master_fingerprint(db)
@@ -310,8 +316,11 @@ def hotsync_services(db):
     yield Service("hotsync-rsyncd", unit=None, enabled=False, events={EVENT: "stop"},
                   command=(tool("rsync"), "--version"))
     # under systemd, the package's units (debian/units); without them, the process back-end runs the commands
+    # stunnel beside the listener that starts rsync for each connection (hotsync_events/sync/listener.py)
     yield Service("hotsync-stunnel", unit=installed_unit("hotsync-stunnel.service"), enabled=slave,
-                  events={EVENT: "restart"}, command=(stunnel, "{root}" + STUNNEL_CONF))
+                  events={EVENT: "restart"},
+                  command=(sys.executable, "-I", "-m", "hotsync_events.sync.listener", "--root", "{root}", "--rsync",
+                           tool("rsync"), "--config", RSYNCD_CONF, stunnel, "{root}" + STUNNEL_CONF))
     from hotsync_events.events.services import backend_name
     from hotsync_events.sync.replguard import sync_wanted
 

@@ -161,3 +161,26 @@ def test_on_a_systemd_host_a_service_without_unit_uses_the_process_backend(root,
     assert mgr.backend_for(without).name == "process"
     assert mgr.do("no-unit", "start").startswith("started")
     assert mgr.status("no-unit").running
+
+
+def test_a_daemon_never_runs_in_a_directory_a_push_writes(root, backend):
+    """``python -m`` puts its working directory first on the module path: a daemon started in the root (or
+    in ``/`` on a real slave) would import a ``json.py`` the master pushed there, as root. The process
+    back-end starts them in the root's /run/hotsync, which a push never writes."""
+    from hotsync_events.childproc import module_cwd
+    from hotsync_events.sync.policy import refusal_of
+
+    root.join("/json.py").write_text("raise SystemExit('planted module imported')\n")
+    code = ("import os, sys, time, json; print('cwd', os.getcwd(), 'path0', sys.path[0], flush=True); "
+            "time.sleep(60)")
+    svc = Service(name="probe-cwd", command=(sys.executable, "-c", code))
+    backend.started.append(svc)
+    backend.start(svc)
+    log = backend.logfile(svc)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "cwd" not in log.read_text():
+        time.sleep(0.05)
+    text = log.read_text()
+    assert f"cwd {root.join('/run/hotsync')}" in text and "planted" not in text, text
+    assert module_cwd(root) == str(root.join("/run/hotsync"))
+    assert refusal_of("/run/hotsync/json.py") is not None

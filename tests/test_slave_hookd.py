@@ -1,4 +1,4 @@
-"""The slave's hooks answered by the server the session's launcher forked (sync/hookd.py), with real processes:
+"""The slave's hooks answered by the server forked for the session (sync/hookd.py), with real processes:
 the shell rsync runs asks it and prints its answer; without it (no channel, a dead server) the shell runs
 the hook program, which decides the same; a real pair's sessions start no Python for their hooks at all."""
 from __future__ import annotations
@@ -112,6 +112,15 @@ def test_a_pairs_sessions_start_no_python_for_their_hooks(tmp_path):
         assert re.search(r'"sh", "-c", ".*HOTSYNC_HOOKD.*echo \\"pre ', text), text[-2000:]
         assert re.search(r'"sh", "-c", ".*HOTSYNC_HOOKD.*echo \\"post ', text), text[-2000:]
         assert not re.search(r'execve\("[^"]*python[^"]*", \[[^\]]*"(pre|post)"', text), text[-3000:]
+        from hotsync_events.paths import Root
+        from hotsync_events.sync.listener import socket_path
+
+        if socket_path(Root(str(pair.slave))) is not None:
+            # nor any interpreter for the session: the listener spawns rsync and forks the hooks' server, warm
+            assert not re.search(r'execve\("[^"]*python', text), text[-3000:]
+            assert re.search(r'execve\("[^"]*rsync", \["[^"]*rsync", "--server", "--daemon"', text), text[-3000:]
+        else:       # a root too deep for a socket: stunnel's exec of the launcher, which forks the server
+            assert re.search(r'execve\("[^"]*python[^"]*", \[[^\]]*"--hookd=', text), text[-3000:]
         # the server did the hooks' work: the session is recorded as the program would record it
         st_ = pair.status(pair.slave)
         assert st_["last_run"]["exit_status"] == 0 and not st_.get("receiving")

@@ -32,7 +32,7 @@ RSYNCD_KEYS = {"reverse lookup", "log file", "lock file", "comment", "path", "us
                "early exec"}
 STUNNEL_KEYS = {"foreground", "pid", "syslog", "debug", "output", "client", "connect", "verifyPeer", "CAfile",
                 "CApath", "requireCert", "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTbusy",
-                "TIMEOUTclose", "accept", "cert", "key", "sni", "exec", "execArgs"}
+                "TIMEOUTclose", "accept", "cert", "key", "sni", "exec", "execArgs", "protocol"}
 
 
 def parse_conf(text: str, comment: str, keys: set, sections: set) -> dict:

@@ -280,6 +280,18 @@ def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
                       "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/kept/2026/f"]
 
 
+def test_hotsyncs_own_code_is_never_written_by_a_push():
+    """The package's virtualenv (/opt/venvs/hotsync-events, the .deb's) runs as root on the slave: a manifest
+    naming it, or a path inside it, is refused; /opt itself and other applications there may be shipped."""
+    from hotsync_events.sync.policy import manifest_problems, refusal_of
+
+    for path in ("/opt/venvs/hotsync-events/lib/python3.11/site-packages/hotsync_events/sync/xfer.py",
+                 "/opt/venvs/hotsync-events", "/opt/venvs/other/bin/python"):
+        assert refusal_of(path) is not None, path
+        assert manifest_problems([path]), path
+    assert refusal_of("/opt/app/data") is None
+
+
 @pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
 def test_the_masters_rules_ship_dumps_and_no_refused_area(tmp_path, root):
     """The master's own rules, in a whole-tree push and in a named-changes push: a changed dump under the

@@ -246,8 +246,10 @@ def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
             pass
         if not keep:
             die()
+    from hotsync_events.childproc import module_cwd
+
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=preexec, start_new_session=True, cwd="/")
+                            env=env, preexec_fn=preexec, start_new_session=True, cwd=module_cwd(root))
     lines: list[str] = []
 
     def pump() -> None:

@@ -156,8 +156,11 @@ class ProcessBackend:
 
         logfd = open_private_log(log)
         try:
+            # never the root as working directory: a daemon run as ``python -m`` would import from it
+            from hotsync_events.childproc import module_cwd
+
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env,
-                                    cwd=str(self.root.path), start_new_session=True, close_fds=True)
+                                    cwd=module_cwd(self.root), start_new_session=True, close_fds=True)
         except OSError as exc:
             raise ServiceError(f"service {svc.name}: cannot run {argv[0]}: {exc.strerror or exc}") from None
         finally:

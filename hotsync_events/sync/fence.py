@@ -284,15 +284,19 @@ def _stop_schedule(root: Root, log) -> None:
     import subprocess
     import sys
 
+    from hotsync_events.childproc import module_cwd
+
     argv = [sys.executable, "-m", "hotsync_events.cli.signal_event", "nethserver-hotsync-save"]
     env = {**os.environ, "HOTSYNC_ROOT": str(root.path)}
     try:
+        cwd = module_cwd(root)
         if _inside_service(root):
             subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd=cwd)
             log("hotsync: the schedule stops (save event started)")
             return
-        cp = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+        cp = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+                            cwd=cwd)
         log("hotsync: the schedule is stopped (signal-event nethserver-hotsync-save "
             + ("SUCCESS)" if cp.returncode == 0 else f"FAILED: {(cp.stderr or cp.stdout).strip()[-300:]})"))
     except (OSError, subprocess.SubprocessError) as exc:  # the fence is recorded: pushes stop anyway

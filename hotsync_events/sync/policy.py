@@ -74,7 +74,8 @@ REFUSED: tuple[Area, ...] = (
         "/etc/udev/", "/etc/sysctl.conf", "/etc/sysctl.d/", "/etc/logrotate.conf", "/etc/logrotate.d/",
         "/etc/apt/", "/etc/dpkg/", "/etc/yum/", "/etc/yum.repos.d/", "/var/lib/dpkg/", "/var/lib/rpm/",
         "/etc/network/", "/etc/NetworkManager/", "/etc/xdg/", "/etc/letsencrypt/renewal/",
-        "/etc/letsencrypt/renewal-hooks/")),
+        "/etc/letsencrypt/renewal-hooks/",
+        "/opt/venvs/")),     # HotSync's own code (the package's virtualenv) and any other venv run as root
     *(Area(p, _ACCOUNTS) for p in (
         "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/",
         "/etc/pam.d/", "/etc/security/", "/etc/polkit-1/", "/etc/ssh/")),

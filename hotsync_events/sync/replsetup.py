@@ -395,8 +395,10 @@ def after_push(root: Root, *, spawn: Callable[[list[str]], None] | None = None) 
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
+        from hotsync_events.childproc import module_cwd
+
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
-                                close_fds=True, cwd="/")
+                                close_fds=True, cwd=module_cwd(root))
     finally:
         os.close(fd)
     update_status(root, lambda d: d.setdefault(STATUS_KEY, {}).update(started={"pid": proc.pid, "time": time.time()}))

@@ -54,11 +54,13 @@ def _locked(root: Root) -> Iterator[None]:
         os.close(fd)
 
 
-def update_status(root: Root, change: Callable[[dict], object], *, public_later: bool = False) -> dict:
+def update_status(root: Root, change: Callable[[dict], object], *, public_later: bool = False,
+                  public: bool = True) -> dict:
     """Read, let *change* edit the dict in place, write it back atomically; returns the new status.
 
     The public snapshot (:mod:`hotsync_events.sync.public`) follows, written before this returns, or by a
-    detached child when *public_later* (the slave's per-session hooks, whose exit a push waits for)."""
+    detached child when *public_later* (the slave's per-session hooks, whose exit a push waits for); not at
+    all when not *public* (a change the snapshot does not show)."""
     with _locked(root):
         data = read_status(root)
         data.pop("status_error", None)
@@ -66,12 +68,14 @@ def update_status(root: Root, change: Callable[[dict], object], *, public_later:
         data["updated"] = time.time()
         atomic_write(status_path(root), json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                      mode=0o600)
-    from hotsync_events.sync import public      # what a user without root may read of it
+    if not public:
+        return data
+    from hotsync_events.sync import public as snapshot      # what a user without root may read of it
 
     if public_later:
-        public.write_public_later(root)
+        snapshot.write_public_later(root)
     else:
-        public.write_public(root)
+        snapshot.write_public(root)
     return data
 
 

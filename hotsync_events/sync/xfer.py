@@ -201,7 +201,10 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
             d["last_renames"] = {"time": now, "from": addr, "renamed": [list(m) for m in moved]}
 
     if problem or kind != "dry" or moved:
-        update_status(root, change, public_later=True)
+        # a real-time push lasts a fraction of a second: its post-xfer hook writes the public snapshot, after
+        # the files landed, so no snapshot's writer takes the CPU the push is waiting for. A full push may
+        # last hours: readers without root see it running (sync/public.py)
+        update_status(root, change, public_later=True, public=kind != "realtime" or bool(problem))
     else:
         marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
         marker.parent.mkdir(parents=True, exist_ok=True)

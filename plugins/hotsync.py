@@ -311,8 +311,9 @@ def hotsync_templates(db):
 def hotsync_services(db):
     stunnel = tool("stunnel4", "stunnel")
     slave = slave_active(db)
-    # the slave's only listener: stunnel, which runs rsync for each connection it accepted (an earlier
-    # version ran a standalone rsync daemon as hotsync-rsyncd: declared stopped, so an upgrade stops it)
+    # the slave's only way in: stunnel, and the listener beside it that starts rsync for each connection stunnel
+    # accepted (an earlier version ran a standalone rsync daemon as hotsync-rsyncd: declared stopped, so an
+    # upgrade stops it)
     yield Service("hotsync-rsyncd", unit=None, enabled=False, events={EVENT: "stop"},
                   command=(tool("rsync"), "--version"))
     # under systemd, the package's units (debian/units); without them, the process back-end runs the commands

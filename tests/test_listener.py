@@ -94,9 +94,12 @@ def _stop(proc: subprocess.Popen) -> bytes:
 SHOW = r"""
 import os, sys
 fds = sorted(int(f) for f in os.listdir("/proc/self/fd"))
+blocking = os.get_blocking(0) and os.get_blocking(1)
 data = sys.stdin.buffer.read(5)
-os.write(1, ("%s|%s|%s|%s|%r\n" % (os.environ.get("REMOTE_HOST"), os.environ.get("REMOTE_PORT"),
-             os.environ.get("HOTSYNC_HOOKD"), fds, data)).encode())
+os.write(7, ("pre %d /nonexistent-root\n" % os.getpid()).encode())     # as a hook asks the hooks' server
+answer = os.read(7, 4096).decode().split(" ", 1)[0]
+os.write(1, ("%s|%s|%s|%s|%r|%s|%s\n" % (os.environ.get("REMOTE_HOST"), os.environ.get("REMOTE_PORT"),
+             os.environ.get("HOTSYNC_HOOKD"), fds, data, blocking, answer)).encode())
 """
 
 
@@ -114,9 +117,10 @@ def test_a_session_gets_the_masters_address_the_hooks_channel_and_nothing_else(t
             out = b""
             while chunk := c.recv(4096):
                 out += chunk
-        host, port, hookd, fds, data = out.decode().split("|")
+        host, port, hookd, fds, data, blocking, answer = out.decode().strip().split("|")
         assert (host, port, hookd) == ("192.0.2.7", "40000", "7")     # the line's, not the listener's own
-        assert data.strip() == "b'hello'"
+        assert data == "b'hello'" and blocking == "True"
+        assert answer == "1"          # the hooks' server answered on fd 7 (no configuration there: refused)
         # stdin, stdout, stderr, the hooks' channel; the listener's socket and pipes are not inherited (the
         # one more is the directory listing's own descriptor)
         assert fds == "[0, 1, 2, 3, 7]", fds
@@ -138,11 +142,11 @@ def test_a_connection_without_an_address_line_never_starts_rsync(tmp_path):
                     assert c.recv(100) == b""          # closed, nothing answered
                 except ConnectionResetError:           # closed with bytes unread
                     pass
-        time.sleep(0.3)
+        time.sleep(1.0)                                # a wrongly started "rsync" would have written by now
         assert not marker.exists()
     finally:
         err = _stop(proc)
-    assert b"connection closed before rsync" in err
+    assert err.count(b"connection closed before rsync") == 4, err
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
@@ -186,10 +190,11 @@ def test_only_root_may_hand_over_a_connection(tmp_path):
             with os.fdopen(r, "rb") as fh:
                 got = fh.read().decode()
             assert got == "closed", got            # connected (the mistake), then closed unread
-            time.sleep(0.3)
+            time.sleep(1.0)
             assert not marker.exists()
         finally:
-            _stop(proc)
+            err = _stop(proc)
+        assert b"connection from user 65534 closed" in err, err
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -248,10 +253,13 @@ def test_a_reload_after_stunnel_died_still_ends_the_listener(tmp_path):
             f"['true'], listener.socket_path(listener.Root({str(root)!r}))); sys.exit(l.run())")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
     try:
-        time.sleep(1.0)
+        kid = _child(proc.pid)                       # the listener's handlers are set before it starts stunnel
         os.kill(proc.pid, signal.SIGSTOP)            # stunnel ends while the listener cannot reap it
         flag.write_text("x")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _state(kid) != "Z":
+            time.sleep(0.02)
+        assert _state(kid) == "Z"
         os.kill(proc.pid, signal.SIGHUP)
         os.kill(proc.pid, signal.SIGCONT)
         _out, err = proc.communicate(timeout=20)
@@ -262,22 +270,37 @@ def test_a_reload_after_stunnel_died_still_ends_the_listener(tmp_path):
     assert proc.returncode == 4 and b"stunnel ended with status 4" in err
 
 
+def _state(pid: int) -> str:
+    """A process's state letter, or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def _child(pid: int) -> int:
+    """The first child of *pid* (waited for: bounded)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        if kids:
+            return int(kids[0])
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} started no child")
+
+
 def test_stunnel_dies_with_a_killed_listener(tmp_path):
     proc, _path = _start(tmp_path, ["true"])
-    deadline = time.monotonic() + 20
-    kids: list[str] = []
-    while time.monotonic() < deadline and not kids:
-        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        time.sleep(0.02)
-    assert kids
+    kid = _child(proc.pid)
     proc.kill()
     proc.communicate(timeout=20)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and os.path.exists(f"/proc/{kids[0]}"):
-        if Path(f"/proc/{kids[0]}/stat").read_text().split()[2] == "Z":
-            break
+    while time.monotonic() < deadline and _state(kid) not in ("Z", "gone"):
         time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{kids[0]}") or Path(f"/proc/{kids[0]}/stat").read_text().split()[2] == "Z"
+    assert _state(kid) in ("Z", "gone")
 
 
 def test_the_listener_runs_isolated_from_its_working_directory(tmp_path):
@@ -305,15 +328,10 @@ def test_the_listener_ends_with_stunnel_and_stops_it_on_sigterm(tmp_path):
     cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert cp.returncode == 3 and "stunnel ended with status 3" in cp.stderr
     proc, _path = _start(tmp_path, ["true"])
-    deadline = time.monotonic() + 20
-    kids: list[str] = []
-    while time.monotonic() < deadline and not kids:      # stunnel starts once the socket is there
-        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        time.sleep(0.02)
-    assert len(kids) == 1
+    kid = _child(proc.pid)
     _stop(proc)
     assert proc.returncode == 0
-    assert not os.path.exists(f"/proc/{kids[0]}") or Path(f"/proc/{kids[0]}/stat").read_text().split()[2] == "Z"
+    assert _state(kid) in ("Z", "gone")
 
 
 @pytest.mark.slow

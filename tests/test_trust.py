@@ -439,6 +439,17 @@ def test_promote_cuts_off_the_push_in_flight():
                 time.sleep(0.05)
             in_flight = session_processes(pair.slave)
             assert in_flight
+
+            def argv(pid: int) -> bytes:
+                try:
+                    return Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    return b""
+
+            # the session's rsync, and the hooks' server the listener forked beside it (its argv is the
+            # listener's): both are cut off with the session
+            assert any(b"rsync\0--server" in argv(p) for p in in_flight), [argv(p) for p in in_flight]
+            assert any(b"hotsync_events.sync.listener" in argv(p) for p in in_flight), [argv(p) for p in in_flight]
             promote = subprocess.Popen([str(Path(sys.executable).parent / "hotsync-promote"), "--yes", "--force"],
                                        env={**os.environ, "HOTSYNC_ROOT": str(pair.slave)}, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True)

@@ -61,7 +61,10 @@ def _boot_and_drill(host: BootedHost, rep: dict, log: Callable[[str], None], ski
         "network: loopback only")
     rep["boot"] = {"state": state, "seconds": secs, "pid": host.pid, "skipped": list(skip)}
     env = {k: v for k, v in os.environ.items() if k in INSIDE_ENV}
-    cp = host.run([sys.executable, "-m", "hotsync_events.drill.inner", "--inside"], env=env,
+    # started in /run/hotsync (a push never writes /run): nsenter -w would leave it in the drilled host's /,
+    # the slave's pushed root, and ``python -m`` imports first from its working directory
+    cp = host.run(["sh", "-c", 'mkdir -p /run/hotsync && cd /run/hotsync && exec "$@"', "sh",
+                   sys.executable, "-m", "hotsync_events.drill.inner", "--inside"], env=env,
                   timeout=86400, stderr=None)     # its log goes on to ours; hotsync drill's --timeout bounds it
     lines = [ln for ln in cp.stdout.splitlines() if ln.strip()]
     try:

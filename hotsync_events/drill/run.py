@@ -248,8 +248,12 @@ def _run_inner(root: Root, scratch: Path, size: str, keep: bool, timeout: float,
             die()
     from hotsync_events.childproc import module_cwd
 
+    try:
+        cwd = module_cwd(root)
+    except OSError as exc:
+        raise DrillError(f"cannot make {root.run_dir} (the drill starts there): {exc.strerror or exc}") from None
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=preexec, start_new_session=True, cwd=module_cwd(root))
+                            env=env, preexec_fn=preexec, start_new_session=True, cwd=cwd)
     lines: list[str] = []
 
     def pump() -> None:

@@ -152,15 +152,15 @@ class ProcessBackend:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.root.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOTSYNC_ROOT": str(self.root.path), "HOTSYNC_SERVICE": svc.name}
+        from hotsync_events.childproc import module_cwd
         from hotsync_events.fsutil import open_private_log
 
+        # never the root as working directory: a daemon run as ``python -m`` would import from it
+        cwd = module_cwd(self.root)
         logfd = open_private_log(log)
         try:
-            # never the root as working directory: a daemon run as ``python -m`` would import from it
-            from hotsync_events.childproc import module_cwd
-
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env,
-                                    cwd=module_cwd(self.root), start_new_session=True, close_fds=True)
+                                    cwd=cwd, start_new_session=True, close_fds=True)
         except OSError as exc:
             raise ServiceError(f"service {svc.name}: cannot run {argv[0]}: {exc.strerror or exc}") from None
         finally:

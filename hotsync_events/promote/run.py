@@ -72,10 +72,14 @@ MANUAL_STEPS = (
 
 # ------------------------------------------------------------------------------------------- cut-off
 def _session_processes(root: Root) -> set[int]:
-    """The pids of every session of *root*'s rsync daemon and their descendants (found in /proc)."""
+    """The pids of every session of *root*'s rsync daemon and their descendants (found in /proc), with the
+    hooks' servers the slave's listener forked for them (its children but stunnel)."""
     confs = tuple(f"--config={root.path}/etc/{name}".replace("//", "/").encode() for name in ("rsyncd.conf",
                                                                                               "rsyncd-pair.conf"))
+    mine = os.fsencode(str(root.path))
     children: dict[int, list[int]] = {}
+    argvs: dict[int, list[bytes]] = {}
+    listeners: set[int] = set()
     roots: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -90,8 +94,17 @@ def _session_processes(root: Root) -> set[int]:
             continue
         ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
         children.setdefault(ppid, []).append(pid)
+        argvs[pid] = argv
         if b"--daemon" in argv and any(a in confs for a in argv):
             roots.add(pid)
+        elif b"hotsync_events.sync.listener" in argv and b"--root" in argv:
+            i = argv.index(b"--root")
+            if i + 1 < len(argv) and os.path.normpath(argv[i + 1]) == os.path.normpath(mine):
+                listeners.add(pid)
+    for lpid in listeners:         # the hooks' servers: forked by the listener, siblings of their rsync
+        for kid in children.get(lpid, []):
+            if not os.path.basename(argvs.get(kid, [b""])[0]).startswith(b"stunnel"):
+                roots.add(kid)
     found: set[int] = set()
     todo = list(roots)
     while todo:

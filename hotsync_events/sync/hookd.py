@@ -1,8 +1,9 @@
 """The slave's hooks answered by a Python process already running: no interpreter start in a push's path.
 
-Each session's launcher (:mod:`hotsync_events.sync.nodelay`, the program stunnel starts for a connection)
-forks this server before it becomes rsync. While stunnel's handshake ends and rsync greets the master, the
-server imports the hooks' code (:mod:`hotsync_events.sync.xfer`) on the other core; when rsync runs its
+The slave's listener (:mod:`hotsync_events.sync.listener`) forks this server for each session, beside the
+rsync it spawns, with the hooks' code (:mod:`hotsync_events.sync.xfer`) imported already. (For a root too
+deep for the listener's socket, the launcher stunnel starts instead, :mod:`hotsync_events.sync.nodelay`,
+forks it before it becomes rsync, and it imports that code while the session starts.) When rsync runs its
 ``pre-xfer exec`` and ``post-xfer exec`` (a shell, :func:`hook_command`), the shell asks the server and
 prints its answer, with shell builtins only. A session used to start Python twice (about 30 ms each, far
 more on a loaded machine, and the pre-xfer one is in the latency of every real-time push).

@@ -61,7 +61,12 @@ _STOP_TIMEOUT = 10.0
 def socket_path(root: Root) -> str | None:
     """The socket's path under *root*, or None when it would not fit a Unix socket address."""
     path = str(root.join(SOCKET))
-    return path if len(os.fsencode(path)) <= _SUN_PATH else None
+    # and room for the name it is bound under first (:func:`_temp_name`: a pid of up to 7 digits)
+    return path if len(os.fsencode(_temp_name(path, 4194304))) <= _SUN_PATH else None
+
+
+def _temp_name(path: str, pid: int) -> str:
+    return os.path.join(os.path.dirname(path), f".{pid}")
 
 
 def parse_proxy_line(line: bytes) -> tuple[str, int]:
@@ -132,15 +137,23 @@ def _listen(path: str) -> socket.socket:
             try:
                 probe.connect(path)
             except OSError:
-                p.unlink()            # nobody listens: left by a listener that was killed
+                pass                  # nobody listens: left by a listener that was killed, replaced below
             else:
                 raise SystemExit(f"hotsync listener: another listener serves {path} (hotsync services shows "
                                  "it): stop it first")
+    # bound and listening under a name of its own, then renamed into place: whoever finds the socket can
+    # connect at once (another listener's probe above never takes a starting one for a dead one)
+    tmp = _temp_name(path, os.getpid())
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o600)
+    sock.bind(tmp)
+    os.chmod(tmp, 0o600)
     sock.listen(64)
     sock.setblocking(False)
+    os.rename(tmp, path)
     return sock
 
 

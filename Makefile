@@ -12,7 +12,7 @@ PYABS := $(if $(filter /%,$(PY)),$(PY),$(CURDIR)/$(PY))
 # Debian packages the tests and the demo start privately (command:package; the Cockpit page's tests run a
 # private cockpit-ws and drive Debian's chromium through its chromedriver)
 DEB_NEEDS := rsync:rsync stunnel4:stunnel4 ip:iproute2 tmux:tmux lsyncd:lsyncd \
-             mariadbd:mariadb-server initdb:postgresql slapadd:slapd tdbtool:tdb-tools \
+             mariadbd:mariadb-server mariadb-backup:mariadb-backup initdb:postgresql slapadd:slapd tdbtool:tdb-tools \
              setfacl:acl /usr/lib/cockpit/cockpit-ws:cockpit-ws cockpit-bridge:cockpit-bridge \
              chromium:chromium chromedriver:chromium-driver strace:strace
 PYTEST_ARGS ?=

@@ -314,6 +314,39 @@ def test_the_old_master_is_never_seeded_over_it_is_repaired_from_the_takeover(pa
     assert r.names() == ["seed"]
 
 
+def test_an_offer_that_lands_during_the_slaves_setup_is_taken_in_by_that_run(pair):
+    """A push that lands while the slave's setup runs finds its lock taken and starts nothing; what it brought
+    (here the new master's takeover position, the re-pair's second push) is taken in when the run ends, not
+    at some later push that may never come (the pairing test lost a PostgreSQL re-pair that way)."""
+    m, mdb, s, sdb = pair
+    update_status(s, lambda d: d.update(previous_master={"role": "master"},
+                                        kept_by_repair={"path": "/var/lib/hotsync/kept/2026-12-05-060000"}))
+    s.join("/var/lib/hotsync/kept/2026-12-05-060000").mkdir(parents=True)
+    _run(m, mdb, Engine(), MLINK)              # the first offer: no takeover yet
+    _ship(m, s)
+    journal = m.join("/var/lib/hotsync/sync/promote.json")
+    journal.write_text(json.dumps({"replicas": {"fakedb": {"status": "success", "position": {
+        "engine": "fakedb", "value": "0-1-42", "timeline": None}}}}))
+
+    class Landing(Engine):
+        """The next push lands while this run reads the server's state."""
+
+        def status(self, link=None):
+            if not getattr(self, "landed", False):
+                self.landed = True
+                _run(m, mdb, Engine(), MLINK, force_seed=True)
+                _ship(m, s)
+            return super().status(link)
+
+    r = Landing()
+    r.state = "master"
+    said: list[str] = []
+    rec = _run(s, sdb, r, SLINK, said=said)
+    assert [c[0] for c in r.calls] == ["repair"] and r.calls[0][1] == Position("fakedb", "0-1-42"), said
+    assert rec["repaired"] and not rec.get("waiting")
+    assert any("changed during the setup: once more" in line for line in said), said
+
+
 def test_an_offer_is_untrusted_input_accepted_only_from_the_pinned_master(pair):
     m, _, s, _ = pair
     fp = tls.host_fingerprint(m)

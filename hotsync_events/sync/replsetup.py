@@ -343,7 +343,15 @@ def setup(root: Root, *, force_seed: bool = False, wait: bool = True, log: Calla
             return None
         if cfg.role == "master":
             return setup_master(root, db, cfg, pm, log=log, force_seed=force_seed)
-        return setup_slave(root, db, cfg, pm, log=log, force_seed=force_seed)
+        done = setup_slave(root, db, cfg, pm, log=log, force_seed=force_seed)
+        # a push that landed during this run found the lock taken and started nothing: what it brought (a new
+        # offer, the takeover position of a re-pair) is taken in now, not at some later push (bounded)
+        for _ in range(3):
+            if (read_status(root).get(STATUS_KEY) or {}).get("inputs") == inputs_digest(root) or not _still_slave(root):
+                break
+            log("database replicas: the master's offers changed during the setup: once more")
+            done = setup_slave(root, db, cfg, pm, log=log, force_seed=False)
+        return done
 
 
 # ------------------------------------------------------------------------------------------------ the hook

@@ -334,6 +334,18 @@ def test_the_listener_ends_with_stunnel_and_stops_it_on_sigterm(tmp_path):
     assert _state(kid) in ("Z", "gone")
 
 
+def _first_push(pair) -> Path:
+    """One file under /srv/data pushed to the slave; the master's data directory."""
+    data = pair.master / "srv/data"
+    data.mkdir(parents=True)
+    (data / "a").write_text("a\n")
+    pair.include("/srv/data")
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (pair.slave / "srv/data/a").read_text() == "a\n"
+    return data
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))),
                     reason="needs rsync and stunnel4")
@@ -349,13 +361,7 @@ def test_a_root_too_deep_for_a_socket_keeps_stunnels_exec_and_syncs(tmp_path):
         pair.pair()
         conf = (pair.slave / "etc/stunnel/hotsync.conf").read_text()
         assert "execArgs" in conf and "protocol = proxy" not in conf
-        data = pair.master / "srv/data"
-        data.mkdir(parents=True)
-        (data / "a").write_text("a\n")
-        pair.include("/srv/data")
-        cp = pair.sync()
-        assert cp.returncode == 0, cp.stdout + cp.stderr
-        assert (pair.slave / "srv/data/a").read_text() == "a\n"
+        _first_push(pair)
     finally:
         pair.close()
 
@@ -374,12 +380,7 @@ def test_a_pairs_slave_takes_pushes_through_the_listener(tmp_path):
         conf = (pair.slave / "etc/stunnel/hotsync.conf").read_text()
         assert "protocol = proxy" in conf and f"connect = {pair.slave}{listener.SOCKET}" in conf
         assert "execArgs" not in conf.split("[hotsync]")[1].split("[hotsync-pair]")[0]
-        data = pair.master / "srv/data"
-        data.mkdir(parents=True)
-        (data / "a").write_text("a\n")
-        pair.include("/srv/data")
-        cp = pair.sync()
-        assert cp.returncode == 0, cp.stdout + cp.stderr
+        data = _first_push(pair)
         pair.settled()
         from hotsync_events.sync.status import read_status
 

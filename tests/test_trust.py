@@ -56,7 +56,7 @@ def as_nobody(*argv: str, input: str | None = None) -> subprocess.CompletedProce
 
 
 def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str | None = "sync",
-                    epoch: int = 0) -> subprocess.CompletedProcess:
+                    epoch: int = 0, dest: str = "") -> subprocess.CompletedProcess:
     """A plain rsync client holding the password and the master's own TLS client (certificate and key):
     what a thief of both, or a tool of the sysadmin's own, would run."""
     env = {**os.environ, "RSYNC_PASSWORD": PASSWORD,
@@ -66,7 +66,7 @@ def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str 
         f = pair.master / f"attack.early.{secrets.token_hex(4)}"
         f.write_text(f"hotsync-epoch {epoch} kind={early} nonce={secrets.token_hex(16)}\n")
         extra.append(f"--early-input={f}")
-    argv = ["rsync", "-a", "--relative", "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/"]
+    argv = ["rsync", "-a", "--relative", "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/{dest}"]
     deadline = time.monotonic() + 20
     while True:        # the slave serves one session at a time: the previous one may still run its hook
         cp = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
@@ -108,6 +108,18 @@ def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
     assert not any((pair.slave / rel).exists() and rel not in ("etc/rsyncd.secrets", "var/lib/hotsync/sync/epoch.json",
                                                               "var/lib/hotsync/peer/configuration")
                    for rel in evil), cp.stdout + cp.stderr
+    assert slave_state(pair) == before
+    # nor by naming a deeper destination: the daemon's filter judges each name by its path from the module's
+    # root, wherever the client points the transfer (a shipped directory, a refused one)
+    (M / "plain").mkdir()
+    (M / "plain/evil").write_text(f"* * * * * root touch {CANARY}\n")
+    # (rsync would create the destination's last directory before its filter saw a name: the slave refuses a
+    # destination at all, the master never names one)
+    for dest in ("etc/cron.d/", "srv/data/../../etc/cron.d/", "srv/elsewhere/", "srv/data/", "etc/nologin/"):
+        cp = rsync_as_master(pair, f"{M}/plain/./evil", dest=dest)
+        assert cp.returncode != 0 and "names" in cp.stderr and "as its destination" in cp.stderr, (dest, cp.stderr)
+        assert not (pair.slave / dest / "evil").exists(), (dest, cp.stdout + cp.stderr)
+    assert not (pair.slave / "srv/elsewhere").exists() and not (pair.slave / "etc/nologin").exists()
     assert slave_state(pair) == before
     # nor through the peer channel: a manifest naming a refused area is refused whole, the good copy stays
     staged = M / "attack-peer"

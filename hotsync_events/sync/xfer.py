@@ -116,13 +116,6 @@ def _kept_dir(where: str | None) -> bool:
     return ".." not in parts and len(parts) >= 5 and parts[:4] == KEPT.strip("/").split("/")
 
 
-def _request_path(env, module: str) -> str:
-    """The destination the client named inside *module* (``RSYNC_REQUEST`` is ``module/path``), or ``""``."""
-    req = env.get("RSYNC_REQUEST", "")
-    rest = req[len(module):] if req == module or req.startswith(module + "/") else req
-    return rest.strip("/")
-
-
 def peer_refused_reason(status: dict) -> str | None:
     """Why data pushes are refused because of the peer copy (the last one shipped was refused), or None."""
     ref = status.get("peer_refused")
@@ -160,11 +153,6 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                    "(a slave was promoted since); the pushing host must be re-paired")
     elif problem is None and kind not in MODULES[module]:
         problem = f"a {kind or 'nameless'} session cannot use module {module}"
-    elif problem is None and module != "hotsync-pair" and _request_path(env, module):
-        # the master's pushes name every path from the module's root; a destination inside it would let the
-        # daemon create that one directory (its filter judges the names sent, not the destination)
-        problem = (f"a push writes from the module's root; this one names {_request_path(env, module)!r} as its "
-                   "destination")
     addr = env.get("RSYNC_HOST_ADDR", "")
     if addr != cfg.master_host or not addr:      # the common case (MasterHost an address, as stunnel saw it) imports nothing
         addr = _norm(addr)

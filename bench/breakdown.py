@@ -84,14 +84,20 @@ class TracedSlave:
         while time.monotonic() < deadline and os.path.exists(f"/proc/{old}"):
             time.sleep(0.05)
         env = {**os.environ, "HOTSYNC_ROOT": str(pair.slave), "HOTSYNC_SERVICE": "hotsync-stunnel"}
-        stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
-        # the service as the save event runs it: the listener (sync/listener.py), stunnel beside it
-        service = [sys.executable, "-I", "-m", "hotsync_events.sync.listener", "--root", str(pair.slave), "--rsync",
-                   shutil.which("rsync") or "rsync", "--config", "/etc/rsyncd.conf", stunnel,
-                   str(pair.slave / "etc/stunnel/hotsync.conf")]
+        # the service's own command line, as the process back-end runs it: the listener (sync/listener.py) with
+        # stunnel beside it
+        from hotsync_events.childproc import module_cwd
+        from hotsync_events.configdb import open_db
+        from hotsync_events.events.services import ProcessBackend, collect_services
+        from hotsync_events.manager import plugin_manager
+        from hotsync_events.paths import Root
+
+        root = Root(str(pair.slave))
+        svc = next(s for _p, s in collect_services(plugin_manager(root), open_db("configuration", root), root)
+                   if s.name == "hotsync-stunnel")
         self.proc = subprocess.Popen(["strace", *SECCOMP, "-f", "-ttt", "-qq", "-s", "600", "-e", TRACE, "-o", str(out),
-                                      *service], env=env,
-                                     cwd=str(pair.slave), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      *ProcessBackend(root).argv(svc)], env=env,
+                                     cwd=module_cwd(root), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         pair.wait_listening(10)
 

@@ -312,12 +312,11 @@ def hotsync_services(db):
     stunnel = tool("stunnel4", "stunnel")
     slave = slave_active(db)
     # the slave's only way in: stunnel, and the listener beside it that starts rsync for each connection stunnel
-    # accepted (an earlier version ran a standalone rsync daemon as hotsync-rsyncd: declared stopped, so an
-    # upgrade stops it)
+    # accepted (hotsync_events/sync/listener.py). An earlier version ran a standalone rsync daemon as
+    # hotsync-rsyncd: declared stopped, so an upgrade stops it
     yield Service("hotsync-rsyncd", unit=None, enabled=False, events={EVENT: "stop"},
                   command=(tool("rsync"), "--version"))
     # under systemd, the package's units (debian/units); without them, the process back-end runs the commands
-    # stunnel beside the listener that starts rsync for each connection (hotsync_events/sync/listener.py)
     yield Service("hotsync-stunnel", unit=installed_unit("hotsync-stunnel.service"), enabled=slave,
                   events={EVENT: "restart"},
                   command=(sys.executable, "-I", "-m", "hotsync_events.sync.listener", "--root", "{root}", "--rsync",

@@ -150,13 +150,13 @@ class ProcessBackend:
         argv = self.argv(svc)
         log = self.logfile(svc)
         log.parent.mkdir(parents=True, exist_ok=True)
-        self.root.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "HOTSYNC_ROOT": str(self.root.path), "HOTSYNC_SERVICE": svc.name}
         from hotsync_events.childproc import module_cwd
         from hotsync_events.fsutil import open_private_log
 
-        # never the root as working directory: a daemon run as ``python -m`` would import from it
+        # the run directory (pid files), and the working directory: never the root, a daemon run as
+        # ``python -m`` would import from it
         cwd = module_cwd(self.root)
+        env = {**os.environ, "HOTSYNC_ROOT": str(self.root.path), "HOTSYNC_SERVICE": svc.name}
         logfd = open_private_log(log)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfd, stderr=logfd, env=env,

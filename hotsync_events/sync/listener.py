@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from hotsync_events.paths import Root
+from hotsync_events.sync.hookd import ENV, HOOK_FD
 
 __all__ = ["SOCKET", "parse_proxy_line", "socket_path", "main"]
 
@@ -199,8 +200,6 @@ def _serve_hooks(b: socket.socket) -> None:
 def _spawn(conn: socket.socket, addr: str, port: int, rsync: list[str]) -> int:
     """Start the session for *conn*: the hooks' server (forked) and rsync (spawned, the connection as its
     input and output, the hooks' channel at fd 7); rsync's pid."""
-    from hotsync_events.sync.hookd import ENV, HOOK_FD
-
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         pid = os.fork()
@@ -232,12 +231,11 @@ class Listener:
     def __init__(self, stunnel: list[str], rsync: list[str], path: str | None) -> None:
         self.stunnel_argv, self.rsync, self.path = stunnel, rsync, path
         self.stop_signal: int | None = None
-        self.stunnel: subprocess.Popen | None = None
-        self.stunnel_status: int | None = None
+        self.stunnel: subprocess.Popen | None = None    # its returncode is set by _reap, never by Popen
 
     def _signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
-            if self.stunnel is not None and self.stunnel_status is None:
+            if self.stunnel is not None and self.stunnel.returncode is None:
                 try:      # by its pid: Popen.send_signal would reap an ended stunnel behind the loop's back
                     os.kill(self.stunnel.pid, signal.SIGHUP)      # stunnel reads its configuration again
                 except OSError:
@@ -255,7 +253,7 @@ class Listener:
             if pid == 0:
                 return
             if self.stunnel is not None and pid == self.stunnel.pid:
-                self.stunnel_status = self.stunnel.returncode = os.waitstatus_to_exitcode(status)
+                self.stunnel.returncode = os.waitstatus_to_exitcode(status)
 
     def run(self) -> int:
         from hotsync_events.childproc import die_with_parent
@@ -277,9 +275,9 @@ class Listener:
         try:
             while self.stop_signal is None:
                 self._reap()
-                if self.stunnel_status is not None:
-                    self._log(f"stunnel ended with status {self.stunnel_status}")
-                    return self.stunnel_status or 1
+                if self.stunnel.returncode is not None:
+                    self._log(f"stunnel ended with status {self.stunnel.returncode}")
+                    return self.stunnel.returncode or 1
                 ready, _, _ = select.select(watched, [], [], 5.0)
                 if wake_r in ready:
                     try:
@@ -331,7 +329,7 @@ class Listener:
 
     def _stop_stunnel(self) -> None:
         st = self.stunnel
-        if st is None or self.stunnel_status is not None:
+        if st is None or st.returncode is not None:
             return
         st.terminate()
         try:

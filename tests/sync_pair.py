@@ -197,14 +197,17 @@ def tree(base: Path) -> dict:
     for dirpath, dirnames, filenames in os.walk(base):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(base))
-            if stat.S_ISLNK(st.st_mode):
-                what = ("l", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                what = ("d", None)
-            else:
-                what = ("f", hashlib.sha256(p.read_bytes()).hexdigest())
+            try:
+                st = p.lstat()
+                rel = str(p.relative_to(base))
+                if stat.S_ISLNK(st.st_mode):
+                    what = ("l", os.readlink(p))
+                elif stat.S_ISDIR(st.st_mode):
+                    what = ("d", None)
+                else:
+                    what = ("f", hashlib.sha256(p.read_bytes()).hexdigest())
+            except FileNotFoundError:   # gone since it was listed (a push's temp file renamed): not in the tree
+                continue
             group = None
             if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                 group = inodes.setdefault(st.st_ino, rel)

@@ -13,7 +13,7 @@ from hotsync_events.sync.lists import build_lists
 from hotsync_events.sync.policy import sender_rules
 from hotsync_events.sync.lock import SyncLock
 from hotsync_events.sync.rsync import push_args, stats_of
-from hotsync_events.sync.xfer import post_xfer, pre_xfer
+from hotsync_events.sync.xfer import asks_incremental_recursion, post_xfer, pre_xfer
 
 DRY = """\
 *deleting   srv/f5
@@ -47,6 +47,21 @@ def test_push_args_keep_the_password_off_the_command_line_and_end_options():
                 "--bwlimit=100", "--dry-run", "--relative"):
         assert opt in args
     assert args[args.index("--") + 1:] == ["/r/./srv", "rsync://hotsyncuser@hotsync-slave/hotsync/"]
+
+
+def test_the_slave_tells_incremental_recursion_from_the_clients_arguments():
+    """What rsync's daemon passes the pre-xfer hook (RSYNC_ARGn), as measured with rsync 3.5: a HotSync master's
+    push, a plain client's, and capability strings a modified client could forge (tests/test_trust.py pushes)."""
+    ours = ["rsyncd", "--server", "-lHogDtpAXrRe.LsfxCIvu", "--no-msgs2stderr", "--delete", "--delay-updates", ".", "/"]
+    assert not asks_incremental_recursion(ours)
+    assert not asks_incremental_recursion(["rsyncd", "--server", "-logDtprR", ".", "/"])     # no capabilities: none
+    assert asks_incremental_recursion(["rsyncd", "--server", "-logDtprRe.iLsfxCIvu", "--no-msgs2stderr", ".", "/"])
+    for forged in (["-e.iLsfxCIvu"], ["-ve.iLsfxCIvu"], ["-e", ".iLsfxCIvu"], ["--rsh=.iLsfxCIvu"],
+                   ["--rsh", ".iLsfxCIvu"], ["-ve", ".iLsfx"]):
+        assert asks_incremental_recursion(ours[:3] + forged + ours[3:]), forged
+    assert asks_incremental_recursion(["rsyncd", "--server", "-logDtprRe.iLsfxCIvu", "-e.LsfxCIvu", ".", "/"])
+    # and the push's own arguments leave it out
+    assert "--no-inc-recursive" in push_args(sources=["/r/./srv"], exclude_file="/x", password_file="/p", timeout=30)
 
 
 def test_deletion_guard_counts_against_the_slaves_files():

@@ -56,9 +56,10 @@ def as_nobody(*argv: str, input: str | None = None) -> subprocess.CompletedProce
 
 
 def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str | None = "sync",
-                    epoch: int = 0, dest: str = "") -> subprocess.CompletedProcess:
+                    epoch: int = 0, dest: str = "", inc_recursive: bool = False) -> subprocess.CompletedProcess:
     """A plain rsync client holding the password and the master's own TLS client (certificate and key):
-    what a thief of both, or a tool of the sysadmin's own, would run."""
+    what a thief of both, or a tool of the sysadmin's own, would run. It knows the slave refuses incremental
+    recursion (``--no-inc-recursive``, as a HotSync master sends) unless *inc_recursive*."""
     env = {**os.environ, "RSYNC_PASSWORD": PASSWORD,
            "RSYNC_CONNECT_PROG": f"exec {shutil.which('stunnel4')} {pair.master}/etc/stunnel/hotsync-client.conf"}
     extra = []
@@ -66,6 +67,7 @@ def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str 
         f = pair.master / f"attack.early.{secrets.token_hex(4)}"
         f.write_text(f"hotsync-epoch {epoch} kind={early} nonce={secrets.token_hex(16)}\n")
         extra.append(f"--early-input={f}")
+    extra += [] if inc_recursive else ["--no-inc-recursive"]
     argv = ["rsync", "-a", "--relative", "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/{dest}"]
     deadline = time.monotonic() + 20
     while True:        # the slave serves one session at a time: the previous one may still run its hook
@@ -84,6 +86,34 @@ def slave_state(pair: Pair) -> dict:
         p = pair.slave / rel
         out[rel] = p.read_bytes() if p.exists() else None
     return out
+
+
+# ------------------------------------------------------------------------------------------- finding 1b
+def test_a_refused_directory_is_never_made_not_even_empty(pair):
+    """rsync's incremental recursion checks a directory against the daemon's filter with a flag it gets wrong
+    (3.2 to 3.5 at least), so a client that names a refused path under a shipped parent (``srv/evil/x`` while
+    ``/srv/data`` is shipped; ``etc/nologin/x`` would lock non-root users out) had that directory made, empty,
+    before it was refused. The slave now refuses a session that leaves rsync free to use incremental
+    recursion, before anything is written; without it the daemon's filter refuses the directory unmade."""
+    M = pair.master
+    (M / "srv/evil/sub").mkdir(parents=True)
+    (M / "srv/evil/sub/x").write_text("x\n")
+    (M / "srv/data/new").write_text("new\n")
+    before = slave_state(pair)
+    cp = rsync_as_master(pair, f"{M}/./srv/evil/sub/x", f"{M}/./srv/data/new", inc_recursive=True)
+    assert cp.returncode != 0 and "incremental recursion" in cp.stderr, cp.stdout + cp.stderr
+    assert not (pair.slave / "srv/evil").exists() and not (pair.slave / "srv/data/new").exists(), cp.stderr
+    assert "incremental recursion" in pair.status(pair.slave)["last_refused"]["reason"]
+    # the same names without incremental recursion: the daemon refuses the directory and makes nothing of it
+    cp = rsync_as_master(pair, f"{M}/./srv/evil/sub/x", f"{M}/./srv/data/new")
+    assert 'refused to receive directory "srv/evil"' in cp.stderr, cp.stderr
+    assert not (pair.slave / "srv/evil").exists(), cp.stdout + cp.stderr
+    assert (pair.slave / "srv/data/new").read_text() == "new\n"
+    assert slave_state(pair) == before
+    # and HotSync's own pushes, full and real-time, go through
+    (M / "srv/data/later").write_text("later\n")
+    assert pair.sync().returncode == 0
+    assert (pair.slave / "srv/data/later").read_text() == "later\n"
 
 
 # ------------------------------------------------------------------------------------------- finding 1

@@ -62,7 +62,8 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
               module: str = MODULE, backup_dir: str | None = None) -> list[str]:
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
     is the session's early-input file (:func:`early_input`)."""
-    args = [rsync, "-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates",
+    # --no-inc-recursive: the slave refuses a push without it (hotsync_events.sync.xfer.asks_incremental_recursion)
+    args = [rsync, "-aHAX", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",

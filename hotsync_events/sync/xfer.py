@@ -7,7 +7,8 @@ root), for each of the slave's modules (``RSYNC_MODULE_NAME``): ``hotsync`` (the
 ``pre`` refuses a session (non-zero exit; its output reaches the master) when this host is fenced (the
 refusal carries the authenticated FENCED marker), is not an enabled slave, when the push carries no pair
 epoch or an older one than this host's (STALE), when the connection does not come from MasterHost (the
-address stunnel saw), and, for data, while the master's last peer copy stands refused. ``post`` records
+address stunnel saw), and, for data, while the master's last peer copy stands refused or when the
+client leaves rsync free to use incremental recursion (:func:`asks_incremental_recursion`). ``post`` records
 the session by kind (``sync``, ``realtime``, ``dry``; the promote's torn-state check reads them), installs
 a peer copy, or trusts a master certificate that MasterFingerprint names. Both import only the config
 database and the sync's own modules: they run for every session.
@@ -84,8 +85,7 @@ KEPT = "/var/lib/hotsync/kept/"
 
 def _backup_of(env) -> tuple[bool, str | None]:
     """``(makes backups, --backup-dir)`` from the client's arguments the daemon passes on (RSYNC_ARGn)."""
-    args = [env[k] for k in sorted((k for k in env if k.startswith("RSYNC_ARG") and k[9:].isdigit()),
-                                    key=lambda k: int(k[9:]))]
+    args = _client_args(env)
     backups, where = False, None
     for i, a in enumerate(args):
         if a.startswith("-") and not a.startswith("--") and "b" in a.split(".")[0]:
@@ -95,6 +95,30 @@ def _backup_of(env) -> tuple[bool, str | None]:
         elif a.startswith("--backup-dir="):
             backups, where = True, a.split("=", 1)[1]
     return backups, where
+
+
+def _client_args(env) -> list[str]:
+    """The client's arguments as the daemon passes them on (``RSYNC_ARG0`` .. ``RSYNC_ARGn``, in order)."""
+    return [env[k] for k in sorted((k for k in env if k.startswith("RSYNC_ARG") and k[9:].isdigit()),
+                                   key=lambda k: int(k[9:]))]
+
+
+def asks_incremental_recursion(args: list[str]) -> bool:
+    """Whether a client's arguments (:func:`_client_args`) leave the daemon free to use incremental recursion.
+
+    The client says what it supports in the capability string of its ``-e`` option (``-logDtpre.iLsfxCIvu``:
+    ``i`` is incremental recursion; ``--no-inc-recursive`` leaves it out); the daemon takes the last one it is
+    given, and without one it does not recurse incrementally. Judged strictly, as a client could forge the
+    string (``-M-e.i...``): any ``e`` in a cluster of short options, the ``-e`` given its value in the next
+    argument, any ``--rsh`` form; an ``i`` in any of them counts."""
+    infos: list[str] = []
+    for i, a in enumerate(args):
+        if a.startswith("--rsh"):
+            infos.append(a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else ""))
+        elif a.startswith("-") and not a.startswith("--") and "e" in a:
+            rest = a[a.index("e") + 1:]
+            infos.append(rest if rest else (args[i + 1] if i + 1 < len(args) else ""))
+    return any("i" in info for info in infos)
 
 
 def _max_delete_of(env) -> int | None:
@@ -158,6 +182,12 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         addr = _norm(addr)
     if problem is None and (not addr or (addr != cfg.master_host and addr not in _addresses(cfg.master_host))):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
+    if problem is None and module == "hotsync" and asks_incremental_recursion(_client_args(env)):
+        # rsync (3.2 to 3.5 at least) checks a directory against the daemon's filter with a flag its incremental
+        # recursion gets wrong, so a refused directory is made (empty, mode 0700) before it is refused
+        problem = ("the push leaves rsync free to use incremental recursion, which lets it create a directory "
+                   "this slave's filter refuses; a HotSync master sends --no-inc-recursive (upgrade "
+                   "hotsync-events on the master)")
     st = read_status(root)
     if problem is None and module == "hotsync":
         problem = peer_refused_reason(st)

@@ -87,23 +87,37 @@ class _FD(InotifyFD):
 
 class _Emitter(InotifyFullEmitter):
     """Full emitter (unmatched moves stay moves, so "moved in" is told apart from "created") with the
-    narrow kernel mask; watchdog's own filter mapping has no way to ask for IN_ATTRIB without IN_MODIFY."""
+    narrow kernel mask; watchdog's own filter mapping has no way to ask for IN_ATTRIB without IN_MODIFY.
+
+    It hands each event it built straight to the notifier (*on_event*, in this emitter's thread), not to
+    watchdog's queue and observer thread: one thread hand-off less per event, about a third of the notifier's
+    CPU in a burst of new files (bench/breakdown.py). The notifier's state is guarded by its own lock."""
+
+    def __init__(self, *args, on_event: Callable[[FileSystemEvent], None], on_error: Callable[[], None],
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_event, self._on_error = on_event, on_error
 
     def get_event_mask_from_filter(self) -> Mask:
         return EVENT_MASK
 
     def queue_event(self, event: FileSystemEvent) -> None:
-        # only what the handler takes goes through watchdog's queue and observer thread: it derives a
-        # DirModified event from every creation, deletion and move, half of what a burst of new files makes
+        # only the kinds the notifier takes: watchdog derives a DirModified event from every creation,
+        # deletion and move, half of what a burst of new files makes
         if type(event) in _WANTED_TYPES:
-            super().queue_event(event)
+            try:
+                self._on_event(event)
+            except Exception:     # a bug must not end this watch's thread: logged, and a full sync covers it
+                log.exception("the notifier could not take %r", event)
+                self._on_error()
 
 
 class _Observer(BaseObserver):
-    def __init__(self, on_overflow: Callable[[], None]) -> None:
+    def __init__(self, on_overflow: Callable[[], None], on_event: Callable[[FileSystemEvent], None],
+                 on_error: Callable[[], None]) -> None:
         self._inotify_fd = _FD(on_overflow)
         self._inotify_fd.start()
-        super().__init__(_Emitter, timeout=1.0, inotify_fd=self._inotify_fd)
+        super().__init__(_Emitter, timeout=1.0, inotify_fd=self._inotify_fd, on_event=on_event, on_error=on_error)
 
     def on_thread_stop(self) -> None:
         super().on_thread_stop()
@@ -120,11 +134,10 @@ class _WatchRoot:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, notifier: Notifier) -> None:
-        self.n = notifier
+    """What watchdog's schedule() wants; the emitters hand the events to the notifier themselves (_Emitter)."""
 
-    def dispatch(self, event: FileSystemEvent) -> None:   # bypass watchdog's per-type dispatch
-        self.n._on_event(event)
+    def dispatch(self, event: FileSystemEvent) -> None:
+        pass
 
 
 class Notifier:
@@ -187,7 +200,7 @@ class Notifier:
             if not os.path.lexists(wr.real) or os.path.islink(wr.real):
                 continue
             try:
-                wr.watch = observer.schedule(_Handler(self), wr.real, recursive=os.path.isdir(wr.real))
+                wr.watch = observer.schedule(_Handler(), wr.real, recursive=os.path.isdir(wr.real))
                 added += 1
             except OSError as exc:
                 log.warning("cannot watch %s: %s", wr.host, exc)
@@ -215,7 +228,8 @@ class Notifier:
     def start(self) -> Notifier:
         if self._observer is not None:
             return self
-        self._observer = _Observer(self._overflowed)
+        self._observer = _Observer(self._overflowed, self._on_event,
+                                   lambda: self._full("the notifier could not take an event (see its log)"))
         self._observer.start()
         with self._watch_lock:
             self._schedule_missing()

@@ -127,7 +127,9 @@ def test_pre_xfer_epoch_check(root):
     db = open_db("configuration", root)
     db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
     db.setprop("rsyncd", {"password": "Secret-123"})
-    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync"}
+    from sync_pair import SERVER_ENV
+
+    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync", **SERVER_ENV}
     xfer = root.join("/run/hotsync/xfer")
     xfer.mkdir(parents=True)
     fence.write_epoch(root, 2, "test")

@@ -14,6 +14,7 @@ import pytest
 
 from hotsync_events.sync import hookd, nodelay
 from hotsync_events.sync.xfer import hook_argv, package_top
+from sync_pair import SERVER_ENV
 from sync_pair import Pair
 
 FALLBACK = "sh -c 'echo FALLBACK-RAN; exit 99'"
@@ -27,7 +28,7 @@ def _hook(tmp_path: Path, action: str = "pre", *, server: bool = True, env: dict
     shell = ["/bin/sh", "sh", "-c", line]
     argv = [sys.executable, *nodelay.exec_args(*shell, hookd=package_top())] if server else shell[:1] + shell[2:]
     full = {"PATH": "/usr/bin:/bin", "RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync",
-            "RSYNC_HOST_ADDR": "127.0.0.1", **(env or {})}
+            "RSYNC_HOST_ADDR": "127.0.0.1", **SERVER_ENV, **(env or {})}
     return subprocess.run(argv, input="", capture_output=True, text=True, env=full, timeout=60)
 
 
@@ -37,7 +38,8 @@ def test_the_server_answers_the_hook_and_the_fallback_does_not_run(tmp_path):
     assert cp.stdout.startswith("refused by the slave: ") and "FALLBACK" not in cp.stdout, cp.stdout
     assert "this host is not a slave" in cp.stdout      # the reason, on one line
     same = subprocess.run(hook_argv("pre", str(tmp_path)), capture_output=True, text=True, timeout=60,
-                          env={"RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync", "RSYNC_HOST_ADDR": "127.0.0.1"})
+                          env={"RSYNC_PID": "4242", "RSYNC_MODULE_NAME": "hotsync", "RSYNC_HOST_ADDR": "127.0.0.1",
+                               **SERVER_ENV})
     assert same.returncode == 1 and same.stdout.strip() == cp.stdout.strip()   # the program decides the same
     post = _hook(tmp_path, "post")
     assert post.returncode == 0 and "FALLBACK" not in post.stdout, (post.stdout, post.stderr)

@@ -13,7 +13,9 @@ from hotsync_events.sync.lists import build_lists
 from hotsync_events.sync.policy import sender_rules
 from hotsync_events.sync.lock import SyncLock
 from hotsync_events.sync.rsync import push_args, stats_of
-from hotsync_events.sync.xfer import asks_incremental_recursion, post_xfer, pre_xfer
+from hotsync_events.sync.xfer import post_xfer, pre_xfer
+from hotsync_events.sync.xferargs import asks_incremental_recursion, session_problem
+from sync_pair import SERVER_ENV
 
 DRY = """\
 *deleting   srv/f5
@@ -49,18 +51,69 @@ def test_push_args_keep_the_password_off_the_command_line_and_end_options():
     assert args[args.index("--") + 1:] == ["/r/./srv", "rsync://hotsyncuser@hotsync-slave/hotsync/"]
 
 
-def test_the_slave_tells_incremental_recursion_from_the_clients_arguments():
-    """What rsync's daemon passes the pre-xfer hook (RSYNC_ARGn), as measured with rsync 3.5: a HotSync master's
-    push, a plain client's, and capability strings a modified client could forge (tests/test_trust.py pushes)."""
-    ours = ["rsyncd", "--server", "-lHogDtpAXrRe.LsfxCIvu", "--no-msgs2stderr", "--delete", "--delay-updates", ".", "/"]
-    assert not asks_incremental_recursion(ours)
-    assert not asks_incremental_recursion(["rsyncd", "--server", "-logDtprR", ".", "/"])     # no capabilities: none
-    assert asks_incremental_recursion(["rsyncd", "--server", "-logDtprRe.iLsfxCIvu", "--no-msgs2stderr", ".", "/"])
-    for forged in (["-e.iLsfxCIvu"], ["-ve.iLsfxCIvu"], ["-e", ".iLsfxCIvu"], ["--rsh=.iLsfxCIvu"],
-                   ["--rsh", ".iLsfxCIvu"], ["-ve", ".iLsfx"]):
-        assert asks_incremental_recursion(ours[:3] + forged + ours[3:]), forged
-    assert asks_incremental_recursion(["rsyncd", "--server", "-logDtprRe.iLsfxCIvu", "-e.LsfxCIvu", ".", "/"])
-    # and the push's own arguments leave it out
+#: what rsync 3.5's daemon passed the pre-xfer hook for each session a HotSync master makes (captured)
+OURS = {
+    "full push": "-lHogDtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete --stats "
+                 "-@-1 --partial-dir .hotsync-partial --delay-updates --numeric-ids",
+    "its dry run, --full": "-nlHogDtpAXrcRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --delete --stats -@-1 "
+                           "--partial-dir .hotsync-partial --delay-updates --numeric-ids",
+    "keeping aside": "-blHogDtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --bwlimit=500 --backup-dir "
+                     "/var/lib/hotsync/kept/2026-12-05-121500 --max-delete=3 --delete --stats -@-1 --partial-dir "
+                     ".hotsync-partial --delay-updates --numeric-ids",
+    "real-time": "-ldHogDtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete "
+                 "--force --stats --delete-missing-args -@-1 --partial-dir .hotsync-partial --numeric-ids",
+    "real-time dry run": "-nldHogDtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --delete --force "
+                         "--stats --delete-missing-args -@-1 --partial-dir .hotsync-partial --numeric-ids",
+}
+
+
+def _server(options: str, dest: str = "/") -> list[str]:
+    return ["rsyncd", "--server", *options.split(), ".", dest]
+
+
+def test_the_slave_takes_only_the_arguments_a_master_sends():
+    """The slave's pre-xfer check of the client's arguments (sync.xferargs): every session kind a HotSync master
+    makes goes through; each way in a reviewer found is refused (tests/test_trust.py runs them against a pair)."""
+    for what, options in OURS.items():
+        assert session_problem("hotsync", _server(options)) is None, what
+    peer = _server("-ltpre.LsfxCIvu --no-msgs2stderr --timeout=20 --delete")
+    assert session_problem("hotsync-peer", peer) is None
+    assert session_problem("hotsync-pair", [*peer[:-1], "/master.crt"]) is None
+    assert session_problem("hotsync", _server("-logDtpre.LsfxCIvu --no-msgs2stderr", "srv/bench/")) is None  # bench
+    full = OURS["full push"]
+    refused = {
+        "incremental recursion": _server(full.replace("e.Lsfx", "e.iLsfx")),
+        "peer copy with it": ["rsyncd", "--server", "-ltpre.iLsfxCIvu", "--delete", ".", "/"],
+        "forged capabilities": _server(full + " -e.iLsfxCIvu"),
+        "capabilities in the next argument": _server(full + " -e .iLsfxCIvu"),
+        "--rsh": _server(full + " --rsh=.iLsfxCIvu"),
+        "popt's next-argument": _server(full.replace("e.LsfxCIvu", "e!#:+") + " .iLsfxCIvu"),
+        "popt in a value": _server(full.replace("kept", "kept") + " --timeout=!#:+"),
+        "partial dir outside": _server(full.replace(".hotsync-partial", "../../etc/cron.d")),
+        "partial dir through a link": _server(full.replace(".hotsync-partial", "ln/nologin")),
+        "partial dir joined": _server(full.replace("--partial-dir .hotsync-partial", "--partial-dir=../x")),
+        "backup dir deeper": _server(OURS["keeping aside"].replace("121500", "121500/x")),
+        "backup dir through ..": _server(OURS["keeping aside"].replace("2026-12-05-121500", "..")),
+        "backup dir elsewhere": _server(OURS["keeping aside"].replace("/var/lib/hotsync/kept/", "/etc/")),
+        "--mkpath": _server(full + " --mkpath"),
+        "unclean destination": _server(full, "srv/evil/../data/new/"),
+        "two destinations": [*_server(full), "etc/"],
+        "a destination like an option": _server(full, "-x"),
+        "the module's root twice": _server(full, "//"),
+        "keep-dirlinks in the cluster": _server(full.replace("-lHog", "-KlHog")),
+        "two clusters": _server(full + " -ve.LsfxCIvu"),
+        "no cluster": _server("--delete"),
+        "an option unknown": _server(full + " --temp-dir=/etc"),
+        "a value not numeric": _server(full.replace("--timeout=20", "--timeout=20x")),
+        "pair elsewhere": ["rsyncd", "--server", "-ltpre.LsfxCIvu", ".", "etc/cron.d/x"],
+        "not a client": ["sh", "--server", "-lHogDtpAXrRe.LsfxCIvu", ".", "/"],
+    }
+    for what, args in refused.items():
+        module = "hotsync-peer" if what.startswith("peer") else "hotsync-pair" if what.startswith("pair") else "hotsync"
+        assert session_problem(module, args), what
+    assert asks_incremental_recursion(refused["forged capabilities"])
+    assert not asks_incremental_recursion(_server(full))
+    # and the push's own arguments say --no-inc-recursive
     assert "--no-inc-recursive" in push_args(sources=["/r/./srv"], exclude_file="/x", password_file="/p", timeout=30)
 
 
@@ -204,7 +257,7 @@ def early(root, kind: str = "sync", epoch: int = 0, nonce: str = "0123456789abcd
 
 def test_pre_xfer_refuses_unless_an_enabled_slave_pushed_to_by_its_master(root):
     db = open_db("configuration", root)
-    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "42", "RSYNC_MODULE_NAME": "hotsync"}
+    env = {"RSYNC_HOST_ADDR": "127.0.0.1", "RSYNC_PID": "42", "RSYNC_MODULE_NAME": "hotsync", **SERVER_ENV}
     early(root)
     assert pre_xfer(root, env)[0] == 1                                  # no role
     db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
@@ -286,13 +339,16 @@ def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
     for rel in files:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(rel)
+    (src / "var/lib/hotsync/kept/ln").symlink_to("../../../../etc")   # would carry backups into /etc
     rules = tmp_path / "accept.filter"
     rules.write_text(accept_filter(["/srv/a", "/etc/letsencrypt", "/var/lib", "/etc/cron.d",
                                     "/var/lib/hotsync/dumps/m.sql"]))
     subprocess.run(["rsync", "-a", f"--exclude-from={rules}", f"{src}/", f"{dst}/"], check=True)
-    landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file() or p.is_symlink())
     assert landed == ["etc/letsencrypt/live/c.pem", "srv/a/deep/y", "srv/a/x", "var/lib/app/data",
-                      "var/lib/hotsync/dumps/m.sql", "var/lib/hotsync/kept/2026/f"]
+                      "var/lib/hotsync/dumps/m.sql"]
+    # the kept area takes directories only: --backup-dir puts the files there itself
+    assert (dst / "var/lib/hotsync/kept/2026").is_dir() and not (dst / "var/lib/hotsync/kept/ln").is_symlink()
 
 
 def test_hotsyncs_own_code_is_never_written_by_a_push():

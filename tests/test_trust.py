@@ -56,7 +56,8 @@ def as_nobody(*argv: str, input: str | None = None) -> subprocess.CompletedProce
 
 
 def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str | None = "sync",
-                    epoch: int = 0, dest: str = "", inc_recursive: bool = False) -> subprocess.CompletedProcess:
+                    epoch: int = 0, dest: str = "", inc_recursive: bool = False,
+                    base: tuple[str, ...] = ("-a", "--relative")) -> subprocess.CompletedProcess:
     """A plain rsync client holding the password and the master's own TLS client (certificate and key):
     what a thief of both, or a tool of the sysadmin's own, would run. It knows the slave refuses incremental
     recursion (``--no-inc-recursive``, as a HotSync master sends) unless *inc_recursive*."""
@@ -68,7 +69,7 @@ def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str 
         f.write_text(f"hotsync-epoch {epoch} kind={early} nonce={secrets.token_hex(16)}\n")
         extra.append(f"--early-input={f}")
     extra += [] if inc_recursive else ["--no-inc-recursive"]
-    argv = ["rsync", "-a", "--relative", "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/{dest}"]
+    argv = ["rsync", *base, "--stderr=client", *extra, *args, f"rsync://hotsyncuser@x/{module}/{dest}"]
     deadline = time.monotonic() + 20
     while True:        # the slave serves one session at a time: the previous one may still run its hook
         cp = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
@@ -86,6 +87,41 @@ def slave_state(pair: Pair) -> dict:
         p = pair.slave / rel
         out[rel] = p.read_bytes() if p.exists() else None
     return out
+
+
+def test_options_that_reach_past_the_filter_are_refused(pair):
+    """The options a reviewer found that write where the daemon's filter does not look, each run with a plain
+    rsync client holding the password and the master's TLS client: a partial directory outside the module's
+    shipped paths (a cron job), a backup folder through a link the push itself sent, --mkpath with an
+    uncleaned destination, and popt's next-argument expansion, which rewrites a value after the hook read it.
+    The slave takes only the arguments a HotSync master sends (sync.xferargs); nothing lands."""
+    M = pair.master
+    (M / "srv/data/h").write_text(f"* * * * * root touch {CANARY}\n")
+    (M / "var/lib/hotsync/kept").mkdir(parents=True, exist_ok=True)
+    (M / "var/lib/hotsync/kept/ln").symlink_to("../../../../etc")
+    before = slave_state(pair)
+    attacks = {
+        "partial directory": (["--delay-updates", "--partial-dir=../../etc/cron.d"], f"{M}/./srv/data/h", ""),
+        "backup folder through a link": (["--backup", "--backup-dir=/var/lib/hotsync/kept/ln/nologin"],
+                                         f"{M}/./srv/data/h", ""),
+        "a link into the backup area": ([], f"{M}/./var/lib/hotsync/kept/ln", ""),
+        "mkpath": (["--mkpath"], f"{M}/srv/data/./h", "srv/evil/../data/new/"),
+        "popt's next argument": (["-M--timeout=!#:+", "-M30"], f"{M}/./srv/data/h", ""),
+    }
+    for what, (options, source, dest) in attacks.items():
+        cp = rsync_as_master(pair, *options, source, dest=dest)
+        assert cp.returncode != 0, (what, cp.stdout + cp.stderr)
+        assert not (pair.slave / "etc/cron.d/h").exists(), what
+        assert not (pair.slave / "etc/nologin").exists(), what
+        assert not (pair.slave / "srv/evil").exists(), what
+        assert not (pair.slave / "var/lib/hotsync/kept/ln").is_symlink(), what
+        assert not (pair.slave / "srv/data/h").exists(), what
+    reasons = [r["reason"] for r in [pair.status(pair.slave)["last_refused"]]]
+    assert reasons and "HotSync" in reasons[0]
+    assert slave_state(pair) == before
+    # the master's own push of the same file goes through, and its first push after a re-pair keeps aside
+    assert pair.sync().returncode == 0
+    assert (pair.slave / "srv/data/h").exists()
 
 
 # ------------------------------------------------------------------------------------------- finding 1b
@@ -154,7 +190,7 @@ def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
     staged.mkdir()
     (staged / "manifest.json").write_text(json.dumps({"format": 1, "includes": ["/etc/cron.d", "/srv/data"]}))
     (staged / "configuration").write_text("hotsync=configuration|role|master\n")
-    cp = rsync_as_master(pair, f"{staged}/./", module="hotsync-peer", early="peer")
+    cp = rsync_as_master(pair, f"{staged}/", module="hotsync-peer", early="peer", base=("-rlpt",))
     assert cp.returncode == 0, cp.stderr      # the copy landed in the staging directory, where nothing reads it
     pair.settled()
     assert slave_state(pair) == before

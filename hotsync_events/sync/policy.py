@@ -84,6 +84,9 @@ REFUSED: tuple[Area, ...] = (
 #: HotSync areas a push does write: the plugins' dumps, and the old files a first push after a role change
 #: keeps aside (``--backup-dir``); listed before the refused areas in the slave's filter
 ALLOWED_STATE = ("/var/lib/hotsync/dumps/", "/var/lib/hotsync/kept/")
+#: of those, where a push only makes directories: rsync's ``--backup-dir`` puts the files there itself, and a
+#: link a push sent there would carry the next push's backups anywhere (its directories are made through it)
+DIRECTORIES_ONLY = ("/var/lib/hotsync/kept/",)
 
 
 def _norm(path: str) -> str:
@@ -150,7 +153,8 @@ def _pattern(path: str) -> str:
 def accept_filter(manifest: Iterable[str]) -> str:
     """The slave's daemon filter (``exclude from`` of its data module; first match wins).
 
-    In order: the HotSync areas a push writes (dumps, kept files); the directories above the manifest's
+    In order: the HotSync areas a push writes (dumps; kept files, where it makes only directories: the files
+    come through ``--backup-dir``, :data:`DIRECTORIES_ONLY`); the directories above the manifest's
     paths, as directory entries only (a push reaches its paths through them, nothing else in them); for each
     path of the *manifest*, the refused areas inside it (a directory with everything below it), then the
     path and everything below it; then nothing else. A refused area outside every manifest path needs no
@@ -170,7 +174,8 @@ def accept_filter(manifest: Iterable[str]) -> str:
     lines = ["# rendered by hotsync: what a push may write on this slave (see docs/security.md)",
              "# written by pushes for HotSync itself: the plugins' dumps, the files a first push after a re-pair "
              "keeps aside"]
-    lines += [f"+ {_pattern(a)}***" for a in ALLOWED_STATE]
+    for a in ALLOWED_STATE:
+        lines += [f"+ {_pattern(a)}", f"+ {_pattern(a)}**/"] if a in DIRECTORIES_ONLY else [f"+ {_pattern(a)}***"]
     lines.append("# the directories above the shipped paths: the directory entries only, not what they hold")
     lines += [f"+ {_pattern(p)}" for p in sorted(parents)]
     lines.append("# the master's shipped paths (its last manifest), without the refused areas inside them")

@@ -62,7 +62,7 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
               module: str = MODULE, backup_dir: str | None = None) -> list[str]:
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
     is the session's early-input file (:func:`early_input`)."""
-    # --no-inc-recursive: the slave refuses a push without it (hotsync_events.sync.xfer.asks_incremental_recursion)
+    # the slave takes only these options (hotsync_events.sync.xferargs), --no-inc-recursive included
     args = [rsync, "-aHAX", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
@@ -88,7 +88,8 @@ def copy_args(*, source: str, dest: str, module: str, password_file: str, timeou
               rsync: str = "rsync") -> list[str]:
     """A plain copy of *source* to ``module/dest`` (the peer copy, the master's certificate): no guards,
     no partial dirs, the files as they are."""
-    return [rsync, "-rlpt", "--delete", f"--timeout={int(timeout)}", f"--password-file={password_file}",
+    return [rsync, "-rlpt", "--no-inc-recursive", "--delete", f"--timeout={int(timeout)}",
+            f"--password-file={password_file}",
             f"--early-input={early}", *CLIENT_MESSAGES, "--", source, f"rsync://{USER}@hotsync-slave/{module}/{dest}"]
 
 

@@ -7,8 +7,8 @@ root), for each of the slave's modules (``RSYNC_MODULE_NAME``): ``hotsync`` (the
 ``pre`` refuses a session (non-zero exit; its output reaches the master) when this host is fenced (the
 refusal carries the authenticated FENCED marker), is not an enabled slave, when the push carries no pair
 epoch or an older one than this host's (STALE), when the connection does not come from MasterHost (the
-address stunnel saw), and, for data, while the master's last peer copy stands refused or when the
-client leaves rsync free to use incremental recursion (:func:`asks_incremental_recursion`). ``post`` records
+address stunnel saw), when the client's arguments are not ones a HotSync master sends
+(:mod:`hotsync_events.sync.xferargs`), and, for data, while the master's last peer copy stands refused. ``post`` records
 the session by kind (``sync``, ``realtime``, ``dry``; the promote's torn-state check reads them), installs
 a peer copy, or trusts a master certificate that MasterFingerprint names. Both import only the config
 database and the sync's own modules: they run for every session.
@@ -23,6 +23,7 @@ from hotsync_events.configdb import open_db
 from hotsync_events.paths import Root
 from hotsync_events.sync.settings import Settings
 from hotsync_events.sync.status import push_history, read_status, update_status
+from hotsync_events.sync.xferargs import client_args, kept_dir, session_problem
 
 __all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer", "run_hook"]
 
@@ -85,7 +86,7 @@ KEPT = "/var/lib/hotsync/kept/"
 
 def _backup_of(env) -> tuple[bool, str | None]:
     """``(makes backups, --backup-dir)`` from the client's arguments the daemon passes on (RSYNC_ARGn)."""
-    args = _client_args(env)
+    args = client_args(env)
     backups, where = False, None
     for i, a in enumerate(args):
         if a.startswith("-") and not a.startswith("--") and "b" in a.split(".")[0]:
@@ -95,30 +96,6 @@ def _backup_of(env) -> tuple[bool, str | None]:
         elif a.startswith("--backup-dir="):
             backups, where = True, a.split("=", 1)[1]
     return backups, where
-
-
-def _client_args(env) -> list[str]:
-    """The client's arguments as the daemon passes them on (``RSYNC_ARG0`` .. ``RSYNC_ARGn``, in order)."""
-    return [env[k] for k in sorted((k for k in env if k.startswith("RSYNC_ARG") and k[9:].isdigit()),
-                                   key=lambda k: int(k[9:]))]
-
-
-def asks_incremental_recursion(args: list[str]) -> bool:
-    """Whether a client's arguments (:func:`_client_args`) leave the daemon free to use incremental recursion.
-
-    The client says what it supports in the capability string of its ``-e`` option (``-logDtpre.iLsfxCIvu``:
-    ``i`` is incremental recursion; ``--no-inc-recursive`` leaves it out); the daemon takes the last one it is
-    given, and without one it does not recurse incrementally. Judged strictly, as a client could forge the
-    string (``-M-e.i...``): any ``e`` in a cluster of short options, the ``-e`` given its value in the next
-    argument, any ``--rsh`` form; an ``i`` in any of them counts."""
-    infos: list[str] = []
-    for i, a in enumerate(args):
-        if a.startswith("--rsh"):
-            infos.append(a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else ""))
-        elif a.startswith("-") and not a.startswith("--") and "e" in a:
-            rest = a[a.index("e") + 1:]
-            infos.append(rest if rest else (args[i + 1] if i + 1 < len(args) else ""))
-    return any("i" in info for info in infos)
 
 
 def _max_delete_of(env) -> int | None:
@@ -133,11 +110,8 @@ def _max_delete_of(env) -> int | None:
 
 
 def _kept_dir(where: str | None) -> bool:
-    """Whether a ``--backup-dir`` is a folder of its own under /var/lib/hotsync/kept/."""
-    if not where:
-        return False
-    parts = [p for p in where.split("/") if p not in ("", ".")]
-    return ".." not in parts and len(parts) >= 5 and parts[:4] == KEPT.strip("/").split("/")
+    """Whether a ``--backup-dir`` is a folder of its own right under /var/lib/hotsync/kept/."""
+    return bool(where) and kept_dir(str(where))
 
 
 def peer_refused_reason(status: dict) -> str | None:
@@ -182,18 +156,20 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         addr = _norm(addr)
     if problem is None and (not addr or (addr != cfg.master_host and addr not in _addresses(cfg.master_host))):
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
-    if problem is None and module == "hotsync" and asks_incremental_recursion(_client_args(env)):
-        # rsync (3.2 to 3.5 at least) checks a directory against the daemon's filter with a flag its incremental
-        # recursion gets wrong, so a refused directory is made (empty, mode 0700) before it is refused
-        problem = ("the push leaves rsync free to use incremental recursion, which lets it create a directory "
-                   "this slave's filter refuses; a HotSync master sends --no-inc-recursive (upgrade "
-                   "hotsync-events on the master)")
+    if problem is None:
+        # only what a HotSync master sends: each option and its value (sync.xferargs)
+        why = session_problem(module, client_args(env))
+        if why is not None:
+            problem = f"{why} (a master of another HotSync version? upgrade hotsync-events on both hosts)"
     st = read_status(root)
     if problem is None and module == "hotsync":
         problem = peer_refused_reason(st)
     backups, backup_dir = _backup_of(env)
     if problem is None and backups and not _kept_dir(backup_dir):
         problem = f"a push may keep what it replaces only in a folder of its own under {KEPT}"
+    if problem is None and backups and any(os.path.islink(root.join(p)) for p in (KEPT, str(backup_dir))):
+        # rsync makes the backup folder through a link (the slave's filter keeps a push from sending one)
+        problem = f"{backup_dir} on this slave is a symbolic link: a push keeps nothing through it"
     if problem is None and st.get("keep_aside") and kind in ("sync", "realtime") and not backups:
         problem = ("this slave was re-paired: its first push from the new master must keep aside what it replaces "
                    f"or deletes (in {KEPT}); a person's `hotsync sync` on the master does")

@@ -150,8 +150,8 @@ def rsyncd_values(db, root: str) -> dict:
     xfer_dir = f"{base}/run/hotsync/xfer"
     common = {
         "use chroot": "yes",
-        # Symlinks are stored as the master has them (the replica must work after a promote); the chroot
-        # and the daemon's secure path resolver (insecure links = no) keep them inside the root.
+        # the staging modules (the peer copy, the pairing) are chrooted in their own directories; the data
+        # module's links are munged (below)
         "munge symlinks": "no",
         "insecure links": "no",
         "numeric ids": "yes",
@@ -172,10 +172,17 @@ def rsyncd_values(db, root: str) -> dict:
         "timeout": str(int_value(h.get("timeout", 300), 5, 86400, "hotsync timeout")),
         "refuse options": " ".join(REFUSED_OPTIONS),
     }
+    # The data module is chrooted in the slave's root: the chroot confines nothing there, and rsync then
+    # follows a link a push stored wherever a later session's path goes through it (its destination, a
+    # deletion of a name whose directory is not in the list, the partial directory). So every link is stored
+    # as rsync's munged form (/rsyncd-munged/<target>), which leads nowhere, and a promote writes them back
+    # as the master had them (hotsync_events.sync.symlinks).
+    data = {**common, "munge symlinks": "yes"}
     return {
         "root": rootp,
         "log": conf_value(f"{base}/var/log/hotsync/rsyncd.log", "log path"),
         "common": "".join(f"{k} = {v}\n" for k, v in common.items()),
+        "data": "".join(f"{k} = {v}\n" for k, v in data.items()),
         "accept": conf_value(f"{base}{ACCEPT_FILTER}", "filter path"),
         "peer": _no_space(f"{base}{PEER_INCOMING}", "peer copy path"),
         "incoming": _no_space(str(incoming_dir(Root(root))), "pairing path"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from hotsync_events.realtime.notifier import PushResult
 from hotsync_events.realtime.wiring import list_push_args
 from hotsync_events.sync.rsync import push_args
+from hotsync_events.sync.symlinks import MUNGED
 
 
 def free_port() -> int:
@@ -127,8 +128,8 @@ def tree_digest(top: Path, skip_suffix: str = ".swp") -> dict[str, tuple]:
             rel = str(p.relative_to(top))
             try:
                 st = p.lstat()
-                if p.is_symlink():
-                    out[rel] = ("l", os.readlink(p))
+                if p.is_symlink():     # as the master has it: a slave stores it munged (sync.symlinks)
+                    out[rel] = ("l", os.readlink(p).removeprefix(MUNGED))
                 elif p.is_dir():
                     out[rel] = ("d", st.st_mode & 0o7777)
                 else:

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from hotsync_events.sync.symlinks import MUNGED
+
 BIN = Path(sys.executable).parent
 PASSWORD = "Check-pass-1"
 #: what rsync's daemon passes the pre-xfer hook for a HotSync master's full push (RSYNC_ARGn, rsync 3.5)
@@ -205,8 +207,8 @@ def tree(base: Path) -> dict:
             try:
                 st = p.lstat()
                 rel = str(p.relative_to(base))
-                if stat.S_ISLNK(st.st_mode):
-                    what = ("l", os.readlink(p))
+                if stat.S_ISLNK(st.st_mode):      # as the master has it: a slave stores it munged (sync.symlinks)
+                    what = ("l", os.readlink(p).removeprefix(MUNGED))
                 elif stat.S_ISDIR(st.st_mode):
                     what = ("d", None)
                 else:

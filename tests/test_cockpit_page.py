@@ -473,7 +473,8 @@ def test_takeover_from_the_page_promotes_the_slave(pair, ws, browser, shots):
     button.click()
     wait(browser, lambda d: "PROMOTED" in d.find_element(By.ID, "t-result").text, timeout=120, what="the promote")
     phases = browser.find_elements(By.CSS_SELECTOR, "#t-progress li")
-    assert [li.get_attribute("data-phase") for li in phases] == ["verify", "fence", "config", "databases", "steps",
+    assert [li.get_attribute("data-phase") for li in phases] == ["verify", "fence", "links", "config", "databases",
+                                                                 "steps",
                                                                  "role", "services"]
     assert all(li.text.startswith("done") for li in phases), [li.text for li in phases]
     assert "fence: pair epoch 1" in text(browser, "#t-log")

@@ -82,6 +82,7 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     synced = tree(M / "srv/data")
     assert tree(S / "srv/data") == synced
+    assert os.readlink(S / "srv/data/link") == "/rsyncd-munged/f1"      # a slave stores links munged
     old_paths = paths_of(M)
     assert ("/srv/data", ["/etc/hotsync/include.d/test.include:1"]) in old_paths[0], old_paths
     assert ("/srv/data/cache/", ["/etc/hotsync/exclude.d/test.exclude:1"]) in old_paths[1], old_paths
@@ -116,6 +117,7 @@ def test_promote_fence_repair_end_to_end(pair, smtp):
     assert out["journal"]["lists"]["installed"] == ["include.d/test.include", "exclude.d/test.exclude"], out
     assert not (S / "run/hotsync/hotsync-scheduler.pid").exists()
     assert tree(S / "srv/data") == synced              # exactly the last complete sync
+    assert os.readlink(S / "srv/data/link") == "f1" and out["journal"]["links"]["restored"] >= 1   # as the master had it
     st = pair.status(S)
     assert st["role"] == "master" and st["promote"]["epoch"] == 1 and st["fence"]["epoch"] == 1
     assert st["promote"]["data_age"] < 120 and st["promote"]["duration"] > 0
@@ -259,7 +261,8 @@ def test_refused_on_a_torn_state_then_forced(pair):
 
 
 # ------------------------------------------------------------------------------------------- kill -9
-CRASH_POINTS = ("verify", "fence", "config", "databases", "step:antivirus-init-avdb", "steps", "role", "services")
+CRASH_POINTS = ("verify", "fence", "links", "config", "databases", "step:antivirus-init-avdb", "steps", "role",
+                "services")
 
 
 def _state(root: Path) -> dict:

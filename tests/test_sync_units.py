@@ -96,6 +96,7 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
         "backup dir through ..": _server(OURS["keeping aside"].replace("2026-12-05-121500", "..")),
         "backup dir elsewhere": _server(OURS["keeping aside"].replace("/var/lib/hotsync/kept/", "/etc/")),
         "--mkpath": _server(full + " --mkpath"),
+        "delayed updates held in .~tmp~": _server(full.replace("--partial-dir .hotsync-partial ", "")),
         "unclean destination": _server(full, "srv/evil/../data/new/"),
         "two destinations": [*_server(full), "etc/"],
         "a destination like an option": _server(full, "-x"),
@@ -419,3 +420,32 @@ def test_why_rsyncd_values_hold_no_percent(tmp_path):
     landed = [d for d in ("d%x", "d%%x") if (tmp_path / d / "f").exists()]
     assert landed == ["d%%x"], landed       # if a newer rsync un-doubles, conf_value may escape again
 
+
+
+def test_a_slaves_links_are_munged_once_and_a_promote_writes_them_back(root):
+    """sync.symlinks: the listener's first start on a slave munges the links its copy holds from before (an
+    upgrade, a host that was a master), once per pairing; unmunge (the promote's links phase) restores them
+    with their owners; a master's links are never touched."""
+    import json
+
+    from hotsync_events.sync import symlinks
+
+    data = root.join("/srv/data")
+    (data / "sub").mkdir(parents=True)
+    (data / "rel").symlink_to("sub")
+    (data / "abs").symlink_to("/etc/passwd")
+    (data / "sub/deep").symlink_to("../rel")
+    os.chown(data / "rel", 1234, 1234, follow_symlinks=False)
+    peer = root.join("/var/lib/hotsync/peer")
+    peer.mkdir(parents=True)
+    (peer / "manifest.json").write_text(json.dumps({"format": 1, "includes": ["/srv/data"]}))
+    db = open_db("configuration", root)
+    db.setprop("hotsync", {"role": "master"})
+    assert symlinks.migrate(root, log=lambda m: None) is None and os.readlink(data / "rel") == "sub"
+    db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
+    assert symlinks.migrate(root, log=lambda m: None) == 3
+    assert os.readlink(data / "abs") == "/rsyncd-munged//etc/passwd" and os.lstat(data / "rel").st_uid == 1234
+    assert symlinks.migrate(root, log=lambda m: None) is None          # once per pairing
+    assert symlinks.unmunge(root, ["/srv/data"], log=lambda m: None) == (3, [])
+    assert [os.readlink(data / n) for n in ("rel", "abs", "sub/deep")] == ["sub", "/etc/passwd", "../rel"]
+    assert os.lstat(data / "rel").st_uid == 1234 and not list(data.glob(".hotsync-link.*"))

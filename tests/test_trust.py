@@ -124,6 +124,48 @@ def test_options_that_reach_past_the_filter_are_refused(pair):
     assert (pair.slave / "srv/data/h").exists()
 
 
+def test_a_link_a_push_stored_leads_nowhere(pair):
+    """A link is stored munged on the slave (sync.symlinks): the slave's data module is chrooted in its root,
+    where the chroot confines nothing, and rsync followed a link a push had stored wherever a later session's
+    path went through it. Three attacks a reviewer found, each with a plain rsync client holding the password
+    and the master's TLS client and options the slave takes: a destination through a link to /etc, the
+    deletion of a listed name whose directory is not in the list (through a link to /var/lib/hotsync), and a
+    link in place of the partial directory (/etc/crontab written). The promote writes links back
+    (test_promote)."""
+    M, S = pair.master, pair.slave
+    (S / "etc").mkdir(exist_ok=True)
+    (S / "etc/crontab").write_text("ORIGINAL\n")
+    (M / "srv/data/link").symlink_to("/etc")
+    (M / "srv/data/hl").symlink_to("../../var/lib/hotsync")
+    (M / "cron.d").mkdir()
+    (M / "cron.d/evil").write_text(f"* * * * * root touch {CANARY}\n")
+    before = slave_state(pair)
+    full = ("-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
+            "--modify-window=-1")
+    cp = rsync_as_master(pair, f"{M}/./srv/data/link", f"{M}/./srv/data/hl", base=full)
+    assert cp.returncode == 0, cp.stderr                 # links are data: they land, munged
+    assert os.readlink(S / "srv/data/link") == "/rsyncd-munged//etc"
+    # 1. a destination through the link
+    cp = rsync_as_master(pair, f"{M}/./cron.d/evil", dest="srv/data/link/", base=full)
+    assert not (S / "etc/cron.d/evil").exists() and not (S / "cron.d").exists(), cp.stderr
+    # 2. a deletion through the link: the listed name's directory is not in the list
+    empty = M / "empty"
+    empty.mkdir()
+    assert (S / "var/lib/hotsync/db/configuration").exists()
+    cp = rsync_as_master(pair, f"{empty}/./srv/data/hl/db/configuration", "--delete-missing-args", "--force",
+                         base=("-lHogDtpAX", "-d", "--relative", "--numeric-ids", "--delete"))
+    assert (S / "var/lib/hotsync/db/configuration").exists(), cp.stdout + cp.stderr
+    # 3. a link in place of the partial directory, and a file that would wait there
+    p3 = M / "p3/srv/data"
+    p3.mkdir(parents=True)
+    (p3 / ".hotsync-partial").symlink_to("../../etc")
+    (p3 / "crontab").write_text(f"* * * * * root touch {CANARY}\n")
+    cp = rsync_as_master(pair, f"{M}/p3/./srv/data", base=full)
+    assert (S / "etc/crontab").read_text() == "ORIGINAL\n", cp.stderr
+    assert slave_state(pair) == before
+    assert not CANARY.exists()
+
+
 # ------------------------------------------------------------------------------------------- finding 1b
 def test_a_refused_directory_is_never_made_not_even_empty(pair):
     """rsync's incremental recursion checks a directory against the daemon's filter with a flag it gets wrong

@@ -10,6 +10,8 @@ The phases, in order (:data:`PHASES`):
 ``fence``      the pair's epoch goes up by one and is recorded with the fence file
                (:mod:`hotsync_events.sync.fence`): from then on the rsync daemon's pre-xfer refuses every
                push, and a push in flight is ended (its daemon child is killed).
+``links``      the copy's symbolic links, stored munged while this host was a slave, are written back as
+               the master had them (:func:`hotsync_events.sync.symlinks.unmunge`).
 ``config``     the master's configuration database (the copy each push ships to
                ``var/lib/hotsync/peer/``) replaces this host's, in one transaction per database, keeping
                this host's own keys and props: props the schema marks ``local=True``, the keys of
@@ -52,7 +54,7 @@ __all__ = ["EXIT_CANNOT", "EXIT_CRITICAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_STEP
            "Promote"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_CANNOT, EXIT_STEPS_FAILED, EXIT_CRITICAL = 0, 1, 2, 3, 4
-PHASES = ("verify", "fence", "config", "databases", "steps", "role", "services")
+PHASES = ("verify", "fence", "links", "config", "databases", "steps", "role", "services")
 
 
 MANUAL_STEPS = (
@@ -177,6 +179,7 @@ class Promote:
         self._save()
         _crash_point("verify")
         self._phase("fence", self.do_fence)
+        self._phase("links", self.do_links)
         self._phase("config", self.do_config)
         self._phase("databases", self.do_databases)
         try:
@@ -222,6 +225,16 @@ class Promote:
                                       "from": rec.get("from"), "result": "failed", "cut_off": True}
 
         update_status(self.root, change)
+
+    def do_links(self) -> None:
+        """The copy's links, stored munged while this host was a slave (sync.symlinks), as the master had them:
+        before the databases and the plugins' steps, which may read through them."""
+        from hotsync_events.sync.peercopy import manifest
+        from hotsync_events.sync.symlinks import unmunge
+
+        done, errors = unmunge(self.root, manifest(self.root.join(PEER_DIR)) or [], log=self.err)
+        self.j["links"] = {"restored": done, "errors": errors[:50]}
+        self.log(f"links: {done} restored as the master had them" + (f"; {len(errors)} FAILED" if errors else ""))
 
     def do_config(self) -> None:
         self.log("config: applying the master's configuration database")

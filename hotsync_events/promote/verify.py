@@ -244,6 +244,8 @@ def plan_lines(a: Assessment) -> list[str]:
                   f"daemon refuses every push before a byte is written, and {master} learns at its next try "
                   "that it was demoted" + ("; the push arriving now is cut off" if any(
                       r["alive"] for r in a["receiving"]) else "")),
+        ("links", "links: the copy's symbolic links, stored munged on this slave, are written back as the master "
+                  "had them"),
         ("config", "config: the master's configuration database (copy received "
                    f"{_iso(a['peer_db_time'])}) becomes this host's, in one transaction, keeping this host's "
                    f"{', '.join(a['local_props']) or 'nothing'}, keys {', '.join(sorted(HOST_LOCAL_KEYS['configuration']))}"

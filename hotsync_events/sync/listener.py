@@ -363,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                 os.set_inheritable(fd, False)
             except OSError:
                 pass
+    from hotsync_events.sync.symlinks import migrate
+
+    try:       # a copy's links from before munging (an upgrade, a host that was a master): munged once
+        migrate(root, log=lambda m: print(f"hotsync listener: {m}", file=sys.stderr, flush=True))
+    except Exception as exc:      # never the listener's failure: the next start tries again
+        print(f"hotsync listener: links: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     conf = str(root.join(a.config))
     listener = Listener(a.stunnel, [rsync, "--server", "--daemon", f"--config={conf}", "."], socket_path(root))
     return listener.run()

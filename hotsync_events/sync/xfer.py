@@ -16,6 +16,7 @@ database and the sync's own modules: they run for every session.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 
@@ -298,7 +299,13 @@ def _receive_master_cert(root: Root) -> None:
         want = None
     path = incoming_dir(root) / "master.crt"
     try:
-        trusted = accept_master_cert(root, path.read_bytes(), want)
+        # never through a link the session stored: a certificate is a regular file
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise OSError(f"{path} is not a regular file")
+            data = fh.read(1 << 20)
+        trusted = accept_master_cert(root, data, want)
         error = None
     except (OSError, TLSError) as exc:
         trusted, error = None, str(exc)

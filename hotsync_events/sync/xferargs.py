@@ -134,6 +134,9 @@ def session_problem(module: str, args: list[str]) -> str | None:
         i += 1
     if clusters != 1:
         return "the push's arguments do not carry one set of short options"
+    if "--delay-updates" in args[2:i] and "--partial-dir" not in args[2:i]:
+        # rsync's own default holding directory (.~tmp~) is not one the slave's filter knows
+        return f"a push that delays its updates holds them in {PARTIAL_DIR}"
     dests = args[i + 1:]
     if i >= len(args) or len(dests) != 1 or not _clean_destination(dests[0]) or \
             (module == "hotsync-pair" and dests[0].lstrip("/") != "master.crt"):

@@ -17,10 +17,11 @@
         log: [], history: [], plan: null, hostname: "", refreshing: false, lastRunSeen: null,
         formSeq: 0, edited: false,        // the settings form: the newest load, typed into since it
     };
-    const PHASES = ["verify", "fence", "config", "databases", "steps", "role", "services"];
+    const PHASES = ["verify", "fence", "links", "config", "databases", "steps", "role", "services"];
     const PHASE_WORDS = {
         verify: "verify: the copy is complete, the master is not pushing",
         fence: "fence: raise the pair's epoch; pushes to this host are refused from then on",
+        links: "links: the copy's symbolic links written back as the master had them",
         config: "config: the master's configuration database becomes this host's (keeping this host's own props)",
         databases: "databases: restore the shipped dumps",
         steps: "plugin steps: the applications' promote steps",

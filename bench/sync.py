@@ -8,7 +8,7 @@ Three cases, each measured for both in the same run, median of several rounds:
 * no-op sync   -- nothing changed;
 * one change   -- one file rewritten.
 
-The baseline is ``rsync -a MASTER/srv/bench/ hotsyncuser@x::hotsync/srv/bench/`` through the same TLS
+The baseline is ``rsync -a --relative MASTER/./srv/bench hotsyncuser@x::hotsync/`` through the same TLS
 client (stunnel as rsync's remote shell, as hotsync runs it), stunnel and daemon. ``hotsync sync`` is the whole command as a sysadmin runs it (Python start,
 plugins, lists, the dry-run deletion guard, the push, status). Prints the ratios; target <= 1.3x. A third
 column runs rsync with hotsync's own options (ACLs, xattrs, hard links, --delay-updates...) without
@@ -105,10 +105,11 @@ def main(argv=None) -> int:
         early.write_text("hotsync-epoch 0 kind=sync nonce=0123456789abcdef0123456789abcdef\n")
         # and no incremental recursion, which the slave refuses (docs/security.md; no cost measured on this tree)
         client = [*rsh, f"--password-file={pwfile}", f"--early-input={early}", "--stderr=client", "--no-inc-recursive"]
-        plain = ["rsync", "-a", *client, f"{src}/", "hotsyncuser@x::hotsync/srv/bench/"]
+        # the slave takes pushes into its module's root only (docs/security.md): both name the path from there
+        plain = ["rsync", "-a", "--relative", *client, f"{pair.master}/./srv/bench", "hotsyncuser@x::hotsync/"]
         # the same rsync options hotsync uses, without hotsync around them: what the options cost apart
         flags = ["rsync", "-aHAX", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
-                 "--modify-window=-1", *client, f"{src}/", "hotsyncuser@x::hotsync/srv/bench/"]
+                 "--modify-window=-1", "--relative", *client, f"{pair.master}/./srv/bench", "hotsyncuser@x::hotsync/"]
         # the floor, for information: plain rsync -a to a plain daemon on loopback, no TLS, no slave hooks
         bare = PlainDaemon(base, base / "bare")
         bare_argv = ["rsync", "-a", f"{src}/", bare.url("bench/")]

@@ -79,7 +79,7 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
     peer = _server("-ltpre.LsfxCIvu --no-msgs2stderr --timeout=20 --delete")
     assert session_problem("hotsync-peer", peer) is None
     assert session_problem("hotsync-pair", [*peer[:-1], "/master.crt"]) is None
-    assert session_problem("hotsync", _server("-logDtpre.LsfxCIvu --no-msgs2stderr", "srv/bench/")) is None  # bench
+    assert session_problem("hotsync", _server("-logDtprRe.LsfxCIvu --no-msgs2stderr")) is None   # bench's rsync -a
     full = OURS["full push"]
     refused = {
         "incremental recursion": _server(full.replace("e.Lsfx", "e.iLsfx")),
@@ -101,6 +101,7 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
         "two destinations": [*_server(full), "etc/"],
         "a destination like an option": _server(full, "-x"),
         "the module's root twice": _server(full, "//"),
+        "a destination inside the module": _server(full, "srv/data/"),
         "keep-dirlinks in the cluster": _server(full.replace("-lHog", "-KlHog")),
         "two clusters": _server(full + " -ve.LsfxCIvu"),
         "no cluster": _server("--delete"),
@@ -441,11 +442,24 @@ def test_a_slaves_links_are_munged_once_and_a_promote_writes_them_back(root):
     (peer / "manifest.json").write_text(json.dumps({"format": 1, "includes": ["/srv/data"]}))
     db = open_db("configuration", root)
     db.setprop("hotsync", {"role": "master"})
-    assert symlinks.migrate(root, log=lambda m: None) is None and os.readlink(data / "rel") == "sub"
+    said: list[str] = []
+    assert symlinks.migrate(root, log=said.append) is None and os.readlink(data / "rel") == "sub" and not said
     db.setprop("hotsync", {"role": "slave", "MasterHost": "127.0.0.1"})
-    assert symlinks.migrate(root, log=lambda m: None) == 3
+    os.utime(data, (1_000_000_000, 1_000_000_000))
+    assert symlinks.migrate(root, log=said.append) is None and said == ["links: 3 stored munged (docs/security.md)"]
     assert os.readlink(data / "abs") == "/rsyncd-munged//etc/passwd" and os.lstat(data / "rel").st_uid == 1234
-    assert symlinks.migrate(root, log=lambda m: None) is None          # once per pairing
-    assert symlinks.unmunge(root, ["/srv/data"], log=lambda m: None) == (3, [])
+    assert os.stat(data).st_mtime == 1_000_000_000                      # the directory's times kept
+    assert symlinks.migrate(root, log=said.append) is None and len(said) == 1      # once per pairing and manifest
+    # overlapping paths: each link rewritten once
+    assert symlinks.unmunge(root, ["/srv/data", "/srv/data/sub", "/srv/./data/"], log=lambda m: None) == (3, [])
     assert [os.readlink(data / n) for n in ("rel", "abs", "sub/deep")] == ["sub", "/etc/passwd", "../rel"]
     assert os.lstat(data / "rel").st_uid == 1234 and not list(data.glob(".hotsync-link.*"))
+    # a shipped path under a link of this host is named; a walk never goes through a link on the way
+    root.join("/var").mkdir(exist_ok=True)
+    root.join("/var/run").symlink_to("../srv/data")
+    assert "/var/run/x lies under the link /var/run -> ../srv/data" in symlinks.link_on_the_way(root, ["/var/run/x"])
+    (data / "abs").unlink()
+    (data / "abs").symlink_to("/rsyncd-munged/sub")
+    done, errors = symlinks.unmunge(root, ["/var/run/abs"], log=lambda m: None)
+    assert done == 0 and errors and errors[0].startswith("/var/run/abs: a link or a file on the way"), errors
+    assert os.readlink(data / "abs") == "/rsyncd-munged/sub"

@@ -166,6 +166,38 @@ def test_a_link_a_push_stored_leads_nowhere(pair):
     assert not CANARY.exists()
 
 
+def test_the_slaves_own_links_and_rsyncd_munged_are_no_way_in(pair):
+    """A third review: a /rsyncd-munged made on the slave would make every munged link lead somewhere (the
+    slave refuses data sessions while it exists, and no manifest may name it); a destination inside the
+    module went through the slave's own links (/var/run -> ../run: only the module's root is taken); a shipped
+    path under a link of the slave itself would be written where it leads (refused, the link named)."""
+    M, S = pair.master, pair.slave
+    (S / "rsyncd-munged").mkdir()
+    (M / "srv/data/a").write_text("a\n")
+    cp = pair.sync()
+    assert cp.returncode != 0 and not (S / "srv/data/a").exists(), cp.stdout + cp.stderr
+    assert "security issue" in cp.stdout + cp.stderr          # rsync's own check, before the slave's hook
+    (S / "rsyncd-munged").rmdir()
+    assert pair.sync().returncode == 0 and (S / "srv/data/a").exists()
+    # the slave's own link on the way of a destination
+    (S / "var/run").parent.mkdir(parents=True, exist_ok=True)
+    (S / "var/run").symlink_to("../etc")
+    (M / "x").mkdir()
+    (M / "x/evil").write_text(f"* * * * * root touch {CANARY}\n")
+    cp = rsync_as_master(pair, f"{M}/x/./evil", dest="var/run/cron.d/")
+    assert cp.returncode != 0 and "destination" in cp.stderr, cp.stderr
+    assert not (S / "etc/cron.d/evil").exists()
+    # a shipped path under the slave's own link
+    (S / "srv/linked").symlink_to("../etc")
+    (M / "srv/linked/x").mkdir(parents=True)
+    (M / "srv/linked/x/evil").write_text("evil\n")
+    pair.include("/srv/data", "/srv/linked/x")
+    cp = pair.sync()
+    assert cp.returncode != 0 and not (S / "etc/x").exists(), cp.stdout + cp.stderr
+    assert "lies under the link /srv/linked -> ../etc" in pair.status(S)["last_refused"]["reason"]
+    assert not CANARY.exists()
+
+
 # ------------------------------------------------------------------------------------------- finding 1b
 def test_a_refused_directory_is_never_made_not_even_empty(pair):
     """rsync's incremental recursion checks a directory against the daemon's filter with a flag it gets wrong
@@ -217,13 +249,13 @@ def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
                                                               "var/lib/hotsync/peer/configuration")
                    for rel in evil), cp.stdout + cp.stderr
     assert slave_state(pair) == before
-    # nor by naming a deeper destination: the daemon's filter judges the destination and each name by its path
-    # from the module's root, wherever the client points the transfer
+    # nor by naming a deeper destination: the slave takes none but the module's root (and the daemon's filter
+    # judges the destination and each name by its path from the module's root)
     (M / "plain").mkdir()
     (M / "plain/evil").write_text(f"* * * * * root touch {CANARY}\n")
     for dest in ("etc/cron.d/", "srv/data/../../etc/cron.d/", "srv/elsewhere/", "etc/nologin/"):
         cp = rsync_as_master(pair, f"{M}/plain/./evil", dest=dest)
-        assert cp.returncode != 0 and "excluded destination" in cp.stderr, (dest, cp.stderr)
+        assert cp.returncode != 0 and "destination" in cp.stderr, (dest, cp.stderr)
         assert not (pair.slave / dest / "evil").exists(), (dest, cp.stdout + cp.stderr)
     assert not (pair.slave / "srv/elsewhere").exists() and not (pair.slave / "etc/nologin").exists()
     assert slave_state(pair) == before

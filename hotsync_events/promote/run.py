@@ -180,6 +180,9 @@ class Promote:
         _crash_point("verify")
         self._phase("fence", self.do_fence)
         self._phase("links", self.do_links)
+        if (self.j.get("links") or {}).get("errors"):
+            self.j["done"].pop("links", None)     # a re-run tries the links that failed again
+            self._save()
         self._phase("config", self.do_config)
         self._phase("databases", self.do_databases)
         try:
@@ -385,6 +388,8 @@ class Promote:
         now = time.time()
         t = self.j["timings"]
         failed_steps = sorted(n for n, s in self.j["steps"].items() if s.get("status") == "failed")
+        if (self.j.get("links") or {}).get("errors"):
+            failed_steps.append("links")
         failed_dbs = sorted({n for n, s in self.j["dbs"].items() if str(s).startswith("failed")}
                             | {f"replica {n}" for n, s in (self.j.get("replicas") or {}).items()
                                if str(s.get("status", "")).startswith("failed")})

@@ -365,8 +365,11 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     from hotsync_events.sync.symlinks import migrate
 
-    try:       # a copy's links from before munging (an upgrade, a host that was a master): munged once
-        migrate(root, log=lambda m: print(f"hotsync listener: {m}", file=sys.stderr, flush=True))
+    try:       # a copy's links from before munging (an upgrade, a host that was a master): munged once; a
+        # data session waits for it (the pre-xfer hook tries again)
+        why = migrate(root, log=lambda m: print(f"hotsync listener: {m}", file=sys.stderr, flush=True))
+        if why:
+            print(f"hotsync listener: links: {why}", file=sys.stderr, flush=True)
     except Exception as exc:      # never the listener's failure: the next start tries again
         print(f"hotsync listener: links: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     conf = str(root.join(a.config))

@@ -59,7 +59,9 @@ REFUSED: tuple[Area, ...] = (
     # (but for ALLOWED_STATE below)
     *(Area(p, _STATE) for p in (
         "/var/lib/hotsync/", "/var/lib/nethserver/db/", "/var/log/hotsync/", "/run/",
-        "/etc/hotsync/", "/etc/e-smith/", "/etc/rsyncd.conf", "/etc/rsyncd-pair.conf", "/etc/rsyncd.secrets", "/etc/stunnel/")),
+        "/etc/hotsync/", "/etc/e-smith/", "/etc/rsyncd.conf", "/etc/rsyncd-pair.conf", "/etc/rsyncd.secrets", "/etc/stunnel/",
+        # where the slave's munged links would lead (sync.symlinks): it must never exist
+        "/rsyncd-munged/")),
     # what runs code as root
     *(Area(p, _ROOT) for p in (
         "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/usr/bin/", "/usr/sbin/", "/usr/lib/",
@@ -68,7 +70,8 @@ REFUSED: tuple[Area, ...] = (
         "/etc/cron.d/", "/etc/cron.hourly/", "/etc/cron.daily/", "/etc/cron.weekly/", "/etc/cron.monthly/",
         "/etc/crontab", "/etc/anacrontab", "/var/spool/cron/", "/var/spool/anacron/",
         "/etc/systemd/", "/etc/init.d/", "/etc/init/", "/etc/rc.local", "/etc/rc0.d/", "/etc/rc1.d/", "/etc/rc2.d/",
-        "/etc/rc3.d/", "/etc/rc4.d/", "/etc/rc5.d/", "/etc/rc6.d/", "/etc/rcS.d/", "/var/lib/systemd/",
+        "/etc/rc3.d/", "/etc/rc4.d/", "/etc/rc5.d/", "/etc/rc6.d/", "/etc/rcS.d/", "/etc/rc.d/", "/var/lib/systemd/",
+        "/var/spool/at/", "/etc/ld.so.cache",
         "/etc/profile", "/etc/profile.d/", "/etc/bash.bashrc", "/etc/bashrc", "/etc/environment",
         "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/", "/etc/modprobe.d/", "/etc/modules-load.d/",
         "/etc/udev/", "/etc/sysctl.conf", "/etc/sysctl.d/", "/etc/logrotate.conf", "/etc/logrotate.d/",
@@ -77,7 +80,7 @@ REFUSED: tuple[Area, ...] = (
         "/etc/letsencrypt/renewal-hooks/",
         "/opt/venvs/")),     # HotSync's own code (the package's virtualenv) and any other venv run as root
     *(Area(p, _ACCOUNTS) for p in (
-        "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/",
+        "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/", "/etc/sudo.conf",
         "/etc/pam.d/", "/etc/security/", "/etc/polkit-1/", "/etc/ssh/")),
 )
 

@@ -4,73 +4,153 @@ The slave's rsync daemon writes its data module chrooted in the slave's root, wh
 nothing, and rsync then follows a link a push stored wherever a later session's path goes through it: its
 destination, the deletion of a listed name whose directory is not in the list, the partial directory of
 ``--delay-updates``. A client holding the master's key and password wrote ``/etc/crontab`` and deleted the
-fence record that way (a reviewer's attacks; ``tests/test_trust.py`` runs them). So the data module munges
-links (``munge symlinks = yes``): each is stored as ``/rsyncd-munged/<target>``, which leads nowhere, rsync
-compares and updates them in that form, and nothing on a slave follows them. A promote writes every link
-back as the master had it (:func:`unmunge`), before the databases and the plugins' steps; a link that was
-on the slave before this version is munged once when the listener starts (:func:`munge`).
+fence record that way (reviewers' attacks; ``tests/test_trust.py`` runs them). So the data module munges
+links (``munge symlinks = yes``): each is stored as ``/rsyncd-munged/<target>``, which leads nowhere
+(``/rsyncd-munged/`` is a refused area, and the pre-xfer hook refuses a session while it exists), rsync
+compares and updates them in that form, and nothing on a slave follows them.
+
+* :func:`migrate`, before the first session of a pairing and again whenever the manifest changes (the
+  listener's start and the pre-xfer hook), munges the links the slave already holds under the shipped paths
+  (an upgrade from a version that stored them as they are, a host that was a master, the slave's own links
+  in a newly shipped directory). A session is refused until it succeeded.
+* :func:`unmunge`, the promote's ``links`` phase, writes every link back as the master had it.
+* :func:`link_on_the_way`: a shipped path that lies under a link of the slave itself (``/var/run -> ../run``)
+  would be written where the link leads; the pre-xfer hook refuses the session.
+
+Every walk opens each directory from its parent without following a link (``O_NOFOLLOW``), starting at the
+root, holds one descriptor per level, and reports every error but a name that went away.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 
 from hotsync_events.paths import Root
 
-__all__ = ["MUNGED", "MUNGED_MARK", "munge", "unmunge"]
+__all__ = ["MUNGED", "MUNGED_MARK", "link_on_the_way", "migrate", "munge", "unmunge"]
 
 #: rsync's prefix of a munged link's target
 MUNGED = "/rsyncd-munged/"
-#: written once this host's links were munged (the listener's first start after an upgrade)
+#: what the slave's links were last munged for (its pairing and manifest); a session waits for a match
 MUNGED_MARK = "/var/lib/hotsync/sync/links-munged"
 #: HotSync's own area a push writes besides the manifest's paths
 DUMPS = "/var/lib/hotsync/dumps"
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
-def _links(top: str) -> Iterator[tuple[int, str, str]]:
-    """Every symbolic link at or under *top*, as ``(directory fd, name, host-side path)``: each directory is
-    opened from its parent without following a link (``O_NOFOLLOW``), so a directory swapped for a link
-    meanwhile is not entered; the fd is valid until the next item."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    parent, name = os.path.split(top.rstrip("/") or "/")
+def _norm(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+def _tops(paths: Iterable[str]) -> list[str]:
+    """The host paths to walk: normalised, each once, none inside another (a link is rewritten once)."""
+    out: list[str] = []
+    for p in sorted({_norm(p) for p in paths if isinstance(p, str) and p.startswith("/") and ".." not in p.split("/")}):
+        if not any(p == o or p.startswith(o.rstrip("/") + "/") for o in out):
+            out.append(p)
+    return out
+
+
+def _open_parent(root: Root, host: str) -> tuple[int, str]:
+    """``(fd of the directory holding host path *host*, its last component)``, every component opened from
+    the root without following a link: OSError (ELOOP, ENOTDIR) when one is a link or not a directory."""
+    fd = os.open(str(root.path), _DIR)
+    parts = [p for p in host.split("/") if p]
     try:
-        pfd = os.open(parent or "/", flags)
-    except OSError:
+        for part in parts[:-1]:
+            nxt = os.open(part, _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (parts[-1] if parts else ".")
+
+
+def link_on_the_way(root: Root, paths: Iterable[str]) -> str | None:
+    """The first shipped host path that lies under a link of this host (or is reached through a non-directory),
+    with that link, or None. A missing component is fine: rsync makes it a directory."""
+    for p in _tops(paths):
+        parts = [x for x in p.split("/") if x]
+        here = str(root.path)
+        for i, part in enumerate(parts[:-1]):
+            here = os.path.join(here, part)
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(st.st_mode):
+                return f"{p} lies under the link {'/' + '/'.join(parts[:i + 1])} -> {os.readlink(here)}"
+            if not stat.S_ISDIR(st.st_mode):
+                break
+    return None
+
+
+def _links(root: Root, host: str, errors: list[str]) -> Iterator[tuple[int, str, str]]:
+    """Every symbolic link at or under host path *host*, as ``(directory fd, name, host path)``; the fd is
+    valid until the next item. Errors (but for names that went away) are appended to *errors*."""
+    try:
+        pfd, name = _open_parent(root, host)
+    except OSError as exc:      # gone is fine; a link or a file on the way is not walked through, and said
+        if exc.errno != errno.ENOENT:
+            errors.append(f"{host}: a link or a file on the way ({exc.strerror or exc})")
         return
     try:
         try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False) if name else os.fstat(pfd)
-        except FileNotFoundError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                errors.append(f"{host}: {exc.strerror or exc}")
             return
         if stat.S_ISLNK(st.st_mode):
-            yield pfd, name, top
+            yield pfd, name, host
             return
         if not stat.S_ISDIR(st.st_mode):
             return
-        stack = [(os.open(name, flags, dir_fd=pfd) if name else os.dup(pfd), top)]
+        top = os.open(name, _DIR, dir_fd=pfd)
     finally:
         os.close(pfd)
-    while stack:
-        fd, path = stack.pop()
+    # depth first, one open directory per level: (fd, host path, entries left)
+    stack: list[tuple[int, str, list[tuple[str, bool, bool]]]] = []
+
+    def enter(fd: int, path: str) -> None:
         try:
             with os.scandir(fd) as it:
                 entries = [(e.name, e.is_symlink(), e.is_dir(follow_symlinks=False)) for e in it]
-            for entry, is_link, is_dir in entries:
-                if is_link:
-                    yield fd, entry, os.path.join(path, entry)
-                elif is_dir:
-                    with contextlib.suppress(OSError):    # gone, or swapped for a link: not entered
-                        stack.append((os.open(entry, flags, dir_fd=fd), os.path.join(path, entry)))
-        finally:
+        except OSError as exc:
             os.close(fd)
+            errors.append(f"{path}: {exc.strerror or exc}")
+            return
+        stack.append((fd, path, entries[::-1]))
+
+    enter(top, host)
+    while stack:
+        fd, path, entries = stack[-1]
+        if not entries:
+            os.close(fd)
+            stack.pop()
+            continue
+        entry, is_link, is_dir = entries.pop()
+        where = path.rstrip("/") + "/" + entry
+        if is_link:
+            yield fd, entry, where
+        elif is_dir:
+            try:
+                enter(os.open(entry, _DIR, dir_fd=fd), where)
+            except OSError as exc:
+                if exc.errno not in (*_GONE, errno.ELOOP):    # gone, or swapped for a link: not entered
+                    errors.append(f"{where}: {exc.strerror or exc}")
 
 
 def _relink(fd: int, name: str, target: str) -> None:
     """Replace link *name* in directory *fd* by one to *target*, atomically, with the old link's owner and
-    times."""
+    times, and the directory's times as they were."""
     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    dst = os.fstat(fd)
     tmp = f".hotsync-link.{os.getpid()}.{os.urandom(6).hex()}"
     os.symlink(target, tmp, dir_fd=fd)
     try:
@@ -81,20 +161,23 @@ def _relink(fd: int, name: str, target: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=fd)
         raise
+    os.utime(fd, ns=(dst.st_atime_ns, dst.st_mtime_ns))
 
 
 def _rewrite(root: Root, paths: Iterable[str], change: Callable[[str], str | None],
              log: Callable[[str], None]) -> tuple[int, list[str]]:
-    done, errors = 0, []
-    for p in sorted({*paths, DUMPS}):
-        for fd, name, link in _links(str(root.join(p))):
+    done = 0
+    errors: list[str] = []
+    for top in _tops([*paths, DUMPS]):
+        for fd, name, link in _links(root, top, errors):
             try:
                 new = change(os.readlink(name, dir_fd=fd))
                 if new is not None:
                     _relink(fd, name, new)
                     done += 1
             except OSError as exc:
-                errors.append(f"{root.host_path(link)}: {exc.strerror or exc}")
+                if exc.errno not in _GONE:
+                    errors.append(f"{link}: {exc.strerror or exc}")
     for e in errors[:20]:
         log(f"links: cannot rewrite {e}")
     return done, errors
@@ -111,14 +194,11 @@ def munge(root: Root, paths: Iterable[str], log: Callable[[str], None] = print) 
     return _rewrite(root, paths, lambda t: None if t.startswith(MUNGED) else MUNGED + t, log)
 
 
-def migrate(root: Root, log: Callable[[str], None] = print) -> int | None:
-    """On an enabled, unfenced slave, munge the links its copy holds from before (an upgrade from a version
-    that stored them as they are, or a host that was a master before this pairing), once per pairing: the
-    links munged, or None when there was nothing to do."""
+def _token(root: Root) -> tuple[str, list[str]] | None:
+    """``(what the links must be munged for, the shipped paths)`` on an enabled, unfenced slave, else None."""
     import json
 
     from hotsync_events.configdb import open_db
-    from hotsync_events.fsutil import atomic_write
     from hotsync_events.sync.fence import fence_record, read_epoch
     from hotsync_events.sync.lists import PEER_DIR
     from hotsync_events.sync.peercopy import manifest
@@ -130,17 +210,30 @@ def migrate(root: Root, log: Callable[[str], None] = print) -> int | None:
         return None
     if h.get("role") != "slave" or fence_record(root) is not None:
         return None
-    pairing = json.dumps({"epoch": read_epoch(root), "master": h.get("MasterHost", ""),
-                          "pin": h.get("MasterFingerprint", "")}, sort_keys=True)
+    includes = manifest(root.join(PEER_DIR)) or []
+    return json.dumps({"epoch": read_epoch(root), "master": h.get("MasterHost", ""),
+                       "pin": h.get("MasterFingerprint", ""), "paths": _tops(includes)}, sort_keys=True), includes
+
+
+def migrate(root: Root, log: Callable[[str], None] = print) -> str | None:
+    """On an enabled, unfenced slave whose links were not munged yet for its pairing and manifest, munge
+    them: None when they are (now), else why not (the pre-xfer hook refuses a data session with it)."""
+    from hotsync_events.fsutil import atomic_write
+
+    token = _token(root)
+    if token is None:
+        return None
     mark = root.join(MUNGED_MARK)
     try:
-        if mark.read_text(encoding="utf-8") == pairing:
+        if mark.read_text(encoding="utf-8") == token[0]:
             return None
     except OSError:
         pass
-    done, errors = munge(root, manifest(root.join(PEER_DIR)) or [], log)
-    if not errors:
-        mark.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(mark, pairing)
-    log(f"links: {done} stored munged (docs/security.md)" + (f"; {len(errors)} could not be" if errors else ""))
-    return done
+    done, errors = munge(root, token[1], log)
+    if errors:
+        return (f"{len(errors)} of this slave's links could not be stored munged ({errors[0]}); fix that, "
+                "then push again")
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(mark, token[0])
+    log(f"links: {done} stored munged (docs/security.md)")
+    return None

@@ -115,6 +115,23 @@ def _kept_dir(where: str | None) -> bool:
     return bool(where) and kept_dir(str(where))
 
 
+def _links_problem(root: Root) -> str | None:
+    """Why a data session must wait for this slave's links (sync.symlinks), or None: a /rsyncd-munged here
+    would make every munged link lead somewhere; the links it holds from before are munged first (once per
+    pairing and manifest); a shipped path under a link of this host would be written where the link leads."""
+    from hotsync_events.sync.lists import PEER_DIR
+    from hotsync_events.sync.peercopy import manifest
+    from hotsync_events.sync.symlinks import MUNGED, link_on_the_way, migrate
+
+    if os.path.lexists(root.join(MUNGED)):
+        return f"{MUNGED.rstrip('/')} exists on this slave, where its munged links would lead: remove it"
+    on_the_way = link_on_the_way(root, manifest(root.join(PEER_DIR)) or [])
+    if on_the_way:
+        return (f"the master ships {on_the_way} on this slave: a push there would write where the link "
+                "leads; remove the path from the master's lists or the link here")
+    return migrate(root, log=lambda m: None)
+
+
 def peer_refused_reason(status: dict) -> str | None:
     """Why data pushes are refused because of the peer copy (the last one shipped was refused), or None."""
     ref = status.get("peer_refused")
@@ -162,6 +179,8 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         why = session_problem(module, client_args(env))
         if why is not None:
             problem = f"{why} (a master of another HotSync version? upgrade hotsync-events on both hosts)"
+    if problem is None and module == "hotsync":
+        problem = _links_problem(root)
     st = read_status(root)
     if problem is None and module == "hotsync":
         problem = peer_refused_reason(st)

@@ -180,9 +180,6 @@ class Promote:
         _crash_point("verify")
         self._phase("fence", self.do_fence)
         self._phase("links", self.do_links)
-        if (self.j.get("links") or {}).get("errors"):
-            self.j["done"].pop("links", None)     # a re-run tries the links that failed again
-            self._save()
         self._phase("config", self.do_config)
         self._phase("databases", self.do_databases)
         try:
@@ -237,7 +234,9 @@ class Promote:
 
         done, errors = unmunge(self.root, manifest(self.root.join(PEER_DIR)) or [], log=self.err)
         self.j["links"] = {"restored": done, "errors": errors[:50]}
-        self.log(f"links: {done} restored as the master had them" + (f"; {len(errors)} FAILED" if errors else ""))
+        self.log(f"links: {done} restored as the master had them" + (
+            f"; {len(errors)} FAILED: each still reads /rsyncd-munged/<target>: ln -sfn <target> <path> "
+            "restores it" if errors else ""))
 
     def do_config(self) -> None:
         self.log("config: applying the master's configuration database")

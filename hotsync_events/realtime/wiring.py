@@ -8,9 +8,10 @@
 * :class:`SyncPusher` -- the notifier's ``pusher``. A list of paths becomes an incremental push:
   ``--files-from=- --from0 --delete-missing-args --force`` on top of the scheduled sync's own argument
   list (:func:`~hotsync_events.sync.rsync.push_args`: same options, same TLS leg, same excludes),
-  under the same lock; a batch that deletes runs a dry run first, and is pushed only while the deletions
-  pushed since the last successful full sync plus its own stay within ``MaxDeletePercent``
-  (:mod:`hotsync_events.sync.ledger`); past that it hands over to the full sync's guard. None becomes
+  under the same lock. Every push first deletes nothing (``--max-delete=0``); when rsync held a deletion,
+  a dry run counts them, and they are pushed only while the deletions pushed since the last successful full
+  sync plus these stay within ``MaxDeletePercent`` (:mod:`hotsync_events.sync.ledger`); past that it hands
+  over to the full sync's guard. None becomes
   :func:`~hotsync_events.sync.push.run_sync`, the full sync itself (dumps, guards, status, mail).
 * :func:`start` -- a running :class:`~hotsync_events.realtime.notifier.Notifier`; :class:`Background` keeps
   one running in step with the configuration, for ``hotsync watch`` and ``hotsync daemon``.
@@ -251,7 +252,7 @@ class SyncPusher:
                     ctx = self._context()
                     if isinstance(ctx, str):
                         return PushResult(False, ctx)
-                    return self._deleting(ctx[0], ctx[1], ctx[2], data, started)
+                    return self._deleting(ctx[0], ctx[1], ctx[2], data, started, (rc, out, err, nonce))
             finally:
                 lock.release()
             if rc in (0, 24):    # 24: a listed file vanished meanwhile; its deletion event is queued
@@ -271,7 +272,7 @@ class SyncPusher:
             args, nonce = self._args(cfg, env, files, max_delete=0, moves=renames)
             rc, out, err = _rsync_retry(args, env, data)
             if _held(out, err):
-                return self._deleting(cfg, env, files, data, started)
+                return self._deleting(cfg, env, files, data, started, (rc, out, err, nonce))
         finally:
             lock.release()
         if rc in (0, 24):
@@ -285,11 +286,15 @@ class SyncPusher:
             return self.full()
         return self._failed(cfg, rc, out, err, started, "a real-time push failed", nonce)
 
-    def _deleting(self, cfg, env, files, data: bytes, started: float) -> PushResult:
+    def _deleting(self, cfg, env, files, data: bytes, started: float, first: tuple[int, str, str, str]) -> PushResult:
         """The list's deletions, after a push that held them (the caller holds the sync lock): the scheduled
         sync's deletion guard on the same list, counted with every deletion pushed since the last successful
-        full sync (:mod:`hotsync_events.sync.ledger`), then the push that applies them."""
+        full sync (:mod:`hotsync_events.sync.ledger`), then the push that applies them. *first* is the push
+        that held them (``rc, out, err, nonce``): a failure of its own is the result, whatever follows."""
         from hotsync_events.sync.rsync import stats_of
+
+        if first[0] not in (0, 24, 25):
+            return self._failed(cfg, first[0], first[1], first[2], started, "a real-time push failed", first[3])
 
         args, nonce = self._args(cfg, env, files, dry=True)
         rc, out, err = _rsync_retry(args, env, data)
@@ -315,7 +320,11 @@ class SyncPusher:
         rc, out, err = _rsync_retry(args, env, data)
         if rc in (0, 24):
             self._count_deletions(max(len(stats_of(out)[1]), max_delete))
+        if rc in (0, 24) and not _held(out, err):
             return PushResult(True)
+        if _held(out, err):     # more went meanwhile than the dry run counted: the full sync's guard decides
+            return PushResult(False, "more deletions came during a real-time push than its dry run counted; "
+                              "a full sync follows")
         return self._failed(cfg, rc, out, err, started, "a real-time push failed", nonce)
 
     def _count_deletions(self, n: int) -> None:
@@ -354,8 +363,8 @@ def push_status(root: Root) -> dict:
 
 
 def _held(out: str, err: str) -> bool:
-    """Whether a push with ``--max-delete=0`` left deletions undone (rsync says so, and exits 25 unless a worse
-    error came too)."""
+    """Whether a push's ``--max-delete`` left deletions undone: rsync says so (a client pushing to a daemon
+    may still exit 0; the slave's daemon records 25)."""
     from hotsync_events.sync.push import DELETIONS_STOPPED_SAYS
 
     return DELETIONS_STOPPED_SAYS in err or DELETIONS_STOPPED_SAYS in out

@@ -45,7 +45,7 @@ DESTINATION = {"hotsync": "/", "hotsync-peer": "/", "hotsync-pair": "/master.crt
 PARTIAL_DIR = ".hotsync-partial"
 KEPT = "/var/lib/hotsync/kept/"
 _KEPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CLUSTER = re.compile(r"-([A-Za-z]*)e\.([A-Za-z]*)")
+_CLUSTER = re.compile(r"-([A-Za-z]*)e(?:[0-9]+\.[0-9]+)?\.([A-Za-z]*)")   # e32.N. from a pre-release rsync
 #: popt replaces this in a value with the next argument after the hook has read them
 POPT_NEXT = "!#:+"
 

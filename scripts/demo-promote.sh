@@ -12,6 +12,25 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m%s$' "${HOST:-}"; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 on() { local r=$1; shift; HOST=$(basename "$r") HOTSYNC_ROOT=$r run "$@"; }
+# same_tree MASTER SLAVE: the two trees hold the same names, types, contents and link targets; a slave stores
+# its links munged (/rsyncd-munged/<target>) until a promote writes them back (docs/security.md)
+same_tree() { python3 - "$1" "$2" <<'PY'
+import os, sys
+def walk(top):
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(d, n); r = os.path.relpath(p, top)
+            if os.path.islink(p): out[r] = ("l", os.readlink(p).removeprefix("/rsyncd-munged/"))
+            elif os.path.isdir(p): out[r] = ("d",)
+            else: out[r] = ("f", open(p, "rb").read())
+    return out
+a, b = walk(sys.argv[1]), walk(sys.argv[2])
+for r in sorted(set(a) | set(b)):
+    if a.get(r) != b.get(r): print(f"   differ: {r}")
+sys.exit(0 if a == b else 1)
+PY
+}
 kill_daemons() { local f pid; for f in "$1"/run/hotsync/*.pid; do [ -f "$f" ] || continue; pid=$(cut -d' ' -f1 "$f")
   kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; done; true; }
 
@@ -52,6 +71,7 @@ on "$S" hotsync-promote --dry-run
 say "promote (--force: we know the master is down, it pushed a moment ago)"
 on "$S" hotsync-promote --yes --force || { echo "the promote failed (exit $?)"; exit 1; }
 on "$S" hotsync status | head -8
+for l in "$S$DATA"/*; do [ -L "$l" ] && echo "links written back as the master had them: ${l#"$S"} -> $(readlink "$l")"; done
 say "the new master's lists are the old master's (installed by the promote)"
 on "$S" hotsync paths | grep -E 'include.d|exclude.d' || { echo "the master's lists were not installed"; exit 1; }
 
@@ -71,7 +91,7 @@ say "the first push in the new direction is a person's: it shows the dry run; th
 fp() { HOTSYNC_ROOT=$1 hotsync status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fingerprint"])'; }
 on "$S" hotsync sync --accept-fingerprint "$(fp "$M")" --allow-deletions
 on "$M" hotsync status | grep -A1 'kept aside' | head -4
-if diff -r --no-dereference "$S$DATA" "$M$DATA" >/dev/null; then echo "trees equal ($DATA): the new slave holds the new master's data"
+if same_tree "$S$DATA" "$M$DATA"; then echo "trees equal ($DATA): the new slave holds the new master's data"
 else echo "trees DIFFER"; exit 1; fi
 late=$(find "$M/var/lib/hotsync/kept" -name 'late*.txt' | wc -l)
 echo "kept aside on the new slave: $late of the old master's 12 late files (nothing it wrote after the promote is lost)"

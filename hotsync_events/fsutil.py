@@ -8,7 +8,7 @@ from pathlib import Path
 #: complete and before the rename (the worst moment of :func:`atomic_write`)
 CRASH_ENV = "HOTSYNC_CRASH_BEFORE_RENAME"
 
-__all__ = ["atomic_write", "fsync_dir", "open_lock", "open_private_log", "remove_dead_temps"]
+__all__ = ["atomic_write", "fsync_dir", "open_dir_nofollow", "open_lock", "open_private_log", "remove_dead_temps"]
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -128,3 +128,19 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def open_dir_nofollow(base: str | os.PathLike, path: str) -> int:
+    """A descriptor of directory *path* (its components split on ``/``) under directory *base*, opened one
+    component at a time without following a symlink (``O_NOFOLLOW``): what is swapped in meanwhile is not
+    followed. Raises OSError (ELOOP or ENOTDIR for a link or a file on the way)."""
+    fd = os.open(os.fspath(base), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p]:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

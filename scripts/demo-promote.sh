@@ -12,25 +12,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '\033[2m%s$' "${HOST:-}"; printf ' %q' "$@"; printf '\033[0m\n'; "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 on() { local r=$1; shift; HOST=$(basename "$r") HOTSYNC_ROOT=$r run "$@"; }
-# same_tree MASTER SLAVE: the two trees hold the same names, types, contents and link targets; a slave stores
-# its links munged (/rsyncd-munged/<target>) until a promote writes them back (docs/security.md)
-same_tree() { python3 - "$1" "$2" <<'PY'
-import os, sys
-def walk(top):
-    out = {}
-    for d, dirs, files in os.walk(top):
-        for n in dirs + files:
-            p = os.path.join(d, n); r = os.path.relpath(p, top)
-            if os.path.islink(p): out[r] = ("l", os.readlink(p).removeprefix("/rsyncd-munged/"))
-            elif os.path.isdir(p): out[r] = ("d",)
-            else: out[r] = ("f", open(p, "rb").read())
-    return out
-a, b = walk(sys.argv[1]), walk(sys.argv[2])
-for r in sorted(set(a) | set(b)):
-    if a.get(r) != b.get(r): print(f"   differ: {r}")
-sys.exit(0 if a == b else 1)
-PY
-}
+# same_tree MASTER SLAVE: same names, contents and link targets (a slave's links are munged until a promote)
+same_tree() { python3 "$(dirname "$0")/same-tree.py" "$1" "$2"; }
 kill_daemons() { local f pid; for f in "$1"/run/hotsync/*.pid; do [ -f "$f" ] || continue; pid=$(cut -d' ' -f1 "$f")
   kill -9 -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null; done; true; }
 

@@ -6,25 +6,8 @@ set -euo pipefail
 
 say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
-# same_tree MASTER SLAVE: the two trees hold the same names, types, contents and link targets; a slave stores
-# its links munged (/rsyncd-munged/<target>) until a promote writes them back (docs/security.md)
-same_tree() { python3 - "$1" "$2" <<'PY'
-import os, sys
-def walk(top):
-    out = {}
-    for d, dirs, files in os.walk(top):
-        for n in dirs + files:
-            p = os.path.join(d, n); r = os.path.relpath(p, top)
-            if os.path.islink(p): out[r] = ("l", os.readlink(p).removeprefix("/rsyncd-munged/"))
-            elif os.path.isdir(p): out[r] = ("d",)
-            else: out[r] = ("f", open(p, "rb").read())
-    return out
-a, b = walk(sys.argv[1]), walk(sys.argv[2])
-for r in sorted(set(a) | set(b)):
-    if a.get(r) != b.get(r): print(f"   differ: {r}")
-sys.exit(0 if a == b else 1)
-PY
-}
+# same_tree MASTER SLAVE: same names, contents and link targets (a slave's links are munged until a promote)
+same_tree() { python3 "$(dirname "$0")/same-tree.py" "$1" "$2"; }
 # run ROOT-NAME COMMAND...: show the command as a sysadmin would type it on that host, then run it
 run()  { local who=$1; shift; printf '%s# %s\n' "$who" "$*"
          if [ "$who" = master ]; then HOTSYNC_ROOT=$M "$@"; else HOTSYNC_ROOT=$S "$@"; fi; }

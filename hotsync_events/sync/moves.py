@@ -19,6 +19,7 @@ import json
 import os
 import stat
 
+from hotsync_events.fsutil import open_dir_nofollow
 from hotsync_events.paths import Root
 
 __all__ = ["MAX_ENCODED", "MAX_MOVES", "apply_moves", "decode", "encode"]
@@ -88,21 +89,6 @@ def _path_problem(path: str, tops: list[str]) -> str | None:
 RENAME_NOREPLACE = 1
 
 
-def _open_dir(root: Root, path: str) -> int:
-    """A descriptor of directory *path* under the root, opened one component at a time without following a
-    symlink (O_NOFOLLOW): what a local user swaps in meanwhile is not followed. Raises OSError."""
-    fd = os.open(str(root.path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in [p for p in path.split("/") if p]:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 def _rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
     """``renameat2(src_dir, src, dst_dir, dst, RENAME_NOREPLACE)``; OSError as the kernel says."""
     import ctypes
@@ -120,12 +106,12 @@ def _replay(root: Root, src: str, dest: str) -> str | None:
     sdir, sname = os.path.split(src)
     ddir, dname = os.path.split(dest)
     try:
-        sfd = _open_dir(root, sdir)
+        sfd = open_dir_nofollow(root.path, sdir)
     except OSError as exc:
         return f"the directory above {src} cannot be reached without a symlink ({exc.strerror})"
     try:
         try:
-            dfd = _open_dir(root, ddir)
+            dfd = open_dir_nofollow(root.path, ddir)
         except OSError as exc:
             return f"the directory above {dest} does not exist on this slave or is behind a symlink ({exc.strerror})"
         try:

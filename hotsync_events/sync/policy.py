@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "refusal_of",
+__all__ = ["ALLOWED_STATE", "REFUSED", "Area", "accept_filter", "inner_refused", "manifest_problems", "norm_path", "refusal_of",
            "sender_rules"]
 
 
@@ -92,13 +92,14 @@ ALLOWED_STATE = ("/var/lib/hotsync/dumps/", "/var/lib/hotsync/kept/")
 DIRECTORIES_ONLY = ("/var/lib/hotsync/kept/",)
 
 
-def _norm(path: str) -> str:
+def norm_path(path: str) -> str:
+    """*path* absolute, without empty or ``.`` components."""
     return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
 def refusal_of(path: str) -> Area | None:
     """The refused area host *path* is in, or None when a push may write it."""
-    p = _norm(path)
+    p = norm_path(path)
     if any(p == a.rstrip("/") or p.startswith(a) for a in ALLOWED_STATE):
         return None
     return next((a for a in REFUSED if a.covers(p)), None)
@@ -106,7 +107,7 @@ def refusal_of(path: str) -> Area | None:
 
 def inner_refused(path: str) -> list[Area]:
     """The refused areas strictly inside the directory *path* (excluded from what is shipped of it)."""
-    p = _norm(path)
+    p = norm_path(path)
     return [a for a in REFUSED if a.inside(p)]
 
 
@@ -134,7 +135,7 @@ def sender_rules(includes: Iterable[str] | None = None) -> list[str]:
     or holding one. rsync matches every rule against every name it sends (a 20,000-file push spent 40 ms on
     the 90 rules), and a rule for an area outside every shipped path can match nothing."""
     rules = [f"+ {a}***" for a in ALLOWED_STATE]
-    paths = None if includes is None else [_norm(p) for p in includes]
+    paths = None if includes is None else [norm_path(p) for p in includes]
     for area in REFUSED:
         if paths is not None and not any(area.inside(p) or area.covers(p) for p in paths):
             continue
@@ -167,7 +168,7 @@ def accept_filter(manifest: Iterable[str]) -> str:
     """
     tops: list[str] = []
     parents: set[str] = {"/var/", "/var/lib/", "/var/lib/hotsync/"}
-    for path in sorted({_norm(p) for p in manifest if isinstance(p, str) and p.startswith("/")}):
+    for path in sorted({norm_path(p) for p in manifest if isinstance(p, str) and p.startswith("/")}):
         if path == "/" or refusal_of(path) is not None:
             continue
         tops.append(path)

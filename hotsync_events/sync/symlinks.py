@@ -28,7 +28,9 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 
+from hotsync_events.fsutil import open_dir_nofollow
 from hotsync_events.paths import Root
+from hotsync_events.sync.policy import norm_path, refusal_of
 
 __all__ = ["MUNGED", "MUNGED_MARK", "link_on_the_way", "migrate", "munge", "unmunge"]
 
@@ -42,14 +44,10 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
-def _norm(path: str) -> str:
-    return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
-
-
 def _tops(paths: Iterable[str]) -> list[str]:
     """The host paths to walk: normalised, each once, none inside another (a link is rewritten once)."""
     out: list[str] = []
-    for p in sorted({_norm(p) for p in paths if isinstance(p, str) and p.startswith("/") and ".." not in p.split("/")}):
+    for p in sorted({norm_path(p) for p in paths if isinstance(p, str) and p.startswith("/") and ".." not in p.split("/")}):
         if not any(p == o or p.startswith(o.rstrip("/") + "/") for o in out):
             out.append(p)
     return out
@@ -58,17 +56,8 @@ def _tops(paths: Iterable[str]) -> list[str]:
 def _open_parent(root: Root, host: str) -> tuple[int, str]:
     """``(fd of the directory holding host path *host*, its last component)``, every component opened from
     the root without following a link: OSError (ELOOP, ENOTDIR) when one is a link or not a directory."""
-    fd = os.open(str(root.path), _DIR)
     parts = [p for p in host.split("/") if p]
-    try:
-        for part in parts[:-1]:
-            nxt = os.open(part, _DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, (parts[-1] if parts else ".")
+    return open_dir_nofollow(root.path, "/".join(parts[:-1])), (parts[-1] if parts else ".")
 
 
 def link_on_the_way(root: Root, paths: Iterable[str]) -> str | None:
@@ -94,8 +83,6 @@ def _links(root: Root, host: str, errors: list[str]) -> Iterator[tuple[int, str,
     """Every symbolic link at or under host path *host* that a push may write (not in a refused area, not a
     partial directory's), as ``(directory fd, name, host path)``; the fd is valid until the next item. Errors
     (but for names that went away) are appended to *errors*."""
-    from hotsync_events.sync.policy import refusal_of
-
     if refusal_of(host) is not None:
         return
     try:
@@ -203,34 +190,40 @@ def munge(root: Root, paths: Iterable[str], log: Callable[[str], None] = print) 
     return _rewrite(root, paths, lambda t: None if t.startswith(MUNGED) else MUNGED + t, log)
 
 
-def _token(root: Root) -> tuple[str, list[str]] | None:
-    """``(what the links must be munged for, the shipped paths)`` on an enabled, unfenced slave, else None."""
+def _token(root: Root, props: dict | None, includes: list[str] | None) -> tuple[str, list[str]] | None:
+    """``(what the links must be munged for, the shipped paths)`` on an enabled, unfenced slave, else None;
+    *props* (the ``hotsync`` record) and *includes* (the manifest's) are read when not given."""
     import json
 
-    from hotsync_events.configdb import open_db
     from hotsync_events.sync.fence import fence_record, read_epoch
     from hotsync_events.sync.lists import PEER_DIR
     from hotsync_events.sync.peercopy import manifest
 
-    try:
-        db = open_db("configuration", root, validate=False, initialise=False, journal=False)
-        h = db.props("hotsync") if "hotsync" in db else {}
-    except Exception:     # no configuration: not a slave yet
+    if props is None:
+        from hotsync_events.configdb import open_db
+
+        try:
+            db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+            props = db.props("hotsync") if "hotsync" in db else {}
+        except Exception:     # no configuration: not a slave yet
+            return None
+    if props.get("role") != "slave" or fence_record(root) is not None:
         return None
-    if h.get("role") != "slave" or fence_record(root) is not None:
-        return None
-    includes = manifest(root.join(PEER_DIR)) or []
-    return json.dumps({"epoch": read_epoch(root), "master": h.get("MasterHost", ""),
-                       "pin": h.get("MasterFingerprint", ""), "paths": _tops(includes)}, sort_keys=True), includes
+    if includes is None:
+        includes = manifest(root.join(PEER_DIR)) or []
+    return json.dumps({"epoch": read_epoch(root), "master": props.get("MasterHost", ""),
+                       "pin": props.get("MasterFingerprint", ""), "paths": _tops(includes)}, sort_keys=True), includes
 
 
-def migrate(root: Root, log: Callable[[str], None] = print) -> str | None:
+def migrate(root: Root, log: Callable[[str], None] = print, *, props: dict | None = None,
+            includes: list[str] | None = None) -> str | None:
     """On an enabled, unfenced slave whose links were not munged yet for its pairing and manifest, munge
     them (a link that cannot be rewritten is logged, and does not hold the pair back). None, or why a data
-    session must wait."""
+    session must wait. *props* and *includes*: the ``hotsync`` record and the manifest's paths, when the
+    caller has read them already."""
     from hotsync_events.fsutil import atomic_write
 
-    token = _token(root)
+    token = _token(root, props, includes)
     if token is None:
         return None
     mark = root.join(MUNGED_MARK)

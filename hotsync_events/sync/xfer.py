@@ -115,7 +115,7 @@ def _kept_dir(where: str | None) -> bool:
     return bool(where) and kept_dir(str(where))
 
 
-def _links_problem(root: Root) -> str | None:
+def _links_problem(root: Root, props: dict) -> str | None:
     """Why a data session must wait for this slave's links (sync.symlinks), or None: a /rsyncd-munged here
     would make every munged link lead somewhere; the links it holds from before are munged first (once per
     pairing and manifest); a shipped path under a link of this host would be written where the link leads."""
@@ -125,11 +125,12 @@ def _links_problem(root: Root) -> str | None:
 
     if os.path.lexists(root.join(MUNGED)):
         return f"{MUNGED.rstrip('/')} exists on this slave, where its munged links would lead: remove it"
-    on_the_way = link_on_the_way(root, manifest(root.join(PEER_DIR)) or [])
+    includes = manifest(root.join(PEER_DIR)) or []
+    on_the_way = link_on_the_way(root, includes)
     if on_the_way:
         return (f"the master ships {on_the_way} on this slave: a push there would write where the link "
                 "leads; remove the path from the master's lists or the link here")
-    return migrate(root, log=lambda m: None)
+    return migrate(root, log=lambda m: None, props=props, includes=includes)
 
 
 def peer_refused_reason(status: dict) -> str | None:
@@ -180,7 +181,7 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         if why is not None:
             problem = f"{why} (a master of another HotSync version? upgrade hotsync-events on both hosts)"
     if problem is None and module == "hotsync":
-        problem = _links_problem(root)
+        problem = _links_problem(root, db.props("hotsync") if "hotsync" in db else {})
     st = read_status(root)
     if problem is None and module == "hotsync":
         problem = peer_refused_reason(st)

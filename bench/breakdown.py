@@ -180,7 +180,7 @@ def execs(evs) -> list[tuple[float, int, str, float | None]]:
 PUSH_DRIVER = r"""
 import os, sys, time
 from hotsync_events.paths import Root
-from hotsync_events.realtime.wiring import SyncPusher
+from hotsync_events.realtime.pusher import SyncPusher
 root = Root(sys.argv[1]); path = sys.argv[2]; n = int(sys.argv[3]); settle = float(sys.argv[4])
 pusher = SyncPusher(root)
 pusher.incremental([path])       # the first push builds the lists and files (once per notifier)

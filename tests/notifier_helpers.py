@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hotsync_events.realtime.notifier import PushResult
-from hotsync_events.realtime.wiring import list_push_args
+from hotsync_events.realtime.pusher import list_push_args
 from hotsync_events.sync.rsync import push_args
 from hotsync_events.sync.symlinks import MUNGED
 
@@ -77,7 +77,7 @@ class RsyncDaemon:
 class DaemonPusher:
     """The notifier's pusher against a plain daemon: the product's own argument lists
     (:func:`~hotsync_events.sync.rsync.push_args`, made a list push by
-    :func:`~hotsync_events.realtime.wiring.list_push_args`), the TLS leg and the guards left out. Records
+    :func:`~hotsync_events.realtime.pusher.list_push_args`), the TLS leg and the guards left out. Records
     every call."""
 
     def __init__(self, master_root: Path, includes: list[str], url: str, timeout: int = 10,
@@ -100,18 +100,51 @@ class DaemonPusher:
         assert a[-1].startswith("rsync://")
         return [*a[:-1], self.url]
 
-    def __call__(self, paths):
+    #: new directories come as one name each, sent whole (as the product's pusher does)
+    sends_whole_dirs = True
+
+    def __call__(self, paths, *, recursive: bool = False):
         t0 = time.monotonic()
         if paths is None:
             srcs = [f"{self.src}/.{p}" for p in self.includes if os.path.lexists(self.src + p)]
             cp = subprocess.run(self.args(srcs), capture_output=True, text=True)
         else:
             data = "".join(p.lstrip("/") + "\0" for p in paths)
-            cp = subprocess.run(list_push_args(self.args([self.src + "/"])), input=data, capture_output=True,
-                                text=True)
+            cp = subprocess.run(list_push_args(self.args([self.src + "/"]), recursive), input=data,
+                                capture_output=True, text=True)
         ok = cp.returncode in (0, 24)
         self.calls.append((None if paths is None else len(paths), ok, time.monotonic() - t0))
         return PushResult(ok, cp.stderr.strip()[-300:], unreachable=cp.returncode in (10, 35))
+
+
+def watch_process(root: Path, timeout: float = 30) -> subprocess.Popen:
+    """``hotsync watch`` on *root*, once its start-up full sync is done."""
+    import json
+    import sys
+
+    hotsync = str(Path(sys.executable).parent / "hotsync")
+    proc = subprocess.Popen([hotsync, "watch", "-v", "--force", "--retry-max", "2"],
+                            env={**os.environ, "HOTSYNC_ROOT": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    status = root / "run/hotsync/realtime.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads(status.read_text())
+            if st.get("full_syncs") and st.get("running") is None:
+                return proc
+        except (OSError, ValueError):
+            pass
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the notifier did not come up")
+
+
+def stop_process(proc: subprocess.Popen) -> str:
+    """End a :func:`watch_process` (a clean stop) and return its log."""
+    proc.terminate()
+    return proc.communicate(timeout=60)[0]
 
 
 def tree_digest(top: Path, skip_suffix: str = ".swp") -> dict[str, tuple]:

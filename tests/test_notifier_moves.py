@@ -19,7 +19,7 @@ import pytest
 from hotsync_events.paths import Root
 from hotsync_events.realtime.debounce import Trigger
 from hotsync_events.sync import moves
-from notifier_helpers import tree_digest, wait_equal
+from notifier_helpers import stop_process, tree_digest, wait_equal, watch_process
 from sync_pair import Pair, cli
 
 HOTSYNC = str(Path(sys.executable).parent / "hotsync")
@@ -33,30 +33,6 @@ def _received(pair: Pair) -> int:
     return sum(int(line.split("received ")[1].split()[0]) for line in log.splitlines() if " received " in line)
 
 
-def _watch(pair: Pair) -> subprocess.Popen:
-    proc = subprocess.Popen([HOTSYNC, "watch", "-v", "--force", "--retry-max", "2"],
-                            env={**os.environ, "HOTSYNC_ROOT": str(pair.master)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    status = pair.master / "run/hotsync/realtime.json"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            st = json.loads(status.read_text())
-            if st.get("full_syncs") and st.get("running") is None:
-                return proc
-        except (OSError, ValueError):
-            pass
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the notifier did not come up")
-
-
-def _stop(proc: subprocess.Popen) -> str:
-    proc.terminate()
-    return proc.communicate(timeout=60)[0]
-
-
 @pytest.mark.slow
 @NEED
 def test_a_renamed_directory_is_renamed_on_the_slave_and_not_sent_again(pair):
@@ -67,7 +43,7 @@ def test_a_renamed_directory_is_renamed_on_the_slave_and_not_sent_again(pair):
     for i in range(400):
         (big / f"f{i:03}").write_bytes(os.urandom(2048))
     assert pair.sync().returncode == 0
-    proc = _watch(pair)
+    proc = watch_process(pair.master)
     try:
         before = _received(pair)
         # a change inside, then the rename: the changed file arrives under its new name
@@ -76,11 +52,11 @@ def test_a_renamed_directory_is_renamed_on_the_slave_and_not_sent_again(pair):
         (top / "projects/beta/after").write_text("written after the rename\n")
         ok, _ = wait_equal(top, pair.slave / "srv/data", timeout=20)
         if not ok:
-            log = _stop(proc)
+            log = stop_process(proc)
             a, b = tree_digest(top), tree_digest(pair.slave / "srv/data")
             pytest.fail(f"trees differ: {sorted(set(a.items()) ^ set(b.items()))[:8]}\n{log[-3000:]}")
     finally:
-        log = _stop(proc) if proc.poll() is None else ""
+        log = stop_process(proc) if proc.poll() is None else ""
     st = json.loads((pair.slave / "var/lib/hotsync/sync/status.json").read_text())
     assert st["last_renames"]["renamed"] == [["/srv/data/projects/alpha", "/srv/data/projects/beta"]], st
     # 400 x 2 KiB did not travel again: the sessions since took in a few KiB (file lists, two changed files)
@@ -101,7 +77,7 @@ def test_a_rename_the_slave_cannot_replay_becomes_a_full_sync_not_a_failure(pair
     assert pair.sync().returncode == 0
     # the fallback full sync deletes what the slave held at b (the stray file): not the guard's business here
     assert cli("config", "setprop", "hotsync", "MaxDeletePercent", "100", root=pair.master).returncode == 0
-    proc = _watch(pair)
+    proc = watch_process(pair.master)
     try:
         (pair.slave / "srv/data/b").mkdir()      # after the notifier's first full sync, which would delete it
         (pair.slave / "srv/data/b/stray").write_text("made on the slave\n")
@@ -112,7 +88,7 @@ def test_a_rename_the_slave_cannot_replay_becomes_a_full_sync_not_a_failure(pair
         time.sleep(1.5)                      # the notifier's status file is written at most once a second
         rt = json.loads((pair.master / "run/hotsync/realtime.json").read_text())
     finally:
-        log = _stop(proc)
+        log = stop_process(proc)
     assert (pair.slave / "srv/data/b/f").read_text() == "f\n", log[-2000:]
     assert not (pair.slave / "srv/data/a").exists(), log[-2000:]
     assert rt["failures"] == 0 and not rt.get("last_error"), (rt, log[-2000:])

@@ -33,7 +33,7 @@ def test_the_debouncer_and_the_settings_agree_when_nothing_is_configured(tmp_pat
 def test_list_pushes_leave_delay_updates_to_the_full_sync():
     """The notifier's pushes land file by file (each still renamed into place whole); the full sync keeps
     --delay-updates, so a whole-tree push lands as a whole."""
-    from hotsync_events.realtime.wiring import LIST_OPTIONS, list_push_args
+    from hotsync_events.realtime.pusher import LIST_OPTIONS, list_push_args
     from hotsync_events.sync.rsync import push_args
 
     full = push_args(sources=["/r/./srv"], exclude_file="/r/ex", password_file="/r/pw", timeout=20)

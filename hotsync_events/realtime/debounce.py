@@ -16,6 +16,11 @@ The rules (issue 11):
   stays bounded however long the slave is away, and one full rsync is cheaper than a huge list.
 * **Full sync fallback** on whatever the caller reports through :meth:`Trigger.need_full` (queue
   overflow, rebuilt watches, a directory renamed or moved in) and after a failed push.
+* **A new directory goes whole.** A directory created since the last batch is sent as one name, to be
+  copied recursively, instead of the thousands of names made in it (``whole_dirs``, for a pusher that
+  recurses: rsync walks a directory faster than it looks up a list of its names, each component by
+  component). Only while no directory that existed before is in the batch: such a directory (its
+  attributes changed) must not be walked, so that batch is a plain list.
 * **Capped exponential backoff** while pushes fail; the first failure and the first success after
   failures are reported once each (the caller mails them).
 """
@@ -39,6 +44,9 @@ class Batch:
     first_change: float          # clock time of the oldest change it carries
     started: float
     moves: tuple[tuple[str, str], ...] = ()    # directories renamed, to rename on the slave before the paths
+    #: the listed directories are new: each is to be sent whole (recursively), and the names made in them are
+    #: left out of ``paths``; False: a plain list, no directory in it may be walked
+    recursive: bool = False
 
     @property
     def full(self) -> bool:
@@ -74,7 +82,7 @@ class Trigger:
 
     def __init__(self, *, settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
                  retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, whole_dirs: bool = False) -> None:
         if settle < 0 or max_batch < 1 or retry_min <= 0 or retry_max < retry_min:
             raise ValueError("settle >= 0, max_batch >= 1 and 0 < retry_min <= retry_max are required")
         self.settle = settle
@@ -82,7 +90,10 @@ class Trigger:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.clock = clock
+        self.whole_dirs = whole_dirs
         self.dirty: set[str] = set()
+        self._new_dirs: set[str] = set()          # directories created since the last batch
+        self._old_dirs: set[str] = set()          # directories that existed, changed since the last batch
         self.moves: list[tuple[str, str]] = []    # directory renames to replay, in order (sync.moves)
         self._move_parents: set[str] = set()      # dirty only because a rename changed their times
         self.full_reason: str | None = None
@@ -95,11 +106,17 @@ class Trigger:
         self.stats = Stats()
 
     # ------------------------------------------------------------------------------------- changes
-    def change(self, path: str) -> None:
-        """One path changed (created, written, deleted, moved, attributes)."""
+    def change(self, path: str, *, directory: str | None = None) -> None:
+        """One path changed (created, written, deleted, moved, attributes). *directory*: "new" for a directory
+        created, "old" for one whose attributes changed (it must not be walked); None for anything else (a
+        file, a directory deleted)."""
         self._mark()
         if self.full_reason is None:
             self.dirty.add(path)
+            if directory == "new":
+                self._new_dirs.add(path)
+            elif directory is not None:
+                self._old_dirs.add(path)
             if len(self.dirty) > self.max_batch:
                 self.stats.collapses += 1
                 self._collapse(f"more than {self.max_batch} changed paths")
@@ -156,6 +173,7 @@ class Trigger:
         self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
         self.moves = []      # a full sync brings the slave's tree to the master's, renames included
         self._move_parents = set()
+        self._new_dirs, self._old_dirs = set(), set()
 
     @property
     def pending(self) -> bool:
@@ -188,16 +206,34 @@ class Trigger:
         assert first is not None     # due_in() said a batch is due: changes are pending
         if self.full_reason is not None:
             batch = Batch(None, self.full_reason, first, now)
+        elif self.whole_dirs and not self.moves and not (self._old_dirs - self._new_dirs):
+            batch = Batch(self._whole(), "changes", first, now, recursive=True)
         else:
             batch = Batch(tuple(sorted(self.dirty)), "changes", first, now, tuple(self.moves))
         self.dirty = set()
         self.moves = []
         self._move_parents = set()
+        self._new_dirs, self._old_dirs = set(), set()
         self.full_reason = None
         self.first_change = None
         self.during_push = False
         self.running = batch
         return batch
+
+    def _whole(self) -> tuple[str, ...]:
+        """The dirty set with every name under a new directory left out: that directory is sent whole."""
+        new = self._new_dirs
+        if not new:
+            return tuple(sorted(self.dirty))
+
+        def under_new(path: str) -> bool:
+            i = path.rfind("/")
+            while i > 0:
+                if path[:i] in new:
+                    return True
+                i = path.rfind("/", 0, i)
+            return False
+        return tuple(sorted(p for p in self.dirty if not under_new(p)))
 
     def finish(self, ok: bool, error: str = "", *, wall: float | None = None) -> Outcome:
         """The running batch ended. A failure turns into a full sync retried with capped backoff."""

@@ -66,7 +66,8 @@ class PushResult(NamedTuple):
 
 
 #: ``pusher(paths)``: the paths, or None for a full sync. A pusher whose ``replays_moves`` attribute is true
-#: also takes ``moves=[(src, dest), ...]``: directories renamed, to rename on the slave before the paths.
+#: also takes ``moves=[(src, dest), ...]``: directories renamed, to rename on the slave before the paths. One
+#: whose ``sends_whole_dirs`` is true takes ``recursive=True``: the listed directories are new, to be sent whole.
 Pusher = Callable[..., PushResult]
 
 
@@ -160,7 +161,8 @@ class Notifier:
         self.initial_full = initial_full
         self.status_interval = status_interval
         self.rescan_interval = rescan_interval
-        self.trigger = Trigger(settle=settle, max_batch=max_batch, retry_min=retry_min, retry_max=retry_max)
+        self.trigger = Trigger(settle=settle, max_batch=max_batch, retry_min=retry_min, retry_max=retry_max,
+                               whole_dirs=bool(getattr(pusher, "sends_whole_dirs", False)))
         self.excludes = ExcludeMatcher(excludes)
         self._prefix = str(root.path).rstrip("/")
         self.status_path = root.run_dir / STATUS_FILE
@@ -380,17 +382,22 @@ class Notifier:
             paths = [one] if one is not None else []
         if not paths:
             return
+        # a directory made here may go whole; one that existed (its attributes changed) must not be walked
+        kind = None if not is_dir else "new" if isinstance(event, DirCreatedEvent) else \
+            "old" if isinstance(event, DirAttribEvent) else None
         self._status_dirty = True
         with self._cond:
             was_idle = not self.trigger.pending
             for p in paths:
-                self.trigger.change(p)
+                self.trigger.change(p, directory=kind)
             if was_idle:
                 self._cond.notify_all()
 
     def _push(self, batch) -> PushResult:
         if batch.moves:
             return self.pusher(list(batch.paths or ()), moves=list(batch.moves))
+        if batch.recursive:
+            return self.pusher(list(batch.paths or ()), recursive=True)
         return self.pusher(None if batch.paths is None else list(batch.paths))
 
     def _move(self, src: str, dest: str) -> bool:

@@ -80,7 +80,7 @@ class Plugin:
 
     @hookimpl
     def hotsync_replicas(self, db, root):
-        yield Replica(name="fakedb", engine=self.engine, link=self.link)
+        yield Replica(name="fakedb", engine=self.engine, link=self.link, key="fakedb")
 
 
 def _host(root: Root, role: str, **props: str):
@@ -276,6 +276,27 @@ def test_slave_waits_for_an_offer_seeds_once_and_repoints_on_a_new_channel(pair)
     r.calls, r.needs_seed, r.state = [], True, "needs-seed"
     rec = _run(s, open_db("configuration", s), r, SLINK)
     assert r.calls == [] and "for the master's seed" in rec["waiting"]
+
+
+def test_a_slave_whose_master_runs_dumps_says_so_and_what_to_set(pair):
+    """The slave asks for a replica, the master's configuration (the peer copy its last push brought) keeps
+    dumps: no seed will ever come, and the wait says which setting on which host ends it."""
+    from hotsync_events.configdb.db import ConfigDB
+    from hotsync_events.sync.lists import PEER_DIR
+
+    _m, _mdb, s, sdb = pair
+    peer = s.join(PEER_DIR)
+    peer.mkdir(parents=True)
+    copy = ConfigDB(peer / "configuration")
+    with copy.transaction() as txn:
+        txn.set("fakedb", "service", {"DatabaseMode": "dump"})
+    rec = _run(s, sdb, Engine(), SLINK)
+    assert "the master will not offer" in rec["waiting"], rec
+    assert "fakedb DatabaseMode dump" in rec["waiting"] and "config setprop fakedb DatabaseMode replica" in rec["waiting"]
+    with copy.transaction() as txn:
+        txn.set("fakedb", "service", {"DatabaseMode": "replica"})
+    rec = _run(s, sdb, Engine(), SLINK)
+    assert "for the master's seed" in rec["waiting"], rec
 
 
 def test_the_old_master_is_never_seeded_over_it_is_repaired_from_the_takeover(pair):

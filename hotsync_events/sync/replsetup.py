@@ -42,7 +42,7 @@ from dataclasses import replace
 
 from hotsync_events.paths import Root, RootError
 from hotsync_events.sync import reploffer as offers
-from hotsync_events.sync.replicas import collect_replicas, engine_name, replicas_wanted
+from hotsync_events.sync.replicas import MODE_PROP, collect_replicas, engine_name, replicas_wanted
 from hotsync_events.sync.status import read_status, update_status
 
 __all__ = ["after_push", "inputs_digest", "setup", "setup_lock", "setup_master", "setup_slave"]
@@ -250,7 +250,7 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
         _repair(root, rep, ch, rec, offer if usable else None, log=log)
     elif st.needs_seed or not_replica or force_seed:
         if not usable or offer is None:
-            rec["waiting"] = _why_no_offer(root, rep.name, offer, master_fp, rec)
+            rec["waiting"] = _why_no_offer(root, rep.name, offer, master_fp, rec, key=rep.key)
             return
         seed = offers.offer_paths(root, rep.name)[0] if offer["file"] else None
         if seed is not None and not offers.seed_matches(seed, offer):
@@ -273,8 +273,14 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
         rec["state"] = rep.engine.status(ch.link).state
 
 
-def _why_no_offer(root: Root, name: str, offer: dict | None, master_fp: str | None, rec: dict) -> str:
+def _why_no_offer(root: Root, name: str, offer: dict | None, master_fp: str | None, rec: dict, *,
+                  key: str = "") -> str:
     """Why the slave has no seed to use, in words, with what to do."""
+    mode = _masters_mode(root, key) if offer is None and key else None
+    if mode is not None and mode != "replica":
+        return (f"for a seed the master will not offer: its configuration, as its last push brought it, has "
+                f"{key} {MODE_PROP} {mode or '(unset: dump)'}; on the master run config setprop {key} {MODE_PROP} "
+                "replica, then hotsync sync (or set it back to dump here)")
     if offer is None and os.path.lexists(offers.offer_paths(root, name)[1]):
         return (f"for a seed from the master this slave pins ({master_fp or 'none yet'}): the offer here is not "
                 "one (another host's, or not a valid offer); the master's next sync replaces it")
@@ -284,6 +290,20 @@ def _why_no_offer(root: Root, name: str, offer: dict | None, master_fp: str | No
                 "hotsync replicas setup --seed on the master for a new one")
     return ("for the master's seed: it offers one at its next sync (or run hotsync replicas setup --seed on the "
             "master)")
+
+
+def _masters_mode(root: Root, key: str) -> str | None:
+    """*key*'s DatabaseMode in the master's configuration as its last push brought it (the peer copy), or
+    None when there is no copy (or it cannot be read): nothing is known then."""
+    from hotsync_events.configdb.db import ConfigDB
+    from hotsync_events.sync.lists import PEER_DIR
+
+    path = root.join(PEER_DIR) / "configuration"
+    try:
+        db = ConfigDB(path)
+        return (db.getprop(key, MODE_PROP) or "") if path.is_file() and key in db else None
+    except Exception:     # a copy this slave cannot read says nothing about the master's mode
+        return None
 
 
 def _repair(root: Root, rep, ch, rec: dict, offer: dict | None, *, log) -> None:

@@ -8,8 +8,9 @@ Three cases, each measured for both in the same run, median of several rounds:
 * no-op sync   -- nothing changed;
 * one change   -- one file rewritten.
 
-Beside the command, the same full sync run by a process that stays (``resident``): what ``hotsync daemon``'s
-scheduler and the notifier run every interval, without a Python start and the imports.
+Beside the command, the same full sync run by a process that stays (``resident``), as the notifier runs its
+full syncs and ``hotsync daemon`` its schedule (the Debian package's timer starts the command): the
+orchestration without a Python start and the imports.
 
 The baseline is ``rsync -a --relative MASTER/./srv/bench hotsyncuser@x::hotsync/`` through the same TLS
 client (stunnel as rsync's remote shell, as hotsync runs it), stunnel and daemon. ``hotsync sync`` is the whole command as a sysadmin runs it (Python start,
@@ -63,8 +64,8 @@ def timed(argv: list[str], env: dict) -> float:
     return dt
 
 
-#: the daemon's own path (``hotsync daemon``'s scheduler, the notifier's full sync): one process that has
-#: imported the library and stays, running :func:`~hotsync_events.sync.push.run_sync` for each sync
+#: the resident path (the notifier's full syncs in ``hotsync watch``, ``hotsync daemon``'s schedule): one process
+#: that has imported the library and stays, running :func:`~hotsync_events.sync.push.run_sync` for each sync
 RESIDENT = """
 import sys, time
 from hotsync_events.paths import Root
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
         print("vs plain = hotsync sync / plain rsync -a through the same TLS pair and daemon (target <= 1.5x); "
               "vs flags = hotsync sync / rsync with hotsync's own options (-aHAX --numeric-ids --delete "
               "--delay-updates ..., target <= 1.3x); resident = the same full sync run by a process that "
-              "stays (the daemon's scheduler and the notifier run it so: no Python start, no imports); no TLS -a "
+              "stays (as the notifier and hotsync daemon run it: no Python start, no imports); no TLS -a "
               "= plain rsync -a to a plain daemon (the floor, for information)")
         print("== issue 20 targets")
         for who, key in (("hotsync sync", "hotsync"), ("resident   ", "resident")):

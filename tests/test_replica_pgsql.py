@@ -11,6 +11,7 @@ previous test left: any order, any subset (``-k``), works.
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import subprocess
 import tarfile
@@ -328,3 +329,59 @@ def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_mas
         if not r._ping():
             r.start()
         eng(m).set_synchronous(pair.mlink(), False)
+
+
+def test_the_guard_releases_the_commits_a_hung_replica_holds_with_its_connection_up(pair):
+    """A replica that hangs (stopped, its TCP session up) stays "streaming" and "sync" in pg_stat_replication
+    until wal_sender_timeout (60 s by default) ends its session, and every commit waits that long. The
+    master status counts the commits waiting for it: held over 2 s is "waiting", and the guard switches the
+    master to asynchronous after its grace, long before wal_sender_timeout."""
+    import signal
+    import threading
+
+    from hotsync_events import hookimpl
+    from hotsync_events.manager import get_plugin_manager
+    from hotsync_events.sync.replguard import Guard
+    from hotsync_events.types import Replica
+
+    pair.streaming()
+    m, r = pair.master, pair.replica
+    link = pair.mlink(synchronous=True)
+    eng(m).set_synchronous(link, True)
+
+    class Plugin:
+        @hookimpl
+        def hotsync_replicas(self, db, root):
+            yield Replica(name="postgresql", engine=eng(m), link=link)
+
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(), name="pgtest")
+    guard = Guard(m.root, grace=1.0, stable=1.0, log=lambda x: None, mail=lambda s, b: None)
+    # the postmaster and its children (each of which is a session of its own: PostgreSQL calls setsid())
+    post = r.postmaster_pid()
+    pids = [post, *(int(x) for x in subprocess.run(["pgrep", "-P", str(post)], capture_output=True,
+                                                      text=True).stdout.split())]
+    try:
+        assert guard.look(None, pm)["postgresql"]["state"] == "on"
+        for pid in pids:                                # hangs: its connection stays up
+            os.kill(pid, signal.SIGSTOP)
+        done = threading.Event()
+        started = time.monotonic()
+        threading.Thread(target=lambda: (marker(m, 9101), done.set()), daemon=True).start()
+        assert not done.wait(1.0), "a synchronous commit did not wait for the replica"
+        st = eng(m).master_status(link)
+        assert st.replica_state == "streaming", st      # the master does not know it is gone
+        while not done.is_set() and time.monotonic() - started < 40:
+            guard.look(None, pm)
+            time.sleep(0.2)
+        assert done.is_set(), "the guard did not release the master's commits"
+        assert time.monotonic() - started < 15, time.monotonic() - started    # not wal_sender_timeout's 60 s
+        assert eng(m).master_status(link).synchronous == "off"
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        eng(m).set_synchronous(pair.mlink(), False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not pair.converged():
+        time.sleep(0.5)
+    assert has(r, 9101)

@@ -69,13 +69,16 @@ class PostgresReplication(OnServer):
     ``server.datadir`` must be the cluster's data directory. ``config_dir``: where ``postgres -D`` points
     when the configuration lives outside the data directory (Debian ``/etc/postgresql/<v>/<cluster>``);
     empty: the data directory. ``state_dir``: private files owned by the cluster's user (TLS copies,
-    passfile, the include file). ``slot_keep_mb``: ``max_slot_wal_keep_size``.
+    passfile, the include file). ``slot_keep_mb``: ``max_slot_wal_keep_size``. ``held_after``: seconds a commit
+    may wait for the synchronous replica's acknowledgement before the master status says ``waiting`` (the
+    replica hangs with its connection up), whatever ``pg_stat_replication`` still says.
     """
 
     server: Postgres
     state_dir: str = "/var/lib/hotsync/replication/postgresql"
     config_dir: str = ""
     slot_keep_mb: int = 1024
+    held_after: float = 2.0
     start_timeout: float = 120.0
     stop_timeout: float = 120.0
     seed_timeout: float = 6 * 3600
@@ -421,10 +424,16 @@ class PostgresReplication(OnServer):
                                    f"pg_replication_slots WHERE slot_name = {sql_literal(link.name)}",
                              what="read the slot")
             ssn = self._setting(sess, "synchronous_standby_names")
+            # commits waiting for the replica's acknowledgement: a replica that hangs with its connection up
+            # stays "streaming" and "sync" until wal_sender_timeout (60 s by default) ends its session
+            held = self._one(sess, "SELECT count(*), coalesce(extract(epoch from max(now() - query_start)), 0) "
+                                   "FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                             what="read the commits waiting for the replica") if ssn.strip() else []
         connected = bool(rep) and rep[0] == "streaming"
+        held_n, held_s = (int(held[0] or 0), float(held[1] or 0)) if held else (0, 0.0)
         sync = "off"
         if ssn.strip():
-            sync = "on" if rep and rep[1] in ("sync", "quorum") else "waiting"
+            sync = "on" if rep and rep[1] in ("sync", "quorum") and held_s < self.held_after else "waiting"
         slot_d = None
         if slot:
             slot_d = {"active": slot[0] == "t", "wal_status": slot[1],
@@ -436,7 +445,8 @@ class PostgresReplication(OnServer):
                             lag_bytes=lag_b,
                             lag_seconds=float(rep[4]) if rep and rep[4] else (0.0 if connected else None),
                             needs_seed=bool(slot_d and slot_d["wal_status"] == "lost"), slot=slot_d,
-                            detail={"client": rep[5] if rep else None, "synchronous_standby_names": ssn})
+                            detail={"client": rep[5] if rep else None, "synchronous_standby_names": ssn,
+                                    "commits_waiting": held_n, "longest_wait_seconds": round(held_s, 3)})
 
     # ---------------------------------------------------------------------------------- replica
     def _is_running(self) -> bool:

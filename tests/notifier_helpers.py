@@ -110,7 +110,7 @@ class DaemonPusher:
             cp = subprocess.run(self.args(srcs), capture_output=True, text=True)
         else:
             data = "".join(p.lstrip("/") + "\0" for p in paths)
-            cp = subprocess.run(list_push_args(self.args([self.src + "/"]), recursive), input=data,
+            cp = subprocess.run(list_push_args(self.args([self.src + "/"]), recursive=recursive), input=data,
                                 capture_output=True, text=True)
         ok = cp.returncode in (0, 24)
         self.calls.append((None if paths is None else len(paths), ok, time.monotonic() - t0))

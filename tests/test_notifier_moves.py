@@ -10,9 +10,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,6 @@ from hotsync_events.sync import moves
 from notifier_helpers import stop_process, tree_digest, wait_equal, watch_process
 from sync_pair import Pair, cli
 
-HOTSYNC = str(Path(sys.executable).parent / "hotsync")
 NEED = pytest.mark.skipif(not (shutil.which("rsync") and (shutil.which("stunnel4") or shutil.which("stunnel"))),
                           reason="needs rsync and stunnel4")
 

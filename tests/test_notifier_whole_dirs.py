@@ -54,14 +54,51 @@ def test_new_directories_go_whole_and_only_the_topmost():
     assert b.recursive and b.paths == ("/srv/d/later",)
 
 
-def test_a_directory_that_existed_keeps_the_batch_a_plain_list():
+def test_a_directory_that_existed_waits_for_a_plain_batch_of_its_own():
+    """``tar x`` and ``cp -a`` set a directory's mode and times last: a directory that existed is never
+    walked, it goes in a plain list right after the recursive batch; one in a new directory is walked."""
     clock = Clock()
     t = Trigger(clock=clock, whole_dirs=True)
     t.change("/srv/d", directory="new")
+    t.change("/srv/d/sub", directory="old")  # its times set by tar: walked with /srv/d anyway
     t.change("/srv/d/f")
     t.change("/srv/old", directory="old")    # chmod of a directory that holds a whole tree
+    t.change("/srv/file")
     b = _batch(t, clock)
-    assert not b.recursive and b.paths == ("/srv/d", "/srv/d/f", "/srv/old")
+    assert b.recursive and b.paths == ("/srv/d", "/srv/file")
+    assert t.due_in() == 0                   # the directory kept apart is due at once
+    b = t.take()
+    assert b is not None and not b.recursive and b.paths == ("/srv/old",)
+    t.finish(True)
+    assert t.due_in() is None
+    # a batch of old directories only is plain, and a pusher that recurses does not warm up for it
+    t.change("/srv/old", directory="old")
+    assert t.plain_next
+    t.change("/srv/new", directory="new")
+    assert not t.plain_next
+    b = _batch(t, clock)
+    assert b.recursive and b.paths == ("/srv/new",)
+
+
+def test_names_in_a_new_directory_do_not_count_against_max_batch():
+    """A ``cp -r`` of more names than ``RealtimeMaxBatch`` into a new directory stays one recursive push, not a
+    full sync of every include; past the limit the names under it are not even kept."""
+    clock = Clock()
+    t = Trigger(clock=clock, whole_dirs=True, max_batch=10)
+    t.change("/srv/d", directory="new")
+    for i in range(50):
+        t.change(f"/srv/d/f{i}")
+    t.change("/srv/old", directory="old")
+    assert t.full_reason is None and len(t.dirty) == 2
+    assert not t.move("/srv/a", "/srv/b")     # renames would rewrite names no longer kept: a full sync
+    for i in range(11):
+        t.change(f"/srv/x{i}")                # names outside it still count
+    assert t.full_reason == "more than 10 changed paths" and t.stats.collapses == 1
+    t = Trigger(clock=clock, max_batch=10)     # no whole directories: the old limit
+    t.change("/srv/d", directory="new")
+    for i in range(11):
+        t.change(f"/srv/d/f{i}")
+    assert t.full_reason is not None
 
 
 def test_renames_and_a_pusher_that_does_not_recurse_keep_plain_lists():
@@ -77,6 +114,40 @@ def test_renames_and_a_pusher_that_does_not_recurse_keep_plain_lists():
     t.change("/srv/d/f")
     b = _batch(t, clock)
     assert not b.recursive and b.paths == ("/srv/d", "/srv/d/f")
+
+
+def test_a_path_only_the_full_sync_pushes_is_neither_listed_nor_walked(tmp_path):
+    """A plugin's ``realtime=False`` path inside a watched include: its events are dropped, and a new
+    directory that holds it is not sent whole (the walk would push it in real time)."""
+    from watchdog.events import DirCreatedEvent
+
+    from hotsync_events import hookimpl
+    from hotsync_events.configdb import open_db
+    from hotsync_events.manager import get_plugin_manager
+    from hotsync_events.paths import Root
+    from hotsync_events.realtime.notifier import Notifier, PushResult
+    from hotsync_events.realtime.wiring import watch_lists
+    from hotsync_events.types import SyncPath
+
+    class Plugin:
+        @hookimpl
+        def hotsync_sync_paths(self, db, root):
+            return [SyncPath("/srv/app"), SyncPath("/srv/app/live/db", realtime=False)]
+
+    root = Root(tmp_path)
+    pm = get_plugin_manager(entrypoints=False)
+    pm.register(Plugin(), name="app")
+    lists = watch_lists(root, open_db("configuration", root), pm)
+    assert "/srv/app" in lists.includes and lists.unwalked == ["/srv/app/live/db"]
+    assert "/srv/app/live/db" in lists.excludes
+
+    def pusher(paths, **kw):
+        return PushResult(True)
+    pusher.sends_whole_dirs = True         # type: ignore[attr-defined]
+    n = Notifier(root, lists.includes, lists.excludes, pusher, unwalked=lists.unwalked)
+    assert n._wanted(str(root.join("/srv/app/live/db/ibdata1")), False) is None
+    assert n._kind(DirCreatedEvent(str(root.join("/srv/app/live"))), "/srv/app/live") == "old"
+    assert n._kind(DirCreatedEvent(str(root.join("/srv/app/other"))), "/srv/app/other") == "new"
 
 
 def _largest_push(log: str) -> int:

@@ -19,8 +19,9 @@ The rules (issue 11):
 * **A new directory goes whole.** A directory created since the last batch is sent as one name, to be
   copied recursively, instead of the thousands of names made in it (``whole_dirs``, for a pusher that
   recurses: rsync walks a directory faster than it looks up a list of its names, each component by
-  component). Only while no directory that existed before is in the batch: such a directory (its
-  attributes changed) must not be walked, so that batch is a plain list.
+  component); those names do not count against ``max_batch`` once it is reached. A directory that existed
+  (its mode, owner or times changed: ``tar`` and ``cp -a`` set them last) must not be walked: it waits for
+  a plain-list batch of its own, right after (none when it lies in a new directory, which is walked).
 * **Capped exponential backoff** while pushes fail; the first failure and the first success after
   failures are reported once each (the caller mails them).
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hotsync_events.realtime.settings import DEFAULTS
 
@@ -94,6 +96,7 @@ class Trigger:
         self.dirty: set[str] = set()
         self._new_dirs: set[str] = set()          # directories created since the last batch
         self._old_dirs: set[str] = set()          # directories that existed, changed since the last batch
+        self._folded = False                      # names under new directories left out (max_batch reached)
         self.moves: list[tuple[str, str]] = []    # directory renames to replay, in order (sync.moves)
         self._move_parents: set[str] = set()      # dirty only because a rename changed their times
         self.full_reason: str | None = None
@@ -106,20 +109,36 @@ class Trigger:
         self.stats = Stats()
 
     # ------------------------------------------------------------------------------------- changes
-    def change(self, path: str, *, directory: str | None = None) -> None:
+    def change(self, path: str, *, directory: Literal["new", "old"] | None = None) -> None:
         """One path changed (created, written, deleted, moved, attributes). *directory*: "new" for a directory
         created, "old" for one whose attributes changed (it must not be walked); None for anything else (a
         file, a directory deleted)."""
         self._mark()
-        if self.full_reason is None:
-            self.dirty.add(path)
-            if directory == "new":
-                self._new_dirs.add(path)
-            elif directory is not None:
-                self._old_dirs.add(path)
-            if len(self.dirty) > self.max_batch:
-                self.stats.collapses += 1
-                self._collapse(f"more than {self.max_batch} changed paths")
+        if self.full_reason is not None or (self._folded and self._under_new(path)):
+            return                  # a full sync comes; or the new directory above it is sent whole
+        self.dirty.add(path)
+        if directory == "new":
+            self._new_dirs.add(path)
+        elif directory == "old":
+            self._old_dirs.add(path)
+        if len(self.dirty) > self.max_batch:
+            if self.whole_dirs and not self.moves and not self._folded:
+                self._folded = True
+                self.dirty = {p for p in self.dirty if not self._under_new(p)}
+                if len(self.dirty) <= self.max_batch:
+                    return
+            self.stats.collapses += 1
+            self._collapse(f"more than {self.max_batch} changed paths")
+
+    def _under_new(self, path: str) -> bool:
+        """Whether a directory above *path* is new since the last batch (so it is sent whole)."""
+        new = self._new_dirs
+        i = path.rfind("/")
+        while i > 0:
+            if path[:i] in new:
+                return True
+            i = path.rfind("/", 0, i)
+        return False
 
     def move(self, src: str, dest: str, *, limit: int = 16) -> bool:
         """Directory *src* was renamed to *dest*: the next batch renames it on the slave, and the changed paths
@@ -127,7 +146,7 @@ class Trigger:
         rename cannot be replayed: a batch is running (it may carry paths under *src*), a full sync is due
         anyway, *limit* renames wait already, or *src* or a directory above it changed since the last push
         (created since, perhaps: then the slave does not hold it)."""
-        if self.running is not None or self.full_reason is not None or len(self.moves) >= limit:
+        if self.running is not None or self.full_reason is not None or len(self.moves) >= limit or self._folded:
             return False
         if self._touched(src) or self._touched(dest) or any(p.startswith(dest.rstrip("/") + "/") for p in self.dirty):
             # src (or a directory above it) may be new since the last push, and not on the slave yet; dest, or
@@ -173,7 +192,7 @@ class Trigger:
         self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
         self.moves = []      # a full sync brings the slave's tree to the master's, renames included
         self._move_parents = set()
-        self._new_dirs, self._old_dirs = set(), set()
+        self._new_dirs, self._old_dirs, self._folded = set(), set(), False
 
     @property
     def pending(self) -> bool:
@@ -193,9 +212,21 @@ class Trigger:
             start = max(start, self.retry_at)
         return max(0.0, start - now)
 
+    @property
+    def plain_next(self) -> bool:
+        """Whether the coming batch is a plain list (renames, or only directories that existed): a pusher that
+        recurses does not start its connection for it ahead of time."""
+        return self.whole_dirs and bool(self.moves or (self.dirty and self.dirty <= self._kept_apart()))
+
+    def _kept_apart(self) -> set[str]:
+        """The directories that existed and must not be walked, but those in a new directory (walked whole)."""
+        return {d for d in self._old_dirs - self._new_dirs if not self._under_new(d)}
+
     def take(self, *, at_once: bool = False) -> Batch | None:
         """The batch to run now, or None if none is due. The caller runs it, then calls :meth:`finish`.
 
+        With ``whole_dirs`` a batch is ``recursive`` (its new directories sent whole) and the directories that
+        existed wait for a plain batch of their own, due as soon as it ends; with renames it is a plain list.
         *at_once*: whatever is pending, without waiting for the settle window or a retry's backoff (the last
         push at a clean stop)."""
         wait = self.due_in()
@@ -204,36 +235,29 @@ class Trigger:
         now = self.clock()
         first = self.first_change
         assert first is not None     # due_in() said a batch is due: changes are pending
+        later: set[str] = set()
         if self.full_reason is not None:
             batch = Batch(None, self.full_reason, first, now)
-        elif self.whole_dirs and not self.moves and not (self._old_dirs - self._new_dirs):
-            batch = Batch(self._whole(), "changes", first, now, recursive=True)
+        elif self.whole_dirs and not self.moves:
+            apart = self._kept_apart()
+            rest = sorted(p for p in self.dirty - apart if not self._under_new(p))
+            if rest:
+                batch = Batch(tuple(rest), "changes", first, now, recursive=True)
+                later = apart
+            else:
+                batch = Batch(tuple(sorted(apart)), "changes", first, now)
         else:
             batch = Batch(tuple(sorted(self.dirty)), "changes", first, now, tuple(self.moves))
-        self.dirty = set()
+        self.dirty = set(later)
         self.moves = []
         self._move_parents = set()
-        self._new_dirs, self._old_dirs = set(), set()
+        self._new_dirs, self._old_dirs, self._folded = set(), set(later), False
         self.full_reason = None
-        self.first_change = None
-        self.during_push = False
+        # the directories kept apart are as old as the batch's first change, and due as soon as it ends
+        self.first_change = first if later else None
+        self.during_push = bool(later)
         self.running = batch
         return batch
-
-    def _whole(self) -> tuple[str, ...]:
-        """The dirty set with every name under a new directory left out: that directory is sent whole."""
-        new = self._new_dirs
-        if not new:
-            return tuple(sorted(self.dirty))
-
-        def under_new(path: str) -> bool:
-            i = path.rfind("/")
-            while i > 0:
-                if path[:i] in new:
-                    return True
-                i = path.rfind("/", 0, i)
-            return False
-        return tuple(sorted(p for p in self.dirty if not under_new(p)))
 
     def finish(self, ok: bool, error: str = "", *, wall: float | None = None) -> Outcome:
         """The running batch ended. A failure turns into a full sync retried with capped backoff."""

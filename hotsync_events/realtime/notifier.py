@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
                              FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
@@ -152,7 +152,8 @@ class Notifier:
                  settle: float = DEFAULTS.settle, max_batch: int = DEFAULTS.max_batch,
                  retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max, mailer: Callable[[str, str], None] | None = None,
                  initial_full: bool = True, status_interval: float = 1.0, rescan_interval: float = 5.0,
-                 ignore: Iterable[str] = (), stop_push: float = DEFAULTS.stop_push) -> None:
+                 ignore: Iterable[str] = (), stop_push: float = DEFAULTS.stop_push,
+                 unwalked: Iterable[str] = ()) -> None:
         self.root = root
         self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
         self.last_stop: dict | None = None
@@ -167,6 +168,8 @@ class Notifier:
         self._prefix = str(root.path).rstrip("/")
         self.status_path = root.run_dir / STATUS_FILE
         self._ignore = tuple(sorted(set(ignore) | {root.host_path(root.run_dir), root.host_path(root.log_dir)}))
+        # a directory that holds one of these (the full sync's alone) is never sent whole
+        self._unwalked = tuple(p.rstrip("/") for p in unwalked)
         self._roots = self._plan(includes)
         self._cond = threading.Condition()     # guards the trigger; never held while (un)scheduling
         self._watch_lock = threading.Lock()    # guards the watches (watchdog's lock is taken inside)
@@ -382,9 +385,7 @@ class Notifier:
             paths = [one] if one is not None else []
         if not paths:
             return
-        # a directory made here may go whole; one that existed (its attributes changed) must not be walked
-        kind = None if not is_dir else "new" if isinstance(event, DirCreatedEvent) else \
-            "old" if isinstance(event, DirAttribEvent) else None
+        kind = self._kind(event, paths[0]) if is_dir else None
         self._status_dirty = True
         with self._cond:
             was_idle = not self.trigger.pending
@@ -392,6 +393,14 @@ class Notifier:
                 self.trigger.change(p, directory=kind)
             if was_idle:
                 self._cond.notify_all()
+
+    def _kind(self, event: FileSystemEvent, host: str) -> Literal["new", "old"] | None:
+        """A directory made here may go whole ("new"); one that existed (its attributes changed), or one that
+        holds a path only the full sync pushes, must not be walked ("old")."""
+        if isinstance(event, DirCreatedEvent):
+            prefix = host.rstrip("/") + "/"
+            return "old" if any(u.startswith(prefix) for u in self._unwalked) else "new"
+        return "old" if isinstance(event, DirAttribEvent) else None
 
     def _push(self, batch) -> PushResult:
         if batch.moves:
@@ -432,7 +441,7 @@ class Notifier:
                 if batch is None:
                     wait = self.trigger.due_in()
                     if wait is not None and wait > 0 and self.trigger.full_reason is None and not self.trigger.moves \
-                            and not self._warm:
+                            and not self.trigger.plain_next and not self._warm:
                         warm = self._warm = True     # start the push's connection during the settle window
                     else:
                         limit = self.status_interval if self._status_dirty else self.rescan_interval

@@ -38,7 +38,7 @@ BUSY_RETRY = 10.0
 LIST_OPTIONS = ("--files-from=-", "--from0", "--delete-missing-args", "--force")
 
 
-def list_push_args(args: list[str], recursive: bool = False) -> list[str]:
+def list_push_args(args: list[str], *, recursive: bool = False) -> list[str]:
     """A push's argument list (:func:`~hotsync_events.sync.rsync.push_args`) as an incremental push: the
     same options without ``--delay-updates``, plus :data:`LIST_OPTIONS` before the ``--`` that ends them;
     *recursive*: a listed directory is sent whole (``-r``: with a list, ``-a`` alone does not recurse)."""
@@ -153,7 +153,7 @@ class SyncPusher:
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
-        return over_stunnel(list_push_args(a, recursive), env), nonce
+        return over_stunnel(list_push_args(a, recursive=recursive), env), nonce
 
     def warm(self) -> None:
         """Start the next incremental push now, before its path list is known.

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from typing import NamedTuple
 
 from hotsync_events.configdb import open_db
 from hotsync_events.realtime.notifier import Notifier
@@ -29,14 +30,24 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from hotsync_events.sync.lock import SyncLock
 
-__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "list_push_args", "refusal", "signature", "start",
-           "watch_lists"]
+__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "WatchLists", "list_push_args", "refusal",
+           "signature", "start", "watch_lists"]
 
 log = logging.getLogger("hotsync.notifier")
 
 
-def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
-    """``(includes to watch, exclude patterns)``; ListError names a bad list line."""
+class WatchLists(NamedTuple):
+    """What the notifier watches: ``includes``, the ``excludes`` whose events it drops, and the ``unwalked``
+    paths (the plugins' ``realtime=False`` paths that lie in a watched include: ignored, and no directory
+    that holds one is sent whole)."""
+
+    includes: list[str]
+    excludes: list[str]
+    unwalked: list[str]
+
+
+def watch_lists(root: Root, db, pm) -> WatchLists:
+    """The notifier's :class:`WatchLists`; ListError names a bad list line."""
     from hotsync_events.sync.lists import PROTECTED, build_lists
 
     lists = build_lists(root, db, pm)
@@ -46,7 +57,9 @@ def watch_lists(root: Root, db, pm) -> tuple[list[str], list[str]]:
             if not sp.exclude and not sp.realtime:
                 batch_only.add(os.path.normpath(sp.path))
     includes = [p for p in lists.includes if p not in batch_only]
-    return includes, [*PROTECTED, *lists.excludes]
+    # a batch-only path inside a watched include: the full sync alone pushes it
+    nested = sorted(b for b in batch_only if any(b.startswith(i.rstrip("/") + "/") for i in includes))
+    return WatchLists(includes, [*PROTECTED, *lists.excludes, *nested], nested)
 
 
 def refusal(root: Root, db=None, *, force: bool = False) -> str | None:
@@ -80,7 +93,7 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
         pm = get_plugin_manager()
     pm.root = root
     try:
-        includes, excludes = watch_lists(root, db, pm)
+        includes, excludes, unwalked = watch_lists(root, db, pm)
     except (ListError, OSError) as exc:
         return f"bad include/exclude list: {exc}"
     if not includes:
@@ -89,7 +102,7 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
                  max_batch=rt.max_batch if max_batch is None else max_batch,
                  retry_min=rt.retry_min, retry_max=rt.retry_max if retry_max is None else retry_max,
-                 stop_push=rt.stop_push)
+                 stop_push=rt.stop_push, unwalked=unwalked)
     return n.start()
 
 
@@ -99,7 +112,7 @@ def signature(root: Root, pm=None) -> tuple:
 
     db = open_db("configuration", root, validate=False, initialise=False, journal=False)
     cfg = Settings.from_db(db)
-    lists: tuple[list[str], list[str]] | str | None
+    lists: WatchLists | str | None
     try:
         lists = watch_lists(root, db, pm) if pm is not None else None
     except Exception as exc:   # a bad list line: start() reports it

@@ -6,7 +6,7 @@ over several pushes (``rm -rf`` of a big tree, a slow deletion loop) would pass 
 batch. The ledger closes that gap: every push that deletes adds its count, and both guards judge the
 *cumulative* count since the last successful full sync against the file count of that sync:
 
-* the notifier (:mod:`hotsync_events.realtime.wiring`) pushes a batch only while ``already + batch`` stays
+* the notifier (:mod:`hotsync_events.realtime.pusher`) pushes a batch only while ``already + batch`` stays
   within ``MaxDeletePercent``; past it, it pushes nothing more and hands over to the full sync;
 * the full sync adds ``already`` to its own dry run's count, so it holds what is left (the slave keeps
   it, the sysadmin is alerted) until ``hotsync sync --allow-deletions``.

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Outcome", "awaiting_person", "run_sync", "EXIT_OK", "EXIT_FAILED", "EXIT_CANNOT", "EXIT_HELD", "EXIT_BUSY"]
 
 # the run's parts live in hotsync_events.sync.{outcome,invoke,link,record}; the notifier
-# (hotsync_events.realtime.wiring) and the tests take these from here
+# (hotsync_events.realtime.pusher) and the tests take these from here
 _prepare, _failure, _record, _append_log = prepare, failure_outcome, record_outcome, append_log
 
 MAX_FOLLOW_UPS = 3

@@ -28,8 +28,8 @@ import re
 __all__ = ["asks_incremental_recursion", "client_args", "session_problem"]
 
 #: the short options a HotSync master's rsync sends each module (before the ``e.`` of the capabilities):
-#: -a's l o g D t p r, H A X, R (--relative), d and no r (a list push), n (--dry-run), c (--checksum),
-#: b (--backup)
+#: -a's l o g D t p r, H A X, R (--relative), d (a list push; with r when its new directories go whole),
+#: n (--dry-run), c (--checksum), b (--backup)
 SHORT = {"hotsync": frozenset("lHogDtpAXrRdncb"), "hotsync-peer": frozenset("ltpr"),
          "hotsync-pair": frozenset("ltpr")}
 #: the long options that stand alone, and those whose value comes in the same argument (checked whole)

@@ -300,6 +300,18 @@ def drill_values(db, root: str) -> dict | None:
     return {"when": "41 * * * *", "command": cron_command(argv), "schedule": schedule}
 
 
+def replica_check_values(db, root: str) -> dict | None:
+    """The slave's look at its database replicas for the cron file (``hotsync replicas check`` every 5
+    minutes: one mail when they stop following the master, one when they follow again), or None: not an
+    enabled slave, or no server runs as a replica (the master looks after each sync)."""
+    from hotsync_events.sync.replicas import replicas_wanted
+
+    if role(db) != "slave" or not enabled(db) or not replicas_wanted(db):
+        return None
+    argv = [sys.executable, "-m", "hotsync_events.cli.hotsync", "--root", root, "-q", "replicas", "check"]
+    return {"when": "*/5 * * * *", "command": cron_command(argv)}
+
+
 # ------------------------------------------------------------------------------------------- hooks
 @hookimpl
 def hotsync_templates(db):

@@ -169,6 +169,44 @@ def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake
     assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"] and len(smtp.messages) == 4
 
 
+def test_the_slave_mails_when_its_replicas_stop_following_the_master(root, fake, smtp, capsys):
+    """A master that died mails nothing: its slave looks every 5 minutes (cron: hotsync replicas check) and
+    mails once when its replicas stop following, once when they follow again; a replica being seeded for the
+    first time is not broken."""
+    from hotsync_events.cli.cmd_replicas import run
+    from hotsync_events.sync.status import update_status
+    from sync_pair import cli
+
+    engine, _ = fake
+    _configure(root, "slave", MasterHost="192.0.2.1", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
+
+    def check() -> int:
+        return run(argparse.Namespace(root=str(root.path), action="check", quiet=False))
+
+    engine.error = "Lost connection to the master"
+    assert check() == 0 and smtp.messages == []            # never followed yet: being set up, not broken
+    update_status(root, lambda d: d.setdefault("replication_setup", {}).setdefault("replicas", {})
+                  .setdefault("fakedb", {}).update(seeded=1.0))
+    assert check() == 1
+    [mail] = smtp.messages
+    assert "to " in mail["Subject"] and "from its master is BROKEN" in mail["Subject"], mail["Subject"]
+    body = mail.get_payload(decode=True).decode()
+    assert "192.0.2.1" in body and "Lost connection to the master" in body and "hotsync-promote --dry-run" in body
+    assert check() == 1 and len(smtp.messages) == 1          # still broken: no second mail
+    assert "Lost connection" in capsys.readouterr().out
+    engine.error = None
+    assert check() == 0 and len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
+    # the slave's cron runs it; a master's sync does it after each run, so its cron has no such line
+    cp = cli("expand-template", "/etc/cron.d/hotsync", root=root.path)
+    assert cp.returncode == 0, cp.stderr
+    text = (root.path / "etc/cron.d/hotsync").read_text()
+    assert "*/5 * * * * root " in text and "replicas check" in text, text
+    with open_db("configuration", root).transaction() as txn:
+        txn.setprop("hotsync", {"role": "master", "SlaveHost": "192.0.2.2"})
+    assert cli("expand-template", "/etc/cron.d/hotsync", root=root.path).returncode == 0
+    assert "replicas check" not in (root.path / "etc/cron.d/hotsync").read_text()
+
+
 def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, fake):
     engine, pm = fake
     _configure(root, "slave", MasterHost="192.0.2.1")

@@ -17,6 +17,8 @@ examples:
   hotsync replicas setup --json       the records (also in hotsync status --json, replication_setup)
   hotsync replicas guard              (the service hotsync-replica-guard) keep a synchronous replica that is
                                       away from holding the master's commits
+  hotsync replicas check              slave (cron, every 5 minutes): mail once when its replicas stop
+                                      following the master, once when they follow again
 """
 
 
@@ -30,6 +32,8 @@ def add_arguments(parser) -> None:
     s.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("guard", help="master: switch a synchronous replica that acknowledges nothing to asynchronous "
                                  "(the service hotsync-replica-guard runs it)")
+    sub.add_parser("check", help="look at the replicas and mail once when they break, once when they work again "
+                                 "(the slave's cron runs it; the master's sync does it after each run)")
 
 
 def run(args) -> int:
@@ -50,6 +54,8 @@ def run(args) -> int:
         stopping: list[int] = []
         signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
         return run_guard(root, stop=lambda: bool(stopping), log=lambda m: print(m, flush=True))
+    if getattr(args, "action", None) == "check":
+        return _check(root, quiet=getattr(args, "quiet", False))
     if getattr(args, "action", None) != "setup":
         print("hotsync replicas: say what to do: hotsync replicas setup (see hotsync replicas --help)",
               file=sys.stderr)
@@ -84,3 +90,24 @@ def run(args) -> int:
             what = r.get("error") or (f"waiting {r['waiting']}" if r.get("waiting") else r.get("state") or "prepared")
             print(f"database replica {n} ({r.get('engine')}, {r.get('role')}): {what}")
     return 1 if any(r.get("error") for r in result.values()) else 0
+
+
+def _check(root, *, quiet: bool) -> int:
+    """``hotsync replicas check``: 0 the replicas follow (or none runs here), 1 some replica is broken."""
+    import sys
+
+    from hotsync_events.configdb import open_db
+    from hotsync_events.sync.replicas import alert_replicas
+    from hotsync_events.sync.settings import Settings
+
+    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+    state = alert_replicas(root, db, Settings.from_db(db), log=(lambda m: None) if quiet else print)
+    if state is None:
+        if not quiet:
+            print("hotsync replicas check: no database server runs as a replica here (DatabaseMode replica)",
+                  file=sys.stderr)
+        return 0
+    if not quiet:
+        for why in state.get("reasons") or []:
+            print(f"hotsync replicas check: {why}")
+    return 1 if state.get("reasons") else 0

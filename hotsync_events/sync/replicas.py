@@ -252,9 +252,11 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
 
 
 def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print) -> dict | None:
-    """After each sync on the master: one mail to ``MailTo`` when a replica breaks (an error, a re-seed
-    needed, not connected, or more than LAG_ALERT seconds behind), one when they all work again; not one per run (the state is the status
-    file's ``replica_alert``). None when no server runs as a replica."""
+    """One mail to ``MailTo`` when a replica breaks (an error, a re-seed needed, not connected, or more than
+    LAG_ALERT seconds behind), one when they all work again; not one per look (the state is the status file's
+    ``replica_alert``). The master looks after each sync; the slave every few minutes (``hotsync replicas
+    check``, from cron), for its replicas that followed the master once (one being seeded is not broken): a
+    master that died sends nothing, its slave does. None when no server runs as a replica."""
     import os
     import time
 
@@ -264,27 +266,42 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
     from hotsync_events.sync.status import read_status, update_status
 
     reps = replica_status(root, db, cfg.role, pm=pm)
+    st = read_status(root)
+    if cfg.role != "master":
+        setups = (st.get("replication_setup") or {}).get("replicas") or {}
+        reps = [r for r in reps if any((setups.get(r["name"]) or {}).get(k) for k in ("seeded", "repaired", "connected"))]
     broken = [why for level, why in health_reasons(reps, lag_warning=LAG_ALERT) if level in ("warning", "critical")]
-    state = read_status(root).get("replica_alert") or {"sent": False}
+    state = st.get("replica_alert") or {"sent": False}
     if bool(broken) == bool(state.get("sent")):
         return state
     host = os.uname().nodename
-    if broken:
+    master = cfg.role == "master"
+    if broken and master:
         subject = f"HotSync: database replication from {host} is BROKEN"
         body = ("Database replication between this master ({}) and its slave {} does not work:\n\n{}\n\n"
                 "Until it is fixed a promote loses what the slave's databases did not receive.\n"
                 "You get one mail now and one when it works again. Check with: hotsync status\n"
                 ).format(host, cfg.slave_host, "\n".join(broken))
+    elif broken:
+        subject = f"HotSync: database replication to {host} from its master is BROKEN"
+        body = ("The database replicas of this slave ({}) do not follow the master {}:\n\n{}\n\n"
+                "If the master is down, a promote takes over at what the replicas hold (hotsync-promote "
+                "--dry-run shows their lag and what would be lost). If it is up, look at both hosts with: "
+                "hotsync status\nYou get one mail now and one when it works again.\n"
+                ).format(host, cfg.master_host, "\n".join(broken))
     else:
-        subject = f"HotSync: database replication from {host} works again"
-        body = f"Every database replica of this master ({host}) streams again:\n\n" + "\n".join(replica_lines(reps)) + "\n"
+        subject = f"HotSync: database replication {'from' if master else 'to'} {host} works again"
+        body = (f"Every database replica of this {'master' if master else 'slave'} ({host}) streams again:\n\n"
+                + "\n".join(replica_lines(reps)) + "\n")
+    what = "database replication " + ("broken" if broken else "works again")
+    who = "hotsync sync" if master else "hotsync replicas check"
     try:
         send_mail(cfg.smarthost, cfg.mail_to, subject, body)
         sent, error = bool(broken), None
-        log(f"hotsync sync: mailed {cfg.mail_to} (database replication {'broken' if broken else 'works again'})")
+        log(f"{who}: mailed {cfg.mail_to} ({what})")
     except MailError as exc:
         sent, error = not broken, str(exc)
-        log(f"hotsync sync: could not mail {cfg.mail_to} about the database replication: {exc}")
+        log(f"{who}: could not mail {cfg.mail_to} about the {what}: {exc}")
     new = {"sent": sent, "time": time.time(), "to": cfg.mail_to, "error": error, "reasons": broken}
     update_status(root, lambda d: d.update(replica_alert=new))
     return new

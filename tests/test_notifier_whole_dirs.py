@@ -71,6 +71,21 @@ def test_a_directory_that_existed_waits_for_a_plain_batch_of_its_own():
     assert b is not None and not b.recursive and b.paths == ("/srv/old",)
     t.finish(True)
     assert t.due_in() is None
+    # a write during every push cannot put a directory kept apart off: the next batch is it, alone
+    t.change("/srv/d2", directory="new")
+    t.change("/srv/old2", directory="old")
+    clock.t += 10
+    b = t.take()
+    assert b is not None and b.recursive and b.paths == ("/srv/d2",)
+    t.change("/srv/log")                     # written while it runs
+    t.finish(True)
+    b = t.take()
+    assert b is not None and not b.recursive and b.paths == ("/srv/old2",)
+    t.change("/srv/log2")
+    t.finish(True)
+    b = t.take()
+    assert b is not None and b.recursive and b.paths == ("/srv/log", "/srv/log2")
+    t.finish(True)
     # a batch of old directories only is plain, and a pusher that recurses does not warm up for it
     t.change("/srv/old", directory="old")
     assert t.plain_next
@@ -148,6 +163,26 @@ def test_a_path_only_the_full_sync_pushes_is_neither_listed_nor_walked(tmp_path)
     assert n._wanted(str(root.join("/srv/app/live/db/ibdata1")), False) is None
     assert n._kind(DirCreatedEvent(str(root.join("/srv/app/live"))), "/srv/app/live") == "old"
     assert n._kind(DirCreatedEvent(str(root.join("/srv/app/other"))), "/srv/app/other") == "new"
+
+
+def test_the_last_push_at_a_stop_takes_the_directories_kept_apart_too(tmp_path):
+    """A chmod of a directory just before a shutdown reaches the slave: the last push runs the recursive batch
+    and then the plain batch it kept apart."""
+    from hotsync_events.paths import Root
+    from hotsync_events.realtime.notifier import Notifier, PushResult
+
+    calls: list[tuple] = []
+
+    def pusher(paths, **kw):
+        calls.append((tuple(paths or ()), kw.get("recursive", False)))
+        return PushResult(True)
+    pusher.sends_whole_dirs = True         # type: ignore[attr-defined]
+    n = Notifier(Root(tmp_path), ["/srv"], [], pusher)
+    n.trigger.change("/srv/new", directory="new")
+    n.trigger.change("/srv/old", directory="old")
+    n._last_push(10.0)
+    assert calls == [(("/srv/new",), True), (("/srv/old",), False)]
+    assert n.last_stop is not None and n.last_stop["ok"] and n.last_stop["paths"] == 2
 
 
 def _largest_push(log: str) -> int:

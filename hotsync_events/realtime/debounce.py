@@ -97,6 +97,7 @@ class Trigger:
         self._new_dirs: set[str] = set()          # directories created since the last batch
         self._old_dirs: set[str] = set()          # directories that existed, changed since the last batch
         self._folded = False                      # names under new directories left out (max_batch reached)
+        self._carried: set[str] = set()           # directories the last batch kept apart: the next one's alone
         self.moves: list[tuple[str, str]] = []    # directory renames to replay, in order (sync.moves)
         self._move_parents: set[str] = set()      # dirty only because a rename changed their times
         self.full_reason: str | None = None
@@ -192,7 +193,7 @@ class Trigger:
         self.dirty = set()   # a new, empty set: the memory of the big one goes back at once
         self.moves = []      # a full sync brings the slave's tree to the master's, renames included
         self._move_parents = set()
-        self._new_dirs, self._old_dirs, self._folded = set(), set(), False
+        self._new_dirs, self._old_dirs, self._folded, self._carried = set(), set(), False, set()
 
     @property
     def pending(self) -> bool:
@@ -236,6 +237,17 @@ class Trigger:
         first = self.first_change
         assert first is not None     # due_in() said a batch is due: changes are pending
         later: set[str] = set()
+        carried, self._carried = self._carried & self.dirty, set()
+        if self.full_reason is None and self.whole_dirs and not self.moves and carried:
+            # the directories the last batch kept apart go now, alone: a write during every push (a log, a mail
+            # spool) must not put them off until the next full sync; the rest is due as soon as they are pushed
+            batch = Batch(tuple(sorted(carried)), "changes", first, now)
+            self.dirty -= carried
+            self._old_dirs -= carried
+            self.first_change = first if self.dirty else None
+            self.during_push = bool(self.dirty)
+            self.running = batch
+            return batch
         if self.full_reason is not None:
             batch = Batch(None, self.full_reason, first, now)
         elif self.whole_dirs and not self.moves:
@@ -251,7 +263,7 @@ class Trigger:
         self.dirty = set(later)
         self.moves = []
         self._move_parents = set()
-        self._new_dirs, self._old_dirs, self._folded = set(), set(later), False
+        self._new_dirs, self._old_dirs, self._folded, self._carried = set(), set(later), False, set(later)
         self.full_reason = None
         # the directories kept apart are as old as the batch's first change, and due as soon as it ends
         self.first_change = first if later else None

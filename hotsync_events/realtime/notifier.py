@@ -51,6 +51,8 @@ EVENT_MASK = Mask(InotifyConstants.IN_CLOSE_WRITE | InotifyConstants.IN_CREATE |
                   | InotifyConstants.IN_DELETE_SELF | InotifyConstants.IN_MOVE | InotifyConstants.IN_ATTRIB)
 #: how long a clean stop waits for the events of the last changes before it takes the last push
 LAST_EVENTS = 0.3
+#: batches the last push may take (one, and the plain batch of the directories it kept apart)
+LAST_BATCHES = 3
 #: the handler's own filter (watchdog also derives DirModified events, which say nothing new)
 _WANTED = (FileClosedEvent, FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent,
            FileMovedEvent, DirMovedEvent, FileAttribEvent, DirAttribEvent)
@@ -272,31 +274,37 @@ class Notifier:
         """Push whatever is pending now (no settle, no backoff), within *limit* seconds; the outcome is
         ``last_stop`` in the status file and in the sync's status (it outlives /run: a shutdown)."""
         t0 = time.monotonic()
-        with self._cond:
-            batch = self.trigger.take(at_once=True)
         record: dict = {"at": time.time(), "paths": 0, "ok": True, "seconds": 0.0, "timed_out": False,
                         "error": "", "limit": limit}
-        if batch is not None:
-            paths = None if batch.paths is None else list(batch.paths)
-            record["paths"] = None if paths is None else len(paths)
-            log.info("stopping: the last push (%s), within %.0f s", "a full sync" if paths is None
-                     else f"{len(paths)} path(s)", limit)
+        # a batch may leave directories for a plain batch right after it (whole directories): take them too
+        for _ in range(LAST_BATCHES):
+            with self._cond:
+                batch = self.trigger.take(at_once=True)
+            if batch is None:
+                break
+            n = None if batch.paths is None else len(batch.paths)
+            record["paths"] = None if n is None or record["paths"] is None else record["paths"] + n
+            log.info("stopping: the last push (%s), within %.0f s", "a full sync" if n is None else f"{n} path(s)",
+                     limit)
             box: list = []
 
-            def push() -> None:
+            def push(batch=batch, box=box) -> None:
                 try:
                     box.append(self._push(batch))
                 except Exception as exc:   # reported like a failed push
                     box.append(PushResult(False, f"{type(exc).__name__}: {exc}"))
             t = threading.Thread(target=push, name="hotsync-last-push", daemon=True)
             t.start()
-            t.join(limit)
+            t.join(max(0.0, t0 + limit - time.monotonic()))
             if not box:    # still running: the process ends, its rsync dies with it (die_with_parent)
                 record.update(ok=False, timed_out=True, error=f"the last push did not end within {limit:g} s")
-            else:
-                record.update(ok=box[0].ok, error=box[0].error)
-                with self._cond:
-                    self.trigger.finish(box[0].ok, box[0].error)
+                break
+            record.update(ok=box[0].ok, error=box[0].error)
+            with self._cond:
+                self.trigger.finish(box[0].ok, box[0].error)
+            if not box[0].ok:
+                break
+        if record["paths"] != 0:
             record["seconds"] = round(time.monotonic() - t0, 3)
             (log.info if record["ok"] else log.warning)("stopping: the last push %s after %.3f s%s",
                                                          "succeeded" if record["ok"] else "FAILED",

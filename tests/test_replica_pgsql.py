@@ -356,7 +356,8 @@ def test_the_guard_releases_the_commits_a_hung_replica_holds_with_its_connection
 
     pm = get_plugin_manager(entrypoints=False)
     pm.register(Plugin(), name="pgtest")
-    guard = Guard(m.root, grace=1.0, stable=1.0, log=lambda x: None, mail=lambda s, b: None)
+    mails: list[str] = []
+    guard = Guard(m.root, grace=1.0, stable=30.0, log=lambda x: None, mail=lambda s, b: mails.append(s))
     # the postmaster and its children (each of which is a session of its own: PostgreSQL calls setsid())
     post = r.postmaster_pid()
     pids = [post, *(int(x) for x in subprocess.run(["pgrep", "-P", str(post)], capture_output=True,
@@ -377,6 +378,14 @@ def test_the_guard_releases_the_commits_a_hung_replica_holds_with_its_connection
         assert done.is_set(), "the guard did not release the master's commits"
         assert time.monotonic() - started < 15, time.monotonic() - started    # not wal_sender_timeout's 60 s
         assert eng(m).master_status(link).synchronous == "off"
+        # still hung, its session still up: it is not taken back as synchronous (it has not answered for 25 s)
+        while time.monotonic() - started < 32:
+            guard.look(None, pm)
+            assert eng(m).master_status(link).synchronous == "off"
+            time.sleep(0.5)
+        st = eng(m).master_status(link)
+        assert st.replica_state == "streaming" and not st.replica_connected, st
+        assert len(mails) == 1 and "ASYNCHRONOUS" in mails[0], mails
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)

@@ -70,8 +70,11 @@ class PostgresReplication(OnServer):
     when the configuration lives outside the data directory (Debian ``/etc/postgresql/<v>/<cluster>``);
     empty: the data directory. ``state_dir``: private files owned by the cluster's user (TLS copies,
     passfile, the include file). ``slot_keep_mb``: ``max_slot_wal_keep_size``. ``held_after``: seconds a commit
-    may wait for the synchronous replica's acknowledgement before the master status says ``waiting`` (the
-    replica hangs with its connection up), whatever ``pg_stat_replication`` still says.
+    may wait for the synchronous replica's acknowledgement, with the replica silent as long, before the master
+    status says ``waiting`` (it hangs with its connection up), whatever ``pg_stat_replication`` still says.
+    ``silent_after``: a replica that has not answered for this long is not connected (it answers at least
+    every ``wal_receiver_status_interval``, 10 s by default), though its session lasts until
+    ``wal_sender_timeout``.
     """
 
     server: Postgres
@@ -79,6 +82,7 @@ class PostgresReplication(OnServer):
     config_dir: str = ""
     slot_keep_mb: int = 1024
     held_after: float = 2.0
+    silent_after: float = 25.0
     start_timeout: float = 120.0
     stop_timeout: float = 120.0
     seed_timeout: float = 6 * 3600
@@ -416,7 +420,8 @@ class PostgresReplication(OnServer):
                 return MasterStatus(server=self.label, role="replica")
             cur = rec[1] if rec else None
             rep = self._one(sess, "SELECT state, sync_state, sent_lsn::text, replay_lsn::text, "
-                                  "extract(epoch from replay_lag), host(client_addr) FROM pg_stat_replication "
+                                  "extract(epoch from replay_lag), host(client_addr), "
+                                  "extract(epoch from now() - reply_time) FROM pg_stat_replication "
                                   f"WHERE application_name = {sql_literal(link.name)} "
                                   "ORDER BY backend_start DESC LIMIT 1",
                             what="read pg_stat_replication")
@@ -424,16 +429,20 @@ class PostgresReplication(OnServer):
                                    f"pg_replication_slots WHERE slot_name = {sql_literal(link.name)}",
                              what="read the slot")
             ssn = self._setting(sess, "synchronous_standby_names")
-            # commits waiting for the replica's acknowledgement: a replica that hangs with its connection up
-            # stays "streaming" and "sync" until wal_sender_timeout (60 s by default) ends its session
-            held = self._one(sess, "SELECT count(*), coalesce(extract(epoch from max(now() - query_start)), 0) "
-                                   "FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+            # commits waiting for the replica's acknowledgement longer than held_after: with the replica silent
+            # as long, it hangs with its connection up (pg_stat_replication says "streaming" and "sync" until
+            # wal_sender_timeout, 60 s by default, ends its session)
+            held = self._one(sess, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND "
+                                   f"now() - query_start > make_interval(secs => {float(self.held_after)})",
                              what="read the commits waiting for the replica") if ssn.strip() else []
-        connected = bool(rep) and rep[0] == "streaming"
-        held_n, held_s = (int(held[0] or 0), float(held[1] or 0)) if held else (0, 0.0)
+        reply_age = float(rep[6]) if rep and rep[6] else None
+        # a replica answers at least every wal_receiver_status_interval (10 s), at once while WAL flows
+        connected = bool(rep) and rep[0] == "streaming" and (reply_age is None or reply_age < self.silent_after)
+        held_n = int(held[0] or 0) if held else 0
+        hung = held_n > 0 and (reply_age is None or reply_age > self.held_after)
         sync = "off"
         if ssn.strip():
-            sync = "on" if rep and rep[1] in ("sync", "quorum") and held_s < self.held_after else "waiting"
+            sync = "on" if rep and rep[1] in ("sync", "quorum") and not hung else "waiting"
         slot_d = None
         if slot:
             slot_d = {"active": slot[0] == "t", "wal_status": slot[1],
@@ -446,7 +455,7 @@ class PostgresReplication(OnServer):
                             lag_seconds=float(rep[4]) if rep and rep[4] else (0.0 if connected else None),
                             needs_seed=bool(slot_d and slot_d["wal_status"] == "lost"), slot=slot_d,
                             detail={"client": rep[5] if rep else None, "synchronous_standby_names": ssn,
-                                    "commits_waiting": held_n, "longest_wait_seconds": round(held_s, 3)})
+                                    "commits_held": held_n, "last_reply_seconds": reply_age})
 
     # ---------------------------------------------------------------------------------- replica
     def _is_running(self) -> bool:

@@ -152,7 +152,7 @@ def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake
     _configure(root, "master", SlaveHost="192.0.2.2", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
     db = open_db("configuration", root)
     cfg = Settings.from_db(db)
-    assert alert_replicas(root, db, cfg, pm=pm, log=lambda m: None) == {"sent": False} and smtp.messages == []
+    assert alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["current"] == [] and smtp.messages == []
     engine.replica_connected = False
     state = alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)
     assert state["sent"] and "database replica fakedb is not connected" in state["reasons"][0]
@@ -169,31 +169,44 @@ def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake
     assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"] and len(smtp.messages) == 4
 
 
-def test_the_slave_mails_when_its_replicas_stop_following_the_master(root, fake, smtp, capsys):
+def test_the_slave_mails_when_its_replicas_stop_following_the_master(root, fake, smtp, capsys, monkeypatch):
     """A master that died mails nothing: its slave looks every 5 minutes (cron: hotsync replicas check) and
-    mails once when its replicas stop following, once when they follow again; a replica being seeded for the
-    first time is not broken."""
+    mails once when its replicas stop following (seen at two looks, so a master's restart is no alert), once
+    when they follow again; a replica being seeded for the first time is not broken; a state the host wrote
+    as a master (before a re-pair) says nothing about its replicas as a slave."""
     from hotsync_events.cli.cmd_replicas import run
+    from hotsync_events.sync import replicas
     from hotsync_events.sync.status import update_status
     from sync_pair import cli
 
     engine, _ = fake
     _configure(root, "slave", MasterHost="192.0.2.1", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
+    clock = [1000.0]
+    real = replicas.alert_replicas
+    monkeypatch.setattr(replicas, "alert_replicas", lambda *a, **kw: real(*a, **kw, now=clock[0]))
 
-    def check() -> int:
+    def check(after: float = 300.0) -> int:
+        clock[0] += after
         return run(argparse.Namespace(root=str(root.path), action="check", quiet=False))
 
+    # as a master (before a re-pair) it had mailed a break; its record of the replica is a master's
+    update_status(root, lambda d: d.update(replica_alert={"sent": True, "reasons": ["x"]}, replication_setup={
+        "replicas": {"fakedb": {"role": "master", "connected": 1.0}}}))
     engine.error = "Lost connection to the master"
-    assert check() == 0 and smtp.messages == []            # never followed yet: being set up, not broken
-    update_status(root, lambda d: d.setdefault("replication_setup", {}).setdefault("replicas", {})
-                  .setdefault("fakedb", {}).update(seeded=1.0))
+    assert check() == 0 and smtp.messages == []           # never followed as a slave: being set up, not broken
+    update_status(root, lambda d: d["replication_setup"]["replicas"]["fakedb"].update(role="slave", seeded=1.0))
+    assert check() == 1 and smtp.messages == []           # seen once: a master's restart looks the same
+    engine.error = None
+    assert check() == 0 and smtp.messages == []           # gone by the next look: no mail
+    engine.error = "Lost connection to the master"
+    assert check() == 1 and check(60) == 1 and smtp.messages == []   # 60 s apart: still within the grace
     assert check() == 1
     [mail] = smtp.messages
     assert "to " in mail["Subject"] and "from its master is BROKEN" in mail["Subject"], mail["Subject"]
     body = mail.get_payload(decode=True).decode()
     assert "192.0.2.1" in body and "Lost connection to the master" in body and "hotsync-promote --dry-run" in body
     assert check() == 1 and len(smtp.messages) == 1          # still broken: no second mail
-    assert "Lost connection" in capsys.readouterr().out
+    assert "hotsync replicas check: database replica fakedb: Lost connection" in capsys.readouterr().out
     engine.error = None
     assert check() == 0 and len(smtp.messages) == 2 and "works again" in smtp.messages[1]["Subject"]
     # the slave's cron runs it; a master's sync does it after each run, so its cron has no such line

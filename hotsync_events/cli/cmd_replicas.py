@@ -100,14 +100,19 @@ def _check(root, *, quiet: bool) -> int:
     from hotsync_events.sync.replicas import alert_replicas
     from hotsync_events.sync.settings import Settings
 
-    db = open_db("configuration", root, validate=False, initialise=False, journal=False)
-    state = alert_replicas(root, db, Settings.from_db(db), log=(lambda m: None) if quiet else print)
+    try:
+        db = open_db("configuration", root, validate=False, initialise=False, journal=False)
+        state = alert_replicas(root, db, Settings.from_db(db), log=(lambda m: None) if quiet else print,
+                               who="hotsync replicas check")
+    except Exception as exc:     # one line for cron's mail, not a traceback every 5 minutes
+        print(f"hotsync replicas check: cannot look at the replicas: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if state is None:
         if not quiet:
             print("hotsync replicas check: no database server runs as a replica here (DatabaseMode replica)",
                   file=sys.stderr)
         return 0
     if not quiet:
-        for why in state.get("reasons") or []:
+        for why in state["current"]:
             print(f"hotsync replicas check: {why}")
-    return 1 if state.get("reasons") else 0
+    return 1 if state["current"] else 0

@@ -251,12 +251,20 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
     return failed
 
 
-def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print) -> dict | None:
+#: the slave mails a break it saw at two looks this far apart at least (its cron looks every 5 minutes): a
+#: master that restarts, or a link that drops for a minute, is not an alert
+SLAVE_GRACE = 240.0
+
+
+def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] = print,
+                   who: str = "hotsync sync", now: float | None = None) -> dict | None:
     """One mail to ``MailTo`` when a replica breaks (an error, a re-seed needed, not connected, or more than
     LAG_ALERT seconds behind), one when they all work again; not one per look (the state is the status file's
-    ``replica_alert``). The master looks after each sync; the slave every few minutes (``hotsync replicas
-    check``, from cron), for its replicas that followed the master once (one being seeded is not broken): a
-    master that died sends nothing, its slave does. None when no server runs as a replica."""
+    ``replica_alert``, kept per role: a promoted or re-paired host starts afresh; the returned dict adds
+    ``current``, what is broken at this look). The master looks after each
+    sync; the slave every 5 minutes (``hotsync replicas check``, from cron), for its replicas that followed
+    the master once (one being seeded is not broken), and mails a break it saw at two looks SLAVE_GRACE
+    apart: a master that died sends nothing, its slave does. None when no server runs as a replica."""
     import os
     import time
 
@@ -265,17 +273,33 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
     from hotsync_events.sync.mail import MailError, send_mail      # smtplib and ssl: only where replicas run
     from hotsync_events.sync.status import read_status, update_status
 
+    now = time.time() if now is None else now
+    master = cfg.role == "master"
     reps = replica_status(root, db, cfg.role, pm=pm)
     st = read_status(root)
-    if cfg.role != "master":
+    if not master:
         setups = (st.get("replication_setup") or {}).get("replicas") or {}
-        reps = [r for r in reps if any((setups.get(r["name"]) or {}).get(k) for k in ("seeded", "repaired", "connected"))]
+
+        def followed(r: dict) -> bool:
+            rec = setups.get(r["name"]) or {}
+            return rec.get("role") == "slave" and any(rec.get(k) for k in ("seeded", "repaired", "connected"))
+        reps = [r for r in reps if followed(r) or str(r["name"]).startswith("(")]     # and the plugins' errors
     broken = [why for level, why in health_reasons(reps, lag_warning=LAG_ALERT) if level in ("warning", "critical")]
-    state = st.get("replica_alert") or {"sent": False}
+    state = st.get("replica_alert") or {}
+    if state.get("role", "master") != cfg.role:
+        state = {}                           # written as the other role: this host starts afresh
+    state = {"sent": False, **state, "role": cfg.role}
     if bool(broken) == bool(state.get("sent")):
-        return state
+        if not broken and state.get("seen"):
+            state.pop("seen")                # a break seen once, gone by the next look: no mail
+            update_status(root, lambda d: d.update(replica_alert=state))
+        return {**state, "current": broken}
+    if broken and not master and now - float(state.get("seen") or now) < SLAVE_GRACE:
+        if not state.get("seen"):
+            state["seen"] = now
+            update_status(root, lambda d: d.update(replica_alert=state))
+        return {**state, "current": broken}
     host = os.uname().nodename
-    master = cfg.role == "master"
     if broken and master:
         subject = f"HotSync: database replication from {host} is BROKEN"
         body = ("Database replication between this master ({}) and its slave {} does not work:\n\n{}\n\n"
@@ -294,7 +318,6 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
         body = (f"Every database replica of this {'master' if master else 'slave'} ({host}) streams again:\n\n"
                 + "\n".join(replica_lines(reps)) + "\n")
     what = "database replication " + ("broken" if broken else "works again")
-    who = "hotsync sync" if master else "hotsync replicas check"
     try:
         send_mail(cfg.smarthost, cfg.mail_to, subject, body)
         sent, error = bool(broken), None
@@ -302,6 +325,7 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
     except MailError as exc:
         sent, error = not broken, str(exc)
         log(f"{who}: could not mail {cfg.mail_to} about the {what}: {exc}")
-    new = {"sent": sent, "time": time.time(), "to": cfg.mail_to, "error": error, "reasons": broken}
+    new = {"sent": sent, "time": time.time(), "to": cfg.mail_to, "error": error, "reasons": broken,
+           "role": cfg.role}
     update_status(root, lambda d: d.update(replica_alert=new))
-    return new
+    return {**new, "current": broken}

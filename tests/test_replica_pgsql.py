@@ -278,19 +278,15 @@ def test_repair_without_divergence_saves_nothing(pair):
     assert pair.converged() and has(pair.replica, 41)
 
 
-def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_masters_commits(pair):
-    """PostgreSQL has no fall-back: with its synchronous replica down, every commit on the master waits. The
-    guard (hotsync_events/sync/replguard.py, the service hotsync-replica-guard) switches the master to
-    asynchronous after its grace, mails once, and switches back once the replica streams again."""
-    import threading
-
+def _guarded(pair, *, stable: float):
+    """The pair streaming, synchronous, and a guard (1 s grace) over it: ``(link, pm, guard, mails)``."""
     from hotsync_events import hookimpl
     from hotsync_events.manager import get_plugin_manager
     from hotsync_events.sync.replguard import Guard
     from hotsync_events.types import Replica
 
     pair.streaming()
-    m, r = pair.master, pair.replica
+    m = pair.master
     link = pair.mlink(synchronous=True)
     eng(m).set_synchronous(link, True)
 
@@ -302,7 +298,18 @@ def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_mas
     pm = get_plugin_manager(entrypoints=False)
     pm.register(Plugin(), name="pgtest")
     mails: list[str] = []
-    guard = Guard(m.root, grace=1.0, stable=1.0, log=lambda x: None, mail=lambda s, b: mails.append(s))
+    guard = Guard(m.root, grace=1.0, stable=stable, log=lambda x: None, mail=lambda s, b: mails.append(s))
+    return link, pm, guard, mails
+
+
+def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_masters_commits(pair):
+    """PostgreSQL has no fall-back: with its synchronous replica down, every commit on the master waits. The
+    guard (hotsync_events/sync/replguard.py, the service hotsync-replica-guard) switches the master to
+    asynchronous after its grace, mails once, and switches back once the replica streams again."""
+    import threading
+
+    m, r = pair.master, pair.replica
+    link, pm, guard, mails = _guarded(pair, stable=1.0)
     try:
         assert guard.look(None, pm)["postgresql"]["state"] == "on"
         r.stop()                                        # the replica goes away
@@ -339,25 +346,8 @@ def test_the_guard_releases_the_commits_a_hung_replica_holds_with_its_connection
     import signal
     import threading
 
-    from hotsync_events import hookimpl
-    from hotsync_events.manager import get_plugin_manager
-    from hotsync_events.sync.replguard import Guard
-    from hotsync_events.types import Replica
-
-    pair.streaming()
     m, r = pair.master, pair.replica
-    link = pair.mlink(synchronous=True)
-    eng(m).set_synchronous(link, True)
-
-    class Plugin:
-        @hookimpl
-        def hotsync_replicas(self, db, root):
-            yield Replica(name="postgresql", engine=eng(m), link=link)
-
-    pm = get_plugin_manager(entrypoints=False)
-    pm.register(Plugin(), name="pgtest")
-    mails: list[str] = []
-    guard = Guard(m.root, grace=1.0, stable=30.0, log=lambda x: None, mail=lambda s, b: mails.append(s))
+    link, pm, guard, mails = _guarded(pair, stable=30.0)
     # the postmaster and its children (each of which is a session of its own: PostgreSQL calls setsid())
     post = r.postmaster_pid()
     pids = [post, *(int(x) for x in subprocess.run(["pgrep", "-P", str(post)], capture_output=True,

@@ -3,7 +3,8 @@ commands over a veth pair, MariaDB run by its own unit (``mariadb.service``) on 
 
 What only a real host shows: the master's server restarted by the admin through systemd, the slave's setup
 started by the post-xfer hook inside ``hotsync-stunnel.service`` (its sandbox, its interpreter found by
-path) and seeding the server through ``systemctl``, the drop-in in ``/etc/mysql/mariadb.conf.d``, and the
+path) into a transient unit of its own (a restart of stunnel, as every save event makes, does not end the
+seed) and seeding the server through ``systemctl``, the drop-in in ``/etc/mysql/mariadb.conf.d``, and the
 synchronous guard run by the package's unit ``hotsync-replica-guard.service``, which the save event enables
 on the master.
 
@@ -60,9 +61,22 @@ def test_replicas_are_set_up_by_the_syncs_on_real_hosts(hosts):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "must be restarted" in cp.stdout + cp.stderr, cp.stdout + cp.stderr
     master.run(["systemctl", "restart", "mariadb.service"], timeout=120)      # what the status asks the admin
+    before = float(slave.run(["date", "+%s.%N"]).stdout)
     cp = master.run(["hotsync", "sync"], check=False, timeout=600)
     assert cp.returncode == 0 and "offered a seed" in cp.stdout + cp.stderr, cp.stdout + cp.stderr
 
+    # the slave's setup (the seed) runs in a unit of its own, not in hotsync-stunnel.service's cgroup, where the
+    # post-xfer hook starts it: a save event, which restarts that service, no longer ends a seed in progress
+    started: dict = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and float(started.get("time") or 0) <= before:
+        st = json.loads(slave.run(["cat", "/var/lib/hotsync/sync/status.json"]).stdout)
+        started = (st.get("replication_setup") or {}).get("started") or {}
+        time.sleep(0.5)
+    assert str(started.get("unit", "")).startswith("hotsync-replicas-setup-"), f"{started}\n{_diag(slave)}"
+    journal = slave.run(["journalctl", "--no-pager", "-u", started["unit"]], check=False).stdout
+    assert "HotSync database replicas setup" in journal, journal + _diag(slave)     # systemd ran it
+    slave.run(["systemctl", "restart", "hotsync-stunnel.service"], timeout=120)
     deadline = time.monotonic() + 240
     reps: list[dict] = []
     while time.monotonic() < deadline:

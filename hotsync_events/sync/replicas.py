@@ -100,7 +100,10 @@ def _setup_died(rec: dict) -> str | None:
     if not started or float(started.get("time") or 0) <= float(rec.get("last") or 0):
         return None
     try:
-        os.kill(int(started.get("pid") or 0), 0)
+        pid = int(started.get("pid") or 0)
+        if pid <= 0:                    # its unit's process had ended when it was looked up, without a record
+            raise ProcessLookupError
+        os.kill(pid, 0)
         return None                     # still running (a seed takes a while)
     except (ProcessLookupError, ValueError):
         return (f"the last setup (pid {started.get('pid')}) ended without a word: see /var/log/hotsync/replicas.log, "

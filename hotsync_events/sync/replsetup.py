@@ -419,15 +419,49 @@ def after_push(root: Root, *, spawn: Callable[[list[str]], None] | None = None) 
     if spawn is not None:
         spawn(argv)
         return True
+    from hotsync_events.childproc import module_cwd
+
     log = root.log_dir / "replicas.log"          # what it could not say otherwise (a crash) goes there too
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    started: dict[str, object]
     try:
-        from hotsync_events.childproc import module_cwd
-
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
-                                close_fds=True, cwd=module_cwd(root))
+        unit = _own_unit(root, argv, str(log))
+        if unit is None:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+                                    close_fds=True, cwd=module_cwd(root))
+            started = {"pid": proc.pid, "time": time.time()}
+        else:
+            started = {"pid": unit[1], "unit": unit[0], "time": time.time()}
     finally:
         os.close(fd)
-    update_status(root, lambda d: d.setdefault(STATUS_KEY, {}).update(started={"pid": proc.pid, "time": time.time()}))
+    update_status(root, lambda d: d.setdefault(STATUS_KEY, {}).update(started=started))
     return True
+
+
+def _own_unit(root: Root, argv: list[str], log: str) -> tuple[str, int] | None:
+    """Under the host's systemd, the setup in a transient unit of its own (``systemd-run``): the hook that starts
+    it runs in ``hotsync-stunnel.service``, whose restart (every save event) would end a seed in progress.
+    ``(unit, main pid)``, or None: no systemd manages this root (a test's root, a container, the process
+    back-end), or systemd-run failed; the caller then starts it itself."""
+    import shutil
+    import subprocess
+
+    from hotsync_events.childproc import module_cwd
+
+    if str(root.path) != "/" or not os.path.isdir("/run/systemd/system") or not shutil.which("systemd-run"):
+        return None
+    unit = f"hotsync-replicas-setup-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.service"
+    try:
+        cp = subprocess.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--property=Type=exec",
+                             f"--property=StandardOutput=append:{log}", f"--property=StandardError=append:{log}",
+                             f"--property=WorkingDirectory={module_cwd(root)}", "--property=UMask=0022",
+                             "--description=HotSync database replicas setup (a seed)", "--", *argv],
+                            capture_output=True, text=True, timeout=60)
+        if cp.returncode != 0:
+            return None
+        pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return unit, int(pid) if pid.isdigit() else 0

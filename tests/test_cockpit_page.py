@@ -454,6 +454,29 @@ def test_history_and_logs_are_filterable(pair, ws, browser, shots):
     shots(browser, "history")
 
 
+def test_the_takeover_plan_shows_the_database_replicas_dry_run(pair, ws, browser, shots):
+    """A slave whose database server runs as a replica: the takeover view shows what ``hotsync-promote
+    --dry-run`` says of each replica (where it would take over, its lag, what would be lost; here the server
+    is not running, and the page says the replica's dry run failed, as the command does)."""
+    S = pair.slave
+    assert cli("config", "set", "mysqld", "service", "DatabaseMode", "replica", root=S).returncode == 0
+    (S / "var/lib/mysql").mkdir(parents=True)
+    try:
+        open_view(browser, ws, "slave", "takeover")
+        wait(browser, lambda d: d.find_element(By.ID, "t-replicas").is_displayed(), what="the replicas' dry run")
+        lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#t-replicas li")]
+        assert lines and lines[0].startswith("database replica mysql"), lines
+        assert "FAILED" in lines[0] and "error-text" in (browser.find_element(By.CSS_SELECTOR, "#t-replicas li")
+                                                         .get_attribute("class") or ""), lines
+        shots(browser, "takeover-replicas")
+    finally:
+        cli("config", "delete", "mysqld", root=S)
+        (S / "var/lib/mysql").rmdir()
+    open_view(browser, ws, "slave", "takeover")          # the next test starts from a plan without it
+    wait(browser, lambda d: d.find_element(By.ID, "t-plan").is_displayed(), what="the plan")
+    assert not browser.find_element(By.ID, "t-replicas").is_displayed()
+
+
 def test_takeover_from_the_page_promotes_the_slave(pair, ws, browser, shots):
     S = pair.slave
     open_view(browser, ws, "slave", "takeover")

@@ -138,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     soft = [r for r in a["refusals"] if r["force"]]
     if hard:
         return finish(P.EXIT_CANNOT, "REFUSED: " + "; ".join(r["text"] for r in hard))
+    if args.dry_run:     # the replicas' own dry run changes nothing: shown even while the master may be alive
+        _replicas_dry_run(root, pm, result, log)
     if soft and not args.force:
         return finish(P.EXIT_REFUSED, "REFUSED: " + "; ".join(r["text"] for r in soft)
                       + ". If you are sure, run again with --force.")
     for r in soft:
         log(f"hotsync-promote: WARNING (--force): {r['text']}")
     if args.dry_run:
-        _replicas_dry_run(root, pm, result, log)
         return finish(P.EXIT_OK, "dry run: nothing was changed")
     if not args.yes:
         if not sys.stdin.isatty():

@@ -646,6 +646,11 @@
         setText("t-epoch", `${a.epoch} → ${a.next_epoch}`);
         setText("t-lost", a.last_complete_sync ? `What the master wrote after ${fmtTime(a.last_complete_sync)} is not here: ` +
             "it is lost to this host (RPO)." : "This host never received a complete sync.");
+        // the database replicas' own dry run: where each would take over, its lag, what would be lost
+        const reps = plan.replicas || [];
+        $("t-replicas").hidden = !reps.length;
+        fill($("t-replicas"), ...reps.map((line) => el("li", { class: /FAILED|cannot tell/.test(line) ? "error-text" : null,
+            text: line })));
         const box = $("t-refusals");
         const refusals = a.refusals || [];
         const kids = [];

@@ -99,15 +99,25 @@ def _setup_died(rec: dict) -> str | None:
     started = rec.get("started") or {}
     if not started or float(started.get("time") or 0) <= float(rec.get("last") or 0):
         return None
+    said = (f"the last setup ({'unit ' + str(started['unit']) if started.get('unit') else 'pid ' + str(started.get('pid'))})"
+            " ended without a word: see /var/log/hotsync/replicas.log, then run hotsync replicas setup")
+    if started.get("unit"):             # its own unit (systemd-run): systemd knows whether it runs
+        import subprocess
+
+        try:
+            state = subprocess.run(["systemctl", "is-active", str(started["unit"])], capture_output=True, text=True,
+                                   timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None                 # cannot tell: say nothing
+        return None if state in ("active", "activating", "deactivating", "reloading") else said
     try:
         pid = int(started.get("pid") or 0)
-        if pid <= 0:                    # its unit's process had ended when it was looked up, without a record
-            raise ProcessLookupError
+        if pid <= 0:
+            return said
         os.kill(pid, 0)
         return None                     # still running (a seed takes a while)
     except (ProcessLookupError, ValueError):
-        return (f"the last setup (pid {started.get('pid')}) ended without a word: see /var/log/hotsync/replicas.log, "
-                "then run hotsync replicas setup")
+        return said
     except PermissionError:
         return None
 
@@ -239,7 +249,8 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         if dry_run:
             log(f"database replica {rep.name}: would take over at {pos.get('value') or '?'}; lag "
                 f"{res.lag_seconds if res.lag_seconds is not None else '?'} s; not applied yet: "
-                f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}")
+                f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}"
+                + "".join(f"; {n}" for n in res.notes))
             continue
         entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),

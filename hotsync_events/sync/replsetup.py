@@ -424,44 +424,61 @@ def after_push(root: Root, *, spawn: Callable[[list[str]], None] | None = None) 
     log = root.log_dir / "replicas.log"          # what it could not say otherwise (a crash) goes there too
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    started: dict[str, object]
+    started: dict[str, object] = {"time": time.time()}
     try:
-        unit = _own_unit(root, argv, str(log))
+        unit, why = _own_unit(root, argv, str(log))
+        if why:
+            os.write(fd, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {why}\n".encode("utf-8", "backslashreplace"))
         if unit is None:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
                                     close_fds=True, cwd=module_cwd(root))
-            started = {"pid": proc.pid, "time": time.time()}
+            started["pid"] = proc.pid
         else:
-            started = {"pid": unit[1], "unit": unit[0], "time": time.time()}
+            started["unit"] = unit
     finally:
         os.close(fd)
     update_status(root, lambda d: d.setdefault(STATUS_KEY, {}).update(started=started))
     return True
 
 
-def _own_unit(root: Root, argv: list[str], log: str) -> tuple[str, int] | None:
-    """Under the host's systemd, the setup in a transient unit of its own (``systemd-run``): the hook that starts
-    it runs in ``hotsync-stunnel.service``, whose restart (every save event) would end a seed in progress.
-    ``(unit, main pid)``, or None: no systemd manages this root (a test's root, a container, the process
-    back-end), or systemd-run failed; the caller then starts it itself."""
+#: the transient unit's hardening: hotsync-stunnel.service's own (debian/units), where the setup ran before it
+#: had a unit of its own; the seed handles what the master sent
+UNIT_HARDENING = ("NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+                  "ProtectKernelLogs=yes", "ProtectControlGroups=yes", "ProtectClock=yes", "ProtectHostname=yes",
+                  "RestrictRealtime=yes", "RestrictNamespaces=yes", "LockPersonality=yes",
+                  "MemoryDenyWriteExecute=yes", "SystemCallArchitectures=native",
+                  "SystemCallFilter=@system-service chroot", "SystemCallErrorNumber=EPERM",
+                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+                  "CapabilityBoundingSet=CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID "
+                  "CAP_SETUID CAP_SETGID CAP_SETFCAP CAP_SYS_CHROOT CAP_MKNOD CAP_NET_BIND_SERVICE CAP_KILL",
+                  "UMask=0022")
+
+
+def _own_unit(root: Root, argv: list[str], log: str) -> tuple[str | None, str]:
+    """Under the host's systemd, the setup in a transient unit of its own (``systemd-run --no-block``): the
+    hook that starts it runs in ``hotsync-stunnel.service``, whose restart (every save event) would end a seed
+    in progress. ``(unit, why not)``: the unit's name, or None when no systemd manages this root (a test's
+    root, a container, the process back-end) or systemd-run refused, with why (for the log); the caller then
+    starts it itself. Once systemd took the job, nothing else starts: its liveness is the unit's."""
     import shutil
     import subprocess
 
     from hotsync_events.childproc import module_cwd
 
-    if str(root.path) != "/" or not os.path.isdir("/run/systemd/system") or not shutil.which("systemd-run"):
-        return None
+    if str(root.path) != "/" or os.environ.get("HOTSYNC_SERVICE_BACKEND") == "process" \
+            or not os.path.isdir("/run/systemd/system") or not shutil.which("systemd-run"):
+        return None, ""
     unit = f"hotsync-replicas-setup-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}.service"
+    props = [*UNIT_HARDENING, f"StandardOutput=append:{log}", f"StandardError=append:{log}",
+             f"WorkingDirectory={module_cwd(root)}"]
+    cmd = ["systemd-run", "--quiet", "--no-block", "--collect", f"--unit={unit}",
+           "--description=HotSync database replicas setup (a seed)", *(f"--property={p}" for p in props), "--", *argv]
     try:
-        cp = subprocess.run(["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--property=Type=exec",
-                             f"--property=StandardOutput=append:{log}", f"--property=StandardError=append:{log}",
-                             f"--property=WorkingDirectory={module_cwd(root)}", "--property=UMask=0022",
-                             "--description=HotSync database replicas setup (a seed)", "--", *argv],
-                            capture_output=True, text=True, timeout=60)
-        if cp.returncode != 0:
-            return None
-        pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return unit, int(pid) if pid.isdigit() else 0
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:        # the job may be queued all the same: it is the unit's from here
+        return unit, f"systemd-run did not answer within 20 s; the setup is left to {unit}"
+    except OSError as exc:
+        return None, f"systemd-run failed ({exc}): the setup runs in the hook's own unit"
+    if cp.returncode != 0:
+        return None, f"systemd-run refused ({cp.stderr.strip()[:300]}): the setup runs in the hook's own unit"
+    return unit, ""

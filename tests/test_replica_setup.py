@@ -428,6 +428,49 @@ def test_after_a_push_the_slave_starts_its_setup_only_when_something_changed(pai
     assert not replsetup.after_push(s, spawn=lambda a: pytest.fail("no replica wanted"))
 
 
+def test_under_systemd_the_setup_gets_a_unit_of_its_own_and_is_never_started_twice(pair, monkeypatch):
+    """The post-xfer hook runs in hotsync-stunnel.service, which every save event restarts: under the host's
+    systemd the setup goes to a transient unit (systemd-run --no-block, the stunnel unit's hardening). Once
+    systemd took the job (even when systemd-run did not answer in time), the hook starts no second one; when
+    systemd-run refuses, the hook starts it itself and the log says why. (tests/test_replica_booted.py runs
+    it on a real systemd.)"""
+    import shutil
+    import subprocess
+
+    _, _, s, _ = pair
+    ran: list[list[str]] = []
+
+    def fake_run(cmd, **kw):
+        ran.append(cmd)
+        if answer == "timeout":
+            raise subprocess.TimeoutExpired(cmd, 20)
+        return subprocess.CompletedProcess(cmd, 0 if answer == "ok" else 1, "", "Failed to start: denied")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: p == "/run/systemd/system" or real_isdir(p))
+    argv = ["/opt/venvs/hotsync-events/bin/python", "-m", "hotsync_events.cli.hotsync", "replicas", "setup"]
+    for answer in ("ok", "timeout"):
+        unit, why = replsetup._own_unit(Root("/"), argv, "/var/log/hotsync/replicas.log")
+        assert unit is not None and unit.startswith("hotsync-replicas-setup-") and unit.endswith(".service")
+        cmd = ran[-1]
+        assert cmd[:3] == ["systemd-run", "--quiet", "--no-block"] and cmd[-len(argv):] == argv
+        assert "--property=NoNewPrivileges=yes" in cmd and "--property=WorkingDirectory=/run/hotsync" in cmd
+        assert ("did not answer" in why) == (answer == "timeout")
+    answer = "refused"
+    assert replsetup._own_unit(Root("/"), argv, "/x.log")[0] is None
+    assert replsetup._own_unit(s, argv, "/x.log") == (None, "")        # not the host's own root: no unit
+    # the hook: a unit taken is the setup's, nothing else is started; the record names the unit
+    monkeypatch.setattr(replsetup, "_own_unit", lambda root, argv, log: ("hotsync-replicas-setup-t.service",
+                                                                       "systemd-run did not answer within 20 s"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **kw: pytest.fail("a second setup was started"))
+    assert replsetup.after_push(s)
+    rec = read_status(s)["replication_setup"]["started"]
+    assert rec["unit"] == "hotsync-replicas-setup-t.service" and "pid" not in rec
+    assert "did not answer" in s.join("/var/log/hotsync/replicas.log").read_text()
+
+
 # ------------------------------------------------------------------------------------------ the guard
 def test_the_guard_switches_a_waiting_replica_off_after_its_grace_and_on_once_it_streams_long_enough():
     from hotsync_events.sync.replguard import Watch, decide

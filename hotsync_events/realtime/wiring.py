@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from hotsync_events.configdb import open_db
 from hotsync_events.realtime.notifier import Notifier
-from hotsync_events.realtime.pusher import LIST_OPTIONS, SyncPusher, list_push_args
+from hotsync_events.realtime.pusher import SyncPusher
 from hotsync_events.paths import Root
 from hotsync_events.realtime.settings import RealtimeSettings
 from hotsync_events.sync.settings import Settings
@@ -30,8 +30,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from hotsync_events.sync.lock import SyncLock
 
-__all__ = ["Background", "LIST_OPTIONS", "RealtimeSettings", "SyncPusher", "WatchLists", "list_push_args", "refusal",
-           "signature", "start", "watch_lists"]
+__all__ = ["Background", "RealtimeSettings", "WatchLists", "refusal", "signature", "start", "watch_lists"]
 
 log = logging.getLogger("hotsync.notifier")
 

@@ -286,7 +286,9 @@ def _waldump(repl: PostgresReplication, datadir: Path, tli: int, start: str, seg
         return "", False
     argv = [*as_user(owner_of(datadir)), repl.server.tool("pg_waldump"), "-p", str(datadir / "pg_wal"),
             f"--timeline={tli}", f"--start={start}", first]
-    cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600)
+    # run in the data directory: as the cluster's owner, pg_waldump cannot go back to a working directory it
+    # may not enter (root's 0700 home, a private checkout) and fails
+    cp = subprocess.run(argv, capture_output=True, text=True, env=clean_env(LC_ALL="C"), timeout=600, cwd=str(datadir))
     if cp.returncode == 0:
         return cp.stdout, True
     err = cp.stderr

@@ -27,6 +27,8 @@ import pytest
 
 from sync_pair import BIN, PASSWORD, Pair, cli, free_port
 
+REPO = Path(__file__).resolve().parent.parent
+
 pytestmark = pytest.mark.slow
 
 COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
@@ -135,30 +137,59 @@ def user_group(user: str) -> int:
     return pwd.getpwnam(user).pw_gid
 
 
-def _commands_for(user: str, where: Path) -> str:
-    """A PATH where *user* finds our commands: the venv's interpreter may live in root's home, so each command
-    is a small script run by an interpreter of the same version that the user may run, over the venv's
-    site-packages (our package, installed editable, and its dependencies)."""
+def _readable_install(where: Path) -> Path:
+    """Our package, installed (not editable) with its runtime dependencies in *where*, a folder every user may
+    read: the checkout and its venv may sit where another user may not enter (a 0700 clone, root's home)."""
+    import importlib.metadata as md
+    import re
     import sys
-    import sysconfig
 
-    site = sysconfig.get_paths()["purelib"]
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    site = where / "site"
+    cp = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                         "--no-index", "--target", str(site), str(REPO)], capture_output=True, text=True,
+                        timeout=300)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    todo, seen = [r for r in md.requires("hotsync_events") or [] if "extra ==" not in r], set()
+    while todo:                                     # the runtime requirements, and theirs
+        name = re.split(r"[ ;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        dist = md.distribution(name)
+        for f in dist.files or []:
+            src = Path(dist.locate_file(f))
+            if src.is_file() and ".." not in f.parts and "__pycache__" not in f.parts:
+                (site / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, site / f)
+        todo += [r for r in dist.requires or [] if "extra ==" not in r]
+    for d in [where, *where.rglob("*")]:
+        d.chmod(0o755 if d.is_dir() else 0o644)
+    return site
+
+
+def _commands_for(user: str, where: Path) -> str:
+    """A PATH where *user* finds our commands: each is a small script run by an interpreter of the same
+    version that the user may run, over a readable install of our package (``_readable_install``)."""
+    import sys
+
     where.mkdir(mode=0o755)
-    for python in (f"/usr/bin/python{version}", os.path.realpath(sys.executable)):
-        for name, module, func in (("hotsync", "hotsync_events.cli.hotsync", "main"),
-                                   ("config", "hotsync_events.cli.config", "config_main"),
-                                   ("signal-event", "hotsync_events.cli.signal_event", "main"),
-                                   ("hotsync-promote", "hotsync_events.cli.promote", "entry")):
-            script = where / name
-            script.write_text(f"#!{python}\nimport site, sys\nsite.addsitedir({site!r})\n"
-                              f"from {module} import {func}\nsys.exit({func}())\n")
-            script.chmod(0o755)
-        cp = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups",
-                             str(where / "hotsync"), "--version"], capture_output=True, text=True, timeout=60)
-        if cp.returncode == 0:
-            return f"{where}:/usr/bin:/bin"
-    pytest.skip(f"no Python {version} that {user} may run with this venv's packages: {cp.stderr[-300:]}")
+    site = _readable_install(where / "lib")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    bindir = where / "bin"
+    bindir.mkdir(mode=0o755)
+    for name, module, func in (("hotsync", "hotsync_events.cli.hotsync", "main"),
+                               ("config", "hotsync_events.cli.config", "config_main"),
+                               ("signal-event", "hotsync_events.cli.signal_event", "main"),
+                               ("hotsync-promote", "hotsync_events.cli.promote", "entry")):
+        script = bindir / name
+        script.write_text(f"#!/usr/bin/python{version} -I\nimport sys\nsys.path.insert(0, {str(site)!r})\n"
+                          f"from {module} import {func}\nsys.exit({func}())\n")
+        script.chmod(0o755)
+    cp = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user_group(user)}", "--clear-groups",
+                         str(bindir / "hotsync"), "--version"], capture_output=True, text=True, timeout=60,
+                        cwd="/")
+    assert cp.returncode == 0, f"{user} cannot run our commands: {cp.stderr[-600:]}"
+    return f"{bindir}:/usr/bin:/bin"
 
 
 @pytest.fixture(scope="module")

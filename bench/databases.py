@@ -269,12 +269,46 @@ def compare(baseline, master, *, rounds: int = 5) -> dict:
     return out
 
 
+def stream_paused(pair, paused: bool) -> None:
+    """Stop (or start again) the replica's receiving, leaving the master as it is (MariaDB: binary log on,
+    PostgreSQL: wal_log_hints and the slot): what the master pays for its settings alone, without a stream
+    to send. MariaDB: the replica's I/O thread; PostgreSQL: its WAL receiver (an empty primary_conninfo over
+    the managed one, then reset)."""
+    from replservers import MariaDBNode
+
+    r = pair.replica
+    if isinstance(r, MariaDBNode):
+        r.sql("STOP SLAVE IO_THREAD" if paused else "START SLAVE IO_THREAD")
+    else:
+        r.sql("ALTER SYSTEM SET primary_conninfo = ''" if paused else "ALTER SYSTEM RESET primary_conninfo")
+        r.sql("SELECT pg_reload_conf()")
+    engine = pair.engine(pair.master)
+    for _ in range(100):                        # bounded: 20 s for the stream to go or come back
+        if engine.master_status(pair.mlink()).replica_connected != paused:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the replica's stream did not {'stop' if paused else 'come back'}")
+
+
 def measure_throughput(pair, base, master_engine, replica_engine) -> dict:
     """Async then sync, each on two CPU models: shared (the three servers and the load on all CPUs: the
-    replica's apply competes with the master) and two hosts (pinned)."""
+    replica's apply competes with the master) and two hosts (pinned); then, pinned, the master with its
+    replication settings but no stream (where the asynchronous cost goes)."""
     cpus = os.sched_getaffinity(0)
     tput: dict = {}
-    for mode in ("async", "sync"):
+    for mode in ("async", "no stream", "sync"):
+        if mode == "no stream":
+            if not two_hosts(pair, base):
+                continue
+            stream_paused(pair, True)
+            try:
+                tput[(mode, "pinned")] = compare(base, pair.master)
+            finally:
+                os.sched_setaffinity(0, cpus)
+                for n in (pair.master, pair.replica, base):
+                    pin(n, cpus)
+                stream_paused(pair, False)
+            continue
         if mode == "sync":
             replica_engine.set_synchronous(pair.rlink(synchronous=True), True, log=lambda s: None)
             master_engine.set_synchronous(pair.mlink(synchronous=True), True, log=lambda s: None)
@@ -381,7 +415,7 @@ def report_replica(engine: str, tput: dict, asyn: dict, syn: dict, d: float) -> 
           "load on CPU 0, the replica on CPU 1")
     for (mode, model), r in tput.items():
         off, on = median(r["off"]), median(r["on"])
-        print(f"    {mode:<5} {model:<6}: off {off:6.0f} tx/s {[round(x) for x in r['off']]}, on {on:6.0f} tx/s "
+        print(f"    {mode:<9} {model:<6}: off {off:6.0f} tx/s {[round(x) for x in r['off']]}, on {on:6.0f} tx/s "
               f"{[round(x) for x in r['on']]}: {on / off:.2f}x ({100 * (1 - on / off):+.1f}% lower); "
               f"CPU/1000 tx off {r['cpu_off']:.3f} s, on {r['cpu_on']:.3f} s")
     for label, r in (("async", asyn), ("sync", syn)):
@@ -396,6 +430,9 @@ def report_replica(engine: str, tput: dict, asyn: dict, syn: dict, d: float) -> 
     p95_dump = 0.95 * INTERVAL + d
     print(f"  dump mode: dump + ship {d:.2f} s under the same load -> RPO between {d:.1f} s and "
           f"{(INTERVAL + d) / 60:.1f} min, p95 {p95_dump / 60:.1f} min ({p95_dump:.0f} s)")
+    if ("no stream", "pinned") in tput:
+        print("    (no stream: the master keeps its replication settings, the replica stops receiving: the rest of "
+              "the asynchronous cost is sending the stream)")
     a = [median(r["on"]) / median(r["off"]) for (mode, _), r in tput.items() if mode == "async"]
     print(f"  targets: async RPO p95 <= 1 s: {'met' if pct(asyn['rpo'], .95) <= 1.0 else 'MISSED'}; "
           f"async throughput >= 90% of off: "

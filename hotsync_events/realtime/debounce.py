@@ -237,7 +237,8 @@ class Trigger:
         first = self.first_change
         assert first is not None     # due_in() said a batch is due: changes are pending
         later: set[str] = set()
-        carried, self._carried = self._carried & self.dirty, set()
+        # one made anew since (removed and made again during the push) is new now: the next batch walks it
+        carried, self._carried = self._carried & self.dirty & self._kept_apart(), set()
         if self.full_reason is None and self.whole_dirs and not self.moves and carried:
             # the directories the last batch kept apart go now, alone: a write during every push (a log, a mail
             # spool) must not put them off until the next full sync; the rest is due as soon as they are pushed

@@ -69,6 +69,35 @@ def test_the_last_push_is_bounded_by_its_timeout(tmp_path):
     assert "did not end within 0.5 s" in n.last_stop["error"]
 
 
+class SlowWhole(Recorder):
+    """A pusher that sends new directories whole; its first push takes most of the stop's time."""
+
+    sends_whole_dirs = True
+
+    def __call__(self, paths, *, recursive=False):
+        self.calls.append((paths, recursive))
+        if len(self.calls) == 1:
+            time.sleep(0.95)
+        return PushResult(True)
+
+
+def test_no_push_is_started_when_the_last_push_has_no_time_left(tmp_path):
+    """The first batch of the last push uses the stop's time; the directory kept apart for a plain batch is
+    not pushed in what is left (the process would kill it mid-session): recorded as timed out."""
+    root = Root(tmp_path)
+    (tmp_path / "srv/data/old").mkdir(parents=True)
+    pusher = SlowWhole()
+    n = _started(root, pusher)
+    (tmp_path / "srv/data/new").mkdir()
+    (tmp_path / "srv/data/new/f").write_text("x\n")
+    (tmp_path / "srv/data/old").chmod(0o700)            # a directory that existed: kept apart, never walked
+    time.sleep(0.1)
+    n.stop(last_push=1.0)
+    assert pusher.calls == [(["/srv/data/new"], True)]
+    assert n.last_stop["timed_out"] and not n.last_stop["ok"]
+    assert "changes left for the next full sync" in n.last_stop["error"]
+
+
 def test_nothing_pending_nothing_pushed(tmp_path):
     root = Root(tmp_path)
     pusher = Recorder()

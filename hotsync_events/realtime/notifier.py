@@ -279,6 +279,13 @@ class Notifier:
         # a batch may leave directories for a plain batch right after it (whole directories): take them too
         for _ in range(LAST_BATCHES):
             with self._cond:
+                if self.trigger.pending and time.monotonic() >= t0 + limit - min(1.0, limit / 10):
+                    # (almost) no time left for another push: one started now would be killed mid-session
+                    # when the process ends, leaving the slave a session that did not complete
+                    record.update(ok=False, timed_out=True,
+                                  error=f"the last push did not end within {limit:g} s: changes left for the "
+                                        "next full sync")
+                    break
                 batch = self.trigger.take(at_once=True)
             if batch is None:
                 break

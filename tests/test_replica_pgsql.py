@@ -338,6 +338,29 @@ def test_the_guard_keeps_a_synchronous_replica_that_is_away_from_holding_the_mas
         eng(m).set_synchronous(pair.mlink(), False)
 
 
+def test_a_replicas_silence_is_counted_on_the_masters_clock_not_by_its_reply_time():
+    """``pg_stat_replication.reply_time`` is stamped by the replica's clock, which may be far from the
+    master's: a replica an hour behind that answers is not silent, and one an hour ahead that stopped
+    answering is; a new WAL sender (a new session) starts unknown."""
+    from hotsync_events.dbkit.replica_pgsql_tools import silent_for
+
+    now = [1000.0]
+    key = ("test-pg", "test-slot")
+
+    def look(sender: str, reply: str | None) -> float | None:
+        return silent_for(key, sender, reply, clock=lambda: now[0])
+
+    assert look("101", "2026-12-05 16:00:00.1+00") is None          # the first look: unknown, not silent
+    now[0] += 2
+    assert look("101", "2026-12-05 16:00:02.1+00") == 0.0           # an hour behind, answering: 0
+    now[0] += 30
+    assert look("101", "2026-12-05 16:00:02.1+00") == 30.0          # no answer since: 30 s on our clock
+    assert look("102", "2026-12-05 18:00:00.0+00") is None          # a new session, an hour ahead
+    now[0] += 26
+    assert look("102", "2026-12-05 18:00:00.0+00") == 26.0          # silent, however far ahead its clock is
+    assert look("102", None) is None
+
+
 def test_the_guard_releases_the_commits_a_hung_replica_holds_with_its_connection_up(pair):
     """A replica that hangs (stopped, its TCP session up) stays "streaming" and "sync" in pg_stat_replication
     until wal_sender_timeout (60 s by default) ends its session, and every commit waits that long. The

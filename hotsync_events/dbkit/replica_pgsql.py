@@ -57,7 +57,7 @@ from hotsync_events.dbkit.replica import (Link, MasterStatus, Position, Prepared
                                           wait_for, write_private)
 from hotsync_events.dbkit.replica_pgsql_tools import (HBA_BEGIN, HBA_END, INCLUDE, OWN_CONFIG, REWIND_FUNCTIONS,
                                                       PostgresControl, conninfo, explain, format_lsn, guc, lsn, lsn_at,
-                                                      scram_verifier, sql_literal)
+                                                      scram_verifier, silent_for, sql_literal)
 
 __all__ = ["PostgresReplication", "PostgresControl", "lsn", "format_lsn"]
 
@@ -74,7 +74,7 @@ class PostgresReplication(OnServer):
     status says ``waiting`` (it hangs with its connection up), whatever ``pg_stat_replication`` still says.
     ``silent_after``: a replica that has not answered for this long is not connected (it answers at least
     every ``wal_receiver_status_interval``, 10 s by default), though its session lasts until
-    ``wal_sender_timeout``.
+    ``wal_sender_timeout``. How long it has been silent is told by this host's clock (:func:`silent_for`).
     """
 
     server: Postgres
@@ -421,7 +421,7 @@ class PostgresReplication(OnServer):
             cur = rec[1] if rec else None
             rep = self._one(sess, "SELECT state, sync_state, sent_lsn::text, replay_lsn::text, "
                                   "extract(epoch from replay_lag), host(client_addr), "
-                                  "extract(epoch from now() - reply_time) FROM pg_stat_replication "
+                                  "reply_time::text, pid::text FROM pg_stat_replication "
                                   f"WHERE application_name = {sql_literal(link.name)} "
                                   "ORDER BY backend_start DESC LIMIT 1",
                             what="read pg_stat_replication")
@@ -435,11 +435,11 @@ class PostgresReplication(OnServer):
             held = self._one(sess, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND "
                                    f"now() - query_start > make_interval(secs => {float(self.held_after)})",
                              what="read the commits waiting for the replica") if ssn.strip() else []
-        reply_age = float(rep[6]) if rep and rep[6] else None
+        reply_age = silent_for((self.label, link.name), rep[7] or "", rep[6] or None) if rep else None
         # a replica answers at least every wal_receiver_status_interval (10 s), at once while WAL flows
         connected = bool(rep) and rep[0] == "streaming" and (reply_age is None or reply_age < self.silent_after)
         held_n = int(held[0] or 0) if held else 0
-        hung = held_n > 0 and (reply_age is None or reply_age > self.held_after)
+        hung = held_n > 0 and reply_age is not None and reply_age > self.held_after
         sync = "off"
         if ssn.strip():
             sync = "on" if rep and rep[1] in ("sync", "quorum") and not hung else "waiting"

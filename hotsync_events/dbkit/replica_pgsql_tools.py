@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hotsync_events.dbkit.kit import systemd_running
@@ -135,3 +137,28 @@ class PostgresControl:
                             capture_output=True, text=True, env=clean_env(), timeout=r.stop_timeout + 30)
         if cp.returncode != 0 and (datadir / "postmaster.pid").exists():
             raise ReplicationError(f"{srv.label}: cannot stop the server: {cp.stderr.strip()}")
+
+
+#: (server, slot) -> (WAL sender's pid, the replica's last reply_time as it said it, this host's monotonic clock
+#: when that reply was first seen): how long a replica has been silent, on this host's clock
+_REPLIES: dict[tuple[str, str], tuple[str, str, float]] = {}
+
+
+def silent_for(key: tuple[str, str], sender: str, reply_time: str | None, *,
+               clock: Callable[[], float] = time.monotonic) -> float | None:
+    """Seconds the replica of *key* has not answered, on this host's clock, or None when unknown (the first
+    look at this WAL sender). ``pg_stat_replication.reply_time`` is stamped by the replica's clock, which may be
+    minutes off this one: it is compared only with itself (a new value is a new answer), never with ``now()``.
+    Looked at every few seconds (the guard), the silence is known to within one look."""
+    now = clock()
+    seen = _REPLIES.get(key)
+    if reply_time is None:
+        _REPLIES.pop(key, None)
+        return None
+    if seen is None or seen[0] != sender:
+        _REPLIES[key] = (sender, reply_time, now)
+        return None
+    if seen[1] != reply_time:
+        _REPLIES[key] = (sender, reply_time, now)
+        return 0.0
+    return now - seen[2]

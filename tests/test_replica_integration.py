@@ -169,6 +169,27 @@ def test_one_mail_when_replication_breaks_and_one_when_it_works_again(root, fake
     assert not alert_replicas(root, db, cfg, pm=pm, log=lambda m: None)["sent"] and len(smtp.messages) == 4
 
 
+def test_a_replica_that_already_followed_when_hotsync_took_it_over_is_watched_too(root, fake, smtp, monkeypatch):
+    """A slave's server that was already a replica needs no seed: the setup only configures it. Its break is
+    still a break (it was never a first seed in progress)."""
+    from hotsync_events.cli.cmd_replicas import run
+    from hotsync_events.sync import replicas
+    from hotsync_events.sync.status import update_status
+
+    engine, _ = fake
+    _configure(root, "slave", MasterHost="192.0.2.1", MailTo="ops@example.org", SmartHost=f"127.0.0.1:{smtp.port}")
+    clock = [1000.0]
+    real = replicas.alert_replicas
+    monkeypatch.setattr(replicas, "alert_replicas", lambda *a, **kw: real(*a, **kw, now=clock[0]))
+    update_status(root, lambda d: d.update(replication_setup={
+        "replicas": {"fakedb": {"role": "slave", "configured": "0123abcd"}}}))
+    engine.error = "Lost connection to the master"
+    for _ in range(2):
+        clock[0] += 300
+        assert run(argparse.Namespace(root=str(root.path), action="check", quiet=True)) == 1
+    assert len(smtp.messages) == 1 and "BROKEN" in smtp.messages[0]["Subject"]
+
+
 def test_the_slave_mails_when_its_replicas_stop_following_the_master(root, fake, smtp, capsys, monkeypatch):
     """A master that died mails nothing: its slave looks every 5 minutes (cron: hotsync replicas check) and
     mails once when its replicas stop following (seen at two looks, so a master's restart is no alert), once

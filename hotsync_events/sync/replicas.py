@@ -296,7 +296,8 @@ def alert_replicas(root: Root, db, cfg, *, pm=None, log: Callable[[str], None] =
 
         def followed(r: dict) -> bool:
             rec = setups.get(r["name"]) or {}
-            return rec.get("role") == "slave" and any(rec.get(k) for k in ("seeded", "repaired", "connected"))
+            # seeded, re-paired, or configured (a server that already was a replica: no seed needed)
+            return rec.get("role") == "slave" and any(rec.get(k) for k in ("seeded", "repaired", "configured"))
         reps = [r for r in reps if followed(r) or str(r["name"]).startswith("(")]     # and the plugins' errors
     broken = [why for level, why in health_reasons(reps, lag_warning=LAG_ALERT) if level in ("warning", "critical")]
     state = st.get("replica_alert") or {}

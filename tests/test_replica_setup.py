@@ -661,3 +661,22 @@ def test_the_slave_hooks_part_imports_with_the_standard_library_only():
             "print('pluggy' in sys.modules)")
     cp = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
     assert cp.returncode == 0 and cp.stdout.strip() == "False", cp.stderr
+
+
+def test_a_second_start_that_found_the_setup_running_does_not_make_the_first_look_dead(tmp_path):
+    """Two pushes in a row can each start a setup before the first holds the lock: the second exits at once and
+    its record is the last. While the first holds the lock (a seed takes hours) the status says nothing of a
+    setup that "ended without a word"; once nothing holds it, it does."""
+    import time
+
+    from hotsync_events.sync.replicas import _setup_died
+
+    root = Root(tmp_path)
+    rec = {"started": {"time": time.time(), "pid": 2 ** 22 + 12345}, "last": 0}    # a pid that is gone
+    assert replsetup.setup_running(root) is False                   # no lock file yet: nothing is created
+    assert not root.run_dir.exists()
+    with replsetup.setup_lock(root, wait=0) as had:
+        assert had
+        assert replsetup.setup_running(root) is True
+        assert _setup_died(rec, root) is None
+    assert "ended without a word" in (_setup_died(rec, root) or "")

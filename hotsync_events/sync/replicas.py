@@ -57,7 +57,7 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
 
     st = read_status(root)
     setups = ((st.get("replication_setup") or {}).get("replicas") or {})
-    died = _setup_died(st.get("replication_setup") or {})
+    died = _setup_died(st.get("replication_setup") or {}, root)
     guarded = ((st.get("replica_sync") or {}).get("replicas") or {}) if role == "master" else {}
     out = []
     for plugin, rep in collect_replicas(pm, db, root):
@@ -94,8 +94,20 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
     return out
 
 
-def _setup_died(rec: dict) -> str | None:
-    """Why the slave's last background setup tells nothing: it was started and ended without a record."""
+def _setup_died(rec: dict, root: Root | None = None) -> str | None:
+    """Why the slave's last background setup tells nothing: it was started and ended without a record (and
+    no setup holds the setup lock of *root* now: a second start that found the first one running exits
+    at once, and must not make the first look dead)."""
+    said = _setup_gone(rec)
+    if said is not None and root is not None:
+        from hotsync_events.sync.replsetup import setup_running
+
+        if setup_running(root):
+            return None                 # one runs: the seed started first, still at work
+    return said
+
+
+def _setup_gone(rec: dict) -> str | None:
     started = rec.get("started") or {}
     if not started or float(started.get("time") or 0) <= float(rec.get("last") or 0):
         return None

@@ -77,6 +77,26 @@ def setup_lock(root: Root, *, wait: float) -> Iterator[bool]:
         os.close(fd)
 
 
+def setup_running(root: Root) -> bool | None:
+    """Whether a setup holds the setup lock of *root* now, creating nothing (a reader without rights to /run,
+    such as the Cockpit's read-only user, may ask); None when it cannot tell."""
+    try:
+        fd = os.open(root.run_dir / "replicas-setup.lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _record(root: Root, results: dict[str, dict], **extra) -> None:
     def change(d: dict) -> None:
         rec = d.setdefault(STATUS_KEY, {})

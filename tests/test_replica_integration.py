@@ -380,3 +380,35 @@ def test_real_replica_status_and_promote_through_the_plugins(engine):
         assert 1 in ledger(b)
     finally:
         pair.close()
+
+
+def test_a_lasting_error_of_the_check_is_mailed_once_an_hour_not_every_5_minutes(root, fake, capsys, monkeypatch):
+    """cron mails what the check writes on stderr: an error that lasts (an unreadable file, a broken plugin)
+    is said once, again after an hour, and at once when it comes back after a check that worked."""
+    from hotsync_events.cli import cmd_replicas
+    from hotsync_events.cli.cmd_replicas import run
+    from hotsync_events.sync import replicas
+
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    real = replicas.alert_replicas
+    failing = [True]
+
+    def alert(*a, **kw):
+        if failing[0]:
+            raise OSError("No space left on device")
+        return real(*a, **kw)
+    monkeypatch.setattr(replicas, "alert_replicas", alert)
+
+    def check() -> str:
+        assert run(argparse.Namespace(root=str(root.path), action="check", quiet=True)) in (0, 1)
+        return capsys.readouterr().err
+
+    assert "No space left on device" in check()
+    assert check() == "" and check() == ""                      # the same error 5 and 10 minutes later
+    monkeypatch.setattr(cmd_replicas, "ERROR_AGAIN", 0.0)
+    assert "No space left on device" in check()                 # an hour later
+    monkeypatch.setattr(cmd_replicas, "ERROR_AGAIN", 3600.0)
+    failing[0] = False
+    check()                                                     # it works again: the error is over
+    failing[0] = True
+    assert "No space left on device" in check()

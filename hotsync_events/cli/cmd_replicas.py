@@ -104,9 +104,12 @@ def _check(root, *, quiet: bool) -> int:
         db = open_db("configuration", root, validate=False, initialise=False, journal=False)
         state = alert_replicas(root, db, Settings.from_db(db), log=(lambda m: None) if quiet else print,
                                who="hotsync replicas check")
-    except Exception as exc:     # one line for cron's mail, not a traceback every 5 minutes
-        print(f"hotsync replicas check: cannot look at the replicas: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:     # one line for cron's mail, not a traceback
+        said = f"hotsync replicas check: cannot look at the replicas: {type(exc).__name__}: {exc}"
+        if _new_error(root, said):
+            print(said, file=sys.stderr)
         return 1
+    _error_gone(root)
     if state is None:
         if not quiet:
             print("hotsync replicas check: no database server runs as a replica here (DatabaseMode replica)",
@@ -116,3 +119,36 @@ def _check(root, *, quiet: bool) -> int:
         for why in state["current"]:
             print(f"hotsync replicas check: {why}")
     return 1 if state["current"] else 0
+
+
+#: a lasting error of the check is said again (a cron mail) at most this often
+ERROR_AGAIN = 3600.0
+
+
+def _new_error(root, said: str, now: float | None = None) -> bool:
+    """Whether *said* is to be said (mailed by cron): a new error, or the same one an hour later; a lasting one
+    must not mail every 5 minutes. When the record cannot be kept, always (better a mail too many)."""
+    import time
+
+    from hotsync_events.sync.status import read_status, update_status
+
+    now = time.time() if now is None else now
+    try:
+        last = read_status(root).get("replica_check_error") or {}
+        if last.get("said") == said and now - float(last.get("at") or 0) < ERROR_AGAIN:
+            return False
+        update_status(root, lambda d: d.update(replica_check_error={"said": said, "at": now}))
+    except Exception:
+        return True
+    return True
+
+
+def _error_gone(root) -> None:
+    """The check worked: an error it said before is over (the same error again is new)."""
+    from hotsync_events.sync.status import read_status, update_status
+
+    try:
+        if "replica_check_error" in read_status(root):
+            update_status(root, lambda d: d.pop("replica_check_error", None))
+    except Exception:
+        pass

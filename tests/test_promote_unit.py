@@ -149,3 +149,17 @@ def test_pre_xfer_epoch_check(root):
     (xfer / "early.4242").write_text("hotsync-epoch 9 kind=sync\n")
     code, msg = pre_xfer(root, env)
     assert code == 1 and msg.startswith("refused by the slave: FENCED epoch=3")
+
+
+def test_an_error_no_phase_expected_stops_the_promote_with_exit_4_not_1(root):
+    """Exit 1 means "refused, nothing changed"; an error in the middle of a phase has changed things: it is
+    said in one line, kept in the journal, and the exit code says to run again (it resumes)."""
+    from hotsync_events.promote.journal import read_journal
+    from hotsync_events.promote.run import EXIT_CRITICAL, Promote
+
+    _slave(root, received_ago=3600)
+    said: list[str] = []
+    p = Promote(root, {}, log=said.append)              # no assessment: the fence phase fails on it
+    assert p.run() == EXIT_CRITICAL
+    assert said[-1].startswith("hotsync-promote: STOPPED by an error: KeyError") and "again" in said[-1]
+    assert read_journal(root)["error"].startswith("KeyError")

@@ -33,6 +33,8 @@ class FakeEngine:
         self.promotes: list[dict] = []
         self.prepared: list = []
         self.replica_connected = True
+        self.promote_error: str | None = None
+        self.not_replica = False
 
     def status(self, link=None) -> ReplicaStatus:
         return ReplicaStatus(server=self.label, role="replica", state="needs-seed" if self.needs_seed else
@@ -47,6 +49,11 @@ class FakeEngine:
 
     def promote(self, *, timeout=60.0, dry_run=False, force=False, log=print) -> Promoted:
         self.promotes.append({"timeout": timeout, "dry_run": dry_run, "force": force})
+        if self.promote_error and not dry_run:
+            raise RuntimeError(self.promote_error)
+        if self.not_replica:
+            return Promoted(server=self.label, dry_run=dry_run, position=Position("fakedb", "0-1-50"),
+                            notes=["not a replica: nothing to promote (already a master)"])
         return Promoted(server=self.label, dry_run=dry_run, position=Position("fakedb", "0-1-42"),
                         lag_seconds=self.lag, not_applied="3 transaction(s)", would_lose="nothing known",
                         notes=[] if dry_run else ["caught up"])
@@ -255,6 +262,74 @@ def test_promote_promotes_each_replica_and_journals_its_takeover_position(root, 
     Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=logs.append).do_databases()
     assert len(engine.promotes) == 1          # a resumed promote does not promote twice
     assert engine.prepared == [] and "prepared" not in entry       # no channel configured: nothing prepared
+
+
+def test_a_replica_that_does_not_take_over_stops_the_promote_before_the_backups_and_the_role(root, fake):
+    """Its backup loaded over it would throw away what the replica holds and the backup does not: the promote
+    stops (exit 4) with the databases phase not done; run again once the cause is fixed, it resumes and
+    promotes; --force restores the backup instead (a person's choice, told the cost)."""
+    from hotsync_events import promote
+    from hotsync_events.promote.run import EXIT_CRITICAL
+    from test_promote_unit import _slave
+
+    engine, pm = fake
+    _slave(root, received_ago=3600)
+    open_db("configuration", root).set("fakedb", "service", {"DatabaseMode": "replica"})
+    engine.promote_error = "the master is still connected to this replica: it is alive"
+    said: list[str] = []
+    p = Promote(root, promote.assess(root), pm=pm, log=said.append)
+    assert p.run() == EXIT_CRITICAL
+    j = read_journal(root)
+    assert "databases" not in j["done"] and "role" not in j["done"] and j["dbs"] == {}
+    assert j["replicas"]["fakedb"]["status"].startswith("failed: the master is still connected")
+    assert any("STOPPED before the role changes" in m and "hotsync-promote --force" in m for m in said), said
+    with pytest.raises(Exception, match="did not take over"):
+        Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=said.append).do_databases()
+    engine.promote_error = None                 # the cause fixed: the next run resumes and promotes
+    Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=said.append).do_databases()
+    assert read_journal(root)["replicas"]["fakedb"]["status"] == "success"
+
+
+def test_with_force_a_replica_that_cannot_take_over_lets_the_promote_go_on(root, fake):
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    engine.promote_error = "its data directory is gone"
+    said: list[str] = []
+    Promote(root, {}, pm=pm, force=True, log=said.append).do_databases()     # no exception: it goes on
+    assert engine.promotes[-1]["force"] is True
+    assert any("--force: their backups are restored instead" in m for m in said), said
+
+
+def test_a_plugin_that_cannot_say_its_replicas_stops_the_promote(root, fake):
+    _engine, pm = fake
+
+    class Broken:
+        @hookimpl
+        def hotsync_replicas(self, db, root):
+            raise OSError("its configuration is unreadable")
+    pm.register(Broken(), name="brokendb")
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    with pytest.raises(Exception, match=r"\(brokendb\).*its configuration is unreadable"):
+        Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
+
+
+def test_a_promote_stopped_after_the_engine_took_over_is_resumed_as_taken_over(root, fake):
+    """Killed after the engine promoted but before the journal said so: the next run finds the server "not a
+    replica". The journal's mark of the attempt tells it took over (its backup is not loaded over it)."""
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    p = Promote(root, {}, pm=pm, log=lambda m: None)
+    p.j["replicas"] = {"fakedb": {"status": "promoting", "engine": "fakedb", "attempted": True}}
+    p._save()
+    engine.not_replica = True
+    Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
+    entry = read_journal(root)["replicas"]["fakedb"]
+    assert entry["status"] == "success" and entry["resumed"] is True
+    # a server that never was a replica (no earlier attempt) is not "resumed": its backup is what it gets
+    fresh = {}
+    from hotsync_events.sync.replicas import promote_replicas
+    promote_replicas(root, open_db("configuration", root), pm, fresh, log=lambda m: None)
+    assert fresh["fakedb"]["resumed"] is False
 
 
 def test_the_promoted_replica_is_prepared_as_the_master_of_the_old_master(root, fake):

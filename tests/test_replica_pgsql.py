@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dbservers import PG_BIN, new_root
-from hotsync_events.dbkit.replica import ReplicationEngine, dated_folder
+from hotsync_events.dbkit.replica import ReplicationError, ReplicationEngine, dated_folder
 from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, PostgresNode, bank_total, fresh_pair,
                          ledger, module_pair, pg_wal_bytes, rogue_cert, wrong_password_file)
 
@@ -170,6 +170,17 @@ def test_wrong_password_or_certificate_is_refused_and_nothing_is_written(pair, c
     good = er.configure_replica(pair.rlink())
     assert good.connected, good
     assert pair.converged() and has(r, k)
+
+
+def test_a_replica_whose_master_is_still_connected_is_not_promoted_without_force(pair):
+    """A live master streaming to its replica: a promote would make two masters. Refused (nothing changed: the
+    replica still follows), unless forced; the dry run says what it would split."""
+    pair.streaming()
+    r = pair.replica
+    with pytest.raises(ReplicationError, match=r"still (connected|streams)"):
+        eng(r).promote(timeout=5)
+    assert "still connected" in eng(r).promote(dry_run=True).would_lose
+    assert eng(r).status(pair.rlink()).state == "streaming" and pair.converged()
 
 
 def test_kill9_under_load_then_promote(pair):

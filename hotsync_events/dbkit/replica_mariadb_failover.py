@@ -23,8 +23,25 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
     t0 = time.monotonic()
     st = repl.status()
     if st.role != "replica":
+        said = ["not a replica: nothing to promote (already a master)"]
+        if not dry_run and repl._read_state().get("role") == "replica":
+            # a promote begun by an earlier run that stopped after RESET SLAVE ALL: finish it
+            with repl._cli() as cli:
+                repl._sql(cli, "SET GLOBAL read_only = OFF, rpl_semi_sync_slave_enabled = OFF, "
+                               "rpl_semi_sync_master_enabled = OFF", what="open the server for writes")
+            repl._rewrite_role("master", synchronous=False, log=log)
+            said.append("finished a promote begun earlier: opened for writes, its role written as master")
         return Promoted(server=repl.label, dry_run=dry_run, position=Position(repl.engine, st.applied or ""),
-                        notes=["not a replica: nothing to promote (already a master)"])
+                        notes=said)
+    for _ in range(15 if st.connected and not dry_run and not force else 0):
+        time.sleep(0.2)             # a master killed a moment ago: its replica sees the connection end at once
+        st = repl.status()
+        if not st.connected:
+            break
+    if st.connected and not dry_run and not force:
+        raise ReplicationError(f"{repl.label}: the master is still connected to this replica: it is alive, and "
+                               "a promote now would make two masters; stop the master's database server (or "
+                               "the master) first, or run hotsync-promote --force")
     would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                   if st.connected else
                   "whatever the master committed after its last event reached this replica"

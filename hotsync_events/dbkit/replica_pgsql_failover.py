@@ -91,10 +91,27 @@ def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool =
         r = repl._one(sess, q, what="read the replica status") if inrec else ["f"]
         if r[0] != "t":
             cur = repl._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
+            notes = ["not a replica: nothing to promote (already a master)"]
+            if not dry_run and repl._read_state().get("role") == "replica":
+                # a promote begun by an earlier run that stopped after pg_promote(): finish it (the checkpoint
+                # that records the new timeline, the master's include)
+                repl._q(sess, "CHECKPOINT", what="checkpoint after the promote")
+                _write_master_include_after_promote(repl)
+                repl._reload(sess)
+                notes.append("finished a promote begun earlier: checkpoint, its role written as master")
             return Promoted(server=repl.label, dry_run=dry_run, position=Position(repl.engine, cur or ""),
-                            notes=["not a replica: nothing to promote (already a master)"])
+                            notes=notes)
+        for _ in range(15 if r[3] == "streaming" and not dry_run and not force else 0):
+            time.sleep(0.2)         # a master killed a moment ago: its replica sees the stream end at once
+            r = repl._one(sess, q, what="read the replica status")
+            if r[3] != "streaming":
+                break
         _, received, replayed, wr, latest_end, contact, age, paused = r
         streaming = wr == "streaming"
+        if streaming and not dry_run and not force:
+            raise ReplicationError(f"{repl.label}: the master still streams to this replica: it is alive, and a "
+                                   "promote now would make two masters; stop the master's database server (or "
+                                   "the master) first, or run hotsync-promote --force")
         unreceived = lsn_at(latest_end) - lsn_at(received) if latest_end and received else 0
         would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                       if streaming else

@@ -143,6 +143,11 @@ class _CriticalStep(Exception):
     """A critical plugin step failed: the promote stops before the role changes (re-run resumes)."""
 
 
+class _ReplicasFailed(Exception):
+    """A database replica did not take over: the promote stops before the dumps and the role change (a backup
+    loaded over the replica would throw away what it holds that the backup does not); re-run resumes."""
+
+
 class Promote:
     """One run of the promote (fresh or resumed); :meth:`run` after :func:`assess` accepted it."""
 
@@ -174,6 +179,23 @@ class Promote:
         return result
 
     def run(self, verify_seconds: float = 0.0) -> int:
+        """Run (or resume) the phases; the exit code. An error no phase expected stops it as a failed
+        critical step does (exit 4: run again, it resumes), said in one line and kept in the journal."""
+        try:
+            return self._run(verify_seconds)
+        except Exception as exc:
+            said = f"{type(exc).__name__}: {exc}"
+            self.err(f"hotsync-promote: STOPPED by an error: {said}. Fix its cause, then run hotsync-promote "
+                     "again: it resumes where it stopped (journal: /var/lib/hotsync/sync/promote.json).")
+            try:
+                self.j["error"] = said
+                self._save()
+            except Exception:                   # the journal cannot be written (a full disk): said above
+                pass
+            return EXIT_CRITICAL
+
+    def _run(self, verify_seconds: float) -> int:
+        self.j.pop("error", None)
         self.j["timings"]["verify"] = self.j["timings"].get("verify", 0.0) + verify_seconds
         self.j["done"].setdefault("verify", time.time())
         self._save()
@@ -181,7 +203,11 @@ class Promote:
         self._phase("fence", self.do_fence)
         self._phase("links", self.do_links)
         self._phase("config", self.do_config)
-        self._phase("databases", self.do_databases)
+        try:
+            self._phase("databases", self.do_databases)
+        except _ReplicasFailed as exc:
+            self.err(f"hotsync-promote: STOPPED before the role changes: {exc}")
+            return EXIT_CRITICAL
         try:
             self._phase("steps", self.do_steps)
         except _CriticalStep:
@@ -262,6 +288,7 @@ class Promote:
 
         db = self._db()
         self._promote_replicas(db)
+        self._stop_unless_taken_over()
         if not databases_enabled(db):
             self.log("databases: skipped (hotsync databases is disabled)")
             return
@@ -277,8 +304,8 @@ class Promote:
             if dump.name in self.j["dbs"]:
                 continue
             took_over = (self.j.get("replicas") or {}).get(dump.name) or {}
-            if not dump.at_promote and took_over.get("status") == "success" and not any(
-                    "not a replica" in n for n in took_over.get("notes") or []):
+            if not dump.at_promote and took_over.get("status") == "success" and (took_over.get("resumed") or not any(
+                    "not a replica" in n for n in took_over.get("notes") or [])):
                 # a backup beside the replica the promote just promoted: the replica is the fresher copy
                 self.log(f"database {dump.name} (plugin {plugin}): kept, not restored (a backup beside the "
                          "replica; hotsync restore-databases --only " + dump.name + " loads it)")
@@ -297,6 +324,25 @@ class Promote:
             self.j["dbs"][dump.name] = status
             self._save()
             _crash_point(f"database:{dump.name}")
+
+    def _stop_unless_taken_over(self) -> None:
+        """_ReplicasFailed when a replica did not take over, unless ``--force`` (then its backup is restored
+        instead, older) and no replicas setup still runs (a seed that ends would make the server a replica
+        again: not even ``--force`` goes past it)."""
+        failed = {n: e for n, e in (self.j.get("replicas") or {}).items() if e.get("status") != "success"}
+        if not failed:
+            return
+        said = "; ".join(f"{n}: {str(e.get('status', '')).removeprefix('failed: ')}" for n, e in sorted(failed.items()))
+        if any(e.get("setup_running") for e in failed.values()):
+            raise _ReplicasFailed(f"database replicas did not take over ({said}). Run hotsync-promote again once "
+                                  "the setup has ended: it resumes here.")
+        if not self.force:
+            raise _ReplicasFailed(f"database replicas did not take over ({said}). Fix the cause and run "
+                                  "hotsync-promote again: it resumes here. Or run hotsync-promote --force: it "
+                                  "promotes even a replica that lags or whose master is still connected, and "
+                                  "restores the backup beside one that still cannot take over (older: up to "
+                                  "one sync interval).")
+        self.err(f"databases: replicas did not take over ({said}); --force: their backups are restored instead")
 
     def _promote_replicas(self, db) -> None:
         """The database servers that run as streaming replicas (hook ``hotsync_replicas``): each replays what

@@ -232,7 +232,9 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
         why = (f"a database replicas setup still runs on this host after {PROMOTE_WAIT:.0f} s (a seed: see "
                "/var/log/hotsync/replicas.log): wait for it to end, then run hotsync-promote again")
         err(f"database replica {rep.name} (plugin {plugin}): FAILED: {why}")
-        journal[rep.name] = {"status": f"failed: {why}", "engine": engine_name(rep)}
+        # not even --force goes past it: the seed, once done, would make the server a replica again
+        journal[rep.name] = {**(journal.get(rep.name) or {}), "status": f"failed: {why}", "engine": engine_name(rep),
+                             "setup_running": True}
         failed.append(rep.name)
     save()
     return failed
@@ -245,14 +247,18 @@ PROMOTE_WAIT = 120.0
 def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bool, log, err, save) -> list[str]:
     failed = []
     for plugin, rep in collect_replicas(pm, db, root):
-        if not dry_run and (journal.get(rep.name) or {}).get("status") == "success":
+        prev = journal.get(rep.name) or {}
+        if not dry_run and prev.get("status") == "success":
             continue
+        if not dry_run:      # before the engine acts: a run stopped in the middle is known by the next one
+            journal[rep.name] = {**prev, "status": "promoting", "engine": engine_name(rep), "attempted": True}
+            save()
         try:
             res = rep.engine.promote(timeout=rep.promote_timeout, dry_run=dry_run, force=force, log=log)
-        except Exception as exc:  # reported and journaled; the promote goes on
+        except Exception as exc:  # reported and journaled
             err(f"database replica {rep.name} (plugin {plugin}): FAILED: {exc}")
             if not dry_run:
-                journal[rep.name] = {"status": f"failed: {exc}", "engine": engine_name(rep)}
+                journal[rep.name] = {"status": f"failed: {exc}", "engine": engine_name(rep), "attempted": True}
                 save()
             failed.append(rep.name)
             continue
@@ -264,9 +270,11 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
                 f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}"
                 + "".join(f"; {n}" for n in res.notes))
             continue
+        # "not a replica" after an earlier attempt: that attempt took it over (stopped before its record)
+        resumed = bool(prev.get("attempted")) and any("not a replica" in n for n in res.notes)
         entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
-                                     "would_lose": res.would_lose}
+                                     "would_lose": res.would_lose, "attempted": True, "resumed": resumed}
         save()
         log(f"database replica {rep.name} (plugin {plugin}): promoted at {pos.get('value')}"
             + (f" (timeline {pos['timeline']})" if pos.get("timeline") is not None else "")
@@ -274,6 +282,14 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         if rep.master_link is not None:
             entry["prepared"] = _prepare(root, rep, log=log, err=err)
             save()
+    for plugin, hook, error in list(getattr(pm, "hook_errors", [])):
+        if hook == "hotsync_replicas":      # a plugin that could not say its replicas: they were not promoted
+            name = f"({plugin})"
+            err(f"database replicas of plugin {plugin}: FAILED: its hotsync_replicas hook: {error}")
+            if not dry_run:
+                journal[name] = {"status": f"failed: the plugin's hotsync_replicas hook: {error}"}
+                save()
+            failed.append(name)
     return failed
 
 

@@ -343,7 +343,7 @@ def test_the_slaves_filter_lets_in_the_manifest_and_nothing_refused(tmp_path):
         (src / rel).write_text(rel)
     (src / "var/lib/hotsync/kept/ln").symlink_to("../../../../etc")   # would carry backups into /etc
     rules = tmp_path / "accept.filter"
-    rules.write_text(accept_filter(["/srv/a", "/etc/letsencrypt", "/var/lib", "/etc/cron.d",
+    rules.write_text(accept_filter(["/srv/a", "/etc/letsencrypt", "/var/lib/app", "/var/lib", "/etc/cron.d",
                                     "/var/lib/hotsync/dumps/m.sql"]))
     subprocess.run(["rsync", "-a", f"--exclude-from={rules}", f"{src}/", f"{dst}/"], check=True)
     landed = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file() or p.is_symlink())

@@ -285,6 +285,40 @@ def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
     assert (pair.slave / "srv/data/after").exists() and not pair.status(pair.slave).get("peer_refused")
 
 
+#: what a review planted on a slave through a real pair (each runs code as root, or lets anyone become root)
+ROOT_CODE = {"etc/update-motd.d/00-x": f"#!/bin/sh\ntouch {CANARY}\n",
+             "etc/tmpfiles.d/x.conf": "f /etc/cron.d/evil 0644 root root - * * * * * root true\n",
+             "etc/yum.conf": "[main]\npluginpath=/srv/data/plugins\n",
+             "usr/share/polkit-1/rules.d/00.rules": "polkit.addRule(function() { return polkit.Result.YES; });\n",
+             "etc/default/ssh": "LD_PRELOAD=/srv/data/evil.so\n",
+             "etc/rsyslog.d/x.conf": "*.* ^/srv/data/evil\n",
+             "etc/sysconfig/httpd": "LD_PRELOAD=/srv/data/evil.so\n"}
+
+
+def test_a_manifest_naming_what_runs_code_as_root_or_a_whole_system_tree_is_refused(pair):
+    """A compromised master names places root reads code from (or a whole /etc) in its manifest: the slave
+    refuses the manifest whole, and the files, pushed by a client with the password, land nowhere."""
+    M = pair.master
+    for rel, text in ROOT_CODE.items():
+        (M / rel).parent.mkdir(parents=True, exist_ok=True)
+        (M / rel).write_text(text)
+    before = slave_state(pair)
+    includes = ["/" + rel for rel in ROOT_CODE] + ["/etc", "/var/lib", "/srv/data"]
+    staged = M / "attack-peer-root"
+    staged.mkdir()
+    (staged / "manifest.json").write_text(json.dumps({"format": 1, "includes": includes}))
+    (staged / "configuration").write_text("hotsync=configuration|role|master\n")
+    cp = rsync_as_master(pair, f"{staged}/", module="hotsync-peer", early="peer", base=("-rlpt",))
+    assert cp.returncode == 0, cp.stderr
+    pair.settled()
+    problems = " ".join(pair.status(pair.slave)["peer_refused"]["problems"])
+    for path in includes[:-1]:
+        assert f"{path} is inside" in problems, (path, problems)
+    cp = rsync_as_master(pair, *[f"{M}/./{rel}" for rel in ROOT_CODE])
+    assert not any((pair.slave / rel).exists() for rel in ROOT_CODE), cp.stdout + cp.stderr
+    assert slave_state(pair) == before
+
+
 def test_the_master_never_sends_a_refused_area_and_says_which_line(pair):
     """The master's own lists naming the slave's refused areas: left out, reported by file and line, the rest
     pushed, and the run counted as failed until the line is fixed."""

@@ -52,6 +52,7 @@ class Area:
 _STATE = "this host's own HotSync state"
 _ROOT = "it runs code as root"
 _ACCOUNTS = "it decides who is root"
+_BROAD = "a whole system tree: name the directories below it that hold the data"
 
 #: never written by a push, whatever the client sends (the slave's rsync filter, the master's excludes)
 REFUSED: tuple[Area, ...] = (
@@ -78,7 +79,21 @@ REFUSED: tuple[Area, ...] = (
         "/etc/apt/", "/etc/dpkg/", "/etc/yum/", "/etc/yum.repos.d/", "/var/lib/dpkg/", "/var/lib/rpm/",
         "/etc/network/", "/etc/NetworkManager/", "/etc/xdg/", "/etc/letsencrypt/renewal/",
         "/etc/letsencrypt/renewal-hooks/",
+        # read by root at boot, at login, by the package managers, by services' start (found by a review
+        # that planted each through a real pair)
+        "/etc/update-motd.d/", "/etc/tmpfiles.d/", "/etc/binfmt.d/", "/etc/kernel/", "/etc/inittab",
+        "/etc/yum.conf", "/etc/dnf/", "/etc/default/", "/etc/sysconfig/", "/etc/environment.d/",
+        "/etc/rsyslog.conf", "/etc/rsyslog.d/", "/etc/dbus-1/", "/usr/share/dbus-1/", "/usr/share/polkit-1/",
+        "/var/lib/polkit-1/", "/etc/dhcp/", "/etc/selinux/", "/etc/apparmor.d/", "/etc/initramfs-tools/",
+        "/etc/ppp/", "/etc/X11/", "/etc/nsswitch.conf", "/etc/login.defs", "/etc/shells", "/etc/hosts.equiv",
+        "/usr/share/perl5/", "/usr/share/perl/", "/usr/local/share/perl/", "/usr/share/python3/",
+        "/usr/local/etc/", "/usr/share/initramfs-tools/",
         "/opt/venvs/")),     # HotSync's own code (the package's virtualenv) and any other venv run as root
+    # a whole system tree: what it holds beyond the areas above is not known here, so a manifest names the
+    # directories below it that hold data (exact paths: what is below them stays as the rules above say)
+    *(Area(p, _BROAD) for p in (
+        "/etc", "/usr", "/usr/share", "/usr/local", "/usr/local/share", "/var", "/var/lib", "/var/spool",
+        "/opt")),
     *(Area(p, _ACCOUNTS) for p in (
         "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/", "/etc/sudo.conf",
         "/etc/pam.d/", "/etc/security/", "/etc/polkit-1/", "/etc/ssh/")),

@@ -113,6 +113,12 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
     for what, args in refused.items():
         module = "hotsync-peer" if what.startswith("peer") else "hotsync-pair" if what.startswith("pair") else "hotsync"
         assert session_problem(module, args), what
+    # the session's kind, a claim of its early input, matches its options: a dry run is -n, nothing else is
+    for what, options in OURS.items():
+        kind = "dry" if "dry run" in what else "sync"
+        assert session_problem("hotsync", _server(options), kind=kind) is None, what
+        other = "sync" if kind == "dry" else "dry"
+        assert "says it is a" in (session_problem("hotsync", _server(options), kind=other) or ""), what
     assert asks_incremental_recursion(refused["forged capabilities"])
     assert not asks_incremental_recursion(_server(full))
     # and the push's own arguments say --no-inc-recursive

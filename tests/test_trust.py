@@ -319,6 +319,21 @@ def test_a_manifest_naming_what_runs_code_as_root_or_a_whole_system_tree_is_refu
     assert slave_state(pair) == before
 
 
+def test_a_session_is_the_kind_its_options_say(pair):
+    """The kind a session's early input claims is checked against its options. A dry run claimed as a full
+    sync would have cleared the slave's torn state (the promote's check) with nothing delivered; a real push
+    claimed as a dry run wrote unrecorded, keeping nothing aside."""
+    M = pair.master
+    (M / "srv/data/claimed").write_text("written by a push that says it is a dry run\n")
+    before = pair.status(pair.slave).get("last_received")
+    cp = rsync_as_master(pair, f"{M}/./srv/data/claimed", early="dry")
+    assert cp.returncode != 0 and "says it is a dry" in cp.stderr, cp.stderr
+    assert not (pair.slave / "srv/data/claimed").exists()
+    cp = rsync_as_master(pair, "-n", "--delete", f"{M}/./srv/data/", early="sync")
+    assert cp.returncode != 0 and "says it is a sync" in cp.stderr, cp.stderr
+    assert pair.status(pair.slave).get("last_received") == before
+
+
 def test_the_master_never_sends_a_refused_area_and_says_which_line(pair):
     """The master's own lists naming the slave's refused areas: left out, reported by file and line, the rest
     pushed, and the run counted as failed until the line is fixed."""

@@ -177,7 +177,7 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         problem = f"the push comes from {addr or 'an unknown address'}, not from MasterHost {cfg.master_host}"
     if problem is None:
         # only what a HotSync master sends: each option and its value (sync.xferargs)
-        why = session_problem(module, client_args(env))
+        why = session_problem(module, client_args(env), kind=kind if module == "hotsync" else None)
         if why is not None:
             problem = f"{why} (a master of another HotSync version? upgrade hotsync-events on both hosts)"
     if problem is None and module == "hotsync":

@@ -84,8 +84,10 @@ def kept_dir(where: str) -> bool:
     return _KEPT_NAME.fullmatch(where[len(KEPT):].rstrip("/")) is not None
 
 
-def session_problem(module: str, args: list[str]) -> str | None:
-    """Why the slave refuses a session to *module* with the client's server-side *args*, or None."""
+def session_problem(module: str, args: list[str], kind: str | None = None) -> str | None:
+    """Why the slave refuses a session to *module* with the client's server-side *args*, or None. *kind*: the
+    session's kind as its early input claims it (``dry``, ``sync``, ``realtime``): a claim checked here against
+    the arguments (a dry run is ``-n`` and nothing else is: a dry run is not recorded and a real push is)."""
     short = SHORT.get(module)
     if short is None:
         return f"module {module!r} is not served"
@@ -106,6 +108,9 @@ def session_problem(module: str, args: list[str]) -> str | None:
             letters = m.group(1)
             if not set(letters) <= short or len(set(letters)) != len(letters):
                 return f"the push asks for rsync options a HotSync master never sends: {a!r}"
+            if kind is not None and ("n" in letters) != (kind == "dry"):
+                return (f"the session says it is a {kind or 'nameless'} one, and its options "
+                        + ("are a dry run's" if "n" in letters else "are not a dry run's") + f": {a!r}")
         elif a in FLAGS or a in EXACT:
             pass
         elif a.split("=", 1)[0] in VALUES and "=" in a:

@@ -144,3 +144,31 @@ def open_dir_nofollow(base: str | os.PathLike, path: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def read_small(path: str | os.PathLike, limit: int) -> bytes | None:
+    """A regular file's bytes, at most *limit* of them, for a file another host may have sent: never through
+    a link, never blocking on a FIFO or a device, never more than *limit* read (None for any of those, a
+    missing file, or a larger one)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return data if len(data) <= limit else None

@@ -475,3 +475,34 @@ def test_a_slaves_links_are_munged_once_and_a_promote_writes_them_back(root):
     root.join("/etc/letsencrypt/live/cert.pem").symlink_to("../archive/cert1.pem")
     assert symlinks.munge(root, ["/etc/letsencrypt"], log=lambda m: None) == (1, [])
     assert os.readlink(root.join("/etc/letsencrypt/renewal/hook")) == "/usr/bin/true"
+
+
+def test_files_a_peer_sent_are_read_without_following_links_waiting_on_fifos_or_reading_much(tmp_path):
+    """The staged manifest and the pairing certificate come from the other host: a link to a FIFO once hung
+    the post-xfer hook (holding the daemon's one session), a link to /dev/zero or a huge file would fill the
+    memory. Each is refused at once."""
+    import time
+
+    from hotsync_events.fsutil import read_small
+    from hotsync_events.paths import Root
+    from hotsync_events.sync import peercopy, tls
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "big").write_bytes(b"x" * 2048)
+    (tmp_path / "ok").write_bytes(b"small")
+    (tmp_path / "ln").symlink_to(tmp_path / "ok")
+    t0 = time.monotonic()
+    assert read_small(fifo, 1024) is None and read_small(tmp_path / "ln", 1024) is None
+    assert read_small(tmp_path / "big", 1024) is None and read_small(tmp_path / "ok", 1024) == b"small"
+    assert read_small("/dev/zero", 1024) is None and read_small(tmp_path / "missing", 1024) is None
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / peercopy.MANIFEST).symlink_to(fifo)
+    assert peercopy.manifest(staged) is None
+    root = Root(tmp_path / "root")
+    incoming = tls.incoming_dir(root)
+    incoming.mkdir(parents=True)
+    (incoming / "master.crt").symlink_to(fifo)
+    assert tls.candidate_fingerprint(root) is None
+    assert time.monotonic() - t0 < 5

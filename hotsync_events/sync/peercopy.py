@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotsync_events.fsutil import atomic_write, fsync_dir
+from hotsync_events.fsutil import atomic_write, fsync_dir, read_small
 from hotsync_events.paths import Root
 from hotsync_events.sync.lists import PEER_DIR
 from hotsync_events.sync.peerlists import KINDS, LISTS_SUBDIR, export_lists
@@ -37,6 +37,8 @@ INCOMING = "/var/lib/hotsync/peer-incoming"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 ACCEPT_FILTER = "/var/lib/hotsync/sync/accept.filter"
+#: the largest manifest a slave reads (a list of paths)
+MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DB_BYTES = 64 * 1024 * 1024
 MAX_LIST_BYTES = 1024 * 1024
 _DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
@@ -91,9 +93,10 @@ def digest(directory: Path) -> str:
 # ------------------------------------------------------------------------------------------- slave
 def manifest(directory: Path) -> list[str] | None:
     """The includes of the manifest in *directory*, or None when there is none (or it is unreadable)."""
+    raw = read_small(directory / MANIFEST, MAX_MANIFEST_BYTES)     # sent by the master: a regular file, small
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except ValueError:
         return None
     inc = data.get("includes") if isinstance(data, dict) else None
     return inc if isinstance(inc, list) else None

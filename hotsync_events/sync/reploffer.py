@@ -20,7 +20,7 @@ import re
 import stat
 from pathlib import Path
 
-from hotsync_events.fsutil import atomic_write
+from hotsync_events.fsutil import atomic_write, read_small
 from hotsync_events.paths import Root
 
 __all__ = ["MAX_OFFER", "SEED_DIR", "STAGING_DIR", "clear_foreign", "describe_seed", "offer_paths", "read_offer",
@@ -64,17 +64,7 @@ def seed_dir(root: Root, *, make: bool = False) -> Path | None:
 
 def _read_small(path: Path) -> bytes | None:
     """A regular file's bytes (at most MAX_OFFER), never through a link, never blocking on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, MAX_OFFER + 1)
-    finally:
-        os.close(fd)
-    return data if len(data) <= MAX_OFFER else None
+    return read_small(path, MAX_OFFER)
 
 
 def _regular(path: Path) -> bool:

@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from hotsync_events.fsutil import atomic_write
+from hotsync_events.fsutil import atomic_write, read_small
 from hotsync_events.paths import Root
 from hotsync_events.sync.status import state_dir
 
@@ -319,7 +319,9 @@ def accept_master_cert(root: Root, data: bytes, expected: str | None) -> str | N
 
 def candidate_fingerprint(root: Root) -> str | None:
     """The fingerprint of the last certificate a master presented to the pairing service (maybe untrusted)."""
+    # sent by whoever reached the pairing service: no link followed, no FIFO waited on, nothing large read
+    data = read_small(incoming_dir(root) / "master.crt", 64 * 1024)
     try:
-        return fingerprint((incoming_dir(root) / "master.crt").read_text(encoding="ascii"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        return fingerprint(data.decode("ascii")) if data is not None else None
+    except (ValueError, UnicodeDecodeError):
         return None

@@ -145,8 +145,11 @@ def _readable_install(where: Path) -> Path:
     import sys
 
     site = where / "site"
+    src = where / "src"               # built from a copy: setuptools writes build/ beside what it builds
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                             "tests", "bench", "docs", "examples"))
     cp = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                         "--no-index", "--target", str(site), str(REPO)], capture_output=True, text=True,
+                         "--no-index", "--target", str(site), str(src)], capture_output=True, text=True,
                         timeout=300)
     assert cp.returncode == 0, cp.stderr[-2000:]
     todo, seen = [r for r in md.requires("hotsync_events") or [] if "extra ==" not in r], set()

@@ -177,7 +177,9 @@ def rsyncd_values(db, root: str) -> dict:
     # deletion of a name whose directory is not in the list, the partial directory). So every link is stored
     # as rsync's munged form (/rsyncd-munged/<target>), which leads nowhere, and a promote writes them back
     # as the master had them (hotsync_events.sync.symlinks).
-    data = {**common, "munge symlinks": "yes"}
+    # what a push may not plant on a host where it runs as root: setuid and setgid bits of files (directories
+    # keep theirs: a shared folder's group), file capabilities (security.capability)
+    data = {**common, "munge symlinks": "yes", "incoming chmod": "Fug-s", "filter": "-x security.capability"}
     return {
         "root": rootp,
         "log": conf_value(f"{base}/var/log/hotsync/rsyncd.log", "log path"),

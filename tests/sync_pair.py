@@ -21,7 +21,7 @@ from hotsync_events.sync.symlinks import MUNGED
 BIN = Path(sys.executable).parent
 PASSWORD = "Check-pass-1"
 #: what rsync's daemon passes the pre-xfer hook for a HotSync master's full push (RSYNC_ARGn, rsync 3.5)
-MASTER_ARGS = ["rsyncd", "--server", "-lHogDtpAXrRe.LsfxCIvu", "--log-format=%i", "--no-msgs2stderr", "--timeout=20",
+MASTER_ARGS = ["rsyncd", "--server", "-lHogtpAXrRe.LsfxCIvu", "--log-format=%i", "--no-msgs2stderr", "--timeout=20",
                "--max-delete=-1", "--delete", "--stats", "-@-1", "--partial-dir", ".hotsync-partial", "--delay-updates",
                "--numeric-ids", ".", "/"]
 SERVER_ENV = {f"RSYNC_ARG{i}": a for i, a in enumerate(MASTER_ARGS)}

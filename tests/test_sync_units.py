@@ -45,7 +45,7 @@ def test_push_args_keep_the_password_off_the_command_line_and_end_options():
     args = push_args(sources=["/r/./srv"], exclude_file="/x", password_file="/p", timeout=30, bwlimit=100,
                      max_delete=7, dry_run=True)
     assert "--password-file=/p" in args and not any("Check" in a for a in args)
-    for opt in ("-aHAX", "--numeric-ids", "--delete", "--delay-updates", "--timeout=30", "--max-delete=7",
+    for opt in ("-rlptgoHAX", "--numeric-ids", "--delete", "--delay-updates", "--timeout=30", "--max-delete=7",
                 "--bwlimit=100", "--dry-run", "--relative"):
         assert opt in args
     assert args[args.index("--") + 1:] == ["/r/./srv", "rsync://hotsyncuser@hotsync-slave/hotsync/"]
@@ -53,16 +53,16 @@ def test_push_args_keep_the_password_off_the_command_line_and_end_options():
 
 #: what rsync 3.5's daemon passed the pre-xfer hook for each session a HotSync master makes (captured)
 OURS = {
-    "full push": "-lHogDtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete --stats "
+    "full push": "-lHogtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete --stats "
                  "-@-1 --partial-dir .hotsync-partial --delay-updates --numeric-ids",
-    "its dry run, --full": "-nlHogDtpAXrcRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --delete --stats -@-1 "
+    "its dry run, --full": "-nlHogtpAXrcRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --delete --stats -@-1 "
                            "--partial-dir .hotsync-partial --delay-updates --numeric-ids",
-    "keeping aside": "-blHogDtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --bwlimit=500 --backup-dir "
+    "keeping aside": "-blHogtpAXrRe.LsfxCIvu --log-format=%i --no-msgs2stderr --timeout=20 --bwlimit=500 --backup-dir "
                      "/var/lib/hotsync/kept/2026-12-05-121500 --max-delete=3 --delete --stats -@-1 --partial-dir "
                      ".hotsync-partial --delay-updates --numeric-ids",
-    "real-time": "-ldHogDtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete "
+    "real-time": "-ldHogtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --max-delete=-1 --delete "
                  "--force --stats --delete-missing-args -@-1 --partial-dir .hotsync-partial --numeric-ids",
-    "real-time dry run": "-nldHogDtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --delete --force "
+    "real-time dry run": "-nldHogtpAXRe.LsfxCIvu --no-r --log-format=%i --no-msgs2stderr --timeout=20 --delete --force "
                          "--stats --delete-missing-args -@-1 --partial-dir .hotsync-partial --numeric-ids",
 }
 
@@ -79,7 +79,7 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
     peer = _server("-ltpre.LsfxCIvu --no-msgs2stderr --timeout=20 --delete")
     assert session_problem("hotsync-peer", peer) is None
     assert session_problem("hotsync-pair", [*peer[:-1], "/master.crt"]) is None
-    assert session_problem("hotsync", _server("-logDtprRe.LsfxCIvu --no-msgs2stderr")) is None   # bench's rsync -a
+    assert session_problem("hotsync", _server("-logtprRe.LsfxCIvu --no-msgs2stderr")) is None   # bench's rsync -a --no-D
     full = OURS["full push"]
     refused = {
         "incremental recursion": _server(full.replace("e.Lsfx", "e.iLsfx")),
@@ -108,7 +108,8 @@ def test_the_slave_takes_only_the_arguments_a_master_sends():
         "an option unknown": _server(full + " --temp-dir=/etc"),
         "a value not numeric": _server(full.replace("--timeout=20", "--timeout=20x")),
         "pair elsewhere": ["rsyncd", "--server", "-ltpre.LsfxCIvu", ".", "etc/cron.d/x"],
-        "not a client": ["sh", "--server", "-lHogDtpAXrRe.LsfxCIvu", ".", "/"],
+        "not a client": ["sh", "--server", "-lHogtpAXrRe.LsfxCIvu", ".", "/"],
+        "devices and specials (-D)": _server(full.replace("-lHog", "-lHogD")),
     }
     for what, args in refused.items():
         module = "hotsync-peer" if what.startswith("peer") else "hotsync-pair" if what.startswith("pair") else "hotsync"

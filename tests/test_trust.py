@@ -57,7 +57,7 @@ def as_nobody(*argv: str, input: str | None = None) -> subprocess.CompletedProce
 
 def rsync_as_master(pair: Pair, *args: str, module: str = "hotsync", early: str | None = "sync",
                     epoch: int = 0, dest: str = "", inc_recursive: bool = False,
-                    base: tuple[str, ...] = ("-a", "--relative")) -> subprocess.CompletedProcess:
+                    base: tuple[str, ...] = ("-a", "--no-D", "--relative")) -> subprocess.CompletedProcess:
     """A plain rsync client holding the password and the master's own TLS client (certificate and key):
     what a thief of both, or a tool of the sysadmin's own, would run. It knows the slave refuses incremental
     recursion (``--no-inc-recursive``, as a HotSync master sends) unless *inc_recursive*."""
@@ -140,7 +140,7 @@ def test_a_link_a_push_stored_leads_nowhere(pair):
     (M / "cron.d").mkdir()
     (M / "cron.d/evil").write_text(f"* * * * * root touch {CANARY}\n")
     before = slave_state(pair)
-    full = ("-aHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
+    full = ("-rlptgoHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
             "--modify-window=-1")
     cp = rsync_as_master(pair, f"{M}/./srv/data/link", f"{M}/./srv/data/hl", base=full)
     assert cp.returncode == 0, cp.stderr                 # links are data: they land, munged
@@ -153,7 +153,7 @@ def test_a_link_a_push_stored_leads_nowhere(pair):
     empty.mkdir()
     assert (S / "var/lib/hotsync/db/configuration").exists()
     cp = rsync_as_master(pair, f"{empty}/./srv/data/hl/db/configuration", "--delete-missing-args", "--force",
-                         base=("-lHogDtpAX", "-d", "--relative", "--numeric-ids", "--delete"))
+                         base=("-lHogtpAX", "-d", "--relative", "--numeric-ids", "--delete"))
     assert (S / "var/lib/hotsync/db/configuration").exists(), cp.stdout + cp.stderr
     # 3. a link in place of the partial directory, and a file that would wait there
     p3 = M / "p3/srv/data"
@@ -332,6 +332,35 @@ def test_a_session_is_the_kind_its_options_say(pair):
     cp = rsync_as_master(pair, "-n", "--delete", f"{M}/./srv/data/", early="sync")
     assert cp.returncode != 0 and "says it is a sync" in cp.stderr, cp.stderr
     assert pair.status(pair.slave).get("last_received") == before
+
+
+def test_no_setuid_file_file_capability_or_device_node_is_planted(pair):
+    """The slave's data module runs as root: a setuid-root program, a file capability or a device node a push
+    planted would let any local user become root, or read the disk. The master does not send device nodes
+    nor special files (no -D) and the slave refuses a push that asks for them; files arrive without setuid and
+    setgid bits and without security.capability; a shared folder keeps its setgid bit."""
+    M = pair.master
+    d = M / "srv/data/planted"
+    d.mkdir()
+    (d / "rootshell").write_bytes(Path("/bin/true").read_bytes())
+    os.chmod(d / "rootshell", 0o6755)
+    (d / "capped").write_bytes(Path("/bin/true").read_bytes())
+    os.chmod(d / "capped", 0o755)
+    subprocess.run(["setcap", "cap_setuid=ep", str(d / "capped")], check=True)
+    os.mknod(d / "mem", 0o644 | stat.S_IFCHR, os.makedev(1, 1))
+    os.mkfifo(d / "fifo")
+    (d / "shared").mkdir()
+    os.chmod(d / "shared", 0o2775)
+    cp = pair.sync()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    S = pair.slave / "srv/data/planted"
+    assert stat.S_IMODE(os.stat(S / "rootshell").st_mode) == 0o755
+    assert subprocess.run(["getcap", str(S / "capped")], capture_output=True, text=True).stdout.strip() == ""
+    assert not os.path.lexists(S / "mem") and not os.path.lexists(S / "fifo")
+    assert stat.S_IMODE(os.stat(S / "shared").st_mode) == 0o2775
+    cp = rsync_as_master(pair, f"{M}/./srv/data/planted/mem", base=("-a", "--relative"))   # asks for -D
+    assert cp.returncode != 0 and "never sends" in cp.stderr, cp.stderr
+    assert not os.path.lexists(S / "mem")
 
 
 def test_the_master_never_sends_a_refused_area_and_says_which_line(pair):
@@ -581,6 +610,16 @@ def test_a_wrong_epoch_is_corrected_by_a_person(pair):
     assert pair.status(pair.slave)["epoch"] == 0
     assert json.loads((pair.slave / "var/lib/hotsync/sync/status.json").read_text())["epoch_set"]["from"] == 7
     assert pair.sync().returncode == 0
+
+
+def test_an_epoch_far_above_the_slaves_is_refused_not_recorded(pair):
+    """A push claiming epoch 999999999999999999 made the slave's next promote pick one the epoch parser
+    refuses, so every push of the new master was refused. An epoch grows by one at each promote: far above
+    the slave's own is refused, and not recorded."""
+    cp = rsync_as_master(pair, f"{pair.master}/./srv/data/", epoch=999999999999999999)
+    assert cp.returncode != 0 and "far above this host's" in cp.stderr, cp.stderr
+    kept = json.loads((pair.slave / "var/lib/hotsync/sync/status.json").read_text())
+    assert int(kept.get("master_epoch") or 0) < 1000, kept.get("master_epoch")
 
 
 # ------------------------------------------------------------------------------------------- finding 5

@@ -62,8 +62,9 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
               module: str = MODULE, backup_dir: str | None = None) -> list[str]:
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
     is the session's early-input file (:func:`early_input`)."""
-    # the slave takes only these options (hotsync_events.sync.xferargs), --no-inc-recursive included
-    args = [rsync, "-aHAX", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
+    # the slave takes only these options (hotsync_events.sync.xferargs), --no-inc-recursive included; -a
+    # without -D: the slave takes no device node nor special file (they are the packages' to make)
+    args = [rsync, "-rlptgoHAX", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",

@@ -31,6 +31,8 @@ __all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer",
 #: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
 #: of a list of paths, the peer copy, the delivery of the master's certificate
 KINDS = ("sync", "dry", "realtime", "peer", "pair")
+#: how far above the slave's own epoch a push's may be (an epoch grows by one at each promote)
+EPOCH_JUMP = 1000
 MODULES = {"hotsync": ("sync", "dry", "realtime"), "hotsync-peer": ("peer",), "hotsync-pair": ("pair",)}
 
 
@@ -168,6 +170,11 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     elif problem is None and early["epoch"] < mine:
         problem = (f"STALE master: the push carries pair epoch {early['epoch']}, this host knows epoch {mine} "
                    "(a slave was promoted since); the pushing host must be re-paired")
+    elif problem is None and early["epoch"] > mine + EPOCH_JUMP:
+        # an epoch grows by one at each promote; this host's next promote picks one above the master's
+        problem = (f"the push carries pair epoch {early['epoch']}, far above this host's {mine} (an epoch grows "
+                   f"by one at each promote): if it is right, run hotsync epoch set {early['epoch']} --why \"...\" on this "
+                   "host")
     elif problem is None and kind not in MODULES[module]:
         problem = f"a {kind or 'nameless'} session cannot use module {module}"
     addr = env.get("RSYNC_HOST_ADDR", "")

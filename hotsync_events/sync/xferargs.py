@@ -1,7 +1,7 @@
 """What a session may ask of the slave's rsync daemon: the argument lists a HotSync master sends, and nothing else.
 
 rsync's daemon passes the pre-xfer hook the client's server-side arguments (``RSYNC_ARG0`` .. ``RSYNC_ARGn``:
-``rsyncd --server -lHogDtpAXrRe.LsfxCIvu --timeout=20 ... . /``). The module's filter judges each name a
+``rsyncd --server -lHogtpAXrRe.LsfxCIvu --timeout=20 ... . /``). The module's filter judges each name a
 push sends, but several options reach the file system by other ways, and a client holding the master's key
 and password chooses them (found by a reviewer's attacks, each a test in ``tests/test_trust.py``):
 
@@ -28,9 +28,9 @@ import re
 __all__ = ["asks_incremental_recursion", "client_args", "session_problem"]
 
 #: the short options a HotSync master's rsync sends each module (before the ``e.`` of the capabilities):
-#: -a's l o g D t p r, H A X, R (--relative), d (a list push; with r when its new directories go whole),
-#: n (--dry-run), c (--checksum), b (--backup)
-SHORT = {"hotsync": frozenset("lHogDtpAXrRdncb"), "hotsync-peer": frozenset("ltpr"),
+#: -a's l o g t p r (not D: no device node nor special file is taken), H A X, R (--relative), d (a list push;
+#: with r when its new directories go whole), n (--dry-run), c (--checksum), b (--backup)
+SHORT = {"hotsync": frozenset("lHogtpAXrRdncb"), "hotsync-peer": frozenset("ltpr"),
          "hotsync-pair": frozenset("ltpr")}
 #: the long options that stand alone, and those whose value comes in the same argument (checked whole)
 FLAGS = frozenset({"--no-msgs2stderr", "--delete", "--stats", "--delay-updates", "--numeric-ids", "--no-r", "--force",

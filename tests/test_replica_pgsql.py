@@ -183,6 +183,23 @@ def test_a_replica_whose_master_is_still_connected_is_not_promoted_without_force
     assert eng(r).status(pair.rlink()).state == "streaming" and pair.converged()
 
 
+def test_a_reseed_that_fails_after_a_failed_rewind_leaves_the_cluster_stopped(pair):
+    """A re-pair whose pg_rewind failed part-way re-seeds; when that fails too, the half-rewound cluster must
+    never run (it would be a writable primary on a torn data directory): the seed leaves it stopped.
+    Elsewhere a failed seed starts the previous cluster again."""
+    from hotsync_events.dbkit import replica_pgsql_failover as failover
+
+    pair.streaming()
+    r = pair.replica
+    nowhere = dataclasses.replace(pair.rlink(), port=1)           # nothing listens: the seed fails
+    with pytest.raises(ReplicationError):
+        failover.seed(eng(r), nowhere, log=lambda s: None, restart_previous=False)
+    assert not eng(r)._is_running()
+    with pytest.raises(ReplicationError):
+        failover.seed(eng(r), nowhere, log=lambda s: None)
+    assert eng(r)._is_running()
+
+
 def test_kill9_under_load_then_promote(pair):
     pair.streaming()
     m, r = pair.master, pair.replica

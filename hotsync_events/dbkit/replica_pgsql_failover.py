@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 
 def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, log=print,
-         keep_previous: str | None = None) -> Position:
-    """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it."""
+         keep_previous: str | None = None, restart_previous: bool = True) -> Position:
+    """Copy the running master with ``pg_basebackup`` through a fresh slot and follow it. When it fails the
+    previous cluster is started again, unless not *restart_previous* (a cluster ``pg_rewind`` left half
+    rewound must never run: it stays stopped)."""
     places = SeedSwap.of(repl.root.join(repl.server.datadir))
     if places.interrupted():                # a seed cut short mid-swap: the server must not run on half of it
         repl._control().stop(log=log)
@@ -64,7 +66,7 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
     except Exception:
         if not (datadir / "PG_VERSION").is_file() and places.aside.is_dir():
             places.recover(server=repl.label, log=log)
-        if not repl._is_running():
+        if restart_previous and not repl._is_running():
             try:
                 ctl.start(log=log)
             except Exception as exc:
@@ -78,6 +80,9 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
     log(f"{repl.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")
     return pos
 
+
+#: :func:`seed`, by a name :func:`repair`'s *seed* argument does not hide
+_seed_fresh = seed
 
 def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
             log=print) -> Promoted:
@@ -250,7 +255,15 @@ def repair(repl: PostgresReplication, link: Link, save_dir: Path, takeover: Posi
         method = "seed"
     if method == "seed":
         repl._restore_own_config(datadir, kept)
-        repl.seed(link, log=log)
+        try:
+            _seed_fresh(repl, link, log=log, restart_previous=False)
+        except Exception as exc:
+            where = f"; what it committed after the takeover was saved in {saved}" if saved is not None else ""
+            raise ReplicationError(
+                f"{repl.label}: pg_rewind failed and the re-seed from {link.master_host}:{link.port} failed too "
+                f"({exc}). Its data directory may be half rewound: it is left STOPPED and must not be started"
+                f"{where}. Once the new master can be reached, re-seed it: hotsync replicas setup --seed"
+            ) from None
     else:
         repl._restore_own_config(datadir, kept)
         repl._standby_signal(datadir)

@@ -28,7 +28,7 @@ RENDERED = {
 RSYNCD_KEYS = {"reverse lookup", "log file", "lock file", "comment", "path", "use chroot", "munge symlinks",
                "insecure links", "numeric ids", "read only", "write only", "list", "uid", "gid", "auth users",
                "secrets file", "strict modes", "auth digest", "hosts allow", "hosts deny", "max connections",
-               "timeout", "refuse options", "exclude from", "filter", "pre-xfer exec", "post-xfer exec",
+               "timeout", "refuse options", "exclude from", "filter", "incoming chmod", "pre-xfer exec", "post-xfer exec",
                "early exec"}
 STUNNEL_KEYS = {"foreground", "pid", "syslog", "debug", "output", "client", "connect", "verifyPeer", "CAfile",
                 "CApath", "requireCert", "sslVersionMin", "socket", "TIMEOUTconnect", "TIMEOUTidle", "TIMEOUTbusy",

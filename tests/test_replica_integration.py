@@ -487,3 +487,16 @@ def test_a_lasting_error_of_the_check_is_mailed_once_an_hour_not_every_5_minutes
     check()                                                     # it works again: the error is over
     failing[0] = True
     assert "No space left on device" in check()
+
+
+def test_what_the_other_host_named_reaches_the_terminal_as_escapes(root, fake, capsys):
+    """A file name the master sent (a peer copy refused for it) holding a terminal's escape sequence is shown,
+    not obeyed: `hotsync status` writes control characters as \\xNN."""
+    from hotsync_events.sync.status import update_status
+
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    update_status(root, lambda d: d.update(peer_refused={"time": 1.0, "problems": [
+        "evil\x1b]2;owned\x07\x1b[2J is not a database file"]}))
+    out = _status(root, capsys)
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b]2;owned\\x07\\x1b[2J is not a database file" in out

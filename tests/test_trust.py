@@ -622,6 +622,23 @@ def test_an_epoch_far_above_the_slaves_is_refused_not_recorded(pair):
     assert int(kept.get("master_epoch") or 0) < 1000, kept.get("master_epoch")
 
 
+def test_the_kept_files_are_neither_named_by_a_manifest_nor_grown_without_bound(pair):
+    """A manifest naming the kept area let a push delete or rename what a re-pair kept aside; a master that
+    keeps aside at every push would fill /var. The first is refused, the second bounded."""
+    from hotsync_events.sync.policy import accept_filter, manifest_problems
+
+    assert manifest_problems(["/var/lib/hotsync/kept"]) and manifest_problems(["/var/lib/hotsync/kept/2026/x"])
+    assert "+ /var/lib/hotsync/kept/***" not in accept_filter(["/var/lib/hotsync/kept", "/srv/data"])
+    kept = pair.slave / "var/lib/hotsync/kept"
+    for i in range(20):
+        (kept / f"2026-12-05-{i:06d}").mkdir(parents=True, exist_ok=True)
+    (pair.master / "srv/data/k").write_text("k\n")
+    cp = rsync_as_master(pair, "--backup", "--backup-dir=/var/lib/hotsync/kept/2026-12-05-999999",
+                         f"{pair.master}/./srv/data/k")
+    assert cp.returncode != 0 and "already keeps 20 or more folders" in cp.stderr, cp.stderr
+    assert not (kept / "2026-12-05-999999").exists() and not (pair.slave / "srv/data/k").exists()
+
+
 # ------------------------------------------------------------------------------------------- finding 5
 def test_a_push_without_an_epoch_is_refused(pair):
     """A push that sends no pair epoch (a stale master's plain rsync) lands nothing, whatever it holds."""

@@ -139,7 +139,15 @@ def manifest_problems(paths: Iterable[str]) -> list[str]:
         area = refusal_of(path)
         if area is not None:
             problems.append(f"{path} is inside {area.path}, which a push never writes ({area.why})")
+        elif _in_directories_only(path):
+            problems.append(f"{path} is in this slave's kept files: a push keeps files there itself "
+                            "(--backup-dir), a manifest never names them")
     return problems
+
+
+def _in_directories_only(path: str) -> bool:
+    p = norm_path(path)
+    return any(p == a.rstrip("/") or p.startswith(a) for a in DIRECTORIES_ONLY)
 
 
 def sender_rules(includes: Iterable[str] | None = None) -> list[str]:
@@ -184,7 +192,7 @@ def accept_filter(manifest: Iterable[str]) -> str:
     tops: list[str] = []
     parents: set[str] = {"/var/", "/var/lib/", "/var/lib/hotsync/"}
     for path in sorted({norm_path(p) for p in manifest if isinstance(p, str) and p.startswith("/")}):
-        if path == "/" or refusal_of(path) is not None:
+        if path == "/" or refusal_of(path) is not None or _in_directories_only(path):
             continue
         tops.append(path)
         parts = path.strip("/").split("/")

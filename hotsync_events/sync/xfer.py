@@ -112,6 +112,18 @@ def _max_delete_of(env) -> int | None:
     return None
 
 
+#: how many folders of kept files a slave holds before it refuses a push that keeps more
+KEPT_MAX = 20
+
+
+def _kept_count(root) -> int:
+    """The folders under the kept area (each a push's keeping aside)."""
+    try:
+        with os.scandir(root.join(KEPT)) as it:
+            return sum(1 for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return 0
+
 def _kept_dir(where: str | None) -> bool:
     """Whether a ``--backup-dir`` is a folder of its own right under /var/lib/hotsync/kept/."""
     return bool(where) and kept_dir(str(where))
@@ -198,6 +210,10 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     if problem is None and backups and any(os.path.islink(root.join(p)) for p in (KEPT, str(backup_dir))):
         # rsync makes the backup folder through a link (the slave's filter keeps a push from sending one)
         problem = f"{backup_dir} on this slave is a symbolic link: a push keeps nothing through it"
+    if problem is None and backups and _kept_count(root) >= KEPT_MAX:
+        # a master that asks to keep aside at every push would fill this host's /var
+        problem = (f"this slave already keeps {KEPT_MAX} or more folders of what pushes replaced in {KEPT}: look at "
+                   "them (hotsync status), remove those you do not need, then push again")
     if problem is None and st.get("keep_aside") and kind in ("sync", "realtime") and not backups:
         problem = ("this slave was re-paired: its first push from the new master must keep aside what it replaces "
                    f"or deletes (in {KEPT}); a person's `hotsync sync` on the master does")

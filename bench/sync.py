@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         # the slave takes pushes into its module's root only (docs/security.md): both name the path from there
         plain = ["rsync", "-a", "--no-D", "--relative", *client, f"{pair.master}/./srv/bench", "hotsyncuser@x::hotsync/"]
         # the same rsync options hotsync uses, without hotsync around them: what the options cost apart
-        flags = ["rsync", "-rlptgoHAX", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
+        flags = ["rsync", "-aHAX", "--no-D", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
                  "--modify-window=-1", "--relative", *client, f"{pair.master}/./srv/bench", "hotsyncuser@x::hotsync/"]
         # the floor, for information: plain rsync -a to a plain daemon on loopback, no TLS, no slave hooks
         bare = PlainDaemon(base, base / "bare")
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
             out["cases"][case] = {"plain": mb, "flags": mf, "hotsync": mo, "bare": mn, "resident": mr,
                                   "all": [b, f, o, n, r]}
         print("vs plain = hotsync sync / plain rsync -a through the same TLS pair and daemon (target <= 1.5x); "
-              "vs flags = hotsync sync / rsync with hotsync's own options (-rlptgoHAX --numeric-ids --delete "
+              "vs flags = hotsync sync / rsync with hotsync's own options (-aHAX --no-D --numeric-ids --delete "
               "--delay-updates ..., target <= 1.3x); resident = the same full sync run by a process that "
               "stays (as the notifier and hotsync daemon run it: no Python start, no imports); no TLS -a "
               "= plain rsync -a to a plain daemon (the floor, for information)")

@@ -45,7 +45,7 @@ def test_push_args_keep_the_password_off_the_command_line_and_end_options():
     args = push_args(sources=["/r/./srv"], exclude_file="/x", password_file="/p", timeout=30, bwlimit=100,
                      max_delete=7, dry_run=True)
     assert "--password-file=/p" in args and not any("Check" in a for a in args)
-    for opt in ("-rlptgoHAX", "--numeric-ids", "--delete", "--delay-updates", "--timeout=30", "--max-delete=7",
+    for opt in ("-aHAX", "--no-D", "--numeric-ids", "--delete", "--delay-updates", "--timeout=30", "--max-delete=7",
                 "--bwlimit=100", "--dry-run", "--relative"):
         assert opt in args
     assert args[args.index("--") + 1:] == ["/r/./srv", "rsync://hotsyncuser@hotsync-slave/hotsync/"]
@@ -507,3 +507,30 @@ def test_files_a_peer_sent_are_read_without_following_links_waiting_on_fifos_or_
     (incoming / "master.crt").symlink_to(fifo)
     assert tls.candidate_fingerprint(root) is None
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.skipif(not shutil.which("rsync"), reason="needs rsync")
+def test_a_plain_list_push_sends_a_listed_directory_not_its_contents(tmp_path):
+    """rsync drops the recursion -a implies when it reads a list, and keeps an explicit -r: the push's
+    options must say -a (not -rlptgo), or every plain list push would walk a listed directory whole (a
+    directory whose mode changed, a realtime=False path nested in it, deletions below it)."""
+    from hotsync_events.realtime.pusher import list_push_args
+    from hotsync_events.sync.rsync import push_args
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d/sub").mkdir(parents=True)
+    (src / "d/sub/f").write_text("inside\n")
+    (dst / "d").mkdir(parents=True)
+    (tmp_path / "list").write_bytes(b"d\0")
+    a = push_args(sources=[f"{src}/"], exclude_file=str(tmp_path / "none"), password_file="/p", timeout=30)
+    (tmp_path / "none").write_text("")
+    for recursive, walked in ((False, False), (True, True)):
+        argv = list_push_args(a, recursive=recursive)
+        i = argv.index("--")
+        opts = [o for o in argv[1:i] if not o.startswith(("--password-file", "--out-format", "--msgs2stderr",
+                                                                "--stderr", "--info", "--early-input"))]
+        shutil.rmtree(dst / "d")
+        cp = subprocess.run(["rsync", *opts, f"--files-from={tmp_path / 'list'}", f"{src}/", f"{dst}/"],
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stderr
+        assert (dst / "d").is_dir() and (dst / "d/sub/f").exists() is walked, (recursive, opts)

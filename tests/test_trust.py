@@ -140,7 +140,7 @@ def test_a_link_a_push_stored_leads_nowhere(pair):
     (M / "cron.d").mkdir()
     (M / "cron.d/evil").write_text(f"* * * * * root touch {CANARY}\n")
     before = slave_state(pair)
-    full = ("-rlptgoHAX", "--relative", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
+    full = ("-aHAX", "--no-D", "--relative", "--numeric-ids", "--delete", "--delay-updates", "--partial-dir=.hotsync-partial",
             "--modify-window=-1")
     cp = rsync_as_master(pair, f"{M}/./srv/data/link", f"{M}/./srv/data/hl", base=full)
     assert cp.returncode == 0, cp.stderr                 # links are data: they land, munged

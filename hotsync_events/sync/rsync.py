@@ -63,8 +63,9 @@ def push_args(*, sources: list[str], exclude_file: str, password_file: str, time
     """The argument list of a push of *sources* (``<root>/./path`` forms) to the slave's *module*; *early*
     is the session's early-input file (:func:`early_input`)."""
     # the slave takes only these options (hotsync_events.sync.xferargs), --no-inc-recursive included; -a
-    # without -D: the slave takes no device node nor special file (they are the packages' to make)
-    args = [rsync, "-rlptgoHAX", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
+    # without -D (--no-D): the slave takes no device node nor special file (they are the packages' to make).
+    # -a, not -rlptgo: with --files-from rsync drops the recursion -a implies, and keeps an explicit -r
+    args = [rsync, "-aHAX", "--no-D", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete", "--delay-updates",
             f"--partial-dir={PARTIAL_DIR}", f"--timeout={int(timeout)}", "--modify-window=-1",
             *(["--from0"] if from0 else []),      # before --exclude-from: rsync reads the file as it parses it
             f"--exclude-from={exclude_file}", f"--password-file={password_file}", "--stats",

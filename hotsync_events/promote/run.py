@@ -351,6 +351,7 @@ class Promote:
         from hotsync_events.sync.replicas import promote_replicas
 
         journal = self.j.setdefault("replicas", {})
+        journal.pop("*", None)               # an earlier run's registration error: this run looks again
         try:
             promote_replicas(self.root, db, self._pm(), journal, force=self.force, log=self.log, err=self.err,
                              save=self._save)

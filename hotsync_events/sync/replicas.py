@@ -244,21 +244,46 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
 PROMOTE_WAIT = 120.0
 
 
+def _was_replica(rep: Replica) -> bool:
+    """Whether the engine says its server is a replica now (False when it cannot tell)."""
+    try:
+        return rep.engine.status(rep.link).role == "replica"
+    except Exception:
+        return False
+
+
 def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bool, log, err, save) -> list[str]:
     failed = []
-    for plugin, rep in collect_replicas(pm, db, root):
+    # a plugin's hook errors of this run only (the manager keeps them for the process: an earlier look's
+    # error, since mended, must not fail this promote)
+    errors = getattr(pm, "hook_errors", None)
+    if isinstance(errors, list):
+        errors[:] = [e for e in errors if e[1] != "hotsync_replicas"]
+    replicas = collect_replicas(pm, db, root)
+    if not dry_run:
+        # failures of an earlier run that this run does not meet again (a plugin's hook since mended, a
+        # registration error, a replica no plugin declares any more): this run's collect says what is there
+        names = {rep.name for _plugin, rep in replicas}
+        gone = [n for n, e in journal.items() if e.get("status") != "success" and n not in names]
+        for name in gone:
+            del journal[name]
+        if gone:
+            save()
+    for plugin, rep in replicas:
         prev = journal.get(rep.name) or {}
         if not dry_run and prev.get("status") == "success":
             continue
         if not dry_run:      # before the engine acts: a run stopped in the middle is known by the next one
-            journal[rep.name] = {**prev, "status": "promoting", "engine": engine_name(rep), "attempted": True}
+            journal[rep.name] = {**{k: v for k, v in prev.items() if k != "setup_running"}, "status": "promoting",
+                                 "engine": engine_name(rep), "attempted": True,
+                                 "was_replica": bool(prev.get("was_replica")) or _was_replica(rep)}
             save()
         try:
             res = rep.engine.promote(timeout=rep.promote_timeout, dry_run=dry_run, force=force, log=log)
         except Exception as exc:  # reported and journaled
             err(f"database replica {rep.name} (plugin {plugin}): FAILED: {exc}")
             if not dry_run:
-                journal[rep.name] = {"status": f"failed: {exc}", "engine": engine_name(rep), "attempted": True}
+                journal[rep.name] = {**journal[rep.name], "status": f"failed: {exc}"}
                 save()
             failed.append(rep.name)
             continue
@@ -270,11 +295,13 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
                 f"{res.not_applied or 'nothing'}; would lose: {res.would_lose or 'nothing known'}"
                 + "".join(f"; {n}" for n in res.notes))
             continue
-        # "not a replica" after an earlier attempt: that attempt took it over (stopped before its record)
-        resumed = bool(prev.get("attempted")) and any("not a replica" in n for n in res.notes)
+        # "not a replica" now, a replica when an earlier attempt began: that attempt took it over (and stopped
+        # before its record); a server that never was one is not "resumed" (its backup is what it gets)
+        resumed = bool(prev.get("was_replica")) and any("not a replica" in n for n in res.notes)
         entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
-                                     "would_lose": res.would_lose, "attempted": True, "resumed": resumed}
+                                     "would_lose": res.would_lose, "attempted": True,
+                                     "was_replica": journal[rep.name].get("was_replica", False), "resumed": resumed}
         save()
         log(f"database replica {rep.name} (plugin {plugin}): promoted at {pos.get('value')}"
             + (f" (timeline {pos['timeline']})" if pos.get("timeline") is not None else "")

@@ -35,9 +35,10 @@ class FakeEngine:
         self.replica_connected = True
         self.promote_error: str | None = None
         self.not_replica = False
+        self.status_role = "replica"
 
     def status(self, link=None) -> ReplicaStatus:
-        return ReplicaStatus(server=self.label, role="replica", state="needs-seed" if self.needs_seed else
+        return ReplicaStatus(server=self.label, role=self.status_role, state="needs-seed" if self.needs_seed else
                              "error" if self.error else "streaming", connected=not self.error,
                              lag_seconds=self.lag, lag_bytes=4096, lag_transactions=3, last_error=self.error,
                              needs_seed=self.needs_seed)
@@ -313,23 +314,53 @@ def test_a_plugin_that_cannot_say_its_replicas_stops_the_promote(root, fake):
         Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
 
 
+def test_a_hook_error_of_an_earlier_run_or_look_does_not_stop_a_promote_for_good(root, fake):
+    """A plugin whose hook failed at one run (or at the assessment's look, in the same process) and works at
+    the next: the next run promotes, the earlier failure is not held against it."""
+    _engine, pm = fake
+    flaky = {"fail": True}
+
+    class Flaky:
+        @hookimpl
+        def hotsync_replicas(self, db, root):
+            if flaky["fail"]:
+                raise OSError("its configuration is unreadable")
+            return []
+    pm.register(Flaky(), name="flakydb")
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    with pytest.raises(Exception, match="flakydb"):
+        Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
+    assert "(flakydb)" in read_journal(root)["replicas"]
+    flaky["fail"] = False                          # mended; pm.hook_errors still holds the old error
+    Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
+    assert "(flakydb)" not in read_journal(root)["replicas"]
+    assert read_journal(root)["replicas"]["fakedb"]["status"] == "success"
+
+
 def test_a_promote_stopped_after_the_engine_took_over_is_resumed_as_taken_over(root, fake):
     """Killed after the engine promoted but before the journal said so: the next run finds the server "not a
     replica". The journal's mark of the attempt tells it took over (its backup is not loaded over it)."""
     engine, pm = fake
     _configure(root, "slave", MasterHost="192.0.2.1")
     p = Promote(root, {}, pm=pm, log=lambda m: None)
-    p.j["replicas"] = {"fakedb": {"status": "promoting", "engine": "fakedb", "attempted": True}}
+    p.j["replicas"] = {"fakedb": {"status": "promoting", "engine": "fakedb", "attempted": True, "was_replica": True}}
     p._save()
     engine.not_replica = True
     Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
     entry = read_journal(root)["replicas"]["fakedb"]
     assert entry["status"] == "success" and entry["resumed"] is True
     # a server that never was a replica (no earlier attempt) is not "resumed": its backup is what it gets
-    fresh = {}
+    fresh: dict = {}
     from hotsync_events.sync.replicas import promote_replicas
     promote_replicas(root, open_db("configuration", root), pm, fresh, log=lambda m: None)
     assert fresh["fakedb"]["resumed"] is False
+    # nor one whose earlier attempt failed before it acted, on a server that was no replica then (down,
+    # never seeded): "not a replica" now says nothing of a takeover
+    failed_before = {"fakedb": {"status": "failed: its server is down", "engine": "fakedb", "attempted": True,
+                                "was_replica": False}}
+    engine.status_role = "standalone"
+    promote_replicas(root, open_db("configuration", root), pm, failed_before, log=lambda m: None)
+    assert failed_before["fakedb"]["status"] == "success" and failed_before["fakedb"]["resumed"] is False
 
 
 def test_the_promoted_replica_is_prepared_as_the_master_of_the_old_master(root, fake):
@@ -497,6 +528,10 @@ def test_what_the_other_host_named_reaches_the_terminal_as_escapes(root, fake, c
     _configure(root, "slave", MasterHost="192.0.2.1")
     update_status(root, lambda d: d.update(peer_refused={"time": 1.0, "problems": [
         "evil\x1b]2;owned\x07\x1b[2J is not a database file"]}))
+    update_status(root, lambda d: d["peer_refused"]["problems"].append("del\x7f and c1\x9b too"))
     out = _status(root, capsys)
-    assert "\x1b" not in out and "\x07" not in out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
     assert "evil\\x1b]2;owned\\x07\\x1b[2J is not a database file" in out
+    # the JSON stays JSON (its own escapes): the Cockpit page reads it
+    data = json.loads(_status(root, capsys, as_json=True))
+    assert data["peer_refused"]["problems"][1] == "del\x7f and c1\x9b too"

@@ -123,10 +123,10 @@ def _machine_output(args, info: dict) -> int | None:
         _say(check_line(health, info["role"]))
         return int(health["code"])
     if args.prometheus:
-        _say(prometheus(info, health), end="")
+        print(prometheus(info, health), end="")     # for a scraper, in its own format
         return 0
     if args.json:
-        _say(json.dumps(info, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json.dumps(info, indent=2, sort_keys=True))      # every control character a JSON escape
         return 0
     return None
 

@@ -118,9 +118,14 @@ def check_line(h: dict, role: str) -> str:
     return f"HOTSYNC {h['state'].upper()} - {role or 'unconfigured'}: {words} | {perf}"
 
 
+def _lv(value: object) -> str:
+    """A label value in the exposition format: backslash, double quote and newline escaped."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def prometheus(info: dict, h: dict) -> str:
     """node-exporter's textfile-collector format (``--collector.textfile.directory``)."""
-    role = info.get("role") or "none"
+    role = _lv(info.get("role") or "none")
     p = h["perfdata"]
     ok = info.get("last_success") or {}
     lines = [
@@ -144,10 +149,10 @@ def prometheus(info: dict, h: dict) -> str:
     if replicas:
         lines += ["# HELP hotsync_replica_connected Whether each database replica streams (1) or not (0).",
                   "# TYPE hotsync_replica_connected gauge"]
-        lines += [f'hotsync_replica_connected{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+        lines += [f'hotsync_replica_connected{{name="{_lv(r["name"])}",engine="{_lv(r.get("engine") or "")}"}} '
                   f"{1 if r.get('connected') else 0}" for r in replicas]
         lines += ["# HELP hotsync_replica_lag_seconds How far each database replica is behind its master.",
                   "# TYPE hotsync_replica_lag_seconds gauge"]
-        lines += [f'hotsync_replica_lag_seconds{{name="{r["name"]}",engine="{r.get("engine") or ""}"}} '
+        lines += [f'hotsync_replica_lag_seconds{{name="{_lv(r["name"])}",engine="{_lv(r.get("engine") or "")}"}} '
                   f"{r['lag_seconds'] if r.get('lag_seconds') is not None else 'NaN'}" for r in replicas]
     return "\n".join(lines) + "\n"

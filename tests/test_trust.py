@@ -239,12 +239,18 @@ def test_a_password_holder_cannot_write_the_slaves_own_state(pair):
             "var/lib/hotsync/peer/configuration": "hotsync=configuration|role|slave\n",
             "usr/local/bin/evil": "#!/bin/sh\n",
             "srv/outside/x": "not in the manifest\n"}
+    own = {rel: (M / rel).read_bytes() for rel in evil if (M / rel).is_file()}     # the master's own state files
     for rel, text in evil.items():
         (M / rel).parent.mkdir(parents=True, exist_ok=True)
         (M / rel).write_text(text)
     os.chmod(M / "etc/hotsync/events/nethserver-hotsync-save/S99evil", 0o755)
     before = slave_state(pair)
     cp = rsync_as_master(pair, *[f"{M}/./{rel}" for rel in evil])
+    for rel in evil:        # the attack's files sat where the master keeps its own (its epoch): put them back
+        if rel in own:
+            (M / rel).write_bytes(own[rel])
+        elif rel.startswith("var/lib/hotsync/sync/"):
+            (M / rel).unlink()
     assert not any((pair.slave / rel).exists() and rel not in ("etc/rsyncd.secrets", "var/lib/hotsync/sync/epoch.json",
                                                               "var/lib/hotsync/peer/configuration")
                    for rel in evil), cp.stdout + cp.stderr

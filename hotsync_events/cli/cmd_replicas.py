@@ -128,16 +128,18 @@ ERROR_AGAIN = 3600.0
 def _new_error(root, said: str, now: float | None = None) -> bool:
     """Whether *said* is to be said (mailed by cron): a new error, or the same one an hour later; a lasting one
     must not mail every 5 minutes. When the record cannot be kept, always (better a mail too many)."""
+    import re
     import time
 
     from hotsync_events.sync.status import read_status, update_status
 
     now = time.time() if now is None else now
     try:
+        same = re.sub(r"[0-9]+", "#", said)          # the same error, whatever times or pids it names
         last = read_status(root).get("replica_check_error") or {}
-        if last.get("said") == said and now - float(last.get("at") or 0) < ERROR_AGAIN:
+        if last.get("same") == same and now - float(last.get("at") or 0) < ERROR_AGAIN:
             return False
-        update_status(root, lambda d: d.update(replica_check_error={"said": said, "at": now}))
+        update_status(root, lambda d: d.update(replica_check_error={"said": said, "same": same, "at": now}))
     except Exception:
         return True
     return True

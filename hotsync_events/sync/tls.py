@@ -285,9 +285,9 @@ def set_master_pin(root: Root, expected: str | None) -> str | None:
         else:
             trusted = fp
     if trusted is None and expected is not None:
-        candidate = incoming_dir(root) / "master.crt"
-        if candidate.is_file():
-            trusted = accept_master_cert(root, candidate.read_bytes(), expected)
+        data = read_small(incoming_dir(root) / "master.crt", MAX_CERT_BYTES)     # sent by whoever paired
+        if data is not None:
+            trusted = accept_master_cert(root, data, expected)
     return trusted
 
 
@@ -320,7 +320,7 @@ def accept_master_cert(root: Root, data: bytes, expected: str | None) -> str | N
 def candidate_fingerprint(root: Root) -> str | None:
     """The fingerprint of the last certificate a master presented to the pairing service (maybe untrusted)."""
     # sent by whoever reached the pairing service: no link followed, no FIFO waited on, nothing large read
-    data = read_small(incoming_dir(root) / "master.crt", 64 * 1024)
+    data = read_small(incoming_dir(root) / "master.crt", MAX_CERT_BYTES)
     try:
         return fingerprint(data.decode("ascii")) if data is not None else None
     except (ValueError, UnicodeDecodeError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -149,6 +150,27 @@ def test_a_replica_whose_master_is_still_connected_is_not_promoted_without_force
         r.engine().promote(timeout=5)
     assert "still connected" in r.engine().promote(dry_run=True).would_lose
     assert r.engine().status(pair.rlink()).state == "streaming" and pair.converged()
+
+
+def test_a_master_that_went_silent_with_its_connection_up_is_promoted_from(pair):
+    """A master whose host lost power leaves the replica's connection up until slave_net_timeout (60 s): the
+    replica hears no event and no heartbeat (one a second) for 3 s, so its master is gone, and the promote is
+    not refused as if it were alive. (Stopped here with SIGSTOP: its TCP connection stays up.)"""
+    import signal
+
+    pair.streaming(seed_path(pair.master))
+    m, r = pair.master, pair.replica
+    pids = m.pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert r.engine().status(pair.rlink()).connected          # the replica still thinks so
+        promoted = r.engine().promote(timeout=30)
+    finally:
+        m.kill9()                                                  # SIGKILL ends a stopped process too
+    assert r.sql("SELECT @@read_only") == [["0"]]                  # it took over
+    pair.takeover = promoted.position
+    pair.swap()
 
 
 def test_kill9_under_load_then_promote(pair):

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,15 +34,21 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
             said.append("finished a promote begun earlier: opened for writes, its role written as master")
         return Promoted(server=repl.label, dry_run=dry_run, position=Position(repl.engine, st.applied or ""),
                         notes=said)
-    for _ in range(15 if st.connected and not dry_run and not force else 0):
+    heard = _heard(repl) if st.connected and not dry_run and not force else None
+    for _ in range(15 if heard is not None else 0):
         time.sleep(0.2)             # a master killed a moment ago: its replica sees the connection end at once
         st = repl.status()
         if not st.connected:
             break
+    if st.connected and heard is not None and _heard(repl) == heard:
+        # connected, but 3 s without an event or a heartbeat (the master sends one every second): a master
+        # whose host lost power leaves the connection up until slave_net_timeout; it is gone
+        st = replace(st, connected=False)
     if st.connected and not dry_run and not force:
-        raise ReplicationError(f"{repl.label}: the master is still connected to this replica: it is alive, and "
-                               "a promote now would make two masters; stop the master's database server (or "
-                               "the master) first, or run hotsync-promote --force")
+        raise ReplicationError(f"{repl.label}: the master is still connected to this replica and still sends "
+                               "(events or heartbeats): it is alive, and a promote now would make two masters; "
+                               "stop the master's database server (or the master) first, or run "
+                               "hotsync-promote --force")
     would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                   if st.connected else
                   "whatever the master committed after its last event reached this replica"
@@ -102,6 +109,15 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
     return Promoted(server=repl.label, dry_run=False, position=Position(repl.engine, gtid), waited=waited,
                     caught_up=caught_up, lag_seconds=st.lag_seconds, would_lose=would_lose, notes=notes)
 
+
+
+def _heard(repl: MariaDBReplication) -> tuple:
+    """What the replica has heard from its master so far: its heartbeats and the position it received."""
+    with repl._cli() as cli:
+        rows = repl._dicts(cli, "SHOW ALL SLAVES STATUS", what="read the replica status")
+    r = rows[0] if rows else {}
+    return (r.get("Slave_received_heartbeats"), r.get("Gtid_IO_Pos"), r.get("Master_Log_File"),
+            r.get("Read_Master_Log_Pos"))
 
 def repair(repl: MariaDBReplication, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
            log=print) -> Repaired:

@@ -116,7 +116,9 @@ def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool =
         if streaming and not dry_run and not force:
             raise ReplicationError(f"{repl.label}: the master still streams to this replica: it is alive, and a "
                                    "promote now would make two masters; stop the master's database server (or "
-                                   "the master) first, or run hotsync-promote --force")
+                                   "the master) first, or run hotsync-promote --force. A master whose host lost "
+                                   "power is seen gone once wal_receiver_timeout (60 s by default) has passed: "
+                                   "run the promote again then")
         unreceived = lsn_at(latest_end) - lsn_at(received) if latest_end and received else 0
         would_lose = ("the master is still connected: promoting now splits the pair (stop the master first)"
                       if streaming else

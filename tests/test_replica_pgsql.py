@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dbservers import PG_BIN, new_root
+from hotsync_events.dbkit.kit import DatabaseError
 from hotsync_events.dbkit.replica import ReplicationError, ReplicationEngine, dated_folder
 from replservers import (ACCOUNTS, CLIENT_ADDRESS, START_BALANCE, BankLoad, PostgresNode, bank_total, fresh_pair,
                          ledger, module_pair, pg_wal_bytes, rogue_cert, wrong_password_file)
@@ -198,6 +199,17 @@ def test_a_reseed_that_fails_after_a_failed_rewind_leaves_the_cluster_stopped(pa
     with pytest.raises(ReplicationError):
         failover.seed(eng(r), nowhere, log=lambda s: None)
     assert eng(r)._is_running()
+    # the re-pair then makes it unstartable by anyone (a boot, a person): mode 000 and a note beside it; a
+    # re-seed replaces it
+    e = eng(r)
+    e._control().stop(log=lambda s: None)
+    datadir = e._datadir()
+    failover._never_start(datadir, "half rewound (test)")
+    with pytest.raises((ReplicationError, DatabaseError, OSError)):
+        dataclasses.replace(e, start_timeout=5.0)._control().start(log=lambda s: None)
+    assert not e._is_running() and failover._half_rewound_note(datadir).is_file()
+    failover.seed(e, pair.rlink(), log=lambda s: None, restart_previous=False)
+    assert e.status(pair.rlink()).state == "streaming" and not failover._half_rewound_note(datadir).exists()
 
 
 def test_kill9_under_load_then_promote(pair):

@@ -680,3 +680,23 @@ def test_a_second_start_that_found_the_setup_running_does_not_make_the_first_loo
         assert replsetup.setup_running(root) is True
         assert _setup_died(rec, root) is None
     assert "ended without a word" in (_setup_died(rec, root) or "")
+
+
+def test_a_server_that_does_not_answer_is_reseeded_when_a_person_asks(pair):
+    """A replica server left stopped (a re-pair whose rewind and re-seed failed, made unstartable): its status
+    cannot be read. The setup reports that; `hotsync replicas setup --seed` seeds it anyway (the seed
+    replaces its data directory), which is what the re-pair's message tells the person to run."""
+    m, mdb, s, sdb = pair
+
+    class Silent(Engine):
+        def status(self, link=None):
+            if self.state == "streaming":
+                return super().status(link)
+            raise OSError("PostgreSQL does not answer: connection refused")
+    _run(m, mdb, Engine(), MLINK)
+    _ship(m, s)
+    r = Silent()
+    rec = _run(s, sdb, r, SLINK)
+    assert "does not answer" in rec["error"] and r.calls == []
+    rec = _run(s, open_db("configuration", s), r, SLINK, force_seed=True)
+    assert r.names() == ["seed"] and rec["state"] == "streaming" and not rec.get("error")

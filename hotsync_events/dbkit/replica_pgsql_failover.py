@@ -4,6 +4,7 @@ the switch, then pg_rewind) and the synchronous switch, for
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -59,6 +60,7 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         if base is not None:
             repl._write_hba(link.master_host, link, base=base)
         places.swap()
+        _half_rewound_note(datadir).unlink(missing_ok=True)     # the data directory it spoke of is gone
         repl._write_include(role="replica", link=link, current=cur)
         if repl.config_dir:
             repl._write_hba(link.master_host, link)
@@ -80,6 +82,18 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
     log(f"{repl.label}: seeded from {link.master_host}:{link.port}, {st.state} at {pos}")
     return pos
 
+
+
+def _half_rewound_note(datadir: Path) -> Path:
+    return datadir.parent / f"{datadir.name}.HALF-REWOUND.txt"
+
+
+def _never_start(datadir: Path, why: str) -> None:
+    """Make a cluster that must never run (``pg_rewind`` stopped half-way) unstartable by anyone: a boot, a
+    person's ``systemctl start``: its data directory mode 000 (the server's user cannot enter it; root's
+    re-seed replaces it), and a note beside it saying why."""
+    os.chmod(datadir, 0)
+    write_private(_half_rewound_note(datadir), why + "\n")
 
 #: :func:`seed`, by a name :func:`repair`'s *seed* argument does not hide
 _seed_fresh = seed
@@ -261,11 +275,12 @@ def repair(repl: PostgresReplication, link: Link, save_dir: Path, takeover: Posi
             _seed_fresh(repl, link, log=log, restart_previous=False)
         except Exception as exc:
             where = f"; what it committed after the takeover was saved in {saved}" if saved is not None else ""
-            raise ReplicationError(
-                f"{repl.label}: pg_rewind failed and the re-seed from {link.master_host}:{link.port} failed too "
-                f"({exc}). Its data directory may be half rewound: it is left STOPPED and must not be started"
-                f"{where}. Once the new master can be reached, re-seed it: hotsync replicas setup --seed"
-            ) from None
+            why = (f"{repl.label}: pg_rewind failed and the re-seed from {link.master_host}:{link.port} failed too "
+                   f"({exc}). Its data directory may be half rewound: it is left STOPPED and made unstartable "
+                   f"(mode 000){where}. Once the new master can be reached, re-seed it: hotsync replicas setup "
+                   "--seed")
+            _never_start(datadir, why)
+            raise ReplicationError(why) from None
     else:
         repl._restore_own_config(datadir, kept)
         repl._standby_signal(datadir)

@@ -260,15 +260,20 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
     if offer is not None and offer["master"] is not None:       # the master says where its server listens
         link = replace(link, master_host=offer["master"]["host"], port=offer["master"]["port"])
     ch = ensure_channel(root, link, engine_name(rep), "slave", log=log)
-    st = rep.engine.status(ch.link)
-    rec["state"] = st.state
+    try:
+        st = rep.engine.status(ch.link)
+    except Exception:
+        if not force_seed:
+            raise
+        st = None        # a server that does not answer (stopped, left half rewound): --seed replaces its data
+    rec["state"] = st.state if st is not None else "not answering"
     tried = {rec.get("seed_used"), rec.get("seed_tried")}       # an offer is tried once (a failed seed: not again)
     usable = offer is not None and (offer["seed_ready"] or not offer["file"]) \
         and (offer["id"] not in tried or force_seed)
-    not_replica = st.state in ("not-configured", "master")
+    not_replica = st is None or st.state in ("not-configured", "master")
     if not_replica and was_master and not force_seed and not (rec.get("seeded") or rec.get("repaired")):
         _repair(root, rep, ch, rec, offer if usable else None, log=log)
-    elif st.needs_seed or not_replica or force_seed:
+    elif st is None or st.needs_seed or not_replica or force_seed:
         if not usable or offer is None:
             rec["waiting"] = _why_no_offer(root, rep.name, offer, master_fp, rec, key=rep.key)
             return
@@ -277,7 +282,7 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
             rec["waiting"] = ("for the seed of the master's current offer: the file here is not the one it describes "
                               "(a push may be bringing it)")
             return
-        log(f"database replica {rep.name}: seeding {st.server} from the master"
+        log(f"database replica {rep.name}: seeding {st.server if st is not None else rep.name} from the master"
             + (f" ({SEED_DIR}/{seed.name})" if seed else ""))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         rec["seed_tried"] = offer["id"]

@@ -78,23 +78,22 @@ def setup_lock(root: Root, *, wait: float) -> Iterator[bool]:
 
 
 def setup_running(root: Root) -> bool | None:
-    """Whether a setup holds the setup lock of *root* now, creating nothing (a reader without rights to /run,
-    such as the Cockpit's read-only user, may ask); None when it cannot tell."""
+    """Whether a setup holds the setup lock of *root* now, creating nothing and taking no lock (a reader
+    without rights to /run, such as the Cockpit's read-only user, may ask; a probe that took the lock, even
+    shared, could make a setup starting at that moment believe another one runs): the kernel's list of
+    locks (/proc/locks) names the lock file's inode. None when it cannot tell."""
     try:
-        fd = os.open(root.run_dir / "replicas-setup.lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        st = os.stat(root.run_dir / "replicas-setup.lock", follow_symlinks=False)
     except FileNotFoundError:
         return False
     except OSError:
         return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            return any(ln.split()[1:2] == ["FLOCK"] and inode in ln.split() for ln in f)
     except OSError:
         return None
-    finally:
-        os.close(fd)
 
 
 def _record(root: Root, results: dict[str, dict], **extra) -> None:

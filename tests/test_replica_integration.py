@@ -71,6 +71,8 @@ class FakePlugin:
 
     @hookimpl
     def hotsync_replicas(self, db, root):
+        if getattr(self.engine, "hook_error", None):
+            raise OSError(self.engine.hook_error)
         yield Replica(name="fakedb", engine=self.engine, link=self.link, promote_timeout=7.0,
                       master_link=self.master_link)
 
@@ -335,6 +337,38 @@ def test_a_hook_error_of_an_earlier_run_or_look_does_not_stop_a_promote_for_good
     Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
     assert "(flakydb)" not in read_journal(root)["replicas"]
     assert read_journal(root)["replicas"]["fakedb"]["status"] == "success"
+
+
+def test_an_attempt_is_never_forgotten_because_its_plugin_failed_at_a_later_run(root, fake):
+    """A run began a replica's promote and was killed; at the next run its plugin cannot say its replicas:
+    the attempt's record stays (it may have taken the server over), so the run after that knows to keep the
+    server's data rather than restore the backup over it."""
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    p = Promote(root, {}, pm=pm, log=lambda m: None)
+    p.j["replicas"] = {"fakedb": {"status": "promoting", "engine": "fakedb", "attempted": True, "was_replica": True}}
+    p._save()
+    engine.hook_error = "its configuration is unreadable"
+    with pytest.raises(Exception, match="fakedb"):
+        Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
+    assert read_journal(root)["replicas"]["fakedb"]["was_replica"] is True
+    engine.hook_error, engine.not_replica, engine.status_role = None, True, "master"
+    Promote(root, {"resuming": True, "journal": read_journal(root)}, pm=pm, log=lambda m: None).do_databases()
+    assert read_journal(root)["replicas"]["fakedb"]["resumed"] is True
+
+
+def test_a_replica_whose_state_could_not_be_read_when_its_attempt_began_counts_as_taken_over(root, fake):
+    """Unknown then (its status failed: a slow look at the dead master) counts as a replica: a backup not
+    restored is kept and said; one restored over a server that took over destroys what the backup lacks."""
+    from hotsync_events.sync.replicas import promote_replicas
+
+    engine, pm = fake
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    journal = {"fakedb": {"status": "failed: timed out", "engine": "fakedb", "attempted": True,
+                          "was_replica": None}}
+    engine.not_replica, engine.status_role = True, "master"
+    promote_replicas(root, open_db("configuration", root), pm, journal, log=lambda m: None)
+    assert journal["fakedb"]["resumed"] is True
 
 
 def test_a_promote_stopped_after_the_engine_took_over_is_resumed_as_taken_over(root, fake):

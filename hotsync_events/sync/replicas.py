@@ -244,12 +244,17 @@ def promote_replicas(root: Root, db, pm, journal: dict, *, force: bool = False, 
 PROMOTE_WAIT = 120.0
 
 
-def _was_replica(rep: Replica) -> bool:
-    """Whether the engine says its server is a replica now (False when it cannot tell)."""
+def _was_replica(rep: Replica) -> bool | None:
+    """Whether the engine says its server is a replica now; None when it cannot tell."""
     try:
         return rep.engine.status(rep.link).role == "replica"
     except Exception:
-        return False
+        return None
+
+
+def _merged(before: bool | None, now: bool | None) -> bool | None:
+    """A replica at any attempt, else unknown at any, else not."""
+    return True if True in (before, now) else None if None in (before, now) else False
 
 
 def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bool, log, err, save) -> list[str]:
@@ -263,8 +268,11 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
     if not dry_run:
         # failures of an earlier run that this run does not meet again (a plugin's hook since mended, a
         # registration error, a replica no plugin declares any more): this run's collect says what is there
+        # only the failures a run derives anew (a plugin's hook error): a replica's own entry stays, whether its
+        # plugin answered this run or not (an attempt may have taken it over)
         names = {rep.name for _plugin, rep in replicas}
-        gone = [n for n, e in journal.items() if e.get("status") != "success" and n not in names]
+        gone = [n for n, e in journal.items() if e.get("status") != "success" and n not in names
+                and n.startswith("(") and not e.get("attempted")]
         for name in gone:
             del journal[name]
         if gone:
@@ -274,9 +282,10 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         if not dry_run and prev.get("status") == "success":
             continue
         if not dry_run:      # before the engine acts: a run stopped in the middle is known by the next one
+            before = prev.get("was_replica") if prev.get("attempted") else False
             journal[rep.name] = {**{k: v for k, v in prev.items() if k != "setup_running"}, "status": "promoting",
                                  "engine": engine_name(rep), "attempted": True,
-                                 "was_replica": bool(prev.get("was_replica")) or _was_replica(rep)}
+                                 "was_replica": _merged(before, _was_replica(rep))}
             save()
         try:
             res = rep.engine.promote(timeout=rep.promote_timeout, dry_run=dry_run, force=force, log=log)
@@ -297,7 +306,11 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
             continue
         # "not a replica" now, a replica when an earlier attempt began: that attempt took it over (and stopped
         # before its record); a server that never was one is not "resumed" (its backup is what it gets)
-        resumed = bool(prev.get("was_replica")) and any("not a replica" in n for n in res.notes)
+        # (unknown then counts as a replica: a backup restored over a server that took over destroys what the
+        # backup lacks; one not restored is kept, and said)
+        resumed = any("finished a promote begun earlier" in n for n in res.notes) or (
+            bool(prev.get("attempted")) and prev.get("was_replica") is not False
+            and any("not a replica" in n for n in res.notes))
         entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
                                      "would_lose": res.would_lose, "attempted": True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import json
+import stat
 import subprocess
 import tarfile
 import time
@@ -208,7 +209,10 @@ def test_a_reseed_that_fails_after_a_failed_rewind_leaves_the_cluster_stopped(pa
     with pytest.raises((ReplicationError, DatabaseError, OSError)):
         dataclasses.replace(e, start_timeout=5.0)._control().start(log=lambda s: None)
     assert not e._is_running() and failover._half_rewound_note(datadir).is_file()
-    failover.seed(e, pair.rlink(), log=lambda s: None, restart_previous=False)
+    with pytest.raises(ReplicationError):                          # a re-seed that fails: still unstartable
+        failover.seed(e, nowhere, log=lambda s: None)
+    assert not e._is_running() and stat.S_IMODE(datadir.stat().st_mode) == 0
+    failover.seed(e, pair.rlink(), log=lambda s: None)
     assert e.status(pair.rlink()).state == "streaming" and not failover._half_rewound_note(datadir).exists()
 
 

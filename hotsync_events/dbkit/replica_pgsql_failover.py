@@ -34,6 +34,11 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         repl._control().stop(log=log)
         places.recover(server=repl.label, log=log)
     datadir = repl._datadir()
+    note = _half_rewound_note(datadir)
+    half = note.read_text() if note.is_file() else None
+    if half is not None:      # a cluster left half rewound: replaced here, never started again if this fails
+        restart_previous = False
+        os.chmod(datadir, 0o700)            # (inside a mount point the seed is staged in it)
     repl._tls(link)
     repl._passfile(link)
     cur = repl._current_settings()
@@ -60,14 +65,16 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
         if base is not None:
             repl._write_hba(link.master_host, link, base=base)
         places.swap()
-        _half_rewound_note(datadir).unlink(missing_ok=True)     # the data directory it spoke of is gone
         repl._write_include(role="replica", link=link, current=cur)
         if repl.config_dir:
             repl._write_hba(link.master_host, link)
         start_or_put_back(ctl, places, server=repl.label, log=log, restart=False)
+        note.unlink(missing_ok=True)        # the seeded cluster runs: the data directory the note spoke of is gone
     except Exception:
         if not (datadir / "PG_VERSION").is_file() and places.aside.is_dir():
             places.recover(server=repl.label, log=log)
+        if half is not None and not repl._is_running():
+            _never_start(datadir, half.rstrip("\n"))       # the half-rewound cluster is back: unstartable again
         if restart_previous and not repl._is_running():
             try:
                 ctl.start(log=log)
@@ -279,7 +286,8 @@ def repair(repl: PostgresReplication, link: Link, save_dir: Path, takeover: Posi
                    f"({exc}). Its data directory may be half rewound: it is left STOPPED and made unstartable "
                    f"(mode 000){where}. Once the new master can be reached, re-seed it: hotsync replicas setup "
                    "--seed")
-            _never_start(datadir, why)
+            if not repl._is_running():      # (a seed that failed after its cluster started: that one is sound)
+                _never_start(datadir, why)
             raise ReplicationError(why) from None
     else:
         repl._restore_own_config(datadir, kept)

@@ -285,9 +285,12 @@ def set_master_pin(root: Root, expected: str | None) -> str | None:
         else:
             trusted = fp
     if trusted is None and expected is not None:
-        data = read_small(incoming_dir(root) / "master.crt", MAX_CERT_BYTES)     # sent by whoever paired
+        candidate = incoming_dir(root) / "master.crt"
+        data = read_small(candidate, MAX_CERT_BYTES)     # sent by whoever paired: no link, no FIFO, bounded
         if data is not None:
             trusted = accept_master_cert(root, data, expected)
+        elif candidate.is_file() and not candidate.is_symlink() and candidate.stat().st_size > MAX_CERT_BYTES:
+            raise TLSError(f"the certificate the master sent is {candidate.stat().st_size} bytes: too big to be one")
     return trusted
 
 

@@ -2,8 +2,9 @@
 
 A thin CLI over :mod:`hotsync_events.promote`. Exit codes: 0 promoted (or a dry run that would go on),
 1 refused (torn state, master alive; ``--force`` overrides), 2 cannot (not a slave, never synced, no
-terminal to ask on, declined, bad usage), 3 promoted but some steps failed (listed), 4 stopped at a
-critical step (fix it, run again: it resumes).
+terminal to ask on, declined, bad usage), 3 promoted but some steps failed (listed), 4 stopped before
+the role changed: a critical step, a replica that did not take over, an unexpected error (fix it, run
+again: it resumes).
 """
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def test_the_slave_refuses_a_rename_into_an_area_a_push_never_writes(pair):
         early, _nonce = early_input(run, "realtime", read_epoch(Root(str(pair.master))), enc)
         env = {**os.environ, "HOTSYNC_STUNNEL": shutil.which("stunnel4") or "stunnel",
                "HOTSYNC_STUNNEL_CONF": str(pair.master / "etc/stunnel/hotsync-client.conf")}
-        cp = subprocess.run(["rsync", "-a", "--no-inc-recursive", "-e",
+        cp = subprocess.run(["rsync", "-a", "--no-D", "--no-inc-recursive", "-e",
                              """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel""",
                              f"--password-file={run}/rsync.password", f"--early-input={early}", "--files-from=/dev/null",
                              "/", "hotsyncuser@x::hotsync/"], env=env, capture_output=True, text=True, timeout=60)

@@ -110,7 +110,6 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
                     caught_up=caught_up, lag_seconds=st.lag_seconds, would_lose=would_lose, notes=notes)
 
 
-
 def _heard(repl: MariaDBReplication) -> tuple:
     """What the replica has heard from its master so far: its heartbeats and the position it received."""
     with repl._cli() as cli:
@@ -118,6 +117,7 @@ def _heard(repl: MariaDBReplication) -> tuple:
     r = rows[0] if rows else {}
     return (r.get("Slave_received_heartbeats"), r.get("Gtid_IO_Pos"), r.get("Master_Log_File"),
             r.get("Read_Master_Log_Pos"))
+
 
 def repair(repl: MariaDBReplication, link: Link, save_dir: Path, takeover: Position, *, seed: Path | None = None,
            log=print) -> Repaired:

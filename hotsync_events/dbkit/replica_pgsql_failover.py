@@ -90,7 +90,6 @@ def seed(repl: PostgresReplication, link: Link, source: Path | None = None, *, l
     return pos
 
 
-
 def _half_rewound_note(datadir: Path) -> Path:
     return datadir.parent / f"{datadir.name}.HALF-REWOUND.txt"
 
@@ -102,8 +101,10 @@ def _never_start(datadir: Path, why: str) -> None:
     os.chmod(datadir, 0)
     write_private(_half_rewound_note(datadir), why + "\n")
 
+
 #: :func:`seed`, by a name :func:`repair`'s *seed* argument does not hide
 _seed_fresh = seed
+
 
 def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool = False, force: bool = False,
             log=print) -> Promoted:

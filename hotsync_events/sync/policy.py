@@ -112,10 +112,15 @@ def norm_path(path: str) -> str:
     return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
+def _at_or_under(path: str, areas: Iterable[str]) -> bool:
+    """Whether normalised *path* is one of the directories *areas* (each ending in ``/``) or inside one."""
+    return any(path == a.rstrip("/") or path.startswith(a) for a in areas)
+
+
 def refusal_of(path: str) -> Area | None:
     """The refused area host *path* is in, or None when a push may write it."""
     p = norm_path(path)
-    if any(p == a.rstrip("/") or p.startswith(a) for a in ALLOWED_STATE):
+    if _at_or_under(p, ALLOWED_STATE):
         return None
     return next((a for a in REFUSED if a.covers(p)), None)
 
@@ -146,8 +151,7 @@ def manifest_problems(paths: Iterable[str]) -> list[str]:
 
 
 def _in_directories_only(path: str) -> bool:
-    p = norm_path(path)
-    return any(p == a.rstrip("/") or p.startswith(a) for a in DIRECTORIES_ONLY)
+    return _at_or_under(norm_path(path), DIRECTORIES_ONLY)
 
 
 def sender_rules(includes: Iterable[str] | None = None) -> list[str]:

@@ -266,13 +266,9 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         errors[:] = [e for e in errors if e[1] != "hotsync_replicas"]
     replicas = collect_replicas(pm, db, root)
     if not dry_run:
-        # failures of an earlier run that this run does not meet again (a plugin's hook since mended, a
-        # registration error, a replica no plugin declares any more): this run's collect says what is there
-        # only the failures a run derives anew (a plugin's hook error): a replica's own entry stays, whether its
-        # plugin answered this run or not (an attempt may have taken it over)
-        names = {rep.name for _plugin, rep in replicas}
-        gone = [n for n, e in journal.items() if e.get("status") != "success" and n not in names
-                and n.startswith("(") and not e.get("attempted")]
+        # an earlier run's hook errors ("(plugin)" entries) are derived anew below from this run's; a replica's
+        # own entry stays, whether its plugin answered this run or not (an attempt may have taken it over)
+        gone = [n for n in journal if n.startswith("(")]
         for name in gone:
             del journal[name]
         if gone:

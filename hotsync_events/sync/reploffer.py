@@ -62,11 +62,6 @@ def seed_dir(root: Root, *, make: bool = False) -> Path | None:
     return None
 
 
-def _read_small(path: Path) -> bytes | None:
-    """A regular file's bytes (at most MAX_OFFER), never through a link, never blocking on a FIFO."""
-    return read_small(path, MAX_OFFER)
-
-
 def _regular(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
@@ -81,7 +76,7 @@ def read_offer(root: Root, name: str, *, master_fp: str | None) -> dict | None:
     if seed_dir(root) is None:
         return None
     seed, path = offer_paths(root, name)
-    raw = _read_small(path)
+    raw = read_small(path, MAX_OFFER)      # never through a link, never waiting on a FIFO
     try:
         data = json.loads(raw) if raw is not None else None
     except ValueError:
@@ -161,7 +156,7 @@ def clear_foreign(root: Root, own_fp: str, log) -> None:
     if d is None:
         return
     for offer in sorted(d.glob("*.json")):
-        raw = _read_small(offer)
+        raw = read_small(offer, MAX_OFFER)
         try:
             mine = raw is not None and json.loads(raw).get("from") == own_fp
         except (ValueError, AttributeError):

@@ -90,8 +90,8 @@ def setup_running(root: Root) -> bool | None:
         return None
     inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as f:
-            return any(ln.split()[1:2] == ["FLOCK"] and inode in ln.split() for ln in f)
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(w[1:2] == ["FLOCK"] and inode in w for w in map(str.split, locks))
     except OSError:
         return None
 
@@ -272,7 +272,7 @@ def _setup_one(root: Root, rep, rec: dict, master_fp: str | None, was_master: bo
     not_replica = st is None or st.state in ("not-configured", "master")
     if not_replica and was_master and not force_seed and not (rec.get("seeded") or rec.get("repaired")):
         _repair(root, rep, ch, rec, offer if usable else None, log=log)
-    elif st is None or st.needs_seed or not_replica or force_seed:
+    elif not_replica or force_seed or st.needs_seed:
         if not usable or offer is None:
             rec["waiting"] = _why_no_offer(root, rep.name, offer, master_fp, rec, key=rep.key)
             return

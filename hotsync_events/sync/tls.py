@@ -21,6 +21,7 @@ import base64
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from hotsync_events.fsutil import atomic_write, read_small
@@ -289,8 +290,13 @@ def set_master_pin(root: Root, expected: str | None) -> str | None:
         data = read_small(candidate, MAX_CERT_BYTES)     # sent by whoever paired: no link, no FIFO, bounded
         if data is not None:
             trusted = accept_master_cert(root, data, expected)
-        elif candidate.is_file() and not candidate.is_symlink() and candidate.stat().st_size > MAX_CERT_BYTES:
-            raise TLSError(f"the certificate the master sent is {candidate.stat().st_size} bytes: too big to be one")
+        else:
+            try:
+                st = os.lstat(candidate)
+            except OSError:
+                return trusted
+            if stat.S_ISREG(st.st_mode) and st.st_size > MAX_CERT_BYTES:
+                raise TLSError(f"the certificate the master sent is {st.st_size} bytes: too big to be one")
     return trusted
 
 

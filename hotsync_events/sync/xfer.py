@@ -124,6 +124,7 @@ def _kept_count(root) -> int:
     except OSError:
         return 0
 
+
 def _kept_dir(where: str | None) -> bool:
     """Whether a ``--backup-dir`` is a folder of its own right under /var/lib/hotsync/kept/."""
     return bool(where) and kept_dir(str(where))

@@ -52,7 +52,10 @@ sys.path.insert(0, str(HERE))
 
 from benchlib import (CpuHogs, PlainDaemon, cmd, loadavg, log_offset, machine_line, pct, precompile,  # noqa: E402
                       fs_line, received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
-from sync_pair import Pair  # noqa: E402  (benchlib put tests/ on the path)
+from sync_pair import PASSWORD, Pair  # noqa: E402  (benchlib put tests/ on the path)
+
+from hotsync_events.paths import Root  # noqa: E402
+from hotsync_events.sync import fence  # noqa: E402
 
 PER_DIR = 200
 WRITER = r"""
@@ -369,7 +372,40 @@ class Bench:
         ok = burst_complete(self.plain_dest / "rsync" / top.name, self.args.burst)()
         if not ok:
             raise RuntimeError("the plain rsync of the burst left the replica incomplete")
+        w["flags_s"] = self.burst_with_flags(top, k)
         return w
+
+    def burst_with_flags(self, top: Path, k: int) -> float:
+        """One rsync of the same burst with the notifier's own options, through the pair's TLS leg and the
+        slave's daemon and hooks, without hotsync around it (as bench/sync.py's "same flags"): what the
+        options and the transport cost apart from the notifier. The copy lands beside the bench's tree on the
+        slave and is removed from there after."""
+        staged = self.work / "flags" / f"k{k}"
+        (staged / "srv/bench").mkdir(parents=True)
+        os.rename(top, staged / "srv/bench" / f"flags-burst{k}")
+        pw, early = self.work / "flags" / "pw", self.work / "flags" / "early"
+        pw.write_text(PASSWORD + "\n")
+        pw.chmod(0o600)
+        early.write_text(f"hotsync-epoch {fence.read_epoch(Root(self.pair.master))} kind=realtime "
+                         f"nonce={os.urandom(16).hex()}\n")
+        env = {**os.environ, "HOTSYNC_STUNNEL": str(shutil.which("stunnel4") or shutil.which("stunnel")),
+               "HOTSYNC_STUNNEL_CONF": f"{self.pair.master}/etc/stunnel/hotsync-client.conf"}
+        client = ["-e", """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel""",
+                  f"--password-file={pw}", f"--early-input={early}", "--stderr=client"]
+        # the notifier's push options (hotsync_events.sync.rsync.push_args without --delay-updates)
+        flags = ["rsync", "-aHAX", "--no-D", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete",
+                 "--partial-dir=.hotsync-partial", "--modify-window=-1", *client]
+        t0 = time.monotonic()
+        subprocess.run([*flags, f"{staged}/./srv/bench/flags-burst{k}", "hotsyncuser@x::hotsync/"], check=True,
+                       timeout=600, env=env, capture_output=True)
+        took = time.monotonic() - t0
+        got = self.pair.slave / "srv/bench" / f"flags-burst{k}"
+        if not burst_complete(got, self.args.burst)():
+            raise RuntimeError("the rsync of the burst with hotsync's options left the slave incomplete")
+        shutil.rmtree(got)          # the slave as the pair left it (the master never had these files)
+        shutil.rmtree(staged)
+        return took
+
 
     def burst(self, s: System) -> dict:
         top = s.src / "burst"
@@ -484,6 +520,7 @@ class Bench:
         if alone:
             w_alone = sum(x["writer_s"] for x in alone) / len(alone)
             r_alone = sum(x["rsync_s"] for x in alone) / len(alone)
+            f_alone = sum(x["flags_s"] for x in alone) / len(alone)
             hb, lb = hs.get("burst") or {}, ls.get("burst") or {}
             rows.append(["burst: writer time (s)", f(hb.get("writer_s"), "{:.2f}"), f(lb.get("writer_s"), "{:.2f}"),
                          f(w_alone, "{:.2f}") + " alone", ratio(hb.get("writer_s"), lb.get("writer_s")),
@@ -510,8 +547,8 @@ class Bench:
         print(table(rows))
         if alone:
             print("   baselines of the burst: " + "; ".join(
-                f"writer alone {x['writer_s']:.2f} s, one plain rsync {x['rsync_s']:.2f} s ({x['rsync_bytes']:,} B)"
-                for x in alone))
+                f"writer alone {x['writer_s']:.2f} s, one plain rsync {x['rsync_s']:.2f} s ({x['rsync_bytes']:,} B), "
+                f"one rsync with hotsync's options through the pair {x['flags_s']:.2f} s" for x in alone))
         targets: list[tuple[str, float, float, float, str]] = []
 
         def target(label, value, base, limit, baseline):
@@ -537,6 +574,9 @@ class Bench:
             hb = hs.get("burst") or {}
             target("burst: writer slowdown (watched / alone)", hb.get("writer_s"), w_alone, 2.0, "alone")
             target("burst: first write -> equal vs one plain rsync", hb.get("first_to_equal"), r_alone, 1.3, "rsync")
+            target("burst: (info) the same vs one rsync, same options+TLS", hb.get("first_to_equal"), f_alone, 1.3,
+                   "flags")
+            target("burst: (info) one rsync, same options+TLS vs plain", f_alone, r_alone, 1.3, "rsync")
             target("burst: CPU watcher+children vs lsyncd (info)", hb.get("cpu"), (ls.get("burst") or {}).get("cpu"),
                    1.0, "lsyncd")
         if hr and rr:

@@ -77,10 +77,34 @@ def test_assess_windows_and_refusals(root):
     assert 1190 < a["data_age"] < 1300
 
 
-def test_assess_old_copy_is_accepted_and_realtime_window_is_a_minute(root):
+def _beat(root, ago: float) -> None:
+    update_status(root, lambda d: d.update(last_beat={"time": time.time() - ago, "from": "192.0.2.10"}))
+
+
+def test_assess_old_copy_is_accepted_and_realtime_window_is_three_heartbeats(root):
+    _slave(root, received_ago=600, realtime="enabled")
+    _beat(root, 90)                 # the master's notifier beat until 90 s ago, then fell silent
+    a = promote.assess(root)
+    assert a["refusals"] == [] and a["window"] == 60 and a["heartbeat"] == 20
+    ConfigDB(root.join("/var/lib/hotsync/peer/configuration")).setprop("hotsync", {"RealtimeHeartbeat": "40"})
+    a = promote.assess(root)        # its own heartbeat, as the master's configuration copy says
+    assert a["window"] == 120 and [r["why"] for r in a["refusals"]] == ["master-alive"]
+    assert "3 of its heartbeats (2min 0s" in a["refusals"][0]["text"]
+
+
+def test_assess_idle_realtime_master_without_heartbeats_is_alive_for_two_intervals(root):
+    """A live real-time master that changes nothing pushes nothing: without its heartbeats (its notifier not
+    running, or an older version) a quiet minute says nothing about it, so the schedule's window holds."""
     _slave(root, received_ago=90, realtime="enabled")
     a = promote.assess(root)
-    assert a["refusals"] == [] and a["window"] == 60
+    assert a["heartbeat"] is None and a["window"] == 30 * 60
+    assert [r["why"] for r in a["refusals"]] == ["master-alive"]
+    assert "no heartbeat" in a["refusals"][0]["text"]
+    _beat(root, 600)                # it beat, but stopped long before its last push: not beating up to it
+    assert promote.assess(root)["window"] == 30 * 60
+    _beat(root, 30)                 # heard 30 s ago, within three beats
+    a = promote.assess(root)
+    assert a["window"] == 60 and [r["why"] for r in a["refusals"]] == ["master-alive"]
 
 
 def test_assess_torn_and_hard_refusals(root):

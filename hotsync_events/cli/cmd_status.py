@@ -187,6 +187,9 @@ def run(args) -> int:
             _say(f"                   a master presented {info['master_presented']}: if it is yours, run "
                   f"config setprop hotsync MasterFingerprint {info['master_presented']}; "
                   "signal-event nethserver-hotsync-save")
+        if info.get("last_beat"):
+            _say(f"master heartbeat:  {iso(info['last_beat'].get('time'))} from {info['last_beat'].get('from')} "
+                 "(its real-time notifier says it is alive while nothing changes)")
         if info.get("keep_aside"):
             _say("keep aside:        the first push from the new master keeps what it replaces or deletes here")
         for k in info.get("kept") or []:

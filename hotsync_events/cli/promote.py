@@ -56,6 +56,7 @@ def _iso(ts) -> str:
 
 
 def render(a: Assessment, out) -> None:
+    from hotsync_events.promote.verify import MISSED_BEATS
     from hotsync_events.sync.fence import age_words
     from hotsync_events.promote import plan_lines
 
@@ -75,7 +76,9 @@ def render(a: Assessment, out) -> None:
                                                   + ("" if r["alive"] else " (cut off)") for r in live) or "none"))
     w(f"  master's last contact:      {age_words(a['contact_age']) + ' ago' if a['contact_age'] is not None else 'never'}"
       f" (alive-window {age_words(a['window'])}: "
-      + ("realtime sync on)" if a["realtime"] else f"two intervals of {a['interval_minutes']} min)"))
+      + (f"{MISSED_BEATS} heartbeats of {a['heartbeat']} s from its real-time notifier)" if a.get("heartbeat")
+         else f"two intervals of {a['interval_minutes']} min"
+         + (", real-time sync on but no heartbeat heard" if a["realtime"] else "") + ")"))
     w(f"  pair epoch:                 {a['epoch']} -> {a['next_epoch']}")
     w("Steps:")
     for line in plan_lines(a):

@@ -16,9 +16,10 @@ from hotsync_events.promote.config import HOST_LOCAL_DBS, HOST_LOCAL_KEYS, PEER_
 from hotsync_events.promote.journal import read_journal
 from hotsync_events.sync import fence
 
-__all__ = ["REALTIME_WINDOW", "Assessment", "Refusal", "assess", "plan_lines"]
+__all__ = ["MISSED_BEATS", "Assessment", "Refusal", "assess", "plan_lines"]
 
-REALTIME_WINDOW = 60.0
+#: heartbeats a real-time master may miss before its silence says it may be down (3 x 20 s by default)
+MISSED_BEATS = 3
 
 #: why a promote is refused: the first four no ``--force`` can mend, the last three it can
 RefusalReason = Literal["already-promoted", "not-slave", "never-synced", "no-peer-db", "torn", "master-alive",
@@ -49,6 +50,7 @@ class Assessment(TypedDict):
     contact_age: float | None
     interval_minutes: int
     realtime: bool
+    heartbeat: int | None                  # seconds between the master's heartbeats, None: it does not beat
     window: float                          # a master heard within this many seconds may be alive
     peer_db: str | None                    # the master's configuration copy
     peer_db_time: float | None
@@ -97,21 +99,31 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
     except ValueError:
         interval = 15
     realtime = (ph.get("realtime") or h.get("realtime") or "enabled") == "enabled"
-    window = REALTIME_WINDOW if realtime else 2 * interval * 60.0
+    try:
+        beat = min(max(int(ph.get("RealtimeHeartbeat") or 20), 1), 600)
+    except ValueError:
+        beat = 20
     ok = st.get("last_success") if (st.get("role") or h.get("role")) == "slave" else None
     last = st.get("last_received")
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
-    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")),
+    last_beat = _ts((st.get("last_beat") or {}).get("time"))
+    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat,
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
     known = [c for c in contacts if c is not None]
     last_contact = max(known) if known else None
+    # a real-time master's notifier beats while nothing changes (pusher.beat), so its silence for a few beats
+    # says it may be down. A master that did not beat up to its last contact (its notifier not running, or
+    # of an older version) is heard from only by its schedule: an idle live one would look down after a minute
+    beating = (realtime and last_beat is not None and last_contact is not None
+               and last_beat >= last_contact - MISSED_BEATS * beat)
+    window = float(MISSED_BEATS * beat) if beating else 2 * interval * 60.0
     a: Assessment = {
         "root": str(root.path), "time": now, "role": "master" if h.get("role") == "server" else h.get("role", ""),
         "status": h.get("status", "enabled"), "master": h.get("MasterHost", ""),
         "last_complete_sync": _ts((ok or {}).get("end")), "data_age": None,
         "last_received": last, "receiving": receiving, "last_contact": last_contact,
         "contact_age": None if last_contact is None else now - last_contact,
-        "interval_minutes": interval, "realtime": realtime, "window": window,
+        "interval_minutes": interval, "realtime": realtime, "heartbeat": beat if beating else None, "window": window,
         "peer_db": str(peer_path) if peer is not None else None,
         "peer_db_time": peer_path.stat().st_mtime if peer is not None else None,
         "epoch": fence.read_epoch(root), "resuming": resuming, "journal": journal if resuming else None,
@@ -161,9 +173,12 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
             a["refusals"].append({"why": "torn", "force": True, "text": "torn state: " + "; ".join(torn)})
         if a["contact_age"] is not None and a["contact_age"] < window:
             a["refusals"].append({"why": "master-alive", "force": True, "text":
-                                  f"the master pushed {fence.age_words(a['contact_age'])} ago, within "
-                                  + ("the last minute (realtime sync is on)" if realtime else
-                                     f"two sync intervals ({2 * interval} min)")
+                                  f"the master was heard from {fence.age_words(a['contact_age'])} ago, within "
+                                  + (f"{MISSED_BEATS} of its heartbeats ({fence.age_words(window)}: its real-time "
+                                     "notifier tells this slave it is alive while nothing changes)" if beating else
+                                     f"two sync intervals ({2 * interval} min"
+                                     + ("; real-time sync is on, but its notifier sent no heartbeat with the last "
+                                        "pushes: not running, or an older version" if realtime else "") + ")")
                                   + ": it may be alive. Promoting now risks SPLIT BRAIN: two masters, each taking "
                                   "writes the other never gets; the old master's next push is refused, but what "
                                   "its users write from now on is lost to this host. Make sure it is down "

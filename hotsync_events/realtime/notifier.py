@@ -155,8 +155,9 @@ class Notifier:
                  retry_min: float = DEFAULTS.retry_min, retry_max: float = DEFAULTS.retry_max, mailer: Callable[[str, str], None] | None = None,
                  initial_full: bool = True, status_interval: float = 1.0, rescan_interval: float = 5.0,
                  ignore: Iterable[str] = (), stop_push: float = DEFAULTS.stop_push,
-                 unwalked: Iterable[str] = ()) -> None:
+                 unwalked: Iterable[str] = (), beat: float = DEFAULTS.beat) -> None:
         self.root = root
+        self.beat = beat                  # seconds of quiet before a heartbeat (pusher.beat; 0: none)
         self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
         self.last_stop: dict | None = None
         self.pusher = pusher
@@ -181,6 +182,7 @@ class Notifier:
         self._status_at = 0.0
         self._status_dirty = True
         self._warm = False      # the pusher was asked to start the coming batch's connection
+        self._contact = time.monotonic()    # the last push or heartbeat
         self.started_at = time.time()
 
     # ------------------------------------------------------------------------------ plan & watches
@@ -460,6 +462,8 @@ class Notifier:
                         warm = self._warm = True     # start the push's connection during the settle window
                     else:
                         limit = self.status_interval if self._status_dirty else self.rescan_interval
+                        if self.beat > 0:
+                            limit = max(0.0, min(limit, self._contact + self.beat - time.monotonic()))
                         self._cond.wait(limit if wait is None else min(wait, limit))
             if warm:
                 self._call_pusher("warm")
@@ -471,6 +475,10 @@ class Notifier:
                     self._rescan()
                 if self._status_dirty and now - self._status_at >= self.status_interval:
                     self._write_status()
+                if self.beat > 0 and now - self._contact >= self.beat and not self._stop.is_set():
+                    # quiet for a while: tell the slave this master is alive (its promote reads it)
+                    self._contact = now
+                    self._call_pusher("beat")
                 continue
             self._warm = False
             if batch.paths is None:
@@ -482,6 +490,7 @@ class Notifier:
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
                 log.exception("push failed")
                 result = PushResult(False, f"{type(exc).__name__}: {exc}")
+            self._contact = time.monotonic()
             with self._cond:
                 outcome = self.trigger.finish(result.ok, result.error)
                 self._status_dirty = True

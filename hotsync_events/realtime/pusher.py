@@ -143,13 +143,15 @@ class SyncPusher:
         return cfg, prepared[1], prepared[2]
 
     def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None,
-              moves: str | None = None, recursive: bool = False) -> tuple[list[str], str]:
+              moves: str | None = None, recursive: bool = False, kind: str | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
-        its early input carries (a refusal is read against it)."""
+        its early input carries (a refusal is read against it). *kind*: the session's kind, when not the
+        one *dry* says (``beat``, a dry run too)."""
         from hotsync_events.sync.fence import read_epoch
         from hotsync_events.sync.rsync import early_input, over_stunnel, push_args
 
-        early, nonce = early_input(self.root.run_dir, "dry" if dry else "realtime", read_epoch(self.root), moves)
+        kind = kind or ("dry" if dry else "realtime")
+        early, nonce = early_input(self.root.run_dir, kind, read_epoch(self.root), moves)
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
@@ -182,6 +184,36 @@ class SyncPusher:
             lock.release()
             return
         self._warm = (proc, lock, cfg, nonce)
+
+    def beat(self) -> bool:
+        """The heartbeat: a session of kind ``beat``, a dry run of an empty list, that tells the slave this
+        master is alive while nothing changes (a promote there reads it: docs/promote.md). Skipped while a
+        push is starting or holds the sync lock (a push tells the slave as much). A refusal that says this
+        host was replaced is handled as a push's is (it fences this host at once, not at its next change).
+        Returns whether the slave took it."""
+        if self._warm is not None:
+            return False
+        ctx = self._context()
+        if isinstance(ctx, str):
+            return False
+        from hotsync_events.sync.fence import MARKER
+        from hotsync_events.sync.lock import SyncLock
+
+        lock = SyncLock(self.root)
+        if not lock.acquire(queue=False):
+            return False
+        cfg, env, files = ctx
+        started = time.time()
+        try:
+            args, nonce = self._args(cfg, env, files, dry=True, kind="beat")
+            rc, out, err = _rsync(args, env, b"")
+        finally:
+            lock.release()
+        if rc != 0:
+            log.debug("heartbeat: rsync exit %s: %s", rc, err.strip()[-300:])
+            if MARKER in out or MARKER in err:
+                self._failed(cfg, rc, out, err, started, "the slave refused this master's heartbeat", nonce)
+        return rc == 0
 
     def cool(self) -> None:
         """Drop a warm push that will not be used (stop, or a batch that needs another command)."""

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 __all__ = ["PROPS", "RealtimeSettings"]
 
 #: the configuration props behind the fields: field -> (prop, unit in the database)
-PROPS = {"enabled": ("realtime", ""), "settle": ("RealtimeSettle", "ms"), "max_batch": ("RealtimeMaxBatch", "")}
+PROPS = {"enabled": ("realtime", ""), "settle": ("RealtimeSettle", "ms"), "max_batch": ("RealtimeMaxBatch", ""),
+         "beat": ("RealtimeHeartbeat", "")}
 
 
 def _int(value, default: int, lo: int, hi: int) -> int:
@@ -34,6 +35,7 @@ class RealtimeSettings:
     retry_min: float = 0.5       # seconds before the first retry of a failed push
     retry_max: float = 30.0      # the longest wait between retries
     stop_push: float = 20.0      # seconds the last push at a clean stop may take (below the unit's TimeoutStopSec)
+    beat: int = 20               # seconds of quiet after which the notifier tells the slave it is alive (1..600)
 
     @classmethod
     def from_db(cls, db) -> RealtimeSettings:
@@ -41,7 +43,8 @@ class RealtimeSettings:
         d = cls()
         return cls(enabled=h.get("realtime", "enabled") != "disabled",
                    settle=_int(h.get("RealtimeSettle"), round(d.settle * 1000), 0, 10_000) / 1000.0,
-                   max_batch=_int(h.get("RealtimeMaxBatch"), d.max_batch, 10, 1_000_000))
+                   max_batch=_int(h.get("RealtimeMaxBatch"), d.max_batch, 10, 1_000_000),
+                   beat=_int(h.get("RealtimeHeartbeat"), d.beat, 1, 600))
 
 
 DEFAULTS = RealtimeSettings()

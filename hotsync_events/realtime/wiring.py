@@ -101,7 +101,7 @@ def start(root: Root, *, pm=None, settle: float | None = None, max_batch: int | 
     n = Notifier(root, includes, excludes, pusher, settle=rt.settle if settle is None else settle,
                  max_batch=rt.max_batch if max_batch is None else max_batch,
                  retry_min=rt.retry_min, retry_max=rt.retry_max if retry_max is None else retry_max,
-                 stop_push=rt.stop_push, unwalked=unwalked)
+                 stop_push=rt.stop_push, unwalked=unwalked, beat=rt.beat)
     return n.start()
 
 

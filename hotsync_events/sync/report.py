@@ -52,6 +52,7 @@ def collect(root: Root) -> dict:
         receiving = {k: v for k, v in (st.get("receiving") or {}).items() if now - v.get("start", now) < 86400}
         info["running"] = next(iter(receiving.values()), None)
         info["last_refused"] = st.get("last_refused")
+        info["last_beat"] = st.get("last_beat")            # the master's notifier said it is alive (pusher.beat)
         info["last_renames"] = st.get("last_renames")      # directories renamed as the master renamed them
         info["last_full"] = st.get("last_full")
         info["unclean"] = st.get("unclean") or []

@@ -30,10 +30,10 @@ __all__ = ["KINDS", "hook_argv", "main", "package_top", "post_xfer", "pre_xfer",
 
 #: what a session is, as the master says in its early input: a sync run's push, its dry run, a real-time push
 #: of a list of paths, the peer copy, the delivery of the master's certificate
-KINDS = ("sync", "dry", "realtime", "peer", "pair")
+KINDS = ("sync", "dry", "realtime", "beat", "peer", "pair")
 #: how far above the slave's own epoch a push's may be (an epoch grows by one at each promote)
 EPOCH_JUMP = 1000
-MODULES = {"hotsync": ("sync", "dry", "realtime"), "hotsync-peer": ("peer",), "hotsync-pair": ("pair",)}
+MODULES = {"hotsync": ("sync", "dry", "realtime", "beat"), "hotsync-peer": ("peer",), "hotsync-pair": ("pair",)}
 
 
 def hook_argv(action: str, root: str) -> list[str]:
@@ -242,6 +242,8 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                                  if fenced else problem}
         elif kind == "dry":        # changes nothing: not recorded, its post-xfer skips python (the marker)
             pass
+        elif kind == "beat":       # the notifier's heartbeat, a dry run of nothing: the master is alive
+            d["last_beat"] = {"time": now, "from": addr}
         else:
             d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
                                                   "epoch": early.get("epoch"), "kept": backup_dir,
@@ -255,8 +257,8 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         # a real-time push lasts a fraction of a second: its post-xfer hook writes the public snapshot, after
         # the files landed, so no snapshot's writer takes the CPU the push is waiting for. A full push may
         # last hours: readers without root see it running (sync/public.py)
-        update_status(root, change, public_later=True, public=kind != "realtime" or bool(problem))
-    else:
+        update_status(root, change, public_later=True, public=kind not in ("realtime", "beat") or bool(problem))
+    if not problem and kind in ("dry", "beat"):
         marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()

@@ -108,7 +108,7 @@ def session_problem(module: str, args: list[str], kind: str | None = None) -> st
             letters = m.group(1)
             if not set(letters) <= short or len(set(letters)) != len(letters):
                 return f"the push asks for rsync options a HotSync master never sends: {a!r}"
-            if kind is not None and ("n" in letters) != (kind == "dry"):
+            if kind is not None and ("n" in letters) != (kind in ("dry", "beat")):
                 return (f"the session says it is a {kind or 'nameless'} one, and its options "
                         + ("are a dry run's" if "n" in letters else "are not a dry run's") + f": {a!r}")
         elif a in FLAGS or a in EXACT:

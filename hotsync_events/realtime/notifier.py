@@ -476,9 +476,13 @@ class Notifier:
                 if self._status_dirty and now - self._status_at >= self.status_interval:
                     self._write_status()
                 if self.beat > 0 and now - self._contact >= self.beat and not self._stop.is_set():
-                    # quiet for a while: tell the slave this master is alive (its promote reads it)
+                    # quiet for a while: tell the slave this master is alive (its promote reads it). Not while
+                    # a failed push waits for its retry: the slave is unreachable, the retry tries it
                     self._contact = now
-                    self._call_pusher("beat")
+                    with self._cond:
+                        waiting = self.trigger.pending or self.trigger.consecutive_failures > 0
+                    if not waiting:
+                        self._call_pusher("beat")
                 continue
             self._warm = False
             if batch.paths is None:

@@ -77,19 +77,19 @@ def test_assess_windows_and_refusals(root):
     assert 1190 < a["data_age"] < 1300
 
 
-def _beat(root, ago: float) -> None:
-    update_status(root, lambda d: d.update(last_beat={"time": time.time() - ago, "from": "192.0.2.10"}))
+def _beat(root, ago: float, every: int | None = 20) -> None:
+    update_status(root, lambda d: d.update(last_beat={"time": time.time() - ago, "from": "192.0.2.10", "every": every}))
 
 
-def test_assess_old_copy_is_accepted_and_realtime_window_is_three_heartbeats(root):
+def test_assess_old_copy_is_accepted_and_realtime_window_is_four_heartbeats(root):
     _slave(root, received_ago=600, realtime="enabled")
     _beat(root, 90)                 # the master's notifier beat until 90 s ago, then fell silent
     a = promote.assess(root)
-    assert a["refusals"] == [] and a["window"] == 60 and a["heartbeat"] == 20
-    ConfigDB(root.join("/var/lib/hotsync/peer/configuration")).setprop("hotsync", {"RealtimeHeartbeat": "40"})
-    a = promote.assess(root)        # its own heartbeat, as the master's configuration copy says
-    assert a["window"] == 120 and [r["why"] for r in a["refusals"]] == ["master-alive"]
-    assert "3 of its heartbeats (2min 0s" in a["refusals"][0]["text"]
+    assert a["refusals"] == [] and a["window"] == 80 and a["heartbeat"] == 20
+    _beat(root, 90, every=40)       # the period its sessions said, not a configuration copy's
+    a = promote.assess(root)
+    assert a["window"] == 160 and [r["why"] for r in a["refusals"]] == ["master-alive"]
+    assert "2min 40s (3 missed heartbeats of 40 s" in a["refusals"][0]["text"]
 
 
 def test_assess_idle_realtime_master_without_heartbeats_is_alive_for_two_intervals(root):
@@ -99,12 +99,17 @@ def test_assess_idle_realtime_master_without_heartbeats_is_alive_for_two_interva
     a = promote.assess(root)
     assert a["heartbeat"] is None and a["window"] == 30 * 60
     assert [r["why"] for r in a["refusals"]] == ["master-alive"]
-    assert "no heartbeat" in a["refusals"][0]["text"]
+    assert "not running" in a["refusals"][0]["text"]
     _beat(root, 600)                # it beat, but stopped long before its last push: not beating up to it
     assert promote.assess(root)["window"] == 30 * 60
-    _beat(root, 30)                 # heard 30 s ago, within three beats
+    _beat(root, 30, every=None)     # a real-time push of a master that does not beat (an older version)
+    assert promote.assess(root)["window"] == 30 * 60
+    _beat(root, 30, every=0)        # its notifier stopped cleanly: no more heartbeats come
     a = promote.assess(root)
-    assert a["window"] == 60 and [r["why"] for r in a["refusals"]] == ["master-alive"]
+    assert a["window"] == 30 * 60 and "said it stopped" in a["refusals"][0]["text"]
+    _beat(root, 30)                 # heard 30 s ago, within four beats
+    a = promote.assess(root)
+    assert a["window"] == 80 and [r["why"] for r in a["refusals"]] == ["master-alive"]
 
 
 def test_assess_torn_and_hard_refusals(root):

@@ -76,7 +76,7 @@ def render(a: Assessment, out) -> None:
                                                   + ("" if r["alive"] else " (cut off)") for r in live) or "none"))
     w(f"  master's last contact:      {age_words(a['contact_age']) + ' ago' if a['contact_age'] is not None else 'never'}"
       f" (alive-window {age_words(a['window'])}: "
-      + (f"{MISSED_BEATS} heartbeats of {a['heartbeat']} s from its real-time notifier)" if a.get("heartbeat")
+      + (f"{MISSED_BEATS} missed heartbeats of {a['heartbeat']} s from its real-time notifier)" if a.get("heartbeat")
          else f"two intervals of {a['interval_minutes']} min"
          + (", real-time sync on but no heartbeat heard" if a["realtime"] else "") + ")"))
     w(f"  pair epoch:                 {a['epoch']} -> {a['next_epoch']}")

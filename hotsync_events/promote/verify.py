@@ -18,7 +18,8 @@ from hotsync_events.sync import fence
 
 __all__ = ["MISSED_BEATS", "Assessment", "Refusal", "assess", "plan_lines"]
 
-#: heartbeats a real-time master may miss before its silence says it may be down (3 x 20 s by default)
+#: heartbeats a real-time master may miss before its silence says it may be down; the alive-window is one
+#: period more than that (4 x 20 s by default: the third missed one may still be on its way)
 MISSED_BEATS = 3
 
 #: why a promote is refused: the first four no ``--force`` can mend, the last three it can
@@ -73,6 +74,14 @@ def _ts(v) -> float | None:
         return None
 
 
+def _no_beat_words(realtime: bool, every: Any) -> str:
+    if every == 0:
+        return "; its real-time notifier said it stopped, and sends no more heartbeats"
+    if realtime:
+        return "; real-time sync is on, but no heartbeat came with its last contact: its notifier is not running"
+    return ""
+
+
 def _alive_rsync(pid: str) -> bool:
     try:
         with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
@@ -99,24 +108,24 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
     except ValueError:
         interval = 15
     realtime = (ph.get("realtime") or h.get("realtime") or "enabled") == "enabled"
-    try:
-        beat = min(max(int(ph.get("RealtimeHeartbeat") or 20), 1), 600)
-    except ValueError:
-        beat = 20
     ok = st.get("last_success") if (st.get("role") or h.get("role")) == "slave" else None
     last = st.get("last_received")
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
-    last_beat = _ts((st.get("last_beat") or {}).get("time"))
+    beats = st.get("last_beat") or {}
+    last_beat = _ts(beats.get("time"))
     contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat,
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
     known = [c for c in contacts if c is not None]
     last_contact = max(known) if known else None
-    # a real-time master's notifier beats while nothing changes (pusher.beat), so its silence for a few beats
-    # says it may be down. A master that did not beat up to its last contact (its notifier not running, or
-    # of an older version) is heard from only by its schedule: an idle live one would look down after a minute
-    beating = (realtime and last_beat is not None and last_contact is not None
-               and last_beat >= last_contact - MISSED_BEATS * beat)
-    window = float(MISSED_BEATS * beat) if beating else 2 * interval * 60.0
+    # a real-time master's notifier beats while nothing changes (realtime.heartbeat), and its sessions say
+    # every how many seconds, so its silence for a few beats says it may be down. A master that did not beat
+    # up to its last contact (its notifier stopped, said beat=0, or never ran; a master of an older version)
+    # is heard from only by its schedule: an idle live one would look down after a minute
+    every = beats.get("every")
+    beat = min(int(every), 600) if isinstance(every, int) and not isinstance(every, bool) and every > 0 else 0
+    beating = (beat > 0 and last_beat is not None and last_contact is not None
+               and last_beat >= last_contact - (MISSED_BEATS + 1) * beat)
+    window = float((MISSED_BEATS + 1) * beat) if beating else 2 * interval * 60.0
     a: Assessment = {
         "root": str(root.path), "time": now, "role": "master" if h.get("role") == "server" else h.get("role", ""),
         "status": h.get("status", "enabled"), "master": h.get("MasterHost", ""),
@@ -174,11 +183,10 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
         if a["contact_age"] is not None and a["contact_age"] < window:
             a["refusals"].append({"why": "master-alive", "force": True, "text":
                                   f"the master was heard from {fence.age_words(a['contact_age'])} ago, within "
-                                  + (f"{MISSED_BEATS} of its heartbeats ({fence.age_words(window)}: its real-time "
-                                     "notifier tells this slave it is alive while nothing changes)" if beating else
-                                     f"two sync intervals ({2 * interval} min"
-                                     + ("; real-time sync is on, but its notifier sent no heartbeat with the last "
-                                        "pushes: not running, or an older version" if realtime else "") + ")")
+                                  + (f"{fence.age_words(window)} ({MISSED_BEATS} missed heartbeats of {beat} s: its "
+                                     "real-time notifier tells this slave it is alive while nothing changes)"
+                                     if beating else f"two sync intervals ({2 * interval} min"
+                                     + _no_beat_words(realtime, every) + ")")
                                   + ": it may be alive. Promoting now risks SPLIT BRAIN: two masters, each taking "
                                   "writes the other never gets; the old master's next push is refused, but what "
                                   "its users write from now on is lost to this host. Make sure it is down "

@@ -35,6 +35,7 @@ from watchdog.observers.inotify import InotifyFullEmitter
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask, WatchDescriptor
 
 from hotsync_events.realtime.debounce import Trigger
+from hotsync_events.realtime.heartbeat import Heartbeat
 from hotsync_events.realtime.settings import DEFAULTS
 from hotsync_events.fsutil import atomic_write
 from hotsync_events.sync.excludes import ExcludeMatcher
@@ -157,7 +158,6 @@ class Notifier:
                  ignore: Iterable[str] = (), stop_push: float = DEFAULTS.stop_push,
                  unwalked: Iterable[str] = (), beat: float = DEFAULTS.beat) -> None:
         self.root = root
-        self.beat = beat                  # seconds of quiet before a heartbeat (pusher.beat; 0: none)
         self.stop_push = stop_push        # seconds the last push at a clean stop may take (0: none)
         self.last_stop: dict | None = None
         self.pusher = pusher
@@ -182,7 +182,7 @@ class Notifier:
         self._status_at = 0.0
         self._status_dirty = True
         self._warm = False      # the pusher was asked to start the coming batch's connection
-        self._contact = time.monotonic()    # the last push or heartbeat
+        self.heartbeat = Heartbeat(pusher, beat, on_beat=self._dirty)
         self.started_at = time.time()
 
     # ------------------------------------------------------------------------------ plan & watches
@@ -247,6 +247,7 @@ class Notifier:
                 self.trigger.need_full("the notifier started")
         self._worker = threading.Thread(target=self._run, name="hotsync-notifier", daemon=True)
         self._worker.start()
+        self.heartbeat.start()
         return self
 
     def stop(self, timeout: float = 30.0, last_push: float | None = None) -> None:
@@ -270,6 +271,7 @@ class Notifier:
         if started and limit > 0 and (self._worker is None or not self._worker.is_alive()):
             self._last_push(limit)
         self._call_pusher("cool")
+        self.heartbeat.stop(last=started)
         self._write_status(final=True)
 
     def _last_push(self, limit: float) -> None:
@@ -462,8 +464,6 @@ class Notifier:
                         warm = self._warm = True     # start the push's connection during the settle window
                     else:
                         limit = self.status_interval if self._status_dirty else self.rescan_interval
-                        if self.beat > 0:
-                            limit = max(0.0, min(limit, self._contact + self.beat - time.monotonic()))
                         self._cond.wait(limit if wait is None else min(wait, limit))
             if warm:
                 self._call_pusher("warm")
@@ -475,14 +475,6 @@ class Notifier:
                     self._rescan()
                 if self._status_dirty and now - self._status_at >= self.status_interval:
                     self._write_status()
-                if self.beat > 0 and now - self._contact >= self.beat and not self._stop.is_set():
-                    # quiet for a while: tell the slave this master is alive (its promote reads it). Not while
-                    # a failed push waits for its retry: the slave is unreachable, the retry tries it
-                    self._contact = now
-                    with self._cond:
-                        waiting = self.trigger.pending or self.trigger.consecutive_failures > 0
-                    if not waiting:
-                        self._call_pusher("beat")
                 continue
             self._warm = False
             if batch.paths is None:
@@ -494,7 +486,7 @@ class Notifier:
             except Exception as exc:   # a pusher bug must not end the notifier: retry with backoff
                 log.exception("push failed")
                 result = PushResult(False, f"{type(exc).__name__}: {exc}")
-            self._contact = time.monotonic()
+            self.heartbeat.touch()      # a push tells the slave as much as a heartbeat
             with self._cond:
                 outcome = self.trigger.finish(result.ok, result.error)
                 self._status_dirty = True
@@ -507,6 +499,9 @@ class Notifier:
         # a warm push's rsync dies with this thread (die_with_parent is per thread): end it cleanly here, the
         # last push at a clean stop starts its own
         self._call_pusher("cool")
+
+    def _dirty(self) -> None:
+        self._status_dirty = True
 
     def _call_pusher(self, method: str) -> None:
         fn = getattr(self.pusher, method, None)
@@ -547,7 +542,8 @@ class Notifier:
                      "watched_dirs": self.watched_dirs(),
                      "watched_paths": [wr.host for wr in self._roots if wr.watch is not None],
                      "missing_paths": [wr.host for wr in self._roots if wr.watch is None],
-                     "running_now": not self._stop.is_set(), "last_stop": self.last_stop})
+                     "running_now": not self._stop.is_set(), "last_stop": self.last_stop,
+                     "heartbeat": self.heartbeat.status()})
         return snap
 
     def _write_status(self, final: bool = False) -> None:

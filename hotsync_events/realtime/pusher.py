@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 import time
 
 from hotsync_events.configdb import open_db
@@ -32,6 +33,8 @@ log = logging.getLogger("hotsync.notifier")
 UNREACHABLE = {5, 10, 12, 30, 35, 255}
 #: how long back-to-back pushes retry while the slave's daemon still counts the last session
 BUSY_RETRY = 10.0
+#: the longest a heartbeat may take (a slave that drops packets must not hold the notifier's thread)
+BEAT_LIMIT = 10.0
 
 
 #: what turns a push's argument list into a push of the paths given on stdin, NUL-separated
@@ -56,6 +59,10 @@ class SyncPusher:
         self.lock_wait = lock_wait
         self._prepared: tuple | None = None    # (settings, env, files), remade when the settings change
         self._warm: tuple | None = None        # (rsync process, lock, settings, nonce) started ahead of its list
+        #: seconds between heartbeats, said in every real-time session (the slave's promote reads it); None: none
+        self.beat_every: int | None = None
+        self.beat_error: str | None = None
+        self._ctx_lock = threading.Lock()      # the heartbeat's thread and the notifier's share the context
         self.db = open_db("configuration", root)
         self._db_checked = 0.0
 
@@ -131,6 +138,10 @@ class SyncPusher:
 
     def _context(self):
         """``(settings, env, files)`` for an incremental push, or a str saying why there is none."""
+        with self._ctx_lock:
+            return self._context_unlocked()
+
+    def _context_unlocked(self):
         cfg = self._settings()
         from hotsync_events.sync.push import awaiting_person
 
@@ -143,15 +154,19 @@ class SyncPusher:
         return cfg, prepared[1], prepared[2]
 
     def _args(self, cfg, env, files, *, dry: bool = False, max_delete: int | None = None,
-              moves: str | None = None, recursive: bool = False, kind: str | None = None) -> tuple[list[str], str]:
+              moves: str | None = None, recursive: bool = False, kind: str | None = None,
+              every: int | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
         its early input carries (a refusal is read against it). *kind*: the session's kind, when not the
-        one *dry* says (``beat``, a dry run too)."""
+        one *dry* says (``beat``, a dry run too); *every*: the heartbeat period it says, when not
+        :attr:`beat_every`."""
         from hotsync_events.sync.fence import read_epoch
         from hotsync_events.sync.rsync import early_input, over_stunnel, push_args
 
         kind = kind or ("dry" if dry else "realtime")
-        early, nonce = early_input(self.root.run_dir, kind, read_epoch(self.root), moves)
+        early, nonce = early_input(self.root.run_dir, kind, read_epoch(self.root), moves,
+                                   beat=(self.beat_every if every is None else every)
+                                   if kind in ("realtime", "beat") else None)
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
@@ -185,32 +200,29 @@ class SyncPusher:
             return
         self._warm = (proc, lock, cfg, nonce)
 
-    def beat(self) -> bool:
+    def beat(self, every: int | None = None, limit: float = BEAT_LIMIT) -> bool:
         """The heartbeat: a session of kind ``beat``, a dry run of an empty list, that tells the slave this
-        master is alive while nothing changes (a promote there reads it: docs/promote.md). Skipped while a
-        push is starting or holds the sync lock (a push tells the slave as much). A refusal that says this
-        host was replaced is handled as a push's is (it fences this host at once, not at its next change).
-        Returns whether the slave took it."""
-        if self._warm is not None:
-            return False
+        master is alive while nothing changes, and every how many seconds it says so (*every*, default
+        :attr:`beat_every`; 0 at a clean stop: no more heartbeats). A promote there reads it
+        (docs/promote.md). It writes nothing, so it takes no sync lock: a push or a full sync runs beside
+        it (a session that meets it at the slave's door retries, as after any session). Bounded by *limit*
+        seconds. Why it failed is left in :attr:`beat_error`. A refusal that says this host was replaced is handled as a push's is
+        (it fences this host at once, not at its next change). Returns whether the slave took it."""
         ctx = self._context()
         if isinstance(ctx, str):
+            self.beat_error = ctx
             return False
         from hotsync_events.sync.fence import MARKER
-        from hotsync_events.sync.lock import SyncLock
 
-        lock = SyncLock(self.root)
-        if not lock.acquire(queue=False):
-            return False
         cfg, env, files = ctx
         started = time.time()
-        try:
-            args, nonce = self._args(cfg, env, files, dry=True, kind="beat")
-            rc, out, err = _rsync(args, env, b"")
-        finally:
-            lock.release()
+        args, nonce = self._args(cfg, env, files, dry=True, kind="beat", every=every)
+        rc, out, err = _rsync(args, env, b"", timeout=limit)
+        self.beat_error = None
         if rc != 0:
-            log.debug("heartbeat: rsync exit %s: %s", rc, err.strip()[-300:])
+            said = [ln for ln in err.splitlines() if ln.strip()]
+            self.beat_error = f"rsync exit {rc}" + (f": {said[-1][:300]}" if said else "")
+            log.debug("heartbeat: %s", self.beat_error)
             if MARKER in out or MARKER in err:
                 self._failed(cfg, rc, out, err, started, "the slave refused this master's heartbeat", nonce)
         return rc == 0
@@ -391,13 +403,17 @@ def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str
         delay = min(delay * 2, 0.2)
 
 
-def _rsync(args: list[str], env: dict, data: bytes) -> tuple[int, str, str]:
+def _rsync(args: list[str], env: dict, data: bytes, timeout: float | None = None) -> tuple[int, str, str]:
     from hotsync_events.childproc import die_with_parent
 
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, preexec_fn=die_with_parent(), close_fds=True)
     try:
-        out, err = proc.communicate(data)
+        out, err = proc.communicate(data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return -1, out.decode("utf-8", "backslashreplace"), f"no answer within {timeout:g} s"
     except BaseException:
         proc.kill()
         proc.communicate()

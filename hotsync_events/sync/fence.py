@@ -320,7 +320,7 @@ def early_input(root: Root, rsync_pid: str) -> dict:
         pass
     out: dict = {}
     m = re.search(r"^hotsync-epoch (\d{1,18})(?: kind=([a-z]+))?(?: nonce=([0-9a-f]{16,64}))?"
-                  r"(?: moves=([A-Za-z0-9_=-]{1,4000}))?$", text.strip())
+                  r"(?: moves=([A-Za-z0-9_=-]{1,4000}))?(?: beat=(\d{1,3}))?$", text.strip())
     if m:
         out["epoch"] = int(m.group(1))
         if m.group(2):
@@ -331,6 +331,8 @@ def early_input(root: Root, rsync_pid: str) -> dict:
             from hotsync_events.sync.moves import decode
 
             out["moves"] = decode(m.group(4))
+        if m.group(5):      # the real-time notifier's heartbeat period, seconds (0: it stops beating)
+            out["beat"] = int(m.group(5))
     return out
 
 

@@ -88,6 +88,12 @@ def status_lines(root: Root) -> list[str]:
     lines.append("  last full sync:  " + _when(st.get("last_full") or {}))
     lines.append(f"  overflows seen:  {st.get('overflows', 0)} (pushes {st.get('pushes', 0)}, "
                  f"failures {st.get('failures', 0)}, dirty-set collapses {st.get('collapses', 0)})")
+    beat = st.get("heartbeat") or {}
+    if beat.get("every"):
+        last = beat.get("last")
+        lines.append(f"  heartbeat:       every {beat['every']} s of quiet; last "
+                     + ("none yet" if not last else time.strftime("%Y-%m-%d %H:%M:%S%z", time.localtime(last))
+                        + (", ok" if beat.get("ok") else f", FAILED ({beat.get('failed')} in a row): {beat.get('error')}")))
     stop = st.get("last_stop") or _persisted_last_stop(root)
     if stop:
         lines.append("  last stop push:  " + last_stop_text(stop))

@@ -41,10 +41,12 @@ EXIT_MEANING = {
 }
 
 
-def early_input(run_dir: str | os.PathLike, kind: str, epoch: int, moves: str | None = None) -> tuple[str, str]:
+def early_input(run_dir: str | os.PathLike, kind: str, epoch: int, moves: str | None = None,
+                beat: int | None = None) -> tuple[str, str]:
     """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
     and pre-xfer hook: see :mod:`hotsync_events.sync.fence`); returns ``(file, nonce)``. The nonce is fresh for
-    each session: a fence refusal is believed only when it names it."""
+    each session: a fence refusal is believed only when it names it. *beat*: the real-time notifier's
+    sessions say every how many seconds it tells the slave it is alive (``beat=N``; 0: it stops)."""
     import secrets
 
     from hotsync_events.fsutil import atomic_write
@@ -52,6 +54,8 @@ def early_input(run_dir: str | os.PathLike, kind: str, epoch: int, moves: str | 
     nonce = secrets.token_hex(16)
     path = os.path.join(os.fspath(run_dir), f"{EARLY_INPUT}.{kind}")
     extra = f" moves={moves}" if moves else ""     # sync.moves.encode(): directories to rename on the slave first
+    if beat is not None:
+        extra += f" beat={int(beat)}"
     atomic_write(path, f"hotsync-epoch {int(epoch)} kind={kind} nonce={nonce}{extra}\n", mode=0o600)
     return path, nonce
 

@@ -240,16 +240,18 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
         if problem:
             d["last_refused"] = {"time": now, "from": addr, "reason": problem.split(": this host was promoted")[0]
                                  if fenced else problem}
-        elif kind == "dry":        # changes nothing: not recorded, its post-xfer skips python (the marker)
+        elif kind in ("dry", "beat"):   # change nothing: not received pushes; post-xfer skips python (the marker)
             pass
-        elif kind == "beat":       # the notifier's heartbeat, a dry run of nothing: the master is alive
-            d["last_beat"] = {"time": now, "from": addr}
         else:
             d.setdefault("receiving", {})[pid] = {"start": now, "from": addr, "kind": kind, "module": module,
                                                   "epoch": early.get("epoch"), "kept": backup_dir,
                                                   "max_delete": _max_delete_of(env)}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
+        if not problem and kind in ("realtime", "beat") and module == "hotsync":
+            # the notifier's sessions say how often it beats: the promote's alive-window (promote.verify)
+            beat = early.get("beat")
+            d["last_beat"] = {"time": now, "from": addr, "every": beat if beat is None or beat <= 600 else 600}
         if moved:
             d["last_renames"] = {"time": now, "from": addr, "renamed": [list(m) for m in moved]}
 

@@ -1,0 +1,99 @@
+"""The real-time notifier's heartbeat: an idle master tells its slave it is alive.
+
+A master that changes nothing pushes nothing, and a slave asked to promote could not tell it from a dead
+one. So once the notifier has pushed nothing for ``RealtimeHeartbeat`` seconds, :class:`Heartbeat` asks
+the pusher for a heartbeat (:meth:`~hotsync_events.realtime.pusher.SyncPusher.beat`: a dry run of an
+empty list, kind ``beat``). Every real-time session says the period (``beat=N`` in its early input); the
+slave records it as ``last_beat``, and its promote takes a master silent for a few periods as possibly
+down (:mod:`hotsync_events.promote.verify`). A clean stop says ``beat=0``: no more heartbeats, so the
+slave goes back to the schedule's window.
+
+The heartbeat runs in a thread of its own and takes no sync lock (it writes nothing): a long full sync,
+its dumps or another command's sync never hold it back.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BEAT_REFUSED", "BEAT_STOP", "Heartbeat"]
+
+log = logging.getLogger("hotsync.notifier")
+
+#: seconds between two asks of a slave that refused a heartbeat (one of an older version)
+BEAT_REFUSED = 600
+#: the longest the last heartbeat, at a clean stop, may take
+BEAT_STOP = 3.0
+
+
+class Heartbeat:
+    """Beats every *every* seconds of quiet through *pusher* (one with a ``beat()``; none: it never beats)."""
+
+    def __init__(self, pusher: Any, every: float, on_beat: Callable[[], None] | None = None) -> None:
+        self.pusher: Any = pusher
+        self.on_beat = on_beat                    # told after each heartbeat (the notifier's status is dirty)
+        self.every = int(every) if callable(getattr(pusher, "beat", None)) else 0
+        self._contact = time.monotonic()      # the last push or heartbeat
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: dict = {"every": self.every, "last": None, "ok": None, "error": None, "failed": 0}
+
+    def touch(self) -> None:
+        """A push reached (or tried) the slave: the next heartbeat is one period from now."""
+        self._contact = time.monotonic()
+
+    def start(self) -> None:
+        if self.every <= 0 or self._thread is not None:
+            return
+        self.pusher.beat_every = self.every       # said in every real-time session too
+        self._thread = threading.Thread(target=self._loop, name="hotsync-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, last: bool = True) -> None:
+        """End the thread; with *last*, tell the slave no more heartbeats come (``beat=0``)."""
+        self._stop.set()
+        if self._thread is None:
+            return
+        self._thread.join(BEAT_STOP)
+        if last and not self._thread.is_alive():
+            self.beat(every=0, limit=BEAT_STOP)
+        self._thread = None
+
+    def status(self) -> dict:
+        """What the status file shows: the period, the last heartbeat's time and outcome."""
+        return dict(self._last)
+
+    def beat(self, **kw) -> str | None:
+        """One heartbeat, recorded for :meth:`status`. Returns why it failed, None if the slave took it."""
+        error: str | None
+        try:
+            ok = self.pusher.beat(**kw)
+            error = None if ok else (getattr(self.pusher, "beat_error", None) or "the slave did not take it")
+        except Exception as exc:   # a heartbeat is a courtesy: the notifier goes on
+            log.exception("heartbeat failed")
+            error = f"{type(exc).__name__}: {exc}"
+        self._last.update(last=time.time(), ok=error is None, error=error,
+                          failed=0 if error is None else self._last["failed"] + 1)
+        if self.on_beat is not None:
+            self.on_beat()
+        return error
+
+    def _loop(self) -> None:
+        wait = float(self.every)
+        while not self._stop.is_set():
+            due = self._contact + wait - time.monotonic()
+            if due > 0:
+                self._stop.wait(min(due, 1.0))
+                continue
+            self._contact = time.monotonic()
+            error = self.beat()
+            # a slave of an older version refuses the kind: ask again rarely, so its own record of the last
+            # refused push keeps saying something else
+            refused = error is not None and "refused by the slave" in error
+            if refused and wait < BEAT_REFUSED:
+                log.warning("the slave refuses this master's heartbeat (%s); asking again every %d s", error,
+                            BEAT_REFUSED)
+            wait = float(BEAT_REFUSED) if refused else float(self.every)

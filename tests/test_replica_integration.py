@@ -316,6 +316,40 @@ def test_a_plugin_that_cannot_say_its_replicas_stops_the_promote(root, fake):
         Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
 
 
+def test_a_plugin_whose_detect_fails_stops_the_promote_too(root, fake):
+    """A plugin whose hotsync_detect raises is inactive, so its hotsync_replicas is never asked: its replicas
+    would stay read-only replicas under a promote that said it succeeded. The promote stops and names it; a
+    plugin that declares no replica is not held against the promote."""
+    _engine, pm = fake
+
+    class Blind:
+        @hookimpl
+        def hotsync_detect(self, db, root):
+            raise OSError("cannot read /etc/blind.conf")
+
+        @hookimpl
+        def hotsync_replicas(self, db, root):
+            raise AssertionError("an inactive plugin is not asked")
+
+    class NoReplicas:
+        @hookimpl
+        def hotsync_detect(self, db, root):
+            raise OSError("cannot read /etc/other.conf")
+
+    pm.register(Blind(), name="blinddb")
+    pm.register(NoReplicas(), name="otherapp")
+    _configure(root, "slave", MasterHost="192.0.2.1")
+    with pytest.raises(Exception, match=r"\(blinddb\).*hotsync_detect hook failed.*cannot read /etc/blind.conf"):
+        Promote(root, {}, pm=pm, log=lambda m: None).do_databases()
+    recs = read_journal(root)["replicas"]
+    assert "(blinddb)" in recs and "(otherapp)" not in recs
+    assert recs["fakedb"]["status"] == "success"
+    from hotsync_events.sync.replicas import replica_status
+
+    shown = {e["name"]: e for e in replica_status(root, open_db("configuration", root), "slave", pm=pm)}
+    assert shown["(blinddb)"]["state"] == "error" and "(otherapp)" not in shown
+
+
 def test_a_hook_error_of_an_earlier_run_or_look_does_not_stop_a_promote_for_good(root, fake):
     """A plugin whose hook failed at one run (or at the assessment's look, in the same process) and works at
     the next: the next run promotes, the earlier failure is not held against it."""

@@ -39,6 +39,19 @@ def collect_replicas(pm, db, root: Root | None = None) -> list[tuple[str, Replic
     return pm.registered("hotsync_replicas", Replica, root=root, db=db)
 
 
+def unknown_replicas(pm) -> list[tuple[str, str]]:
+    """``[(plugin, why)]``: the plugins whose replicas are not known this time. Their ``hotsync_replicas``
+    raised; or their ``hotsync_detect`` raised, which leaves them inactive, so a replica they declare was not
+    asked for at all (a promote that went on without it would leave that database a read-only replica)."""
+    errors = list(getattr(pm, "hook_errors", None) or [])
+    hook = getattr(getattr(pm, "hook", None), "hotsync_replicas", None)
+    declaring = {getattr(i, "plugin_name", "") for i in (hook.get_hookimpls() if hook is not None else [])}
+    out = [(plugin, f"its hotsync_replicas hook: {error}") for plugin, h, error in errors if h == "hotsync_replicas"]
+    out += [(plugin, f"its hotsync_detect hook failed, so its replicas were not asked for: {error}")
+            for plugin, h, error in errors if h == "hotsync_detect" and plugin in declaring]
+    return out
+
+
 def engine_name(rep: Replica) -> str:
     """The engine a replica runs (``mariadb``, ``postgresql``), as its engine says."""
     return str(getattr(rep.engine, "engine", "") or "")
@@ -86,11 +99,10 @@ def replica_status(root: Root, db, role: str, *, pm=None) -> list[dict]:
         for k in ("lag_seconds", "lag_bytes", "lag_transactions"):
             entry.setdefault(k, None)
         out.append(entry)
-    for plugin, hook, error in getattr(pm, "hook_errors", []):
-        if hook == "hotsync_replicas":
-            out.append({"name": f"({plugin})", "plugin": plugin, "engine": "", "side": "?", "state": "error",
-                        "connected": False, "lag_seconds": None, "lag_bytes": None, "lag_transactions": None,
-                        "last_error": error})
+    for plugin, why in unknown_replicas(pm):
+        out.append({"name": f"({plugin})", "plugin": plugin, "engine": "", "side": "?", "state": "error",
+                    "connected": False, "lag_seconds": None, "lag_bytes": None, "lag_transactions": None,
+                    "last_error": why})
     return out
 
 
@@ -263,7 +275,7 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
     # error, since mended, must not fail this promote)
     errors = getattr(pm, "hook_errors", None)
     if isinstance(errors, list):
-        errors[:] = [e for e in errors if e[1] != "hotsync_replicas"]
+        errors[:] = [e for e in errors if e[1] not in ("hotsync_replicas", "hotsync_detect")]
     replicas = collect_replicas(pm, db, root)
     if not dry_run:
         # an earlier run's hook errors ("(plugin)" entries) are derived anew below from this run's; a replica's
@@ -318,14 +330,13 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         if rep.master_link is not None:
             entry["prepared"] = _prepare(root, rep, log=log, err=err)
             save()
-    for plugin, hook, error in list(getattr(pm, "hook_errors", [])):
-        if hook == "hotsync_replicas":      # a plugin that could not say its replicas: they were not promoted
-            name = f"({plugin})"
-            err(f"database replicas of plugin {plugin}: FAILED: its hotsync_replicas hook: {error}")
-            if not dry_run:
-                journal[name] = {"status": f"failed: the plugin's hotsync_replicas hook: {error}"}
-                save()
-            failed.append(name)
+    for plugin, why in unknown_replicas(pm):     # a plugin that could not say its replicas: not promoted
+        name = f"({plugin})"
+        err(f"database replicas of plugin {plugin}: FAILED: {why}")
+        if not dry_run:
+            journal[name] = {"status": f"failed: {why}"}
+            save()
+        failed.append(name)
     return failed
 
 

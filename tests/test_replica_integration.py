@@ -54,7 +54,7 @@ class FakeEngine:
             raise RuntimeError(self.promote_error)
         if self.not_replica:
             return Promoted(server=self.label, dry_run=dry_run, position=Position("fakedb", "0-1-50"),
-                            notes=["not a replica: nothing to promote (already a master)"])
+                            notes=["nothing to promote"], already_master=True)
         return Promoted(server=self.label, dry_run=dry_run, position=Position("fakedb", "0-1-42"),
                         lag_seconds=self.lag, not_applied="3 transaction(s)", would_lose="nothing known",
                         notes=[] if dry_run else ["caught up"])

@@ -205,6 +205,10 @@ class Promoted:
     not_applied: str | None = None      # received but not yet applied (dry run) / dropped incomplete tail
     would_lose: str = ""                # what the master may have committed that never arrived
     notes: list[str] = field(default_factory=list)
+    #: the server was no replica when asked (nothing taken over by this call: it already writes)
+    already_master: bool = False
+    #: and this call finished a promote an earlier call began (it had taken over, then stopped)
+    finished_earlier: bool = False
 
     def to_json(self) -> dict:
         d = asdict(self)

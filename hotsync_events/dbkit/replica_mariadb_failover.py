@@ -25,7 +25,8 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
     st = repl.status()
     if st.role != "replica":
         said = ["not a replica: nothing to promote (already a master)"]
-        if not dry_run and repl._read_state().get("role") == "replica":
+        finished = not dry_run and repl._read_state().get("role") == "replica"
+        if finished:
             # a promote begun by an earlier run that stopped after RESET SLAVE ALL: finish it
             with repl._cli() as cli:
                 repl._sql(cli, "SET GLOBAL read_only = OFF, rpl_semi_sync_slave_enabled = OFF, "
@@ -33,7 +34,7 @@ def promote(repl: MariaDBReplication, *, timeout: float = 60.0, dry_run: bool = 
             repl._rewrite_role("master", synchronous=False, log=log)
             said.append("finished a promote begun earlier: opened for writes, its role written as master")
         return Promoted(server=repl.label, dry_run=dry_run, position=Position(repl.engine, st.applied or ""),
-                        notes=said)
+                        notes=said, already_master=True, finished_earlier=finished)
     heard = _heard(repl) if st.connected and not dry_run and not force else None
     for _ in range(15 if heard is not None else 0):
         time.sleep(0.2)             # a master killed a moment ago: its replica sees the connection end at once

@@ -119,7 +119,8 @@ def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool =
         if r[0] != "t":
             cur = repl._one(sess, "SELECT pg_current_wal_lsn()::text", what="read the position")[0]
             notes = ["not a replica: nothing to promote (already a master)"]
-            if not dry_run and repl._read_state().get("role") == "replica":
+            finished = not dry_run and repl._read_state().get("role") == "replica"
+            if finished:
                 # a promote begun by an earlier run that stopped after pg_promote(): finish it (the checkpoint
                 # that records the new timeline, the master's include)
                 repl._q(sess, "CHECKPOINT", what="checkpoint after the promote")
@@ -127,7 +128,7 @@ def promote(repl: PostgresReplication, *, timeout: float = 60.0, dry_run: bool =
                 repl._reload(sess)
                 notes.append("finished a promote begun earlier: checkpoint, its role written as master")
             return Promoted(server=repl.label, dry_run=dry_run, position=Position(repl.engine, cur or ""),
-                            notes=notes)
+                            notes=notes, already_master=True, finished_earlier=finished)
         for _ in range(15 if r[3] == "streaming" and not dry_run and not force else 0):
             time.sleep(0.2)         # a master killed a moment ago: its replica sees the stream end at once
             r = repl._one(sess, q, what="read the replica status")

@@ -305,8 +305,8 @@ class Promote:
             if dump.name in self.j["dbs"]:
                 continue
             took_over = (self.j.get("replicas") or {}).get(dump.name) or {}
-            if not dump.at_promote and took_over.get("status") == "success" and (took_over.get("resumed") or not any(
-                    "not a replica" in n for n in took_over.get("notes") or [])):
+            if not dump.at_promote and took_over.get("status") == "success" and (
+                    took_over.get("resumed") or not _already_master(took_over)):
                 # a backup beside the replica the promote just promoted: the replica is the fresher copy
                 self.log(f"database {dump.name} (plugin {plugin}): kept, not restored (a backup beside the "
                          "replica; hotsync restore-databases --only " + dump.name + " loads it)")
@@ -453,3 +453,11 @@ class Promote:
         self.j["record"] = record
         self._save()
         return EXIT_STEPS_FAILED if failed_steps or failed_dbs or not record["services_ok"] else EXIT_OK
+
+
+def _already_master(took_over: dict) -> bool:
+    """Whether the replica's engine found the server already writing (nothing taken over), from its journal
+    entry. A journal written by an earlier version, resumed after an upgrade, said it in the notes only."""
+    if "already_master" in took_over:
+        return bool(took_over["already_master"])
+    return any("not a replica" in n for n in took_over.get("notes") or [])

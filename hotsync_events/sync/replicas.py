@@ -316,12 +316,12 @@ def _promote_each(root: Root, db, pm, journal: dict, *, force: bool, dry_run: bo
         # before its record); a server that never was one is not "resumed" (its backup is what it gets)
         # (unknown then counts as a replica: a backup restored over a server that took over destroys what the
         # backup lacks; one not restored is kept, and said)
-        resumed = any("finished a promote begun earlier" in n for n in res.notes) or (
-            bool(prev.get("attempted")) and prev.get("was_replica") is not False
-            and any("not a replica" in n for n in res.notes))
+        resumed = res.finished_earlier or (bool(prev.get("attempted")) and prev.get("was_replica") is not False
+                                           and res.already_master)
         entry = journal[rep.name] = {"status": "success", "engine": engine_name(rep), "position": pos,
                                      "caught_up": res.caught_up, "waited": res.waited, "notes": list(res.notes),
                                      "would_lose": res.would_lose, "attempted": True,
+                                     "already_master": res.already_master,
                                      "was_replica": journal[rep.name].get("was_replica", False), "resumed": resumed}
         save()
         log(f"database replica {rep.name} (plugin {plugin}): promoted at {pos.get('value')}"

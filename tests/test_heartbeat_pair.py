@@ -1,10 +1,13 @@
 """The notifier's heartbeat on a real pair: an idle real-time master tells its slave it is alive, so the
-slave's promote refuses while it beats and goes ahead once three beats are missed; a promoted slave's
-refusal of a heartbeat fences the old master without waiting for a change there."""
+slave's promote refuses while it beats and goes ahead once three beats are missed; a clean stop says no
+more heartbeats come (the schedule's window again); a promoted slave's refusal of a heartbeat fences the
+old master without waiting for a change there."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -57,9 +60,13 @@ def _wait(pred, timeout: float, what: str):
 
 def test_an_idle_master_beats_and_the_slaves_promote_hears_it(pair):
     first = _wait(lambda: _slave_status(pair).get("last_beat"), 40, "no heartbeat reached the slave")
+    # the notifier's first heartbeat comes at its start, beside its start-up full sync: wait for that sync
+    _wait(lambda: pair.status(pair.master)["realtime"].get("full_syncs"), 30, "the notifier did not start")
+    seen = _slave_status(pair)["last_beat"]["time"]
     received = _slave_status(pair).get("last_received")
     history = len(_slave_status(pair).get("history") or [])
-    _wait(lambda: _slave_status(pair)["last_beat"]["time"] > first["time"] + 1.5, 15, "the heartbeats did not go on")
+    _wait(lambda: _slave_status(pair)["last_beat"]["time"] > seen + 1.5, 15, "the heartbeats did not go on")
+    assert first["every"] == 1
     st = _slave_status(pair)
     # a heartbeat is no push: nothing recorded as received, nothing in the history, nothing in flight
     assert st.get("last_received") == received and len(st.get("history") or []) == history
@@ -80,6 +87,33 @@ def test_an_idle_master_beats_and_the_slaves_promote_hears_it(pair):
     while (refusals := _assess(pair)["refusals"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not refusals and _assess(pair)["heartbeat"] == 1
+
+
+def test_a_clean_stop_says_no_more_heartbeats_come_and_pushes_keep_them_fresh(pair):
+    _wait(lambda: (_slave_status(pair).get("last_beat") or {}).get("every") == 1, 40, "no heartbeat reached the slave")
+    _wait(lambda: pair.status(pair.master)["realtime"].get("full_syncs"), 30, "the notifier did not start")
+    # a change: its real-time push refreshes the record too (a busy notifier beats less)
+    before = _slave_status(pair)["last_beat"]["time"]
+    (pair.master / "srv/data/new").write_text("new\n")
+    _wait(lambda: (_slave_status(pair).get("last_received") or {}).get("kind") == "realtime", 20,
+          "the change did not reach the slave")
+    st = _slave_status(pair)
+    assert (pair.slave / "srv/data/new").exists() and st["last_beat"]["time"] > before
+    assert st["last_beat"]["every"] == 1     # the push refreshed the time; the period is the heartbeat's
+    # the master's services stop cleanly (its notifier with them): it says so with its last heartbeat
+    stopped = []
+    for pidfile in sorted((pair.master / "run/hotsync").glob("*.pid")):
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    assert stopped
+    _wait(lambda: _slave_status(pair)["last_beat"]["every"] == 0, 30, "the stop did not say beat=0")
+    a = _assess(pair)
+    assert a["heartbeat"] is None and a["window"] == 2 * 15 * 60
+    assert "said it stopped" in a["refusals"][0]["text"]
 
 
 def test_a_promoted_slave_refuses_the_heartbeat_and_the_idle_old_master_fences_itself(pair):

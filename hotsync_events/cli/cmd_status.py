@@ -187,9 +187,12 @@ def run(args) -> int:
             _say(f"                   a master presented {info['master_presented']}: if it is yours, run "
                   f"config setprop hotsync MasterFingerprint {info['master_presented']}; "
                   "signal-event nethserver-hotsync-save")
-        if info.get("last_beat"):
-            _say(f"master heartbeat:  {iso(info['last_beat'].get('time'))} from {info['last_beat'].get('from')} "
-                 "(its real-time notifier says it is alive while nothing changes)")
+        beat = info.get("last_beat") or {}
+        if beat:
+            _say(f"master heartbeat:  {iso(beat.get('time'))} from {beat.get('from')} "
+                 + (f"(its real-time notifier beats every {beat['every']} s of quiet)" if beat.get("every") else
+                    "(its real-time notifier said it stopped)" if beat.get("every") == 0 else
+                    "(a real-time push)"))
         if info.get("keep_aside"):
             _say("keep aside:        the first push from the new master keeps what it replaces or deletes here")
         for k in info.get("kept") or []:

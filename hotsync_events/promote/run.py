@@ -4,9 +4,9 @@ The phases, in order (:data:`PHASES`):
 
 ``verify``     what the slave holds: when the master's last complete sync arrived, how old the data is,
                whether the last received run completed, whether the master looks alive. A torn state
-               and a master heard from within the last two intervals (three heartbeats, one minute by
-               default, while its real-time notifier beats) are refused unless ``force``; a host that is
-               not a slave, or never received a
+               and a master heard from within the last two intervals (three missed heartbeats and one
+               period more, 80 s by default, while its real-time notifier beats) are refused unless
+               ``force``; a host that is not a slave, or never received a
                complete sync, is refused always.
 ``fence``      the pair's epoch goes up by one and is recorded with the fence file
                (:mod:`hotsync_events.sync.fence`): from then on the rsync daemon's pre-xfer refuses every

@@ -78,16 +78,15 @@ def _no_beat_words(realtime: bool, every: Any) -> str:
     if every == 0:
         return "; its real-time notifier said it stopped, and sends no more heartbeats"
     if realtime:
-        return "; real-time sync is on, but no heartbeat came with its last contact: its notifier is not running"
+        return ("; real-time sync is on, but no heartbeat came up to its last contact: its notifier is not "
+                "running, or of a version that sends none")
     return ""
 
 
 def _alive_rsync(pid: str) -> bool:
-    try:
-        with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
-            return fh.read().strip().startswith("rsync")
-    except (OSError, ValueError):
-        return False
+    from hotsync_events.sync.xfer import rsync_alive
+
+    return rsync_alive(pid)
 
 
 def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
@@ -113,7 +112,9 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
     beats = st.get("last_beat") or {}
     last_beat = _ts(beats.get("time"))
-    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat,
+    # a dry run that still runs holds the slave's one session: the master is there now
+    dry_now = [now for pid in (st.get("dry_running") or {}) if _alive_rsync(pid)]
+    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat, *dry_now,
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
     known = [c for c in contacts if c is not None]
     last_contact = max(known) if known else None

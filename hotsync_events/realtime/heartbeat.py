@@ -1,12 +1,13 @@
 """The real-time notifier's heartbeat: an idle master tells its slave it is alive.
 
 A master that changes nothing pushes nothing, and a slave asked to promote could not tell it from a dead
-one. So once the notifier has pushed nothing for ``RealtimeHeartbeat`` seconds, :class:`Heartbeat` asks
-the pusher for a heartbeat (:meth:`~hotsync_events.realtime.pusher.SyncPusher.beat`: a dry run of an
-empty list, kind ``beat``). Every real-time session says the period (``beat=N`` in its early input); the
-slave records it as ``last_beat``, and its promote takes a master silent for a few periods as possibly
-down (:mod:`hotsync_events.promote.verify`). A clean stop says ``beat=0``: no more heartbeats, so the
-slave goes back to the schedule's window.
+one. So :class:`Heartbeat` asks the pusher for a heartbeat
+(:meth:`~hotsync_events.realtime.pusher.SyncPusher.beat`: a dry run of an empty list, kind ``beat``) when
+the notifier starts, then once it has pushed nothing for ``RealtimeHeartbeat`` seconds. A heartbeat says
+the period (``beat=N`` in its early input); the slave records it as ``last_beat``, each real-time push
+refreshes its time (a busy notifier pushes instead of beating), and the slave's promote takes a master
+silent for a few periods as possibly down (:mod:`hotsync_events.promote.verify`). A clean stop says
+``beat=0``: no more heartbeats, so the slave goes back to the schedule's window.
 
 The heartbeat runs in a thread of its own and takes no sync lock (it writes nothing): a long full sync,
 its dumps or another command's sync never hold it back.
@@ -25,18 +26,21 @@ log = logging.getLogger("hotsync.notifier")
 
 #: seconds between two asks of a slave that refused a heartbeat (one of an older version)
 BEAT_REFUSED = 600
-#: the longest the last heartbeat, at a clean stop, may take
-BEAT_STOP = 3.0
+#: the longest the last heartbeat, at a clean stop, may take (and one at any other time)
+BEAT_STOP, BEAT_LIMIT = 3.0, 10.0
+#: how a slave of a version without heartbeats refuses one (sync.xfer.pre_xfer)
+OLD_SLAVE = "a beat session cannot use module"
 
 
 class Heartbeat:
-    """Beats every *every* seconds of quiet through *pusher* (one with a ``beat()``; none: it never beats)."""
+    """Beats through *pusher* (one with a ``beat()``; none: it never beats) at its start, then after every
+    *every* seconds without a push."""
 
     def __init__(self, pusher: Any, every: float, on_beat: Callable[[], None] | None = None) -> None:
         self.pusher: Any = pusher
         self.on_beat = on_beat                    # told after each heartbeat (the notifier's status is dirty)
         self.every = int(every) if callable(getattr(pusher, "beat", None)) else 0
-        self._contact = time.monotonic()      # the last push or heartbeat
+        self._contact = 0.0                       # the last push or heartbeat (none yet: beat at once)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict = {"every": self.every, "last": None, "ok": None, "error": None, "failed": 0}
@@ -48,19 +52,29 @@ class Heartbeat:
     def start(self) -> None:
         if self.every <= 0 or self._thread is not None:
             return
-        self.pusher.beat_every = self.every       # said in every real-time session too
+        self.pusher.beat_every = self.every
         self._thread = threading.Thread(target=self._loop, name="hotsync-heartbeat", daemon=True)
         self._thread.start()
 
     def stop(self, last: bool = True) -> None:
-        """End the thread; with *last*, tell the slave no more heartbeats come (``beat=0``)."""
+        """End the thread; with *last*, tell the slave no more heartbeats come (``beat=0``), so its promote
+        goes back to the schedule's window: the master may well live on without its notifier."""
         self._stop.set()
         if self._thread is None:
             return
-        self._thread.join(BEAT_STOP)
-        if last and not self._thread.is_alive():
-            self.beat(every=0, limit=BEAT_STOP)
+        self._thread.join(BEAT_LIMIT + 1)
         self._thread = None
+        if not last:
+            return
+        deadline = time.monotonic() + BEAT_STOP
+        while True:       # the slave may still be ending the last push's session (one at a time)
+            error = self.beat(every=0, limit=max(deadline - time.monotonic(), 0.5))
+            if error is None or "max connections" not in error or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if error is not None:
+            log.warning("could not tell the slave that the heartbeats stop (%s): until this master's next push "
+                        "or heartbeat, its promote may take it for down after %d s", error, 4 * self.every)
 
     def status(self) -> dict:
         """What the status file shows: the period, the last heartbeat's time and outcome."""
@@ -75,8 +89,9 @@ class Heartbeat:
         except Exception as exc:   # a heartbeat is a courtesy: the notifier goes on
             log.exception("heartbeat failed")
             error = f"{type(exc).__name__}: {exc}"
-        self._last.update(last=time.time(), ok=error is None, error=error,
-                          failed=0 if error is None else self._last["failed"] + 1)
+        busy = error is not None and "max connections" in error     # a session of this master: it hears it
+        self._last.update(last=time.time(), ok=error is None or (None if busy else False), error=error,
+                          failed=0 if error is None or busy else self._last["failed"] + 1)
         if self.on_beat is not None:
             self.on_beat()
         return error
@@ -90,10 +105,10 @@ class Heartbeat:
                 continue
             self._contact = time.monotonic()
             error = self.beat()
-            # a slave of an older version refuses the kind: ask again rarely, so its own record of the last
-            # refused push keeps saying something else
-            refused = error is not None and "refused by the slave" in error
-            if refused and wait < BEAT_REFUSED:
-                log.warning("the slave refuses this master's heartbeat (%s); asking again every %d s", error,
-                            BEAT_REFUSED)
-            wait = float(BEAT_REFUSED) if refused else float(self.every)
+            # a slave of an older version does not know the kind: ask again rarely, so its own record of the
+            # last refused push keeps saying something else. Any other refusal may pass: the usual period
+            old = error is not None and OLD_SLAVE in error
+            if old and wait < BEAT_REFUSED:
+                log.warning("the slave refuses this master's heartbeat (%s): a version without heartbeats? "
+                            "asking again every %d s", error, BEAT_REFUSED)
+            wait = float(BEAT_REFUSED) if old else float(self.every)

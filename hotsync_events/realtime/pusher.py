@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -33,8 +34,6 @@ log = logging.getLogger("hotsync.notifier")
 UNREACHABLE = {5, 10, 12, 30, 35, 255}
 #: how long back-to-back pushes retry while the slave's daemon still counts the last session
 BUSY_RETRY = 10.0
-#: the longest a heartbeat may take (a slave that drops packets must not hold the notifier's thread)
-BEAT_LIMIT = 10.0
 
 
 #: what turns a push's argument list into a push of the paths given on stdin, NUL-separated
@@ -59,8 +58,8 @@ class SyncPusher:
         self.lock_wait = lock_wait
         self._prepared: tuple | None = None    # (settings, env, files), remade when the settings change
         self._warm: tuple | None = None        # (rsync process, lock, settings, nonce) started ahead of its list
-        #: seconds between heartbeats, said in every real-time session (the slave's promote reads it); None: none
-        self.beat_every: int | None = None
+        #: seconds between heartbeats, said in each one (the slave's promote reads it)
+        self.beat_every: int = 0
         self.beat_error: str | None = None
         self._ctx_lock = threading.Lock()      # the heartbeat's thread and the notifier's share the context
         self.db = open_db("configuration", root)
@@ -158,15 +157,14 @@ class SyncPusher:
               every: int | None = None) -> tuple[list[str], str]:
         """The scheduled sync's own argument list, reading the paths from stdin (NUL-separated), and the nonce
         its early input carries (a refusal is read against it). *kind*: the session's kind, when not the
-        one *dry* says (``beat``, a dry run too); *every*: the heartbeat period it says, when not
+        one *dry* says (``beat``, a dry run too); *every*: the period a heartbeat says, when not
         :attr:`beat_every`."""
         from hotsync_events.sync.fence import read_epoch
         from hotsync_events.sync.rsync import early_input, over_stunnel, push_args
 
         kind = kind or ("dry" if dry else "realtime")
         early, nonce = early_input(self.root.run_dir, kind, read_epoch(self.root), moves,
-                                   beat=(self.beat_every if every is None else every)
-                                   if kind in ("realtime", "beat") else None)
+                                   beat=(self.beat_every if every is None else every) if kind == "beat" else None)
         a = push_args(sources=[f"{self.root.path}/"], exclude_file=files["exclude"],
                       password_file=files["password"], timeout=cfg.timeout, bwlimit=cfg.bwlimit,
                       max_delete=max_delete, dry_run=dry, rsync=files["rsync"], early=early)
@@ -200,14 +198,15 @@ class SyncPusher:
             return
         self._warm = (proc, lock, cfg, nonce)
 
-    def beat(self, every: int | None = None, limit: float = BEAT_LIMIT) -> bool:
+    def beat(self, every: int | None = None, limit: float = 10.0) -> bool:
         """The heartbeat: a session of kind ``beat``, a dry run of an empty list, that tells the slave this
         master is alive while nothing changes, and every how many seconds it says so (*every*, default
         :attr:`beat_every`; 0 at a clean stop: no more heartbeats). A promote there reads it
         (docs/promote.md). It writes nothing, so it takes no sync lock: a push or a full sync runs beside
-        it (a session that meets it at the slave's door retries, as after any session). Bounded by *limit*
-        seconds. Why it failed is left in :attr:`beat_error`. A refusal that says this host was replaced is handled as a push's is
-        (it fences this host at once, not at its next change). Returns whether the slave took it."""
+        it (a push that meets it at the slave's door retries, as after any session). Bounded by *limit*
+        seconds, its processes killed then. Why it failed is left in :attr:`beat_error`. A refusal that
+        says this host was replaced is handled as a push's is (it fences this host at once, not at its next
+        change). Returns whether the slave took it."""
         ctx = self._context()
         if isinstance(ctx, str):
             self.beat_error = ctx
@@ -221,7 +220,8 @@ class SyncPusher:
         self.beat_error = None
         if rc != 0:
             said = [ln for ln in err.splitlines() if ln.strip()]
-            self.beat_error = f"rsync exit {rc}" + (f": {said[-1][:300]}" if said else "")
+            why = next((ln for ln in said if "refused by the slave" in ln or "max connections" in ln), None)
+            self.beat_error = f"rsync exit {rc}: " + (why or (said[-1] if said else "no message"))[:300]
             log.debug("heartbeat: %s", self.beat_error)
             if MARKER in out or MARKER in err:
                 self._failed(cfg, rc, out, err, started, "the slave refused this master's heartbeat", nonce)
@@ -406,14 +406,22 @@ def _rsync_retry(args: list[str], env: dict, data: bytes) -> tuple[int, str, str
 def _rsync(args: list[str], env: dict, data: bytes, timeout: float | None = None) -> tuple[int, str, str]:
     from hotsync_events.childproc import die_with_parent
 
+    # with a time limit, in a process group of its own: the remote shell (stunnel) holds the pipes too
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=die_with_parent(), close_fds=True)
+                            env=env, preexec_fn=die_with_parent(), close_fds=True,
+                            start_new_session=timeout is not None)
     try:
         out, err = proc.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return -1, out.decode("utf-8", "backslashreplace"), f"no answer within {timeout:g} s"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+        try:
+            proc.communicate(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        return -1, "", f"no answer within {timeout:g} s"
     except BaseException:
         proc.kill()
         proc.communicate()

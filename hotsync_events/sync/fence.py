@@ -47,7 +47,8 @@ _MARKER_RE = re.compile(r"\bFENCED epoch=(\d+)(?: since=(\d+))?(?: host=([A-Za-z
 
 #: status-file fields that belong to one role; a role change moves them under ``previous_<role>``
 ROLE_FIELDS = {
-    "slave": ("last_received", "last_success", "last_error", "last_refused", "receiving", "history", "last_beat"),
+    "slave": ("last_received", "last_success", "last_error", "last_refused", "receiving", "history", "last_beat",
+              "dry_running"),
     "master": ("last_run", "last_success", "last_error", "history", "alert", "failures", "running",
                "last_dry_run", "next_run", "pinned"),
 }

@@ -45,8 +45,8 @@ def early_input(run_dir: str | os.PathLike, kind: str, epoch: int, moves: str | 
                 beat: int | None = None) -> tuple[str, str]:
     """Write what a session sends first (``hotsync-epoch N kind=K nonce=X``, read by the slave's early exec
     and pre-xfer hook: see :mod:`hotsync_events.sync.fence`); returns ``(file, nonce)``. The nonce is fresh for
-    each session: a fence refusal is believed only when it names it. *beat*: the real-time notifier's
-    sessions say every how many seconds it tells the slave it is alive (``beat=N``; 0: it stops)."""
+    each session: a fence refusal is believed only when it names it. *beat*: a heartbeat says every how
+    many seconds the real-time notifier tells the slave it is alive (``beat=N``; 0: it stops)."""
     import secrets
 
     from hotsync_events.fsutil import atomic_write

@@ -248,18 +248,26 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                                                   "max_delete": _max_delete_of(env)}
             for old in [k for k, v in d["receiving"].items() if now - v.get("start", now) > 86400]:
                 del d["receiving"][old]
-        if not problem and kind in ("realtime", "beat") and module == "hotsync":
-            # the notifier's sessions say how often it beats: the promote's alive-window (promote.verify)
-            beat = early.get("beat")
-            d["last_beat"] = {"time": now, "from": addr, "every": beat if beat is None or beat <= 600 else 600}
+        if not problem and module == "hotsync":
+            if kind == "beat":
+                # the notifier's heartbeat says how often it beats (0: no more): the promote's alive-window
+                beat = early.get("beat")
+                d["last_beat"] = {"time": now, "from": addr, "every": None if beat is None else min(beat, 600)}
+            elif kind == "realtime" and d.get("last_beat"):
+                # a busy notifier pushes instead of beating: its pushes keep the heartbeat's record fresh
+                d["last_beat"] = {**d["last_beat"], "time": now, "from": addr}
+            elif kind == "dry":
+                # a dry run holds this slave's one session, so a heartbeat waits at the door meanwhile: while
+                # it runs (its daemon alive) the master is (promote.verify)
+                running = {k: v for k, v in (d.get("dry_running") or {}).items() if rsync_alive(k)}
+                d["dry_running"] = {**running, pid: now}
         if moved:
             d["last_renames"] = {"time": now, "from": addr, "renamed": [list(m) for m in moved]}
 
-    if problem or kind != "dry" or moved:
-        # a real-time push lasts a fraction of a second: its post-xfer hook writes the public snapshot, after
-        # the files landed, so no snapshot's writer takes the CPU the push is waiting for. A full push may
-        # last hours: readers without root see it running (sync/public.py)
-        update_status(root, change, public_later=True, public=kind not in ("realtime", "beat") or bool(problem))
+    # a real-time push lasts a fraction of a second: its post-xfer hook writes the public snapshot, after the
+    # files landed, so no snapshot's writer takes the CPU the push is waiting for. A full push may last
+    # hours: readers without root see it running (sync/public.py)
+    update_status(root, change, public_later=True, public=kind not in ("realtime", "beat", "dry") or bool(problem))
     if not problem and kind in ("dry", "beat"):
         marker = root.join(f"/run/hotsync/xfer/dry.{pid}")
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +275,15 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     if problem:
         return 1, f"refused by the slave: {problem}"
     return 0, ""
+
+
+def rsync_alive(pid: str) -> bool:
+    """Whether *pid* is a live rsync (a session's daemon process on this host)."""
+    try:
+        with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
+            return fh.read().strip().startswith("rsync")
+    except (OSError, ValueError):
+        return False
 
 
 def post_xfer(root: Root, env=os.environ) -> int:

@@ -56,7 +56,9 @@ def test_a_slave_busy_with_a_session_is_no_failure_and_the_stop_retries_it():
 
 def test_an_old_slave_is_asked_rarely_and_other_refusals_keep_the_period(monkeypatch):
     monkeypatch.setattr(hb, "BEAT_REFUSED", 3)
-    old = "rsync exit 5: refused by the slave: a beat session cannot use module hotsync"
+    # what a slave of the version before heartbeats says: its parser of the first line does not know beat=
+    old = ("rsync exit 5: refused by the slave: the push carries no pair epoch (an rsync client of its own, or "
+           "a master of an older version): only a HotSync master may push here")
     p = FakePusher([old, None])
     h = Heartbeat(p, 1)
     h.start()
@@ -75,6 +77,46 @@ def test_an_old_slave_is_asked_rarely_and_other_refusals_keep_the_period(monkeyp
         assert h.status()["failed"] == 0 and h.status()["ok"] is True     # the second one, taken
     finally:
         h.stop(last=False)
+
+
+def test_a_busy_slave_is_asked_again_soon_until_it_knows_the_period_and_pushes_wait_for_that(monkeypatch):
+    monkeypatch.setattr(hb, "BUSY_AGAIN", 0.2)
+    busy = "rsync exit 5: @ERROR: max connections (1) reached -- try again later"
+    p = FakePusher([busy, busy])
+    h = Heartbeat(p, 30)
+    h.start()
+    try:
+        h.touch()                                   # a push before any heartbeat got through: no delay
+        assert _until(lambda: len(p.calls) == 3, 3) and h.status()["ok"] is True
+        h.touch()
+        time.sleep(0.5)
+        assert len(p.calls) == 3                    # from now on a push delays the next heartbeat
+    finally:
+        h.stop(last=False)
+
+
+def test_the_last_word_waits_for_a_heartbeat_under_way_and_none_follows_it():
+    import threading
+
+    gate = threading.Event()
+
+    class Slow(FakePusher):
+        def beat(self, **kw):
+            if kw.get("every") != 0:
+                gate.wait(5)
+            return super().beat(**kw)
+
+    p = Slow()
+    h = Heartbeat(p, 1)
+    h.start()
+    assert _until(lambda: h._lock.locked())         # the first heartbeat is under way
+    t = threading.Thread(target=h.stop)
+    t.start()
+    time.sleep(0.2)
+    gate.set()
+    t.join(10)
+    assert [c.get("every") for c in p.calls] == [None, 0]
+    assert h.beat() == "stopped" and len(p.calls) == 2
 
 
 def test_a_pusher_without_beat_never_beats():

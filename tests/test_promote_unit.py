@@ -112,6 +112,27 @@ def test_assess_idle_realtime_master_without_heartbeats_is_alive_for_two_interva
     assert a["window"] == 80 and [r["why"] for r in a["refusals"]] == ["master-alive"]
 
 
+def test_a_session_still_running_is_the_master_heard_now(root, monkeypatch):
+    """A long push (or dry run) holds the slave's one session: heartbeats wait at the door, and the session
+    itself says the master is there, however long ago it began."""
+    import os
+
+    from hotsync_events.sync.xfer import proc_start
+
+    _slave(root, received_ago=600, realtime="enabled")
+    _beat(root, 600)
+    assert promote.assess(root)["refusals"] == []
+    me = str(os.getpid())           # a live process standing for the session's daemon (its name is checked)
+    update_status(root, lambda d: d.update(dry_running={me: {"start": time.time() - 500, "ticks": proc_start(me)}}))
+    import hotsync_events.promote.verify as verify
+
+    monkeypatch.setattr(verify, "_alive_rsync", lambda pid, ticks=None: pid == me and ticks == proc_start(me))
+    a = promote.assess(root)
+    assert a["contact_age"] < 5 and [r["why"] for r in a["refusals"]] == ["master-alive"]
+    update_status(root, lambda d: d.update(dry_running={me: {"start": 1.0, "ticks": "1"}}))   # the pid reused
+    assert promote.assess(root)["refusals"] == []
+
+
 def test_assess_torn_and_hard_refusals(root):
     _slave(root, received_ago=3600, result="failed")
     a = promote.assess(root)

@@ -191,8 +191,7 @@ def run(args) -> int:
         if beat:
             _say(f"master heartbeat:  {iso(beat.get('time'))} from {beat.get('from')} "
                  + (f"(its real-time notifier beats every {beat['every']} s of quiet)" if beat.get("every") else
-                    "(its real-time notifier said it stopped)" if beat.get("every") == 0 else
-                    "(a real-time push)"))
+                    "(its real-time notifier said it stopped beating)" if beat.get("every") == 0 else ""))
         if info.get("keep_aside"):
             _say("keep aside:        the first push from the new master keeps what it replaces or deletes here")
         for k in info.get("kept") or []:

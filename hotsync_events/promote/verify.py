@@ -83,10 +83,10 @@ def _no_beat_words(realtime: bool, every: Any) -> str:
     return ""
 
 
-def _alive_rsync(pid: str) -> bool:
+def _alive_rsync(pid: str, ticks: str | None = None) -> bool:
     from hotsync_events.sync.xfer import rsync_alive
 
-    return rsync_alive(pid)
+    return rsync_alive(pid, ticks)
 
 
 def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
@@ -112,9 +112,12 @@ def assess(root: Root, pm=None, *, now: float | None = None) -> Assessment:
     receiving = [{"pid": pid, **rec, "alive": _alive_rsync(pid)} for pid, rec in (st.get("receiving") or {}).items()]
     beats = st.get("last_beat") or {}
     last_beat = _ts(beats.get("time"))
-    # a dry run that still runs holds the slave's one session: the master is there now
-    dry_now = [now for pid in (st.get("dry_running") or {}) if _alive_rsync(pid)]
-    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat, *dry_now,
+    # a session that still runs (a push, a dry run) holds the slave's one session, and heartbeats wait at the
+    # door: the master is there now
+    running_now = [now for r in receiving if r["alive"]] + [
+        now for pid, v in (st.get("dry_running") or {}).items()
+        if isinstance(v, dict) and _alive_rsync(pid, v.get("ticks"))]
+    contacts = [_ts((last or {}).get("end")), _ts((last or {}).get("start")), last_beat, *running_now,
                 _ts((st.get("last_refused") or {}).get("time"))] + [_ts(r.get("start")) for r in receiving]
     known = [c for c in contacts if c is not None]
     last_contact = max(known) if known else None

@@ -28,8 +28,11 @@ log = logging.getLogger("hotsync.notifier")
 BEAT_REFUSED = 600
 #: the longest the last heartbeat, at a clean stop, may take (and one at any other time)
 BEAT_STOP, BEAT_LIMIT = 3.0, 10.0
-#: how a slave of a version without heartbeats refuses one (sync.xfer.pre_xfer)
-OLD_SLAVE = "a beat session cannot use module"
+#: how a slave of a version without heartbeats refuses one: its parser of the session's first line does not
+#: know ``beat=``, so it finds no epoch there (a master of this version always sends one)
+OLD_SLAVE = ("carries no pair epoch", "a beat session cannot use module")
+#: after a heartbeat met a session of this master at the slave's door, the next try comes this soon
+BUSY_AGAIN = 1.0
 
 
 class Heartbeat:
@@ -41,13 +44,17 @@ class Heartbeat:
         self.on_beat = on_beat                    # told after each heartbeat (the notifier's status is dirty)
         self.every = int(every) if callable(getattr(pusher, "beat", None)) else 0
         self._contact = 0.0                       # the last push or heartbeat (none yet: beat at once)
+        self._taken = False                       # a heartbeat got through (the slave knows the period)
+        self._lock = threading.Lock()             # one heartbeat at a time: beat=0 is the last word
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: dict = {"every": self.every, "last": None, "ok": None, "error": None, "failed": 0}
 
     def touch(self) -> None:
-        """A push reached (or tried) the slave: the next heartbeat is one period from now."""
-        self._contact = time.monotonic()
+        """A push reached (or tried) the slave: the next heartbeat is one period from now (once one got
+        through: until then the slave does not know the period, and a push does not tell it)."""
+        if self._taken:
+            self._contact = time.monotonic()
 
     def start(self) -> None:
         if self.every <= 0 or self._thread is not None:
@@ -66,12 +73,13 @@ class Heartbeat:
         self._thread = None
         if not last:
             return
-        deadline = time.monotonic() + BEAT_STOP
-        while True:       # the slave may still be ending the last push's session (one at a time)
-            error = self.beat(every=0, limit=max(deadline - time.monotonic(), 0.5))
-            if error is None or "max connections" not in error or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        with self._lock:      # a periodic heartbeat still under way ends first: this is the last word
+            deadline = time.monotonic() + BEAT_STOP
+            while True:       # the slave may still be ending the last push's session (one at a time)
+                error = self._beat(every=0, limit=max(deadline - time.monotonic(), 0.5))
+                if error is None or "max connections" not in error or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
         if error is not None:
             log.warning("could not tell the slave that the heartbeats stop (%s): until this master's next push "
                         "or heartbeat, its promote may take it for down after %d s", error, 4 * self.every)
@@ -81,7 +89,14 @@ class Heartbeat:
         return dict(self._last)
 
     def beat(self, **kw) -> str | None:
-        """One heartbeat, recorded for :meth:`status`. Returns why it failed, None if the slave took it."""
+        """One heartbeat, recorded for :meth:`status`. Returns why it failed, None if the slave took it;
+        "stopped" once :meth:`stop` began (nothing is sent then but its last word)."""
+        with self._lock:
+            if self._stop.is_set():
+                return "stopped"
+            return self._beat(**kw)
+
+    def _beat(self, **kw) -> str | None:
         error: str | None
         try:
             ok = self.pusher.beat(**kw)
@@ -90,8 +105,10 @@ class Heartbeat:
             log.exception("heartbeat failed")
             error = f"{type(exc).__name__}: {exc}"
         busy = error is not None and "max connections" in error     # a session of this master: it hears it
+        if error is None and kw.get("every") != 0:
+            self._taken = True
         self._last.update(last=time.time(), ok=error is None or (None if busy else False), error=error,
-                          failed=0 if error is None or busy else self._last["failed"] + 1)
+                          failed=0 if error is None else self._last["failed"] + (0 if busy else 1))
         if self.on_beat is not None:
             self.on_beat()
         return error
@@ -105,10 +122,13 @@ class Heartbeat:
                 continue
             self._contact = time.monotonic()
             error = self.beat()
-            # a slave of an older version does not know the kind: ask again rarely, so its own record of the
+            # a slave of an older version does not know heartbeats: ask again rarely, so its own record of the
             # last refused push keeps saying something else. Any other refusal may pass: the usual period
-            old = error is not None and OLD_SLAVE in error
+            old = error is not None and any(o in error for o in OLD_SLAVE)
             if old and wait < BEAT_REFUSED:
                 log.warning("the slave refuses this master's heartbeat (%s): a version without heartbeats? "
                             "asking again every %d s", error, BEAT_REFUSED)
-            wait = float(BEAT_REFUSED) if old else float(self.every)
+            busy = error is not None and "max connections" in error
+            # busy before the slave learnt the period: soon again (after that, the slave counts the
+            # session that keeps it busy as this master's contact)
+            wait = float(BEAT_REFUSED) if old else BUSY_AGAIN if busy and not self._taken else float(self.every)

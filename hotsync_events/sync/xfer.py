@@ -253,14 +253,15 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
                 # the notifier's heartbeat says how often it beats (0: no more): the promote's alive-window
                 beat = early.get("beat")
                 d["last_beat"] = {"time": now, "from": addr, "every": None if beat is None else min(beat, 600)}
-            elif kind == "realtime" and d.get("last_beat"):
+            elif kind == "realtime" and (d.get("last_beat") or {}).get("from") == addr:
                 # a busy notifier pushes instead of beating: its pushes keep the heartbeat's record fresh
-                d["last_beat"] = {**d["last_beat"], "time": now, "from": addr}
+                d["last_beat"] = {**d["last_beat"], "time": now}
             elif kind == "dry":
                 # a dry run holds this slave's one session, so a heartbeat waits at the door meanwhile: while
-                # it runs (its daemon alive) the master is (promote.verify)
-                running = {k: v for k, v in (d.get("dry_running") or {}).items() if rsync_alive(k)}
-                d["dry_running"] = {**running, pid: now}
+                # it runs (its daemon alive: the same process, by its start time) the master is (promote.verify)
+                running = {k: v for k, v in (d.get("dry_running") or {}).items()
+                           if isinstance(v, dict) and rsync_alive(k, v.get("ticks"))}
+                d["dry_running"] = {**running, pid: {"start": now, "ticks": proc_start(pid)}}
         if moved:
             d["last_renames"] = {"time": now, "from": addr, "renamed": [list(m) for m in moved]}
 
@@ -277,13 +278,25 @@ def pre_xfer(root: Root, env=os.environ) -> tuple[int, str]:
     return 0, ""
 
 
-def rsync_alive(pid: str) -> bool:
-    """Whether *pid* is a live rsync (a session's daemon process on this host)."""
+def rsync_alive(pid: str, ticks: str | None = None) -> bool:
+    """Whether *pid* is a live rsync (a session's daemon process on this host); with *ticks*, the one that
+    started then (:func:`proc_start`), not a later process that got the same pid."""
     try:
         with open(f"/proc/{int(pid)}/comm", encoding="ascii", errors="replace") as fh:
-            return fh.read().strip().startswith("rsync")
+            if not fh.read().strip().startswith("rsync"):
+                return False
     except (OSError, ValueError):
         return False
+    return ticks is None or proc_start(pid) == ticks
+
+
+def proc_start(pid: str) -> str | None:
+    """When process *pid* started, in clock ticks since boot (``/proc/PID/stat`` field 22), or None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def post_xfer(root: Root, env=os.environ) -> int:

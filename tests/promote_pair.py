@@ -13,14 +13,15 @@ from sync_pair import Pair, cli, free_port, tree
 __all__ = ["Pair", "cli", "free_port", "kill_root", "promote", "repair", "status_file", "tree", "print_timings"]
 
 
-def kill_root(root: Path) -> list[int]:
-    """SIGKILL every daemon the service manager started under *root* (the master "dies")."""
+def kill_root(root: Path, sig: int = signal.SIGKILL) -> list[int]:
+    """SIGKILL every daemon the service manager started under *root* (the master "dies"); another *sig*
+    (SIGTERM: its services stop cleanly) to each daemon's process group."""
     killed = []
     run = root / "run/hotsync"
     for pidfile in sorted(run.glob("*.pid")) if run.is_dir() else ():
         try:
             pid = int(pidfile.read_text().split()[0])
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, sig)
             killed.append(pid)
         except (OSError, ValueError, IndexError):
             pass

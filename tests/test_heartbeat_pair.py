@@ -5,14 +5,13 @@ old master without waiting for a change there."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import time
 
 import pytest
 
-from promote_pair import kill_root
+from promote_pair import kill_root, wait_for
 from sync_pair import Pair, cli
 
 pytestmark = [pytest.mark.slow,
@@ -49,13 +48,9 @@ def pair(tmp_path):
 
 
 def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail(f"{what} within {timeout} s")
+    got = wait_for(pred, timeout, 0.1)
+    assert got, f"{what} within {timeout} s"
+    return got
 
 
 def test_an_idle_master_beats_and_the_slaves_promote_hears_it(pair):
@@ -101,15 +96,7 @@ def test_a_clean_stop_says_no_more_heartbeats_come_and_pushes_keep_them_fresh(pa
     assert (pair.slave / "srv/data/new").exists() and st["last_beat"]["time"] > before
     assert st["last_beat"]["every"] == 1     # the push refreshed the time; the period is the heartbeat's
     # the master's services stop cleanly (its notifier with them): it says so with its last heartbeat
-    stopped = []
-    for pidfile in sorted((pair.master / "run/hotsync").glob("*.pid")):
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            stopped.append(pid)
-        except (OSError, ValueError, IndexError):
-            pass
-    assert stopped
+    assert kill_root(pair.master, signal.SIGTERM)
     _wait(lambda: _slave_status(pair)["last_beat"]["every"] == 0, 30, "the stop did not say beat=0")
     a = _assess(pair)
     assert a["heartbeat"] is None and a["window"] == 2 * 15 * 60

@@ -43,7 +43,7 @@ class Heartbeat:
         self.pusher: Any = pusher
         self.on_beat = on_beat                    # told after each heartbeat (the notifier's status is dirty)
         self.every = int(every) if callable(getattr(pusher, "beat", None)) else 0
-        self._contact = 0.0                       # the last push or heartbeat (none yet: beat at once)
+        self._contact = float("-inf")             # the last push or heartbeat (none yet: beat at once)
         self._taken = False                       # a heartbeat got through (the slave knows the period)
         self._lock = threading.Lock()             # one heartbeat at a time: beat=0 is the last word
         self._stop = threading.Event()

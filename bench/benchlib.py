@@ -1,5 +1,6 @@
 """What bench/realtime.py and bench/sync.py share: the machine's load, CPU of a process tree, a CPU hog, a
-plain rsync daemon on loopback (the baselines' receiver), percentiles and a table printer.
+plain rsync daemon on loopback (the baselines' receiver), the baselines' way through a pair's TLS leg,
+percentiles and a table printer.
 
 Nothing here talks to anything but 127.0.0.1; every loop is bounded in count or time.
 """
@@ -213,6 +214,28 @@ class PlainDaemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def pair_client(pair, work: Path, kind: str) -> tuple[dict, list[str]]:
+    """``(env, rsync client options)`` of a baseline that pushes through *pair*'s TLS leg and the slave's
+    daemon and hooks the way hotsync does: stunnel's client as rsync's remote shell, over pipes
+    (RSYNC_CONNECT_PROG's loopback TCP pair would slow it with Nagle stalls hotsync does not have); the pair's
+    password; an early input of session *kind* at the pair's epoch (the slave accepts no push without one);
+    no incremental recursion, which the slave refuses (docs/security.md). Its files go in *work*."""
+    from sync_pair import PASSWORD
+
+    from hotsync_events.paths import Root
+    from hotsync_events.sync import fence
+
+    work.mkdir(parents=True, exist_ok=True)
+    pw, early = work / "pw", work / f"early.{kind}"
+    pw.write_text(PASSWORD + "\n")
+    pw.chmod(0o600)
+    early.write_text(f"hotsync-epoch {fence.read_epoch(Root(pair.master))} kind={kind} nonce={os.urandom(16).hex()}\n")
+    env = {**os.environ, "HOTSYNC_STUNNEL": str(shutil.which("stunnel4") or shutil.which("stunnel")),
+           "HOTSYNC_STUNNEL_CONF": f"{pair.master}/etc/stunnel/hotsync-client.conf"}
+    return env, ["-e", """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel""",
+                 f"--password-file={pw}", f"--early-input={early}", "--stderr=client", "--no-inc-recursive"]
 
 
 def log_offset(log: Path) -> int:

@@ -50,12 +50,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import (CpuHogs, PlainDaemon, cmd, loadavg, log_offset, machine_line, pct, precompile,  # noqa: E402
-                      fs_line, received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
-from sync_pair import PASSWORD, Pair  # noqa: E402  (benchlib put tests/ on the path)
-
-from hotsync_events.paths import Root  # noqa: E402
-from hotsync_events.sync import fence  # noqa: E402
+from benchlib import (CpuHogs, PlainDaemon, cmd, loadavg, log_offset, machine_line, pair_client, pct,  # noqa: E402
+                      precompile, fs_line, received_bytes, rss_kb, table, tree_cpu, wait_for, work_dir)
+from sync_pair import Pair  # noqa: E402  (benchlib put tests/ on the path)
 
 PER_DIR = 200
 WRITER = r"""
@@ -383,17 +380,9 @@ class Bench:
         staged = self.work / "flags" / f"k{k}"
         (staged / "srv/bench").mkdir(parents=True)
         os.rename(top, staged / "srv/bench" / f"flags-burst{k}")
-        pw, early = self.work / "flags" / "pw", self.work / "flags" / "early"
-        pw.write_text(PASSWORD + "\n")
-        pw.chmod(0o600)
-        early.write_text(f"hotsync-epoch {fence.read_epoch(Root(self.pair.master))} kind=realtime "
-                         f"nonce={os.urandom(16).hex()}\n")
-        env = {**os.environ, "HOTSYNC_STUNNEL": str(shutil.which("stunnel4") or shutil.which("stunnel")),
-               "HOTSYNC_STUNNEL_CONF": f"{self.pair.master}/etc/stunnel/hotsync-client.conf"}
-        client = ["-e", """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel""",
-                  f"--password-file={pw}", f"--early-input={early}", "--stderr=client"]
+        env, client = pair_client(self.pair, self.work / "flags", "realtime")
         # the notifier's push options (hotsync_events.sync.rsync.push_args without --delay-updates)
-        flags = ["rsync", "-aHAX", "--no-D", "--relative", "--no-inc-recursive", "--numeric-ids", "--delete",
+        flags = ["rsync", "-aHAX", "--no-D", "--relative", "--numeric-ids", "--delete",
                  "--partial-dir=.hotsync-partial", "--modify-window=-1", *client]
         t0 = time.monotonic()
         subprocess.run([*flags, f"{staged}/./srv/bench/flags-burst{k}", "hotsyncuser@x::hotsync/"], check=True,
@@ -405,7 +394,6 @@ class Bench:
         shutil.rmtree(got)          # the slave as the pair left it (the master never had these files)
         shutil.rmtree(staged)
         return took
-
 
     def burst(self, s: System) -> dict:
         top = s.src / "burst"

@@ -39,8 +39,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 sys.path.insert(0, str(HERE))
 
-from benchlib import PlainDaemon, fs_line, loadavg, machine_line, precompile, work_dir  # noqa: E402
-from sync_pair import PASSWORD, Pair, cli  # noqa: E402
+from benchlib import PlainDaemon, fs_line, loadavg, machine_line, pair_client, precompile, work_dir  # noqa: E402
+from sync_pair import Pair, cli  # noqa: E402
 
 DIRS, PER_DIR, SIZE = 100, 200, 1024
 ROUNDS = {"first sync": 3, "no-op sync": 6, "one changed file": 6}
@@ -132,20 +132,8 @@ def main(argv=None) -> int:
         ours_env = {**os.environ, "HOTSYNC_ROOT": str(pair.master)}
         assert cli("hotsync", "sync", root=pair.master).returncode == 0          # ships the manifest
         shutil.rmtree(dst)
-        pwfile = base / "pw"
-        pwfile.write_text(PASSWORD + "\n")
-        pwfile.chmod(0o600)
-        stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
-        # the baselines take the TLS leg the way hotsync does (stunnel's client as rsync's remote shell, over
-        # pipes): RSYNC_CONNECT_PROG's loopback TCP pair would slow them with Nagle stalls hotsync does not have
-        plain_env = {**os.environ, "HOTSYNC_STUNNEL": str(stunnel),
-                     "HOTSYNC_STUNNEL_CONF": f"{pair.master}/etc/stunnel/hotsync-client.conf"}
-        rsh = ["-e", """sh -c 'exec "$HOTSYNC_STUNNEL" "$HOTSYNC_STUNNEL_CONF"' stunnel"""]
-        # the slave accepts no push without the pair's epoch: the baseline sends one too (a file rsync reads)
-        early = base / "early"
-        early.write_text("hotsync-epoch 0 kind=sync nonce=0123456789abcdef0123456789abcdef\n")
-        # and no incremental recursion, which the slave refuses (docs/security.md; no cost measured on this tree)
-        client = [*rsh, f"--password-file={pwfile}", f"--early-input={early}", "--stderr=client", "--no-inc-recursive"]
+        # the baselines take the TLS leg, the password, the epoch and the options the slave requires as hotsync does
+        plain_env, client = pair_client(pair, base / "client", "sync")
         # the slave takes pushes into its module's root only (docs/security.md): both name the path from there
         plain = ["rsync", "-a", "--no-D", "--relative", *client, f"{pair.master}/./srv/bench", "hotsyncuser@x::hotsync/"]
         # the same rsync options hotsync uses, without hotsync around them: what the options cost apart

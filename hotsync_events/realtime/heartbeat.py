@@ -30,7 +30,7 @@ BEAT_REFUSED = 600
 BEAT_STOP, BEAT_LIMIT = 3.0, 10.0
 #: how a slave of a version without heartbeats refuses one: its parser of the session's first line does not
 #: know ``beat=``, so it finds no epoch there (a master of this version always sends one)
-OLD_SLAVE = ("carries no pair epoch", "a beat session cannot use module")
+OLD_SLAVE = "carries no pair epoch"
 #: after a heartbeat met a session of this master at the slave's door, the next try comes this soon
 BUSY_AGAIN = 1.0
 
@@ -124,7 +124,7 @@ class Heartbeat:
             error = self.beat()
             # a slave of an older version does not know heartbeats: ask again rarely, so its own record of the
             # last refused push keeps saying something else. Any other refusal may pass: the usual period
-            old = error is not None and any(o in error for o in OLD_SLAVE)
+            old = error is not None and OLD_SLAVE in error
             if old and wait < BEAT_REFUSED:
                 log.warning("the slave refuses this master's heartbeat (%s): a version without heartbeats? "
                             "asking again every %d s", error, BEAT_REFUSED)

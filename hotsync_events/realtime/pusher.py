@@ -220,8 +220,7 @@ class SyncPusher:
         self.beat_error = None
         if rc != 0:
             said = [ln for ln in err.splitlines() if ln.strip()]
-            why = next((ln for ln in said if "refused by the slave" in ln or "max connections" in ln
-                        or "@ERROR" in ln), None)
+            why = next((ln for ln in said if "refused by the slave" in ln or "@ERROR" in ln), None)
             self.beat_error = f"rsync exit {rc}: " + (why or (said[-1] if said else "no message"))[:300]
             log.debug("heartbeat: %s", self.beat_error)
             if MARKER in out or MARKER in err:
